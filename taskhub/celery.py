@@ -1,0 +1,154 @@
+"""The Celery app (``celery -A taskhub ...``) and its three thin tasks.
+
+Queues: ``taskhub.discovery`` (the tick), ``taskhub.triggers`` (HTTP calls),
+``taskhub.state`` (chord callbacks and Celery's own chord bookkeeping). A plain
+``celery -A taskhub worker`` consumes all three; production splits them (README).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from celery import Celery, signals
+from celery.schedules import crontab
+from kombu import Queue
+
+from taskhub import db, discovery, state, trigger
+from taskhub.fanout import build_chords
+from taskhub.settings import Settings, load
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_QUEUE = "taskhub.discovery"
+TRIGGER_QUEUE = "taskhub.triggers"
+STATE_QUEUE = "taskhub.state"
+
+settings = load()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def beat_schedule(settings: Settings) -> dict[str, Any]:
+    """Aligned to the minute by default; a stale tick expires instead of piling up."""
+    schedule: Any = (
+        crontab(minute="*")
+        if settings.tick_seconds == 60
+        else timedelta(seconds=settings.tick_seconds)
+    )
+    return {
+        "taskhub-tick": {
+            "task": "taskhub.tick",
+            "schedule": schedule,
+            "options": {"expires": max(1.0, settings.tick_seconds * 0.9)},
+        }
+    }
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_queues": [Queue(DISCOVERY_QUEUE), Queue(TRIGGER_QUEUE), Queue(STATE_QUEUE)],
+        "task_default_queue": STATE_QUEUE,
+        "task_routes": {
+            "taskhub.tick": {"queue": DISCOVERY_QUEUE},
+            "taskhub.fire_triggers": {"queue": TRIGGER_QUEUE},
+            "taskhub.record_chunk": {"queue": STATE_QUEUE},
+            "celery.chord_unlock": {"queue": STATE_QUEUE},
+            "celery.backend_cleanup": {"queue": STATE_QUEUE},
+        },
+        # At-least-once, never held: a message is acknowledged after its task ran, and a
+        # worker reserves one at a time so nothing waits in a prefetch buffer long enough
+        # for a visibility timeout to hand it out twice (HAZARDS).
+        "task_acks_late": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        "result_expires": settings.result_expires_s,
+        "beat_schedule": beat_schedule(settings),
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": True,
+        "worker_send_task_events": not settings.broker_url.startswith("sqs://"),
+        "task_send_sent_event": not settings.broker_url.startswith("sqs://"),
+    }
+    if settings.is_embedded_broker:
+        folder = (settings.data_dir / "broker").resolve()
+        control = (settings.data_dir / "broker-control").resolve()
+        for path in (folder, control, settings.data_dir / "results"):
+            path.mkdir(parents=True, exist_ok=True)
+        config["broker_transport_options"] = {
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "control_folder": str(control),
+            "polling_interval": 0.1,
+        }
+        config["worker_enable_remote_control"] = False
+    return config
+
+
+app = Celery("taskhub")
+app.conf.update(celery_config(settings))
+
+
+@signals.worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    db.dispose_after_fork()
+
+
+def publish(requests: Sequence[trigger.TriggerRequest]) -> None:
+    for canvas in build_chords(requests, settings, fire_triggers, record_chunk):
+        canvas.apply_async()
+
+
+def request_tick() -> bool:
+    """Ask for a tick now (after run-now or a redrive), so the work goes out without
+    waiting for beat. Best effort: if the broker is unreachable, beat's tick finds the
+    work in the database anyway. Returns whether the request was sent."""
+    try:
+        tick.apply_async(expires=max(1.0, settings.tick_seconds * 0.9), retry=False)
+    except Exception:
+        log.warning("could not request a tick; the next scheduled tick will do", exc_info=True)
+        return False
+    return True
+
+
+@app.task(name="taskhub.tick", ignore_result=True)
+def tick() -> dict[str, Any]:
+    engine = db.get_engine(settings.database_url)
+    return asdict(discovery.run_tick(engine, settings, publish, utcnow))
+
+
+@app.task(name="taskhub.fire_triggers", ignore_result=False)
+def fire_triggers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A chord header: it must return, never raise, whatever the targets do.
+
+    A request received after its ``send_by`` is not fired: its lease may have run out and
+    the database may have sent it again. It returns no outcome; the lease brings it back.
+    """
+    now = utcnow()
+    requests = [trigger.TriggerRequest.from_message(m) for m in messages]
+    fresh = [r for r in requests if r.send_by is None or r.send_by > now]
+    if len(fresh) < len(requests):
+        log.warning(
+            "not firing %d requests received after their send_by", len(requests) - len(fresh)
+        )
+    return [outcome.to_message() for outcome in trigger.fire(fresh, settings)]
+
+
+@app.task(name="taskhub.record_chunk", ignore_result=True)
+def record_chunk(results: list[list[dict[str, Any]]], chunk_id: str) -> dict[str, Any]:
+    outcomes = [trigger.TriggerOutcome.from_message(m) for part in results for m in part]
+    engine = db.get_engine(settings.database_url)
+    report = state.record_outcomes(engine, outcomes, settings, utcnow(), random.random)
+    log.info("chunk %s recorded: %s", chunk_id, report)
+    return asdict(report)

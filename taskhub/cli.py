@@ -1,0 +1,437 @@
+"""The ``taskhub`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+import click
+
+from taskhub import apikeys, db, executions, roles, schema, tasks
+from taskhub.errors import TaskhubError, ValidationError
+from taskhub.settings import SettingsError, load
+
+
+def _settings_or_exit() -> Any:
+    try:
+        return load()
+    except SettingsError as error:
+        raise click.UsageError(str(error)) from None
+
+
+@click.group()
+def main() -> None:
+    """taskhub: fire HTTP triggers on cron, interval and one-time schedules."""
+
+
+@main.group("db")
+def db_group() -> None:
+    """The database schema."""
+
+
+@db_group.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the newest revision (Alembic)."""
+    settings = _settings_or_exit()
+    schema.upgrade(settings.database_url)
+    click.echo("database is at the newest revision")
+
+
+@main.command(
+    "run",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.argument("role", type=click.Choice(roles.ROLES))
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def run_role(role: str, celery_args: tuple[str, ...]) -> None:
+    """Run one process role (trigger, state, beat, all) with its launch profile."""
+    argv = [*roles.celery_argv(role), *celery_args]
+    os.execvp(argv[0], argv)
+
+
+class ServiceError(click.ClickException):
+    """A refused request, printed as ``Error: <field>: <message>``.
+
+    Exit codes scripts can rely on (README): 0 done, 1 any other failure, 2 bad input
+    (the message names the field), 3 not found, 4 conflict.
+    """
+
+    exit_code = 1
+
+
+class InvalidInput(ServiceError):
+    exit_code = 2
+
+
+class NotFoundError(ServiceError):
+    exit_code = 3
+
+
+class ConflictError(ServiceError):
+    exit_code = 4
+
+
+_ERRORS: dict[str, type[ServiceError]] = {
+    "invalid": InvalidInput,
+    "not_found": NotFoundError,
+    "conflict": ConflictError,
+}
+
+
+def service_error(error: TaskhubError) -> ServiceError:
+    return _ERRORS.get(error.code, ServiceError)(str(error))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one service function in one transaction, as the API does."""
+    settings = _settings_or_exit()
+    try:
+        with db.get_engine(settings.database_url).begin() as conn:
+            return function(conn, *args, **kwargs)
+    except TaskhubError as error:
+        raise service_error(error) from None
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    for line in [[c.upper() for c in columns], *cells]:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _show_page(page: dict[str, Any], columns: list[str], as_json: bool) -> None:
+    if as_json:
+        _print_json(page)
+        return
+    _table(page["items"], columns)
+    if page["next_cursor"]:
+        click.echo(f"(more: --cursor {page['next_cursor']})", err=True)
+
+
+def _show_task(task: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(task)
+        return
+    for key in (
+        "id",
+        "name",
+        "status",
+        "schedule",
+        "next_execution_time",
+        "last_status",
+        "last_execution_time",
+        "execution_count",
+        "consecutive_failures",
+        "tags",
+    ):
+        value = task[key]
+        click.echo(f"{key + ':':<22}{json.dumps(value) if isinstance(value, dict) else value}")
+    click.echo(f"{'target:':<22}{task['target']['method']} {task['target']['url']}")
+
+
+tenant_option = click.option(
+    "--tenant",
+    default="default",
+    show_default=True,
+    envvar="TASKHUB_TENANT",
+    help="The tenant whose tasks these are (env TASKHUB_TENANT).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+TASK_COLUMNS = ["id", "name", "status", "next_execution_time", "last_status", "execution_count"]
+EXECUTION_COLUMNS = ["id", "task_id", "scheduled_for", "status", "attempts", "http_status", "error"]
+
+
+@main.group("task")
+def task_group() -> None:
+    """Tasks: registered HTTP triggers."""
+
+
+@task_group.command("add")
+@click.argument("definition", type=click.File("r"))
+@tenant_option
+@json_option
+def task_add(definition: Any, tenant: str, as_json: bool) -> None:
+    """Create a task from a JSON file (``-`` for standard input), shaped as in SPEC.
+
+    Prints the new task's id (or the whole task with --json)."""
+    try:
+        data = json.load(definition)
+    except json.JSONDecodeError as error:
+        raise service_error(ValidationError("", f"the definition is not JSON: {error}")) from None
+    task = _call(tasks.add_task, tenant, data, _now())
+    _print_json(task) if as_json else click.echo(task["id"])
+
+
+@task_group.command("list")
+@tenant_option
+@json_option
+@click.option("--status", type=click.Choice(["active", "paused", "finished"]))
+@click.option("--tag", "tags", multiple=True, help="key:value; repeat to require several.")
+@click.option("--name", help="Exact name.")
+@click.option("--name-prefix", help="Names starting with this.")
+@click.option("--last-status", type=click.Choice(["succeeded", "failed"]))
+@click.option("--next-before", help="ISO 8601 time with offset.")
+@click.option("--next-after", help="ISO 8601 time with offset.")
+@click.option("--limit", type=int)
+@click.option("--cursor", help="Continue from a previous page.")
+def task_list(tenant: str, as_json: bool, tags: tuple[str, ...], **filters: Any) -> None:
+    """List tasks, oldest first, one page at a time."""
+    page = _call(tasks.list_tasks, tenant, tags=list(tags), **filters)
+    _show_page(page, TASK_COLUMNS, as_json)
+
+
+def _task_command(name: str, function: Callable[..., dict[str, Any]], doc: str) -> None:
+    @task_group.command(name, help=doc)
+    @click.argument("task_id")
+    @tenant_option
+    @json_option
+    def command(task_id: str, tenant: str, as_json: bool) -> None:
+        _show_task(_call(function, tenant, task_id, _now()), as_json)
+
+
+_task_command("pause", tasks.pause_task, "Pause a task: it fires nothing until resumed.")
+_task_command("resume", tasks.resume_task, "Resume a task; what fell due while paused is skipped.")
+
+
+@task_group.command("show")
+@click.argument("task_id")
+@tenant_option
+@json_option
+def task_show(task_id: str, tenant: str, as_json: bool) -> None:
+    """One task, with its state."""
+    _show_task(_call(tasks.get_task, tenant, task_id), as_json)
+
+
+@task_group.command("run")
+@click.argument("task_id")
+@tenant_option
+@json_option
+def task_run(task_id: str, tenant: str, as_json: bool) -> None:
+    """Fire a task now: an extra occurrence, sent by the next tick (requested at once)."""
+    execution = _call(tasks.run_task_now, tenant, task_id, _now())
+    _request_tick()
+    _print_json(execution) if as_json else click.echo(f"execution {execution['id']} queued")
+
+
+@task_group.command("delete")
+@click.argument("task_id")
+@tenant_option
+def task_delete(task_id: str, tenant: str) -> None:
+    """Delete a task with its executions."""
+    _call(tasks.delete_task, tenant, task_id)
+    click.echo(f"deleted {task_id}")
+
+
+@task_group.command("preview")
+@click.argument("task_id", required=False)
+@click.option(
+    "--schedule",
+    "schedule_json",
+    help='Preview an unsaved schedule instead, e.g. \'{"cron": "0 9 * * 1-5"}\'.',
+)
+@click.option("--count", default=10, show_default=True)
+@tenant_option
+@json_option
+def task_preview(
+    task_id: str | None, schedule_json: str | None, count: int, tenant: str, as_json: bool
+) -> None:
+    """The next fire times of a task, or of an unsaved --schedule, in UTC and local time."""
+    if (task_id is None) == (schedule_json is None):
+        raise click.UsageError("give a TASK_ID or --schedule, not both")
+    if schedule_json is not None:
+        try:
+            schedule = json.loads(schedule_json)
+        except json.JSONDecodeError as error:
+            raise service_error(ValidationError("schedule", f"is not JSON: {error}")) from None
+        preview = _call(lambda _conn: tasks.preview_schedule({"schedule": schedule}, _now(), count))
+    else:
+        preview = _call(tasks.preview_task, tenant, task_id, _now(), count)
+    if as_json:
+        _print_json(preview)
+        return
+    _table(preview["fire_times"], ["utc", "local"])
+
+
+@main.command("executions")
+@click.option("--task", "task_id", help="Only this task's.")
+@click.option("--status", type=click.Choice(sorted(executions.STATUSES)))
+@click.option("--since", help="Scheduled at or after (ISO 8601 with offset).")
+@click.option("--until", help="Scheduled before (ISO 8601 with offset).")
+@click.option("--limit", type=int)
+@click.option("--cursor")
+@tenant_option
+@json_option
+def executions_list(tenant: str, as_json: bool, **filters: Any) -> None:
+    """Executions, newest first."""
+    _show_page(_call(executions.list_executions, tenant, **filters), EXECUTION_COLUMNS, as_json)
+
+
+@main.group("dlq")
+def dlq_group() -> None:
+    """Dead letters: executions that exhausted their attempts."""
+
+
+@dlq_group.command("list")
+@click.option("--task", "task_id", help="Only this task's.")
+@click.option("--since")
+@click.option("--until")
+@click.option("--limit", type=int)
+@click.option("--cursor")
+@tenant_option
+@json_option
+def dlq_list(tenant: str, as_json: bool, **filters: Any) -> None:
+    """Dead letters, newest first."""
+    page = _call(executions.list_dead_letters, tenant, **filters)
+    _show_page(page, EXECUTION_COLUMNS, as_json)
+
+
+@dlq_group.command("redrive")
+@click.argument("execution_id")
+@tenant_option
+@json_option
+def dlq_redrive(execution_id: str, tenant: str, as_json: bool) -> None:
+    """Send a dead letter again: same idempotency key, a fresh budget of attempts."""
+    execution = _call(executions.redrive, tenant, execution_id, _now())
+    _request_tick()
+    _print_json(execution) if as_json else click.echo(f"execution {execution['id']} queued")
+
+
+def _request_tick() -> None:
+    from taskhub.celery import request_tick  # the broker only when needed
+
+    request_tick()
+
+
+@main.group("apikey")
+def apikey_group() -> None:
+    """API keys: each lets its holder use the REST API as one tenant."""
+
+
+APIKEY_COLUMNS = ["id", "prefix", "tenant", "created_at", "last_used_at", "revoked_at"]
+
+
+@apikey_group.command("create")
+@click.option("--tenant", required=True, help="The tenant the key acts as.")
+def apikey_create(tenant: str) -> None:
+    """Print a new API key for TENANT (only the key, on standard output).
+
+    The key is shown this once; only its digest is stored."""
+    key, stored = _call(apikeys.create_key, tenant, _now())
+    click.echo(key)
+    click.echo(
+        f"API key {stored.masked} (id {stored.id}) for tenant {stored.tenant!r}: "
+        "store it now, it is not shown again.",
+        err=True,
+    )
+
+
+@apikey_group.command("list")
+@click.option("--tenant", help="Only this tenant's keys.")
+@json_option
+def apikey_list(tenant: str | None, as_json: bool) -> None:
+    """API keys, newest first (never their secrets)."""
+    keys = [key.to_dict() for key in _call(apikeys.list_keys, tenant)]
+    if as_json:
+        _print_json({"items": keys})
+        return
+    _table(keys, APIKEY_COLUMNS)
+
+
+@apikey_group.command("revoke")
+@click.argument("key_id_or_prefix")
+def apikey_revoke(key_id_or_prefix: str) -> None:
+    """Revoke a key, by its id or its prefix: it stops working at once."""
+    now = _now()
+    key = _call(apikeys.revoke_key, key_id_or_prefix, now)
+    if key is None:
+        # A whole key may have been pasted: never echo its secret.
+        pasted_key = key_id_or_prefix.count("_") >= 2
+        shown = apikeys.mask(key_id_or_prefix) if pasted_key else key_id_or_prefix[:40]
+        raise NotFoundError(f"no API key with id or prefix {shown!r}")
+    when = key.revoked_at.isoformat() if key.revoked_at else ""
+    already = "" if key.revoked_at == now else "already "
+    click.echo(f"{already}revoked {key.masked} (id {key.id}, tenant {key.tenant!r}) at {when}")
+
+
+@main.command("api")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+def api(host: str, port: int) -> None:
+    """Serve the REST API (OpenAPI at /docs)."""
+    import uvicorn
+
+    _settings_or_exit()
+    uvicorn.run(
+        "taskhub.api:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@main.command("dev")
+@click.option("--port", default=8000, show_default=True, help="Port of the API on 127.0.0.1.")
+def dev(port: int) -> None:
+    """Everything in one command on the embedded defaults: the API, a worker and beat.
+
+    Ctrl-C stops all of it cleanly.
+    """
+    settings = _settings_or_exit()
+    schema.upgrade(settings.database_url)
+    click.echo(
+        f"taskhub dev: database {settings.database_url}, broker {settings.broker_url}, "
+        f"API on http://127.0.0.1:{port} (docs at /docs)"
+    )
+    children = [
+        subprocess.Popen([sys.executable, "-m", "taskhub.cli", "api", "--port", str(port)]),
+        subprocess.Popen(roles.celery_argv("all")),
+        subprocess.Popen(roles.celery_argv("beat")),
+    ]
+    stopping = False
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    failed = [c.returncode for c in children if c.returncode not in (0, -signal.SIGTERM)]
+    click.echo("taskhub dev: stopped")
+    if failed and not stopping:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

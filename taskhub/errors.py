@@ -1,0 +1,40 @@
+"""The errors that the API and the CLI turn into one shape:
+``{"error": {"code", "message", "field"}}`` and an exit code."""
+
+from __future__ import annotations
+
+
+class TaskhubError(Exception):
+    code = "error"
+    http_status = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, dict[str, str | None]]:
+        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+
+class ValidationError(TaskhubError):
+    """Bad input: ``field`` is the dotted path of the offending field."""
+
+    code = "invalid"
+    http_status = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, field)
+        self.field: str = field
+
+
+class NotFound(TaskhubError):
+    """Absent, or another tenant's: the two are never told apart."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(TaskhubError):
+    code = "conflict"
+    http_status = 409

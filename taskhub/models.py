@@ -1,0 +1,190 @@
+"""The tables. The database is the source of truth; the broker only carries work.
+
+``scheduled_tasks`` keeps the seed system's columns (``next_execution_time``,
+``is_active``, ``is_finished``) so its due query still reads the same. ``executions``
+holds one row per occurrence, unique on (task, scheduled_for), which is what makes a
+repeated tick harmless. ``attempts`` holds one row per attempt, unique on (execution,
+number), which is what makes a repeated chord callback harmless.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+#: 64-bit ids on PostgreSQL; SQLite only auto-increments a plain INTEGER primary key.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """An instant: aware UTC in Python on every backend.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so the UTC wall time is
+    stored and the zone re-attached on the way out. Naive datetimes are refused rather
+    than guessed at.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: taskhub stores aware instants only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _json() -> sa.types.TypeEngine[Any]:
+    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+scheduled_tasks = sa.Table(
+    "scheduled_tasks",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True, default=uuid.uuid4),
+    sa.Column("tenant", sa.String(100), nullable=False, server_default="default"),
+    sa.Column("name", sa.String(200), nullable=False),
+    # schedule: exactly one kind
+    sa.Column("schedule_kind", sa.String(16), nullable=False),
+    sa.Column("cron_expression", sa.String(200)),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
+    sa.Column("interval_seconds", sa.Integer()),
+    sa.Column("run_at", UTCDateTime()),
+    sa.Column("start_at", UTCDateTime()),
+    sa.Column("end_at", UTCDateTime()),
+    sa.Column("max_executions", sa.Integer()),
+    # target
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("method", sa.String(10), nullable=False, server_default="POST"),
+    sa.Column("headers", _json(), nullable=False),
+    sa.Column("body", sa.Text()),
+    sa.Column("timeout_seconds", sa.Float(), nullable=False, server_default="30"),
+    # retry
+    sa.Column("max_attempts", sa.Integer(), nullable=False, server_default="3"),
+    sa.Column("backoff_seconds", sa.Float(), nullable=False, server_default="10"),
+    sa.Column("max_backoff_seconds", sa.Float(), nullable=False, server_default="600"),
+    sa.Column("tags", _json(), nullable=False),
+    # state
+    sa.Column("is_active", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("is_finished", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("next_execution_time", UTCDateTime()),
+    sa.Column("last_execution_time", UTCDateTime()),
+    sa.Column("last_status", sa.String(16)),
+    sa.Column("occurrence_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("execution_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("consecutive_failures", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("tenant", "name"),
+    sa.CheckConstraint("schedule_kind IN ('cron', 'interval', 'at')", name="schedule_kind_known"),
+)
+
+#: The due query's index: only rows that can ever be due are in it.
+sa.Index(
+    "ix_scheduled_tasks_due",
+    scheduled_tasks.c.next_execution_time,
+    scheduled_tasks.c.id,
+    postgresql_where=sa.and_(scheduled_tasks.c.is_active, sa.not_(scheduled_tasks.c.is_finished)),
+    sqlite_where=sa.and_(scheduled_tasks.c.is_active, sa.not_(scheduled_tasks.c.is_finished)),
+)
+
+executions = sa.Table(
+    "executions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "task_id",
+        sa.Uuid(),
+        sa.ForeignKey("scheduled_tasks.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("scheduled_for", UTCDateTime(), nullable=False),
+    sa.Column("idempotency_key", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    # When a tick must (re)send this execution if no outcome has come back by then: the
+    # end of a retry backoff, or the end of a dispatch lease. NULL once terminal.
+    sa.Column("next_dispatch_at", UTCDateTime()),
+    sa.Column("dispatch_count", sa.Integer(), nullable=False, server_default="0"),
+    # Attempts made before the last redrive: a redriven dead letter gets a fresh budget
+    # of max_attempts while its attempt numbers keep counting up.
+    sa.Column("attempt_offset", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("http_status", sa.Integer()),
+    sa.Column("duration_ms", sa.Integer()),
+    sa.Column("error", sa.Text()),
+    sa.Column("response_excerpt", sa.Text()),
+    sa.Column("started_at", UTCDateTime()),
+    sa.Column("finished_at", UTCDateTime()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("task_id", "scheduled_for"),
+    sa.CheckConstraint(
+        "status IN ('queued', 'running', 'succeeded', 'failed', 'dead')",
+        name="status_known",
+    ),
+)
+
+sa.Index(
+    "ix_executions_dispatch",
+    executions.c.next_dispatch_at,
+    postgresql_where=executions.c.next_dispatch_at.is_not(None),
+    sqlite_where=executions.c.next_dispatch_at.is_not(None),
+)
+sa.Index("ix_executions_task_id_id", executions.c.task_id, executions.c.id)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "execution_id",
+        BigId,
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("number", sa.Integer(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("duration_ms", sa.Integer(), nullable=False),
+    sa.Column("http_status", sa.Integer()),
+    sa.Column("error_kind", sa.String(32)),
+    sa.Column("error", sa.Text()),
+    sa.UniqueConstraint("execution_id", "number"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True, default=uuid.uuid4),
+    sa.Column("tenant", sa.String(100), nullable=False),
+    # The key's public part, shown in listings and used to find the row; the secret part
+    # is stored only as a SHA-256 digest (keys are random, so a slow hash adds nothing).
+    sa.Column("prefix", sa.String(16), nullable=False, unique=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime()),
+    sa.Column("last_used_at", UTCDateTime()),
+)
+sa.Index("ix_api_keys_tenant", api_keys.c.tenant)

@@ -1,0 +1,488 @@
+"""All of taskhub's SQL, in one place (procrastinate's rule).
+
+Every function takes an open ``Connection`` inside a transaction chosen by its caller,
+so that the caller decides what is atomic. On PostgreSQL claims use
+``FOR UPDATE SKIP LOCKED`` (two claimers never wait on, or share, a row); on SQLite
+the engine begins every transaction with ``BEGIN IMMEDIATE``, which serialises writers
+and gives the same guarantee. "Now" is always bound from Python in UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, RowMapping
+
+from taskhub.models import api_keys, attempts, executions, scheduled_tasks
+from taskhub.statuses import ExecutionStatus
+
+T = scheduled_tasks.c
+E = executions.c
+
+
+#: The seed system's due predicate, unchanged, served by ``ix_scheduled_tasks_due``.
+def _is_due(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(T.next_execution_time <= now, T.is_active, sa.not_(T.is_finished))
+
+
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    """The dialect's INSERT, which knows ``ON CONFLICT DO NOTHING``."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+# --- tasks -----------------------------------------------------------------------------
+
+
+def insert_task(conn: Connection, values: Mapping[str, Any]) -> uuid.UUID:
+    row = conn.execute(sa.insert(scheduled_tasks).values(**values).returning(T.id)).one()
+    task_id: uuid.UUID = row.id
+    return task_id
+
+
+def get_task(conn: Connection, task_id: uuid.UUID) -> RowMapping | None:
+    return conn.execute(sa.select(scheduled_tasks).where(T.id == task_id)).mappings().first()
+
+
+def claim_due_tasks(conn: Connection, now: datetime, limit: int) -> Sequence[RowMapping]:
+    """Lock up to ``limit`` due tasks, oldest first; rows another claimer holds are skipped."""
+    query = (
+        sa.select(scheduled_tasks)
+        .where(_is_due(now))
+        .order_by(T.next_execution_time, T.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return conn.execute(query).mappings().all()
+
+
+def advance_tasks(conn: Connection, advances: Sequence[Mapping[str, Any]]) -> None:
+    """Write each claimed task's new ``next_execution_time`` (executemany by primary key).
+
+    Each mapping has ``b_id``, ``b_next``, ``b_occurrences`` (added to the count),
+    ``b_finished`` and ``b_now``.
+    """
+    if not advances:
+        return
+    conn.execute(
+        sa.update(scheduled_tasks)
+        .where(T.id == sa.bindparam("b_id"))
+        .values(
+            next_execution_time=sa.bindparam("b_next"),
+            occurrence_count=T.occurrence_count + sa.bindparam("b_occurrences"),
+            is_finished=sa.bindparam("b_finished"),
+            updated_at=sa.bindparam("b_now"),
+        ),
+        list(advances),
+    )
+
+
+def lock_tasks(conn: Connection, task_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, RowMapping]:
+    """Lock tasks in id order (a fixed order, so two callbacks never deadlock)."""
+    ids = sorted(set(task_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(scheduled_tasks).where(T.id.in_(ids)).order_by(T.id).with_for_update()
+    ).mappings()
+    return {row["id"]: row for row in rows}
+
+
+def update_task_results(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
+    """Write a chunk's effect on its tasks; each mapping holds ``b_id`` and every column."""
+    if not updates:
+        return
+    conn.execute(
+        sa.update(scheduled_tasks)
+        .where(T.id == sa.bindparam("b_id"))
+        .values(
+            last_execution_time=sa.bindparam("b_last_execution_time"),
+            last_status=sa.bindparam("b_last_status"),
+            execution_count=sa.bindparam("b_execution_count"),
+            consecutive_failures=sa.bindparam("b_consecutive_failures"),
+            is_finished=sa.bindparam("b_is_finished"),
+            updated_at=sa.bindparam("b_now"),
+        ),
+        list(updates),
+    )
+
+
+def tasks_with_open_executions(conn: Connection, task_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    ids = list(set(task_ids))
+    if not ids:
+        return set()
+    open_statuses = [ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]
+    rows = conn.execute(
+        sa.select(E.task_id).where(E.task_id.in_(ids), E.status.in_(open_statuses)).distinct()
+    )
+    return {row.task_id for row in rows}
+
+
+def get_tenant_task(conn: Connection, tenant: str, task_id: uuid.UUID) -> RowMapping | None:
+    return (
+        conn.execute(sa.select(scheduled_tasks).where(T.id == task_id, T.tenant == tenant))
+        .mappings()
+        .first()
+    )
+
+
+def lock_tenant_task(conn: Connection, tenant: str, task_id: uuid.UUID) -> RowMapping | None:
+    return (
+        conn.execute(
+            sa.select(scheduled_tasks).where(T.id == task_id, T.tenant == tenant).with_for_update()
+        )
+        .mappings()
+        .first()
+    )
+
+
+def task_name_taken(
+    conn: Connection, tenant: str, name: str, except_id: uuid.UUID | None = None
+) -> bool:
+    query = sa.select(T.id).where(T.tenant == tenant, T.name == name)
+    if except_id is not None:
+        query = query.where(T.id != except_id)
+    return conn.execute(query.limit(1)).first() is not None
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    status: str | None = None  # active | paused | finished
+    tags: tuple[tuple[str, str], ...] = ()
+    name: str | None = None
+    name_prefix: str | None = None
+    last_status: str | None = None
+    next_before: datetime | None = None
+    next_after: datetime | None = None
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def list_tasks(
+    conn: Connection,
+    tenant: str,
+    filters: TaskFilters,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[RowMapping]:
+    """A page of a tenant's tasks in creation order, keyset-paged on (created_at, id)."""
+    query = sa.select(scheduled_tasks).where(T.tenant == tenant)
+    if filters.status == "finished":
+        query = query.where(T.is_finished)
+    elif filters.status == "paused":
+        query = query.where(sa.not_(T.is_finished), sa.not_(T.is_active))
+    elif filters.status == "active":
+        query = query.where(sa.not_(T.is_finished), T.is_active)
+    for key, value in filters.tags:
+        query = query.where(T.tags[key].as_string() == value)
+    if filters.name is not None:
+        query = query.where(T.name == filters.name)
+    if filters.name_prefix is not None:
+        query = query.where(T.name.like(_like_prefix(filters.name_prefix), escape="\\"))
+    if filters.last_status is not None:
+        query = query.where(T.last_status == filters.last_status)
+    if filters.next_before is not None:
+        query = query.where(T.next_execution_time < filters.next_before)
+    if filters.next_after is not None:
+        query = query.where(T.next_execution_time > filters.next_after)
+    if after is not None:
+        created_at, last_id = after
+        query = query.where(
+            sa.or_(T.created_at > created_at, sa.and_(T.created_at == created_at, T.id > last_id))
+        )
+    query = query.order_by(T.created_at, T.id).limit(limit)
+    return conn.execute(query).mappings().all()
+
+
+def update_task(conn: Connection, task_id: uuid.UUID, values: Mapping[str, Any]) -> None:
+    conn.execute(sa.update(scheduled_tasks).where(T.id == task_id).values(**values))
+
+
+def delete_task(conn: Connection, task_id: uuid.UUID) -> None:
+    conn.execute(sa.delete(scheduled_tasks).where(T.id == task_id))
+
+
+# --- executions ------------------------------------------------------------------------
+
+
+def insert_executions(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> Sequence[RowMapping]:
+    """Insert occurrences; one that already has an execution is skipped, not doubled.
+
+    Returns the rows actually inserted (execution_id, task_id, scheduled_for,
+    idempotency_key).
+    """
+    if not rows:
+        return []
+    statement = (
+        _insert(conn, executions)
+        .on_conflict_do_nothing(index_elements=["task_id", "scheduled_for"])
+        .returning(E.id.label("execution_id"), E.task_id, E.scheduled_for, E.idempotency_key)
+    )
+    return conn.execute(statement, list(rows)).mappings().all()
+
+
+def claim_dispatchable_executions(
+    conn: Connection, now: datetime, limit: int
+) -> Sequence[RowMapping]:
+    """Lock executions whose retry backoff or dispatch lease has run out, with what is
+    needed to send them again (their task's target and retry policy)."""
+    query = (
+        sa.select(
+            E.id.label("execution_id"),
+            E.task_id,
+            E.scheduled_for,
+            E.idempotency_key,
+            E.attempts,
+            T.url,
+            T.method,
+            T.headers,
+            T.body,
+            T.timeout_seconds,
+        )
+        .join(scheduled_tasks, T.id == E.task_id)
+        .where(E.next_dispatch_at <= now)
+        .order_by(E.next_dispatch_at)
+        .limit(limit)
+        .with_for_update(of=executions, skip_locked=True)
+    )
+    return conn.execute(query).mappings().all()
+
+
+def mark_dispatched(conn: Connection, leases: Sequence[Mapping[str, Any]]) -> None:
+    """Each mapping: ``b_id`` and ``b_lease_until`` (when a tick may send it again)."""
+    if not leases:
+        return
+    conn.execute(
+        sa.update(executions)
+        .where(E.id == sa.bindparam("b_id"))
+        .values(
+            status=ExecutionStatus.RUNNING.value,
+            next_dispatch_at=sa.bindparam("b_lease_until"),
+            dispatch_count=E.dispatch_count + 1,
+        ),
+        list(leases),
+    )
+
+
+def lock_executions(conn: Connection, execution_ids: Iterable[int]) -> dict[int, RowMapping]:
+    ids = sorted(set(execution_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(executions).where(E.id.in_(ids)).order_by(E.id).with_for_update()
+    ).mappings()
+    return {row["id"]: row for row in rows}
+
+
+def update_execution_results(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
+    if not updates:
+        return
+    conn.execute(
+        sa.update(executions)
+        .where(E.id == sa.bindparam("b_id"))
+        .values(
+            status=sa.bindparam("b_status"),
+            attempts=sa.bindparam("b_attempts"),
+            next_dispatch_at=sa.bindparam("b_next_dispatch_at"),
+            http_status=sa.bindparam("b_http_status"),
+            duration_ms=sa.bindparam("b_duration_ms"),
+            error=sa.bindparam("b_error"),
+            response_excerpt=sa.bindparam("b_response_excerpt"),
+            started_at=sa.bindparam("b_started_at"),
+            finished_at=sa.bindparam("b_finished_at"),
+        ),
+        list(updates),
+    )
+
+
+def insert_attempts(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    if not rows:
+        return
+    conn.execute(
+        _insert(conn, attempts).on_conflict_do_nothing(index_elements=["execution_id", "number"]),
+        list(rows),
+    )
+
+
+def executions_of_task(conn: Connection, task_id: uuid.UUID) -> Sequence[RowMapping]:
+    return (
+        conn.execute(sa.select(executions).where(E.task_id == task_id).order_by(E.scheduled_for))
+        .mappings()
+        .all()
+    )
+
+
+def attempts_of_execution(conn: Connection, execution_id: int) -> Sequence[RowMapping]:
+    return (
+        conn.execute(
+            sa.select(attempts)
+            .where(attempts.c.execution_id == execution_id)
+            .order_by(attempts.c.number)
+        )
+        .mappings()
+        .all()
+    )
+
+
+def insert_execution(conn: Connection, values: Mapping[str, Any]) -> RowMapping:
+    return (
+        conn.execute(sa.insert(executions).values(**values).returning(executions)).mappings().one()
+    )
+
+
+@dataclass(frozen=True)
+class ExecutionFilters:
+    task_id: uuid.UUID | None = None
+    status: str | None = None
+    since: datetime | None = None  # scheduled_for >= since
+    until: datetime | None = None  # scheduled_for < until
+
+
+def list_executions(
+    conn: Connection,
+    tenant: str,
+    filters: ExecutionFilters,
+    before_id: int | None,
+    limit: int,
+) -> Sequence[RowMapping]:
+    """A page of a tenant's executions, newest first, keyset-paged on id."""
+    query = sa.select(executions).join(scheduled_tasks, T.id == E.task_id).where(T.tenant == tenant)
+    if filters.task_id is not None:
+        query = query.where(E.task_id == filters.task_id)
+    if filters.status is not None:
+        query = query.where(E.status == filters.status)
+    if filters.since is not None:
+        query = query.where(E.scheduled_for >= filters.since)
+    if filters.until is not None:
+        query = query.where(E.scheduled_for < filters.until)
+    if before_id is not None:
+        query = query.where(E.id < before_id)
+    return conn.execute(query.order_by(E.id.desc()).limit(limit)).mappings().all()
+
+
+def get_tenant_execution(conn: Connection, tenant: str, execution_id: int) -> RowMapping | None:
+    return (
+        conn.execute(
+            sa.select(executions)
+            .join(scheduled_tasks, T.id == E.task_id)
+            .where(E.id == execution_id, T.tenant == tenant)
+            .with_for_update(of=executions)
+        )
+        .mappings()
+        .first()
+    )
+
+
+def redrive_execution(conn: Connection, execution_id: int, now: datetime) -> None:
+    """A dead letter goes back to ``queued`` with a fresh attempt budget, the same key."""
+    conn.execute(
+        sa.update(executions)
+        .where(E.id == execution_id, E.status == ExecutionStatus.DEAD.value)
+        .values(
+            status=ExecutionStatus.QUEUED.value,
+            next_dispatch_at=now,
+            attempt_offset=E.attempts,
+            finished_at=None,
+        )
+    )
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+
+def count_tasks_by_state(conn: Connection) -> dict[tuple[bool, bool], int]:
+    """Every tenant's tasks, counted by (``is_active``, ``is_finished``)."""
+    rows = conn.execute(
+        sa.select(T.is_active, T.is_finished, sa.func.count()).group_by(T.is_active, T.is_finished)
+    )
+    return {(bool(active), bool(finished)): count for active, finished, count in rows}
+
+
+def count_executions_by_status(conn: Connection) -> dict[str, int]:
+    """Every tenant's executions, counted by status (dead letters included, as ``dead``)."""
+    rows = conn.execute(sa.select(E.status, sa.func.count()).group_by(E.status))
+    return {status: count for status, count in rows}
+
+
+def due_backlog(conn: Connection, now: datetime) -> tuple[int, datetime | None]:
+    """How many tasks are due and not yet claimed, and the oldest one's due time.
+
+    A claim moves ``next_execution_time`` forward, so a due row is an unclaimed one.
+    """
+    row = conn.execute(
+        sa.select(sa.func.count(), sa.func.min(T.next_execution_time)).where(_is_due(now))
+    ).one()
+    oldest: datetime | None = row[1]
+    return int(row[0]), oldest
+
+
+# --- api keys --------------------------------------------------------------------------
+
+
+K = api_keys.c
+
+#: Every column but the secret's digest: what may leave this module for listings.
+_API_KEY_PUBLIC = (K.id, K.tenant, K.prefix, K.created_at, K.revoked_at, K.last_used_at)
+
+
+def api_key_prefix_taken(conn: Connection, prefix: str) -> bool:
+    return conn.execute(sa.select(K.id).where(K.prefix == prefix).limit(1)).first() is not None
+
+
+def insert_api_key(conn: Connection, values: Mapping[str, Any]) -> RowMapping:
+    """Insert one key; returns its public columns (never the digest)."""
+    return (
+        conn.execute(sa.insert(api_keys).values(**values).returning(*_API_KEY_PUBLIC))
+        .mappings()
+        .one()
+    )
+
+
+def get_api_key_by_prefix(conn: Connection, prefix: str) -> RowMapping | None:
+    """One key with its digest, for authentication."""
+    return conn.execute(sa.select(api_keys).where(K.prefix == prefix)).mappings().first()
+
+
+def get_api_key_public(conn: Connection, key_id: uuid.UUID) -> RowMapping | None:
+    return conn.execute(sa.select(*_API_KEY_PUBLIC).where(K.id == key_id)).mappings().first()
+
+
+def get_api_key_public_by_prefix(conn: Connection, prefix: str) -> RowMapping | None:
+    return conn.execute(sa.select(*_API_KEY_PUBLIC).where(K.prefix == prefix)).mappings().first()
+
+
+def list_api_keys(conn: Connection, tenant: str | None) -> Sequence[RowMapping]:
+    """Keys (public columns), newest first; every tenant's when ``tenant`` is None."""
+    query = sa.select(*_API_KEY_PUBLIC)
+    if tenant is not None:
+        query = query.where(K.tenant == tenant)
+    return conn.execute(query.order_by(K.created_at.desc(), K.id.desc())).mappings().all()
+
+
+def revoke_api_key(conn: Connection, key_id: uuid.UUID, now: datetime) -> None:
+    """Revoke a key; one already revoked keeps its first ``revoked_at``."""
+    conn.execute(
+        sa.update(api_keys).where(K.id == key_id, K.revoked_at.is_(None)).values(revoked_at=now)
+    )
+
+
+def touch_api_key(
+    conn: Connection, key_id: uuid.UUID, now: datetime, stale_before: datetime
+) -> None:
+    """Record a use, unless one at or after ``stale_before`` is already recorded (the
+    condition also keeps two concurrent requests from moving it backwards)."""
+    conn.execute(
+        sa.update(api_keys)
+        .where(
+            K.id == key_id,
+            sa.or_(K.last_used_at.is_(None), K.last_used_at < stale_before),
+        )
+        .values(last_used_at=now)
+    )

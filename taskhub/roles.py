@@ -1,0 +1,91 @@
+"""Launch profiles: the ``celery`` command line of each process role.
+
+One source for ``workers/*.sh``, ``taskhub dev`` and docker-compose, so that the
+production split described in the README is the one that runs.
+
+- ``trigger``: consumes only ``taskhub.triggers``. Threads pool: each thread hands its
+  message's requests to the process's one asyncio HTTP client and waits, so a thread
+  costs a few hundred KB instead of a ~50 MB prefork child, and a hung target holds one
+  thread, not a process. Concurrency = messages in flight per process.
+- ``state``: consumes ``taskhub.discovery`` and ``taskhub.state``: the tick and the
+  chord callbacks, both short database transactions. Prefork, two children: CPU-bound
+  JSON and SQL work that should not share a GIL with the HTTP client.
+- ``beat``: the scheduler that sends the tick; running two is harmless (the claim is
+  atomic), running none stops everything.
+- ``all``: one worker for every queue (what ``celery -A taskhub worker`` does too);
+  used by ``taskhub dev``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+ROLES = ("trigger", "state", "beat", "all")
+
+
+def celery_argv(role: str, env: Mapping[str, str] | None = None) -> list[str]:
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("TASKHUB_DATA_DIR") or ".taskhub")
+    loglevel = env.get("TASKHUB_LOG_LEVEL") or "INFO"
+    # This interpreter's celery, so an unactivated virtualenv still runs its own.
+    base = [sys.executable, "-m", "celery", "-A", "taskhub"]
+    if role == "trigger":
+        concurrency = env.get("TASKHUB_TRIGGER_CONCURRENCY") or "16"
+        return [
+            *base,
+            "worker",
+            "-Q",
+            "taskhub.triggers",
+            "-P",
+            "threads",
+            "-c",
+            concurrency,
+            "-n",
+            "trigger@%h",
+            "--loglevel",
+            loglevel,
+        ]
+    if role == "state":
+        concurrency = env.get("TASKHUB_STATE_CONCURRENCY") or "2"
+        return [
+            *base,
+            "worker",
+            "-Q",
+            "taskhub.discovery,taskhub.state",
+            "-P",
+            "prefork",
+            "-c",
+            concurrency,
+            "-n",
+            "state@%h",
+            "--loglevel",
+            loglevel,
+        ]
+    if role == "beat":
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return [
+            *base,
+            "beat",
+            "--schedule",
+            str(data_dir / "celerybeat-schedule"),
+            "--loglevel",
+            loglevel,
+        ]
+    if role == "all":
+        concurrency = env.get("TASKHUB_WORKER_CONCURRENCY") or "16"
+        return [
+            *base,
+            "worker",
+            "-P",
+            "threads",
+            "-c",
+            concurrency,
+            "-n",
+            "all@%h",
+            "--loglevel",
+            loglevel,
+        ]
+    raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")

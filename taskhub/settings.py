@@ -1,0 +1,117 @@
+"""Every setting taskhub reads, from the environment, each with a default.
+
+One frozen object, built once per process by :func:`load`; tests build their own with
+:func:`load` over a dict instead of mutating ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A setting has a value taskhub cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    broker_url: str
+    result_backend: str
+    data_dir: Path
+    allow_private_targets: bool
+    tick_seconds: float
+    claim_batch_size: int
+    chunk_size: int
+    triggers_per_message: int
+    max_message_bytes: int
+    dispatch_lease_s: float
+    misfire_grace_s: float
+    max_in_flight_per_process: int
+    connect_timeout_s: float
+    max_response_bytes: int
+    retry_after_cap_s: float
+    result_expires_s: int
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem://")
+
+
+def _get(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = _get(env, name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = _get(env, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = _get(env, name, "0").lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def derived_result_backend(broker_url: str, data_dir: Path) -> str:
+    """Pick a result backend that supports chords for the broker in use.
+
+    Redis has a native chord counter, so it backs itself. The embedded broker gets the
+    filesystem backend (chords are joined by ``celery.chord_unlock`` polling, which is
+    fine for the small chords taskhub sends). SQS has no result store of its own; the
+    AWS profile sets one explicitly.
+    """
+    if broker_url.startswith(("redis://", "rediss://")):
+        return broker_url
+    return f"file://{(data_dir / 'results').resolve()}"
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    data_dir = Path(_get(env, "TASKHUB_DATA_DIR", ".taskhub"))
+    broker_url = _get(env, "TASKHUB_BROKER_URL", "filesystem://")
+    return Settings(
+        database_url=_get(env, "TASKHUB_DATABASE_URL", "sqlite:///taskhub.db"),
+        broker_url=broker_url,
+        result_backend=_get(
+            env, "TASKHUB_RESULT_BACKEND", derived_result_backend(broker_url, data_dir)
+        ),
+        data_dir=data_dir,
+        allow_private_targets=_flag(env, "TASKHUB_ALLOW_PRIVATE_TARGETS"),
+        tick_seconds=_number(env, "TASKHUB_TICK_SECONDS", 60, minimum=0.5),
+        claim_batch_size=_integer(env, "TASKHUB_CLAIM_BATCH_SIZE", 1000, minimum=1),
+        chunk_size=_integer(env, "TASKHUB_CHUNK_SIZE", 200, minimum=1),
+        triggers_per_message=_integer(env, "TASKHUB_TRIGGERS_PER_MESSAGE", 25, minimum=1),
+        max_message_bytes=_integer(env, "TASKHUB_MAX_MESSAGE_BYTES", 192 * 1024, minimum=16384),
+        dispatch_lease_s=_number(env, "TASKHUB_DISPATCH_LEASE_SECONDS", 120, minimum=1),
+        misfire_grace_s=_number(env, "TASKHUB_MISFIRE_GRACE_SECONDS", 3600, minimum=0),
+        max_in_flight_per_process=_integer(env, "TASKHUB_MAX_IN_FLIGHT", 500, minimum=1),
+        connect_timeout_s=_number(env, "TASKHUB_CONNECT_TIMEOUT_SECONDS", 5, minimum=0.1),
+        max_response_bytes=_integer(env, "TASKHUB_MAX_RESPONSE_BYTES", 65536, minimum=0),
+        retry_after_cap_s=_number(env, "TASKHUB_RETRY_AFTER_CAP_SECONDS", 3600, minimum=0),
+        result_expires_s=_integer(env, "TASKHUB_RESULT_EXPIRES_SECONDS", 3600, minimum=60),
+    )

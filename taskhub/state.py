@@ -1,0 +1,171 @@
+"""Writing a chunk's outcomes back: the chord callback's domain logic.
+
+One transaction per call. Every write is conditional on the execution still waiting
+for exactly this attempt (``status`` open and ``attempts == attempt - 1``), so a
+callback that runs twice, or an outcome of a send that was repeated after its lease
+ran out, changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine, RowMapping
+
+from taskhub import queries
+from taskhub.retry_policy import RetryPolicy, decide
+from taskhub.settings import Settings
+from taskhub.statuses import ExecutionStatus, LastStatus
+from taskhub.trigger import TriggerOutcome
+
+log = logging.getLogger(__name__)
+
+Ended = tuple[datetime, ExecutionStatus, datetime, bool]
+
+OPEN = frozenset({ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value})
+
+
+@dataclass
+class RecordReport:
+    applied: int = 0
+    ignored: int = 0
+    retries_scheduled: int = 0
+    finished: int = 0
+
+
+def _policy(task: RowMapping) -> RetryPolicy:
+    return RetryPolicy(task["max_attempts"], task["backoff_seconds"], task["max_backoff_seconds"])
+
+
+def record_outcomes(
+    engine: Engine,
+    outcomes: Sequence[TriggerOutcome],
+    settings: Settings,
+    now: datetime,
+    rand: Callable[[], float],
+) -> RecordReport:
+    report = RecordReport()
+    with engine.begin() as conn:
+        current = queries.lock_executions(conn, (o.execution_id for o in outcomes))
+        fresh: list[tuple[TriggerOutcome, RowMapping]] = []
+        for outcome in outcomes:
+            row = current.get(outcome.execution_id)
+            if row is None or row["status"] not in OPEN or row["attempts"] != outcome.attempt - 1:
+                report.ignored += 1
+                continue
+            fresh.append((outcome, row))
+            # Two outcomes of one attempt in one chunk: the first one wins.
+            current.pop(outcome.execution_id)
+        tasks = queries.lock_tasks(conn, (row["task_id"] for _, row in fresh))
+
+        execution_updates: list[dict[str, Any]] = []
+        attempt_rows: list[dict[str, Any]] = []
+        # Per task: (scheduled_for, status, started_at, redriven) of each execution that ended.
+        ended: dict[uuid.UUID, list[Ended]] = {}
+        for outcome, row in fresh:
+            task = tasks.get(row["task_id"])
+            if task is None:  # deleted meanwhile; its executions went with it
+                report.ignored += 1
+                continue
+            decision = decide(
+                # Counted from the last redrive, which grants a fresh budget.
+                attempt=outcome.attempt - row["attempt_offset"],
+                http_status=outcome.http_status,
+                error_kind=outcome.error_kind,
+                retry_after_s=outcome.retry_after_s,
+                policy=_policy(task),
+                rand=rand(),
+                retry_after_cap_s=settings.retry_after_cap_s,
+            )
+            terminal = decision.status.is_terminal
+            execution_updates.append(
+                {
+                    "b_id": row["id"],
+                    "b_status": decision.status.value,
+                    "b_attempts": outcome.attempt,
+                    "b_next_dispatch_at": None
+                    if terminal
+                    else now + timedelta(seconds=decision.retry_in_s or 0.0),
+                    "b_http_status": outcome.http_status,
+                    "b_duration_ms": outcome.duration_ms,
+                    "b_error": outcome.error,
+                    "b_response_excerpt": outcome.response_excerpt,
+                    "b_started_at": row["started_at"] or outcome.started_at,
+                    "b_finished_at": now if terminal else None,
+                }
+            )
+            attempt_rows.append(
+                {
+                    "execution_id": row["id"],
+                    "number": outcome.attempt,
+                    "started_at": outcome.started_at,
+                    "duration_ms": outcome.duration_ms,
+                    "http_status": outcome.http_status,
+                    "error_kind": outcome.error_kind,
+                    "error": outcome.error,
+                }
+            )
+            report.applied += 1
+            if terminal:
+                ended.setdefault(row["task_id"], []).append(
+                    (
+                        row["scheduled_for"],
+                        decision.status,
+                        outcome.started_at,
+                        row["attempt_offset"] > 0,
+                    )
+                )
+            else:
+                report.retries_scheduled += 1
+        queries.update_execution_results(conn, execution_updates)
+        queries.insert_attempts(conn, attempt_rows)
+        task_updates = _task_updates(tasks, ended, now)
+        still_open = queries.tasks_with_open_executions(
+            conn, (u["b_id"] for u in task_updates if u["b_is_finished"])
+        )
+        for update in task_updates:
+            if update["b_is_finished"] and update["b_id"] in still_open:
+                update["b_is_finished"] = False
+            report.finished += int(update["b_is_finished"])
+        queries.update_task_results(conn, task_updates)
+    return report
+
+
+def _task_updates(
+    tasks: dict[uuid.UUID, RowMapping],
+    ended: dict[uuid.UUID, list[Ended]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Fold each task's newly ended executions, in occurrence order, into its counters."""
+    updates = []
+    for task_id, results in ended.items():
+        task = tasks[task_id]
+        failures = task["consecutive_failures"]
+        last_status = task["last_status"]
+        last_time = task["last_execution_time"]
+        for _scheduled_for, status, started_at, _redriven in sorted(results, key=lambda r: r[0]):
+            succeeded = status is ExecutionStatus.SUCCEEDED
+            failures = 0 if succeeded else failures + 1
+            last_status = (LastStatus.SUCCEEDED if succeeded else LastStatus.FAILED).value
+            last_time = started_at if last_time is None else max(last_time, started_at)
+        # No occurrence left: the task finishes once none of its executions is open.
+        exhausted = task["next_execution_time"] is None
+        updates.append(
+            {
+                "b_id": task_id,
+                "b_last_execution_time": last_time,
+                "b_last_status": last_status,
+                # A redriven execution was counted when it first ended.
+                "b_execution_count": task["execution_count"]
+                + sum(1 for result in results if not result[3]),
+                "b_consecutive_failures": failures,
+                "b_is_finished": task["is_finished"] or exhausted,
+                "b_now": now,
+            }
+        )
+    return updates

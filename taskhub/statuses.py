@@ -1,0 +1,46 @@
+"""The status words of SPEC.md, shared by the database, the engine and the API.
+
+- task status: ``active`` | ``paused`` | ``finished`` (derived from ``is_active`` and
+  ``is_finished``, the seed system's columns);
+- execution status: ``queued`` (waiting in the database to be sent, e.g. during a retry
+  backoff), ``running`` (sent to the trigger queue, outcome not yet written back),
+  ``succeeded``, ``failed`` (a response that must not be retried), ``dead`` (attempts
+  exhausted; a dead letter);
+- a task's ``last_status``: ``succeeded`` | ``failed``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    FINISHED = "finished"
+
+
+class ExecutionStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.DEAD})
+
+
+class LastStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+def task_status(*, is_active: bool, is_finished: bool) -> TaskStatus:
+    if is_finished:
+        return TaskStatus.FINISHED
+    return TaskStatus.ACTIVE if is_active else TaskStatus.PAUSED

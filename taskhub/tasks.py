@@ -1,0 +1,436 @@
+"""Tasks (SPEC: one registered HTTP trigger and its schedule): the service functions
+that the API and the CLI are thin layers over.
+
+Every function takes an open ``Connection`` (the caller's transaction) and the caller's
+tenant; another tenant's task is reported exactly like a missing one. Results are
+JSON-ready dicts in SPEC's shape.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Connection, RowMapping
+
+from taskhub import paging, queries
+from taskhub.definitions import (
+    TaskDefinition,
+    parse_definition,
+    parse_schedule,
+    parse_time,
+    schedule_to_dict,
+)
+from taskhub.errors import Conflict, NotFound, ValidationError
+from taskhub.occurrences import idempotency_key
+from taskhub.schedules import (
+    Cron,
+    Interval,
+    OneTime,
+    Schedule,
+    ScheduleError,
+    Window,
+    first_occurrence,
+    upcoming,
+    validate_window,
+)
+from taskhub.statuses import ExecutionStatus, LastStatus, TaskStatus, task_status
+
+__all__ = ["ValidationError", "parse_definition"]
+
+MAX_PREVIEW = 100
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def schedule_columns(schedule: Schedule) -> dict[str, Any]:
+    columns: dict[str, Any] = {
+        "cron_expression": None,
+        "timezone": "UTC",
+        "interval_seconds": None,
+        "run_at": None,
+    }
+    if isinstance(schedule, Cron):
+        columns.update(
+            schedule_kind="cron", cron_expression=schedule.expression, timezone=schedule.timezone
+        )
+    elif isinstance(schedule, Interval):
+        columns.update(schedule_kind="interval", interval_seconds=schedule.interval_seconds)
+    else:
+        columns.update(schedule_kind="at", run_at=schedule.at)
+    return columns
+
+
+def schedule_of(row: RowMapping | Mapping[str, Any]) -> Schedule:
+    """The schedule a stored task row describes. An interval counts from ``start_at``
+    when set, else from the task's creation, so its fire times never drift."""
+    kind = row["schedule_kind"]
+    if kind == "cron":
+        return Cron(row["cron_expression"], row["timezone"])
+    if kind == "interval":
+        return Interval(row["interval_seconds"], anchor=row["start_at"] or row["created_at"])
+    return OneTime(row["run_at"])
+
+
+def window_of(row: RowMapping | Mapping[str, Any]) -> Window:
+    return Window(row["start_at"], row["end_at"], row["max_executions"])
+
+
+def _definition_columns(definition: TaskDefinition) -> dict[str, Any]:
+    return {
+        "name": definition.name,
+        **schedule_columns(definition.schedule),
+        "start_at": definition.window.start_at,
+        "end_at": definition.window.end_at,
+        "max_executions": definition.window.max_executions,
+        "url": definition.target.url,
+        "method": definition.target.method,
+        "headers": definition.target.headers,
+        "body": definition.target.body,
+        "timeout_seconds": definition.target.timeout_seconds,
+        "max_attempts": definition.retry.max_attempts,
+        "backoff_seconds": definition.retry.backoff_seconds,
+        "max_backoff_seconds": definition.retry.max_backoff_seconds,
+        "tags": definition.tags,
+    }
+
+
+def definition_dict(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
+    """The task as a user would send it (the fields SPEC's example shows)."""
+    return {
+        "name": row["name"],
+        "schedule": schedule_to_dict(schedule_of(row)),
+        "target": {
+            "url": row["url"],
+            "method": row["method"],
+            "headers": dict(row["headers"]),
+            "body": row["body"],
+            "timeout_seconds": row["timeout_seconds"],
+        },
+        "retry": {
+            "max_attempts": row["max_attempts"],
+            "backoff_seconds": row["backoff_seconds"],
+            "max_backoff_seconds": row["max_backoff_seconds"],
+        },
+        "start_at": _iso(row["start_at"]),
+        "end_at": _iso(row["end_at"]),
+        "max_executions": row["max_executions"],
+        "tags": dict(row["tags"]),
+    }
+
+
+def task_view(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
+    """A task as returned: what was sent plus its state (SPEC)."""
+    return {
+        "id": str(row["id"]),
+        **definition_dict(row),
+        "status": task_status(is_active=row["is_active"], is_finished=row["is_finished"]).value,
+        "next_execution_time": _iso(row["next_execution_time"]),
+        "last_execution_time": _iso(row["last_execution_time"]),
+        "last_status": row["last_status"],
+        "execution_count": row["execution_count"],
+        "consecutive_failures": row["consecutive_failures"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+    }
+
+
+def _task_id(value: str | uuid.UUID) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound("no such task") from None
+
+
+def _row(conn: Connection, tenant: str, task_id: str | uuid.UUID, lock: bool = False) -> RowMapping:
+    find = queries.lock_tenant_task if lock else queries.get_tenant_task
+    row = find(conn, tenant, _task_id(task_id))
+    if row is None:
+        raise NotFound("no such task")
+    return row
+
+
+def create_task(
+    conn: Connection, definition: TaskDefinition, now: datetime, tenant: str = "default"
+) -> uuid.UUID:
+    if queries.task_name_taken(conn, tenant, definition.name):
+        raise Conflict("a task with this name exists", "name")
+    columns = _definition_columns(definition)
+    schedule = schedule_of({**columns, "created_at": now})
+    first = first_occurrence(schedule, now, definition.window)
+    return queries.insert_task(
+        conn,
+        {
+            **columns,
+            "tenant": tenant,
+            "is_active": True,
+            "is_finished": first is None,
+            "next_execution_time": first,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+
+
+def add_task(conn: Connection, tenant: str, data: Any, now: datetime) -> dict[str, Any]:
+    task_id = create_task(conn, parse_definition(data, now), now, tenant)
+    return get_task(conn, tenant, task_id)
+
+
+def get_task(conn: Connection, tenant: str, task_id: str | uuid.UUID) -> dict[str, Any]:
+    return task_view(_row(conn, tenant, task_id))
+
+
+def _tag_filters(tags: list[str]) -> tuple[tuple[str, str], ...]:
+    parsed = []
+    for tag in tags:
+        key, sep, value = tag.partition(":")
+        if not sep or not key:
+            raise ValidationError("tag", f"use key:value, got {tag[:40]!r}")
+        parsed.append((key, value))
+    return tuple(parsed)
+
+
+def list_tasks(
+    conn: Connection,
+    tenant: str,
+    *,
+    status: str | None = None,
+    tags: list[str] | None = None,
+    name: str | None = None,
+    name_prefix: str | None = None,
+    last_status: str | None = None,
+    next_before: str | None = None,
+    next_after: str | None = None,
+    cursor: str | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    if status is not None and status not in {s.value for s in TaskStatus}:
+        raise ValidationError("status", "must be active, paused or finished")
+    if last_status is not None and last_status not in {s.value for s in LastStatus}:
+        raise ValidationError("last_status", "must be succeeded or failed")
+    size = paging.check_limit(limit)
+    after = None
+    if cursor is not None:
+        created_at, last_id = paging.decode(cursor, 2)
+        created = parse_time(created_at, "cursor")
+        if created is None:
+            raise ValidationError("cursor", "is not a cursor this API returned")
+        after = (created, _cursor_uuid(last_id))
+    filters = queries.TaskFilters(
+        status=status,
+        tags=_tag_filters(tags or []),
+        name=name,
+        name_prefix=name_prefix,
+        last_status=last_status,
+        next_before=parse_time(next_before, "next_before"),
+        next_after=parse_time(next_after, "next_after"),
+    )
+    rows = queries.list_tasks(conn, tenant, filters, after, size + 1)
+    items = [task_view(row) for row in rows[:size]]
+    next_cursor = None
+    if len(rows) > size:
+        last = rows[size - 1]
+        next_cursor = paging.encode([last["created_at"].isoformat(), str(last["id"])])
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def _cursor_uuid(value: Any) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ValidationError("cursor", "is not a cursor this API returned") from None
+
+
+def _merge(current: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge-patch: ``target`` and ``retry`` merge field by field; every other field,
+    ``schedule`` and ``tags`` included, is replaced whole."""
+    merged = dict(current)
+    for key, value in patch.items():
+        if key in ("target", "retry") and isinstance(value, Mapping) and key in merged:
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def update_task(
+    conn: Connection, tenant: str, task_id: str | uuid.UUID, patch: Any, now: datetime
+) -> dict[str, Any]:
+    """Change fields; the next run is recomputed from now. A changed target applies to
+    occurrences claimed from now on."""
+    if not isinstance(patch, Mapping):
+        raise ValidationError("", "the body must be a JSON object")
+    row = _row(conn, tenant, task_id, lock=True)
+    if "id" in patch or "status" in patch:
+        raise ValidationError(
+            "id" if "id" in patch else "status",
+            "cannot be changed (use pause and resume for status)",
+        )
+    merged = _merge(definition_dict(row), patch)
+    definition = parse_definition(merged, now, require_future_at="schedule" in patch)
+    if queries.task_name_taken(conn, tenant, definition.name, except_id=row["id"]):
+        raise Conflict("a task with this name exists", "name")
+    columns = _definition_columns(definition)
+    values: dict[str, Any] = {**columns, "updated_at": now}
+    if "schedule" in patch or {"start_at", "end_at", "max_executions"} & set(patch):
+        schedule = schedule_of({**columns, "created_at": row["created_at"]})
+        window = window_of(columns)
+        if window.max_executions is not None and row["occurrence_count"] >= window.max_executions:
+            next_time = None
+        else:
+            next_time = first_occurrence(schedule, now, window)
+        values["next_execution_time"] = next_time
+        values["is_finished"] = next_time is None and not queries.tasks_with_open_executions(
+            conn, [row["id"]]
+        )
+    queries.update_task(conn, row["id"], values)
+    return get_task(conn, tenant, row["id"])
+
+
+def delete_task(conn: Connection, tenant: str, task_id: str | uuid.UUID) -> None:
+    """Deletes the task and, with it, its executions and their attempts."""
+    row = _row(conn, tenant, task_id, lock=True)
+    queries.delete_task(conn, row["id"])
+
+
+def pause_task(
+    conn: Connection, tenant: str, task_id: str | uuid.UUID, now: datetime
+) -> dict[str, Any]:
+    row = _row(conn, tenant, task_id, lock=True)
+    if row["is_finished"]:
+        raise Conflict("the task is finished", "status")
+    queries.update_task(conn, row["id"], {"is_active": False, "updated_at": now})
+    return get_task(conn, tenant, row["id"])
+
+
+def resume_task(
+    conn: Connection, tenant: str, task_id: str | uuid.UUID, now: datetime
+) -> dict[str, Any]:
+    """Occurrences that fell due while paused are skipped: the next run is from now."""
+    row = _row(conn, tenant, task_id, lock=True)
+    if row["is_finished"]:
+        raise Conflict("the task is finished", "status")
+    values: dict[str, Any] = {"is_active": True, "updated_at": now}
+    if not row["is_active"] and row["next_execution_time"] is not None:
+        values["next_execution_time"] = _next_from(row, now)
+    queries.update_task(conn, row["id"], values)
+    return get_task(conn, tenant, row["id"])
+
+
+def _next_from(row: RowMapping, now: datetime) -> datetime | None:
+    window = window_of(row)
+    if window.max_executions is not None and row["occurrence_count"] >= window.max_executions:
+        return None
+    return first_occurrence(schedule_of(row), now, window)
+
+
+def run_task_now(
+    conn: Connection, tenant: str, task_id: str | uuid.UUID, now: datetime
+) -> dict[str, Any]:
+    """An extra occurrence, due now: the next tick sends it (the caller may ask for a tick
+    at once). It does not count against ``max_executions``."""
+    row = _row(conn, tenant, task_id)
+    execution = queries.insert_execution(
+        conn,
+        {
+            "task_id": row["id"],
+            "scheduled_for": now,
+            "idempotency_key": idempotency_key(row["id"], now),
+            "status": ExecutionStatus.QUEUED.value,
+            "attempts": 0,
+            "next_dispatch_at": now,
+            "created_at": now,
+        },
+    )
+    return execution_view(execution)
+
+
+def execution_view(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "task_id": str(row["task_id"]),
+        "scheduled_for": _iso(row["scheduled_for"]),
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "http_status": row["http_status"],
+        "duration_ms": row["duration_ms"],
+        "error": row["error"],
+        "response_excerpt": row["response_excerpt"],
+        "idempotency_key": row["idempotency_key"],
+        "next_attempt_at": _iso(row["next_dispatch_at"])
+        if row["status"] == ExecutionStatus.QUEUED.value
+        else None,
+        "started_at": _iso(row["started_at"]),
+        "finished_at": _iso(row["finished_at"]),
+        "created_at": _iso(row["created_at"]),
+    }
+
+
+def _preview(
+    schedule: Schedule, window: Window, now: datetime, count: int, occurrences_so_far: int
+) -> dict[str, Any]:
+    if not 1 <= count <= MAX_PREVIEW:
+        raise ValidationError("count", f"must be between 1 and {MAX_PREVIEW}")
+    zone = ZoneInfo(schedule.timezone) if isinstance(schedule, Cron) else None
+    # ``upcoming`` gives fire times strictly after its base; start a microsecond early so
+    # an occurrence due exactly now is shown.
+    times = upcoming(schedule, now - _MICROSECOND, window, count, occurrences_so_far)
+    return {
+        "timezone": schedule.timezone if isinstance(schedule, Cron) else "UTC",
+        "fire_times": [
+            {
+                "utc": t.isoformat(),
+                "local": t.astimezone(zone).isoformat() if zone else t.isoformat(),
+            }
+            for t in times
+        ],
+    }
+
+
+def preview_task(
+    conn: Connection, tenant: str, task_id: str | uuid.UUID, now: datetime, count: int = 10
+) -> dict[str, Any]:
+    row = _row(conn, tenant, task_id)
+    if row["is_finished"] or row["next_execution_time"] is None:
+        return _preview(schedule_of(row), window_of(row), now, count, 0) | {"fire_times": []}
+    start = max(now, row["next_execution_time"]) if row["is_active"] else now
+    return _preview(schedule_of(row), window_of(row), start, count, row["occurrence_count"])
+
+
+def preview_schedule(data: Any, now: datetime, count: int = 10) -> dict[str, Any]:
+    """The next fire times of a schedule that is not saved: ``{"schedule": {...},
+    "start_at", "end_at", "max_executions"}`` (all but ``schedule`` optional)."""
+    if not isinstance(data, Mapping):
+        raise ValidationError("", "the body must be a JSON object")
+    for key in data:
+        if key not in ("schedule", "start_at", "end_at", "max_executions"):
+            raise ValidationError(key, "unknown field")
+    if "schedule" not in data:
+        raise ValidationError("schedule", "is required")
+    schedule = parse_schedule(data["schedule"], now)
+    max_executions = data.get("max_executions")
+    if max_executions is not None and (
+        not isinstance(max_executions, int)
+        or isinstance(max_executions, bool)
+        or max_executions < 1
+    ):
+        raise ValidationError("max_executions", "must be a positive integer")
+    window = Window(
+        parse_time(data.get("start_at"), "start_at"),
+        parse_time(data.get("end_at"), "end_at"),
+        max_executions,
+    )
+    try:
+        validate_window(window)
+    except ScheduleError as error:
+        raise ValidationError(error.field, error.message) from None
+    return _preview(schedule, window, now, count, 0)

@@ -1,0 +1,739 @@
+"""The one module that makes outbound HTTP requests: fire a batch of trigger attempts.
+
+It knows HTTP and nothing of cron, Celery or databases, and it decides nothing about
+retries: every attempt ends as a :class:`TriggerOutcome` value, whatever the target or
+the network did. :func:`fire` never raises for anything a request can do.
+
+Concurrency model. One asyncio event loop per process runs in a daemon thread, created
+lazily on first use and re-created after ``fork`` (the pid is compared on every call).
+One :class:`aiohttp.ClientSession` per SSRF mode lives on that loop and is only ever
+touched from the loop thread; :func:`fire` is synchronous and may be called from many
+threads at once (Celery's ``threads`` pool) or from prefork children. At most
+``settings.max_in_flight_per_process`` attempts are in flight per process; an attempt's
+clock (``started_at``, ``duration_ms``, the ``timeout_s`` deadline) starts when it gets
+a slot, so waiting behind other targets is never blamed on this target.
+
+Per attempt: a connect timeout of ``min(connect_timeout_s, timeout_s)``, a per-read
+timeout and a wall-clock deadline of ``timeout_s`` around the whole attempt including
+the body, at most ``max_response_bytes`` of body read (then the connection is closed,
+not pooled), no redirects followed, no cookies kept, no proxy from the environment,
+no automatic decompression.
+
+SSRF guard (unless ``settings.allow_private_targets``): an IP-literal host is checked
+before connecting; a host name is checked inside the connector's resolver, which refuses
+the request if ANY resolved address is blocked, so the connection can only go to an
+address that was checked (the connector's DNS cache only ever holds checked answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import email.utils
+import ipaddress
+import logging
+import math
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Any, Final, TypeVar
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+from taskhub.settings import Settings
+
+__all__ = [
+    "BlockedAddressError",
+    "TriggerOutcome",
+    "TriggerRequest",
+    "attempt_headers",
+    "blocked_reason",
+    "fire",
+    "parse_retry_after",
+    "shutdown",
+]
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+ERROR_KINDS: Final = frozenset(
+    {"timeout", "connection", "dns", "blocked_address", "invalid_request", "tls"}
+)
+EXCERPT_BYTES: Final = 1024
+USER_AGENT: Final = "taskhub"
+KEEPALIVE_S: Final = 4.0
+
+IDEMPOTENCY_KEY: Final = "Idempotency-Key"
+TASK_ID: Final = "X-Taskhub-Task-Id"
+SCHEDULED_FOR: Final = "X-Taskhub-Scheduled-For"
+ATTEMPT: Final = "X-Taskhub-Attempt"
+_TASKHUB_HEADERS: Final = frozenset(
+    h.lower() for h in (IDEMPOTENCY_KEY, TASK_ID, SCHEDULED_FOR, ATTEMPT)
+)
+# Message framing is aiohttp's job: a task's own Content-Length / Transfer-Encoding
+# could only contradict the body actually sent.
+_FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
+
+_TOKEN_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE_RE: Final = re.compile(r"[\r\n\x00]")
+_DELTA_SECONDS_RE: Final = re.compile(r"[0-9]+(?:\.[0-9]*)?")
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Aware UTC; a naive datetime is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _iso_z(value: datetime) -> str:
+    """``2026-11-22T09:00:00Z`` (fractional seconds only when there are some)."""
+    return _as_utc(value).replace(tzinfo=None).isoformat() + "Z"
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return _as_utc(value)
+    return _as_utc(datetime.fromisoformat(str(value)))
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class TriggerRequest:
+    """One attempt to make: the task's HTTP call plus what identifies the attempt."""
+
+    execution_id: int
+    attempt: int
+    task_id: str
+    scheduled_for: datetime
+    idempotency_key: str
+    url: str
+    method: str
+    headers: Mapping[str, str]
+    body: str | None
+    timeout_s: float
+    #: The end of the dispatch lease's grace for sending: a worker that receives the
+    #: message later (it sat in a dead worker's buffer, or a broker redelivered it) must
+    #: not fire it, because by then the database may have sent the execution again.
+    send_by: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # A private copy, so a caller mutating its dict later cannot change this value.
+        object.__setattr__(self, "headers", dict(self.headers))
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution_id,
+            "attempt": self.attempt,
+            "task_id": self.task_id,
+            "scheduled_for": _as_utc(self.scheduled_for).isoformat(),
+            "idempotency_key": self.idempotency_key,
+            "url": self.url,
+            "method": self.method,
+            "headers": dict(self.headers),
+            "body": self.body,
+            "timeout_s": self.timeout_s,
+            "send_by": None if self.send_by is None else _as_utc(self.send_by).isoformat(),
+        }
+
+    @classmethod
+    def from_message(cls, data: Mapping[str, Any]) -> TriggerRequest:
+        headers = data.get("headers") or {}
+        return cls(
+            execution_id=int(data["execution_id"]),
+            attempt=int(data["attempt"]),
+            task_id=str(data["task_id"]),
+            scheduled_for=_parse_time(data["scheduled_for"]),
+            idempotency_key=str(data["idempotency_key"]),
+            url=str(data["url"]),
+            method=str(data["method"]),
+            headers={str(k): str(v) for k, v in dict(headers).items()},
+            body=_opt_str(data.get("body")),
+            timeout_s=float(data["timeout_s"]),
+            send_by=None if data.get("send_by") is None else _parse_time(data["send_by"]),
+        )
+
+
+@dataclass(frozen=True)
+class TriggerOutcome:
+    """What happened to one attempt.
+
+    Exactly one of ``http_status`` and ``error_kind`` is set: a response that arrived
+    (status line, headers and the body up to the byte cap) has its status and no
+    ``error_kind``, whatever the status; anything else has an ``error_kind`` and no
+    status. ``error`` is human-readable and never echoes request headers, the body or
+    the URL's path, query or credentials.
+    """
+
+    execution_id: int
+    attempt: int
+    started_at: datetime
+    duration_ms: int
+    http_status: int | None
+    error_kind: str | None
+    error: str | None
+    retry_after_s: float | None
+    response_excerpt: str | None
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution_id,
+            "attempt": self.attempt,
+            "started_at": _as_utc(self.started_at).isoformat(),
+            "duration_ms": self.duration_ms,
+            "http_status": self.http_status,
+            "error_kind": self.error_kind,
+            "error": self.error,
+            "retry_after_s": self.retry_after_s,
+            "response_excerpt": self.response_excerpt,
+        }
+
+    @classmethod
+    def from_message(cls, data: Mapping[str, Any]) -> TriggerOutcome:
+        return cls(
+            execution_id=int(data["execution_id"]),
+            attempt=int(data["attempt"]),
+            started_at=_parse_time(data["started_at"]),
+            duration_ms=int(data["duration_ms"]),
+            http_status=_opt_int(data.get("http_status")),
+            error_kind=_opt_str(data.get("error_kind")),
+            error=_opt_str(data.get("error")),
+            retry_after_s=_opt_float(data.get("retry_after_s")),
+            response_excerpt=_opt_str(data.get("response_excerpt")),
+        )
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+def attempt_headers(request: TriggerRequest) -> dict[str, str]:
+    """The headers one attempt sends: the task's own, then taskhub's (which win).
+
+    A task header with the same name as a taskhub header (compared case-insensitively)
+    is dropped, as are ``Content-Length`` and ``Transfer-Encoding`` (the HTTP client
+    frames the body itself).
+    """
+    headers = {
+        name: value
+        for name, value in request.headers.items()
+        if name.lower() not in _TASKHUB_HEADERS and name.lower() not in _FRAMING_HEADERS
+    }
+    headers[IDEMPOTENCY_KEY] = request.idempotency_key
+    headers[TASK_ID] = request.task_id
+    headers[SCHEDULED_FOR] = _iso_z(request.scheduled_for)
+    headers[ATTEMPT] = str(request.attempt)
+    return headers
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date.
+
+    Returns None when the value is absent or unparseable, and never a negative number
+    (a date in the past means 0). A naive ``now`` is taken to be UTC.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if _DELTA_SECONDS_RE.fullmatch(text):
+        seconds = float(text)
+        return seconds if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:  # older Pythons return None instead of raising
+        return None
+    delta = (_as_utc(when) - _as_utc(now)).total_seconds()
+    return max(0.0, delta)
+
+
+_METADATA: Final = "cloud metadata service"
+
+
+def _v4(cidr: str) -> IPv4Network:
+    return IPv4Network(cidr)
+
+
+def _v6(cidr: str) -> IPv6Network:
+    return IPv6Network(cidr)
+
+
+# Most specific first: the first match names the class.
+_V4_BLOCKS: Final[tuple[tuple[IPv4Network, str], ...]] = (
+    (_v4("169.254.169.254/32"), f"link-local address ({_METADATA})"),
+    (_v4("0.0.0.0/32"), "unspecified address"),
+    (_v4("0.0.0.0/8"), "reserved address (this network)"),
+    (_v4("127.0.0.0/8"), "loopback address"),
+    (_v4("10.0.0.0/8"), "private address (RFC 1918)"),
+    (_v4("172.16.0.0/12"), "private address (RFC 1918)"),
+    (_v4("192.168.0.0/16"), "private address (RFC 1918)"),
+    (_v4("100.64.0.0/10"), "private address (shared address space, RFC 6598)"),
+    (_v4("169.254.0.0/16"), "link-local address"),
+    (_v4("192.0.0.0/24"), "reserved address (IETF protocol assignments)"),
+    (_v4("192.0.2.0/24"), "reserved address (documentation)"),
+    (_v4("198.51.100.0/24"), "reserved address (documentation)"),
+    (_v4("203.0.113.0/24"), "reserved address (documentation)"),
+    (_v4("192.88.99.0/24"), "reserved address (6to4 relay anycast)"),
+    (_v4("198.18.0.0/15"), "reserved address (benchmarking)"),
+    (_v4("224.0.0.0/4"), "multicast address"),
+    (_v4("255.255.255.255/32"), "reserved address (broadcast)"),
+    (_v4("240.0.0.0/4"), "reserved address"),
+)
+
+_V6_MAPPED: Final = _v6("::ffff:0:0/96")
+_V6_NAT64: Final = _v6("64:ff9b::/96")
+_V6_6TO4: Final = _v6("2002::/16")
+_V6_GLOBAL_UNICAST: Final = _v6("2000::/3")
+_V6_BLOCKS: Final[tuple[tuple[IPv6Network, str], ...]] = (
+    (_v6("::/128"), "unspecified address"),
+    (_v6("::1/128"), "loopback address"),
+    (_v6("fd00:ec2::254/128"), f"unique-local address ({_METADATA})"),
+    (_v6("::/96"), "reserved address (IPv4-compatible)"),
+    (_v6("64:ff9b:1::/48"), "private address (local-use NAT64)"),
+    (_v6("100::/64"), "reserved address (discard-only)"),
+    (_v6("2001:db8::/32"), "reserved address (documentation)"),
+    (_v6("3fff::/20"), "reserved address (documentation)"),
+    (_v6("2001::/23"), "reserved address (IETF protocol assignments)"),
+    (_v6("fc00::/7"), "unique-local address"),
+    (_v6("fe80::/10"), "link-local address"),
+    (_v6("fec0::/10"), "site-local address"),
+    (_v6("ff00::/8"), "multicast address"),
+)
+
+
+def blocked_reason(address: IPv4Address | IPv6Address) -> str | None:
+    """Why taskhub must not connect to ``address`` (an address class), or None if it may.
+
+    Refused: loopback, private (RFC 1918, RFC 6598), link-local (169.254.169.254 and
+    fd00:ec2::254 are the cloud metadata services), unique-local fc00::/7, site-local,
+    unspecified, multicast, reserved and documentation ranges, anything outside IPv6
+    global unicast, and IPv6 forms that embed a blocked IPv4 address (IPv4-mapped,
+    NAT64 64:ff9b::/96, 6to4).
+    """
+    if isinstance(address, IPv4Address):
+        for network, reason in _V4_BLOCKS:
+            if address in network:
+                return reason
+        return None
+    plain = IPv6Address(int(address))  # drop any %scope
+    if plain in _V6_MAPPED:
+        inner = blocked_reason(IPv4Address(int(plain) & 0xFFFFFFFF))
+        return None if inner is None else f"IPv4-mapped {inner}"
+    if plain in _V6_NAT64:
+        inner = blocked_reason(IPv4Address(int(plain) & 0xFFFFFFFF))
+        return None if inner is None else f"NAT64 address embedding a {inner}"
+    if plain in _V6_6TO4:
+        embedded = plain.sixtofour
+        inner = None if embedded is None else blocked_reason(embedded)
+        return None if inner is None else f"6to4 address embedding a {inner}"
+    for network6, reason in _V6_BLOCKS:
+        if plain in network6:
+            return reason
+    if plain not in _V6_GLOBAL_UNICAST:
+        return "reserved address"
+    return None
+
+
+# --------------------------------------------------------------------------- SSRF resolver
+
+
+class BlockedAddressError(OSError):
+    """A host name resolved to an address taskhub refuses to connect to."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"{host} resolves to a {reason}")
+        self.host = host
+        self.reason = reason
+
+
+class _GuardedResolver(AbstractResolver):
+    """Resolve with ``inner``, then refuse the whole answer if ANY address is blocked.
+
+    The connector connects to the addresses returned here (and caches only them), so
+    what was checked is what is connected to.
+    """
+
+    def __init__(self, inner: AbstractResolver) -> None:
+        self._inner = inner
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            try:
+                address = ipaddress.ip_address(result["host"])
+            except ValueError:
+                raise BlockedAddressError(host, "address that cannot be checked") from None
+            reason = blocked_reason(address)
+            if reason is not None:
+                raise BlockedAddressError(host, reason)
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+# --------------------------------------------------------------------------- one attempt
+
+
+class _Refused(Exception):
+    """An attempt refused before any connection: (error_kind, message)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def _looks_like_ip(host: str) -> bool:
+    # aiohttp's own test for "connect to this literally, skip the resolver".
+    return ":" in host or host.replace(".", "").isdigit()
+
+
+def _check_request(request: TriggerRequest, allow_private: bool) -> URL:
+    """The URL to request, or :class:`_Refused` naming what is wrong with it."""
+    try:
+        url = URL(request.url)
+        scheme = url.scheme.lower()
+        host = url.host
+        raw_host = url.raw_host
+        url.port  # noqa: B018 -- raises for a port out of range
+    except (ValueError, TypeError, UnicodeError):
+        raise _Refused("invalid_request", "the URL cannot be parsed") from None
+    if scheme not in ("http", "https"):
+        raise _Refused("invalid_request", "the URL scheme must be http or https")
+    if not host or not raw_host:
+        raise _Refused("invalid_request", "the URL has no host")
+    if not _TOKEN_RE.fullmatch(request.method) or request.method.upper() == "CONNECT":
+        raise _Refused("invalid_request", "the method is not a valid HTTP method name")
+    for name, value in request.headers.items():
+        if not _TOKEN_RE.fullmatch(name):
+            raise _Refused("invalid_request", "a header name is not a valid HTTP token")
+        if _BAD_VALUE_RE.search(value):
+            raise _Refused("invalid_request", "a header value contains a line break or NUL")
+    if not (math.isfinite(request.timeout_s) and request.timeout_s > 0):
+        raise _Refused("invalid_request", "the timeout must be a positive number of seconds")
+    if _looks_like_ip(raw_host) or _looks_like_ip(host):
+        address: IPv4Address | IPv6Address | None = None
+        for candidate in (host, raw_host):
+            try:
+                address = ipaddress.ip_address(candidate)
+                break
+            except ValueError:
+                continue
+        if address is None:
+            raise _Refused("invalid_request", f"the URL host {host!r} is not a valid IP address")
+        if not allow_private:
+            reason = blocked_reason(address)
+            if reason is not None:
+                raise _Refused("blocked_address", f"refused to connect to {address}: {reason}")
+    return url
+
+
+def _excerpt(body: bytes | bytearray) -> str:
+    # NUL cannot be stored in a PostgreSQL text column.
+    return bytes(body[:EXCERPT_BYTES]).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        if isinstance(exc.errno, int) and exc.errno > 0 and not isinstance(exc, ssl.SSLError):
+            return os.strerror(exc.errno)  # "Connection refused", not the raw address tuple
+        if exc.strerror:
+            return exc.strerror
+    text = str(exc)
+    return text or type(exc).__name__
+
+
+def _classify(exc: Exception, url: URL, phase: str, timeout_s: float) -> tuple[str, str]:
+    """(error_kind, message) for an exception raised while attempting ``url``."""
+    where = f"{url.host}:{url.port}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "timeout", f"could not connect to {where} within the connect timeout"
+    if isinstance(exc, TimeoutError):  # the deadline, a read timeout (asyncio's is this)
+        if phase == "body":
+            return "timeout", f"response body not read within {timeout_s:g} s"
+        return "timeout", f"no response within {timeout_s:g} s"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        cause = exc.os_error
+        if isinstance(cause, BlockedAddressError):
+            return "blocked_address", f"refused to connect: {cause}"
+        return "dns", f"DNS lookup failed for {url.host}: {_os_reason(cause)}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "tls", f"TLS certificate error with {where}: {_os_reason(exc.certificate_error)}"
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError | ssl.CertificateError):
+        cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+        return "tls", f"TLS error with {where}: {_os_reason(cause)}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connection", f"cannot connect to {where}: {_os_reason(exc.os_error)}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        if phase == "body":
+            return "connection", f"{where} closed the connection while sending the body"
+        return "connection", f"{where} closed the connection without a response"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "connection", f"{where} sent a malformed or incomplete response body"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "connection", f"{where} sent an invalid HTTP response"
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return "invalid_request", "the URL is not a valid http(s) URL"
+    if isinstance(exc, aiohttp.ClientConnectionError | OSError):
+        return "connection", f"connection to {where} failed: {_os_reason(exc)}"
+    if isinstance(exc, ValueError):  # e.g. a header value with CR/LF, an unencodable name
+        return "invalid_request", "the request cannot be sent (invalid header or method)"
+    raise exc
+
+
+@dataclass
+class _Client:
+    session: aiohttp.ClientSession
+    slots: asyncio.Semaphore
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes of the body, and whether there was more."""
+    body = bytearray()
+    while True:
+        chunk = await response.content.readany()
+        if not chunk:
+            return bytes(body), False
+        room = limit - len(body)
+        if len(chunk) > room:
+            body += chunk[:room]
+            return bytes(body), True
+        body += chunk
+
+
+async def _attempt(client: _Client, request: TriggerRequest, settings: Settings) -> TriggerOutcome:
+    async with client.slots:
+        started_at = datetime.now(UTC)
+        t0 = time.monotonic()
+
+        def outcome(
+            status: int | None,
+            kind: str | None,
+            error: str | None,
+            retry_after: float | None = None,
+            excerpt: str | None = None,
+        ) -> TriggerOutcome:
+            return TriggerOutcome(
+                execution_id=request.execution_id,
+                attempt=request.attempt,
+                started_at=started_at,
+                duration_ms=max(0, round((time.monotonic() - t0) * 1000)),
+                http_status=status,
+                error_kind=kind,
+                error=error,
+                retry_after_s=retry_after,
+                response_excerpt=excerpt,
+            )
+
+        try:
+            url = _check_request(request, settings.allow_private_targets)
+        except _Refused as refused:
+            return outcome(None, refused.kind, refused.message)
+
+        timeout_s = request.timeout_s
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=None,
+            sock_connect=min(settings.connect_timeout_s, timeout_s),
+            sock_read=timeout_s,
+        )
+        data = None if request.body is None else request.body.encode("utf-8")
+        phase = "response"
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with client.session.request(
+                    request.method,
+                    url,
+                    headers=attempt_headers(request),
+                    data=data,
+                    allow_redirects=False,
+                    timeout=timeout,
+                ) as response:
+                    phase = "body"
+                    status = response.status
+                    retry_after = parse_retry_after(
+                        response.headers.get("Retry-After"), datetime.now(UTC)
+                    )
+                    body, truncated = await _read_capped(response, settings.max_response_bytes)
+                    if truncated:
+                        response.close()  # stop reading; the connection is not reused
+        except Exception as exc:
+            try:
+                kind, message = _classify(exc, url, phase, timeout_s)
+            except Exception:
+                log.exception(
+                    "unexpected error firing execution %s attempt %s",
+                    request.execution_id,
+                    request.attempt,
+                )
+                kind, message = "connection", f"unexpected error: {type(exc).__name__}"
+            return outcome(None, kind, message)
+        error = None if 200 <= status < 300 else f"HTTP {status}"
+        return outcome(status, None, error, retry_after, _excerpt(body))
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class _Runtime:
+    """This process's event loop thread and its sessions (touched only on the loop)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.clients: dict[tuple[bool, int], _Client] = {}
+        self.thread = threading.Thread(
+            target=self._run, name=f"taskhub-trigger-loop-{self.pid}", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def _client(self, settings: Settings) -> _Client:
+        # Runs on the loop thread without awaiting: check-and-create is atomic there.
+        key = (settings.allow_private_targets, settings.max_in_flight_per_process)
+        client = self.clients.get(key)
+        if client is None:
+            limit = settings.max_in_flight_per_process
+            resolver: AbstractResolver = DefaultResolver()
+            if not settings.allow_private_targets:
+                resolver = _GuardedResolver(resolver)
+            connector = aiohttp.TCPConnector(
+                limit=limit,
+                limit_per_host=0,
+                ttl_dns_cache=30,
+                resolver=resolver,
+                # Below common servers' idle timeouts (Node's is 5 s), so a pooled
+                # connection is rarely one the server is closing at that moment.
+                keepalive_timeout=KEEPALIVE_S,
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                headers={"User-Agent": USER_AGENT},
+                skip_auto_headers=("Accept-Encoding", "Content-Type"),
+                auto_decompress=False,
+                trust_env=False,
+            )
+            client = self.clients[key] = _Client(session, asyncio.Semaphore(limit))
+        return client
+
+    async def run_batch(
+        self, requests: Sequence[TriggerRequest], settings: Settings
+    ) -> list[TriggerOutcome]:
+        client = self._client(settings)
+        return list(await asyncio.gather(*(_attempt(client, r, settings) for r in requests)))
+
+    async def aclose(self) -> None:
+        clients, self.clients = list(self.clients.values()), {}
+        for client in clients:
+            await client.session.close()
+
+    def call(self, make: Callable[[], Awaitable[_T]]) -> _T:
+        """Run a coroutine on the loop from another thread and wait for its result."""
+        if threading.current_thread() is self.thread:
+            raise RuntimeError("taskhub.trigger.fire() cannot be called from its own loop")
+
+        async def run() -> _T:
+            return await make()
+
+        future = asyncio.run_coroutine_threadsafe(run(), self.loop)
+        while True:
+            try:
+                return future.result(timeout=1.0)
+            except concurrent.futures.TimeoutError:
+                if not self.thread.is_alive() or self.loop.is_closed():
+                    future.cancel()
+                    raise RuntimeError("taskhub's trigger loop thread stopped") from None
+
+
+_lock = threading.Lock()
+_runtime: _Runtime | None = None
+# Runtimes inherited through fork: their thread does not exist in this process. They are
+# kept referenced (never collected) so no finalizer touches the parent's sockets.
+_inherited: list[_Runtime] = []
+
+
+def _reset_lock_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at the moment of fork
+
+
+os.register_at_fork(after_in_child=_reset_lock_after_fork)
+
+
+def _get_runtime() -> _Runtime:
+    global _runtime
+    with _lock:
+        if _runtime is not None and _runtime.pid != os.getpid():
+            _inherited.append(_runtime)
+            _runtime = None
+        if _runtime is None:
+            _runtime = _Runtime()
+        return _runtime
+
+
+def fire(requests: Sequence[TriggerRequest], settings: Settings) -> list[TriggerOutcome]:
+    """Make every attempt concurrently; one outcome per request, in the same order.
+
+    Synchronous and thread-safe. Never raises for anything a request or a target can
+    do; only programming errors raise.
+    """
+    batch = list(requests)
+    if not batch:
+        return []
+    runtime = _get_runtime()
+    return runtime.call(lambda: runtime.run_batch(batch, settings))
+
+
+def shutdown(timeout_s: float = 5.0) -> None:
+    """Close this process's sessions and stop its loop (a later :func:`fire` restarts them)."""
+    global _runtime
+    with _lock:
+        runtime, _runtime = _runtime, None
+    if runtime is None or runtime.pid != os.getpid():
+        return
+    try:
+        asyncio.run_coroutine_threadsafe(runtime.aclose(), runtime.loop).result(timeout_s)
+    except Exception:
+        log.warning("closing the trigger sessions failed", exc_info=True)
+    runtime.loop.call_soon_threadsafe(runtime.loop.stop)
+    runtime.thread.join(timeout_s)
+    if not runtime.thread.is_alive():
+        runtime.loop.close()
+
+
+atexit.register(shutdown)

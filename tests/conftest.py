@@ -1,0 +1,97 @@
+"""Shared fixtures: real PostgreSQL, SQLite and Redis.
+
+Under ``CI=true`` a missing PostgreSQL or Redis fails the run; on a laptop without them
+the tests that need them are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy.engine import Engine
+
+from taskhub import db, schema
+
+POSTGRES_URL = os.environ.get(
+    "TASKHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("TASKHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def service_missing(name: str, error: Exception) -> None:
+    message = f"{name} is not reachable ({error.__class__.__name__}: {error})"
+    if IN_CI:
+        pytest.fail(f"{message}; CI requires it", pytrace=False)
+    pytest.skip(f"{message}; start it to run this test")
+
+
+def _pg_admin_url() -> str:
+    return POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"taskhub_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(_pg_admin_url(), autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        service_missing("PostgreSQL", error)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = _pg_admin_url().rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    db.dispose_after_fork()
+    with psycopg.connect(_pg_admin_url(), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'taskhub.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """One test body, run against each backend (saq's way)."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+def _migrated_engine(url: str) -> Iterator[Engine]:
+    schema.upgrade(url)
+    engine = db.create_engine(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on a migrated database, for each backend."""
+    yield from _migrated_engine(database_url)
+
+
+@pytest.fixture
+def pg_engine(postgres_url: str) -> Iterator[Engine]:
+    """An engine on a migrated PostgreSQL database (what worker processes share)."""
+    yield from _migrated_engine(postgres_url)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        service_missing("Redis", error)
+    finally:
+        client.close()
+    return REDIS_URL

@@ -1,0 +1,136 @@
+"""A property-based fuzz of the API from its own OpenAPI document (schemathesis).
+
+Every operation gets valid and invalid requests generated from the schema, with a valid
+key, against a SQLite database that holds a task, an execution and a dead letter. The
+API must never answer 5xx, and every answer, errors included, must match the document:
+its status code, content type and body schema. Bounded in examples so the whole fuzz
+takes well under two minutes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import schemathesis
+import sqlalchemy as sa
+from fastapi import FastAPI
+from hypothesis import HealthCheck, settings
+from schemathesis import Case
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from sqlalchemy.engine import Engine
+
+from taskhub import apikeys, db, schema, state, tasks
+from taskhub.api import create_app
+from taskhub.models import executions
+from taskhub.settings import load
+from taskhub.trigger import TriggerOutcome
+
+MAX_EXAMPLES = 25
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+def _seed(engine: Engine) -> None:
+    """Something to find: a task with a queued execution and a dead letter."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        task = tasks.add_task(
+            conn,
+            "fuzz",
+            {
+                "name": "seeded",
+                "schedule": {"cron": "*/5 * * * *", "timezone": "Europe/Berlin"},
+                "target": {"url": "https://example.com/hook"},
+                "retry": {"max_attempts": 1},
+                "tags": {"team": "fuzz"},
+            },
+            now,
+        )
+        dead = tasks.run_task_now(conn, "fuzz", task["id"], now)
+        conn.execute(
+            sa.update(executions).where(executions.c.id == dead["id"]).values(status="running")
+        )
+    outcome = TriggerOutcome(
+        execution_id=dead["id"],
+        attempt=1,
+        started_at=now,
+        duration_ms=3,
+        http_status=500,
+        error_kind=None,
+        error="HTTP 500",
+        retry_after_s=None,
+        response_excerpt=None,
+    )
+    state.record_outcomes(engine, [outcome], load({}), now, lambda: 0.5)
+    with engine.begin() as conn:
+        tasks.run_task_now(conn, "fuzz", task["id"], datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class Target:
+    app: FastAPI
+    key: str
+
+
+@pytest.fixture(scope="module")
+def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """One database for every operation, so what one creates the next may find."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}"
+    schema.upgrade(url)
+    engine = db.create_engine(url)
+    _seed(engine)
+    with engine.begin() as conn:
+        key, _ = apikeys.create_key(conn, "fuzz", datetime.now(UTC))
+    yield Target(create_app(engine=engine, request_tick=lambda: None), key)
+    engine.dispose()
+
+
+def has_null_at(body: Any) -> bool:
+    """``{"schedule": {"at": null}}``: definitions.parse_schedule asserts instead of
+    refusing it. Skipped until that is fixed, so the fuzz can find everything else."""
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("schedule"), dict)
+        and "at" in body["schedule"]
+        and body["schedule"]["at"] is None
+    )
+
+
+# The document is read from an app whose engine never connects (loading it touches no
+# database); the requests go to the fixture's app. (``schemathesis.pytest.from_fixture``
+# would say this more directly, but does not run on pytest 9.)
+api = schemathesis.openapi.from_asgi(
+    "/openapi.json", create_app(engine=db.create_engine("sqlite://"), request_tick=lambda: None)
+)
+
+
+@pytest.mark.slow
+@api.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+    database=None,
+)
+def test_no_5xx_and_every_response_matches_the_schema(case: Case[Any], fuzz_target: Target) -> None:
+    if has_null_at(case.body):
+        return  # a known 500, test_api.py::test_a_null_at_is_refused_naming_it (xfail)
+    case.call_and_validate(
+        app=fuzz_target.app,
+        headers={"Authorization": f"Bearer {fuzz_target.key}"},
+        checks=CHECKS,
+    )

@@ -1,0 +1,168 @@
+"""The real ``taskhub`` command in a subprocess, over a SQLite database, as a script
+would drive it: output, --json and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from taskhub import db, state
+from taskhub.models import executions
+from taskhub.settings import load
+from taskhub.trigger import TriggerOutcome
+
+
+class Cli:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TASKHUB_")}
+        self.env["TASKHUB_DATABASE_URL"] = f"sqlite:///{directory / 'taskhub.db'}"
+        self.env["TASKHUB_DATA_DIR"] = str(directory / "data")
+
+    def __call__(
+        self, *args: str, stdin: str | None = None, expect: int = 0
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "taskhub.cli", *args],
+            cwd=self.directory,
+            env=self.env,
+            input=stdin,
+            text=True,
+            capture_output=True,
+            timeout=120,
+        )
+        assert done.returncode == expect, (args, done.stdout, done.stderr)
+        return done
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "--json").stdout)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    cli = Cli(tmp_path)
+    cli("db", "upgrade")
+    return cli
+
+
+def definition(name: str, **extra: Any) -> str:
+    return json.dumps(
+        {
+            "name": name,
+            "schedule": {"cron": "0 9 * * 1-5", "timezone": "Asia/Taipei"},
+            "target": {"url": "https://example.com/hook"},
+            **extra,
+        }
+    )
+
+
+def test_a_task_through_its_whole_life(cli: Cli) -> None:
+    task_id = cli("task", "add", "-", stdin=definition("nightly", tags={"team": "billing"}))
+    task_id_text = task_id.stdout.strip()
+    listed = cli("task", "list").stdout
+    assert "nightly" in listed and task_id_text in listed and "NEXT_EXECUTION_TIME" in listed
+    assert [t["id"] for t in cli.json("task", "list", "--tag", "team:billing")["items"]] == [
+        task_id_text
+    ]
+    assert cli.json("task", "list", "--tag", "team:other")["items"] == []
+    shown = cli.json("task", "show", task_id_text)
+    assert shown["schedule"] == {"cron": "0 9 * * 1-5", "timezone": "Asia/Taipei"}
+    assert shown["status"] == "active"
+    preview = cli.json("task", "preview", task_id_text, "--count", "3")
+    assert len(preview["fire_times"]) == 3
+    assert all(t["local"].endswith("09:00:00+08:00") for t in preview["fire_times"])
+    assert cli.json("task", "pause", task_id_text)["status"] == "paused"
+    assert cli.json("task", "list", "--status", "paused")["items"][0]["id"] == task_id_text
+    assert cli.json("task", "resume", task_id_text)["status"] == "active"
+    run = cli.json("task", "run", task_id_text)
+    assert run["status"] == "queued" and run["task_id"] == task_id_text
+    history = cli.json("executions", "--task", task_id_text)
+    assert [e["id"] for e in history["items"]] == [run["id"]]
+    cli("task", "delete", task_id_text)
+    cli("task", "show", task_id_text, expect=3)
+
+
+def test_bad_input_exits_2_naming_the_field_and_stores_nothing(cli: Cli) -> None:
+    refused = cli(
+        "task",
+        "add",
+        "-",
+        stdin=json.dumps(
+            {
+                "name": "x",
+                "schedule": {"cron": "0 9 * * *", "timezone": "Mars/Base"},
+                "target": {"url": "https://example.com/"},
+            }
+        ),
+        expect=2,
+    )
+    assert "schedule.timezone" in refused.stderr
+    cli("task", "add", "-", stdin="{not json", expect=2)
+    assert cli.json("task", "list")["items"] == []
+    cli("task", "list", "--next-before", "yesterday", expect=2)
+
+
+def test_conflicts_and_unknown_ids_have_their_exit_codes(cli: Cli) -> None:
+    cli("task", "add", "-", stdin=definition("once"))
+    assert "name" in cli("task", "add", "-", stdin=definition("once"), expect=4).stderr
+    cli("task", "show", "00000000-0000-4000-8000-000000000000", expect=3)
+    cli("task", "pause", "not-a-uuid", expect=3)
+    cli("dlq", "redrive", "12345", expect=3)
+
+
+def test_tenants_do_not_see_each_other(cli: Cli) -> None:
+    task_id = cli("task", "add", "-", "--tenant", "acme", stdin=definition("a")).stdout.strip()
+    assert cli.json("task", "list", "--tenant", "other")["items"] == []
+    cli("task", "show", task_id, "--tenant", "other", expect=3)
+    cli("task", "delete", task_id, "--tenant", "other", expect=3)
+    assert cli.json("task", "show", task_id, "--tenant", "acme")["name"] == "a"
+
+
+def test_unsaved_schedule_preview_shows_the_dst_rule(cli: Cli) -> None:
+    # 02:30 on the day New York springs forward (2027-03-14) does not exist: 03:00 EDT.
+    schedule = '{"cron": "30 2 14 3 *", "timezone": "America/New_York"}'
+    preview = cli.json("task", "preview", "--schedule", schedule, "--count", "1")
+    assert preview["fire_times"] == [
+        {"utc": "2027-03-14T07:00:00+00:00", "local": "2027-03-14T03:00:00-04:00"}
+    ]
+    cli("task", "preview", "--schedule", '{"cron": "61 * * * *"}', expect=2)
+    cli("task", "preview", expect=2)
+
+
+def test_dead_letters_are_listed_and_redriven_with_their_key(cli: Cli) -> None:
+    task_id = cli("task", "add", "-", stdin=definition("flaky", retry={"max_attempts": 1}))
+    execution = cli.json("task", "run", task_id.stdout.strip())
+    engine = db.create_engine(cli.env["TASKHUB_DATABASE_URL"])
+    with engine.begin() as conn:
+        conn.execute(sa.update(executions).values(status="running"))
+    outcome = TriggerOutcome(
+        execution_id=execution["id"],
+        attempt=1,
+        started_at=datetime.now(UTC),
+        duration_ms=5,
+        http_status=503,
+        error_kind=None,
+        error="HTTP 503",
+        retry_after_s=None,
+        response_excerpt="down",
+    )
+    state.record_outcomes(engine, [outcome], load({}), datetime.now(UTC), lambda: 0.5)
+    engine.dispose()
+    [dead] = cli.json("dlq", "list")["items"]
+    assert (dead["id"], dead["status"], dead["error"]) == (execution["id"], "dead", "HTTP 503")
+    redriven = cli.json("dlq", "redrive", str(dead["id"]))
+    assert redriven["status"] == "queued"
+    assert redriven["idempotency_key"] == execution["idempotency_key"]
+    assert cli.json("dlq", "list")["items"] == []
+    cli("dlq", "redrive", str(dead["id"]), expect=4)  # no longer dead
+    assert datetime.fromisoformat(redriven["next_attempt_at"]) <= datetime.now(UTC) + timedelta(
+        seconds=1
+    )

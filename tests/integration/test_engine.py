@@ -1,0 +1,177 @@
+"""The whole engine with real processes: Redis, PostgreSQL, worker and beat, firing at a
+real HTTP target on loopback."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from taskhub import tasks
+from taskhub.models import executions, scheduled_tasks
+from tests.processes import Stack, wait_until
+from tests.target import Target, running_target
+
+pytestmark = pytest.mark.slow
+
+TERMINAL = ("succeeded", "failed", "dead")
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    with running_target() as target:
+        yield target
+
+
+@pytest.fixture
+def stack(postgres_url: str, redis_url: str, pg_engine: Engine, tmp_path: Path) -> Iterator[Stack]:
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {
+        **os.environ,
+        "TASKHUB_DATABASE_URL": postgres_url,
+        "TASKHUB_BROKER_URL": redis_url,
+        "TASKHUB_RESULT_BACKEND": redis_url,
+        "TASKHUB_ALLOW_PRIVATE_TARGETS": "1",
+        "TASKHUB_TICK_SECONDS": "1",
+        "TASKHUB_DISPATCH_LEASE_SECONDS": "5",
+        "TASKHUB_DATA_DIR": str(tmp_path / "data"),
+        "TASKHUB_LOG_LEVEL": "INFO",
+    }
+    stack = Stack(env, tmp_path)
+    yield stack
+    stack.stop_all()
+
+
+def add_tasks(
+    engine: Engine, count: int, url: str, schedule: dict[str, Any], **extra: Any
+) -> list[uuid.UUID]:
+    now = datetime.now(UTC)
+    ids = []
+    with engine.begin() as conn:
+        for i in range(count):
+            data = {
+                "name": f"task-{uuid.uuid4().hex[:8]}-{i}",
+                "schedule": schedule,
+                "target": {"url": url, "timeout_seconds": 2},
+                **extra,
+            }
+            ids.append(tasks.create_task(conn, tasks.parse_definition(data, now), now))
+    return ids
+
+
+def statuses(engine: Engine) -> Counter[str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(executions.c.status, sa.func.count()).group_by(executions.c.status)
+        )
+        return Counter({status: count for status, count in rows})
+
+
+def all_ended(engine: Engine, expected: int) -> bool:
+    counts = statuses(engine)
+    return sum(counts[s] for s in TERMINAL) >= expected and counts.total() == sum(
+        counts[s] for s in TERMINAL
+    )
+
+
+def soon(seconds: float = 2.0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+def test_burst_of_500_fires_each_occurrence_once(
+    stack: Stack, pg_engine: Engine, target: Target
+) -> None:
+    ids = add_tasks(pg_engine, 500, target.url("/ok"), {"at": soon(3)})
+    stack.start("worker", "all")
+    stack.start("beat", "beat")
+    assert wait_until(lambda: all_ended(pg_engine, 500), 120), stack.logs()
+    assert statuses(pg_engine) == {"succeeded": 500}
+    keys = target.keys()
+    assert len(keys) == 500 and set(keys.values()) == {1}
+    task_ids = {r.headers["X-Taskhub-Task-Id"] for r in target.snapshot()}
+    assert task_ids == {str(i) for i in ids}
+    with pg_engine.connect() as conn:
+        rows = conn.execute(sa.select(scheduled_tasks)).mappings().all()
+    assert all(r["is_finished"] and r["last_status"] == "succeeded" for r in rows)
+    assert all(r["execution_count"] == 1 and r["consecutive_failures"] == 0 for r in rows)
+
+
+def test_flaky_target_is_retried_with_one_key_and_404_is_not(
+    stack: Stack, pg_engine: Engine, target: Target
+) -> None:
+    retry = {"max_attempts": 3, "backoff_seconds": 1, "max_backoff_seconds": 2}
+    add_tasks(pg_engine, 3, target.url("/flaky/2"), {"at": soon()}, retry=retry)
+    add_tasks(pg_engine, 2, target.url("/missing"), {"at": soon()}, retry=retry)
+    stack.start("worker", "all")
+    stack.start("beat", "beat")
+    assert wait_until(lambda: all_ended(pg_engine, 5), 90), stack.logs()
+    assert statuses(pg_engine) == {"succeeded": 3, "failed": 2}
+    flaky = [r for r in target.snapshot() if r.path.startswith("/flaky")]
+    by_key: dict[str, list[str]] = {}
+    for r in flaky:
+        by_key.setdefault(r.headers["Idempotency-Key"], []).append(r.headers["X-Taskhub-Attempt"])
+    assert sorted(by_key.values()) == [["1", "2", "3"]] * 3
+    missing = [r for r in target.snapshot() if r.path == "/missing"]
+    assert len(missing) == 2 and {r.headers["X-Taskhub-Attempt"] for r in missing} == {"1"}
+
+
+def test_two_beats_double_nothing(stack: Stack, pg_engine: Engine, target: Target) -> None:
+    add_tasks(pg_engine, 20, target.url("/ok"), {"interval_seconds": 2})
+    stack.start("worker", "all")
+    stack.start("beat-a", "beat")
+    stack.start("beat-b", "beat")
+    time.sleep(12)
+    stack.stop("beat-a")
+    stack.stop("beat-b")
+    with pg_engine.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(executions)).scalar_one()
+    assert total >= 20 * 3
+    assert wait_until(lambda: all_ended(pg_engine, total), 60), stack.logs()
+    keys = target.keys()
+    assert len(keys) == total
+    assert set(keys.values()) == {1}, "an occurrence was fired twice"
+
+
+def test_kill_9_of_the_trigger_worker_mid_burst_loses_nothing(
+    stack: Stack, pg_engine: Engine, target: Target
+) -> None:
+    add_tasks(pg_engine, 200, target.url("/slow/1"), {"at": soon()})
+    stack.start("state", "state")
+    stack.start("beat", "beat")
+    stack.start("trigger-1", "trigger")
+    assert wait_until(lambda: len(target.snapshot()) >= 10, 60), stack.logs()
+    stack.kill("trigger-1")
+    killed_at = time.monotonic()
+    stack.start("trigger-2", "trigger")
+    assert wait_until(lambda: all_ended(pg_engine, 200), 120), stack.logs()
+    recovery_s = time.monotonic() - killed_at
+    print(f"kill -9 mid-burst: all 200 occurrences ended {recovery_s:.1f} s after the kill")
+    assert statuses(pg_engine) == {"succeeded": 200}
+    keys = target.keys()
+    assert len(keys) == 200  # every occurrence reached the target; repeats share its key
+
+
+def test_redis_flush_after_a_tick_loses_nothing(
+    stack: Stack, pg_engine: Engine, target: Target, redis_url: str
+) -> None:
+    add_tasks(pg_engine, 50, target.url("/ok"), {"at": soon(1)})
+    stack.start("state", "state")
+    stack.start("beat", "beat")
+    assert wait_until(lambda: statuses(pg_engine)["running"] == 50, 30), stack.logs()
+    redis.Redis.from_url(redis_url).flushdb()
+    flushed_at = time.monotonic()
+    stack.start("trigger", "trigger")
+    assert wait_until(lambda: all_ended(pg_engine, 50), 90), stack.logs()
+    print(f"FLUSHDB after a tick: recovered in {time.monotonic() - flushed_at:.1f} s")
+    assert statuses(pg_engine) == {"succeeded": 50}
+    assert len(target.keys()) == 50

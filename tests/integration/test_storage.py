@@ -1,0 +1,236 @@
+"""The database layer on PostgreSQL and SQLite: schema, claims, and write-back."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from taskhub import discovery, queries, schema, settings, state, tasks
+from taskhub.models import executions, scheduled_tasks
+from taskhub.trigger import TriggerOutcome, TriggerRequest
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+SETTINGS = settings.load({"TASKHUB_CLAIM_BATCH_SIZE": "50", "TASKHUB_DISPATCH_LEASE_SECONDS": "60"})
+
+
+def add_task(engine: Engine, name: str, schedule: dict[str, Any], **extra: Any) -> uuid.UUID:
+    data = {
+        "name": name,
+        "schedule": schedule,
+        "target": {"url": "http://target.test/hook"},
+        **extra,
+    }
+    with engine.begin() as conn:
+        return tasks.create_task(
+            conn, tasks.parse_definition(data, NOW - timedelta(hours=1)), NOW - timedelta(hours=1)
+        )
+
+
+def outcome(
+    request: TriggerRequest, http_status: int | None = 200, error_kind: str | None = None
+) -> TriggerOutcome:
+    return TriggerOutcome(
+        execution_id=request.execution_id,
+        attempt=request.attempt,
+        started_at=NOW,
+        duration_ms=12,
+        http_status=http_status,
+        error_kind=error_kind,
+        error=None if http_status and http_status < 300 else f"HTTP {http_status}",
+        retry_after_s=None,
+        response_excerpt="ok",
+    )
+
+
+def claim_all(engine: Engine, now: datetime) -> list[TriggerRequest]:
+    requests: list[TriggerRequest] = []
+    discovery.run_tick(engine, SETTINGS, requests.extend, lambda: now)
+    return requests
+
+
+def execution_rows(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(executions).order_by(executions.c.id)).mappings())
+
+
+def task_row(engine: Engine, task_id: uuid.UUID) -> Any:
+    with engine.connect() as conn:
+        return queries.get_task(conn, task_id)
+
+
+def test_migrations_upgrade_from_empty_without_drift(database_url: str) -> None:
+    schema.upgrade(database_url)
+    schema.check(database_url)  # raises if models and migrations differ
+    schema.upgrade(database_url)  # a second upgrade is a no-op
+
+
+def test_due_tasks_become_one_execution_per_occurrence(engine: Engine) -> None:
+    at = (NOW - timedelta(seconds=5)).isoformat()
+    one_time = add_task(engine, "once", {"at": at})
+    cron = add_task(engine, "minutely", {"cron": "* * * * *"})
+    requests = claim_all(engine, NOW)
+    # The cron task was created an hour ago: 60 missed minutes, each within the
+    # misfire grace, plus the one-time task.
+    assert Counter(r.task_id for r in requests) == {str(one_time): 1, str(cron): 61}
+    assert len({r.idempotency_key for r in requests}) == 62
+    assert all(r.attempt == 1 for r in requests)
+    # A second tick at the same moment finds nothing new.
+    assert claim_all(engine, NOW) == []
+    assert task_row(engine, cron)["next_execution_time"] == NOW + timedelta(minutes=1)
+    assert task_row(engine, one_time)["next_execution_time"] is None
+
+
+def test_concurrent_claimers_never_share_an_occurrence(engine: Engine) -> None:
+    at = (NOW - timedelta(seconds=1)).isoformat()
+    ids = {add_task(engine, f"t{i}", {"at": at}) for i in range(300)}
+    results: list[list[TriggerRequest]] = [[], [], [], []]
+    barrier = threading.Barrier(len(results))
+
+    def claimer(index: int) -> None:
+        barrier.wait()
+        while True:
+            with engine.begin() as conn:
+                more, requests = discovery.claim_occurrences(conn, NOW, SETTINGS)
+            results[index].extend(requests)
+            if not more:
+                return
+
+    threads = [threading.Thread(target=claimer, args=(i,)) for i in range(len(results))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [r for part in results for r in part]
+    assert len(everything) == 300
+    assert {uuid.UUID(r.task_id) for r in everything} == ids
+    assert len({r.execution_id for r in everything}) == 300
+    assert len(execution_rows(engine)) == 300
+
+
+def test_recording_twice_changes_nothing(engine: Engine) -> None:
+    task_id = add_task(engine, "once", {"at": NOW.isoformat()})
+    [request] = claim_all(engine, NOW)
+    first = state.record_outcomes(engine, [outcome(request)], SETTINGS, NOW, lambda: 0.5)
+    before = (execution_rows(engine), task_row(engine, task_id))
+    second = state.record_outcomes(engine, [outcome(request)], SETTINGS, NOW, lambda: 0.5)
+    assert (first.applied, second.applied, second.ignored) == (1, 0, 1)
+    assert (execution_rows(engine), task_row(engine, task_id)) == before
+    [row] = before[0]
+    assert row["status"] == "succeeded" and row["attempts"] == 1 and row["http_status"] == 200
+    task = before[1]
+    assert task["is_finished"] and task["last_status"] == "succeeded"
+    assert task["execution_count"] == 1 and task["last_execution_time"] == NOW
+
+
+def test_retry_keeps_the_key_and_ends_succeeded(engine: Engine) -> None:
+    task_id = add_task(
+        engine, "flaky", {"at": NOW.isoformat()}, retry={"max_attempts": 3, "backoff_seconds": 10}
+    )
+    [first] = claim_all(engine, NOW)
+    report = state.record_outcomes(engine, [outcome(first, 503)], SETTINGS, NOW, lambda: 1.0)
+    assert report.retries_scheduled == 1
+    [row] = execution_rows(engine)
+    assert row["status"] == "queued" and row["next_dispatch_at"] == NOW + timedelta(seconds=10)
+    assert claim_all(engine, NOW + timedelta(seconds=9)) == []
+    [second] = claim_all(engine, NOW + timedelta(seconds=10))
+    assert (second.attempt, second.idempotency_key) == (2, first.idempotency_key)
+    state.record_outcomes(engine, [outcome(second, 200)], SETTINGS, NOW, lambda: 1.0)
+    [row] = execution_rows(engine)
+    assert (row["status"], row["attempts"], row["next_dispatch_at"]) == ("succeeded", 2, None)
+    task = task_row(engine, task_id)
+    assert (task["last_status"], task["consecutive_failures"], task["is_finished"]) == (
+        "succeeded",
+        0,
+        True,
+    )
+    with engine.connect() as conn:
+        assert [a["http_status"] for a in queries.attempts_of_execution(conn, row["id"])] == [
+            503,
+            200,
+        ]
+
+
+def test_client_error_fails_at_once(engine: Engine) -> None:
+    task_id = add_task(engine, "gone", {"at": NOW.isoformat()})
+    [request] = claim_all(engine, NOW)
+    state.record_outcomes(engine, [outcome(request, 404)], SETTINGS, NOW, lambda: 0.5)
+    [row] = execution_rows(engine)
+    assert (row["status"], row["attempts"], row["next_dispatch_at"]) == ("failed", 1, None)
+    assert claim_all(engine, NOW + timedelta(days=1)) == []
+    task = task_row(engine, task_id)
+    assert (task["last_status"], task["consecutive_failures"]) == ("failed", 1)
+
+
+def test_exhausted_attempts_leave_a_dead_execution(engine: Engine) -> None:
+    add_task(
+        engine, "down", {"at": NOW.isoformat()}, retry={"max_attempts": 2, "backoff_seconds": 1}
+    )
+    [first] = claim_all(engine, NOW)
+    state.record_outcomes(engine, [outcome(first, None, "connection")], SETTINGS, NOW, lambda: 0.0)
+    [second] = claim_all(engine, NOW + timedelta(seconds=5))
+    state.record_outcomes(engine, [outcome(second, None, "timeout")], SETTINGS, NOW, lambda: 0.0)
+    [row] = execution_rows(engine)
+    assert (row["status"], row["attempts"]) == ("dead", 2)
+
+
+def test_lost_send_is_sent_again_after_its_lease(engine: Engine) -> None:
+    add_task(engine, "lost", {"at": NOW.isoformat()})
+    [request] = claim_all(engine, NOW)
+    lease = SETTINGS.dispatch_lease_s + 30  # the task's timeout
+    assert claim_all(engine, NOW + timedelta(seconds=lease - 1)) == []
+    [again] = claim_all(engine, NOW + timedelta(seconds=lease))
+    assert (again.execution_id, again.attempt, again.idempotency_key) == (
+        request.execution_id,
+        1,
+        request.idempotency_key,
+    )
+    # Both sends come back: the first outcome is written, the duplicate is ignored.
+    report = state.record_outcomes(
+        engine, [outcome(request), outcome(again)], SETTINGS, NOW, lambda: 0.5
+    )
+    assert (report.applied, report.ignored) == (1, 1)
+    [row] = execution_rows(engine)
+    assert (row["status"], row["dispatch_count"]) == ("succeeded", 2)
+
+
+def test_paused_tasks_are_not_claimed(engine: Engine) -> None:
+    task_id = add_task(engine, "paused", {"interval_seconds": 60})
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(scheduled_tasks)
+            .where(scheduled_tasks.c.id == task_id)
+            .values(is_active=False)
+        )
+    assert claim_all(engine, NOW) == []
+
+
+def test_max_executions_finishes_the_task(engine: Engine) -> None:
+    task_id = add_task(engine, "thrice", {"interval_seconds": 60}, max_executions=3)
+    requests = claim_all(engine, NOW)
+    assert len(requests) == 3
+    assert task_row(engine, task_id)["next_execution_time"] is None
+    state.record_outcomes(engine, [outcome(r) for r in requests[:2]], SETTINGS, NOW, lambda: 0.5)
+    assert not task_row(engine, task_id)["is_finished"]
+    state.record_outcomes(engine, [outcome(requests[2])], SETTINGS, NOW, lambda: 0.5)
+    task = task_row(engine, task_id)
+    assert task["is_finished"] and task["execution_count"] == 3
+
+
+@pytest.mark.parametrize("misfire_grace_s", ["0", "600"])
+def test_long_downtime_collapses_missed_occurrences(engine: Engine, misfire_grace_s: str) -> None:
+    grace = settings.load({"TASKHUB_MISFIRE_GRACE_SECONDS": misfire_grace_s})
+    add_task(engine, "every-minute", {"cron": "* * * * *"})
+    requests: list[TriggerRequest] = []
+    discovery.run_tick(engine, grace, requests.extend, lambda: NOW)
+    # An hour missed: the oldest is fired once, then every minute within the grace
+    # (both ends included: NOW itself is an occurrence, zero seconds late).
+    expected = 1 + int(misfire_grace_s) // 60 + 1
+    assert len(requests) == expected
+    assert requests[0].scheduled_for == NOW - timedelta(minutes=60)

@@ -1,0 +1,104 @@
+"""A real HTTP target on loopback for tests: records every request it receives.
+
+Paths choose behaviour: ``/ok`` answers 200, ``/missing`` 404, ``/flaky/N`` answers 503
+to the first N attempts of each idempotency key and 200 after, ``/slow/S`` waits S
+seconds before answering 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    method: str
+    headers: dict[str, str]
+    body: str
+    at: float  # time.time()
+
+
+@dataclass
+class Target:
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def snapshot(self) -> list[Received]:
+        with self.lock:
+            return list(self.received)
+
+    def keys(self) -> Counter[str]:
+        return Counter(r.headers.get("Idempotency-Key", "") for r in self.snapshot())
+
+    def wait_for(self, count: int, timeout_s: float) -> list[Received]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            got = self.snapshot()
+            if len(got) >= count:
+                return got
+            time.sleep(0.1)
+        return self.snapshot()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        record = Received(request.path, request.method, dict(request.headers), body, time.time())
+        with self.lock:
+            self.received.append(record)
+            seen = sum(
+                1
+                for r in self.received
+                if r.headers.get("Idempotency-Key") == record.headers.get("Idempotency-Key")
+            )
+        parts = request.path.strip("/").split("/")
+        if parts[0] == "missing":
+            return web.Response(status=404, text="no such hook")
+        if parts[0] == "flaky" and seen <= int(parts[1]):
+            return web.Response(status=503, text="try later")
+        if parts[0] == "slow":
+            await asyncio.sleep(float(parts[1]))
+        return web.Response(text="ok")
+
+
+@contextmanager
+def running_target() -> Iterator[Target]:
+    target = Target()
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", target.handle)
+    runner = web.AppRunner(app, access_log=None)
+
+    async def start() -> None:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=2048)
+        await site.start()
+        target.port = runner.addresses[0][1]
+        started.set()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(start())
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    started.wait(10)
+    try:
+        yield target
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from taskhub import settings
+from taskhub.celery import beat_schedule, fire_triggers, record_chunk
+from taskhub.fanout import build_chords
+from taskhub.trigger import TriggerRequest
+
+
+def test_defaults_need_no_server() -> None:
+    s = settings.load({})
+    assert s.database_url == "sqlite:///taskhub.db"
+    assert s.is_embedded_broker
+    assert s.result_backend.startswith("file://")
+    assert not s.allow_private_targets
+    assert s.tick_seconds == 60
+
+
+def test_redis_broker_backs_its_own_chords() -> None:
+    s = settings.load({"TASKHUB_BROKER_URL": "redis://localhost:6379/0"})
+    assert s.result_backend == "redis://localhost:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"TASKHUB_TICK_SECONDS": "soon"}, "TASKHUB_TICK_SECONDS"),
+        ({"TASKHUB_CHUNK_SIZE": "0"}, "TASKHUB_CHUNK_SIZE"),
+        ({"TASKHUB_ALLOW_PRIVATE_TARGETS": "maybe"}, "TASKHUB_ALLOW_PRIVATE_TARGETS"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(settings.SettingsError, match=named):
+        settings.load(env)
+
+
+def test_the_tick_is_aligned_to_the_minute_and_expires() -> None:
+    entry = beat_schedule(settings.load({}))["taskhub-tick"]
+    assert str(entry["schedule"]) == "<crontab: * * * * * (m/h/dM/MY/d)>"
+    assert 0 < entry["options"]["expires"] < 60
+
+
+def request(i: int, body: str | None = None) -> TriggerRequest:
+    return TriggerRequest(
+        execution_id=i,
+        attempt=1,
+        task_id="t",
+        scheduled_for=datetime(2026, 1, 1, tzinfo=UTC),
+        idempotency_key=f"k{i}",
+        url="https://example.com/",
+        method="POST",
+        headers={},
+        body=body,
+        timeout_s=30,
+    )
+
+
+def test_each_chunk_is_one_flat_chord_of_bounded_messages(tmp_path: Path) -> None:
+    s = settings.load(
+        {
+            "TASKHUB_CHUNK_SIZE": "100",
+            "TASKHUB_TRIGGERS_PER_MESSAGE": "25",
+            "TASKHUB_MAX_MESSAGE_BYTES": "65536",
+            "TASKHUB_DATA_DIR": str(tmp_path),
+        }
+    )
+    requests = [request(i) for i in range(230)] + [request(1000 + i, "x" * 40000) for i in range(3)]
+    chords = build_chords(requests, s, fire_triggers, record_chunk)
+    assert len(chords) == 3  # 100 + 100 + 33
+    sent: list[int] = []
+    for canvas in chords:
+        assert canvas.body.task == "taskhub.record_chunk"
+        assert "chunk_id" in canvas.body.kwargs
+        for message in canvas.tasks:
+            assert message.task == "taskhub.fire_triggers"
+            [payload] = message.args
+            assert 1 <= len(payload) <= 25
+            assert len(payload) == 1 or sum(len(str(m)) for m in payload) < 65536
+            sent.extend(m["execution_id"] for m in payload)
+    assert sent == [r.execution_id for r in requests]
+
+
+def test_a_request_received_after_its_send_by_is_not_fired() -> None:
+    now = datetime.now(UTC)
+    stale = replace(request(1), url="http://127.0.0.1:9/", send_by=now - timedelta(seconds=1))
+    fresh = replace(request(2), url="http://127.0.0.1:9/", send_by=now + timedelta(minutes=1))
+    outcomes = fire_triggers.run([stale.to_message(), fresh.to_message()])
+    # Only the fresh one was attempted (and refused before connecting: loopback is a
+    # private target under the default settings; port 9 refuses if private is allowed).
+    assert [o["execution_id"] for o in outcomes] == [2]
+    assert outcomes[0]["error_kind"] in ("blocked_address", "connection")

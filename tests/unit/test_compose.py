@@ -1,0 +1,99 @@
+"""docker-compose.yml cannot be run here (no Docker engine), so check what can be:
+it is valid YAML of the expected shape, and every command it runs exists."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from taskhub import roles
+from taskhub.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+
+
+def test_every_role_has_a_service() -> None:
+    assert {"redis", "postgres", "migrate", "trigger-worker", "worker", "beat", "flower"} <= set(
+        SERVICES
+    )
+
+
+def test_dependencies_name_real_services() -> None:
+    for name, service in SERVICES.items():
+        for dependency in service.get("depends_on", {}):
+            assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
+
+
+def test_the_app_waits_for_the_migration() -> None:
+    for name in ("trigger-worker", "worker", "beat", "flower"):
+        assert SERVICES[name]["depends_on"]["migrate"]["condition"] == (
+            "service_completed_successfully"
+        )
+
+
+def test_redis_never_evicts_queued_work() -> None:
+    assert "noeviction" in SERVICES["redis"]["command"]
+
+
+def _commands() -> list[tuple[str, list[str]]]:
+    return [
+        (name, s["command"])
+        for name, s in SERVICES.items()
+        if "command" in s and name not in ("redis",)
+    ]
+
+
+@pytest.mark.parametrize(("service", "command"), _commands())
+def test_every_command_exists(service: str, command: list[str]) -> None:
+    program, *args = command
+    if program.startswith("workers/"):
+        script = ROOT / program
+        assert script.is_file() and os.access(script, os.X_OK), f"{service}: {program} missing"
+        words = shlex.split(script.read_text().strip().splitlines()[-1])
+        assert words[:3] == ["exec", "taskhub", "run"] and words[3] in roles.ROLES
+    elif program == "taskhub":
+        result = CliRunner().invoke(main, [*args, "--help"])
+        assert result.exit_code == 0, f"{service}: taskhub {' '.join(args)}: {result.output}"
+    elif program == "celery":
+        subcommand = args[args.index("-A") + 2]
+        completed = subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "taskhub", subcommand, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert completed.returncode == 0, completed.stderr
+    else:
+        pytest.fail(f"{service}: unknown program {program}")
+
+
+def test_role_command_lines() -> None:
+    assert roles.celery_argv("trigger", {})[3:] == [
+        "-A",
+        "taskhub",
+        "worker",
+        "-Q",
+        "taskhub.triggers",
+        "-P",
+        "threads",
+        "-c",
+        "16",
+        "-n",
+        "trigger@%h",
+        "--loglevel",
+        "INFO",
+    ]
+    assert "taskhub.discovery,taskhub.state" in roles.celery_argv("state", {})
+    with pytest.raises(ValueError, match="unknown role"):
+        roles.celery_argv("nope", {})

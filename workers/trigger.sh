@@ -1,0 +1,4 @@
+#!/usr/bin/env sh
+# The trigger role's launch profile (taskhub/roles.py holds the command line). Extra
+# arguments are passed to celery, e.g. `workers/trigger.sh --loglevel DEBUG`.
+exec taskhub run trigger "$@"
