@@ -151,7 +151,8 @@ def parse_schedule(data: Any, now: datetime, *, require_future_at: bool = True) 
         schedule = Interval(seconds, anchor=now)
     else:
         at = parse_time(data["at"], "schedule.at")
-        assert at is not None
+        if at is None:
+            raise ValidationError("schedule.at", "must be an ISO 8601 time with offset")
         if require_future_at and at < now:
             raise ValidationError("schedule.at", "is in the past")
         schedule = OneTime(at)

@@ -433,4 +433,7 @@ def preview_schedule(data: Any, now: datetime, count: int = 10) -> dict[str, Any
         validate_window(window)
     except ScheduleError as error:
         raise ValidationError(error.field, error.message) from None
+    if isinstance(schedule, Interval) and window.start_at is not None:
+        # Counted from start_at, exactly as the saved task would be (``schedule_of``).
+        schedule = Interval(schedule.interval_seconds, anchor=window.start_at)
     return _preview(schedule, window, now, count, 0)
