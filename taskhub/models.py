@@ -88,6 +88,14 @@ scheduled_tasks = sa.Table(
     sa.Column("backoff_seconds", sa.Float(), nullable=False, server_default="10"),
     sa.Column("max_backoff_seconds", sa.Float(), nullable=False, server_default="600"),
     sa.Column("tags", _json(), nullable=False),
+    # Header values that carry credentials (Authorization, cookies, configured names),
+    # as one sealed (encrypted) JSON object; ``headers`` holds only the others.
+    sa.Column("sealed_headers", sa.Text()),
+    # What a claim after downtime does with occurrences older than the misfire grace:
+    # fire_once (collapse into one), skip, fire_each (bounded).
+    sa.Column("misfire_policy", sa.String(16), nullable=False, server_default="fire_once"),
+    # Pause the task after this many consecutive failed executions; NULL: never.
+    sa.Column("auto_pause_after_failures", sa.Integer()),
     # state
     sa.Column("is_active", sa.Boolean(), nullable=False, server_default=sa.true()),
     sa.Column("is_finished", sa.Boolean(), nullable=False, server_default=sa.false()),
@@ -97,10 +105,18 @@ scheduled_tasks = sa.Table(
     sa.Column("occurrence_count", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("execution_count", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("consecutive_failures", sa.Integer(), nullable=False, server_default="0"),
+    # Why a paused task is paused: 'user' (the API or CLI) or 'auto_pause' (its
+    # consecutive failures reached auto_pause_after_failures); NULL while not paused.
+    sa.Column("paused_by", sa.String(16)),
+    sa.Column("paused_reason", sa.Text()),
+    sa.Column("paused_at", UTCDateTime()),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("tenant", "name"),
     sa.CheckConstraint("schedule_kind IN ('cron', 'interval', 'at')", name="schedule_kind_known"),
+    sa.CheckConstraint(
+        "misfire_policy IN ('fire_once', 'skip', 'fire_each')", name="misfire_policy_known"
+    ),
 )
 
 #: The due query's index: only rows that can ever be due are in it.
@@ -188,3 +204,18 @@ api_keys = sa.Table(
     sa.Column("last_used_at", UTCDateTime()),
 )
 sa.Index("ix_api_keys_tenant", api_keys.c.tenant)
+
+signing_secrets = sa.Table(
+    "signing_secrets",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True, default=uuid.uuid4),
+    sa.Column("tenant", sa.String(100), nullable=False),
+    # The secret itself, sealed with the installation's encryption key: taskhub must be
+    # able to sign with it, so it cannot be stored as a one-way digest like an API key.
+    sa.Column("sealed_secret", sa.Text(), nullable=False),
+    # A few characters that let a person tell two secrets apart; never enough to sign.
+    sa.Column("hint", sa.String(32), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime()),
+)
+sa.Index("ix_signing_secrets_tenant", signing_secrets.c.tenant)
