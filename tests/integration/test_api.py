@@ -54,6 +54,11 @@ TASK_FIELDS = {
     "last_status",
     "execution_count",
     "consecutive_failures",
+    "misfire_policy",
+    "auto_pause_after_failures",
+    "paused_by",
+    "paused_reason",
+    "paused_at",
     "created_at",
     "updated_at",
 }
