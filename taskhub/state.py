@@ -3,7 +3,9 @@
 One transaction per call. Every write is conditional on the execution still waiting
 for exactly this attempt (``status`` open and ``attempts == attempt - 1``), so a
 callback that runs twice, or an outcome of a send that was repeated after its lease
-ran out, changes nothing the second time.
+ran out, changes nothing the second time. A task whose failures in a row reach its
+``auto_pause_after_failures`` is paused in the same transaction, so no tick can claim
+another occurrence of it in between.
 """
 
 from __future__ import annotations
