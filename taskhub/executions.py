@@ -104,7 +104,8 @@ def parse_redrive_filter(conn: Connection, tenant: str, data: Any) -> queries.Ex
     for key in data:
         if key not in REDRIVE_FILTER_FIELDS:
             raise ValidationError(key, "unknown field")
-    given = [key for key in REDRIVE_FILTER_FIELDS[:-1] if data.get(key) is not None]
+    # An empty tags object filters nothing: it does not count as a filter.
+    given = [key for key in REDRIVE_FILTER_FIELDS[:-1] if data.get(key) not in (None, {})]
     if "all" in data:
         if data["all"] is not True:
             raise ValidationError("all", "must be true (or left out)")

@@ -555,6 +555,7 @@ def test_bulk_redrive_by_filter_only_touches_the_tenants_own(api: Api) -> None:
     before = dump(api.engine)
     for body, where in [
         ({}, ""),
+        ({"tags": {}, "since": None}, ""),
         ({"all": False}, "all"),
         ({"all": True, "task_id": billing["id"]}, "all"),
         ({"colour": "red"}, "colour"),
