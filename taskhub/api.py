@@ -39,7 +39,7 @@ from taskhub import apikeys, db, definitions, executions, paging, tasks
 from taskhub.errors import NotFound, TaskhubError, ValidationError
 from taskhub.metrics import CONTENT_TYPE, Metrics
 from taskhub.settings import load
-from taskhub.statuses import ExecutionStatus, LastStatus, TaskStatus
+from taskhub.statuses import ExecutionStatus, LastStatus, MisfirePolicy, PausedBy, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,22 @@ Timeout = Annotated[
 ]
 Backoff = Annotated[float, Field(ge=0, le=definitions.MAX_BACKOFF_S, allow_inf_nan=False)]
 MaxExecutions = Annotated[int, Field(ge=1, le=2**31 - 1)]
+MisfirePolicyField = Annotated[
+    MisfirePolicy,
+    Field(
+        description="What a claim does with occurrences missed for longer than the misfire "
+        "grace: `fire_once` (one execution for them), `skip` (none), `fire_each` (one each, "
+        "at most TASKHUB_MISFIRE_FIRE_EACH_MAX, the newest)."
+    ),
+]
+AutoPause = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=definitions.MAX_AUTO_PAUSE_AFTER_FAILURES,
+        description="Pause the task after this many failed executions in a row; null: never.",
+    ),
+]
 
 
 class _Strict(BaseModel):
@@ -215,6 +231,8 @@ class TaskCreate(_Strict):
     end_at: DateTime | None = None
     max_executions: MaxExecutions | None = None
     tags: Tags | None = None
+    misfire_policy: MisfirePolicyField | None = None
+    auto_pause_after_failures: AutoPause | None = None
 
 
 class TaskPatch(_Strict):
@@ -229,6 +247,28 @@ class TaskPatch(_Strict):
     end_at: DateTime | None = None
     max_executions: MaxExecutions | None = None
     tags: Tags | None = None
+    misfire_policy: MisfirePolicyField | None = None
+    auto_pause_after_failures: AutoPause | None = None
+
+
+class PauseRequest(_Strict):
+    """Optional: why the task is paused (shown as its ``paused_reason``)."""
+
+    reason: str | None = Field(None, max_length=tasks.MAX_PAUSE_REASON_CHARS)
+
+
+class RedriveFilter(_Strict):
+    """Which dead letters to redrive: at least one filter, or ``{"all": true}``."""
+
+    task_id: Uuid | None = None
+    tags: Tags | None = Field(None, description="The task's tags; every one must match.")
+    since: DateTime | None = Field(None, description="Due at or after this time.")
+    until: DateTime | None = Field(None, description="Due before this time.")
+    all: Literal[True] | None = Field(None, description="Every dead letter; no other field.")
+
+
+class Redriven(_Strict):
+    redriven: int = Field(description="How many dead letters were sent again.")
 
 
 class SchedulePreviewRequest(_Strict):
@@ -250,12 +290,20 @@ class Task(_Strict):
     end_at: DateTime | None
     max_executions: int | None
     tags: dict[str, str]
+    misfire_policy: MisfirePolicy
+    auto_pause_after_failures: int | None
     status: TaskStatus
     next_execution_time: DateTime | None
     last_execution_time: DateTime | None
     last_status: LastStatus | None
     execution_count: int
     consecutive_failures: int
+    paused_by: PausedBy | None = Field(
+        description="Who paused the task: `user`, or `auto_pause` (its failures in a row "
+        "reached auto_pause_after_failures); null while not paused."
+    )
+    paused_reason: str | None
+    paused_at: DateTime | None
     created_at: DateTime
     updated_at: DateTime
 
@@ -318,13 +366,19 @@ class Health(_Strict):
 
 
 #: Request bodies: documented here, validated by the service functions.
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (TaskCreate, TaskPatch, SchedulePreviewRequest)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    TaskCreate,
+    TaskPatch,
+    SchedulePreviewRequest,
+    PauseRequest,
+    RedriveFilter,
+)
 
 
-def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+def _body_doc(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
     return {
         "requestBody": {
-            "required": True,
+            "required": required,
             "content": {
                 "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
             },
@@ -418,6 +472,19 @@ class RequestMetrics:
 async def json_body(request: Request) -> Any:
     """The request body as parsed JSON, whatever it holds: the service functions say what
     is wrong with it. Read with a cap, so a huge body costs nothing."""
+    raw = await _read_body(request)
+    if not raw.strip():
+        raise ValidationError("body", "is required: send a JSON object")
+    return _parse_json(raw)
+
+
+async def optional_json_body(request: Request) -> Any:
+    """As :func:`json_body`, but an empty body is ``{}``."""
+    raw = await _read_body(request)
+    return _parse_json(raw) if raw.strip() else {}
+
+
+async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
         raise TooLarge(f"the request body exceeds {MAX_REQUEST_BYTES} bytes", "body")
@@ -426,10 +493,12 @@ async def json_body(request: Request) -> Any:
         raw += chunk
         if len(raw) > MAX_REQUEST_BYTES:
             raise TooLarge(f"the request body exceeds {MAX_REQUEST_BYTES} bytes", "body")
-    if not raw.strip():
-        raise ValidationError("body", "is required: send a JSON object")
+    return bytes(raw)
+
+
+def _parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(bytes(raw))
+        return json.loads(raw)
     except (ValueError, RecursionError):
         raise ValidationError("body", "is not valid JSON") from None
 
@@ -552,6 +621,7 @@ def caller_of(
 
 Authed = Annotated[Caller, Depends(caller_of)]
 JsonBody = Annotated[Any, Depends(json_body)]
+OptionalJsonBody = Annotated[Any, Depends(optional_json_body)]
 
 
 # Query parameters are documented by exactly these schemas (never null, only absent) and
@@ -713,10 +783,11 @@ def delete_task(caller: Authed, task_id: str) -> Response:
     tags=["tasks"],
     response_model=Task,
     responses=_responses(404, 409),
-    summary="Pause a task",
+    openapi_extra=_body_doc(PauseRequest, required=False),
+    summary="Pause a task, optionally saying why",
 )
-def pause_task(caller: Authed, task_id: str) -> dict[str, Any]:
-    return caller.run(lambda conn: tasks.pause_task(conn, caller.tenant, task_id, caller.now))
+def pause_task(caller: Authed, task_id: str, body: OptionalJsonBody) -> dict[str, Any]:
+    return caller.run(lambda conn: tasks.pause_task(conn, caller.tenant, task_id, caller.now, body))
 
 
 @router.post(
@@ -857,6 +928,7 @@ def get_execution(caller: Authed, execution_id: str) -> dict[str, Any]:
 def list_dead_letters(
     caller: Authed,
     task_id: TaskIdQuery = None,
+    tag: TagQuery = None,
     since: Since = None,
     until: Until = None,
     cursor: Cursor = None,
@@ -867,12 +939,28 @@ def list_dead_letters(
             conn,
             caller.tenant,
             task_id=task_id,
+            tags=tag,
             since=since,
             until=until,
             cursor=cursor,
             limit=limit,
         )
     )
+
+
+@router.post(
+    "/v1/dead-letters/redrive",
+    tags=["dead letters"],
+    response_model=Redriven,
+    responses=_responses(404, 413),
+    openapi_extra=_body_doc(RedriveFilter),
+    summary="Redrive every dead letter that matches a filter (or all, explicitly)",
+)
+def redrive_matching(caller: Authed, body: JsonBody, background: BackgroundTasks) -> dict[str, Any]:
+    result = executions.redrive_matching(caller.context.engine, caller.tenant, body, caller.now)
+    if result["redriven"]:
+        background.add_task(caller.context.tick)
+    return result
 
 
 @router.post(

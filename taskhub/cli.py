@@ -104,6 +104,15 @@ def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise service_error(error) from None
 
 
+def _call_on_engine(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a service function that opens its own transactions (a bulk redrive's batches)."""
+    settings = _settings_or_exit()
+    try:
+        return function(db.get_engine(settings.database_url), *args, **kwargs)
+    except TaskhubError as error:
+        raise service_error(error) from None
+
+
 def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True))
 
@@ -138,8 +147,15 @@ def _show_task(task: dict[str, Any], as_json: bool) -> None:
         "last_execution_time",
         "execution_count",
         "consecutive_failures",
+        "misfire_policy",
+        "auto_pause_after_failures",
+        "paused_by",
+        "paused_reason",
+        "paused_at",
         "tags",
     ):
+        if key.startswith("paused_") and task[key] is None:
+            continue
         value = task[key]
         click.echo(f"{key + ':':<22}{json.dumps(value) if isinstance(value, dict) else value}")
     click.echo(f"{'target:':<22}{task['target']['method']} {task['target']['url']}")
@@ -205,7 +221,17 @@ def _task_command(name: str, function: Callable[..., dict[str, Any]], doc: str) 
         _show_task(_call(function, tenant, task_id, _now()), as_json)
 
 
-_task_command("pause", tasks.pause_task, "Pause a task: it fires nothing until resumed.")
+@task_group.command("pause")
+@click.argument("task_id")
+@click.option("--reason", help="Why; shown as the task's paused_reason.")
+@tenant_option
+@json_option
+def task_pause(task_id: str, reason: str | None, tenant: str, as_json: bool) -> None:
+    """Pause a task: it fires nothing until resumed."""
+    request = {} if reason is None else {"reason": reason}
+    _show_task(_call(tasks.pause_task, tenant, task_id, _now(), request), as_json)
+
+
 _task_command("resume", tasks.resume_task, "Resume a task; what fell due while paused is skipped.")
 
 
@@ -287,29 +313,75 @@ def dlq_group() -> None:
     """Dead letters: executions that exhausted their attempts."""
 
 
+DEAD_LETTER_COLUMNS = ["id", "task_id", "scheduled_for", "attempts", "http_status", "error"]
+
+
 @dlq_group.command("list")
 @click.option("--task", "task_id", help="Only this task's.")
-@click.option("--since")
-@click.option("--until")
+@click.option("--tag", "tags", multiple=True, help="key:value of the task; repeatable.")
+@click.option("--since", help="Scheduled at or after (ISO 8601 with offset).")
+@click.option("--until", help="Scheduled before (ISO 8601 with offset).")
 @click.option("--limit", type=int)
 @click.option("--cursor")
 @tenant_option
 @json_option
-def dlq_list(tenant: str, as_json: bool, **filters: Any) -> None:
-    """Dead letters, newest first."""
-    page = _call(executions.list_dead_letters, tenant, **filters)
-    _show_page(page, EXECUTION_COLUMNS, as_json)
+def dlq_list(tenant: str, as_json: bool, tags: tuple[str, ...], **filters: Any) -> None:
+    """Dead letters, newest first, with their last HTTP status and error."""
+    page = _call(executions.list_dead_letters, tenant, tags=list(tags), **filters)
+    _show_page(page, DEAD_LETTER_COLUMNS, as_json)
 
 
 @dlq_group.command("redrive")
-@click.argument("execution_id")
+@click.argument("execution_id", required=False)
+@click.option("--task", "task_id", help="Every dead letter of this task.")
+@click.option("--tag", "tags", multiple=True, help="key:value of the task; repeatable.")
+@click.option("--since", help="Scheduled at or after (ISO 8601 with offset).")
+@click.option("--until", help="Scheduled before (ISO 8601 with offset).")
+@click.option("--all", "everything", is_flag=True, help="Every dead letter of the tenant.")
 @tenant_option
 @json_option
-def dlq_redrive(execution_id: str, tenant: str, as_json: bool) -> None:
-    """Send a dead letter again: same idempotency key, a fresh budget of attempts."""
-    execution = _call(executions.redrive, tenant, execution_id, _now())
-    _request_tick()
-    _print_json(execution) if as_json else click.echo(f"execution {execution['id']} queued")
+def dlq_redrive(
+    execution_id: str | None,
+    task_id: str | None,
+    tags: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    everything: bool,
+    tenant: str,
+    as_json: bool,
+) -> None:
+    """Send a dead letter (ID), or every one matching the filters (or --all), again: same
+    idempotency key, a fresh budget of attempts."""
+    bulk = bool(task_id or tags or since or until or everything)
+    if (execution_id is None) == (not bulk):
+        raise click.UsageError(
+            "give an execution ID, or filters (--task/--tag/--since/--until) or --all"
+        )
+    if execution_id is not None:
+        execution = _call(executions.redrive, tenant, execution_id, _now())
+        _request_tick()
+        _print_json(execution) if as_json else click.echo(f"execution {execution['id']} queued")
+        return
+    data: dict[str, Any] = {"all": True} if everything else {}
+    if task_id is not None:
+        data["task_id"] = task_id
+    if tags:
+        data["tags"] = dict(_tag_pairs(tags))
+    if since is not None:
+        data["since"] = since
+    if until is not None:
+        data["until"] = until
+    result = _call_on_engine(executions.redrive_matching, tenant, data, _now())
+    if result["redriven"]:
+        _request_tick()
+    _print_json(result) if as_json else click.echo(f"{result['redriven']} dead letters redriven")
+
+
+def _tag_pairs(tags: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    try:
+        return tasks.tag_filters(list(tags))
+    except TaskhubError as error:
+        raise service_error(error) from None
 
 
 def _request_tick() -> None:

@@ -26,6 +26,7 @@ from taskhub.schedules import (
     validate,
     validate_window,
 )
+from taskhub.statuses import MisfirePolicy
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 MAX_NAME_CHARS = 200
@@ -43,6 +44,7 @@ MAX_ATTEMPTS = 20
 MAX_BACKOFF_S = 24 * 3600
 MAX_TAGS = 20
 MAX_TAG_VALUE_CHARS = 256
+MAX_AUTO_PAUSE_AFTER_FAILURES = 1000
 
 #: Headers taskhub sets itself, and hop-by-hop headers that describe one connection.
 RESERVED_HEADERS = frozenset(
@@ -65,7 +67,18 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _TAG_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-TOP_LEVEL = ("name", "schedule", "target", "retry", "start_at", "end_at", "max_executions", "tags")
+TOP_LEVEL = (
+    "name",
+    "schedule",
+    "target",
+    "retry",
+    "start_at",
+    "end_at",
+    "max_executions",
+    "tags",
+    "misfire_policy",
+    "auto_pause_after_failures",
+)
 TARGET_FIELDS = ("url", "method", "headers", "body", "timeout_seconds")
 RETRY_FIELDS = ("max_attempts", "backoff_seconds", "max_backoff_seconds")
 
@@ -87,6 +100,9 @@ class TaskDefinition:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     window: Window = field(default_factory=Window)
     tags: dict[str, str] = field(default_factory=dict)
+    misfire_policy: MisfirePolicy = MisfirePolicy.FIRE_ONCE
+    #: Pause the task once this many executions in a row have failed; None: never.
+    auto_pause_after_failures: int | None = None
 
 
 def _object(value: Any, name: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
@@ -266,6 +282,22 @@ def parse_tags(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def parse_misfire_policy(value: Any) -> MisfirePolicy:
+    if value is None:
+        return MisfirePolicy.FIRE_ONCE
+    if not isinstance(value, str) or value not in {p.value for p in MisfirePolicy}:
+        raise ValidationError(
+            "misfire_policy", f"must be one of {', '.join(p.value for p in MisfirePolicy)}"
+        )
+    return MisfirePolicy(value)
+
+
+def parse_auto_pause(value: Any) -> int | None:
+    if value is None:
+        return None
+    return _integer(value, "auto_pause_after_failures", 1, MAX_AUTO_PAUSE_AFTER_FAILURES)
+
+
 def parse_definition(data: Any, now: datetime, *, require_future_at: bool = True) -> TaskDefinition:
     """A task as SPEC shows it. ``require_future_at`` is off when a change leaves an
     existing one-time schedule as it was."""
@@ -298,6 +330,8 @@ def parse_definition(data: Any, now: datetime, *, require_future_at: bool = True
         retry=parse_retry(data.get("retry")),
         window=window,
         tags=parse_tags(data.get("tags")),
+        misfire_policy=parse_misfire_policy(data.get("misfire_policy")),
+        auto_pause_after_failures=parse_auto_pause(data.get("auto_pause_after_failures")),
     )
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from taskhub import queries
 from taskhub.occurrences import idempotency_key, plan_claim
 from taskhub.settings import Settings
-from taskhub.statuses import ExecutionStatus
+from taskhub.statuses import ExecutionStatus, MisfirePolicy
 from taskhub.tasks import schedule_of, window_of
 from taskhub.trigger import TriggerRequest
 
@@ -97,6 +97,8 @@ def claim_occurrences(
             occurrences_so_far=row["occurrence_count"],
             misfire_grace_s=settings.misfire_grace_s,
             max_per_claim=settings.claim_batch_size,
+            misfire_policy=MisfirePolicy(row["misfire_policy"]),
+            fire_each_max=settings.misfire_fire_each_max,
         )
         more = more or (plan.next_time is not None and plan.next_time <= now)
         for scheduled_for in plan.fire:

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
 from taskhub import queries
-from taskhub.statuses import ExecutionStatus, TaskStatus, task_status
+from taskhub.statuses import ExecutionStatus, PausedBy, TaskStatus, task_status
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class DatabaseCollector(Collector):
         return [
             GaugeMetricFamily("taskhub_database_up", ""),
             GaugeMetricFamily("taskhub_tasks", "", labels=["status"]),
+            GaugeMetricFamily("taskhub_tasks_paused", "", labels=["paused_by"]),
             GaugeMetricFamily("taskhub_executions", "", labels=["status"]),
             GaugeMetricFamily("taskhub_due_backlog", ""),
             GaugeMetricFamily("taskhub_oldest_due_age_seconds", ""),
@@ -62,6 +63,7 @@ class DatabaseCollector(Collector):
         try:
             with self.engine.begin() as conn:
                 task_states = queries.count_tasks_by_state(conn)
+                paused = queries.count_paused_tasks(conn)
                 execution_statuses = queries.count_executions_by_status(conn)
                 backlog, oldest_due = queries.due_backlog(conn, now)
         except sqlalchemy.exc.SQLAlchemyError as error:
@@ -79,6 +81,19 @@ class DatabaseCollector(Collector):
         for status, count in by_status.items():
             tasks.add_metric([status], count)
         yield tasks
+
+        paused_tasks = GaugeMetricFamily(
+            "taskhub_tasks_paused",
+            "Paused tasks by who paused them: user, or auto_pause (failures in a row)",
+            labels=["paused_by"],
+        )
+        by_whom = dict.fromkeys((p.value for p in PausedBy), 0)
+        for paused_by, count in paused.items():
+            # Paused before taskhub recorded who pauses: only a user could have.
+            by_whom[paused_by or PausedBy.USER.value] += count
+        for paused_by, count in by_whom.items():
+            paused_tasks.add_metric([paused_by], count)
+        yield paused_tasks
 
         executions = GaugeMetricFamily(
             "taskhub_executions", "Executions by status", labels=["status"]

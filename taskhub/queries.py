@@ -106,6 +106,10 @@ def update_task_results(conn: Connection, updates: Sequence[Mapping[str, Any]]) 
             execution_count=sa.bindparam("b_execution_count"),
             consecutive_failures=sa.bindparam("b_consecutive_failures"),
             is_finished=sa.bindparam("b_is_finished"),
+            is_active=sa.bindparam("b_is_active"),
+            paused_by=sa.bindparam("b_paused_by"),
+            paused_reason=sa.bindparam("b_paused_reason"),
+            paused_at=sa.bindparam("b_paused_at"),
             updated_at=sa.bindparam("b_now"),
         ),
         list(updates),
@@ -343,6 +347,24 @@ class ExecutionFilters:
     status: str | None = None
     since: datetime | None = None  # scheduled_for >= since
     until: datetime | None = None  # scheduled_for < until
+    tags: tuple[tuple[str, str], ...] = ()  # the task's tags, each key == value
+
+
+def _filtered_executions(
+    query: sa.Select[Any], tenant: str, filters: ExecutionFilters
+) -> sa.Select[Any]:
+    query = query.join(scheduled_tasks, T.id == E.task_id).where(T.tenant == tenant)
+    if filters.task_id is not None:
+        query = query.where(E.task_id == filters.task_id)
+    if filters.status is not None:
+        query = query.where(E.status == filters.status)
+    if filters.since is not None:
+        query = query.where(E.scheduled_for >= filters.since)
+    if filters.until is not None:
+        query = query.where(E.scheduled_for < filters.until)
+    for key, value in filters.tags:
+        query = query.where(T.tags[key].as_string() == value)
+    return query
 
 
 def list_executions(
@@ -353,15 +375,7 @@ def list_executions(
     limit: int,
 ) -> Sequence[RowMapping]:
     """A page of a tenant's executions, newest first, keyset-paged on id."""
-    query = sa.select(executions).join(scheduled_tasks, T.id == E.task_id).where(T.tenant == tenant)
-    if filters.task_id is not None:
-        query = query.where(E.task_id == filters.task_id)
-    if filters.status is not None:
-        query = query.where(E.status == filters.status)
-    if filters.since is not None:
-        query = query.where(E.scheduled_for >= filters.since)
-    if filters.until is not None:
-        query = query.where(E.scheduled_for < filters.until)
+    query = _filtered_executions(sa.select(executions), tenant, filters)
     if before_id is not None:
         query = query.where(E.id < before_id)
     return conn.execute(query.order_by(E.id.desc()).limit(limit)).mappings().all()
@@ -394,6 +408,42 @@ def redrive_execution(conn: Connection, execution_id: int, now: datetime) -> Non
     )
 
 
+def lock_dead_letters(
+    conn: Connection, tenant: str, filters: ExecutionFilters, after_id: int | None, limit: int
+) -> list[int]:
+    """Lock the next ``limit`` of a tenant's dead letters matching ``filters``, by
+    ascending id after ``after_id`` (a bulk redrive's batches)."""
+    dead = ExecutionFilters(
+        task_id=filters.task_id,
+        status=ExecutionStatus.DEAD.value,
+        since=filters.since,
+        until=filters.until,
+        tags=filters.tags,
+    )
+    query = _filtered_executions(sa.select(E.id), tenant, dead)
+    if after_id is not None:
+        query = query.where(E.id > after_id)
+    query = query.order_by(E.id).limit(limit).with_for_update(of=executions)
+    return [row.id for row in conn.execute(query)]
+
+
+def redrive_executions(conn: Connection, execution_ids: Sequence[int], now: datetime) -> int:
+    """:func:`redrive_execution` for many dead letters at once; how many were redriven."""
+    if not execution_ids:
+        return 0
+    result = conn.execute(
+        sa.update(executions)
+        .where(E.id.in_(list(execution_ids)), E.status == ExecutionStatus.DEAD.value)
+        .values(
+            status=ExecutionStatus.QUEUED.value,
+            next_dispatch_at=now,
+            attempt_offset=E.attempts,
+            finished_at=None,
+        )
+    )
+    return int(result.rowcount)
+
+
 # --- metrics ---------------------------------------------------------------------------
 
 
@@ -409,6 +459,16 @@ def count_executions_by_status(conn: Connection) -> dict[str, int]:
     """Every tenant's executions, counted by status (dead letters included, as ``dead``)."""
     rows = conn.execute(sa.select(E.status, sa.func.count()).group_by(E.status))
     return {status: count for status, count in rows}
+
+
+def count_paused_tasks(conn: Connection) -> dict[str | None, int]:
+    """Every tenant's paused (not finished) tasks, counted by ``paused_by``."""
+    rows = conn.execute(
+        sa.select(T.paused_by, sa.func.count())
+        .where(sa.not_(T.is_active), sa.not_(T.is_finished))
+        .group_by(T.paused_by)
+    )
+    return {paused_by: count for paused_by, count in rows}
 
 
 def due_backlog(conn: Connection, now: datetime) -> tuple[int, datetime | None]:

@@ -3,7 +3,9 @@
 One transaction per call. Every write is conditional on the execution still waiting
 for exactly this attempt (``status`` open and ``attempts == attempt - 1``), so a
 callback that runs twice, or an outcome of a send that was repeated after its lease
-ran out, changes nothing the second time.
+ran out, changes nothing the second time. A task whose failures in a row reach its
+``auto_pause_after_failures`` is paused in the same transaction, so no tick can claim
+another occurrence of it in between.
 """
 
 from __future__ import annotations
@@ -13,19 +15,28 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Engine, RowMapping
 
 from taskhub import queries
 from taskhub.retry_policy import RetryPolicy, decide
 from taskhub.settings import Settings
-from taskhub.statuses import ExecutionStatus, LastStatus
+from taskhub.statuses import ExecutionStatus, LastStatus, PausedBy
 from taskhub.trigger import TriggerOutcome
 
 log = logging.getLogger(__name__)
 
-Ended = tuple[datetime, ExecutionStatus, datetime, bool]
+
+class Ended(NamedTuple):
+    """One execution that reached a terminal status in this chunk."""
+
+    scheduled_for: datetime
+    status: ExecutionStatus
+    started_at: datetime
+    redriven: bool
+    error: str | None
+
 
 OPEN = frozenset({ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value})
 
@@ -36,6 +47,7 @@ class RecordReport:
     ignored: int = 0
     retries_scheduled: int = 0
     finished: int = 0
+    auto_paused: int = 0
 
 
 def _policy(task: RowMapping) -> RetryPolicy:
@@ -113,11 +125,13 @@ def record_outcomes(
             report.applied += 1
             if terminal:
                 ended.setdefault(row["task_id"], []).append(
-                    (
+                    Ended(
                         row["scheduled_for"],
                         decision.status,
                         outcome.started_at,
                         row["attempt_offset"] > 0,
+                        outcome.error
+                        or (None if outcome.http_status is None else f"HTTP {outcome.http_status}"),
                     )
                 )
             else:
@@ -132,6 +146,7 @@ def record_outcomes(
             if update["b_is_finished"] and update["b_id"] in still_open:
                 update["b_is_finished"] = False
             report.finished += int(update["b_is_finished"])
+            report.auto_paused += int(_auto_pause(update, tasks[update["b_id"]], ended, now))
         queries.update_task_results(conn, task_updates)
     return report
 
@@ -148,7 +163,9 @@ def _task_updates(
         failures = task["consecutive_failures"]
         last_status = task["last_status"]
         last_time = task["last_execution_time"]
-        for _scheduled_for, status, started_at, _redriven in sorted(results, key=lambda r: r[0]):
+        for _scheduled_for, status, started_at, _redriven, _error in sorted(
+            results, key=lambda r: r.scheduled_for
+        ):
             succeeded = status is ExecutionStatus.SUCCEEDED
             failures = 0 if succeeded else failures + 1
             last_status = (LastStatus.SUCCEEDED if succeeded else LastStatus.FAILED).value
@@ -162,10 +179,35 @@ def _task_updates(
                 "b_last_status": last_status,
                 # A redriven execution was counted when it first ended.
                 "b_execution_count": task["execution_count"]
-                + sum(1 for result in results if not result[3]),
+                + sum(1 for result in results if not result.redriven),
                 "b_consecutive_failures": failures,
                 "b_is_finished": task["is_finished"] or exhausted,
+                "b_is_active": task["is_active"],
+                "b_paused_by": task["paused_by"],
+                "b_paused_reason": task["paused_reason"],
+                "b_paused_at": task["paused_at"],
                 "b_now": now,
             }
         )
     return updates
+
+
+def _auto_pause(
+    update: dict[str, Any], task: RowMapping, ended: dict[uuid.UUID, list[Ended]], now: datetime
+) -> bool:
+    """Pause the task in this same write-back if its failures in a row reached its
+    ``auto_pause_after_failures``: no further occurrence is claimed until a user resumes
+    it. A task already paused (by anyone) or finished is left as it is."""
+    limit = task["auto_pause_after_failures"]
+    failures = update["b_consecutive_failures"]
+    if limit is None or failures < limit or not task["is_active"] or update["b_is_finished"]:
+        return False
+    last = max(ended[task["id"]], key=lambda result: result.scheduled_for)
+    update.update(
+        b_is_active=False,
+        b_paused_by=PausedBy.AUTO_PAUSE.value,
+        b_paused_reason=f"auto-paused after {failures} consecutive failures"
+        f" (last: {last.error or last.status.value})",
+        b_paused_at=now,
+    )
+    return True

@@ -44,3 +44,19 @@ def task_status(*, is_active: bool, is_finished: bool) -> TaskStatus:
     if is_finished:
         return TaskStatus.FINISHED
     return TaskStatus.ACTIVE if is_active else TaskStatus.PAUSED
+
+
+class MisfirePolicy(StrEnum):
+    """What a claim does with occurrences older than the misfire grace (missed while the
+    scheduler was down): one execution for them all, none, or one each (bounded)."""
+
+    FIRE_ONCE = "fire_once"
+    SKIP = "skip"
+    FIRE_EACH = "fire_each"
+
+
+class PausedBy(StrEnum):
+    """Who paused a task: a person (API or CLI), or its own consecutive failures."""
+
+    USER = "user"
+    AUTO_PAUSE = "auto_pause"

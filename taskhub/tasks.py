@@ -37,7 +37,7 @@ from taskhub.schedules import (
     upcoming,
     validate_window,
 )
-from taskhub.statuses import ExecutionStatus, LastStatus, TaskStatus, task_status
+from taskhub.statuses import ExecutionStatus, LastStatus, PausedBy, TaskStatus, task_status
 
 __all__ = ["ValidationError", "parse_definition"]
 
@@ -98,6 +98,8 @@ def _definition_columns(definition: TaskDefinition) -> dict[str, Any]:
         "backoff_seconds": definition.retry.backoff_seconds,
         "max_backoff_seconds": definition.retry.max_backoff_seconds,
         "tags": definition.tags,
+        "misfire_policy": definition.misfire_policy.value,
+        "auto_pause_after_failures": definition.auto_pause_after_failures,
     }
 
 
@@ -122,6 +124,8 @@ def definition_dict(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
         "end_at": _iso(row["end_at"]),
         "max_executions": row["max_executions"],
         "tags": dict(row["tags"]),
+        "misfire_policy": row["misfire_policy"],
+        "auto_pause_after_failures": row["auto_pause_after_failures"],
     }
 
 
@@ -136,6 +140,9 @@ def task_view(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
         "last_status": row["last_status"],
         "execution_count": row["execution_count"],
         "consecutive_failures": row["consecutive_failures"],
+        "paused_by": row["paused_by"],
+        "paused_reason": row["paused_reason"],
+        "paused_at": _iso(row["paused_at"]),
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
     }
@@ -189,7 +196,8 @@ def get_task(conn: Connection, tenant: str, task_id: str | uuid.UUID) -> dict[st
     return task_view(_row(conn, tenant, task_id))
 
 
-def _tag_filters(tags: list[str]) -> tuple[tuple[str, str], ...]:
+def tag_filters(tags: list[str]) -> tuple[tuple[str, str], ...]:
+    """``key:value`` filters (query parameters, CLI options) as (key, value) pairs."""
     parsed = []
     for tag in tags:
         key, sep, value = tag.partition(":")
@@ -227,7 +235,7 @@ def list_tasks(
         after = (created, _cursor_uuid(last_id))
     filters = queries.TaskFilters(
         status=status,
-        tags=_tag_filters(tags or []),
+        tags=tag_filters(tags or []),
         name=name,
         name_prefix=name_prefix,
         last_status=last_status,
@@ -302,24 +310,73 @@ def delete_task(conn: Connection, tenant: str, task_id: str | uuid.UUID) -> None
     queries.delete_task(conn, row["id"])
 
 
+MAX_PAUSE_REASON_CHARS = 1000
+
+
+def parse_pause_request(data: Any) -> str | None:
+    """The optional body of a pause, ``{"reason": "..."}``; the reason."""
+    if not isinstance(data, Mapping):
+        raise ValidationError("", "the body must be a JSON object")
+    for key in data:
+        if key != "reason":
+            raise ValidationError(key, "unknown field")
+    reason = data.get("reason")
+    if reason is None:
+        return None
+    if not isinstance(reason, str) or len(reason) > MAX_PAUSE_REASON_CHARS:
+        raise ValidationError(
+            "reason", f"must be a string of at most {MAX_PAUSE_REASON_CHARS} characters"
+        )
+    return reason
+
+
 def pause_task(
-    conn: Connection, tenant: str, task_id: str | uuid.UUID, now: datetime
+    conn: Connection,
+    tenant: str,
+    task_id: str | uuid.UUID,
+    now: datetime,
+    request: Any = None,
 ) -> dict[str, Any]:
+    """A user's pause; ``request`` is the optional ``{"reason": ...}``. A task already
+    paused (by a user or by auto-pause) stays paused as it was: who paused it first, and
+    why, is kept."""
     row = _row(conn, tenant, task_id, lock=True)
+    reason = parse_pause_request({} if request is None else request)
     if row["is_finished"]:
         raise Conflict("the task is finished", "status")
-    queries.update_task(conn, row["id"], {"is_active": False, "updated_at": now})
+    if row["is_active"]:
+        queries.update_task(
+            conn,
+            row["id"],
+            {
+                "is_active": False,
+                "paused_by": PausedBy.USER.value,
+                "paused_reason": reason,
+                "paused_at": now,
+                "updated_at": now,
+            },
+        )
     return get_task(conn, tenant, row["id"])
 
 
 def resume_task(
     conn: Connection, tenant: str, task_id: str | uuid.UUID, now: datetime
 ) -> dict[str, Any]:
-    """Occurrences that fell due while paused are skipped: the next run is from now."""
+    """Occurrences that fell due while paused are skipped: the next run is from now.
+
+    Who paused the task and why are cleared; nothing else is reset, so a task resumed
+    after an auto-pause keeps its ``consecutive_failures`` and pauses again at its next
+    failure unless it succeeds first."""
     row = _row(conn, tenant, task_id, lock=True)
     if row["is_finished"]:
         raise Conflict("the task is finished", "status")
-    values: dict[str, Any] = {"is_active": True, "updated_at": now}
+    values: dict[str, Any] = {
+        "is_active": True,
+        "paused_by": None,
+        "paused_reason": None,
+        "paused_at": None,
+        "updated_at": now,
+    }
     if not row["is_active"] and row["next_execution_time"] is not None:
         values["next_execution_time"] = _next_from(row, now)
     queries.update_task(conn, row["id"], values)

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
 from taskhub import apikeys, db, state, tasks
+from taskhub import executions as executions_service
 from taskhub.api import MAX_REQUEST_BYTES, create_app
 from taskhub.models import attempts, executions, scheduled_tasks
 from taskhub.settings import load
@@ -54,6 +55,11 @@ TASK_FIELDS = {
     "last_status",
     "execution_count",
     "consecutive_failures",
+    "misfire_policy",
+    "auto_pause_after_failures",
+    "paused_by",
+    "paused_reason",
+    "paused_at",
     "created_at",
     "updated_at",
 }
@@ -209,6 +215,21 @@ def test_a_minimal_task_gets_the_documented_defaults(api: Api) -> None:
     }
     assert task["retry"] == {"max_attempts": 3, "backoff_seconds": 10, "max_backoff_seconds": 600}
     assert task["tags"] == {} and task["max_executions"] is None
+    assert (task["misfire_policy"], task["auto_pause_after_failures"]) == ("fire_once", None)
+    assert (task["paused_by"], task["paused_reason"], task["paused_at"]) == (None, None, None)
+
+
+def test_misfire_policy_and_auto_pause_are_set_returned_and_patched(api: Api) -> None:
+    task = api.task("policies", misfire_policy="skip", auto_pause_after_failures=5)
+    assert (task["misfire_policy"], task["auto_pause_after_failures"]) == ("skip", 5)
+    patched = api.a.patch(f"/v1/tasks/{task['id']}", json={"misfire_policy": "fire_each"}).json()
+    assert (patched["misfire_policy"], patched["auto_pause_after_failures"]) == ("fire_each", 5)
+    assert patched["next_execution_time"] == task["next_execution_time"]
+    patched = api.a.patch(
+        f"/v1/tasks/{task['id']}", json={"auto_pause_after_failures": None}
+    ).json()
+    assert (patched["misfire_policy"], patched["auto_pause_after_failures"]) == ("fire_each", None)
+    assert api.a.get(f"/v1/tasks/{task['id']}").json() == patched
 
 
 def names(page: dict[str, Any]) -> list[str]:
@@ -299,6 +320,8 @@ def test_pause_resume_and_run_now(api: Api) -> None:
     task = api.a.post("/v1/tasks", json=SPEC_TASK).json()
     paused = api.a.post(f"/v1/tasks/{task['id']}/pause")
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
+    assert paused.json()["paused_by"] == "user" and paused.json()["paused_reason"] is None
+    assert at(paused.json()["paused_at"]) - T0 < timedelta(seconds=1)
     # Resumed two days later: what fell due meanwhile is skipped.
     api.clock.now = T0 + timedelta(days=2)
     resumed = api.a.post(f"/v1/tasks/{task['id']}/resume").json()
@@ -464,6 +487,129 @@ def test_dead_letters_are_listed_and_redriven_with_their_key(api: Api) -> None:
     assert api.a.post("/v1/dead-letters/999999/redrive").status_code == 404
 
 
+def test_an_auto_pause_and_a_user_pause_say_who_and_why(api: Api) -> None:
+    task = api.task("fragile", retry={"max_attempts": 1}, auto_pause_after_failures=1)
+    execution = api.a.post(f"/v1/tasks/{task['id']}/run").json()
+    make_dead(api.engine, execution["id"])
+    paused = api.a.get(f"/v1/tasks/{task['id']}").json()
+    assert (paused["status"], paused["paused_by"]) == ("paused", "auto_pause")
+    assert paused["paused_reason"] == "auto-paused after 1 consecutive failures (last: HTTP 503)"
+    assert paused["paused_at"] is not None
+    listed = api.a.get("/v1/tasks", params={"status": "paused"}).json()["items"]
+    assert [t["paused_reason"] for t in listed] == [paused["paused_reason"]]
+    # Pausing it again keeps who paused it first, and why.
+    assert api.a.post(f"/v1/tasks/{task['id']}/pause", json={"reason": "x"}).json() == paused
+
+    other = api.task("maintenance")
+    before = dump(api.engine)
+    for body, where in [({"why": "x"}, "why"), ({"reason": 5}, "reason"), ([1], "")]:
+        refused = api.a.post(f"/v1/tasks/{other['id']}/pause", json=body)
+        assert (refused.status_code, refused.json()["error"]["field"]) == (422, where)
+    assert dump(api.engine) == before
+    by_user = api.a.post(
+        f"/v1/tasks/{other['id']}/pause", json={"reason": "target under maintenance"}
+    ).json()
+    assert (by_user["paused_by"], by_user["paused_reason"]) == ("user", "target under maintenance")
+
+    values = metric_values(api.anonymous.get("/metrics").text)
+    assert values[("taskhub_tasks_paused", (("paused_by", "auto_pause"),))] == 1
+    assert values[("taskhub_tasks_paused", (("paused_by", "user"),))] == 1
+
+    resumed = api.a.post(f"/v1/tasks/{task['id']}/resume").json()
+    assert resumed["status"] == "active" and resumed["consecutive_failures"] == 1
+    assert (resumed["paused_by"], resumed["paused_reason"], resumed["paused_at"]) == (
+        None,
+        None,
+        None,
+    )
+    values = metric_values(api.anonymous.get("/metrics").text)
+    assert values[("taskhub_tasks_paused", (("paused_by", "auto_pause"),))] == 0
+
+
+def test_dead_letters_carry_their_last_error_and_filter_by_tag(api: Api) -> None:
+    task, dead = api.dead_letter()
+    api.a.patch(f"/v1/tasks/{task['id']}", json={"tags": {"team": "billing"}})
+    api.dead_letter()
+    [item] = api.a.get("/v1/dead-letters", params={"tag": "team:billing"}).json()["items"]
+    assert item["id"] == dead["id"]
+    assert (item["error"], item["http_status"], item["response_excerpt"]) == (
+        "HTTP 503",
+        503,
+        "down",
+    )
+    assert api.a.get("/v1/dead-letters", params={"tag": "team:other"}).json()["items"] == []
+    both = api.a.get("/v1/dead-letters", params={"tag": ["team:billing", "x:y"]}).json()
+    assert both["items"] == []
+
+
+def test_bulk_redrive_by_filter_only_touches_the_tenants_own(api: Api) -> None:
+    billing, first = api.dead_letter()
+    api.a.patch(f"/v1/tasks/{billing['id']}", json={"tags": {"team": "billing"}})
+    second = api.a.post(f"/v1/tasks/{billing['id']}/run").json()
+    make_dead(api.engine, second["id"])
+    _, unrelated = api.dead_letter()
+    theirs = api.b.post("/v1/tasks", json=VALID | {"retry": {"max_attempts": 1}}).json()
+    foreign = api.b.post(f"/v1/tasks/{theirs['id']}/run").json()
+    make_dead(api.engine, foreign["id"])
+
+    before = dump(api.engine)
+    for body, where in [
+        ({}, ""),
+        ({"tags": {}, "since": None}, ""),
+        ({"all": False}, "all"),
+        ({"all": True, "task_id": billing["id"]}, "all"),
+        ({"colour": "red"}, "colour"),
+        ({"tags": {"bad key": "v"}}, "tags"),
+        ({"since": "soon"}, "since"),
+        ({"task_id": 7}, "task_id"),
+    ]:
+        refused = api.a.post("/v1/dead-letters/redrive", json=body)
+        assert (refused.status_code, refused.json()["error"]["field"]) == (422, where), body
+    # Another tenant's task is not found, exactly like a missing one; so is its dead letter.
+    assert api.a.post("/v1/dead-letters/redrive", json={"task_id": theirs["id"]}).status_code == (
+        404
+    )
+    assert api.a.post(f"/v1/dead-letters/{foreign['id']}/redrive").status_code == 404
+    assert dump(api.engine) == before
+
+    api.ticks.clear()
+    done = api.a.post("/v1/dead-letters/redrive", json={"tags": {"team": "billing"}})
+    assert (done.status_code, done.json()) == (200, {"redriven": 2})
+    assert api.ticks == ["tick"]
+    for original in (first, second):
+        redriven = api.a.get(f"/v1/executions/{original['id']}").json()
+        assert redriven["status"] == "queued"
+        assert redriven["idempotency_key"] == original["idempotency_key"]
+    with api.engine.connect() as conn:
+        offsets = conn.execute(
+            sa.select(executions.c.attempt_offset).where(
+                executions.c.id.in_([first["id"], second["id"]])
+            )
+        ).scalars()
+        assert list(offsets) == [1, 1]  # a fresh budget, as a single redrive gives
+    assert [e["id"] for e in api.a.get("/v1/dead-letters").json()["items"]] == [unrelated["id"]]
+    # Everything, explicitly: the tenant's remaining one, never the other tenant's.
+    assert api.a.post("/v1/dead-letters/redrive", json={"all": True}).json() == {"redriven": 1}
+    assert api.a.post("/v1/dead-letters/redrive", json={"all": True}).json() == {"redriven": 0}
+    assert [e["id"] for e in api.b.get("/v1/dead-letters").json()["items"]] == [foreign["id"]]
+
+
+def test_bulk_redrive_goes_in_batches_to_the_end(api: Api) -> None:
+    dead = [api.dead_letter()[1]["id"] for _ in range(5)]
+    with api.engine.begin() as conn:
+        conn.execute(sa.update(executions).values(scheduled_for=T0 + timedelta(days=1)))
+    early = api.a.post(
+        "/v1/dead-letters/redrive", json={"until": (T0 + timedelta(days=1)).isoformat()}
+    )
+    assert early.json() == {"redriven": 0}
+    result = executions_service.redrive_matching(
+        api.engine, "acme", {"since": T0.isoformat()}, api.clock(), batch_size=2
+    )
+    assert result == {"redriven": 5}
+    assert api.a.get("/v1/dead-letters").json()["items"] == []
+    assert {api.a.get(f"/v1/executions/{i}").json()["status"] for i in dead} == {"queued"}
+
+
 # --- bad input ----------------------------------------------------------------------------
 
 VALID: dict[str, Any] = {
@@ -571,6 +717,12 @@ BAD_TASKS: list[tuple[str, Any, int, str]] = [
         "end_at",
     ),
     ("max_executions of 0", {"max_executions": 0}, 422, "max_executions"),
+    ("unknown misfire policy", {"misfire_policy": "sometimes"}, 422, "misfire_policy"),
+    ("misfire policy not a string", {"misfire_policy": 1}, 422, "misfire_policy"),
+    ("auto-pause of 0", {"auto_pause_after_failures": 0}, 422, "auto_pause_after_failures"),
+    ("auto-pause over 1000", {"auto_pause_after_failures": 1001}, 422, "auto_pause_after_failures"),
+    ("auto-pause as text", {"auto_pause_after_failures": "5"}, 422, "auto_pause_after_failures"),
+    ("auto-pause as bool", {"auto_pause_after_failures": True}, 422, "auto_pause_after_failures"),
     ("duplicate name", {"name": "taken"}, 409, "name"),
 ]
 
@@ -681,6 +833,7 @@ def cursor_of(key: list[Any]) -> str:
         ("/v1/executions", {"limit": -1}, "limit"),
         ("/v1/dead-letters", {"limit": "many"}, "limit"),
         ("/v1/dead-letters", {"since": "2030"}, "since"),
+        ("/v1/dead-letters", {"tag": "no-colon"}, "tag"),
     ],
 )
 def test_bad_query_parameters_are_422_naming_them(
@@ -745,6 +898,7 @@ ROUTES: list[tuple[str, str]] = [
     ("GET", "/v1/executions/{execution}"),
     ("GET", "/v1/dead-letters"),
     ("POST", "/v1/dead-letters/{execution}/redrive"),
+    ("POST", "/v1/dead-letters/redrive"),
 ]
 
 

@@ -53,6 +53,15 @@ def cli(tmp_path: Path) -> Cli:
     return cli
 
 
+@pytest.fixture
+def cli_on_each_backend(tmp_path: Path, database_url: str) -> Cli:
+    """The command over SQLite, then over PostgreSQL."""
+    cli = Cli(tmp_path)
+    cli.env["TASKHUB_DATABASE_URL"] = database_url
+    cli("db", "upgrade")
+    return cli
+
+
 def definition(name: str, **extra: Any) -> str:
     return json.dumps(
         {
@@ -75,11 +84,17 @@ def test_a_task_through_its_whole_life(cli: Cli) -> None:
     assert cli.json("task", "list", "--tag", "team:other")["items"] == []
     shown = cli.json("task", "show", task_id_text)
     assert shown["schedule"] == {"cron": "0 9 * * 1-5", "timezone": "Asia/Taipei"}
-    assert shown["status"] == "active"
+    assert shown["status"] == "active" and shown["misfire_policy"] == "fire_once"
     preview = cli.json("task", "preview", task_id_text, "--count", "3")
     assert len(preview["fire_times"]) == 3
     assert all(t["local"].endswith("09:00:00+08:00") for t in preview["fire_times"])
-    assert cli.json("task", "pause", task_id_text)["status"] == "paused"
+    paused = cli.json("task", "pause", task_id_text, "--reason", "holiday")
+    assert (paused["status"], paused["paused_by"], paused["paused_reason"]) == (
+        "paused",
+        "user",
+        "holiday",
+    )
+    assert "paused_reason:" in cli("task", "show", task_id_text).stdout
     assert cli.json("task", "list", "--status", "paused")["items"][0]["id"] == task_id_text
     assert cli.json("task", "resume", task_id_text)["status"] == "active"
     run = cli.json("task", "run", task_id_text)
@@ -166,3 +181,66 @@ def test_dead_letters_are_listed_and_redriven_with_their_key(cli: Cli) -> None:
     assert datetime.fromisoformat(redriven["next_attempt_at"]) <= datetime.now(UTC) + timedelta(
         seconds=1
     )
+
+
+def _make_dead(engine: Any, execution_id: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(executions).where(executions.c.id == execution_id).values(status="running")
+        )
+    outcome = TriggerOutcome(
+        execution_id=execution_id,
+        attempt=1,
+        started_at=datetime.now(UTC),
+        duration_ms=5,
+        http_status=500,
+        error_kind=None,
+        error="HTTP 500",
+        retry_after_s=None,
+        response_excerpt="boom",
+    )
+    state.record_outcomes(engine, [outcome], load({}), datetime.now(UTC), lambda: 0.5)
+
+
+def test_dead_letters_filtered_and_redriven_in_bulk(cli_on_each_backend: Cli) -> None:
+    cli = cli_on_each_backend
+    billing = cli(
+        "task",
+        "add",
+        "-",
+        stdin=definition(
+            "billing",
+            retry={"max_attempts": 1},
+            tags={"team": "billing"},
+            auto_pause_after_failures=2,
+        ),
+    ).stdout.strip()
+    other = cli("task", "add", "-", stdin=definition("other", retry={"max_attempts": 1})).stdout
+    foreign = cli(
+        "task", "add", "-", "--tenant", "acme", stdin=definition("x", retry={"max_attempts": 1})
+    ).stdout.strip()
+    ran = [cli.json("task", "run", billing)["id"], cli.json("task", "run", billing)["id"]]
+    ran.append(cli.json("task", "run", other.strip())["id"])
+    ran.append(cli.json("task", "run", foreign, "--tenant", "acme")["id"])
+    engine = db.create_engine(cli.env["TASKHUB_DATABASE_URL"])
+    for execution_id in ran:
+        _make_dead(engine, execution_id)
+    engine.dispose()
+
+    shown = cli("task", "show", billing).stdout
+    assert "auto_pause" in shown and "auto-paused after 2 consecutive failures" in shown
+    listed = cli("dlq", "list", "--tag", "team:billing").stdout
+    assert "HTTP_STATUS" in listed and "HTTP 500" in listed
+    assert (
+        sorted(e["id"] for e in cli.json("dlq", "list", "--tag", "team:billing")["items"])
+        == (ran[:2])
+    )
+    cli("dlq", "redrive", expect=2)  # neither an id nor a filter
+    cli("dlq", "redrive", str(ran[0]), "--all", expect=2)
+    cli("dlq", "redrive", "--tag", "no-colon", expect=2)
+    cli("dlq", "redrive", "--task", foreign, expect=3)  # another tenant's
+    assert cli.json("dlq", "redrive", "--tag", "team:billing") == {"redriven": 2}
+    assert [e["id"] for e in cli.json("dlq", "list")["items"]] == [ran[2]]
+    assert cli("dlq", "redrive", "--all").stdout.strip() == "1 dead letters redriven"
+    assert cli.json("dlq", "list")["items"] == []
+    assert [e["id"] for e in cli.json("dlq", "list", "--tenant", "acme")["items"]] == [ran[3]]

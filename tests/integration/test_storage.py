@@ -234,3 +234,112 @@ def test_long_downtime_collapses_missed_occurrences(engine: Engine, misfire_grac
     expected = 1 + int(misfire_grace_s) // 60 + 1
     assert len(requests) == expected
     assert requests[0].scheduled_for == NOW - timedelta(minutes=60)
+
+
+@pytest.mark.parametrize(
+    ("policy", "first_fired", "count"),
+    [
+        # Five hours down, a ten-minute grace: the 11 occurrences within it always fire.
+        ("fire_once", NOW - timedelta(hours=5), 1 + 11),
+        ("skip", NOW - timedelta(minutes=10), 11),
+        # The newest 10 missed (the bound) before the horizon at NOW - 10 min.
+        ("fire_each", NOW - timedelta(minutes=20), 10 + 11),
+    ],
+)
+def test_missed_occurrences_follow_the_tasks_misfire_policy(
+    engine: Engine, policy: str, first_fired: datetime, count: int
+) -> None:
+    policy_settings = settings.load(
+        {"TASKHUB_MISFIRE_GRACE_SECONDS": "600", "TASKHUB_MISFIRE_FIRE_EACH_MAX": "10"}
+    )
+    task_id = add_task(engine, "minutely", {"cron": "* * * * *"}, misfire_policy=policy)
+    with engine.begin() as conn:
+        queries.update_task(conn, task_id, {"next_execution_time": NOW - timedelta(hours=5)})
+    requests: list[TriggerRequest] = []
+    discovery.run_tick(engine, policy_settings, requests.extend, lambda: NOW)
+    fired = [r.scheduled_for for r in requests]
+    assert len(fired) == count and fired == sorted(set(fired))
+    assert (fired[0], fired[-1]) == (first_fired, NOW)
+    assert [row["scheduled_for"] for row in execution_rows(engine)] == fired
+    task = task_row(engine, task_id)
+    assert task["next_execution_time"] == NOW + timedelta(minutes=1)
+    assert task["occurrence_count"] == count
+    # Claiming again at the same moment fires nothing more.
+    discovery.run_tick(engine, policy_settings, requests.extend, lambda: NOW)
+    assert len(requests) == count
+
+
+def test_failures_in_a_row_auto_pause_the_task_in_the_write_back(engine: Engine) -> None:
+    task_id = add_task(
+        engine,
+        "failing",
+        {"interval_seconds": 600},
+        retry={"max_attempts": 1},
+        auto_pause_after_failures=3,
+    )
+    requests = claim_all(engine, NOW)  # NOW - 60 min … NOW: seven occurrences
+    assert len(requests) == 7
+
+    def record(request: TriggerRequest, http_status: int) -> state.RecordReport:
+        return state.record_outcomes(
+            engine, [outcome(request, http_status)], SETTINGS, NOW, lambda: 0.5
+        )
+
+    # Two failures, a success (the count starts over), two failures: still active.
+    for request, status in zip(requests[:5], (500, 404, 200, 500, 500), strict=True):
+        assert record(request, status).auto_paused == 0
+    task = task_row(engine, task_id)
+    assert (task["is_active"], task["consecutive_failures"], task["paused_by"]) == (True, 2, None)
+    # The third failure in a row pauses it, in the same transaction.
+    assert record(requests[5], 500).auto_paused == 1
+    paused = task_row(engine, task_id)
+    assert not paused["is_active"] and paused["consecutive_failures"] == 3
+    assert paused["paused_by"] == "auto_pause" and paused["paused_at"] == NOW
+    assert paused["paused_reason"] == "auto-paused after 3 consecutive failures (last: HTTP 500)"
+    # The same outcome again changes nothing.
+    assert record(requests[5], 500).applied == 0
+    assert task_row(engine, task_id) == paused
+    # An execution still in flight fails too: counted, the pause is kept as it was.
+    later = NOW + timedelta(minutes=5)
+    state.record_outcomes(engine, [outcome(requests[6], 503)], SETTINGS, later, lambda: 0.5)
+    after = task_row(engine, task_id)
+    assert after["consecutive_failures"] == 4
+    assert (after["paused_by"], after["paused_reason"], after["paused_at"]) == (
+        "auto_pause",
+        paused["paused_reason"],
+        NOW,
+    )
+    # A paused task is not claimed.
+    assert claim_all(engine, NOW + timedelta(hours=2)) == []
+    # Resume clears who and why, and resets nothing else.
+    with engine.begin() as conn:
+        resumed = tasks.resume_task(conn, "default", task_id, NOW + timedelta(hours=2))
+    assert resumed["status"] == "active" and resumed["consecutive_failures"] == 4
+    assert (resumed["paused_by"], resumed["paused_reason"], resumed["paused_at"]) == (
+        None,
+        None,
+        None,
+    )
+
+
+def test_failures_in_one_chunk_auto_pause_with_the_newest_error(engine: Engine) -> None:
+    task_id = add_task(
+        engine,
+        "chunk",
+        {"interval_seconds": 1200},
+        retry={"max_attempts": 1},
+        auto_pause_after_failures=2,
+    )
+    requests = claim_all(engine, NOW)
+    assert len(requests) == 4
+    outcomes = [outcome(requests[1], 404), outcome(requests[0], 500)]
+    report = state.record_outcomes(engine, outcomes, SETTINGS, NOW, lambda: 0.5)
+    assert (report.applied, report.auto_paused) == (2, 1)
+    task = task_row(engine, task_id)
+    assert task["paused_reason"] == "auto-paused after 2 consecutive failures (last: HTTP 404)"
+    # Without a limit nothing pauses, however many fail.
+    other = add_task(engine, "never", {"interval_seconds": 1200}, retry={"max_attempts": 1})
+    for request in claim_all(engine, NOW):
+        state.record_outcomes(engine, [outcome(request, 500)], SETTINGS, NOW, lambda: 0.5)
+    assert task_row(engine, other)["is_active"]
+    assert task_row(engine, other)["consecutive_failures"] == 4

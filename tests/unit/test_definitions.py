@@ -11,6 +11,7 @@ import pytest
 from taskhub.definitions import MAX_BODY_BYTES, parse_definition
 from taskhub.errors import ValidationError
 from taskhub.schedules import Cron, Interval, OneTime
+from taskhub.statuses import MisfirePolicy
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -132,3 +133,31 @@ def test_bad_input_names_the_field(data: dict[str, Any], field: str) -> None:
         parse_definition(data, NOW)
     assert caught.value.field == field
     assert caught.value.message
+
+
+def test_misfire_policy_and_auto_pause_default_and_parse() -> None:
+    definition = parse_definition(SPEC_EXAMPLE, NOW)
+    assert definition.misfire_policy is MisfirePolicy.FIRE_ONCE
+    assert definition.auto_pause_after_failures is None
+    chosen = parse_definition(
+        SPEC_EXAMPLE | {"misfire_policy": "fire_each", "auto_pause_after_failures": 1000}, NOW
+    )
+    assert chosen.misfire_policy is MisfirePolicy.FIRE_EACH
+    assert chosen.auto_pause_after_failures == 1000
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"misfire_policy": "FIRE_ONCE"}, "misfire_policy"),
+        ({"misfire_policy": ["skip"]}, "misfire_policy"),
+        ({"auto_pause_after_failures": 0}, "auto_pause_after_failures"),
+        ({"auto_pause_after_failures": 1001}, "auto_pause_after_failures"),
+        ({"auto_pause_after_failures": 2.0}, "auto_pause_after_failures"),
+        ({"auto_pause_after_failures": False}, "auto_pause_after_failures"),
+    ],
+)
+def test_bad_policies_are_refused_naming_the_field(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        parse_definition(SPEC_EXAMPLE | change, NOW)
+    assert refused.value.field == field
