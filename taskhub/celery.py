@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Queue
 
-from taskhub import db, discovery, state, trigger
+from taskhub import db, discovery, heartbeat, state, trigger
 from taskhub.fanout import build_chords
 from taskhub.settings import Settings, load
 
@@ -141,6 +142,30 @@ app.conf.update(celery_config(settings))
 @signals.worker_process_init.connect
 def _after_fork(**_: Any) -> None:
     db.dispose_after_fork()
+    _start_heartbeat()
+
+
+@signals.worker_init.connect
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    heartbeat.set_node(str(getattr(sender, "hostname", None) or "worker"))
+
+
+@signals.worker_ready.connect
+def _on_worker_ready(**_: Any) -> None:
+    # The worker's main process: it runs the tasks with the threads pool, and with
+    # prefork its memory is part of the worker's all the same.
+    _start_heartbeat()
+
+
+@signals.beat_init.connect
+def _on_beat_init(**_: Any) -> None:
+    heartbeat.set_node("beat@" + socket.gethostname())
+    _start_heartbeat()
+
+
+def _start_heartbeat() -> None:
+    engine = db.get_engine(settings.database_url)
+    heartbeat.start(engine, heartbeat.role(), trigger.in_flight)
 
 
 def publish(requests: Sequence[trigger.TriggerRequest]) -> None:

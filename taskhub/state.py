@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine, RowMapping
 
-from taskhub import queries
+from taskhub import counters, queries
 from taskhub.retry_policy import RetryPolicy, decide
 from taskhub.settings import Settings
 from taskhub.statuses import ExecutionStatus, LastStatus
@@ -65,6 +65,7 @@ def record_outcomes(
 
         execution_updates: list[dict[str, Any]] = []
         attempt_rows: list[dict[str, Any]] = []
+        measures: list[counters.AttemptMeasure] = []
         # Per task: (scheduled_for, status, started_at, redriven) of each execution that ended.
         ended: dict[uuid.UUID, list[Ended]] = {}
         for outcome, row in fresh:
@@ -110,6 +111,18 @@ def record_outcomes(
                     "error": outcome.error,
                 }
             )
+            measures.append(
+                counters.AttemptMeasure(
+                    attempt=outcome.attempt,
+                    scheduled_for=row["scheduled_for"],
+                    started_at=outcome.started_at,
+                    duration_ms=outcome.duration_ms,
+                    http_status=outcome.http_status,
+                    error_kind=outcome.error_kind,
+                    status=decision.status.value,
+                    first=outcome.attempt == 1,
+                )
+            )
             report.applied += 1
             if terminal:
                 ended.setdefault(row["task_id"], []).append(
@@ -133,6 +146,8 @@ def record_outcomes(
                 update["b_is_finished"] = False
             report.finished += int(update["b_is_finished"])
         queries.update_task_results(conn, task_updates)
+        # In the same transaction: an ignored (repeated) outcome is never counted.
+        queries.add_to_counters(conn, counters.for_attempts(measures))
     return report
 
 
