@@ -19,7 +19,7 @@ from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Queue
 
-from taskhub import db, discovery, heartbeat, state, trigger
+from taskhub import db, discovery, heartbeat, logs, state, trigger
 from taskhub.fanout import build_chords
 from taskhub.settings import Settings, load
 
@@ -143,6 +143,12 @@ app.conf.update(celery_config(settings))
 def _after_fork(**_: Any) -> None:
     db.dispose_after_fork()
     _start_heartbeat()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _setup_logs(logger: logging.Logger, **_: Any) -> None:
+    logs.configure(logger, settings.log_format)
 
 
 @signals.worker_init.connect

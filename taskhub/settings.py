@@ -39,6 +39,8 @@ class Settings:
     sqs_region: str | None
     sqs_visibility_timeout_s: int
     sqs_wait_time_s: int
+    log_format: str
+    log_level: str
 
     @property
     def is_embedded_broker(self) -> bool:
@@ -86,6 +88,16 @@ def _bounded_integer(
     value = _integer(env, name, default, minimum)
     if value > maximum:
         raise SettingsError(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def _choice(
+    env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...], upper: bool = False
+) -> str:
+    raw = _get(env, name, default)
+    value = raw.upper() if upper else raw.lower()
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
     return value
 
 
@@ -147,4 +159,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             env, "TASKHUB_SQS_VISIBILITY_TIMEOUT_SECONDS", 900, minimum=1
         ),
         sqs_wait_time_s=_bounded_integer(env, "TASKHUB_SQS_WAIT_TIME_SECONDS", 2, 0, 20),
+        log_format=_choice(env, "TASKHUB_LOG_FORMAT", "text", ("text", "json")),
+        log_level=_choice(
+            env, "TASKHUB_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True
+        ),
     )

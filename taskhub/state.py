@@ -123,6 +123,7 @@ def record_outcomes(
                     first=outcome.attempt == 1,
                 )
             )
+            _log_attempt(row, outcome, decision.status)
             report.applied += 1
             if terminal:
                 ended.setdefault(row["task_id"], []).append(
@@ -149,6 +150,37 @@ def record_outcomes(
         # In the same transaction: an ignored (repeated) outcome is never counted.
         queries.add_to_counters(conn, counters.for_attempts(measures))
     return report
+
+
+def _log_attempt(row: RowMapping, outcome: TriggerOutcome, status: ExecutionStatus) -> None:
+    """One line per written-back attempt, with the ids a log search needs; successes at
+    DEBUG (thousands a minute), retries at INFO, failures and dead letters at WARNING."""
+    level = (
+        logging.DEBUG
+        if status is ExecutionStatus.SUCCEEDED
+        else logging.INFO
+        if status is ExecutionStatus.QUEUED
+        else logging.WARNING
+    )
+    scheduled_for = row["scheduled_for"].isoformat()
+    log.log(
+        level,
+        "execution %s of task %s due %s: attempt %d %s (%s)",
+        row["id"],
+        row["task_id"],
+        scheduled_for,
+        outcome.attempt,
+        status.value,
+        outcome.error or f"HTTP {outcome.http_status}",
+        extra={
+            "task_id": str(row["task_id"]),
+            "execution_id": row["id"],
+            "scheduled_for": scheduled_for,
+            "attempt": outcome.attempt,
+            "status": status.value,
+            "http_status": outcome.http_status,
+        },
+    )
 
 
 def _task_updates(

@@ -3,6 +3,7 @@ indicator the system this replaces asked for, with plausible values."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from sqlalchemy.engine import Engine
 
+from taskhub import tasks
 from taskhub.api import create_app
 from tests.integration.test_engine import add_tasks, all_ended, soon
 from tests.processes import Stack, wait_until
@@ -136,3 +138,38 @@ def test_every_indicator_after_a_small_burst(
     time.sleep(0.1)
     again = scrape(client)
     assert value(again["taskhub_api_requests"], "taskhub_api_requests_total", route="/metrics") >= 1
+
+
+def test_worker_logs_are_json_lines_with_ids_and_without_secrets(
+    stack: Stack, pg_engine: Engine, target: Target
+) -> None:
+    secret = "e2e-credential-0123456789abcdef"
+    now = datetime.now(UTC)
+    definition = {
+        "name": "logged",
+        "schedule": {"at": soon(2)},
+        "target": {
+            "url": target.url("/missing"),
+            "headers": {"Authorization": f"Bearer {secret}"},
+            "timeout_seconds": 2,
+        },
+        "retry": {"max_attempts": 1},
+    }
+    with pg_engine.begin() as conn:
+        task_id = tasks.create_task(conn, tasks.parse_definition(definition, now), now)
+    stack.env["TASKHUB_LOG_FORMAT"] = "json"
+    stack.start("all", "all")
+    stack.start("beat", "beat")
+    assert wait_until(lambda: all_ended(pg_engine, 1), 60), stack.logs()
+    assert target.snapshot()[0].headers["Authorization"] == f"Bearer {secret}"
+    time.sleep(0.5)
+    lines = (stack.log_dir / "all.log").read_text().splitlines()
+    # Celery's start-up banner and warnings are printed, not logged; every log record is
+    # one JSON object.
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    assert any(e["logger"].startswith("taskhub.") for e in entries), lines[:20]
+    [failed] = [e for e in entries if e.get("status") == "failed"]
+    assert failed["task_id"] == str(task_id) and failed["http_status"] == 404
+    assert isinstance(failed["execution_id"], int) and failed["scheduled_for"]
+    assert failed["level"] == "WARNING"
+    assert secret not in stack.logs()
