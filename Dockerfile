@@ -4,6 +4,7 @@ ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml README.md ./
 COPY taskhub ./taskhub
 COPY workers ./workers
-RUN pip install --no-cache-dir . flower
+COPY config ./config
+RUN pip install --no-cache-dir ".[sqs]" flower
 USER nobody
 CMD ["taskhub", "--help"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Queue
 
-from taskhub import db, discovery, state, trigger
+from taskhub import db, discovery, heartbeat, logs, state, trigger
 from taskhub.fanout import build_chords
 from taskhub.settings import Settings, load
 
@@ -78,9 +79,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": beat_schedule(settings),
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": True,
-        "worker_send_task_events": not settings.broker_url.startswith("sqs://"),
-        "task_send_sent_event": not settings.broker_url.startswith("sqs://"),
+        "worker_send_task_events": not settings.is_sqs_broker,
+        "task_send_sent_event": not settings.is_sqs_broker,
     }
+    if settings.is_sqs_broker:
+        # SQS has no broadcast: remote control and events cannot work there (Flower is
+        # blind on SQS; taskhub's own /metrics is the monitoring).
+        config["worker_enable_remote_control"] = False
+        config["broker_transport_options"] = sqs_transport_options(settings)
     if settings.is_embedded_broker:
         folder = (settings.data_dir / "broker").resolve()
         control = (settings.data_dir / "broker-control").resolve()
@@ -96,6 +102,39 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def sqs_queue_name(queue: str) -> str:
+    """The SQS name of a Celery queue (SQS names allow no dots), as kombu derives it."""
+    return queue.replace(".", "-")
+
+
+def sqs_transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu's SQS transport, as the README's AWS section explains.
+
+    The visibility timeout must outlast the longest time a worker holds an unacknowledged
+    message (``task_acks_late`` with a prefetch of one: one trigger message's run, at most
+    the longest ``timeout_seconds`` plus its queueing in the process), or SQS hands it to a
+    second worker. The database's dispatch lease, not SQS, is what re-sends lost work:
+    it runs out first, and a message received after its ``send_by`` is dropped unfired.
+    Long polls are short because one worker polls its queues in turn and a long wait on
+    an empty queue would delay the others.
+    """
+    options: dict[str, Any] = {
+        "visibility_timeout": settings.sqs_visibility_timeout_s,
+        "wait_time_seconds": settings.sqs_wait_time_s,
+        "polling_interval": 0.2 if settings.sqs_wait_time_s == 0 else 0,
+    }
+    if settings.sqs_region:
+        options["region"] = settings.sqs_region
+    if settings.sqs_queue_url_prefix:
+        # Queues made by infrastructure as code (deploy/aws): kombu never creates or
+        # lists queues, and needs no permission to.
+        options["predefined_queues"] = {
+            sqs_queue_name(queue): {"url": settings.sqs_queue_url_prefix + sqs_queue_name(queue)}
+            for queue in (DISCOVERY_QUEUE, TRIGGER_QUEUE, STATE_QUEUE)
+        }
+    return options
+
+
 app = Celery("taskhub")
 app.conf.update(celery_config(settings))
 
@@ -103,6 +142,36 @@ app.conf.update(celery_config(settings))
 @signals.worker_process_init.connect
 def _after_fork(**_: Any) -> None:
     db.dispose_after_fork()
+    _start_heartbeat()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _setup_logs(logger: logging.Logger, **_: Any) -> None:
+    logs.configure(logger, settings.log_format)
+
+
+@signals.worker_init.connect
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    heartbeat.set_node(str(getattr(sender, "hostname", None) or "worker"))
+
+
+@signals.worker_ready.connect
+def _on_worker_ready(**_: Any) -> None:
+    # The worker's main process: it runs the tasks with the threads pool, and with
+    # prefork its memory is part of the worker's all the same.
+    _start_heartbeat()
+
+
+@signals.beat_init.connect
+def _on_beat_init(**_: Any) -> None:
+    heartbeat.set_node("beat@" + socket.gethostname())
+    _start_heartbeat()
+
+
+def _start_heartbeat() -> None:
+    engine = db.get_engine(settings.database_url)
+    heartbeat.start(engine, heartbeat.role(), trigger.in_flight)
 
 
 def publish(requests: Sequence[trigger.TriggerRequest]) -> None:

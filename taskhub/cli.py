@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from taskhub import apikeys, db, executions, roles, schema, tasks
+from taskhub import apikeys, db, executions, logs, roles, schema, tasks
 from taskhub.errors import TaskhubError, ValidationError
 from taskhub.settings import SettingsError, load
 
@@ -448,13 +448,13 @@ def api(host: str, port: int) -> None:
     """Serve the REST API (OpenAPI at /docs)."""
     import uvicorn
 
-    _settings_or_exit()
+    settings = _settings_or_exit()
     uvicorn.run(
         "taskhub.api:create_app",
         factory=True,
         host=host,
         port=port,
-        log_level="info",
+        log_config=logs.logging_config(settings.log_format, settings.log_level),
         access_log=False,
     )
 

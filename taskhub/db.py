@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from taskhub import heartbeat
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 _engines: dict[str, tuple[int, Engine]] = {}
@@ -37,11 +39,14 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
         )
         _configure_sqlite(engine)
+        heartbeat.instrument(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 5)
-    return sa.create_engine(url, **kwargs)
+    engine = sa.create_engine(url, **kwargs)
+    heartbeat.instrument(engine)
+    return engine
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -82,3 +87,4 @@ def dispose_after_fork() -> None:
         for _pid, engine in _engines.values():
             engine.dispose(close=False)
         _engines.clear()
+    heartbeat.reset_after_fork()

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from taskhub import queries
+from taskhub import counters, queries
 from taskhub.occurrences import idempotency_key, plan_claim
 from taskhub.settings import Settings
 from taskhub.statuses import ExecutionStatus, MisfirePolicy
@@ -162,9 +162,12 @@ def run_tick(engine: Engine, settings: Settings, publish: Publish, clock: Clock)
     for claim in (claim_occurrences, claim_redispatches):
         while time.monotonic() - started < budget_s:
             now = clock()
+            occurrences = claim is claim_occurrences
             with engine.begin() as conn:
                 more, requests = claim(conn, now, settings)
-            if claim is claim_occurrences:
+                # Counted in the claim's own transaction: exactly once, like the claim.
+                queries.add_to_counters(conn, counters.for_claim(occurrences, len(requests)))
+            if occurrences:
                 report.occurrences_claimed += len(requests)
             else:
                 report.executions_redispatched += len(requests)
@@ -174,6 +177,9 @@ def run_tick(engine: Engine, settings: Settings, publish: Publish, clock: Clock)
             if not more:
                 break
     report.duration_s = time.monotonic() - started
+    with engine.begin() as conn:
+        queries.add_to_counters(conn, counters.for_tick(report.duration_s))
+        queries.set_gauges(conn, {("taskhub_last_tick_timestamp_seconds", ""): clock().timestamp()})
     log.info(
         "tick: %d occurrences claimed, %d executions sent again, %d published in %.3f s",
         report.occurrences_claimed,

@@ -11,16 +11,22 @@ The gauges count every tenant's rows together; no tenant name appears in a label
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy.exc
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
-from taskhub import queries
+from taskhub import counters, heartbeat, queries
 from taskhub.statuses import ExecutionStatus, PausedBy, TaskStatus, task_status
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,7 @@ class DatabaseCollector(Collector):
     def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
+        self.started_at = clock()
 
     def describe(self) -> Iterable[Metric]:
         # Declared without reading the database, so registering the collector is free.
@@ -53,6 +60,8 @@ class DatabaseCollector(Collector):
             GaugeMetricFamily("taskhub_due_backlog", ""),
             GaugeMetricFamily("taskhub_oldest_due_age_seconds", ""),
             GaugeMetricFamily("taskhub_dead_letters", ""),
+            *(GaugeMetricFamily(name, "") for name in counters.FAMILIES),
+            *(GaugeMetricFamily(name, "") for name in PROCESS_FAMILIES),
         ]
 
     def collect(self) -> Iterable[Metric]:
@@ -66,6 +75,8 @@ class DatabaseCollector(Collector):
                 paused = queries.count_paused_tasks(conn)
                 execution_statuses = queries.count_executions_by_status(conn)
                 backlog, oldest_due = queries.due_backlog(conn, now)
+                stored = queries.read_counters(conn)
+                processes = queries.live_heartbeats(conn, heartbeat.live_since(now))
         except sqlalchemy.exc.SQLAlchemyError as error:
             log.warning("metrics: cannot read the database (%s)", error.__class__.__name__)
             up.add_metric([], 0)
@@ -118,6 +129,97 @@ class DatabaseCollector(Collector):
             "Executions that exhausted their attempts and wait for a redrive",
             value=execution_statuses.get(ExecutionStatus.DEAD.value, 0),
         )
+        yield from stored_families(stored)
+        own = heartbeat.measure("api", self.engine, self.started_at, now, 0)
+        yield from process_families([*(dict(p) for p in processes), own])
+
+
+def stored_families(stored: Mapping[tuple[str, str], float]) -> Iterator[Metric]:
+    """The counters, histograms and gauges kept in ``metric_counters`` (every family in
+    ``counters.FAMILIES`` appears, at zero before anything was counted)."""
+    samples: dict[str, list[tuple[str, dict[str, str], float]]] = {}
+    for (name, label_text), value in stored.items():
+        family = counters.family_of(name)
+        samples.setdefault(family, []).append((name, counters.parse_labels(label_text), value))
+    for family, spec in counters.FAMILIES.items():
+        rows = samples.get(family, [])
+        if spec.kind == "counter":
+            label_names = sorted({k for _, labels, _ in rows for k in labels})
+            metric = CounterMetricFamily(family, spec.help, labels=label_names)
+            if not rows and not label_names:
+                metric.add_metric([], 0.0)
+            for _, labels, value in sorted(rows, key=lambda r: sorted(r[1].items())):
+                metric.add_metric([labels.get(k, "") for k in label_names], value)
+            yield metric
+        elif spec.kind == "gauge":
+            yield GaugeMetricFamily(family, spec.help, value=rows[0][2] if rows else 0.0)
+        else:
+            yield _histogram(family, spec.help, rows)
+
+
+def _histogram(
+    family: str, help_text: str, rows: list[tuple[str, dict[str, str], float]]
+) -> HistogramMetricFamily:
+    buckets = {labels["le"]: value for name, labels, value in rows if name.endswith("_bucket")}
+    total = sum(value for name, _, value in rows if name.endswith("_sum"))
+    count = sum(value for name, _, value in rows if name.endswith("_count"))
+    bounds = sorted((float(le), le) for le in buckets)
+    cumulative = [(le, buckets[le]) for _, le in bounds]
+    if not cumulative or cumulative[-1][0] != "+Inf":
+        cumulative.append(("+Inf", count))
+    metric = HistogramMetricFamily(family, help_text)
+    metric.add_metric([], cumulative, sum_value=total)
+    return metric
+
+
+PROCESS_FAMILIES = (
+    "taskhub_process_resident_memory_bytes",
+    "taskhub_process_triggers_in_flight",
+    "taskhub_db_pool_size",
+    "taskhub_db_pool_checked_out",
+    "taskhub_db_queries",
+    "taskhub_db_query_seconds",
+)
+
+
+def process_families(processes: Iterable[Mapping[str, Any]]) -> Iterator[Metric]:
+    """Each live process's own figures (from its heartbeat; the scraping API's, live)."""
+    label_names = ["process", "role"]
+    gauges = {
+        "rss_bytes": GaugeMetricFamily(
+            "taskhub_process_resident_memory_bytes", "Resident memory", labels=label_names
+        ),
+        "in_flight": GaugeMetricFamily(
+            "taskhub_process_triggers_in_flight",
+            "Trigger requests handed to the process's HTTP client and not yet ended",
+            labels=label_names,
+        ),
+        "db_pool_size": GaugeMetricFamily(
+            "taskhub_db_pool_size", "Connections the process's pool keeps", labels=label_names
+        ),
+        "db_pool_checked_out": GaugeMetricFamily(
+            "taskhub_db_pool_checked_out",
+            "Connections of the process's pool in use",
+            labels=label_names,
+        ),
+    }
+    query_count = CounterMetricFamily(
+        "taskhub_db_queries", "Database statements the process ran", labels=label_names
+    )
+    query_time = CounterMetricFamily(
+        "taskhub_db_query_seconds",
+        "Time the process spent in database statements",
+        labels=label_names,
+    )
+    for p in processes:
+        labels = [str(p["process"]), str(p["role"])]
+        for column, gauge in gauges.items():
+            gauge.add_metric(labels, float(p[column]))
+        query_count.add_metric(labels, float(p["db_queries"]))
+        query_time.add_metric(labels, float(p["db_query_seconds"]))
+    yield from gauges.values()
+    yield query_count
+    yield query_time
 
 
 class Metrics:

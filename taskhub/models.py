@@ -219,3 +219,33 @@ signing_secrets = sa.Table(
     sa.Column("revoked_at", UTCDateTime()),
 )
 sa.Index("ix_signing_secrets_tenant", signing_secrets.c.tenant)
+
+metric_counters = sa.Table(
+    "metric_counters",
+    metadata,
+    # Prometheus counters (histogram buckets included) kept in the database: incremented
+    # in the transaction that does the counted work, so a count is exactly-once, shared
+    # by every process, and survives restarts and brokers without events (SQS).
+    sa.Column("name", sa.String(100), primary_key=True),
+    # The label set in Prometheus's text form, e.g. 'outcome="timeout"' ('' for none).
+    sa.Column("labels", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Float(), nullable=False),
+)
+
+worker_heartbeats = sa.Table(
+    "worker_heartbeats",
+    metadata,
+    # One row per taskhub process (host:pid), rewritten every few seconds: what only the
+    # process itself can measure (memory, its connection pool, its query time, requests
+    # in flight), readable by /metrics and `taskhub stats` on any broker.
+    sa.Column("process", sa.String(200), primary_key=True),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("seen_at", UTCDateTime(), nullable=False),
+    sa.Column("rss_bytes", sa.BigInteger(), nullable=False),
+    sa.Column("in_flight", sa.Integer(), nullable=False),
+    sa.Column("db_pool_size", sa.Integer(), nullable=False),
+    sa.Column("db_pool_checked_out", sa.Integer(), nullable=False),
+    sa.Column("db_queries", sa.BigInteger(), nullable=False),
+    sa.Column("db_query_seconds", sa.Float(), nullable=False),
+)

@@ -19,7 +19,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
-from taskhub.models import api_keys, attempts, executions, scheduled_tasks
+from taskhub.models import (
+    api_keys,
+    attempts,
+    executions,
+    metric_counters,
+    scheduled_tasks,
+    worker_heartbeats,
+)
 from taskhub.statuses import ExecutionStatus
 
 T = scheduled_tasks.c
@@ -481,6 +488,77 @@ def due_backlog(conn: Connection, now: datetime) -> tuple[int, datetime | None]:
     ).one()
     oldest: datetime | None = row[1]
     return int(row[0]), oldest
+
+
+def add_to_counters(conn: Connection, increments: Mapping[tuple[str, str], float]) -> None:
+    """Add to counters (upserts), in key order so that two writers never deadlock."""
+    if not increments:
+        return
+    statement = _insert(conn, metric_counters)
+    statement = statement.on_conflict_do_update(
+        index_elements=["name", "labels"],
+        set_={"value": metric_counters.c.value + statement.excluded.value},
+    )
+    rows = [
+        {"name": name, "labels": labels, "value": value}
+        for (name, labels), value in sorted(increments.items())
+    ]
+    conn.execute(statement, rows)
+
+
+def set_gauges(conn: Connection, values: Mapping[tuple[str, str], float]) -> None:
+    if not values:
+        return
+    statement = _insert(conn, metric_counters)
+    statement = statement.on_conflict_do_update(
+        index_elements=["name", "labels"], set_={"value": statement.excluded.value}
+    )
+    rows = [
+        {"name": name, "labels": labels, "value": value}
+        for (name, labels), value in sorted(values.items())
+    ]
+    conn.execute(statement, rows)
+
+
+def read_counters(conn: Connection) -> dict[tuple[str, str], float]:
+    rows = conn.execute(sa.select(metric_counters))
+    return {(row.name, row.labels): row.value for row in rows}
+
+
+def write_heartbeat(conn: Connection, values: Mapping[str, Any]) -> None:
+    statement = _insert(conn, worker_heartbeats).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["process"],
+        set_={k: statement.excluded[k] for k in values if k not in ("process", "started_at")},
+    )
+    conn.execute(statement)
+
+
+def live_heartbeats(conn: Connection, seen_since: datetime) -> Sequence[RowMapping]:
+    """Processes seen since ``seen_since``; rows of processes gone longer are deleted."""
+    conn.execute(sa.delete(worker_heartbeats).where(worker_heartbeats.c.seen_at < seen_since))
+    query = sa.select(worker_heartbeats).order_by(
+        worker_heartbeats.c.role, worker_heartbeats.c.process
+    )
+    return conn.execute(query).mappings().all()
+
+
+def attempt_outcomes_since(conn: Connection, since: datetime) -> Sequence[RowMapping]:
+    """The attempts started since ``since`` with their occurrence's due time (for
+    `taskhub stats`' recent-window figures)."""
+    query = (
+        sa.select(
+            attempts.c.number,
+            attempts.c.started_at,
+            attempts.c.duration_ms,
+            attempts.c.http_status,
+            attempts.c.error_kind,
+            E.scheduled_for,
+        )
+        .join(executions, E.id == attempts.c.execution_id)
+        .where(attempts.c.started_at >= since)
+    )
+    return conn.execute(query).mappings().all()
 
 
 # --- api keys --------------------------------------------------------------------------

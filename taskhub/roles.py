@@ -14,6 +14,8 @@ production split described in the README is the one that runs.
   atomic), running none stops everything.
 - ``all``: one worker for every queue (what ``celery -A taskhub worker`` does too);
   used by ``taskhub dev``.
+- ``flower``: Celery's monitor, on ``TASKHUB_FLOWER_ADDRESS``:``TASKHUB_FLOWER_PORT``.
+  It sees the workers through Celery events, which exist on Redis, not on SQS.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-ROLES = ("trigger", "state", "beat", "all")
+ROLES = ("trigger", "state", "beat", "all", "flower")
 
 
 def celery_argv(role: str, env: Mapping[str, str] | None = None) -> list[str]:
@@ -87,5 +89,12 @@ def celery_argv(role: str, env: Mapping[str, str] | None = None) -> list[str]:
             "all@%h",
             "--loglevel",
             loglevel,
+        ]
+    if role == "flower":
+        return [
+            *base,
+            "flower",
+            f"--address={env.get('TASKHUB_FLOWER_ADDRESS') or '127.0.0.1'}",
+            f"--port={env.get('TASKHUB_FLOWER_PORT') or '5555'}",
         ]
     raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")

@@ -36,15 +36,29 @@ class Settings:
     max_response_bytes: int
     retry_after_cap_s: float
     result_expires_s: int
+    sqs_queue_url_prefix: str | None
+    sqs_region: str | None
+    sqs_visibility_timeout_s: int
+    sqs_wait_time_s: int
+    log_format: str
+    log_level: str
 
     @property
     def is_embedded_broker(self) -> bool:
         return self.broker_url.startswith("filesystem://")
 
+    @property
+    def is_sqs_broker(self) -> bool:
+        return self.broker_url.startswith("sqs://")
+
 
 def _get(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, "").strip()
     return value or default
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    return env.get(name, "").strip() or None
 
 
 def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
@@ -69,6 +83,25 @@ def _integer(env: Mapping[str, str], name: str, default: int, minimum: int) -> i
     return value
 
 
+def _bounded_integer(
+    env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int
+) -> int:
+    value = _integer(env, name, default, minimum)
+    if value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def _choice(
+    env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...], upper: bool = False
+) -> str:
+    raw = _get(env, name, default)
+    value = raw.upper() if upper else raw.lower()
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return value
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     raw = _get(env, name, "0").lower()
     if raw in ("1", "true", "yes", "on"):
@@ -83,8 +116,9 @@ def derived_result_backend(broker_url: str, data_dir: Path) -> str:
 
     Redis has a native chord counter, so it backs itself. The embedded broker gets the
     filesystem backend (chords are joined by ``celery.chord_unlock`` polling, which is
-    fine for the small chords taskhub sends). SQS has no result store of its own; the
-    AWS profile sets one explicitly.
+    fine for the small chords taskhub sends). SQS has no result store of its own and a
+    file store is not shared between hosts, so with SQS one must be given (``load``
+    refuses to start without it).
     """
     if broker_url.startswith(("redis://", "rediss://")):
         return broker_url
@@ -95,6 +129,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     data_dir = Path(_get(env, "TASKHUB_DATA_DIR", ".taskhub"))
     broker_url = _get(env, "TASKHUB_BROKER_URL", "filesystem://")
+    if broker_url.startswith("sqs://") and not _optional(env, "TASKHUB_RESULT_BACKEND"):
+        raise SettingsError(
+            "TASKHUB_RESULT_BACKEND must be set with an SQS broker: chords need a result "
+            "backend every worker shares, e.g. redis://your-elasticache:6379/0"
+        )
     return Settings(
         database_url=_get(env, "TASKHUB_DATABASE_URL", "sqlite:///taskhub.db"),
         broker_url=broker_url,
@@ -116,4 +155,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_response_bytes=_integer(env, "TASKHUB_MAX_RESPONSE_BYTES", 65536, minimum=0),
         retry_after_cap_s=_number(env, "TASKHUB_RETRY_AFTER_CAP_SECONDS", 3600, minimum=0),
         result_expires_s=_integer(env, "TASKHUB_RESULT_EXPIRES_SECONDS", 3600, minimum=60),
+        sqs_queue_url_prefix=_optional(env, "TASKHUB_SQS_QUEUE_URL_PREFIX"),
+        sqs_region=_optional(env, "TASKHUB_SQS_REGION"),
+        sqs_visibility_timeout_s=_integer(
+            env, "TASKHUB_SQS_VISIBILITY_TIMEOUT_SECONDS", 900, minimum=1
+        ),
+        sqs_wait_time_s=_bounded_integer(env, "TASKHUB_SQS_WAIT_TIME_SECONDS", 2, 0, 20),
+        log_format=_choice(env, "TASKHUB_LOG_FORMAT", "text", ("text", "json")),
+        log_level=_choice(
+            env, "TASKHUB_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True
+        ),
     )

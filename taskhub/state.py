@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Engine, RowMapping
 
-from taskhub import queries
+from taskhub import counters, queries
 from taskhub.retry_policy import RetryPolicy, decide
 from taskhub.settings import Settings
 from taskhub.statuses import ExecutionStatus, LastStatus, PausedBy
@@ -77,6 +77,7 @@ def record_outcomes(
 
         execution_updates: list[dict[str, Any]] = []
         attempt_rows: list[dict[str, Any]] = []
+        measures: list[counters.AttemptMeasure] = []
         # Per task: (scheduled_for, status, started_at, redriven) of each execution that ended.
         ended: dict[uuid.UUID, list[Ended]] = {}
         for outcome, row in fresh:
@@ -122,6 +123,19 @@ def record_outcomes(
                     "error": outcome.error,
                 }
             )
+            measures.append(
+                counters.AttemptMeasure(
+                    attempt=outcome.attempt,
+                    scheduled_for=row["scheduled_for"],
+                    started_at=outcome.started_at,
+                    duration_ms=outcome.duration_ms,
+                    http_status=outcome.http_status,
+                    error_kind=outcome.error_kind,
+                    status=decision.status.value,
+                    first=outcome.attempt == 1,
+                )
+            )
+            _log_attempt(row, outcome, decision.status)
             report.applied += 1
             if terminal:
                 ended.setdefault(row["task_id"], []).append(
@@ -148,7 +162,40 @@ def record_outcomes(
             report.finished += int(update["b_is_finished"])
             report.auto_paused += int(_auto_pause(update, tasks[update["b_id"]], ended, now))
         queries.update_task_results(conn, task_updates)
+        # In the same transaction: an ignored (repeated) outcome is never counted.
+        queries.add_to_counters(conn, counters.for_attempts(measures))
     return report
+
+
+def _log_attempt(row: RowMapping, outcome: TriggerOutcome, status: ExecutionStatus) -> None:
+    """One line per written-back attempt, with the ids a log search needs; successes at
+    DEBUG (thousands a minute), retries at INFO, failures and dead letters at WARNING."""
+    level = (
+        logging.DEBUG
+        if status is ExecutionStatus.SUCCEEDED
+        else logging.INFO
+        if status is ExecutionStatus.QUEUED
+        else logging.WARNING
+    )
+    scheduled_for = row["scheduled_for"].isoformat()
+    log.log(
+        level,
+        "execution %s of task %s due %s: attempt %d %s (%s)",
+        row["id"],
+        row["task_id"],
+        scheduled_for,
+        outcome.attempt,
+        status.value,
+        outcome.error or f"HTTP {outcome.http_status}",
+        extra={
+            "task_id": str(row["task_id"]),
+            "execution_id": row["id"],
+            "scheduled_for": scheduled_for,
+            "attempt": outcome.attempt,
+            "status": status.value,
+            "http_status": outcome.http_status,
+        },
+    )
 
 
 def _task_updates(

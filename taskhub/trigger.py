@@ -60,6 +60,7 @@ __all__ = [
     "attempt_headers",
     "blocked_reason",
     "fire",
+    "in_flight",
     "parse_retry_after",
     "shutdown",
 ]
@@ -712,11 +713,28 @@ def fire(requests: Sequence[TriggerRequest], settings: Settings) -> list[Trigger
     Synchronous and thread-safe. Never raises for anything a request or a target can
     do; only programming errors raise.
     """
+    global _in_flight
     batch = list(requests)
     if not batch:
         return []
     runtime = _get_runtime()
-    return runtime.call(lambda: runtime.run_batch(batch, settings))
+    with _in_flight_lock:
+        _in_flight += len(batch)
+    try:
+        return runtime.call(lambda: runtime.run_batch(batch, settings))
+    finally:
+        with _in_flight_lock:
+            _in_flight -= len(batch)
+
+
+_in_flight = 0
+_in_flight_lock = threading.Lock()
+
+
+def in_flight() -> int:
+    """Requests handed to :func:`fire` in this process and not yet ended (the heartbeat
+    reports it; waiting for a slot counts as in flight)."""
+    return _in_flight
 
 
 def shutdown(timeout_s: float = 5.0) -> None:

@@ -31,7 +31,7 @@ class Stack:
 
     def start(self, name: str, role: str, *extra: str) -> subprocess.Popen[bytes]:
         argv = [*roles.celery_argv(role, self.env), *extra]
-        if role != "beat":
+        if role not in ("beat", "flower"):
             argv += ["-n", f"{name}@%h"]
         if role == "beat":
             argv[argv.index("--schedule") + 1] = str(self.log_dir / f"{name}-schedule")

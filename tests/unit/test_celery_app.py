@@ -94,3 +94,22 @@ def test_a_request_received_after_its_send_by_is_not_fired() -> None:
     # private target under the default settings; port 9 refuses if private is allowed).
     assert [o["execution_id"] for o in outcomes] == [2]
     assert outcomes[0]["error_kind"] in ("blocked_address", "connection")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"TASKHUB_BROKER_URL": "sqs://"}, "TASKHUB_RESULT_BACKEND"),
+        (
+            {
+                "TASKHUB_BROKER_URL": "sqs://",
+                "TASKHUB_RESULT_BACKEND": "redis://x:6379/0",
+                "TASKHUB_SQS_WAIT_TIME_SECONDS": "21",
+            },
+            "TASKHUB_SQS_WAIT_TIME_SECONDS",
+        ),
+    ],
+)
+def test_unusable_sqs_settings_are_refused_by_name(env: dict[str, str], named: str) -> None:
+    with pytest.raises(settings.SettingsError, match=named):
+        settings.load(env)

@@ -1,0 +1,186 @@
+"""What taskhub counts, as pure increments of Prometheus counters and histograms.
+
+The counts are kept in the database (``metric_counters``) and incremented inside the
+transaction that does the counted work: a chunk's write-back counts its attempts, a
+tick counts its claims. A write-back that is ignored (a repeated callback) counts
+nothing, so every count is exactly-once; every process and every API replica reads the
+same numbers, on Redis as on SQS, where Celery events do not exist.
+
+This module only computes increments: ``{(family name, labels): amount}``. A histogram
+is stored as Prometheus reads it: cumulative ``_bucket`` counts (each observation adds
+one to every bucket whose bound it does not exceed, ``+Inf`` included), ``_sum`` and
+``_count``. Labels are a JSON object with sorted keys, so equal label sets are equal
+strings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Literal
+
+Key = tuple[str, str]
+Increments = dict[Key, float]
+Kind = Literal["counter", "histogram", "gauge"]
+
+FIRE_LAG_BUCKETS_S: Final = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+TARGET_LATENCY_BUCKETS_S: Final = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
+TICK_DURATION_BUCKETS_S: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True)
+class Family:
+    kind: Kind
+    help: str
+
+
+#: Every family kept in ``metric_counters``: what /metrics renders, with its help text.
+FAMILIES: Final[Mapping[str, Family]] = {
+    "taskhub_ticks": Family("counter", "Ticks run by discovery"),
+    "taskhub_tick_duration_seconds": Family(
+        "histogram", "How long one tick took to claim and publish"
+    ),
+    "taskhub_last_tick_timestamp_seconds": Family(
+        "gauge", "Unix time at which the last tick ended (stale: beat or discovery is down)"
+    ),
+    "taskhub_occurrences_claimed": Family(
+        "counter", "Occurrences claimed by ticks, each written as one execution"
+    ),
+    "taskhub_executions_redispatched": Family(
+        "counter", "Executions sent again by a tick: retries after their backoff, lost sends"
+    ),
+    "taskhub_attempts": Family(
+        "counter",
+        "Attempts written back, by outcome: success, http_3xx, http_4xx, http_5xx, or the "
+        "error kind (timeout, connection, dns, tls, blocked_address, invalid_request)",
+    ),
+    "taskhub_retries_scheduled": Family(
+        "counter", "Attempts whose outcome scheduled another attempt after a backoff"
+    ),
+    "taskhub_executions_finished": Family(
+        "counter", "Executions that ended, by status (succeeded, failed, dead)"
+    ),
+    "taskhub_fire_lag_seconds": Family(
+        "histogram", "First attempt's start minus the occurrence's due time"
+    ),
+    "taskhub_target_latency_seconds": Family(
+        "histogram", "How long each attempt took, from connect to the last byte read"
+    ),
+}
+
+
+def labels(**values: str) -> str:
+    return json.dumps(values, sort_keys=True, separators=(",", ":")) if values else ""
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    parsed: dict[str, str] = json.loads(text) if text else {}
+    return parsed
+
+
+def _add(increments: Increments, name: str, label_text: str, amount: float) -> None:
+    key = (name, label_text)
+    increments[key] = increments.get(key, 0.0) + amount
+
+
+def observe(
+    increments: Increments,
+    name: str,
+    value: float,
+    buckets: Sequence[float],
+    **label_values: str,
+) -> None:
+    """One observation of a histogram, as Prometheus's cumulative buckets."""
+    for bound in (*buckets, math.inf):
+        if value <= bound:
+            le = "+Inf" if math.isinf(bound) else repr(float(bound))
+            _add(increments, f"{name}_bucket", labels(**label_values, le=le), 1)
+    _add(increments, f"{name}_sum", labels(**label_values), value)
+    _add(increments, f"{name}_count", labels(**label_values), 1)
+
+
+def attempt_outcome(http_status: int | None, error_kind: str | None) -> str:
+    if error_kind is not None:
+        return error_kind
+    if http_status is None:
+        return "invalid_request"
+    if 200 <= http_status < 300:
+        return "success"
+    return f"http_{http_status // 100}xx"
+
+
+@dataclass(frozen=True)
+class AttemptMeasure:
+    """What a write-back knows of one applied attempt."""
+
+    attempt: int
+    scheduled_for: datetime
+    started_at: datetime
+    duration_ms: int
+    http_status: int | None
+    error_kind: str | None
+    #: The execution's status after this attempt (queued when a retry was scheduled).
+    status: str
+    #: The first attempt of its occurrence (not a retry, not a redrive).
+    first: bool
+
+
+def for_attempts(measures: Iterable[AttemptMeasure]) -> Increments:
+    increments: Increments = {}
+    for m in measures:
+        outcome = attempt_outcome(m.http_status, m.error_kind)
+        _add(increments, "taskhub_attempts_total", labels(outcome=outcome), 1)
+        observe(
+            increments,
+            "taskhub_target_latency_seconds",
+            m.duration_ms / 1000,
+            TARGET_LATENCY_BUCKETS_S,
+        )
+        if m.first:
+            lag_s = max(0.0, (m.started_at - m.scheduled_for).total_seconds())
+            observe(increments, "taskhub_fire_lag_seconds", lag_s, FIRE_LAG_BUCKETS_S)
+        if m.status == "queued":
+            _add(increments, "taskhub_retries_scheduled_total", "", 1)
+        elif m.status in ("succeeded", "failed", "dead"):
+            _add(increments, "taskhub_executions_finished_total", labels(status=m.status), 1)
+    return increments
+
+
+def for_claim(occurrences: bool, count: int) -> Increments:
+    """One claim batch: new occurrences, or executions sent again."""
+    if count == 0:
+        return {}
+    name = "taskhub_occurrences_claimed" if occurrences else "taskhub_executions_redispatched"
+    return {(f"{name}_total", ""): float(count)}
+
+
+def for_tick(duration_s: float) -> Increments:
+    increments: Increments = {}
+    _add(increments, "taskhub_ticks_total", "", 1)
+    observe(increments, "taskhub_tick_duration_seconds", duration_s, TICK_DURATION_BUCKETS_S)
+    return increments
+
+
+def family_of(sample_name: str) -> str:
+    """The family a stored sample belongs to (``x_total`` → ``x``, ``x_bucket`` → ``x``)."""
+    for suffix in ("_total", "_bucket", "_sum", "_count"):
+        if sample_name.endswith(suffix) and sample_name[: -len(suffix)] in FAMILIES:
+            return sample_name[: -len(suffix)]
+    return sample_name

@@ -1,0 +1,97 @@
+"""Flower in the dev stack: it watches a live Redis worker and lists taskhub's trigger
+tasks through its HTTP API, as a user would see them on its pages."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+from sqlalchemy.engine import Engine
+
+from tests.integration.test_engine import add_tasks, all_ended, soon
+from tests.processes import Stack, wait_until
+from tests.target import Target, running_target
+
+pytestmark = pytest.mark.slow
+
+AUTH = ("taskhub", "flower-test")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    with running_target() as target:
+        yield target
+
+
+@pytest.fixture
+def stack(postgres_url: str, redis_url: str, pg_engine: Engine, tmp_path: Path) -> Iterator[Stack]:
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {
+        **os.environ,
+        "TASKHUB_DATABASE_URL": postgres_url,
+        "TASKHUB_BROKER_URL": redis_url,
+        "TASKHUB_RESULT_BACKEND": redis_url,
+        "TASKHUB_ALLOW_PRIVATE_TARGETS": "1",
+        "TASKHUB_TICK_SECONDS": "1",
+        "TASKHUB_DATA_DIR": str(tmp_path / "data"),
+        "TASKHUB_FLOWER_PORT": str(_free_port()),
+        "FLOWER_BASIC_AUTH": ":".join(AUTH),
+    }
+    stack = Stack(env, tmp_path)
+    yield stack
+    stack.stop_all()
+
+
+def flower_get(stack: Stack, path: str) -> Any:
+    port = stack.env["TASKHUB_FLOWER_PORT"]
+    response = requests.get(f"http://127.0.0.1:{port}{path}", auth=AUTH, timeout=5)
+    response.raise_for_status()
+    return response.json()
+
+
+def flower_answers(stack: Stack) -> bool:
+    try:
+        flower_get(stack, "/api/workers?refresh=1")
+    except requests.RequestException:
+        return False
+    return True
+
+
+def test_flower_lists_the_trigger_tasks_of_a_live_worker(
+    stack: Stack, pg_engine: Engine, target: Target
+) -> None:
+    stack.start("flower", "flower")
+    assert wait_until(lambda: flower_answers(stack), 60), stack.logs()
+    stack.start("worker", "all")
+    add_tasks(pg_engine, 30, target.url("/ok"), {"at": soon(3)})
+    stack.start("beat", "beat")
+    assert wait_until(lambda: all_ended(pg_engine, 30), 90), stack.logs()
+
+    def fired() -> dict[str, Any]:
+        tasks: dict[str, Any] = flower_get(stack, "/api/tasks?taskname=taskhub.fire_triggers")
+        return {k: v for k, v in tasks.items() if v.get("state") == "SUCCESS"}
+
+    assert wait_until(lambda: bool(fired()), 30), stack.logs()
+    succeeded = fired()
+    assert all(task["name"] == "taskhub.fire_triggers" for task in succeeded.values())
+    # Flower also sees the tick and the chord callback that wrote the chunk's state.
+    names = {t["name"] for t in flower_get(stack, "/api/tasks").values()}
+    assert {"taskhub.tick", "taskhub.record_chunk"} <= names
+    workers = flower_get(stack, "/api/workers?refresh=1")
+    assert any(name.startswith("worker@") for name in workers), workers
+    # The API is not open to anyone: no credentials, no answer.
+    port = stack.env["TASKHUB_FLOWER_PORT"]
+    assert requests.get(f"http://127.0.0.1:{port}/api/tasks", timeout=5).status_code == 401
