@@ -441,6 +441,44 @@ def apikey_revoke(key_id_or_prefix: str) -> None:
     click.echo(f"{already}revoked {key.masked} (id {key.id}, tenant {key.tenant!r}) at {when}")
 
 
+@main.command("stats")
+@click.option("--once", is_flag=True, help="Print one view and exit (for scripts and logs).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (implies --once).")
+@click.option(
+    "--interval", default=2.0, show_default=True, type=click.FloatRange(0.2), help="Seconds."
+)
+@click.option(
+    "--window",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(1),
+    help="Seconds of recent attempts the rates and percentiles cover.",
+)
+def stats_command(once: bool, as_json: bool, interval: float, window: float) -> None:
+    """A live view of the KPIs: backlog, tick, attempts, success, lag, latency, processes."""
+    from taskhub import stats
+
+    def view() -> stats.Figures:
+        figures: stats.Figures = _call(lambda conn: stats.read(conn, _now(), window))
+        return figures
+
+    if as_json:
+        _print_json(view().to_json())
+        return
+    if once:
+        click.echo(stats.render(view()))
+        return
+    try:
+        while True:
+            figures = view()
+            click.clear()
+            click.echo(stats.render(figures))
+            click.echo("\n(Ctrl-C to quit)")
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
 @main.command("api")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -134,6 +136,27 @@ def test_every_indicator_after_a_small_burst(
     assert value(m["taskhub_db_queries"], "taskhub_db_queries_total", role="all") > 35
     query_s = value(m["taskhub_db_query_seconds"], "taskhub_db_query_seconds_total", role="all")
     assert 0 < query_s < 60
+    # `taskhub stats` reads the same figures from the same database.
+    shown = subprocess.run(
+        [sys.executable, "-m", "taskhub.cli", "stats", "--json"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = json.loads(shown.stdout)
+    assert figures["attempts"] == 37 and figures["timeouts"] == 4 and figures["retries"] == 2
+    assert figures["executions"]["dead"] == 2 and figures["due_backlog"] == 0
+    assert 0 < figures["success_rate"] < 1 and figures["fire_lag_p99_s"] < 30
+    assert {"all", "beat"} <= {p["role"] for p in figures["processes"]}
+    view = subprocess.run(
+        [sys.executable, "-m", "taskhub.cli", "stats", "--once"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "timeouts 4" in view and "fire lag" in view
     # The API's own requests are counted (this scrape's predecessor included).
     time.sleep(0.1)
     again = scrape(client)
