@@ -54,8 +54,10 @@ def backoff_s(attempt: int, policy: RetryPolicy, rand: float) -> float:
         raise ValueError("attempt is 1-based")
     if not 0.0 <= rand <= 1.0:
         raise ValueError("rand must be in [0, 1]")
-    exponent = min(attempt - 1, 62)
-    nominal = min(policy.backoff_seconds * (2.0**exponent), policy.max_backoff_seconds)
+    # 2.0**1023 is the largest finite power; a product past float range is inf, which
+    # the cap then bounds, so no attempt number can overflow or under-delay.
+    growth = 2.0 ** min(attempt - 1, 1023)
+    nominal = min(policy.backoff_seconds * growth, policy.max_backoff_seconds)
     return nominal / 2.0 + rand * nominal / 2.0
 
 
