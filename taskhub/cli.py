@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from taskhub import apikeys, db, executions, logs, roles, schema, tasks
 from taskhub.errors import TaskhubError, ValidationError
@@ -477,6 +478,36 @@ def stats_command(once: bool, as_json: bool, interval: float, window: float) -> 
             time.sleep(interval)
     except KeyboardInterrupt:
         return
+
+
+@main.command("health")
+@click.option(
+    "--max-tick-age",
+    type=click.FloatRange(1),
+    default=None,
+    help="Also fail if the last tick ended longer ago than this many seconds.",
+)
+def health_command(max_tick_age: float | None) -> None:
+    """Exit 0 if the database answers (and, with --max-tick-age, ticks run); else 1.
+
+    For container health checks: beat and the discovery worker are healthy together
+    only while ticks keep being consumed."""
+    from taskhub import queries
+
+    settings = _settings_or_exit()
+    try:
+        with db.get_engine(settings.database_url).connect() as conn:
+            last_tick = queries.read_counters(conn).get(("taskhub_last_tick_timestamp_seconds", ""))
+    except SQLAlchemyError as error:
+        click.echo(f"unhealthy: the database is unavailable ({error.__class__.__name__})", err=True)
+        sys.exit(1)
+    if max_tick_age is not None:
+        age_s = None if last_tick is None else _now().timestamp() - last_tick
+        if age_s is None or age_s > max_tick_age:
+            shown = "never" if age_s is None else f"{age_s:.0f} s ago"
+            click.echo(f"unhealthy: the last tick ended {shown}", err=True)
+            sys.exit(1)
+    click.echo("healthy")
 
 
 @main.command("api")

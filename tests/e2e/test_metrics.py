@@ -157,6 +157,13 @@ def test_every_indicator_after_a_small_burst(
         check=True,
     ).stdout
     assert "timeouts 4" in view and "fire lag" in view
+    health = [sys.executable, "-m", "taskhub.cli", "health", "--max-tick-age", "60"]
+    assert subprocess.run(health, env=stack.env, capture_output=True).returncode == 0
+    stack.stop("beat")
+    stale = [*health[:-1], "1"]
+    assert wait_until(
+        lambda: subprocess.run(stale, env=stack.env, capture_output=True).returncode == 1, 20
+    )
     # The API's own requests are counted (this scrape's predecessor included).
     time.sleep(0.1)
     again = scrape(client)

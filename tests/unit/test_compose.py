@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from taskhub import roles
+from taskhub import roles, schema
 from taskhub.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,3 +97,23 @@ def test_role_command_lines() -> None:
     assert "taskhub.discovery,taskhub.state" in roles.celery_argv("state", {})
     with pytest.raises(ValueError, match="unknown role"):
         roles.celery_argv("nope", {})
+
+
+def test_every_long_running_taskhub_service_has_a_health_check(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'taskhub.db'}"
+    schema.upgrade(url)
+    for name in ("api", "trigger-worker", "worker", "beat"):
+        test = SERVICES[name]["healthcheck"]["test"]
+        assert test[0] in ("CMD", "CMD-SHELL"), name
+        if test[0] == "CMD" and test[1] == "taskhub":
+            # The check's own arguments parse; with no tick yet it reports unhealthy.
+            result = CliRunner().invoke(main, test[2:], env={"TASKHUB_DATABASE_URL": url})
+            assert result.exit_code == 1, f"{name}: {result.output}"
+            assert "the last tick ended never" in result.output
+
+
+def test_the_api_is_served_and_flower_is_not_open_to_all() -> None:
+    assert SERVICES["api"]["command"][:2] == ["taskhub", "api"]
+    assert "FLOWER_BASIC_AUTH" in SERVICES["flower"]["environment"]
+    for service in ("api", "flower"):
+        assert all(port.startswith("127.0.0.1:") for port in SERVICES[service]["ports"])

@@ -92,3 +92,48 @@ def test_the_visibility_timeout_outlasts_the_longest_attempt() -> None:
         )
     )
     assert config["broker_transport_options"]["visibility_timeout"] > MAX_TIMEOUT_S
+
+
+def test_the_dashboard_and_scrape_config_name_only_metrics_taskhub_exports() -> None:
+    import json
+    import re
+
+    from taskhub import counters
+    from taskhub.metrics import PROCESS_FAMILIES
+
+    exported = {
+        *counters.FAMILIES,
+        *PROCESS_FAMILIES,
+        "taskhub_database_up",
+        "taskhub_tasks",
+        "taskhub_tasks_paused",
+        "taskhub_executions",
+        "taskhub_due_backlog",
+        "taskhub_oldest_due_age_seconds",
+        "taskhub_dead_letters",
+    }
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "taskhub.json").read_text())
+    expressions = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+
+    def family(sample: str) -> str:
+        stripped = re.sub(r"_(total|bucket|sum|count)$", "", sample)
+        return stripped if stripped in exported else sample
+
+    named = {
+        family(name) for expr in expressions for name in re.findall(r"\btaskhub_[a-z_]+", expr)
+    }
+    assert named and named <= exported, named - exported
+    # The KPIs the system this replaces asked for each have a panel.
+    for kpi in (
+        "taskhub_occurrences_claimed",
+        "taskhub_attempts",
+        "taskhub_fire_lag_seconds",
+        "taskhub_due_backlog",
+        "taskhub_db_query_seconds",
+        "taskhub_db_pool_checked_out",
+        "taskhub_process_resident_memory_bytes",
+    ):
+        assert kpi in named, kpi
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    [job] = scrape["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
