@@ -278,6 +278,34 @@ def parse_tags(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def refuse_unencodable(data: Any, name: str = "") -> None:
+    """Refuse any string (key or value) that is not valid Unicode text: JSON can carry a
+    lone surrogate (``"\\ud800"``), which no database, header or response can encode."""
+    stack: list[tuple[Any, str]] = [(data, name)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError(where or "body", "is not valid Unicode text") from None
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                path = f"{where}.{key}" if where else str(key)
+                if isinstance(key, str):
+                    try:
+                        key.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise ValidationError(
+                            where or "body", "holds a key that is not valid Unicode text"
+                        ) from None
+                stack.append((item, path))
+        elif isinstance(value, list | tuple):
+            stack.extend(
+                (item, f"{where}.{i}" if where else str(i)) for i, item in enumerate(value)
+            )
+
+
 def parse_definition(
     data: Any,
     now: datetime,
@@ -288,6 +316,7 @@ def parse_definition(
     """A task as SPEC shows it. ``require_future_at`` is off when a change leaves an
     existing one-time schedule as it was; ``address_policy`` refuses blocked IP-literal
     targets (the service passes the settings' policy)."""
+    refuse_unencodable(data)
     data = _object(data, "", TOP_LEVEL)
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
