@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import stat
 import uuid
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from taskhub import discovery, signing, signing_secrets, tasks, trigger
+from taskhub import discovery, executions, signing, signing_secrets, state, tasks, trigger
 from taskhub.api import create_app
 from taskhub.models import scheduled_tasks
 from taskhub.models import signing_secrets as signing_table
@@ -357,3 +358,26 @@ def _other_key() -> str:
     from cryptography.fernet import Fernet
 
     return Fernet.generate_key().decode()
+
+
+# --- SSRF at fire time: the execution ends, clearly, and is not retried ------------------
+
+
+def test_a_name_resolving_to_a_blocked_address_fails_the_execution_once(engine: Engine) -> None:
+    settings = load({"TASKHUB_ENCRYPTION_KEYS": os.environ["TASKHUB_ENCRYPTION_KEYS"]})
+    assert not settings.allow_private_targets
+    now = T0
+    with engine.begin() as conn:
+        body = task_body("internal", "http://localhost:9/hook", timeout_seconds=2)
+        body["retry"] = {"max_attempts": 5}
+        task = tasks.add_task(conn, "acme", body, now, settings)  # a name: accepted
+        execution = tasks.run_task_now(conn, "acme", task["id"], now)
+    published: list[trigger.TriggerRequest] = []
+    discovery.run_tick(engine, settings, published.extend, lambda: now)
+    outcomes = trigger.fire(published, settings)
+    state.record_outcomes(engine, outcomes, settings, now, lambda: 0.5)
+    with engine.connect() as conn:
+        shown = executions.get_execution(conn, "acme", str(execution["id"]))
+    assert shown["status"] == "failed"
+    assert shown["attempts"] == 1 and shown["next_attempt_at"] is None
+    assert shown["error"].startswith("blocked_address: localhost resolves to a loopback")

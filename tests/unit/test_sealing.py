@@ -72,3 +72,21 @@ def test_without_the_variable_a_key_file_is_made_once_with_mode_0600(tmp_path: P
     sealer_for.__globals__["_sealer"].cache_clear()
     assert sealer_for(settings).unseal(token) == "x"
     assert path.read_text().strip() == key  # reused, not regenerated
+
+
+def test_an_attempt_that_cannot_unseal_is_retried_and_a_blocked_one_is_not() -> None:
+    from taskhub.retry_policy import RetryPolicy, decide
+    from taskhub.statuses import ExecutionStatus
+
+    def status(kind: str) -> ExecutionStatus:
+        return decide(
+            attempt=1,
+            http_status=None,
+            error_kind=kind,
+            retry_after_s=None,
+            policy=RetryPolicy(),
+            rand=0.5,
+        ).status
+
+    assert status("configuration") == ExecutionStatus.QUEUED  # another worker may have the key
+    assert status("blocked_address") == ExecutionStatus.FAILED  # never retried
