@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Final
 
@@ -80,7 +81,9 @@ class Sealer:
 
 def _key_file(data_dir: Path) -> str:
     """The generated key of an installation without the variable: read, or created once
-    with mode 0600 (exclusive create, so two processes starting together agree)."""
+    with mode 0600. Written whole to a private temporary file, then linked into place
+    (atomic, and refused if it exists), so two processes starting together agree and
+    neither can read a half-written key."""
     path = data_dir / KEY_FILE
     try:
         return path.read_text("ascii").strip()
@@ -88,12 +91,17 @@ def _key_file(data_dir: Path) -> str:
         pass
     data_dir.mkdir(parents=True, exist_ok=True)
     key = generate_key()
+    temporary = data_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text("ascii").strip()
-    with os.fdopen(fd, "w", encoding="ascii") as file:
-        file.write(key + "\n")
+        with os.fdopen(fd, "w", encoding="ascii") as file:
+            file.write(key + "\n")
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return path.read_text("ascii").strip()
+    finally:
+        temporary.unlink(missing_ok=True)
     return key
 
 

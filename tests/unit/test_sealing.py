@@ -90,3 +90,14 @@ def test_an_attempt_that_cannot_unseal_is_retried_and_a_blocked_one_is_not() -> 
 
     assert status("configuration") == ExecutionStatus.QUEUED  # another worker may have the key
     assert status("blocked_address") == ExecutionStatus.FAILED  # never retried
+
+
+def test_processes_starting_together_agree_on_one_generated_key(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from taskhub.sealing import _key_file
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: _key_file(tmp_path / "data"), range(16)))
+    assert len(keys) == 1
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["encryption.key"]
