@@ -170,7 +170,13 @@ Schedule = CronSchedule | IntervalSchedule | AtSchedule
 class Target(_Strict):
     url: str
     method: Method
-    headers: dict[str, str]
+    headers: dict[str, str] = Field(
+        description=(
+            "Credential headers (Authorization, Cookie, API-key headers, "
+            "TASKHUB_SECRET_HEADERS) are masked, e.g. `Bearer ****wxyz`; send a masked "
+            "value back unchanged to keep the stored one."
+        )
+    )
     body: str | None
     timeout_seconds: float
 
