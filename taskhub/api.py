@@ -35,9 +35,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskhub import apikeys, db, definitions, executions, paging, tasks
+from taskhub import apikeys, db, definitions, executions, paging, signing_secrets, tasks
 from taskhub.errors import NotFound, TaskhubError, ValidationError
 from taskhub.metrics import CONTENT_TYPE, Metrics
+from taskhub.sealing import SealingError
 from taskhub.settings import load
 from taskhub.statuses import ExecutionStatus, LastStatus, MisfirePolicy, PausedBy, TaskStatus
 
@@ -185,7 +186,13 @@ Schedule = CronSchedule | IntervalSchedule | AtSchedule
 class Target(_Strict):
     url: str
     method: Method
-    headers: dict[str, str]
+    headers: dict[str, str] = Field(
+        description=(
+            "Credential headers (Authorization, Cookie, API-key headers, "
+            "TASKHUB_SECRET_HEADERS) are masked, e.g. `Bearer ****wxyz`; send a masked "
+            "value back unchanged to keep the stored one."
+        )
+    )
     body: str | None
     timeout_seconds: float
 
@@ -363,6 +370,27 @@ class Error(_Strict):
 
 class Health(_Strict):
     status: Literal["ok"]
+
+
+class SigningSecret(_Strict):
+    """A signing secret as listed: a hint to tell it apart, never the secret."""
+
+    id: Uuid
+    tenant: str
+    hint: str = Field(description="`whsec_…` and the secret's last 4 characters.")
+    active: bool
+    created_at: DateTime
+    revoked_at: DateTime | None
+
+
+class SigningSecretCreated(SigningSecret):
+    """A new signing secret: the only response that ever holds the secret itself."""
+
+    secret: str = Field(description="Shown this once; store it in your receiver now.")
+
+
+class SigningSecretPage(_Strict):
+    items: list[SigningSecret]
 
 
 #: Request bodies: documented here, validated by the service functions.
@@ -552,6 +580,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.error("database error: %s (%s)", type(error).__name__, type(cause).__name__)
         return _error(500, "internal", "internal error")
 
+    async def sealing_error(_request: Request, error: Exception) -> Response:
+        # The message names the setting to fix; it never holds key or token bytes.
+        log.error("cannot unseal a stored secret: %s", error)
+        return _error(500, "internal", str(error))
+
     async def overflow(_request: Request, _exc: Exception) -> Response:
         return _error(422, "invalid", "a time or number is out of range")
 
@@ -563,6 +596,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(sqlalchemy.exc.SQLAlchemyError, database_error)
+    app.add_exception_handler(SealingError, sealing_error)
     app.add_exception_handler(OverflowError, overflow)
     app.add_exception_handler(Exception, unexpected)
 
@@ -977,6 +1011,51 @@ def redrive(caller: Authed, execution_id: str, background: BackgroundTasks) -> d
     return execution
 
 
+# --- signing secrets ------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/signing-secrets",
+    tags=["signing secrets"],
+    status_code=201,
+    response_model=SigningSecretCreated,
+    responses=_responses(409),
+    summary="Create a signing secret (shown once); at most two active at once",
+)
+def create_signing_secret(caller: Authed) -> dict[str, Any]:
+    secret, stored = caller.run(
+        lambda conn: signing_secrets.create_secret(conn, caller.tenant, caller.now)
+    )
+    return {**stored.to_dict(), "secret": secret}
+
+
+@router.get(
+    "/v1/signing-secrets",
+    tags=["signing secrets"],
+    response_model=SigningSecretPage,
+    responses=_responses(),
+    summary="The tenant's signing secrets, newest first (hints only)",
+)
+def list_signing_secrets(caller: Authed) -> dict[str, Any]:
+    found = caller.run(lambda conn: signing_secrets.list_secrets(conn, caller.tenant))
+    return {"items": [secret.to_dict() for secret in found]}
+
+
+@router.delete(
+    "/v1/signing-secrets/{secret_id}",
+    tags=["signing secrets"],
+    status_code=204,
+    response_class=Response,
+    responses=_responses(404),
+    summary="Revoke a signing secret: attempts from now on no longer carry its signature",
+)
+def revoke_signing_secret(caller: Authed, secret_id: str) -> Response:
+    caller.run(
+        lambda conn: signing_secrets.revoke_secret(conn, secret_id, caller.now, caller.tenant)
+    )
+    return Response(status_code=204)
+
+
 # --- operations -----------------------------------------------------------------------
 
 
@@ -1063,6 +1142,7 @@ def create_app(
             {"name": "tasks", "description": "Registered HTTP triggers and their schedules"},
             {"name": "executions", "description": "The history of fired occurrences"},
             {"name": "dead letters", "description": "Executions that exhausted their attempts"},
+            {"name": "signing secrets", "description": "Keys of X-Taskhub-Signature"},
             {"name": "operations", "description": "Liveness and Prometheus metrics"},
         ],
     )

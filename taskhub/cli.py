@@ -16,8 +16,9 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from taskhub import apikeys, db, executions, logs, roles, schema, tasks
+from taskhub import apikeys, db, executions, logs, roles, schema, signing_secrets, tasks
 from taskhub.errors import TaskhubError, ValidationError
+from taskhub.sealing import SealingError
 from taskhub.settings import SettingsError, load
 
 
@@ -103,6 +104,8 @@ def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             return function(conn, *args, **kwargs)
     except TaskhubError as error:
         raise service_error(error) from None
+    except SealingError as error:
+        raise ServiceError(str(error)) from None
 
 
 def _call_on_engine(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -508,6 +511,51 @@ def health_command(max_tick_age: float | None) -> None:
             click.echo(f"unhealthy: the last tick ended {shown}", err=True)
             sys.exit(1)
     click.echo("healthy")
+
+
+@main.group("signing-secret")
+def signing_secret_group() -> None:
+    """Signing secrets: the keys of X-Taskhub-Signature, at most two active per tenant."""
+
+
+SIGNING_COLUMNS = ["id", "tenant", "hint", "active", "created_at", "revoked_at"]
+
+
+@signing_secret_group.command("create")
+@click.option("--tenant", required=True, help="The tenant whose requests it signs.")
+def signing_secret_create(tenant: str) -> None:
+    """Print a new signing secret for TENANT (only the secret, on standard output).
+
+    The secret is shown this once; it is stored sealed."""
+    secret, stored = _call(signing_secrets.create_secret, tenant, _now())
+    click.echo(secret)
+    click.echo(
+        f"signing secret {stored.hint} (id {stored.id}) for tenant {stored.tenant!r}: "
+        "store it in your receiver now, it is not shown again.",
+        err=True,
+    )
+
+
+@signing_secret_group.command("list")
+@click.option("--tenant", help="Only this tenant's secrets.")
+@json_option
+def signing_secret_list(tenant: str | None, as_json: bool) -> None:
+    """Signing secrets, newest first (hints only, never the secrets)."""
+    found = [secret.to_dict() for secret in _call(signing_secrets.list_secrets, tenant)]
+    if as_json:
+        _print_json({"items": found})
+        return
+    _table(found, SIGNING_COLUMNS)
+
+
+@signing_secret_group.command("revoke")
+@click.argument("secret_id")
+def signing_secret_revoke(secret_id: str) -> None:
+    """Revoke a signing secret by its id: attempts sent from now on no longer carry it."""
+    now = _now()
+    stored = _call(signing_secrets.revoke_secret, secret_id, now)
+    already = "" if stored.revoked_at == now else "already "
+    click.echo(f"{already}revoked signing secret {stored.hint} (id {stored.id})")
 
 
 @main.command("api")

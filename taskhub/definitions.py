@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from taskhub.addresses import AddressPolicy, literal_address
 from taskhub.errors import ValidationError
 from taskhub.retry_policy import RetryPolicy
 from taskhub.schedules import (
@@ -213,7 +214,9 @@ def parse_headers(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-def parse_target(data: Any) -> Target:
+def parse_target(data: Any, address_policy: AddressPolicy | None = None) -> Target:
+    """``address_policy``, when given, refuses an IP-literal host in a blocked address
+    class (host names are checked when they resolve, at fire time)."""
     data = _object(data, "target", TARGET_FIELDS)
     url = data.get("url")
     if not isinstance(url, str) or not url:
@@ -231,6 +234,15 @@ def parse_target(data: Any) -> Target:
         raise ValidationError("target.url", "must be an http:// or https:// URL")
     if not hostname:
         raise ValidationError("target.url", "has no host")
+    if address_policy is not None:
+        address = literal_address(hostname)
+        reason = None if address is None else address_policy.refusal(address)
+        if reason is not None:
+            raise ValidationError(
+                "target.url",
+                f"{address} is a {reason}; taskhub does not call it "
+                "(see TASKHUB_ALLOWED_TARGET_NETWORKS)",
+            )
     if parts.username is not None or parts.password is not None:
         raise ValidationError("target.url", "must not carry credentials: use a header")
     method = data.get("method", "POST")
@@ -298,9 +310,45 @@ def parse_auto_pause(value: Any) -> int | None:
     return _integer(value, "auto_pause_after_failures", 1, MAX_AUTO_PAUSE_AFTER_FAILURES)
 
 
-def parse_definition(data: Any, now: datetime, *, require_future_at: bool = True) -> TaskDefinition:
+def refuse_unencodable(data: Any, name: str = "") -> None:
+    """Refuse any string (key or value) that is not valid Unicode text: JSON can carry a
+    lone surrogate (``"\\ud800"``), which no database, header or response can encode."""
+    stack: list[tuple[Any, str]] = [(data, name)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError(where or "body", "is not valid Unicode text") from None
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                path = f"{where}.{key}" if where else str(key)
+                if isinstance(key, str):
+                    try:
+                        key.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise ValidationError(
+                            where or "body", "holds a key that is not valid Unicode text"
+                        ) from None
+                stack.append((item, path))
+        elif isinstance(value, list | tuple):
+            stack.extend(
+                (item, f"{where}.{i}" if where else str(i)) for i, item in enumerate(value)
+            )
+
+
+def parse_definition(
+    data: Any,
+    now: datetime,
+    *,
+    require_future_at: bool = True,
+    address_policy: AddressPolicy | None = None,
+) -> TaskDefinition:
     """A task as SPEC shows it. ``require_future_at`` is off when a change leaves an
-    existing one-time schedule as it was."""
+    existing one-time schedule as it was; ``address_policy`` refuses blocked IP-literal
+    targets (the service passes the settings' policy)."""
+    refuse_unencodable(data)
     data = _object(data, "", TOP_LEVEL)
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -326,7 +374,7 @@ def parse_definition(data: Any, now: datetime, *, require_future_at: bool = True
     return TaskDefinition(
         name=name,
         schedule=parse_schedule(data["schedule"], now, require_future_at=require_future_at),
-        target=parse_target(data["target"]),
+        target=parse_target(data["target"], address_policy),
         retry=parse_retry(data.get("retry")),
         window=window,
         tags=parse_tags(data.get("tags")),

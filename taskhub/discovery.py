@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -56,10 +56,17 @@ def lease_until(now: datetime, timeout_s: float, settings: Settings) -> datetime
 
 
 def _request(
-    target: RowMapping, execution: RowMapping, attempt: int, now: datetime, settings: Settings
+    target: RowMapping,
+    execution: RowMapping,
+    attempt: int,
+    now: datetime,
+    settings: Settings,
+    signing_secrets: Mapping[str, list[str]],
 ) -> TriggerRequest:
-    """``target`` holds the task's target columns; ``execution`` the execution's id (as
-    ``execution_id``), ``task_id``, ``scheduled_for`` and ``idempotency_key``."""
+    """``target`` holds the task's target columns (and ``tenant``); ``execution`` the
+    execution's id (as ``execution_id``), ``task_id``, ``scheduled_for`` and
+    ``idempotency_key``. Credential headers and signing secrets go out still sealed: the
+    broker never carries them in plaintext."""
     return TriggerRequest(
         send_by=now + timedelta(seconds=settings.dispatch_lease_s),
         execution_id=execution["execution_id"],
@@ -72,6 +79,8 @@ def _request(
         headers=dict(target["headers"]),
         body=target["body"],
         timeout_s=float(target["timeout_seconds"]),
+        sealed_headers=target["sealed_headers"],
+        sealed_signing_secrets=tuple(signing_secrets.get(target["tenant"], ())),
     )
 
 
@@ -127,7 +136,10 @@ def claim_occurrences(
         )
     inserted = queries.insert_executions(conn, new_rows)
     queries.advance_tasks(conn, advances)
-    return more, [_request(by_id[ex["task_id"]], ex, 1, now, settings) for ex in inserted]
+    secrets = queries.active_sealed_signing_secrets(
+        conn, {by_id[ex["task_id"]]["tenant"] for ex in inserted}
+    )
+    return more, [_request(by_id[ex["task_id"]], ex, 1, now, settings, secrets) for ex in inserted]
 
 
 def claim_redispatches(
@@ -147,7 +159,8 @@ def claim_redispatches(
         ],
     )
     more = len(rows) == settings.claim_batch_size
-    return more, [_request(row, row, row["attempts"] + 1, now, settings) for row in rows]
+    secrets = queries.active_sealed_signing_secrets(conn, {row["tenant"] for row in rows})
+    return more, [_request(row, row, row["attempts"] + 1, now, settings, secrets) for row in rows]
 
 
 def run_tick(engine: Engine, settings: Settings, publish: Publish, clock: Clock) -> TickReport:

@@ -25,6 +25,7 @@ from taskhub.models import (
     executions,
     metric_counters,
     scheduled_tasks,
+    signing_secrets,
     worker_heartbeats,
 )
 from taskhub.statuses import ExecutionStatus
@@ -251,9 +252,11 @@ def claim_dispatchable_executions(
             E.scheduled_for,
             E.idempotency_key,
             E.attempts,
+            T.tenant,
             T.url,
             T.method,
             T.headers,
+            T.sealed_headers,
             T.body,
             T.timeout_seconds,
         )
@@ -624,3 +627,78 @@ def touch_api_key(
         )
         .values(last_used_at=now)
     )
+
+
+# --- signing secrets -------------------------------------------------------------------
+
+
+S = signing_secrets.c
+
+#: Every column but the sealed secret: what may leave this module for listings.
+_SIGNING_PUBLIC = (S.id, S.tenant, S.hint, S.created_at, S.revoked_at)
+
+
+def lock_tenant_signing_secrets(conn: Connection, tenant: str) -> None:
+    """Serialise changes to one tenant's secrets until the transaction ends, so two
+    concurrent creates cannot both see one active secret and make three. (SQLite's
+    ``BEGIN IMMEDIATE`` already serialises every writer.)"""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext("signing:" + tenant)))
+        )
+
+
+def count_active_signing_secrets(conn: Connection, tenant: str) -> int:
+    query = sa.select(sa.func.count()).where(S.tenant == tenant, S.revoked_at.is_(None))
+    return int(conn.execute(query).scalar_one())
+
+
+def insert_signing_secret(conn: Connection, values: Mapping[str, Any]) -> RowMapping:
+    """Insert one secret; returns its public columns (never the sealed secret)."""
+    return (
+        conn.execute(sa.insert(signing_secrets).values(**values).returning(*_SIGNING_PUBLIC))
+        .mappings()
+        .one()
+    )
+
+
+def list_signing_secrets(conn: Connection, tenant: str | None) -> Sequence[RowMapping]:
+    """Secrets (public columns), newest first; every tenant's when ``tenant`` is None."""
+    query = sa.select(*_SIGNING_PUBLIC)
+    if tenant is not None:
+        query = query.where(S.tenant == tenant)
+    return conn.execute(query.order_by(S.created_at.desc(), S.id.desc())).mappings().all()
+
+
+def get_signing_secret_public(
+    conn: Connection, secret_id: uuid.UUID, tenant: str | None
+) -> RowMapping | None:
+    query = sa.select(*_SIGNING_PUBLIC).where(S.id == secret_id)
+    if tenant is not None:
+        query = query.where(S.tenant == tenant)
+    return conn.execute(query).mappings().first()
+
+
+def revoke_signing_secret(conn: Connection, secret_id: uuid.UUID, now: datetime) -> None:
+    """Revoke a secret; one already revoked keeps its first ``revoked_at``."""
+    conn.execute(
+        sa.update(signing_secrets)
+        .where(S.id == secret_id, S.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+def active_sealed_signing_secrets(conn: Connection, tenants: Iterable[str]) -> dict[str, list[str]]:
+    """Each tenant's active secrets, sealed, oldest first (what a dispatch signs with)."""
+    names = sorted(set(tenants))
+    if not names:
+        return {}
+    rows = conn.execute(
+        sa.select(S.tenant, S.sealed_secret)
+        .where(S.tenant.in_(names), S.revoked_at.is_(None))
+        .order_by(S.created_at, S.id)
+    )
+    found: dict[str, list[str]] = {}
+    for tenant, sealed in rows:
+        found.setdefault(tenant, []).append(sealed)
+    return found

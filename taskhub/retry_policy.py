@@ -14,8 +14,10 @@ from taskhub.statuses import ExecutionStatus
 
 RETRYABLE_STATUSES = frozenset({408, 429})
 #: Failures before any response that are worth another attempt. A blocked address or an
-#: invalid request will not get better by waiting.
-RETRYABLE_ERROR_KINDS = frozenset({"timeout", "connection", "dns", "tls"})
+#: invalid request will not get better by waiting; a worker that cannot unseal the
+#: request's credentials ("configuration", e.g. mid key rotation) may be replaced by one
+#: that can.
+RETRYABLE_ERROR_KINDS = frozenset({"timeout", "connection", "dns", "tls", "configuration"})
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from taskhub.addresses import AddressPolicy, Network, parse_networks
+
 
 class SettingsError(ValueError):
     """A setting has a value taskhub cannot use; the message names the variable."""
@@ -42,6 +44,17 @@ class Settings:
     sqs_wait_time_s: int
     log_format: str
     log_level: str
+    #: Fernet keys, comma-separated in TASKHUB_ENCRYPTION_KEYS: the first seals, all
+    #: unseal. Empty: a key generated once into ``data_dir`` (``taskhub dev``).
+    encryption_keys: tuple[str, ...] = ()
+    #: Header names (lower case) whose values are credentials, beyond the built-in ones.
+    secret_headers: frozenset[str] = frozenset()
+    #: Blocked networks that tasks may call anyway (e.g. an internal service's subnet).
+    allowed_target_networks: tuple[Network, ...] = ()
+
+    @property
+    def address_policy(self) -> AddressPolicy:
+        return AddressPolicy(self.allow_private_targets, self.allowed_target_networks)
 
     @property
     def is_embedded_broker(self) -> bool:
@@ -111,6 +124,17 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in _get(env, name, "").split(",") if item.strip())
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+    try:
+        return parse_networks(_get(env, name, ""))
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from None
+
+
 def derived_result_backend(broker_url: str, data_dir: Path) -> str:
     """Pick a result backend that supports chords for the broker in use.
 
@@ -165,4 +189,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_choice(
             env, "TASKHUB_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True
         ),
+        encryption_keys=_list(env, "TASKHUB_ENCRYPTION_KEYS"),
+        secret_headers=frozenset(h.lower() for h in _list(env, "TASKHUB_SECRET_HEADERS")),
+        allowed_target_networks=_networks(env, "TASKHUB_ALLOWED_TARGET_NETWORKS"),
     )

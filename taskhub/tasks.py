@@ -8,6 +8,7 @@ JSON-ready dicts in SPEC's shape.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Connection, RowMapping
 
-from taskhub import paging, queries
+from taskhub import credentials, paging, queries
 from taskhub.definitions import (
     TaskDefinition,
     parse_definition,
@@ -37,6 +38,8 @@ from taskhub.schedules import (
     upcoming,
     validate_window,
 )
+from taskhub.sealing import sealer_for
+from taskhub.settings import Settings, load
 from taskhub.statuses import ExecutionStatus, LastStatus, PausedBy, TaskStatus, task_status
 
 __all__ = ["ValidationError", "parse_definition"]
@@ -82,7 +85,45 @@ def window_of(row: RowMapping | Mapping[str, Any]) -> Window:
     return Window(row["start_at"], row["end_at"], row["max_executions"])
 
 
-def _definition_columns(definition: TaskDefinition) -> dict[str, Any]:
+def _stored_secrets(row: RowMapping | Mapping[str, Any], settings: Settings) -> dict[str, str]:
+    """The task's credential headers in plaintext: its sealed ones, plus any plain header
+    whose name counts as a credential (a row stored before that name was configured)."""
+    plain = dict(row["headers"])
+    found = {k: v for k, v in plain.items() if credentials.is_secret(k, settings.secret_headers)}
+    sealed = row.get("sealed_headers") if isinstance(row, Mapping) else None
+    if sealed:
+        found.update(sealer_for(settings).unseal_json(sealed))
+    return found
+
+
+def _shown_headers(row: RowMapping | Mapping[str, Any], settings: Settings) -> dict[str, str]:
+    """The task's headers as they may be shown: credentials masked."""
+    plain = {
+        k: v
+        for k, v in dict(row["headers"]).items()
+        if not credentials.is_secret(k, settings.secret_headers)
+    }
+    return {**plain, **credentials.masked(_stored_secrets(row, settings))}
+
+
+def _keep_masked(definition: TaskDefinition, stored: Mapping[str, str]) -> TaskDefinition:
+    """A credential header sent back exactly as it was shown (masked) keeps its stored
+    value: a client may PATCH the task it read without knowing the secret."""
+    by_name = {name.lower(): value for name, value in stored.items()}
+    headers = {}
+    for name, value in definition.target.headers.items():
+        old = by_name.get(name.lower())
+        headers[name] = old if old is not None and value == credentials.mask(old) else value
+    return dataclasses.replace(
+        definition, target=dataclasses.replace(definition.target, headers=headers)
+    )
+
+
+def _definition_columns(
+    definition: TaskDefinition, settings: Settings | None = None
+) -> dict[str, Any]:
+    settings = settings or load()
+    plain, secret = credentials.split(definition.target.headers, settings.secret_headers)
     return {
         "name": definition.name,
         **schedule_columns(definition.schedule),
@@ -91,7 +132,8 @@ def _definition_columns(definition: TaskDefinition) -> dict[str, Any]:
         "max_executions": definition.window.max_executions,
         "url": definition.target.url,
         "method": definition.target.method,
-        "headers": definition.target.headers,
+        "headers": plain,
+        "sealed_headers": sealer_for(settings).seal_json(secret) if secret else None,
         "body": definition.target.body,
         "timeout_seconds": definition.target.timeout_seconds,
         "max_attempts": definition.retry.max_attempts,
@@ -103,15 +145,19 @@ def _definition_columns(definition: TaskDefinition) -> dict[str, Any]:
     }
 
 
-def definition_dict(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
-    """The task as a user would send it (the fields SPEC's example shows)."""
+def definition_dict(
+    row: RowMapping | Mapping[str, Any], settings: Settings | None = None
+) -> dict[str, Any]:
+    """The task as a user would send it (the fields SPEC's example shows), credential
+    header values masked."""
+    settings = settings or load()
     return {
         "name": row["name"],
         "schedule": schedule_to_dict(schedule_of(row)),
         "target": {
             "url": row["url"],
             "method": row["method"],
-            "headers": dict(row["headers"]),
+            "headers": _shown_headers(row, settings),
             "body": row["body"],
             "timeout_seconds": row["timeout_seconds"],
         },
@@ -166,11 +212,15 @@ def _row(conn: Connection, tenant: str, task_id: str | uuid.UUID, lock: bool = F
 
 
 def create_task(
-    conn: Connection, definition: TaskDefinition, now: datetime, tenant: str = "default"
+    conn: Connection,
+    definition: TaskDefinition,
+    now: datetime,
+    tenant: str = "default",
+    settings: Settings | None = None,
 ) -> uuid.UUID:
     if queries.task_name_taken(conn, tenant, definition.name):
         raise Conflict("a task with this name exists", "name")
-    columns = _definition_columns(definition)
+    columns = _definition_columns(definition, settings)
     schedule = schedule_of({**columns, "created_at": now})
     first = first_occurrence(schedule, now, definition.window)
     return queries.insert_task(
@@ -187,8 +237,14 @@ def create_task(
     )
 
 
-def add_task(conn: Connection, tenant: str, data: Any, now: datetime) -> dict[str, Any]:
-    task_id = create_task(conn, parse_definition(data, now), now, tenant)
+def add_task(
+    conn: Connection, tenant: str, data: Any, now: datetime, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Create a task from what a user sent; an IP-literal target in a blocked address
+    class is refused here (``target.url``), not only when it fires."""
+    settings = settings or load()
+    definition = parse_definition(data, now, address_policy=settings.address_policy)
+    task_id = create_task(conn, definition, now, tenant, settings)
     return get_task(conn, tenant, task_id)
 
 
@@ -271,10 +327,16 @@ def _merge(current: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def update_task(
-    conn: Connection, tenant: str, task_id: str | uuid.UUID, patch: Any, now: datetime
+    conn: Connection,
+    tenant: str,
+    task_id: str | uuid.UUID,
+    patch: Any,
+    now: datetime,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Change fields; the next run is recomputed from now. A changed target applies to
-    occurrences claimed from now on."""
+    occurrences claimed from now on. A credential header sent back masked is kept."""
+    settings = settings or load()
     if not isinstance(patch, Mapping):
         raise ValidationError("", "the body must be a JSON object")
     row = _row(conn, tenant, task_id, lock=True)
@@ -283,11 +345,17 @@ def update_task(
             "id" if "id" in patch else "status",
             "cannot be changed (use pause and resume for status)",
         )
-    merged = _merge(definition_dict(row), patch)
-    definition = parse_definition(merged, now, require_future_at="schedule" in patch)
+    merged = _merge(definition_dict(row, settings), patch)
+    definition = parse_definition(
+        merged,
+        now,
+        require_future_at="schedule" in patch,
+        address_policy=settings.address_policy,
+    )
+    definition = _keep_masked(definition, _stored_secrets(row, settings))
     if queries.task_name_taken(conn, tenant, definition.name, except_id=row["id"]):
         raise Conflict("a task with this name exists", "name")
-    columns = _definition_columns(definition)
+    columns = _definition_columns(definition, settings)
     values: dict[str, Any] = {**columns, "updated_at": now}
     if "schedule" in patch or {"start_at", "end_at", "max_executions"} & set(patch):
         schedule = schedule_of({**columns, "created_at": row["created_at"]})

@@ -6,7 +6,7 @@ the network did. :func:`fire` never raises for anything a request can do.
 
 Concurrency model. One asyncio event loop per process runs in a daemon thread, created
 lazily on first use and re-created after ``fork`` (the pid is compared on every call).
-One :class:`aiohttp.ClientSession` per SSRF mode lives on that loop and is only ever
+One :class:`aiohttp.ClientSession` per address policy lives on that loop and is only ever
 touched from the loop thread; :func:`fire` is synchronous and may be called from many
 threads at once (Celery's ``threads`` pool) or from prefork children. At most
 ``settings.max_in_flight_per_process`` attempts are in flight per process; an attempt's
@@ -19,10 +19,15 @@ the body, at most ``max_response_bytes`` of body read (then the connection is cl
 not pooled), no redirects followed, no cookies kept, no proxy from the environment,
 no automatic decompression.
 
-SSRF guard (unless ``settings.allow_private_targets``): an IP-literal host is checked
-before connecting; a host name is checked inside the connector's resolver, which refuses
-the request if ANY resolved address is blocked, so the connection can only go to an
-address that was checked (the connector's DNS cache only ever holds checked answers).
+SSRF guard (``taskhub.addresses``; off with ``settings.allow_private_targets``, widened by
+``settings.allowed_target_networks``): an IP-literal host is checked before connecting;
+a host name is checked inside the connector's resolver, which refuses the request if ANY
+resolved address is blocked, so the connection can only go to an address that was
+checked (the connector's DNS cache only ever holds checked answers).
+
+Credentials: a request's credential headers and its tenant's signing secrets travel
+sealed (``sealing``) and are unsealed on the loop just before the attempt is sent; the
+``X-Taskhub-Signature`` (``signing``) is computed then, at send time.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final, TypeVar
 
 import aiohttp
@@ -51,6 +56,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
+from taskhub import signing
+from taskhub.addresses import AddressPolicy, blocked_reason
+from taskhub.sealing import SealingError, sealer_for
 from taskhub.settings import Settings
 
 __all__ = [
@@ -69,7 +77,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 ERROR_KINDS: Final = frozenset(
-    {"timeout", "connection", "dns", "blocked_address", "invalid_request", "tls"}
+    {"timeout", "connection", "dns", "blocked_address", "invalid_request", "tls", "configuration"}
 )
 EXCERPT_BYTES: Final = 1024
 USER_AGENT: Final = "taskhub"
@@ -142,10 +150,17 @@ class TriggerRequest:
     #: message later (it sat in a dead worker's buffer, or a broker redelivered it) must
     #: not fire it, because by then the database may have sent the execution again.
     send_by: datetime | None = None
+    #: Header values that carry credentials, as one sealed JSON object (``sealing``):
+    #: the broker never carries them in plaintext; they are unsealed just before sending.
+    sealed_headers: str | None = None
+    #: The tenant's active signing secrets, each sealed; every attempt then carries an
+    #: ``X-Taskhub-Signature`` with one ``v1`` per secret, timed when it is sent.
+    sealed_signing_secrets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # A private copy, so a caller mutating its dict later cannot change this value.
         object.__setattr__(self, "headers", dict(self.headers))
+        object.__setattr__(self, "sealed_signing_secrets", tuple(self.sealed_signing_secrets))
 
     def to_message(self) -> dict[str, Any]:
         return {
@@ -160,6 +175,8 @@ class TriggerRequest:
             "body": self.body,
             "timeout_s": self.timeout_s,
             "send_by": None if self.send_by is None else _as_utc(self.send_by).isoformat(),
+            "sealed_headers": self.sealed_headers,
+            "sealed_signing_secrets": list(self.sealed_signing_secrets),
         }
 
     @classmethod
@@ -177,6 +194,8 @@ class TriggerRequest:
             body=_opt_str(data.get("body")),
             timeout_s=float(data["timeout_s"]),
             send_by=None if data.get("send_by") is None else _parse_time(data["send_by"]),
+            sealed_headers=_opt_str(data.get("sealed_headers")),
+            sealed_signing_secrets=tuple(str(s) for s in data.get("sealed_signing_secrets") or ()),
         )
 
 
@@ -232,17 +251,23 @@ class TriggerOutcome:
 # --------------------------------------------------------------------------- pure parts
 
 
-def attempt_headers(request: TriggerRequest) -> dict[str, str]:
-    """The headers one attempt sends: the task's own, then taskhub's (which win).
+def attempt_headers(
+    request: TriggerRequest, secret_headers: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The headers one attempt sends: the task's own (``secret_headers`` being its
+    unsealed credentials), then taskhub's (which win).
 
     A task header with the same name as a taskhub header (compared case-insensitively)
     is dropped, as are ``Content-Length`` and ``Transfer-Encoding`` (the HTTP client
     frames the body itself).
     """
+    own = {**request.headers, **(secret_headers or {})}
     headers = {
         name: value
-        for name, value in request.headers.items()
-        if name.lower() not in _TASKHUB_HEADERS and name.lower() not in _FRAMING_HEADERS
+        for name, value in own.items()
+        if name.lower() not in _TASKHUB_HEADERS
+        and name.lower() not in _FRAMING_HEADERS
+        and name.lower() != signing.HEADER.lower()
     }
     headers[IDEMPOTENCY_KEY] = request.idempotency_key
     headers[TASK_ID] = request.task_id
@@ -275,93 +300,6 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, delta)
 
 
-_METADATA: Final = "cloud metadata service"
-
-
-def _v4(cidr: str) -> IPv4Network:
-    return IPv4Network(cidr)
-
-
-def _v6(cidr: str) -> IPv6Network:
-    return IPv6Network(cidr)
-
-
-# Most specific first: the first match names the class.
-_V4_BLOCKS: Final[tuple[tuple[IPv4Network, str], ...]] = (
-    (_v4("169.254.169.254/32"), f"link-local address ({_METADATA})"),
-    (_v4("0.0.0.0/32"), "unspecified address"),
-    (_v4("0.0.0.0/8"), "reserved address (this network)"),
-    (_v4("127.0.0.0/8"), "loopback address"),
-    (_v4("10.0.0.0/8"), "private address (RFC 1918)"),
-    (_v4("172.16.0.0/12"), "private address (RFC 1918)"),
-    (_v4("192.168.0.0/16"), "private address (RFC 1918)"),
-    (_v4("100.64.0.0/10"), "private address (shared address space, RFC 6598)"),
-    (_v4("169.254.0.0/16"), "link-local address"),
-    (_v4("192.0.0.0/24"), "reserved address (IETF protocol assignments)"),
-    (_v4("192.0.2.0/24"), "reserved address (documentation)"),
-    (_v4("198.51.100.0/24"), "reserved address (documentation)"),
-    (_v4("203.0.113.0/24"), "reserved address (documentation)"),
-    (_v4("192.88.99.0/24"), "reserved address (6to4 relay anycast)"),
-    (_v4("198.18.0.0/15"), "reserved address (benchmarking)"),
-    (_v4("224.0.0.0/4"), "multicast address"),
-    (_v4("255.255.255.255/32"), "reserved address (broadcast)"),
-    (_v4("240.0.0.0/4"), "reserved address"),
-)
-
-_V6_MAPPED: Final = _v6("::ffff:0:0/96")
-_V6_NAT64: Final = _v6("64:ff9b::/96")
-_V6_6TO4: Final = _v6("2002::/16")
-_V6_GLOBAL_UNICAST: Final = _v6("2000::/3")
-_V6_BLOCKS: Final[tuple[tuple[IPv6Network, str], ...]] = (
-    (_v6("::/128"), "unspecified address"),
-    (_v6("::1/128"), "loopback address"),
-    (_v6("fd00:ec2::254/128"), f"unique-local address ({_METADATA})"),
-    (_v6("::/96"), "reserved address (IPv4-compatible)"),
-    (_v6("64:ff9b:1::/48"), "private address (local-use NAT64)"),
-    (_v6("100::/64"), "reserved address (discard-only)"),
-    (_v6("2001:db8::/32"), "reserved address (documentation)"),
-    (_v6("3fff::/20"), "reserved address (documentation)"),
-    (_v6("2001::/23"), "reserved address (IETF protocol assignments)"),
-    (_v6("fc00::/7"), "unique-local address"),
-    (_v6("fe80::/10"), "link-local address"),
-    (_v6("fec0::/10"), "site-local address"),
-    (_v6("ff00::/8"), "multicast address"),
-)
-
-
-def blocked_reason(address: IPv4Address | IPv6Address) -> str | None:
-    """Why taskhub must not connect to ``address`` (an address class), or None if it may.
-
-    Refused: loopback, private (RFC 1918, RFC 6598), link-local (169.254.169.254 and
-    fd00:ec2::254 are the cloud metadata services), unique-local fc00::/7, site-local,
-    unspecified, multicast, reserved and documentation ranges, anything outside IPv6
-    global unicast, and IPv6 forms that embed a blocked IPv4 address (IPv4-mapped,
-    NAT64 64:ff9b::/96, 6to4).
-    """
-    if isinstance(address, IPv4Address):
-        for network, reason in _V4_BLOCKS:
-            if address in network:
-                return reason
-        return None
-    plain = IPv6Address(int(address))  # drop any %scope
-    if plain in _V6_MAPPED:
-        inner = blocked_reason(IPv4Address(int(plain) & 0xFFFFFFFF))
-        return None if inner is None else f"IPv4-mapped {inner}"
-    if plain in _V6_NAT64:
-        inner = blocked_reason(IPv4Address(int(plain) & 0xFFFFFFFF))
-        return None if inner is None else f"NAT64 address embedding a {inner}"
-    if plain in _V6_6TO4:
-        embedded = plain.sixtofour
-        inner = None if embedded is None else blocked_reason(embedded)
-        return None if inner is None else f"6to4 address embedding a {inner}"
-    for network6, reason in _V6_BLOCKS:
-        if plain in network6:
-            return reason
-    if plain not in _V6_GLOBAL_UNICAST:
-        return "reserved address"
-    return None
-
-
 # --------------------------------------------------------------------------- SSRF resolver
 
 
@@ -381,8 +319,9 @@ class _GuardedResolver(AbstractResolver):
     what was checked is what is connected to.
     """
 
-    def __init__(self, inner: AbstractResolver) -> None:
+    def __init__(self, inner: AbstractResolver, policy: AddressPolicy | None = None) -> None:
         self._inner = inner
+        self._policy = policy or AddressPolicy()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -393,7 +332,7 @@ class _GuardedResolver(AbstractResolver):
                 address = ipaddress.ip_address(result["host"])
             except ValueError:
                 raise BlockedAddressError(host, "address that cannot be checked") from None
-            reason = blocked_reason(address)
+            reason = self._policy.refusal(address)
             if reason is not None:
                 raise BlockedAddressError(host, reason)
         return results
@@ -419,7 +358,7 @@ def _looks_like_ip(host: str) -> bool:
     return ":" in host or host.replace(".", "").isdigit()
 
 
-def _check_request(request: TriggerRequest, allow_private: bool) -> URL:
+def _check_request(request: TriggerRequest, policy: AddressPolicy) -> URL:
     """The URL to request, or :class:`_Refused` naming what is wrong with it."""
     try:
         url = URL(request.url)
@@ -452,11 +391,30 @@ def _check_request(request: TriggerRequest, allow_private: bool) -> URL:
                 continue
         if address is None:
             raise _Refused("invalid_request", f"the URL host {host!r} is not a valid IP address")
-        if not allow_private:
-            reason = blocked_reason(address)
-            if reason is not None:
-                raise _Refused("blocked_address", f"refused to connect to {address}: {reason}")
+        reason = policy.refusal(address)
+        if reason is not None:
+            raise _Refused("blocked_address", f"blocked_address: {address} is a {reason}")
     return url
+
+
+def _unseal(request: TriggerRequest, settings: Settings) -> tuple[dict[str, str], list[str]]:
+    """The request's credential headers and signing secrets, in plaintext, just before
+    sending; :class:`_Refused` ("configuration") if this process cannot unseal them. The
+    message names the setting, never a value."""
+    if request.sealed_headers is None and not request.sealed_signing_secrets:
+        return {}, []
+    try:
+        sealer = sealer_for(settings)
+        headers: dict[str, str] = {}
+        if request.sealed_headers is not None:
+            headers = sealer.unseal_json(request.sealed_headers)
+        secrets = [sealer.unseal(s) for s in request.sealed_signing_secrets]
+    except SealingError as error:
+        raise _Refused("configuration", str(error)) from None
+    for name, value in headers.items():
+        if not _TOKEN_RE.fullmatch(name) or _BAD_VALUE_RE.search(value):
+            raise _Refused("invalid_request", "a secret header is not a valid HTTP header")
+    return headers, secrets
 
 
 def _excerpt(body: bytes | bytearray) -> str:
@@ -486,7 +444,7 @@ def _classify(exc: Exception, url: URL, phase: str, timeout_s: float) -> tuple[s
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         cause = exc.os_error
         if isinstance(cause, BlockedAddressError):
-            return "blocked_address", f"refused to connect: {cause}"
+            return "blocked_address", f"blocked_address: {cause}"
         return "dns", f"DNS lookup failed for {url.host}: {_os_reason(cause)}"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return "tls", f"TLS certificate error with {where}: {_os_reason(exc.certificate_error)}"
@@ -557,7 +515,8 @@ async def _attempt(client: _Client, request: TriggerRequest, settings: Settings)
             )
 
         try:
-            url = _check_request(request, settings.allow_private_targets)
+            url = _check_request(request, settings.address_policy)
+            secret_headers, signing_secrets = _unseal(request, settings)
         except _Refused as refused:
             return outcome(None, refused.kind, refused.message)
 
@@ -569,13 +528,18 @@ async def _attempt(client: _Client, request: TriggerRequest, settings: Settings)
             sock_read=timeout_s,
         )
         data = None if request.body is None else request.body.encode("utf-8")
+        headers = attempt_headers(request, secret_headers)
+        if signing_secrets:
+            # Timed now, at send time: a receiver's tolerance measures the network, not
+            # how long the message waited on the broker.
+            headers[signing.HEADER] = signing.sign(signing_secrets, data or b"", int(time.time()))
         phase = "response"
         try:
             async with asyncio.timeout(timeout_s):
                 async with client.session.request(
                     request.method,
                     url,
-                    headers=attempt_headers(request),
+                    headers=headers,
                     data=data,
                     allow_redirects=False,
                     timeout=timeout,
@@ -612,7 +576,7 @@ class _Runtime:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        self.clients: dict[tuple[bool, int], _Client] = {}
+        self.clients: dict[tuple[AddressPolicy, int], _Client] = {}
         self.thread = threading.Thread(
             target=self._run, name=f"taskhub-trigger-loop-{self.pid}", daemon=True
         )
@@ -624,13 +588,13 @@ class _Runtime:
 
     def _client(self, settings: Settings) -> _Client:
         # Runs on the loop thread without awaiting: check-and-create is atomic there.
-        key = (settings.allow_private_targets, settings.max_in_flight_per_process)
+        key = (settings.address_policy, settings.max_in_flight_per_process)
         client = self.clients.get(key)
         if client is None:
             limit = settings.max_in_flight_per_process
             resolver: AbstractResolver = DefaultResolver()
             if not settings.allow_private_targets:
-                resolver = _GuardedResolver(resolver)
+                resolver = _GuardedResolver(resolver, settings.address_policy)
             connector = aiohttp.TCPConnector(
                 limit=limit,
                 limit_per_host=0,

@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from cryptography.fernet import Fernet
 from sqlalchemy.engine import Engine
 
 from taskhub import db, schema
@@ -23,6 +24,9 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("TASKHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# One encryption key for the whole run, shared with the worker processes tests start
+# (they inherit the environment), so what the test process seals a worker can unseal.
+os.environ.setdefault("TASKHUB_ENCRYPTION_KEYS", Fernet.generate_key().decode("ascii"))
 
 
 def service_missing(name: str, error: Exception) -> None:

@@ -3,14 +3,17 @@ with the field named."""
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from taskhub.addresses import AddressPolicy, literal_address, parse_networks
 from taskhub.definitions import MAX_BODY_BYTES, parse_definition
 from taskhub.errors import ValidationError
 from taskhub.schedules import Cron, Interval, OneTime
+from taskhub.settings import SettingsError, load
 from taskhub.statuses import MisfirePolicy
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -161,3 +164,93 @@ def test_bad_policies_are_refused_naming_the_field(change: dict[str, Any], field
     with pytest.raises(ValidationError) as refused:
         parse_definition(SPEC_EXAMPLE | change, NOW)
     assert refused.value.field == field
+
+
+# --- SSRF at creation: IP-literal targets in a blocked class -----------------------------
+
+GUARD = AddressPolicy()
+
+#: Every refused class, over IPv4 and IPv6 literals (and the legacy IPv4 spellings).
+BLOCKED_LITERAL_HOSTS = [
+    ("127.0.0.1", "loopback"),
+    ("127.1", "loopback"),
+    ("2130706433", "loopback"),
+    ("0x7f000001", "loopback"),
+    ("0177.0.0.1", "loopback"),
+    ("[::1]", "loopback"),
+    ("10.0.0.1", "private"),
+    ("172.16.0.1", "private"),
+    ("192.168.1.1", "private"),
+    ("100.64.0.1", "shared address space"),
+    ("169.254.169.254", "cloud metadata"),
+    ("169.254.1.1", "link-local"),
+    ("[fe80::1]", "link-local"),
+    ("[fd00:ec2::254]", "cloud metadata"),
+    ("[fc00::1]", "unique-local"),
+    ("[fd12:3456::1]", "unique-local"),
+    ("[::ffff:127.0.0.1]", "IPv4-mapped loopback"),
+    ("[::ffff:169.254.169.254]", "cloud metadata"),
+    ("[::ffff:10.1.2.3]", "IPv4-mapped private"),
+    ("0.0.0.0", "unspecified"),
+    ("[::]", "unspecified"),
+]
+
+
+def _with_url(url: str) -> dict[str, Any]:
+    return {**SPEC_EXAMPLE, "target": {**SPEC_EXAMPLE["target"], "url": url}}
+
+
+@pytest.mark.parametrize(("host", "needle"), BLOCKED_LITERAL_HOSTS)
+def test_blocked_ip_literals_are_refused_naming_target_url(host: str, needle: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_definition(_with_url(f"https://{host}:8443/hook"), NOW, address_policy=GUARD)
+    assert info.value.field == "target.url"
+    assert needle in info.value.message
+
+
+@pytest.mark.parametrize(("host", "needle"), BLOCKED_LITERAL_HOSTS)
+def test_blocked_literals_pass_when_private_targets_are_allowed(host: str, needle: str) -> None:
+    policy = AddressPolicy(allow_private=True)
+    parse_definition(_with_url(f"http://{host}/"), NOW, address_policy=policy)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://93.184.216.34/hook",
+        "https://[2606:2800:220:1::1]/hook",
+        "https://internal.example/hook",  # a name: checked when it resolves, at fire time
+        "https://localhost/hook",
+        "https://cafe.be/",
+    ],
+)
+def test_public_literals_and_host_names_pass(url: str) -> None:
+    parse_definition(_with_url(url), NOW, address_policy=GUARD)
+
+
+def test_allowed_networks_let_their_literals_through_only() -> None:
+    policy = AddressPolicy(allowed_networks=parse_networks("10.1.0.0/16, fd12::/16"))
+    parse_definition(_with_url("http://10.1.2.3/"), NOW, address_policy=policy)
+    parse_definition(_with_url("http://[::ffff:10.1.2.3]/"), NOW, address_policy=policy)
+    parse_definition(_with_url("http://[fd12::5]/"), NOW, address_policy=policy)
+    for url in ("http://10.2.0.1/", "http://169.254.169.254/", "http://127.0.0.1/"):
+        with pytest.raises(ValidationError):
+            parse_definition(_with_url(url), NOW, address_policy=policy)
+
+
+def test_without_a_policy_literals_are_not_checked() -> None:
+    parse_definition(_with_url("http://127.0.0.1:9/"), NOW)
+
+
+@pytest.mark.parametrize("text", ["10.0.0.0/33", "nonsense", "10.0.0.1/8/2"])
+def test_bad_allowed_networks_name_the_setting(text: str) -> None:
+    with pytest.raises(SettingsError, match="TASKHUB_ALLOWED_TARGET_NETWORKS"):
+        load({"TASKHUB_ALLOWED_TARGET_NETWORKS": text})
+
+
+def test_literal_address_forms() -> None:
+    assert literal_address("[::1]") == ipaddress.ip_address("::1")
+    assert literal_address("fe80::1%25eth0") == ipaddress.ip_address("fe80::1")
+    assert literal_address("example.com") is None
+    assert literal_address("1.2.3.4.5") is None
+    assert literal_address("0x7f.1") == ipaddress.ip_address("127.0.0.1")

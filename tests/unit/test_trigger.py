@@ -37,7 +37,9 @@ from yarl import URL
 
 from taskhub import settings as settings_mod
 from taskhub import trigger
+from taskhub.sealing import Sealer, generate_key, sealer_for
 from taskhub.settings import Settings
+from taskhub.signing import new_secret, verify
 from taskhub.trigger import (
     TriggerOutcome,
     TriggerRequest,
@@ -183,6 +185,9 @@ class Target:
         token = request.match_info["token"]
         raise web.HTTPFound(f"/echo/{token}-followed")
 
+    async def redirect_away(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["to"])
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/echo/{token}", self.echo)
@@ -194,6 +199,7 @@ class Target:
         app.router.add_get("/big", self.big)
         app.router.add_get("/nul", self.nul)
         app.router.add_get("/redirect/{token}", self.redirect)
+        app.router.add_get("/redirect-away", self.redirect_away)
         return app
 
 
@@ -280,7 +286,11 @@ def _shutdown_trigger_loop() -> Iterator[None]:
 
 
 def make_settings(allow_private: bool = True, **env: str) -> Settings:
-    values = {"TASKHUB_ALLOW_PRIVATE_TARGETS": "1" if allow_private else "0", **env}
+    values = {
+        "TASKHUB_ALLOW_PRIVATE_TARGETS": "1" if allow_private else "0",
+        "TASKHUB_ENCRYPTION_KEYS": os.environ["TASKHUB_ENCRYPTION_KEYS"],  # set by conftest
+        **env,
+    }
     return settings_mod.load(values)
 
 
@@ -630,6 +640,16 @@ def test_errors_never_echo_secrets() -> None:
         ("[fd00:ec2::254]", "metadata"),
         ("0.0.0.0", "unspecified"),
         ("[fe80::1%25eth0]", "link-local"),
+        ("172.16.0.1", "private address (RFC 1918)"),
+        ("192.168.1.1", "private address (RFC 1918)"),
+        ("100.64.0.1", "shared address space"),
+        ("169.254.1.1", "link-local"),
+        ("[fc00::1]", "unique-local"),
+        ("[fd12:3456::1]", "unique-local"),
+        ("[::]", "unspecified"),
+        ("[::ffff:169.254.169.254]", "IPv4-mapped link-local address (cloud metadata"),
+        ("[::ffff:10.0.0.1]", "IPv4-mapped private"),
+        ("[::ffff:100.64.0.1]", "IPv4-mapped private address (shared"),
     ],
 )
 def test_blocked_literals_are_refused_before_connecting(
@@ -640,6 +660,7 @@ def test_blocked_literals_are_refused_before_connecting(
     outcome = fire_one(req(f"http://{host}:{target.port}/echo/{token}"), GUARDED)
     assert outcome.error_kind == "blocked_address"
     assert outcome.error is not None and needle in outcome.error
+    assert outcome.error.startswith("blocked_address: ")
     assert loopback_only.addresses == []
     assert target.hits(token) == []
 
@@ -779,6 +800,211 @@ def test_blocked_reason_allows_public(address: str) -> None:
 
 def test_blocked_reason_ignores_ipv6_scope() -> None:
     assert blocked_reason(ipaddress.IPv6Address("fe80::1%eth0")) == "link-local address"
+
+
+class MapResolver(AbstractResolver):
+    """Answers host names from a table: fire-time tests never depend on real DNS."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if host not in self.table:
+            raise OSError(socket.EAI_NONAME, "Name or service not known")
+        return await FakeResolver(*self.table[host]).resolve(host, port, family)
+
+    async def close(self) -> None:
+        pass
+
+
+_fresh_clients = iter(range(1000, 2000))
+
+
+@pytest.fixture
+def resolving(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+    """Settings whose (new) HTTP client resolves host names from a table; a distinct
+    ``TASKHUB_MAX_IN_FLIGHT`` makes :func:`fire` build a fresh client for them."""
+
+    def make(table: dict[str, list[str]], **env: str) -> Settings:
+        monkeypatch.setattr(trigger, "DefaultResolver", lambda: MapResolver(table))
+        fresh = str(next(_fresh_clients))
+        return make_settings(allow_private=False, TASKHUB_MAX_IN_FLIGHT=fresh, **env)
+
+    return make
+
+
+#: Every refused class, as the one address a host name resolves to.
+RESOLVED_BLOCKED = [
+    ("127.0.0.1", "loopback"),
+    ("::1", "loopback"),
+    ("10.1.2.3", "private address (RFC 1918)"),
+    ("172.20.0.1", "private address (RFC 1918)"),
+    ("192.168.0.10", "private address (RFC 1918)"),
+    ("100.100.0.1", "shared address space"),
+    ("169.254.169.254", "cloud metadata"),
+    ("169.254.3.4", "link-local"),
+    ("fe80::1", "link-local"),
+    ("fd00:ec2::254", "cloud metadata"),
+    ("fd12::1", "unique-local"),
+    ("::ffff:127.0.0.1", "IPv4-mapped loopback"),
+    ("::ffff:169.254.169.254", "cloud metadata"),
+    ("0.0.0.0", "unspecified"),
+    ("::", "unspecified"),
+]
+
+
+@pytest.mark.parametrize(("address", "needle"), RESOLVED_BLOCKED)
+def test_a_host_name_resolving_to_any_blocked_class_is_refused_at_fire_time(
+    target: Target,
+    loopback_only: ConnectLog,
+    resolving: Callable[..., Settings],
+    address: str,
+    needle: str,
+) -> None:
+    settings = resolving({"internal.example": [address]})
+    token = uuid.uuid4().hex
+    loopback_only.clear()
+    outcome = fire_one(req(f"http://internal.example:{target.port}/echo/{token}"), settings)
+    assert outcome.error_kind == "blocked_address"
+    assert outcome.error is not None
+    assert outcome.error.startswith("blocked_address: internal.example resolves to a ")
+    assert needle in outcome.error
+    assert address not in outcome.error.replace("internal.example", "")
+    assert loopback_only.addresses == []
+    assert target.hits(token) == []
+
+
+def test_one_blocked_answer_among_public_ones_refuses_the_name(
+    target: Target, loopback_only: ConnectLog, resolving: Callable[..., Settings]
+) -> None:
+    settings = resolving({"mixed.example": ["93.184.216.34", "169.254.169.254"]})
+    loopback_only.clear()
+    outcome = fire_one(req(f"http://mixed.example:{target.port}/echo/x"), settings)
+    assert outcome.error_kind == "blocked_address"
+    assert loopback_only.addresses == []
+
+
+def test_allowed_networks_let_chosen_addresses_through_and_guard_the_rest(
+    target: Target, loopback_only: ConnectLog, resolving: Callable[..., Settings]
+) -> None:
+    settings = resolving(
+        {"svc.internal": ["127.0.0.1"], "meta.internal": ["169.254.169.254"]},
+        TASKHUB_ALLOWED_TARGET_NETWORKS="127.0.0.0/8, ::1/128",
+    )
+    assert settings.address_policy.allowed_networks
+    for url in (
+        f"http://127.0.0.1:{target.port}/echo/{{}}",
+        f"http://svc.internal:{target.port}/echo/{{}}",
+    ):
+        token = uuid.uuid4().hex
+        outcome = fire_one(req(url.format(token)), settings)
+        assert outcome.http_status == 200, outcome.error
+        assert len(target.hits(token)) == 1
+    loopback_only.clear()
+    for url in (
+        f"http://10.0.0.1:{target.port}/",
+        f"http://169.254.169.254:{target.port}/",
+        f"http://meta.internal:{target.port}/",
+    ):
+        outcome = fire_one(req(url), settings)
+        assert outcome.error_kind == "blocked_address", url
+    assert loopback_only.addresses == []
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/",
+        "http://[fd00:ec2::254]/",
+        "http://localhost/",
+        "http://10.0.0.1/",
+    ],
+)
+def test_a_redirect_to_a_blocked_address_is_reported_never_followed(
+    target: Target, loopback_only: ConnectLog, to: str
+) -> None:
+    settings = make_settings(allow_private=False, TASKHUB_ALLOWED_TARGET_NETWORKS="127.0.0.0/8")
+    loopback_only.clear()
+    outcome = fire_one(
+        req(f"http://127.0.0.1:{target.port}/redirect-away?to={to}", timeout_s=5), settings
+    )
+    assert outcome.http_status == 302
+    assert outcome.error == "HTTP 302"
+    assert set(loopback_only.addresses) <= {"127.0.0.1"}
+
+
+# --------------------------------------------------------------------------- credentials
+
+SEKRIT = "Bearer sekrit-0123456789-wxyz"
+
+
+def test_sealed_headers_travel_sealed_and_are_sent_unsealed(target: Target) -> None:
+    sealer = sealer_for(OPEN)
+    token = uuid.uuid4().hex
+    request = req(
+        f"http://127.0.0.1:{target.port}/echo/{token}",
+        headers={"X-Team": "billing"},
+        sealed_headers=sealer.seal_json({"Authorization": SEKRIT}),
+    )
+    message = json.dumps(request.to_message())
+    assert "sekrit" not in message
+    outcome = fire_one(TriggerRequest.from_message(json.loads(message)))
+    assert outcome.http_status == 200
+    [seen] = target.hits(token)
+    headers = dict(seen.headers)
+    assert headers["Authorization"] == SEKRIT and headers["X-Team"] == "billing"
+
+
+def test_credentials_that_cannot_be_unsealed_fail_clearly_without_sending(
+    target: Target,
+) -> None:
+    foreign = Sealer((generate_key(),), "elsewhere").seal_json({"Authorization": SEKRIT})
+    token = uuid.uuid4().hex
+    outcome = fire_one(req(f"http://127.0.0.1:{target.port}/echo/{token}", sealed_headers=foreign))
+    assert outcome.error_kind == "configuration"
+    assert outcome.error is not None and "TASKHUB_ENCRYPTION_KEYS" in outcome.error
+    assert "sekrit" not in outcome.error and foreign not in outcome.error
+    assert target.hits(token) == []
+
+
+def test_errors_never_echo_sealed_credentials() -> None:
+    sealed = sealer_for(OPEN).seal_json({"Authorization": SEKRIT, "Cookie": "session=sekrit"})
+    outcome = fire_one(req(f"http://127.0.0.1:{free_port()}/", sealed_headers=sealed))
+    assert outcome.error_kind == "connection"
+    assert outcome.error is not None and "sekrit" not in outcome.error
+
+
+def test_the_signature_is_made_at_send_time_over_the_exact_body(target: Target) -> None:
+    secret = new_secret()
+    token = uuid.uuid4().hex
+    body = '{"kind": "nightly", "é": 1}'
+    request = req(
+        f"http://127.0.0.1:{target.port}/echo/{token}",
+        method="POST",
+        body=body,
+        headers={"X-Taskhub-Signature": "t=1,v1=00"},  # a task's own cannot forge it
+        sealed_signing_secrets=(sealer_for(OPEN).seal(secret),),
+    )
+    assert secret not in json.dumps(request.to_message())
+    before = int(time.time())
+    outcome = fire_one(TriggerRequest.from_message(request.to_message()))
+    after = int(time.time())
+    assert outcome.http_status == 200
+    [seen] = target.hits(token)
+    signatures = [v for k, v in seen.headers if k.lower() == "x-taskhub-signature"]
+    assert len(signatures) == 1
+    assert verify(signatures[0], seen.body, [secret])
+    assert seen.body == body.encode()
+    assert before <= int(signatures[0].split(",")[0][2:]) <= after
+
+
+def test_no_signing_secrets_no_signature(target: Target) -> None:
+    token = uuid.uuid4().hex
+    fire_one(req(f"http://127.0.0.1:{target.port}/echo/{token}"))
+    [seen] = target.hits(token)
+    assert all(k.lower() != "x-taskhub-signature" for k, _ in seen.headers)
 
 
 # --------------------------------------------------------------------------- pure parts
