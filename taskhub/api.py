@@ -526,9 +526,13 @@ async def _read_body(request: Request) -> bytes:
 
 def _parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
+        parsed = json.loads(raw)
     except (ValueError, RecursionError):
         raise ValidationError("body", "is not valid JSON") from None
+    # JSON may carry lone surrogates ("\ud800") that no column or header can hold: every
+    # body is refused for them here, whichever route it is for (previews, pause reasons).
+    definitions.refuse_unencodable(parsed)
+    return parsed
 
 
 def _execution_ref(value: str) -> str:

@@ -289,3 +289,26 @@ def test_huge_bodies_are_refused_without_being_read(hostile: Hostile, method: st
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "too_large"
     assert dump(hostile.engine) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw"),
+    [
+        ("POST", "/v1/schedules/preview", b'{"schedule": {"cron": "\\ud800 * * * *"}}'),
+        ("POST", "/v1/tasks/{id}/pause", b'{"reason": "\\udfff"}'),
+        ("POST", "/v1/dead-letters/redrive", b'{"tags": {"\\ud800": "x"}}'),
+    ],
+)
+def test_lone_surrogates_are_refused_on_every_route(
+    hostile: Hostile, method: str, path: str, raw: bytes
+) -> None:
+    before = dump(hostile.engine)
+    response = hostile.client.request(
+        method,
+        path.format(id=hostile.task_id),
+        content=raw,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert "not valid Unicode" in response.json()["error"]["message"]
+    assert dump(hostile.engine) == before
