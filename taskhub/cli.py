@@ -483,6 +483,33 @@ def stats_command(once: bool, as_json: bool, interval: float, window: float) -> 
         return
 
 
+@main.command("reseal")
+@click.option("--json", "as_json", is_flag=True)
+def reseal_command(as_json: bool) -> None:
+    """Re-seal every stored secret with the first key of TASKHUB_ENCRYPTION_KEYS.
+
+    Run it after putting a new key first; then the old key may be dropped. It also moves
+    headers named in a new TASKHUB_SECRET_HEADERS into sealed storage."""
+    from dataclasses import asdict
+
+    from taskhub import rotation
+    from taskhub.sealing import SealingError
+
+    settings = _settings_or_exit()
+    try:
+        report = rotation.reseal(db.get_engine(settings.database_url), settings)
+    except SealingError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
+    if as_json:
+        _print_json(asdict(report))
+        return
+    click.echo(
+        f"re-sealed {report.tasks_resealed} tasks ({report.headers_moved} headers moved out "
+        f"of plain storage) and {report.signing_secrets_resealed} signing secrets"
+    )
+
+
 @main.command("health")
 @click.option(
     "--max-tick-age",

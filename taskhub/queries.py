@@ -702,3 +702,42 @@ def active_sealed_signing_secrets(conn: Connection, tenants: Iterable[str]) -> d
     for tenant, sealed in rows:
         found.setdefault(tenant, []).append(sealed)
     return found
+
+
+# --- re-sealing ------------------------------------------------------------------------
+
+
+def tasks_headers_after(
+    conn: Connection, after_id: uuid.UUID | None, limit: int
+) -> Sequence[RowMapping]:
+    """A page of tasks' header columns in id order, locked for the re-seal that follows."""
+    query = sa.select(T.id, T.headers, T.sealed_headers).order_by(T.id).limit(limit)
+    if after_id is not None:
+        query = query.where(T.id > after_id)
+    return conn.execute(query.with_for_update()).mappings().all()
+
+
+def update_task_headers(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Each mapping: ``b_id``, ``b_headers``, ``b_sealed_headers``."""
+    if not rows:
+        return
+    conn.execute(
+        sa.update(scheduled_tasks)
+        .where(T.id == sa.bindparam("b_id"))
+        .values(headers=sa.bindparam("b_headers"), sealed_headers=sa.bindparam("b_sealed")),
+        list(rows),
+    )
+
+
+def sealed_signing_secrets(conn: Connection) -> Sequence[RowMapping]:
+    S = signing_secrets.c
+    return (
+        conn.execute(sa.select(S.id, S.sealed_secret).order_by(S.id).with_for_update())
+        .mappings()
+        .all()
+    )
+
+
+def update_sealed_signing_secret(conn: Connection, secret_id: uuid.UUID, sealed: str) -> None:
+    S = signing_secrets.c
+    conn.execute(sa.update(signing_secrets).where(S.id == secret_id).values(sealed_secret=sealed))

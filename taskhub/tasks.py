@@ -175,11 +175,13 @@ def definition_dict(
     }
 
 
-def task_view(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
+def task_view(
+    row: RowMapping | Mapping[str, Any], settings: Settings | None = None
+) -> dict[str, Any]:
     """A task as returned: what was sent plus its state (SPEC)."""
     return {
         "id": str(row["id"]),
-        **definition_dict(row),
+        **definition_dict(row, settings),
         "status": task_status(is_active=row["is_active"], is_finished=row["is_finished"]).value,
         "next_execution_time": _iso(row["next_execution_time"]),
         "last_execution_time": _iso(row["last_execution_time"]),
@@ -245,11 +247,13 @@ def add_task(
     settings = settings or load()
     definition = parse_definition(data, now, address_policy=settings.address_policy)
     task_id = create_task(conn, definition, now, tenant, settings)
-    return get_task(conn, tenant, task_id)
+    return get_task(conn, tenant, task_id, settings)
 
 
-def get_task(conn: Connection, tenant: str, task_id: str | uuid.UUID) -> dict[str, Any]:
-    return task_view(_row(conn, tenant, task_id))
+def get_task(
+    conn: Connection, tenant: str, task_id: str | uuid.UUID, settings: Settings | None = None
+) -> dict[str, Any]:
+    return task_view(_row(conn, tenant, task_id), settings)
 
 
 def tag_filters(tags: list[str]) -> tuple[tuple[str, str], ...]:
@@ -369,7 +373,7 @@ def update_task(
             conn, [row["id"]]
         )
     queries.update_task(conn, row["id"], values)
-    return get_task(conn, tenant, row["id"])
+    return get_task(conn, tenant, row["id"], settings)
 
 
 def delete_task(conn: Connection, tenant: str, task_id: str | uuid.UUID) -> None:
