@@ -212,6 +212,7 @@ def test_kill_9_of_the_trigger_workers_mid_burst(
     stack.kill("trigger-1")
     stack.kill("trigger-2")
     healed_at = now_utc()
+    stack.env["TASKHUB_TRIGGER_CONCURRENCY"] = "4"
     stack.start("trigger-3", "trigger")
     assert wait_until(lambda: ended(pg_engine, due), 180), stack.logs()
     assert statuses(pg_engine) == {"succeeded": len(due)}
@@ -286,6 +287,7 @@ def test_postgresql_unreachable_for_two_minutes(
                     add_tasks(pg_engine, 2, target.url("/ok"), {"at": when.isoformat()}), when
                 )
             time.sleep(max(0.0, (cut_at - now_utc()).total_seconds()))
+            assert proxy.open_connections > 0, "the processes do not go through the proxy"
             proxy.cut()
             time.sleep(OUTAGE_S)
             proxy.heal()
