@@ -36,8 +36,6 @@ class ScenarioResult:
 RESULTS: list[ScenarioResult] = []
 JSON_PATH: list[Path] = []
 
-COLUMNS = ("scenario", "due", "executed", "received", "repeated", "lost", "doubled")
-
 
 def markdown_table(results: list[ScenarioResult]) -> str:
     lines = [

@@ -47,13 +47,12 @@ TWO_BEATS_S = 150
 
 @pytest.fixture(scope="module", autouse=True)
 def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Write the module's table as JSON (and print it, for ``-s``) once all ran."""
+    """Write the module's table as JSON once all ran (tests/e2e/conftest.py prints it)."""
     yield
     if faultreport.RESULTS:
         path = tmp_path_factory.getbasetemp() / "fault-tolerance.json"
         faultreport.write_json(faultreport.RESULTS, path)
         faultreport.JSON_PATH[:] = [path]
-        print("\n" + faultreport.markdown_table(faultreport.RESULTS))
 
 
 @pytest.fixture
