@@ -2,7 +2,9 @@
 
 Paths choose behaviour: ``/ok`` answers 200, ``/missing`` 404, ``/flaky/N`` answers 503
 to the first N attempts of each idempotency key and 200 after, ``/slow/S`` waits S
-seconds before answering 200.
+seconds before answering 200, ``/drip/S/N`` answers the first N attempts of each key
+with a 200 whose body arrives one byte every quarter second for S seconds (each read
+is quick, the whole is slow), and at once after.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Target:
             time.sleep(0.1)
         return self.snapshot()
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.text()
         record = Received(request.path, request.method, dict(request.headers), body, time.time())
         with self.lock:
@@ -69,7 +71,22 @@ class Target:
             return web.Response(status=503, text="try later")
         if parts[0] == "slow":
             await asyncio.sleep(float(parts[1]))
+        if parts[0] == "drip" and seen <= int(parts[2]):
+            return await self.drip(request, float(parts[1]))
         return web.Response(text="ok")
+
+    async def drip(self, request: web.Request, seconds: float) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        response.content_length = int(seconds * 4) + 1
+        await response.prepare(request)
+        try:
+            for _ in range(int(seconds * 4)):
+                await response.write(b".")
+                await asyncio.sleep(0.25)
+            await response.write(b"\n")
+        except (ConnectionError, RuntimeError):
+            pass  # the client gave up, as it should
+        return response
 
 
 @contextmanager

@@ -3,28 +3,21 @@ real HTTP target on loopback."""
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
-from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from taskhub import tasks
 from taskhub.models import executions, scheduled_tasks
+from tests.engine import add_tasks, all_ended, running_stack, soon, statuses
 from tests.processes import Stack, wait_until
 from tests.target import Target, running_target
 
 pytestmark = pytest.mark.slow
-
-TERMINAL = ("succeeded", "failed", "dead")
 
 
 @pytest.fixture
@@ -35,57 +28,8 @@ def target() -> Iterator[Target]:
 
 @pytest.fixture
 def stack(postgres_url: str, redis_url: str, pg_engine: Engine, tmp_path: Path) -> Iterator[Stack]:
-    redis.Redis.from_url(redis_url).flushdb()
-    env = {
-        **os.environ,
-        "TASKHUB_DATABASE_URL": postgres_url,
-        "TASKHUB_BROKER_URL": redis_url,
-        "TASKHUB_RESULT_BACKEND": redis_url,
-        "TASKHUB_ALLOW_PRIVATE_TARGETS": "1",
-        "TASKHUB_TICK_SECONDS": "1",
-        "TASKHUB_DISPATCH_LEASE_SECONDS": "5",
-        "TASKHUB_DATA_DIR": str(tmp_path / "data"),
-        "TASKHUB_LOG_LEVEL": "INFO",
-    }
-    stack = Stack(env, tmp_path)
-    yield stack
-    stack.stop_all()
-
-
-def add_tasks(
-    engine: Engine, count: int, url: str, schedule: dict[str, Any], **extra: Any
-) -> list[uuid.UUID]:
-    now = datetime.now(UTC)
-    ids = []
-    with engine.begin() as conn:
-        for i in range(count):
-            data = {
-                "name": f"task-{uuid.uuid4().hex[:8]}-{i}",
-                "schedule": schedule,
-                "target": {"url": url, "timeout_seconds": 2},
-                **extra,
-            }
-            ids.append(tasks.create_task(conn, tasks.parse_definition(data, now), now))
-    return ids
-
-
-def statuses(engine: Engine) -> Counter[str]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(executions.c.status, sa.func.count()).group_by(executions.c.status)
-        )
-        return Counter({status: count for status, count in rows})
-
-
-def all_ended(engine: Engine, expected: int) -> bool:
-    counts = statuses(engine)
-    return sum(counts[s] for s in TERMINAL) >= expected and counts.total() == sum(
-        counts[s] for s in TERMINAL
-    )
-
-
-def soon(seconds: float = 2.0) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+    with running_stack(postgres_url, redis_url, tmp_path) as stack:
+        yield stack
 
 
 def test_burst_of_500_fires_each_occurrence_once(

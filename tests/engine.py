@@ -1,0 +1,100 @@
+"""Helpers shared by the tests that run the whole engine as real processes.
+
+``tests/integration/test_engine.py`` and ``tests/e2e/test_faults.py`` both start
+worker and beat processes on one fresh PostgreSQL database and the test Redis db, add
+tasks straight through the service layer, and read executions back from the database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from taskhub import tasks
+from taskhub.models import executions
+from tests.processes import Stack
+
+TERMINAL = ("succeeded", "failed", "dead")
+
+
+def stack_env(
+    database_url: str, redis_url: str, data_dir: Path, **overrides: str
+) -> dict[str, str]:
+    """The environment of every process of a test stack: one-second ticks and a short
+    dispatch lease, so that what a lost message costs is seconds, not minutes."""
+    return {
+        **os.environ,
+        "TASKHUB_DATABASE_URL": database_url,
+        "TASKHUB_BROKER_URL": redis_url,
+        "TASKHUB_RESULT_BACKEND": redis_url,
+        "TASKHUB_ALLOW_PRIVATE_TARGETS": "1",
+        "TASKHUB_TICK_SECONDS": "1",
+        "TASKHUB_DISPATCH_LEASE_SECONDS": "5",
+        "TASKHUB_DATA_DIR": str(data_dir),
+        "TASKHUB_LOG_LEVEL": "INFO",
+        **overrides,
+    }
+
+
+@contextmanager
+def running_stack(
+    database_url: str, redis_url: str, tmp_path: Path, **overrides: str
+) -> Iterator[Stack]:
+    """A :class:`Stack` on an empty Redis db; every process is stopped on exit."""
+    redis.Redis.from_url(redis_url).flushdb()
+    stack = Stack(stack_env(database_url, redis_url, tmp_path / "data", **overrides), tmp_path)
+    try:
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+def add_tasks(
+    engine: Engine,
+    count: int,
+    url: str,
+    schedule: Mapping[str, Any],
+    timeout_s: int = 2,
+    **extra: Any,
+) -> list[uuid.UUID]:
+    now = datetime.now(UTC)
+    ids = []
+    with engine.begin() as conn:
+        for i in range(count):
+            data = {
+                "name": f"task-{uuid.uuid4().hex[:8]}-{i}",
+                "schedule": dict(schedule),
+                "target": {"url": url, "timeout_seconds": timeout_s},
+                **extra,
+            }
+            ids.append(tasks.create_task(conn, tasks.parse_definition(data, now), now))
+    return ids
+
+
+def statuses(engine: Engine) -> Counter[str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(executions.c.status, sa.func.count()).group_by(executions.c.status)
+        )
+        return Counter({status: count for status, count in rows})
+
+
+def all_ended(engine: Engine, expected: int) -> bool:
+    counts = statuses(engine)
+    return sum(counts[s] for s in TERMINAL) >= expected and counts.total() == sum(
+        counts[s] for s in TERMINAL
+    )
+
+
+def soon(seconds: float = 2.0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
