@@ -18,6 +18,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import Engine
 
 from taskhub import db, schema
+from tests.engine import running_stack
+from tests.processes import Stack
+from tests.target import Target, running_target
 
 POSTGRES_URL = os.environ.get(
     "TASKHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -99,3 +102,18 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    """A real HTTP target on loopback that records every request it receives."""
+    with running_target() as target:
+        yield target
+
+
+@pytest.fixture
+def stack(postgres_url: str, redis_url: str, pg_engine: Engine, tmp_path: Path) -> Iterator[Stack]:
+    """Real worker and beat processes (none started yet) on a fresh PostgreSQL database
+    and the test Redis db; every one is stopped at teardown."""
+    with running_stack(postgres_url, redis_url, tmp_path) as stack:
+        yield stack

@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,25 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import wait_until
-from tests.target import Target, running_target
+from tests.processes import free_port, wait_until
+from tests.target import Target
 
 pytestmark = pytest.mark.slow
 
 TASKHUB = [sys.executable, "-m", "taskhub.cli"]
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    with running_target() as target:
-        yield target
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_the_quick_tour_on_taskhub_dev(tmp_path: Path, target: Target) -> None:

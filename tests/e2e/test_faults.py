@@ -32,7 +32,7 @@ from tests.engine import TERMINAL, add_tasks, all_ended, running_stack, statuses
 from tests.faultproxy import running_proxy
 from tests.faultreport import ScenarioResult
 from tests.processes import Stack, wait_until
-from tests.target import Received, Target, running_target
+from tests.target import Received, Target
 
 pytestmark = pytest.mark.slow
 
@@ -53,18 +53,6 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         path = tmp_path_factory.getbasetemp() / "fault-tolerance.json"
         faultreport.write_json(faultreport.RESULTS, path)
         faultreport.JSON_PATH[:] = [path]
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    with running_target() as target:
-        yield target
-
-
-@pytest.fixture
-def stack(postgres_url: str, redis_url: str, pg_engine: Engine, tmp_path: Path) -> Iterator[Stack]:
-    with running_stack(postgres_url, redis_url, tmp_path) as stack:
-        yield stack
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -3,56 +3,25 @@ tasks through its HTTP API, as a user would see them on its pages."""
 
 from __future__ import annotations
 
-import os
-import socket
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import requests
 from sqlalchemy.engine import Engine
 
-from tests.integration.test_engine import add_tasks, all_ended, soon
-from tests.processes import Stack, wait_until
-from tests.target import Target, running_target
+from tests.engine import add_tasks, all_ended, soon
+from tests.processes import Stack, free_port, wait_until
+from tests.target import Target
 
 pytestmark = pytest.mark.slow
 
 AUTH = ("taskhub", "flower-test")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
-def target() -> Iterator[Target]:
-    with running_target() as target:
-        yield target
-
-
-@pytest.fixture
-def stack(postgres_url: str, redis_url: str, pg_engine: Engine, tmp_path: Path) -> Iterator[Stack]:
-    redis.Redis.from_url(redis_url).flushdb()
-    env = {
-        **os.environ,
-        "TASKHUB_DATABASE_URL": postgres_url,
-        "TASKHUB_BROKER_URL": redis_url,
-        "TASKHUB_RESULT_BACKEND": redis_url,
-        "TASKHUB_ALLOW_PRIVATE_TARGETS": "1",
-        "TASKHUB_TICK_SECONDS": "1",
-        "TASKHUB_DATA_DIR": str(tmp_path / "data"),
-        "TASKHUB_FLOWER_PORT": str(_free_port()),
-        "FLOWER_BASIC_AUTH": ":".join(AUTH),
-    }
-    stack = Stack(env, tmp_path)
-    yield stack
-    stack.stop_all()
+def flower_stack(stack: Stack) -> Stack:
+    stack.env.update({"TASKHUB_FLOWER_PORT": str(free_port()), "FLOWER_BASIC_AUTH": ":".join(AUTH)})
+    return stack
 
 
 def flower_get(stack: Stack, path: str) -> Any:
@@ -71,8 +40,9 @@ def flower_answers(stack: Stack) -> bool:
 
 
 def test_flower_lists_the_trigger_tasks_of_a_live_worker(
-    stack: Stack, pg_engine: Engine, target: Target
+    flower_stack: Stack, pg_engine: Engine, target: Target
 ) -> None:
+    stack = flower_stack
     stack.start("flower", "flower")
     assert wait_until(lambda: flower_answers(stack), 60), stack.logs()
     stack.start("worker", "all")

@@ -4,16 +4,12 @@ indicator the system this replaces asked for, with plausible values."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -21,34 +17,19 @@ from sqlalchemy.engine import Engine
 
 from taskhub import tasks
 from taskhub.api import create_app
-from tests.integration.test_engine import add_tasks, all_ended, soon
+from tests.engine import add_tasks, all_ended, soon
 from tests.processes import Stack, wait_until
-from tests.target import Target, running_target
+from tests.target import Target
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def target() -> Iterator[Target]:
-    with running_target() as target:
-        yield target
-
-
-@pytest.fixture
-def stack(postgres_url: str, redis_url: str, pg_engine: Engine, tmp_path: Path) -> Iterator[Stack]:
-    redis.Redis.from_url(redis_url).flushdb()
-    env = {
-        **os.environ,
-        "TASKHUB_DATABASE_URL": postgres_url,
-        "TASKHUB_BROKER_URL": redis_url,
-        "TASKHUB_RESULT_BACKEND": redis_url,
-        "TASKHUB_ALLOW_PRIVATE_TARGETS": "1",
-        "TASKHUB_TICK_SECONDS": "1",
-        "TASKHUB_DATA_DIR": str(tmp_path / "data"),
-    }
-    stack = Stack(env, tmp_path)
-    yield stack
-    stack.stop_all()
+def metrics_stack(stack: Stack) -> Stack:
+    # A lease far longer than any attempt here: a send is never repeated, so the counts
+    # below are exact.
+    stack.env["TASKHUB_DISPATCH_LEASE_SECONDS"] = "60"
+    return stack
 
 
 def scrape(client: TestClient) -> dict[str, list[Sample]]:
@@ -64,8 +45,9 @@ def value(samples: list[Sample], name: str, **labels: str) -> float:
 
 
 def test_every_indicator_after_a_small_burst(
-    stack: Stack, postgres_url: str, pg_engine: Engine, target: Target
+    metrics_stack: Stack, postgres_url: str, pg_engine: Engine, target: Target
 ) -> None:
+    stack = metrics_stack
     once = {"max_attempts": 1, "backoff_seconds": 1, "max_backoff_seconds": 1}
     twice = {"max_attempts": 2, "backoff_seconds": 1, "max_backoff_seconds": 1}
     add_tasks(pg_engine, 30, target.url("/ok"), {"at": soon(3)}, retry=once)
@@ -171,8 +153,9 @@ def test_every_indicator_after_a_small_burst(
 
 
 def test_worker_logs_are_json_lines_with_ids_and_without_secrets(
-    stack: Stack, pg_engine: Engine, target: Target
+    metrics_stack: Stack, pg_engine: Engine, target: Target
 ) -> None:
+    stack = metrics_stack
     secret = "e2e-credential-0123456789abcdef"
     now = datetime.now(UTC)
     definition = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,9 +24,9 @@ from sqlalchemy.engine import Engine
 from taskhub.celery import DISCOVERY_QUEUE, STATE_QUEUE, TRIGGER_QUEUE, sqs_queue_name
 from taskhub.models import scheduled_tasks
 from tests.conftest import service_missing
-from tests.integration.test_engine import add_tasks, all_ended, soon, statuses
-from tests.processes import Stack, wait_until
-from tests.target import Target, running_target
+from tests.engine import add_tasks, all_ended, soon, statuses
+from tests.processes import Stack, free_port, wait_until
+from tests.target import Target
 
 pytestmark = pytest.mark.slow
 
@@ -38,20 +37,13 @@ QUEUE_PREFIX = "e2e-"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def sqs_endpoint(tmp_path: Path) -> Iterator[str]:
     """moto's SQS server on a free loopback port, with taskhub's three queues made."""
     server = shutil.which("moto_server", path=str(Path(sys.executable).parent))
     if server is None:
         service_missing("moto_server", FileNotFoundError("pip install 'moto[server]'"))
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "moto.log", "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
         [str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
@@ -88,12 +80,6 @@ def _answers(client: Any) -> bool:
     except Exception:
         return False
     return True
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    with running_target() as target:
-        yield target
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ real HTTP target on loopback."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -13,23 +11,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from taskhub.models import executions, scheduled_tasks
-from tests.engine import add_tasks, all_ended, running_stack, soon, statuses
+from tests.engine import add_tasks, all_ended, soon, statuses
 from tests.processes import Stack, wait_until
-from tests.target import Target, running_target
+from tests.target import Target
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    with running_target() as target:
-        yield target
-
-
-@pytest.fixture
-def stack(postgres_url: str, redis_url: str, pg_engine: Engine, tmp_path: Path) -> Iterator[Stack]:
-    with running_stack(postgres_url, redis_url, tmp_path) as stack:
-        yield stack
 
 
 def test_burst_of_500_fires_each_occurrence_once(

@@ -48,6 +48,7 @@ from taskhub.trigger import (
     fire,
     parse_retry_after,
 )
+from tests.processes import free_port
 
 T = TypeVar("T")
 SCHEDULED = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -325,12 +326,6 @@ def fire_one(request: TriggerRequest, settings: Settings = OPEN) -> TriggerOutco
     # Exactly one of "a response arrived" and "an error kind" holds.
     assert (outcome.http_status is None) != (outcome.error_kind is None)
     return outcome
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --------------------------------------------------------------------------- responses
