@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from taskhub import heartbeat
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT_S = 10
 
 _engines: dict[str, tuple[int, Engine]] = {}
 _lock = threading.Lock()
@@ -41,6 +42,9 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         heartbeat.instrument(engine)
         return engine
+    # A server that blackholes packets (rather than refusing) must fail a tick in
+    # seconds, not after TCP's own minutes-long timeout.
+    kwargs.setdefault("connect_args", {"connect_timeout": PG_CONNECT_TIMEOUT_S})
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 5)
