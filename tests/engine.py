@@ -98,3 +98,19 @@ def all_ended(engine: Engine, expected: int) -> bool:
 
 def soon(seconds: float = 2.0) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+def unsuccessful(engine: Engine) -> list[dict[str, Any]]:
+    """Executions that did not succeed, with what their attempts say (for failure messages)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                executions.c.id,
+                executions.c.status,
+                executions.c.attempts,
+                executions.c.http_status,
+                executions.c.error,
+                executions.c.dispatch_count,
+            ).where(executions.c.status != "succeeded")
+        ).mappings()
+        return [dict(row) for row in rows]

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine, RowMapping, make_url
 
 from taskhub.models import attempts, executions
 from tests import faultreport
-from tests.engine import TERMINAL, add_tasks, all_ended, running_stack, statuses
+from tests.engine import TERMINAL, add_tasks, all_ended, running_stack, statuses, unsuccessful
 from tests.faultproxy import running_proxy
 from tests.faultreport import ScenarioResult
 from tests.processes import Stack, wait_until
@@ -403,7 +403,7 @@ def test_state_worker_killed_before_it_writes_its_chunk(
     healed_at = now_utc()
     stack.start("state-2", "state", "-Q", "taskhub.state")
     assert wait_until(lambda: ended(pg_engine, due), 120), stack.logs()
-    assert statuses(pg_engine) == {"succeeded": len(due)}
+    assert statuses(pg_engine) == {"succeeded": len(due)}, unsuccessful(pg_engine)
     result = check(
         "state worker killed -9 holding chord callbacks",
         pg_engine,
