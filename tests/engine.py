@@ -20,8 +20,10 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from taskhub import tasks
+from taskhub import state, tasks
 from taskhub.models import executions
+from taskhub.settings import load
+from taskhub.trigger import TriggerOutcome
 from tests.processes import Stack
 
 TERMINAL = ("succeeded", "failed", "dead")
@@ -114,3 +116,24 @@ def unsuccessful(engine: Engine) -> list[dict[str, Any]]:
             ).where(executions.c.status != "succeeded")
         ).mappings()
         return [dict(row) for row in rows]
+
+
+def make_dead(engine: Engine, execution_id: int) -> None:
+    """Send an execution, then record its only attempt failing with a 503: with
+    ``max_attempts`` 1 it becomes a dead letter."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(executions).where(executions.c.id == execution_id).values(status="running")
+        )
+    outcome = TriggerOutcome(
+        execution_id=execution_id,
+        attempt=1,
+        started_at=datetime.now(UTC),
+        duration_ms=5,
+        http_status=503,
+        error_kind=None,
+        error="HTTP 503",
+        retry_after_s=None,
+        response_excerpt="down",
+    )
+    state.record_outcomes(engine, [outcome], load({}), datetime.now(UTC), lambda: 0.5)

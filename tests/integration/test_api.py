@@ -22,12 +22,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
-from taskhub import apikeys, db, state, tasks
+from taskhub import apikeys, db, tasks
 from taskhub import executions as executions_service
 from taskhub.api import MAX_REQUEST_BYTES, create_app
 from taskhub.models import attempts, executions, scheduled_tasks
-from taskhub.settings import load
-from taskhub.trigger import TriggerOutcome
+from tests.engine import make_dead
 
 T0 = datetime(2030, 1, 7, tzinfo=UTC)  # a Monday, 08:00 in Taipei
 SPEC_TASK: dict[str, Any] = {
@@ -114,26 +113,6 @@ class Api:
         execution = self.a.post(f"/v1/tasks/{task['id']}/run").json()
         make_dead(self.engine, execution["id"])
         return task, self.a.get(f"/v1/executions/{execution['id']}").json()
-
-
-def make_dead(engine: Engine, execution_id: int) -> None:
-    """Send an execution, then record its only attempt failing: a dead letter."""
-    with engine.begin() as conn:
-        conn.execute(
-            sa.update(executions).where(executions.c.id == execution_id).values(status="running")
-        )
-    outcome = TriggerOutcome(
-        execution_id=execution_id,
-        attempt=1,
-        started_at=datetime.now(UTC),
-        duration_ms=5,
-        http_status=503,
-        error_kind=None,
-        error="HTTP 503",
-        retry_after_s=None,
-        response_excerpt="down",
-    )
-    state.record_outcomes(engine, [outcome], load({}), datetime.now(UTC), lambda: 0.5)
 
 
 def new_key(engine: Engine, tenant: str) -> str:

@@ -12,12 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
-from taskhub import db, state
-from taskhub.models import executions
-from taskhub.settings import load
-from taskhub.trigger import TriggerOutcome
+from taskhub import db
+from tests.engine import make_dead
 
 
 class Cli:
@@ -156,20 +153,7 @@ def test_dead_letters_are_listed_and_redriven_with_their_key(cli: Cli) -> None:
     task_id = cli("task", "add", "-", stdin=definition("flaky", retry={"max_attempts": 1}))
     execution = cli.json("task", "run", task_id.stdout.strip())
     engine = db.create_engine(cli.env["TASKHUB_DATABASE_URL"])
-    with engine.begin() as conn:
-        conn.execute(sa.update(executions).values(status="running"))
-    outcome = TriggerOutcome(
-        execution_id=execution["id"],
-        attempt=1,
-        started_at=datetime.now(UTC),
-        duration_ms=5,
-        http_status=503,
-        error_kind=None,
-        error="HTTP 503",
-        retry_after_s=None,
-        response_excerpt="down",
-    )
-    state.record_outcomes(engine, [outcome], load({}), datetime.now(UTC), lambda: 0.5)
+    make_dead(engine, execution["id"])
     engine.dispose()
     [dead] = cli.json("dlq", "list")["items"]
     assert (dead["id"], dead["status"], dead["error"]) == (execution["id"], "dead", "HTTP 503")
@@ -181,25 +165,6 @@ def test_dead_letters_are_listed_and_redriven_with_their_key(cli: Cli) -> None:
     assert datetime.fromisoformat(redriven["next_attempt_at"]) <= datetime.now(UTC) + timedelta(
         seconds=1
     )
-
-
-def _make_dead(engine: Any, execution_id: int) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            sa.update(executions).where(executions.c.id == execution_id).values(status="running")
-        )
-    outcome = TriggerOutcome(
-        execution_id=execution_id,
-        attempt=1,
-        started_at=datetime.now(UTC),
-        duration_ms=5,
-        http_status=500,
-        error_kind=None,
-        error="HTTP 500",
-        retry_after_s=None,
-        response_excerpt="boom",
-    )
-    state.record_outcomes(engine, [outcome], load({}), datetime.now(UTC), lambda: 0.5)
 
 
 def test_dead_letters_filtered_and_redriven_in_bulk(cli_on_each_backend: Cli) -> None:
@@ -224,13 +189,13 @@ def test_dead_letters_filtered_and_redriven_in_bulk(cli_on_each_backend: Cli) ->
     ran.append(cli.json("task", "run", foreign, "--tenant", "acme")["id"])
     engine = db.create_engine(cli.env["TASKHUB_DATABASE_URL"])
     for execution_id in ran:
-        _make_dead(engine, execution_id)
+        make_dead(engine, execution_id)
     engine.dispose()
 
     shown = cli("task", "show", billing).stdout
     assert "auto_pause" in shown and "auto-paused after 2 consecutive failures" in shown
     listed = cli("dlq", "list", "--tag", "team:billing").stdout
-    assert "HTTP_STATUS" in listed and "HTTP 500" in listed
+    assert "HTTP_STATUS" in listed and "HTTP 503" in listed
     assert (
         sorted(e["id"] for e in cli.json("dlq", "list", "--tag", "team:billing")["items"])
         == (ran[:2])
