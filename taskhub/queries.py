@@ -239,7 +239,9 @@ def insert_executions(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> Se
     statement = (
         _insert(conn, executions)
         .on_conflict_do_nothing(index_elements=["task_id", "scheduled_for"])
-        .returning(E.id.label("execution_id"), E.task_id, E.scheduled_for, E.idempotency_key)
+        .returning(
+            E.id.label("execution_id"), E.task_id, E.scheduled_for, E.idempotency_key, E.status
+        )
     )
     return conn.execute(statement, list(rows)).mappings().all()
 
@@ -256,6 +258,7 @@ def claim_dispatchable_executions(
             E.scheduled_for,
             E.idempotency_key,
             E.attempts,
+            E.dispatch_count,
             T.tenant,
             T.url,
             T.method,
@@ -263,6 +266,8 @@ def claim_dispatchable_executions(
             T.sealed_headers,
             T.body,
             T.timeout_seconds,
+            T.rate_limit_max_in_flight,
+            T.rate_limit_per_second,
         )
         .join(scheduled_tasks, T.id == E.task_id)
         .where(E.next_dispatch_at <= now)
@@ -286,6 +291,20 @@ def mark_dispatched(conn: Connection, leases: Sequence[Mapping[str, Any]]) -> No
             dispatch_count=E.dispatch_count + 1,
         ),
         list(leases),
+    )
+
+
+def defer_executions(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Throttled sends: back to ``queued`` until ``b_next_dispatch_at`` (``b_id``)."""
+    if not rows:
+        return
+    conn.execute(
+        sa.update(executions)
+        .where(E.id == sa.bindparam("b_id"))
+        .values(
+            status=ExecutionStatus.QUEUED.value, next_dispatch_at=sa.bindparam("b_next_dispatch_at")
+        ),
+        list(rows),
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskhub.addresses import AddressPolicy, Network, parse_networks
+from taskhub.flow_control import HostLimit, parse_host_limits
 
 
 class SettingsError(ValueError):
@@ -51,6 +52,19 @@ class Settings:
     secret_headers: frozenset[str] = frozenset()
     #: Blocked networks that tasks may call anyway (e.g. an internal service's subnet).
     allowed_target_networks: tuple[Network, ...] = ()
+    #: Per target host: (host, limit) pairs from TASKHUB_HOST_LIMITS.
+    host_limits: tuple[tuple[str, HostLimit], ...] = ()
+    #: The Redis that shares flow-control budgets between processes; None: per process.
+    flow_control_url: str | None = None
+    #: How long a request may wait for its host's slot before it is handed back to the
+    #: database as ``throttled`` (sent again later, same attempt number).
+    flow_control_max_wait_s: float = 2.0
+    #: How often the staging loop sends what has come due (second precision); 0: off.
+    stage_interval_s: float = 1.0
+
+    @property
+    def host_limit_map(self) -> dict[str, HostLimit]:
+        return dict(self.host_limits)
 
     @property
     def address_policy(self) -> AddressPolicy:
@@ -135,6 +149,29 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
         raise SettingsError(f"{name}: {error}") from None
 
 
+def _host_limits(env: Mapping[str, str], name: str) -> tuple[tuple[str, HostLimit], ...]:
+    try:
+        return tuple(parse_host_limits(_get(env, name, "")).items())
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from None
+
+
+def _stage_interval(env: Mapping[str, str], name: str) -> float:
+    """0 switches the staging loop off; otherwise at least 0.2 s."""
+    value = _number(env, name, 1, minimum=0)
+    if 0 < value < 0.2:
+        raise SettingsError(f"{name} must be 0 (off) or at least 0.2, got {value:g}")
+    return value
+
+
+def derived_flow_control_url(broker_url: str, result_backend: str) -> str | None:
+    """The fleet's Redis if there is one (the broker, or on SQS the result backend)."""
+    for url in (broker_url, result_backend):
+        if url.startswith(("redis://", "rediss://")):
+            return url
+    return None
+
+
 def derived_result_backend(broker_url: str, data_dir: Path) -> str:
     """Pick a result backend that supports chords for the broker in use.
 
@@ -158,12 +195,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             "TASKHUB_RESULT_BACKEND must be set with an SQS broker: chords need a result "
             "backend every worker shares, e.g. redis://your-elasticache:6379/0"
         )
+    result_backend = _get(
+        env, "TASKHUB_RESULT_BACKEND", derived_result_backend(broker_url, data_dir)
+    )
     return Settings(
         database_url=_get(env, "TASKHUB_DATABASE_URL", "sqlite:///taskhub.db"),
         broker_url=broker_url,
-        result_backend=_get(
-            env, "TASKHUB_RESULT_BACKEND", derived_result_backend(broker_url, data_dir)
-        ),
+        result_backend=result_backend,
         data_dir=data_dir,
         allow_private_targets=_flag(env, "TASKHUB_ALLOW_PRIVATE_TARGETS"),
         tick_seconds=_number(env, "TASKHUB_TICK_SECONDS", 60, minimum=0.5),
@@ -192,4 +230,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         encryption_keys=_list(env, "TASKHUB_ENCRYPTION_KEYS"),
         secret_headers=frozenset(h.lower() for h in _list(env, "TASKHUB_SECRET_HEADERS")),
         allowed_target_networks=_networks(env, "TASKHUB_ALLOWED_TARGET_NETWORKS"),
+        host_limits=_host_limits(env, "TASKHUB_HOST_LIMITS"),
+        flow_control_url=_optional(env, "TASKHUB_FLOW_CONTROL_URL")
+        or derived_flow_control_url(broker_url, result_backend),
+        flow_control_max_wait_s=_number(env, "TASKHUB_FLOW_CONTROL_MAX_WAIT_SECONDS", 2, minimum=0),
+        stage_interval_s=_stage_interval(env, "TASKHUB_STAGE_INTERVAL_SECONDS"),
     )

@@ -83,7 +83,13 @@ def test_due_tasks_become_one_execution_per_occurrence(engine: Engine) -> None:
     assert all(r.attempt == 1 for r in requests)
     # A second tick at the same moment finds nothing new.
     assert claim_all(engine, NOW) == []
-    assert task_row(engine, cron)["next_execution_time"] == NOW + timedelta(minutes=1)
+    # The tick also claimed what falls due before the next tick (12:01), staged as a
+    # queued execution to be sent at its second.
+    assert task_row(engine, cron)["next_execution_time"] == NOW + timedelta(minutes=2)
+    staged = [r for r in execution_rows(engine) if r["status"] == "queued"]
+    assert [(r["scheduled_for"], r["next_dispatch_at"]) for r in staged] == [
+        (NOW + timedelta(minutes=1), NOW + timedelta(minutes=1))
+    ]
     assert task_row(engine, one_time)["next_execution_time"] is None
 
 
@@ -97,9 +103,9 @@ def test_concurrent_claimers_never_share_an_occurrence(engine: Engine) -> None:
         barrier.wait()
         while True:
             with engine.begin() as conn:
-                more, requests = discovery.claim_occurrences(conn, NOW, SETTINGS)
-            results[index].extend(requests)
-            if not more:
+                claim = discovery.claim_occurrences(conn, NOW, SETTINGS)
+            results[index].extend(claim.requests)
+            if not claim.more:
                 return
 
     threads = [threading.Thread(target=claimer, args=(i,)) for i in range(len(results))]
@@ -260,10 +266,13 @@ def test_missed_occurrences_follow_the_tasks_misfire_policy(
     fired = [r.scheduled_for for r in requests]
     assert len(fired) == count and fired == sorted(set(fired))
     assert (fired[0], fired[-1]) == (first_fired, NOW)
-    assert [row["scheduled_for"] for row in execution_rows(engine)] == fired
+    # Plus 12:01, due before the next tick: staged (queued until its second).
+    rows = execution_rows(engine)
+    assert [row["scheduled_for"] for row in rows] == [*fired, NOW + timedelta(minutes=1)]
+    assert rows[-1]["status"] == "queued"
     task = task_row(engine, task_id)
-    assert task["next_execution_time"] == NOW + timedelta(minutes=1)
-    assert task["occurrence_count"] == count
+    assert task["next_execution_time"] == NOW + timedelta(minutes=2)
+    assert task["occurrence_count"] == count + 1
     # Claiming again at the same moment fires nothing more.
     discovery.run_tick(engine, policy_settings, requests.extend, lambda: NOW)
     assert len(requests) == count
