@@ -160,12 +160,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RateLimit(_Strict):
+class TaskRateLimit(_Strict):
     """Flow control of this task's requests, shared by every worker (with the host's
     TASKHUB_HOST_LIMITS the tighter wins); at least one field."""
 
     max_in_flight: int | None = Field(None, ge=1, le=definitions.MAX_RATE_IN_FLIGHT)
     per_second: float | None = Field(None, gt=0, le=definitions.MAX_RATE_PER_SECOND)
+
+
+class TaskRateLimitShown(_Strict):
+    """A task's flow control as returned (null: no limit of that kind)."""
+
+    max_in_flight: int | None
+    per_second: float | None
 
 
 Spread = Annotated[
@@ -259,7 +266,7 @@ class TaskCreate(_Strict):
     tags: Tags | None = None
     misfire_policy: MisfirePolicyField | None = None
     auto_pause_after_failures: AutoPause | None = None
-    rate_limit: RateLimit | None = None
+    rate_limit: TaskRateLimit | None = None
     spread_seconds: Spread | None = None
 
 
@@ -277,7 +284,7 @@ class TaskPatch(_Strict):
     tags: Tags | None = None
     misfire_policy: MisfirePolicyField | None = None
     auto_pause_after_failures: AutoPause | None = None
-    rate_limit: RateLimit | None = None
+    rate_limit: TaskRateLimit | None = None
     spread_seconds: Spread | None = None
 
 
@@ -322,7 +329,7 @@ class Task(_Strict):
     tags: dict[str, str]
     misfire_policy: MisfirePolicy
     auto_pause_after_failures: int | None
-    rate_limit: RateLimit | None
+    rate_limit: TaskRateLimitShown | None
     spread_seconds: int
     status: TaskStatus
     next_execution_time: DateTime | None

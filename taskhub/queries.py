@@ -259,6 +259,7 @@ def claim_dispatchable_executions(
             E.idempotency_key,
             E.attempts,
             E.dispatch_count,
+            E.next_dispatch_at,
             T.tenant,
             T.url,
             T.method,

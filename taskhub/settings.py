@@ -59,6 +59,9 @@ class Settings:
     #: How long a request may wait for its host's slot before it is handed back to the
     #: database as ``throttled`` (sent again later, same attempt number).
     flow_control_max_wait_s: float = 2.0
+    #: How far ahead of its send time a request is published (the trigger worker holds
+    #: it until then): claiming and delivery happen before the due time.
+    publish_lead_s: float = 2.0
     #: How often the staging loop sends what has come due (second precision); 0: off.
     stage_interval_s: float = 1.0
 
@@ -116,6 +119,15 @@ def _bounded_integer(
     value = _integer(env, name, default, minimum)
     if value > maximum:
         raise SettingsError(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def _bounded_number(
+    env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float
+) -> float:
+    value = _number(env, name, default, minimum)
+    if value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum:g}, got {value:g}")
     return value
 
 
@@ -235,4 +247,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         or derived_flow_control_url(broker_url, result_backend),
         flow_control_max_wait_s=_number(env, "TASKHUB_FLOW_CONTROL_MAX_WAIT_SECONDS", 2, minimum=0),
         stage_interval_s=_stage_interval(env, "TASKHUB_STAGE_INTERVAL_SECONDS"),
+        publish_lead_s=_bounded_number(env, "TASKHUB_PUBLISH_LEAD_SECONDS", 2, 0, 30),
     )

@@ -99,6 +99,8 @@ ERROR_KINDS: Final = frozenset(
         THROTTLED,
     }
 )
+#: The longest a request published ahead is held (the lead is at most 30 s).
+MAX_HOLD_S: Final = 30.0
 #: How long a host's budget pauses after a 429 without a usable ``Retry-After``.
 DEFAULT_429_PAUSE_S: Final = 1.0
 EXCERPT_BYTES: Final = 1024
@@ -180,6 +182,8 @@ class TriggerRequest:
     sealed_signing_secrets: tuple[str, ...] = ()
     #: The task's own flow control (None: only its host's setting applies).
     rate_limit: flow_control.HostLimit | None = None
+    #: Published ahead of its send time (``publish_lead_s``): not sent before this.
+    not_before: datetime | None = None
 
     def __post_init__(self) -> None:
         # A private copy, so a caller mutating its dict later cannot change this value.
@@ -202,6 +206,8 @@ class TriggerRequest:
             "sealed_headers": self.sealed_headers,
             "sealed_signing_secrets": list(self.sealed_signing_secrets),
         }
+        if self.not_before is not None:
+            message["not_before"] = _as_utc(self.not_before).isoformat()
         if self.rate_limit is not None:  # only when set: most messages stay as small
             message["rate_limit"] = [self.rate_limit.max_in_flight, self.rate_limit.per_second]
         return message
@@ -227,6 +233,7 @@ class TriggerRequest:
             rate_limit=None
             if not limit
             else flow_control.HostLimit(_opt_int(limit[0]), _opt_float(limit[1])),
+            not_before=None if not data.get("not_before") else _parse_time(data["not_before"]),
         )
 
 
@@ -554,8 +561,13 @@ async def _attempt(
     settings: Settings,
     limiter: flow_control.Limiter,
 ) -> TriggerOutcome:
-    """Flow control around one attempt: wait for the host's slot (this coroutine only),
-    send, hand the slot back, and pause the host's budget after a 429."""
+    """Hold a request published ahead until its send time, then flow control around the
+    attempt: wait for the host's slot (this coroutine only), send, hand the slot back,
+    and pause the host's budget after a 429."""
+    if request.not_before is not None:
+        hold_s = (request.not_before - datetime.now(UTC)).total_seconds()
+        if hold_s > 0:
+            await asyncio.sleep(min(hold_s, MAX_HOLD_S))
     host = _host_of(request)
     if host is None:  # _send refuses it with the reason
         return await _send(client, request, settings)
