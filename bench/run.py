@@ -519,8 +519,10 @@ def scenario_table(total: int, due_count: int) -> dict[str, Any]:
         )
         with engine.connect() as conn:
             query = queries.claim_due_tasks_statement(datetime.now(UTC), settings.claim_batch_size)
-            compiled = query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
-            plan = [row[0] for row in conn.execute(sa.text(f"EXPLAIN {compiled}")).all()]
+            compiled = query.compile(dialect=engine.dialect)
+            plan = [
+                row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params).all()
+            ]
         taskhub_celery.settings = settings
         taskhub_celery.app.conf.update(taskhub_celery.celery_config(settings))
         report = discovery.run_tick(
@@ -598,13 +600,15 @@ def main() -> None:
     )
     parser.add_argument("--small-tasks", type=int, default=1000, help="N of slow/hung/spread")
     parser.add_argument("--table-rows", type=int, default=1_000_000)
+    parser.add_argument("--table-due", type=int, default=10_000)
     parser.add_argument("--no-redbeat", action="store_true")
     parser.add_argument(
-        "--redbeat-worker", default="-P threads -c 16", help="the peer's worker pool options"
+        "--redbeat-worker", default="-P threads -c 128", help="the peer's worker pool options"
     )
     parser.add_argument("--plot", default=str(ROOT / "bench" / "lag.png"))
     parser.add_argument("--out", help="also write every JSON object to this file")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for taskhub")
+    parser.add_argument("--logs", help="keep the processes' logs in this directory")
     args = parser.parse_args()
     chosen = set(args.scenario or ["burst", "clients"])
     if "all" in chosen:
@@ -684,13 +688,15 @@ def main() -> None:
                 series[f"taskhub spread over 60 s N={args.small_tasks}"] = lags
                 emit(results, spread)
         if "table" in chosen:
-            emit(results, scenario_table(args.table_rows, 10000))
+            emit(results, scenario_table(args.table_rows, args.table_due))
         if series:
             plot(series, Path(args.plot), "taskhub benchmark: lag distribution")
             emit(results, {"plot": args.plot})
     finally:
         if args.out:
             Path(args.out).write_text("\n".join(json.dumps(r) for r in results) + "\n")
+        if args.logs and (scratch / "logs").exists():
+            shutil.copytree(scratch / "logs", args.logs, dirs_exist_ok=True)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -35,7 +35,7 @@ def celery_argv(role: str, env: Mapping[str, str] | None = None) -> list[str]:
     # This interpreter's celery, so an unactivated virtualenv still runs its own.
     base = [sys.executable, "-m", "celery", "-A", "taskhub"]
     if role == "trigger":
-        concurrency = env.get("TASKHUB_TRIGGER_CONCURRENCY") or "64"
+        concurrency = env.get("TASKHUB_TRIGGER_CONCURRENCY") or "128"
         return [
             *base,
             "worker",

@@ -144,9 +144,11 @@ def test_retry_keeps_the_key_and_ends_succeeded(engine: Engine) -> None:
     assert report.retries_scheduled == 1
     [row] = execution_rows(engine)
     assert row["status"] == "queued" and row["next_dispatch_at"] == NOW + timedelta(seconds=10)
-    assert claim_all(engine, NOW + timedelta(seconds=9)) == []
-    [second] = claim_all(engine, NOW + timedelta(seconds=10))
+    assert claim_all(engine, NOW + timedelta(seconds=7)) == []
+    # Published up to TASKHUB_PUBLISH_LEAD_SECONDS (2 s) ahead, held until its time.
+    [second] = claim_all(engine, NOW + timedelta(seconds=9))
     assert (second.attempt, second.idempotency_key) == (2, first.idempotency_key)
+    assert second.not_before == NOW + timedelta(seconds=10)
     state.record_outcomes(engine, [outcome(second, 200)], SETTINGS, NOW, lambda: 1.0)
     [row] = execution_rows(engine)
     assert (row["status"], row["attempts"], row["next_dispatch_at"]) == ("succeeded", 2, None)
@@ -190,7 +192,8 @@ def test_lost_send_is_sent_again_after_its_lease(engine: Engine) -> None:
     add_task(engine, "lost", {"at": NOW.isoformat()})
     [request] = claim_all(engine, NOW)
     lease = SETTINGS.dispatch_lease_s + 30  # the task's timeout
-    assert claim_all(engine, NOW + timedelta(seconds=lease - 1)) == []
+    # Not before the lease's end (published at most the 2 s lead ahead, held until then).
+    assert claim_all(engine, NOW + timedelta(seconds=lease - 3)) == []
     [again] = claim_all(engine, NOW + timedelta(seconds=lease))
     assert (again.execution_id, again.attempt, again.idempotency_key) == (
         request.execution_id,
