@@ -109,6 +109,19 @@ def proc_figures(pid: int) -> tuple[float, float]:
     return round(hwm / 1024, 1), round(cpu, 2)
 
 
+def rss_now_mb(stack: Stack) -> dict[str, float]:
+    """Resident memory of each stack process right now (VmRSS), in MB."""
+    figures = {}
+    for name, process in stack.processes.items():
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+        except OSError:
+            continue
+        kb = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:")), 0)
+        figures[name] = round(kb / 1024, 1)
+    return figures
+
+
 def stack_figures(stack: Stack) -> dict[str, dict[str, float]]:
     figures = {}
     for name, process in stack.processes.items():
@@ -268,7 +281,9 @@ def run_taskhub(
         stack.start("state", "state")
         stack.start("beat", "beat")
         try:
-            wait_until(lambda: time.time() > first_due, 600, every_s=0.5)
+            wait_until(lambda: time.time() > first_due - 5, 600, every_s=0.5)
+            rss_before = rss_now_mb(stack)  # idle, before anything is published
+            wait_until(lambda: time.time() > first_due, 600, every_s=0.1)
 
             def done() -> bool:
                 ended, total = ended_count(engine)
@@ -304,6 +319,10 @@ def run_taskhub(
         finished=finished,
         statuses=statuses,
         processes=figures,
+        rss_before_due_mb=rss_before,
+        workers_peak_rss_mb=round(
+            sum(f["peak_rss_mb"] for n, f in figures.items() if not n.startswith("beat")), 1
+        ),
         total_peak_rss_mb=round(sum(f["peak_rss_mb"] for f in figures.values()), 1),
         total_cpu_s=round(sum(f["cpu_s"] for f in figures.values()), 2),
         db_per_trigger={
@@ -411,6 +430,9 @@ def run_redbeat(
     result, lags = summarize("burst-redbeat", records, count, due.timestamp())
     result.update(
         processes=figures,
+        workers_peak_rss_mb=round(
+            sum(f["peak_rss_mb"] for n, f in figures.items() if not n.startswith("beat")), 1
+        ),
         total_peak_rss_mb=round(sum(f["peak_rss_mb"] for f in figures.values()), 1),
         total_cpu_s=round(sum(f["cpu_s"] for f in figures.values()), 2),
         worker=" ".join(worker_argv),
@@ -463,6 +485,9 @@ def scenario_hung(
     result["hung_timeout_s"] = 10
     trigger = result["processes"].get("trigger", {}).get("peak_rss_mb", 0.0)
     result["trigger_peak_rss_mb"] = trigger
+    idle = result["rss_before_due_mb"].get("trigger", trigger)
+    # Every request (hung and healthy) was in flight at once at the peak.
+    result["kb_per_in_flight_request"] = round((trigger - idle) * 1024 / (2 * count), 1)
     return result, lags
 
 
@@ -671,6 +696,10 @@ def main() -> None:
                                     k: round(peer["lag_s"][k] / max(burst["lag_s"][k], 1e-3), 1)
                                     for k in burst["lag_s"]
                                 },
+                                "workers_rss_mb": [
+                                    burst["workers_peak_rss_mb"],
+                                    peer["workers_peak_rss_mb"],
+                                ],
                                 "rss_mb": [burst["total_peak_rss_mb"], peer["total_peak_rss_mb"]],
                                 "cpu_s": [burst["total_cpu_s"], peer["total_cpu_s"]],
                             },
