@@ -355,3 +355,54 @@ def test_failures_in_one_chunk_auto_pause_with_the_newest_error(engine: Engine) 
         state.record_outcomes(engine, [outcome(request, 500)], SETTINGS, NOW, lambda: 0.5)
     assert task_row(engine, other)["is_active"]
     assert task_row(engine, other)["consecutive_failures"] == 4
+
+
+def test_a_throttled_send_goes_back_to_the_database_without_an_attempt(engine: Engine) -> None:
+    add_task(engine, "limited", {"at": NOW.isoformat()}, rate_limit={"max_in_flight": 2})
+    [request] = claim_all(engine, NOW)
+    assert request.rate_limit is not None and request.rate_limit.max_in_flight == 2
+    throttled = TriggerOutcome(
+        execution_id=request.execution_id,
+        attempt=request.attempt,
+        started_at=NOW,
+        duration_ms=0,
+        http_status=None,
+        error_kind="throttled",
+        error="not sent",
+        retry_after_s=3.0,
+        response_excerpt=None,
+        flow_wait_s=2.0,
+    )
+    report = state.record_outcomes(engine, [throttled], SETTINGS, NOW, lambda: 0.5)
+    assert (report.throttled, report.applied) == (1, 0)
+    [row] = execution_rows(engine)
+    assert (row["status"], row["attempts"]) == ("queued", 0)
+    assert row["next_dispatch_at"] == NOW + timedelta(seconds=3)
+    # A repeated callback defers nothing twice, and counts nothing twice.
+    again = state.record_outcomes(engine, [throttled], SETTINGS, NOW, lambda: 0.5)
+    assert (again.throttled, again.ignored) == (0, 1)
+    with engine.connect() as conn:
+        counted = queries.read_counters(conn)
+        assert queries.attempts_of_execution(conn, row["id"]) == []
+    key = ("taskhub_flow_control_waits_total", '{"result":"throttled"}')
+    assert counted[key] == 1
+    # Sent again when its wait is over, as the same attempt 1 (it was never sent).
+    [resent] = claim_all(engine, NOW + timedelta(seconds=3))
+    assert (resent.execution_id, resent.attempt) == (request.execution_id, 1)
+
+
+def test_spread_occurrences_are_staged_at_their_stable_offset(engine: Engine) -> None:
+    from taskhub.occurrences import spread_offset_s
+
+    add_task(
+        engine, "spread", {"at": (NOW + timedelta(seconds=30)).isoformat()}, spread_seconds=600
+    )
+    assert claim_all(engine, NOW) == []  # due within the tick: staged, not sent
+    [row] = execution_rows(engine)
+    offset = spread_offset_s(row["idempotency_key"], 600)
+    assert row["status"] == "queued" and row["dispatch_count"] == 0
+    assert row["next_dispatch_at"] == row["scheduled_for"] + timedelta(seconds=offset)
+    send_at = row["next_dispatch_at"]
+    [request] = claim_all(engine, send_at)
+    assert request.scheduled_for == NOW + timedelta(seconds=30)
+    assert request.not_before is None  # its time has come: no hold
