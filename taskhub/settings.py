@@ -224,7 +224,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         dispatch_lease_s=_number(env, "TASKHUB_DISPATCH_LEASE_SECONDS", 120, minimum=1),
         misfire_grace_s=_number(env, "TASKHUB_MISFIRE_GRACE_SECONDS", 3600, minimum=0),
         misfire_fire_each_max=_integer(env, "TASKHUB_MISFIRE_FIRE_EACH_MAX", 100, minimum=1),
-        max_in_flight_per_process=_integer(env, "TASKHUB_MAX_IN_FLIGHT", 2000, minimum=1),
+        max_in_flight_per_process=_integer(env, "TASKHUB_MAX_IN_FLIGHT", 500, minimum=1),
         connect_timeout_s=_number(env, "TASKHUB_CONNECT_TIMEOUT_SECONDS", 5, minimum=0.1),
         max_response_bytes=_integer(env, "TASKHUB_MAX_RESPONSE_BYTES", 65536, minimum=0),
         retry_after_cap_s=_number(env, "TASKHUB_RETRY_AFTER_CAP_SECONDS", 3600, minimum=0),
