@@ -22,7 +22,7 @@ nothing waits on the broker (HAZARDS: a countdown or ETA past a visibility timeo
 delivered twice). The staging loop (``staging.py``) sends them at their second; if no
 loop runs, the next tick sends them (late, never lost, never twice).
 
-Publishing lead. What is due within ``publish_lead_s`` (2 s) is published now, each
+Publishing lead. What is due within ``publish_lead_s`` (5 s) is published now, each
 request carrying ``not_before`` = its send time; the trigger worker's asyncio client
 holds it until then (a few seconds in a worker's hands, far below any visibility
 timeout). Claiming, publishing and Celery's delivery thus happen before the due time,

@@ -61,7 +61,7 @@ class Settings:
     flow_control_max_wait_s: float = 2.0
     #: How far ahead of its send time a request is published (the trigger worker holds
     #: it until then): claiming and delivery happen before the due time.
-    publish_lead_s: float = 2.0
+    publish_lead_s: float = 5.0
     #: How often the staging loop sends what has come due (second precision); 0: off.
     stage_interval_s: float = 1.0
 
@@ -224,7 +224,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         dispatch_lease_s=_number(env, "TASKHUB_DISPATCH_LEASE_SECONDS", 120, minimum=1),
         misfire_grace_s=_number(env, "TASKHUB_MISFIRE_GRACE_SECONDS", 3600, minimum=0),
         misfire_fire_each_max=_integer(env, "TASKHUB_MISFIRE_FIRE_EACH_MAX", 100, minimum=1),
-        max_in_flight_per_process=_integer(env, "TASKHUB_MAX_IN_FLIGHT", 500, minimum=1),
+        max_in_flight_per_process=_integer(env, "TASKHUB_MAX_IN_FLIGHT", 200, minimum=1),
         connect_timeout_s=_number(env, "TASKHUB_CONNECT_TIMEOUT_SECONDS", 5, minimum=0.1),
         max_response_bytes=_integer(env, "TASKHUB_MAX_RESPONSE_BYTES", 65536, minimum=0),
         retry_after_cap_s=_number(env, "TASKHUB_RETRY_AFTER_CAP_SECONDS", 3600, minimum=0),
@@ -247,5 +247,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         or derived_flow_control_url(broker_url, result_backend),
         flow_control_max_wait_s=_number(env, "TASKHUB_FLOW_CONTROL_MAX_WAIT_SECONDS", 2, minimum=0),
         stage_interval_s=_stage_interval(env, "TASKHUB_STAGE_INTERVAL_SECONDS"),
-        publish_lead_s=_bounded_number(env, "TASKHUB_PUBLISH_LEAD_SECONDS", 2, 0, 30),
+        publish_lead_s=_bounded_number(env, "TASKHUB_PUBLISH_LEAD_SECONDS", 5, 0, 30),
     )

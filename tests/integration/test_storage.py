@@ -17,7 +17,13 @@ from taskhub.models import executions, scheduled_tasks
 from taskhub.trigger import TriggerOutcome, TriggerRequest
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-SETTINGS = settings.load({"TASKHUB_CLAIM_BATCH_SIZE": "50", "TASKHUB_DISPATCH_LEASE_SECONDS": "60"})
+SETTINGS = settings.load(
+    {
+        "TASKHUB_CLAIM_BATCH_SIZE": "50",
+        "TASKHUB_DISPATCH_LEASE_SECONDS": "60",
+        "TASKHUB_PUBLISH_LEAD_SECONDS": "2",
+    }
+)
 
 
 def add_task(engine: Engine, name: str, schedule: dict[str, Any], **extra: Any) -> uuid.UUID:
