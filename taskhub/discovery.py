@@ -211,7 +211,10 @@ def claim_redispatches(
     callback lost, worker killed). Staged ones are first sends, not counted as sent
     again."""
     rows = queries.claim_dispatchable_executions(
-        conn, now + timedelta(seconds=settings.publish_lead_s), settings.claim_batch_size
+        conn,
+        now,
+        settings.claim_batch_size,
+        lead_until=now + timedelta(seconds=settings.publish_lead_s),
     )
     queries.mark_dispatched(
         conn,

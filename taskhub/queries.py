@@ -318,7 +318,7 @@ def _insert_executions_pg(
 
 
 def claim_dispatchable_executions(
-    conn: Connection, now: datetime, limit: int
+    conn: Connection, now: datetime, limit: int, lead_until: datetime | None = None
 ) -> Sequence[RowMapping]:
     """Lock executions whose retry backoff or dispatch lease has run out, with what is
     needed to send them again (their task's target and retry policy)."""
@@ -342,7 +342,19 @@ def claim_dispatchable_executions(
             T.rate_limit_per_second,
         )
         .join(scheduled_tasks, T.id == E.task_id)
-        .where(E.next_dispatch_at <= now)
+        .where(
+            sa.or_(
+                E.next_dispatch_at <= now,
+                # Published ahead (held by the worker until then): only what was never
+                # sent or is waiting in the database. A running execution's lease is
+                # never anticipated: its outcome may still come back before the lease
+                # ends, and a send held until then would fire it a second time.
+                sa.and_(
+                    E.status == ExecutionStatus.QUEUED.value,
+                    E.next_dispatch_at <= (lead_until or now),
+                ),
+            )
+        )
         .order_by(E.next_dispatch_at)
         .limit(limit)
         .with_for_update(of=executions, skip_locked=True)
