@@ -160,6 +160,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TaskRateLimit(_Strict):
+    """Flow control of this task's requests, shared by every worker (with the host's
+    TASKHUB_HOST_LIMITS the tighter wins); at least one field."""
+
+    max_in_flight: int | None = Field(None, ge=1, le=definitions.MAX_RATE_IN_FLIGHT)
+    per_second: float | None = Field(None, gt=0, le=definitions.MAX_RATE_PER_SECOND)
+
+
+class TaskRateLimitShown(_Strict):
+    """A task's flow control as returned (null: no limit of that kind)."""
+
+    max_in_flight: int | None
+    per_second: float | None
+
+
+Spread = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=definitions.MAX_SPREAD_S,
+        description="Fire each occurrence at a stable pseudo-random offset within this many "
+        "seconds after its due time (derived from its Idempotency-Key); 0: on time.",
+    ),
+]
+
+
 class CronSchedule(_Strict):
     cron: str = Field(
         description="Five fields: minute hour day-of-month month day-of-week.",
@@ -240,6 +266,8 @@ class TaskCreate(_Strict):
     tags: Tags | None = None
     misfire_policy: MisfirePolicyField | None = None
     auto_pause_after_failures: AutoPause | None = None
+    rate_limit: TaskRateLimit | None = None
+    spread_seconds: Spread | None = None
 
 
 class TaskPatch(_Strict):
@@ -256,6 +284,8 @@ class TaskPatch(_Strict):
     tags: Tags | None = None
     misfire_policy: MisfirePolicyField | None = None
     auto_pause_after_failures: AutoPause | None = None
+    rate_limit: TaskRateLimit | None = None
+    spread_seconds: Spread | None = None
 
 
 class PauseRequest(_Strict):
@@ -299,6 +329,8 @@ class Task(_Strict):
     tags: dict[str, str]
     misfire_policy: MisfirePolicy
     auto_pause_after_failures: int | None
+    rate_limit: TaskRateLimitShown | None
+    spread_seconds: int
     status: TaskStatus
     next_execution_time: DateTime | None
     last_execution_time: DateTime | None

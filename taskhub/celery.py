@@ -19,7 +19,7 @@ from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Queue
 
-from taskhub import db, discovery, heartbeat, logs, state, trigger
+from taskhub import db, discovery, heartbeat, logs, staging, state, trigger
 from taskhub.fanout import build_chords
 from taskhub.settings import Settings, load
 
@@ -161,6 +161,15 @@ def _on_worker_ready(**_: Any) -> None:
     # The worker's main process: it runs the tasks with the threads pool, and with
     # prefork its memory is part of the worker's all the same.
     _start_heartbeat()
+    if consumes_discovery():
+        engine = db.get_engine(settings.database_url)
+        staging.start(engine, settings, publish, utcnow)
+
+
+def consumes_discovery() -> bool:
+    """Whether this worker consumes the tick's queue (no ``-Q``: every queue)."""
+    consumed = getattr(app.amqp.queues, "consume_from", None)
+    return not consumed or DISCOVERY_QUEUE in consumed
 
 
 @signals.beat_init.connect

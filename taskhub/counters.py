@@ -42,6 +42,7 @@ TARGET_LATENCY_BUCKETS_S: Final = (
     60.0,
     300.0,
 )
+FLOW_WAIT_BUCKETS_S: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 TICK_DURATION_BUCKETS_S: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -82,6 +83,14 @@ FAMILIES: Final[Mapping[str, Family]] = {
     ),
     "taskhub_target_latency_seconds": Family(
         "histogram", "How long each attempt took, from connect to the last byte read"
+    ),
+    "taskhub_flow_control_waits": Family(
+        "counter",
+        "Requests that waited for their host's flow-control budget, by result: sent, or "
+        "throttled (no slot in time: not sent, sent again later by the database)",
+    ),
+    "taskhub_flow_control_wait_seconds": Family(
+        "histogram", "How long a request waited for its host's flow-control slot"
     ),
 }
 
@@ -160,6 +169,18 @@ def for_attempts(measures: Iterable[AttemptMeasure]) -> Increments:
             _add(increments, "taskhub_retries_scheduled_total", "", 1)
         elif m.status in ("succeeded", "failed", "dead"):
             _add(increments, "taskhub_executions_finished_total", labels(status=m.status), 1)
+    return increments
+
+
+def for_flow_control(
+    sent_waits_s: Sequence[float], throttled_waits_s: Sequence[float]
+) -> Increments:
+    """Waits for a host's flow-control slot, of requests then sent and of throttled ones."""
+    increments: Increments = {}
+    for result, waits in (("sent", sent_waits_s), ("throttled", throttled_waits_s)):
+        for wait_s in waits:
+            _add(increments, "taskhub_flow_control_waits_total", labels(result=result), 1)
+            observe(increments, "taskhub_flow_control_wait_seconds", wait_s, FLOW_WAIT_BUCKETS_S)
     return increments
 
 

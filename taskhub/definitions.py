@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from taskhub.addresses import AddressPolicy, literal_address
 from taskhub.errors import ValidationError
+from taskhub.flow_control import HostLimit
 from taskhub.retry_policy import RetryPolicy
 from taskhub.schedules import (
     Cron,
@@ -46,6 +47,9 @@ MAX_BACKOFF_S = 24 * 3600
 MAX_TAGS = 20
 MAX_TAG_VALUE_CHARS = 256
 MAX_AUTO_PAUSE_AFTER_FAILURES = 1000
+MAX_RATE_IN_FLIGHT = 10_000
+MAX_RATE_PER_SECOND = 100_000.0
+MAX_SPREAD_S = 3600
 
 #: Headers taskhub sets itself, and hop-by-hop headers that describe one connection.
 RESERVED_HEADERS = frozenset(
@@ -79,7 +83,10 @@ TOP_LEVEL = (
     "tags",
     "misfire_policy",
     "auto_pause_after_failures",
+    "rate_limit",
+    "spread_seconds",
 )
+RATE_LIMIT_FIELDS = ("max_in_flight", "per_second")
 TARGET_FIELDS = ("url", "method", "headers", "body", "timeout_seconds")
 RETRY_FIELDS = ("max_attempts", "backoff_seconds", "max_backoff_seconds")
 
@@ -104,6 +111,10 @@ class TaskDefinition:
     misfire_policy: MisfirePolicy = MisfirePolicy.FIRE_ONCE
     #: Pause the task once this many executions in a row have failed; None: never.
     auto_pause_after_failures: int | None = None
+    #: This task's flow control (with its host's TASKHUB_HOST_LIMITS, the tighter wins).
+    rate_limit: HostLimit | None = None
+    #: Fire each occurrence at a stable pseudo-random offset within this many seconds.
+    spread_seconds: int = 0
 
 
 def _object(value: Any, name: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
@@ -310,6 +321,44 @@ def parse_auto_pause(value: Any) -> int | None:
     return _integer(value, "auto_pause_after_failures", 1, MAX_AUTO_PAUSE_AFTER_FAILURES)
 
 
+def parse_rate_limit(value: Any) -> HostLimit | None:
+    """``{"max_in_flight": N, "per_second": R}``, at least one of them; null: none."""
+    if value is None:
+        return None
+    data = _object(value, "rate_limit", RATE_LIMIT_FIELDS)
+    in_flight = data.get("max_in_flight")
+    per_second = data.get("per_second")
+    if in_flight is None and per_second is None:
+        raise ValidationError("rate_limit", "give max_in_flight, per_second or both")
+    return HostLimit(
+        None
+        if in_flight is None
+        else _integer(in_flight, "rate_limit.max_in_flight", 1, MAX_RATE_IN_FLIGHT),
+        None
+        if per_second is None
+        else _positive(per_second, "rate_limit.per_second", MAX_RATE_PER_SECOND),
+    )
+
+
+def _positive(value: Any, name: str, high: float) -> float:
+    number = _number(value, name, 0, high)
+    if number <= 0:
+        raise ValidationError(name, f"must be above 0 and at most {high:g}")
+    return number
+
+
+def parse_spread(value: Any) -> int:
+    if value is None:
+        return 0
+    return _integer(value, "spread_seconds", 0, MAX_SPREAD_S)
+
+
+def rate_limit_dict(limit: HostLimit | None) -> dict[str, Any] | None:
+    if limit is None:
+        return None
+    return {"max_in_flight": limit.max_in_flight, "per_second": limit.per_second}
+
+
 def refuse_unencodable(data: Any, name: str = "") -> None:
     """Refuse any string (key or value) that is not valid Unicode text: JSON can carry a
     lone surrogate (``"\\ud800"``), which no database, header or response can encode."""
@@ -380,6 +429,8 @@ def parse_definition(
         tags=parse_tags(data.get("tags")),
         misfire_policy=parse_misfire_policy(data.get("misfire_policy")),
         auto_pause_after_failures=parse_auto_pause(data.get("auto_pause_after_failures")),
+        rate_limit=parse_rate_limit(data.get("rate_limit")),
+        spread_seconds=parse_spread(data.get("spread_seconds")),
     )
 
 

@@ -13,6 +13,20 @@ Every execution leaves a claim with a lease (``next_dispatch_at``). Publishing h
 after the commit; if the process dies before or while publishing, or the broker loses
 the message, or the chord callback never runs, the lease runs out and a later tick
 sends the execution again. The database is the only memory.
+
+Second precision. Beat ticks once a minute, but occurrences are due at any second. The
+minute's tick claims what falls due before the next tick (``lookahead_s``) and writes it
+down as ``queued`` executions whose ``next_dispatch_at`` is the moment to send them (the
+due time plus the task's ``spread_seconds`` offset): the database is the staging area,
+nothing waits on the broker (HAZARDS: a countdown or ETA past a visibility timeout is
+delivered twice). The staging loop (``staging.py``) sends them at their second; if no
+loop runs, the next tick sends them (late, never lost, never twice).
+
+Publishing lead. What is due within ``publish_lead_s`` (5 s) is published now, each
+request carrying ``not_before`` = its send time; the trigger worker's asyncio client
+holds it until then (a few seconds in a worker's hands, far below any visibility
+timeout). Claiming, publishing and Celery's delivery thus happen before the due time,
+and a 10,000-occurrence minute starts firing at its first millisecond.
 """
 
 from __future__ import annotations
@@ -26,10 +40,10 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from taskhub import counters, queries
-from taskhub.occurrences import idempotency_key, plan_claim
+from taskhub.occurrences import idempotency_key, plan_ahead, spread_offset_s
 from taskhub.settings import Settings
 from taskhub.statuses import ExecutionStatus, MisfirePolicy
-from taskhub.tasks import schedule_of, window_of
+from taskhub.tasks import rate_limit_of, schedule_of, window_of
 from taskhub.trigger import TriggerRequest
 
 log = logging.getLogger(__name__)
@@ -41,6 +55,8 @@ Clock = Callable[[], datetime]
 @dataclass
 class TickReport:
     occurrences_claimed: int = 0
+    #: Of those, how many were written down to be sent later, at their second.
+    occurrences_staged: int = 0
     executions_redispatched: int = 0
     published: int = 0
     duration_s: float = 0.0
@@ -62,6 +78,7 @@ def _request(
     now: datetime,
     settings: Settings,
     signing_secrets: Mapping[str, list[str]],
+    not_before: datetime | None = None,
 ) -> TriggerRequest:
     """``target`` holds the task's target columns (and ``tenant``); ``execution`` the
     execution's id (as ``execution_id``), ``task_id``, ``scheduled_for`` and
@@ -81,45 +98,72 @@ def _request(
         timeout_s=float(target["timeout_seconds"]),
         sealed_headers=target["sealed_headers"],
         sealed_signing_secrets=tuple(signing_secrets.get(target["tenant"], ())),
+        rate_limit=rate_limit_of(target),
+        not_before=not_before if not_before is not None and not_before > now else None,
     )
 
 
-def claim_occurrences(
-    conn: Connection, now: datetime, settings: Settings
-) -> tuple[bool, list[TriggerRequest]]:
-    """One batch of due tasks → execution rows, advanced tasks, and requests to send.
+@dataclass
+class Claim:
+    """One claim batch: whether more may be waiting, the requests to send now, and what
+    to count (occurrences claimed and staged, or executions sent again)."""
 
-    Returns whether more may be due (a full batch, or a task with more occurrences than
-    one claim fires) and the requests to send.
+    more: bool
+    requests: list[TriggerRequest]
+    counted: int
+    staged: int = 0
+
+
+def claim_occurrences(
+    conn: Connection, now: datetime, settings: Settings, lookahead_s: float = 0.0
+) -> Claim:
+    """One batch of tasks due by ``now + lookahead_s`` → execution rows, advanced tasks,
+    and the requests to send now.
+
+    An occurrence whose send time (due time plus its spread offset) is still ahead is
+    written as a ``queued`` execution with ``next_dispatch_at`` = its send time: staged,
+    sent by the staging loop (or a tick) when that comes. Returns whether more may be due
+    (a full batch, or a task with more occurrences than one claim fires) and the requests
+    to send now.
     """
-    tasks = queries.claim_due_tasks(conn, now, settings.claim_batch_size)
+    horizon = now + timedelta(seconds=max(lookahead_s, settings.publish_lead_s))
+    send_by_lead = now + timedelta(seconds=settings.publish_lead_s)
+    send_at_of: dict[str, datetime] = {}
+    tasks = queries.claim_due_tasks(conn, horizon, settings.claim_batch_size)
     new_rows: list[dict[str, object]] = []
     advances: list[dict[str, object]] = []
     by_id = {row["id"]: row for row in tasks}
     more = len(tasks) == settings.claim_batch_size
     for row in tasks:
-        plan = plan_claim(
+        plan = plan_ahead(
             schedule_of(row),
             window_of(row),
             first_due=row["next_execution_time"],
             now=now,
+            horizon=horizon,
             occurrences_so_far=row["occurrence_count"],
             misfire_grace_s=settings.misfire_grace_s,
             max_per_claim=settings.claim_batch_size,
             misfire_policy=MisfirePolicy(row["misfire_policy"]),
             fire_each_max=settings.misfire_fire_each_max,
         )
-        more = more or (plan.next_time is not None and plan.next_time <= now)
+        more = more or (plan.next_time is not None and plan.next_time <= horizon)
         for scheduled_for in plan.fire:
+            key = idempotency_key(row["id"], scheduled_for)
+            send_at = scheduled_for + timedelta(seconds=spread_offset_s(key, row["spread_seconds"]))
+            send_at_of[key] = send_at
+            staged = send_at > send_by_lead
             new_rows.append(
                 {
                     "task_id": row["id"],
                     "scheduled_for": scheduled_for,
-                    "idempotency_key": idempotency_key(row["id"], scheduled_for),
-                    "status": ExecutionStatus.RUNNING.value,
+                    "idempotency_key": key,
+                    "status": (ExecutionStatus.QUEUED if staged else ExecutionStatus.RUNNING).value,
                     "attempts": 0,
-                    "next_dispatch_at": lease_until(now, row["timeout_seconds"], settings),
-                    "dispatch_count": 1,
+                    "next_dispatch_at": send_at
+                    if staged
+                    else lease_until(max(now, send_at), row["timeout_seconds"], settings),
+                    "dispatch_count": 0 if staged else 1,
                     "created_at": now,
                 }
             )
@@ -136,66 +180,116 @@ def claim_occurrences(
         )
     inserted = queries.insert_executions(conn, new_rows)
     queries.advance_tasks(conn, advances)
+    to_send = [ex for ex in inserted if ex["status"] == ExecutionStatus.RUNNING.value]
     secrets = queries.active_sealed_signing_secrets(
-        conn, {by_id[ex["task_id"]]["tenant"] for ex in inserted}
+        conn, {by_id[ex["task_id"]]["tenant"] for ex in to_send}
     )
-    return more, [_request(by_id[ex["task_id"]], ex, 1, now, settings, secrets) for ex in inserted]
+    return Claim(
+        more,
+        [
+            _request(
+                by_id[ex["task_id"]],
+                ex,
+                1,
+                now,
+                settings,
+                secrets,
+                send_at_of.get(ex["idempotency_key"]),
+            )
+            for ex in to_send
+        ],
+        counted=len(inserted),
+        staged=len(inserted) - len(to_send),
+    )
 
 
 def claim_redispatches(
-    conn: Connection, now: datetime, settings: Settings
-) -> tuple[bool, list[TriggerRequest]]:
-    """One batch of executions to send again: retries whose backoff ended, and sends whose
-    lease ran out (message lost, callback lost, worker killed)."""
-    rows = queries.claim_dispatchable_executions(conn, now, settings.claim_batch_size)
+    conn: Connection, now: datetime, settings: Settings, lookahead_s: float = 0.0
+) -> Claim:
+    """One batch of executions to send: staged occurrences whose second has come, retries
+    whose backoff ended, throttled sends, and sends whose lease ran out (message lost,
+    callback lost, worker killed). Staged ones are first sends, not counted as sent
+    again."""
+    rows = queries.claim_dispatchable_executions(
+        conn,
+        now,
+        settings.claim_batch_size,
+        lead_until=now + timedelta(seconds=settings.publish_lead_s),
+    )
     queries.mark_dispatched(
         conn,
         [
             {
                 "b_id": r["execution_id"],
-                "b_lease_until": lease_until(now, r["timeout_seconds"], settings),
+                "b_lease_until": lease_until(
+                    max(now, r["next_dispatch_at"]), r["timeout_seconds"], settings
+                ),
             }
             for r in rows
         ],
     )
     more = len(rows) == settings.claim_batch_size
     secrets = queries.active_sealed_signing_secrets(conn, {row["tenant"] for row in rows})
-    return more, [_request(row, row, row["attempts"] + 1, now, settings, secrets) for row in rows]
+    return Claim(
+        more,
+        [
+            _request(row, row, row["attempts"] + 1, now, settings, secrets, row["next_dispatch_at"])
+            for row in rows
+        ],
+        counted=sum(1 for row in rows if row["dispatch_count"] > 0),
+    )
 
 
-def run_tick(engine: Engine, settings: Settings, publish: Publish, clock: Clock) -> TickReport:
-    """Claim and publish until nothing is due or the tick's time budget is spent.
-
-    The budget (most of one tick) keeps a huge backlog from making ticks overlap; what is
-    left is still due and the next tick continues.
-    """
+def claim_and_publish(
+    engine: Engine,
+    settings: Settings,
+    publish: Publish,
+    clock: Clock,
+    lookahead_s: float,
+    budget_s: float,
+    report: TickReport,
+) -> None:
+    """Claim and publish until nothing is due (by ``now + lookahead_s`` for occurrences)
+    or ``budget_s`` is spent; what is left is still due and the next pass continues."""
     started = time.monotonic()
-    budget_s = settings.tick_seconds * 0.8
-    report = TickReport()
     for claim in (claim_occurrences, claim_redispatches):
         while time.monotonic() - started < budget_s:
             now = clock()
             occurrences = claim is claim_occurrences
             with engine.begin() as conn:
-                more, requests = claim(conn, now, settings)
+                result = claim(conn, now, settings, lookahead_s)
                 # Counted in the claim's own transaction: exactly once, like the claim.
-                queries.add_to_counters(conn, counters.for_claim(occurrences, len(requests)))
+                queries.add_to_counters(conn, counters.for_claim(occurrences, result.counted))
             if occurrences:
-                report.occurrences_claimed += len(requests)
+                report.occurrences_claimed += result.counted
+                report.occurrences_staged += result.staged
             else:
-                report.executions_redispatched += len(requests)
-            if requests:
-                publish(requests)
-                report.published += len(requests)
-            if not more:
+                report.executions_redispatched += result.counted
+            if result.requests:
+                publish(result.requests)
+                report.published += len(result.requests)
+            if not result.more:
                 break
+
+
+def run_tick(engine: Engine, settings: Settings, publish: Publish, clock: Clock) -> TickReport:
+    """Claim what falls due before the next tick (staging what is not due yet), publish
+    what is due now, within a budget of most of one tick (a huge backlog must not make
+    ticks overlap)."""
+    started = time.monotonic()
+    report = TickReport()
+    claim_and_publish(
+        engine, settings, publish, clock, settings.tick_seconds, settings.tick_seconds * 0.8, report
+    )
     report.duration_s = time.monotonic() - started
     with engine.begin() as conn:
         queries.add_to_counters(conn, counters.for_tick(report.duration_s))
         queries.set_gauges(conn, {("taskhub_last_tick_timestamp_seconds", ""): clock().timestamp()})
     log.info(
-        "tick: %d occurrences claimed, %d executions sent again, %d published in %.3f s",
+        "tick: %d occurrences claimed (%d staged), %d executions sent again, %d published"
+        " in %.3f s",
         report.occurrences_claimed,
+        report.occurrences_staged,
         report.executions_redispatched,
         report.published,
         report.duration_s,

@@ -96,6 +96,11 @@ scheduled_tasks = sa.Table(
     sa.Column("misfire_policy", sa.String(16), nullable=False, server_default="fire_once"),
     # Pause the task after this many consecutive failed executions; NULL: never.
     sa.Column("auto_pause_after_failures", sa.Integer()),
+    # Flow control of this task's requests (null: no limit of that kind; the host's
+    # TASKHUB_HOST_LIMITS apply as well, the tighter wins), and its jitter window.
+    sa.Column("rate_limit_max_in_flight", sa.Integer()),
+    sa.Column("rate_limit_per_second", sa.Float()),
+    sa.Column("spread_seconds", sa.Integer(), nullable=False, server_default="0"),
     # state
     sa.Column("is_active", sa.Boolean(), nullable=False, server_default=sa.true()),
     sa.Column("is_finished", sa.Boolean(), nullable=False, server_default=sa.false()),

@@ -14,6 +14,7 @@ task's misfire policy says what happens to them:
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -32,6 +33,18 @@ def idempotency_key(task_id: uuid.UUID | str, scheduled_for: datetime) -> str:
     if scheduled_for.utcoffset() != timedelta(0):
         raise ValueError("scheduled_for must be aware UTC")
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{task_id}|{scheduled_for.isoformat()}"))
+
+
+def spread_offset_s(key: str, spread_seconds: int) -> float:
+    """The occurrence's stable offset in ``[0, spread_seconds)``, to the millisecond.
+
+    Derived from its idempotency key alone, so every tick, redelivery and process agrees,
+    and a busy minute's occurrences spread evenly over the window.
+    """
+    if spread_seconds <= 0:
+        return 0.0
+    fraction = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+    return min(spread_seconds - 0.001, round(fraction * spread_seconds, 3))
 
 
 @dataclass(frozen=True)
@@ -130,3 +143,47 @@ def newest_missed(
         if seen >= limit or start == first_due:
             return list(newest)
         span *= 4
+
+
+def plan_ahead(
+    schedule: Schedule,
+    window: Window,
+    *,
+    first_due: datetime,
+    now: datetime,
+    horizon: datetime,
+    occurrences_so_far: int,
+    misfire_grace_s: float,
+    max_per_claim: int,
+    misfire_policy: MisfirePolicy = MisfirePolicy.FIRE_ONCE,
+    fire_each_max: int = 100,
+) -> Plan:
+    """:func:`plan_claim` at ``now`` (the misfire rules measured from the real now), then
+    the occurrences after ``now`` up to ``horizon``: what falls due before the next tick,
+    to be staged. None of those can be missed, whatever the grace."""
+    due = plan_claim(
+        schedule,
+        window,
+        first_due=first_due,
+        now=now,
+        occurrences_so_far=occurrences_so_far,
+        misfire_grace_s=misfire_grace_s,
+        max_per_claim=max_per_claim,
+        misfire_policy=misfire_policy,
+        fire_each_max=fire_each_max,
+    )
+    room = max_per_claim - len(due.fire)
+    if due.next_time is None or not now < due.next_time <= horizon or room < 1:
+        return due
+    ahead = plan_claim(
+        schedule,
+        window,
+        first_due=due.next_time,
+        now=horizon,
+        occurrences_so_far=occurrences_so_far + len(due.fire),
+        misfire_grace_s=(horizon - now).total_seconds(),
+        max_per_claim=room,
+        misfire_policy=misfire_policy,
+        fire_each_max=fire_each_max,
+    )
+    return Plan(due.fire + ahead.fire, ahead.next_time)

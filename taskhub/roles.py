@@ -35,14 +35,14 @@ def celery_argv(role: str, env: Mapping[str, str] | None = None) -> list[str]:
     # This interpreter's celery, so an unactivated virtualenv still runs its own.
     base = [sys.executable, "-m", "celery", "-A", "taskhub"]
     if role == "trigger":
-        concurrency = env.get("TASKHUB_TRIGGER_CONCURRENCY") or "16"
+        concurrency = env.get("TASKHUB_TRIGGER_CONCURRENCY") or "128"
         return [
             *base,
             "worker",
             "-Q",
             "taskhub.triggers",
             "-P",
-            "threads",
+            env.get("TASKHUB_TRIGGER_POOL") or "threads",
             "-c",
             concurrency,
             "-n",
@@ -51,14 +51,14 @@ def celery_argv(role: str, env: Mapping[str, str] | None = None) -> list[str]:
             loglevel,
         ]
     if role == "state":
-        concurrency = env.get("TASKHUB_STATE_CONCURRENCY") or "2"
+        concurrency = env.get("TASKHUB_STATE_CONCURRENCY") or "4"
         return [
             *base,
             "worker",
             "-Q",
             "taskhub.discovery,taskhub.state",
             "-P",
-            "prefork",
+            env.get("TASKHUB_STATE_POOL") or "threads",
             "-c",
             concurrency,
             "-n",

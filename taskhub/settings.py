@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskhub.addresses import AddressPolicy, Network, parse_networks
+from taskhub.flow_control import HostLimit, parse_host_limits
 
 
 class SettingsError(ValueError):
@@ -51,6 +52,22 @@ class Settings:
     secret_headers: frozenset[str] = frozenset()
     #: Blocked networks that tasks may call anyway (e.g. an internal service's subnet).
     allowed_target_networks: tuple[Network, ...] = ()
+    #: Per target host: (host, limit) pairs from TASKHUB_HOST_LIMITS.
+    host_limits: tuple[tuple[str, HostLimit], ...] = ()
+    #: The Redis that shares flow-control budgets between processes; None: per process.
+    flow_control_url: str | None = None
+    #: How long a request may wait for its host's slot before it is handed back to the
+    #: database as ``throttled`` (sent again later, same attempt number).
+    flow_control_max_wait_s: float = 2.0
+    #: How far ahead of its send time a request is published (the trigger worker holds
+    #: it until then): claiming and delivery happen before the due time.
+    publish_lead_s: float = 5.0
+    #: How often the staging loop sends what has come due (second precision); 0: off.
+    stage_interval_s: float = 1.0
+
+    @property
+    def host_limit_map(self) -> dict[str, HostLimit]:
+        return dict(self.host_limits)
 
     @property
     def address_policy(self) -> AddressPolicy:
@@ -105,6 +122,15 @@ def _bounded_integer(
     return value
 
 
+def _bounded_number(
+    env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float
+) -> float:
+    value = _number(env, name, default, minimum)
+    if value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum:g}, got {value:g}")
+    return value
+
+
 def _choice(
     env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...], upper: bool = False
 ) -> str:
@@ -135,6 +161,29 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
         raise SettingsError(f"{name}: {error}") from None
 
 
+def _host_limits(env: Mapping[str, str], name: str) -> tuple[tuple[str, HostLimit], ...]:
+    try:
+        return tuple(parse_host_limits(_get(env, name, "")).items())
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from None
+
+
+def _stage_interval(env: Mapping[str, str], name: str) -> float:
+    """0 switches the staging loop off; otherwise at least 0.2 s."""
+    value = _number(env, name, 1, minimum=0)
+    if 0 < value < 0.2:
+        raise SettingsError(f"{name} must be 0 (off) or at least 0.2, got {value:g}")
+    return value
+
+
+def derived_flow_control_url(broker_url: str, result_backend: str) -> str | None:
+    """The fleet's Redis if there is one (the broker, or on SQS the result backend)."""
+    for url in (broker_url, result_backend):
+        if url.startswith(("redis://", "rediss://")):
+            return url
+    return None
+
+
 def derived_result_backend(broker_url: str, data_dir: Path) -> str:
     """Pick a result backend that supports chords for the broker in use.
 
@@ -158,23 +207,24 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             "TASKHUB_RESULT_BACKEND must be set with an SQS broker: chords need a result "
             "backend every worker shares, e.g. redis://your-elasticache:6379/0"
         )
+    result_backend = _get(
+        env, "TASKHUB_RESULT_BACKEND", derived_result_backend(broker_url, data_dir)
+    )
     return Settings(
         database_url=_get(env, "TASKHUB_DATABASE_URL", "sqlite:///taskhub.db"),
         broker_url=broker_url,
-        result_backend=_get(
-            env, "TASKHUB_RESULT_BACKEND", derived_result_backend(broker_url, data_dir)
-        ),
+        result_backend=result_backend,
         data_dir=data_dir,
         allow_private_targets=_flag(env, "TASKHUB_ALLOW_PRIVATE_TARGETS"),
         tick_seconds=_number(env, "TASKHUB_TICK_SECONDS", 60, minimum=0.5),
         claim_batch_size=_integer(env, "TASKHUB_CLAIM_BATCH_SIZE", 1000, minimum=1),
-        chunk_size=_integer(env, "TASKHUB_CHUNK_SIZE", 200, minimum=1),
-        triggers_per_message=_integer(env, "TASKHUB_TRIGGERS_PER_MESSAGE", 25, minimum=1),
+        chunk_size=_integer(env, "TASKHUB_CHUNK_SIZE", 1000, minimum=1),
+        triggers_per_message=_integer(env, "TASKHUB_TRIGGERS_PER_MESSAGE", 100, minimum=1),
         max_message_bytes=_integer(env, "TASKHUB_MAX_MESSAGE_BYTES", 192 * 1024, minimum=16384),
         dispatch_lease_s=_number(env, "TASKHUB_DISPATCH_LEASE_SECONDS", 120, minimum=1),
         misfire_grace_s=_number(env, "TASKHUB_MISFIRE_GRACE_SECONDS", 3600, minimum=0),
         misfire_fire_each_max=_integer(env, "TASKHUB_MISFIRE_FIRE_EACH_MAX", 100, minimum=1),
-        max_in_flight_per_process=_integer(env, "TASKHUB_MAX_IN_FLIGHT", 500, minimum=1),
+        max_in_flight_per_process=_integer(env, "TASKHUB_MAX_IN_FLIGHT", 200, minimum=1),
         connect_timeout_s=_number(env, "TASKHUB_CONNECT_TIMEOUT_SECONDS", 5, minimum=0.1),
         max_response_bytes=_integer(env, "TASKHUB_MAX_RESPONSE_BYTES", 65536, minimum=0),
         retry_after_cap_s=_number(env, "TASKHUB_RETRY_AFTER_CAP_SECONDS", 3600, minimum=0),
@@ -192,4 +242,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         encryption_keys=_list(env, "TASKHUB_ENCRYPTION_KEYS"),
         secret_headers=frozenset(h.lower() for h in _list(env, "TASKHUB_SECRET_HEADERS")),
         allowed_target_networks=_networks(env, "TASKHUB_ALLOWED_TARGET_NETWORKS"),
+        host_limits=_host_limits(env, "TASKHUB_HOST_LIMITS"),
+        flow_control_url=_optional(env, "TASKHUB_FLOW_CONTROL_URL")
+        or derived_flow_control_url(broker_url, result_backend),
+        flow_control_max_wait_s=_number(env, "TASKHUB_FLOW_CONTROL_MAX_WAIT_SECONDS", 2, minimum=0),
+        stage_interval_s=_stage_interval(env, "TASKHUB_STAGE_INTERVAL_SECONDS"),
+        publish_lead_s=_bounded_number(env, "TASKHUB_PUBLISH_LEAD_SECONDS", 5, 0, 30),
     )

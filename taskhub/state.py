@@ -23,7 +23,7 @@ from taskhub import counters, queries
 from taskhub.retry_policy import RetryPolicy, decide
 from taskhub.settings import Settings
 from taskhub.statuses import ExecutionStatus, LastStatus, PausedBy
-from taskhub.trigger import TriggerOutcome
+from taskhub.trigger import THROTTLED, TriggerOutcome
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ OPEN = frozenset({ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value})
 @dataclass
 class RecordReport:
     applied: int = 0
+    throttled: int = 0
     ignored: int = 0
     retries_scheduled: int = 0
     finished: int = 0
@@ -65,10 +66,30 @@ def record_outcomes(
     with engine.begin() as conn:
         current = queries.lock_executions(conn, (o.execution_id for o in outcomes))
         fresh: list[tuple[TriggerOutcome, RowMapping]] = []
+        deferred: list[dict[str, Any]] = []
+        throttled_waits_s: list[float] = []
         for outcome in outcomes:
             row = current.get(outcome.execution_id)
             if row is None or row["status"] not in OPEN or row["attempts"] != outcome.attempt - 1:
                 report.ignored += 1
+                continue
+            if outcome.error_kind == THROTTLED:
+                # Not sent, so not an attempt: back to the database to be sent again after
+                # the wait the host's budget asked for, with the same attempt number. Only
+                # from "running", so a repeated callback defers (and counts) nothing twice.
+                current.pop(outcome.execution_id)
+                if row["status"] != ExecutionStatus.RUNNING.value:
+                    report.ignored += 1
+                    continue
+                deferred.append(
+                    {
+                        "b_id": row["id"],
+                        "b_next_dispatch_at": now
+                        + timedelta(seconds=max(outcome.retry_after_s or 1.0, 0.0)),
+                    }
+                )
+                throttled_waits_s.append(outcome.flow_wait_s)
+                report.throttled += 1
                 continue
             fresh.append((outcome, row))
             # Two outcomes of one attempt in one chunk: the first one wins.
@@ -150,6 +171,7 @@ def record_outcomes(
                 )
             else:
                 report.retries_scheduled += 1
+        queries.defer_executions(conn, deferred)
         queries.update_execution_results(conn, execution_updates)
         queries.insert_attempts(conn, attempt_rows)
         task_updates = _task_updates(tasks, ended, now)
@@ -164,6 +186,12 @@ def record_outcomes(
         queries.update_task_results(conn, task_updates)
         # In the same transaction: an ignored (repeated) outcome is never counted.
         queries.add_to_counters(conn, counters.for_attempts(measures))
+        queries.add_to_counters(
+            conn,
+            counters.for_flow_control(
+                [o.flow_wait_s for o, _ in fresh if o.flow_wait_s > 0], throttled_waits_s
+            ),
+        )
     return report
 
 

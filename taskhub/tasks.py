@@ -23,9 +23,11 @@ from taskhub.definitions import (
     parse_definition,
     parse_schedule,
     parse_time,
+    rate_limit_dict,
     schedule_to_dict,
 )
 from taskhub.errors import Conflict, NotFound, ValidationError
+from taskhub.flow_control import HostLimit
 from taskhub.occurrences import idempotency_key
 from taskhub.schedules import (
     Cron,
@@ -85,6 +87,12 @@ def window_of(row: RowMapping | Mapping[str, Any]) -> Window:
     return Window(row["start_at"], row["end_at"], row["max_executions"])
 
 
+def rate_limit_of(row: RowMapping | Mapping[str, Any]) -> HostLimit | None:
+    """The task's own flow control (the columns of its ``rate_limit``), None if unset."""
+    limit = HostLimit(row.get("rate_limit_max_in_flight"), row.get("rate_limit_per_second"))
+    return None if limit.unlimited else limit
+
+
 def _stored_secrets(row: RowMapping | Mapping[str, Any], settings: Settings) -> dict[str, str]:
     """The task's credential headers in plaintext: its sealed ones, plus any plain header
     whose name counts as a credential (a row stored before that name was configured)."""
@@ -142,6 +150,13 @@ def _definition_columns(
         "tags": definition.tags,
         "misfire_policy": definition.misfire_policy.value,
         "auto_pause_after_failures": definition.auto_pause_after_failures,
+        "rate_limit_max_in_flight": None
+        if definition.rate_limit is None
+        else definition.rate_limit.max_in_flight,
+        "rate_limit_per_second": None
+        if definition.rate_limit is None
+        else definition.rate_limit.per_second,
+        "spread_seconds": definition.spread_seconds,
     }
 
 
@@ -172,6 +187,8 @@ def definition_dict(
         "tags": dict(row["tags"]),
         "misfire_policy": row["misfire_policy"],
         "auto_pause_after_failures": row["auto_pause_after_failures"],
+        "rate_limit": rate_limit_dict(rate_limit_of(row)),
+        "spread_seconds": row["spread_seconds"],
     }
 
 

@@ -25,6 +25,14 @@ a host name is checked inside the connector's resolver, which refuses the reques
 resolved address is blocked, so the connection can only go to an address that was
 checked (the connector's DNS cache only ever holds checked answers).
 
+Flow control (``flow_control``): a request to a host with a limit (``TASKHUB_HOST_LIMITS``
+or the task's ``rate_limit``) first awaits a slot of that host's budget, shared by the
+fleet through Redis. Only that request's coroutine waits; the other requests of its
+batch, to other hosts, go on. One that gets no slot within
+``flow_control_max_wait_s`` is not sent: its outcome is ``throttled`` (not an attempt;
+the database sends it again later). A 429 from a limited host pauses that host's budget
+for ``Retry-After`` (1 s without one); unlimited hosts cost no flow-control call at all.
+
 Credentials: a request's credential headers and its tenant's signing secrets travel
 sealed (``sealing``) and are unsealed on the loop just before the attempt is sent; the
 ``X-Taskhub-Signature`` (``signing``) is computed then, at send time.
@@ -35,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import dataclasses
 import email.utils
 import ipaddress
 import logging
@@ -56,7 +65,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from taskhub import signing
+from taskhub import flow_control, signing
 from taskhub.addresses import AddressPolicy, blocked_reason
 from taskhub.sealing import SealingError, sealer_for
 from taskhub.settings import Settings
@@ -76,9 +85,24 @@ __all__ = [
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+#: Not an attempt: the request was not sent because its host's budget had no slot.
+THROTTLED: Final = "throttled"
 ERROR_KINDS: Final = frozenset(
-    {"timeout", "connection", "dns", "blocked_address", "invalid_request", "tls", "configuration"}
+    {
+        "timeout",
+        "connection",
+        "dns",
+        "blocked_address",
+        "invalid_request",
+        "tls",
+        "configuration",
+        THROTTLED,
+    }
 )
+#: The longest a request published ahead is held (the lead is at most 30 s).
+MAX_HOLD_S: Final = 30.0
+#: How long a host's budget pauses after a 429 without a usable ``Retry-After``.
+DEFAULT_429_PAUSE_S: Final = 1.0
 EXCERPT_BYTES: Final = 1024
 USER_AGENT: Final = "taskhub"
 KEEPALIVE_S: Final = 4.0
@@ -156,6 +180,10 @@ class TriggerRequest:
     #: The tenant's active signing secrets, each sealed; every attempt then carries an
     #: ``X-Taskhub-Signature`` with one ``v1`` per secret, timed when it is sent.
     sealed_signing_secrets: tuple[str, ...] = ()
+    #: The task's own flow control (None: only its host's setting applies).
+    rate_limit: flow_control.HostLimit | None = None
+    #: Published ahead of its send time (``publish_lead_s``): not sent before this.
+    not_before: datetime | None = None
 
     def __post_init__(self) -> None:
         # A private copy, so a caller mutating its dict later cannot change this value.
@@ -163,7 +191,7 @@ class TriggerRequest:
         object.__setattr__(self, "sealed_signing_secrets", tuple(self.sealed_signing_secrets))
 
     def to_message(self) -> dict[str, Any]:
-        return {
+        message: dict[str, Any] = {
             "execution_id": self.execution_id,
             "attempt": self.attempt,
             "task_id": self.task_id,
@@ -178,10 +206,16 @@ class TriggerRequest:
             "sealed_headers": self.sealed_headers,
             "sealed_signing_secrets": list(self.sealed_signing_secrets),
         }
+        if self.not_before is not None:
+            message["not_before"] = _as_utc(self.not_before).isoformat()
+        if self.rate_limit is not None:  # only when set: most messages stay as small
+            message["rate_limit"] = [self.rate_limit.max_in_flight, self.rate_limit.per_second]
+        return message
 
     @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> TriggerRequest:
         headers = data.get("headers") or {}
+        limit = data.get("rate_limit")
         return cls(
             execution_id=int(data["execution_id"]),
             attempt=int(data["attempt"]),
@@ -196,6 +230,10 @@ class TriggerRequest:
             send_by=None if data.get("send_by") is None else _parse_time(data["send_by"]),
             sealed_headers=_opt_str(data.get("sealed_headers")),
             sealed_signing_secrets=tuple(str(s) for s in data.get("sealed_signing_secrets") or ()),
+            rate_limit=None
+            if not limit
+            else flow_control.HostLimit(_opt_int(limit[0]), _opt_float(limit[1])),
+            not_before=None if not data.get("not_before") else _parse_time(data["not_before"]),
         )
 
 
@@ -219,6 +257,8 @@ class TriggerOutcome:
     error: str | None
     retry_after_s: float | None
     response_excerpt: str | None
+    #: Seconds this request waited for its host's flow-control slot.
+    flow_wait_s: float = 0.0
 
     def to_message(self) -> dict[str, Any]:
         return {
@@ -231,6 +271,7 @@ class TriggerOutcome:
             "error": self.error,
             "retry_after_s": self.retry_after_s,
             "response_excerpt": self.response_excerpt,
+            "flow_wait_s": self.flow_wait_s,
         }
 
     @classmethod
@@ -245,6 +286,7 @@ class TriggerOutcome:
             error=_opt_str(data.get("error")),
             retry_after_s=_opt_float(data.get("retry_after_s")),
             response_excerpt=_opt_str(data.get("response_excerpt")),
+            flow_wait_s=float(data.get("flow_wait_s") or 0.0),
         )
 
 
@@ -490,7 +532,69 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[by
         body += chunk
 
 
-async def _attempt(client: _Client, request: TriggerRequest, settings: Settings) -> TriggerOutcome:
+def _host_of(request: TriggerRequest) -> str | None:
+    try:
+        host = URL(request.url).host
+    except (ValueError, TypeError, UnicodeError):
+        return None
+    return host.lower() if host else None
+
+
+def _throttled(request: TriggerRequest, waited_s: float, retry_in_s: float) -> TriggerOutcome:
+    return TriggerOutcome(
+        execution_id=request.execution_id,
+        attempt=request.attempt,
+        started_at=datetime.now(UTC),
+        duration_ms=0,
+        http_status=None,
+        error_kind=THROTTLED,
+        error=f"not sent: its host's flow-control budget had no slot for {waited_s:.1f} s",
+        retry_after_s=retry_in_s,
+        response_excerpt=None,
+        flow_wait_s=waited_s,
+    )
+
+
+async def _attempt(
+    client: _Client,
+    request: TriggerRequest,
+    settings: Settings,
+    limiter: flow_control.Limiter,
+) -> TriggerOutcome:
+    """Hold a request published ahead until its send time, then flow control around the
+    attempt: wait for the host's slot (this coroutine only), send, hand the slot back,
+    and pause the host's budget after a 429."""
+    if request.not_before is not None:
+        hold_s = (request.not_before - datetime.now(UTC)).total_seconds()
+        if hold_s > 0:
+            await asyncio.sleep(min(hold_s, MAX_HOLD_S))
+    host = _host_of(request)
+    if host is None:  # _send refuses it with the reason
+        return await _send(client, request, settings)
+    limit = flow_control.limit_for(host, settings.host_limit_map, request.rate_limit)
+    max_wait_s = settings.flow_control_max_wait_s
+    if request.send_by is not None:
+        max_wait_s = min(max_wait_s, (request.send_by - datetime.now(UTC)).total_seconds())
+    if limit.unlimited:  # no budget to wait for, none to pause: the common case
+        return await _send(client, request, settings)
+    lease_s = request.timeout_s + flow_control.LEASE_MARGIN_S
+    slot, waited_s, retry_in_s = await flow_control.acquire(
+        limiter, host, limit, lease_s, max(0.0, max_wait_s)
+    )
+    if slot is None:
+        return _throttled(request, waited_s, retry_in_s)
+    try:
+        outcome = await _send(client, request, settings)
+    finally:
+        await limiter.release(slot)
+    if outcome.http_status == 429:
+        await limiter.pause(host, outcome.retry_after_s or DEFAULT_429_PAUSE_S)
+    if waited_s > 0:
+        outcome = dataclasses.replace(outcome, flow_wait_s=waited_s)
+    return outcome
+
+
+async def _send(client: _Client, request: TriggerRequest, settings: Settings) -> TriggerOutcome:
     async with client.slots:
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
@@ -577,6 +681,7 @@ class _Runtime:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.clients: dict[tuple[AddressPolicy, int], _Client] = {}
+        self.limiters: dict[str | None, flow_control.Limiter] = {}
         self.thread = threading.Thread(
             target=self._run, name=f"taskhub-trigger-loop-{self.pid}", daemon=True
         )
@@ -616,16 +721,36 @@ class _Runtime:
             client = self.clients[key] = _Client(session, asyncio.Semaphore(limit))
         return client
 
+    def _limiter(self, settings: Settings) -> flow_control.Limiter:
+        # On the loop thread, like the sessions: the Redis client is bound to this loop.
+        url = settings.flow_control_url
+        limiter = self.limiters.get(url)
+        if limiter is None:
+            limiter = self.limiters[url] = (
+                flow_control.RedisLimiter(url) if url else flow_control.LocalLimiter()
+            )
+        return limiter
+
     async def run_batch(
-        self, requests: Sequence[TriggerRequest], settings: Settings
+        self,
+        requests: Sequence[TriggerRequest],
+        settings: Settings,
+        limiter: flow_control.Limiter | None = None,
     ) -> list[TriggerOutcome]:
         client = self._client(settings)
-        return list(await asyncio.gather(*(_attempt(client, r, settings) for r in requests)))
+        limiter = limiter or self._limiter(settings)
+        return list(
+            await asyncio.gather(*(_attempt(client, r, settings, limiter) for r in requests))
+        )
 
     async def aclose(self) -> None:
         clients, self.clients = list(self.clients.values()), {}
         for client in clients:
             await client.session.close()
+        limiters, self.limiters = list(self.limiters.values()), {}
+        for limiter in limiters:
+            if isinstance(limiter, flow_control.RedisLimiter):
+                await limiter.aclose()
 
     def call(self, make: Callable[[], Awaitable[_T]]) -> _T:
         """Run a coroutine on the loop from another thread and wait for its result."""
@@ -671,11 +796,17 @@ def _get_runtime() -> _Runtime:
         return _runtime
 
 
-def fire(requests: Sequence[TriggerRequest], settings: Settings) -> list[TriggerOutcome]:
+def fire(
+    requests: Sequence[TriggerRequest],
+    settings: Settings,
+    limiter: flow_control.Limiter | None = None,
+) -> list[TriggerOutcome]:
     """Make every attempt concurrently; one outcome per request, in the same order.
 
     Synchronous and thread-safe. Never raises for anything a request or a target can
-    do; only programming errors raise.
+    do; only programming errors raise. ``limiter`` replaces the process's flow-control
+    limiter (tests); by default it is Redis-backed when ``settings.flow_control_url``
+    is set, per process otherwise.
     """
     global _in_flight
     batch = list(requests)
@@ -685,7 +816,7 @@ def fire(requests: Sequence[TriggerRequest], settings: Settings) -> list[Trigger
     with _in_flight_lock:
         _in_flight += len(batch)
     try:
-        return runtime.call(lambda: runtime.run_batch(batch, settings))
+        return runtime.call(lambda: runtime.run_batch(batch, settings, limiter))
     finally:
         with _in_flight_lock:
             _in_flight -= len(batch)

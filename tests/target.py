@@ -4,7 +4,8 @@ Paths choose behaviour: ``/ok`` answers 200, ``/missing`` 404, ``/flaky/N`` answ
 to the first N attempts of each idempotency key and 200 after, ``/slow/S`` waits S
 seconds before answering 200, ``/drip/S/N`` answers the first N attempts of each key
 with a 200 whose body arrives one byte every quarter second for S seconds (each read
-is quick, the whole is slow), and at once after.
+is quick, the whole is slow), and at once after. ``peak`` holds, per ``Host`` header,
+the most requests that were in progress at once.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ class Target:
     port: int = 0
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    current: Counter[str] = field(default_factory=Counter)
+    peak: Counter[str] = field(default_factory=Counter)
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
 
     def snapshot(self) -> list[Received]:
         with self.lock:
@@ -55,6 +58,17 @@ class Target:
         return self.snapshot()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        host = request.headers.get("Host", "").rsplit(":", 1)[0]
+        with self.lock:
+            self.current[host] += 1
+            self.peak[host] = max(self.peak[host], self.current[host])
+        try:
+            return await self._answer(request)
+        finally:
+            with self.lock:
+                self.current[host] -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         body = await request.text()
         record = Received(request.path, request.method, dict(request.headers), body, time.time())
         with self.lock:

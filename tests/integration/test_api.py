@@ -56,6 +56,8 @@ TASK_FIELDS = {
     "consecutive_failures",
     "misfire_policy",
     "auto_pause_after_failures",
+    "rate_limit",
+    "spread_seconds",
     "paused_by",
     "paused_reason",
     "paused_at",
@@ -209,6 +211,24 @@ def test_misfire_policy_and_auto_pause_are_set_returned_and_patched(api: Api) ->
     ).json()
     assert (patched["misfire_policy"], patched["auto_pause_after_failures"]) == ("fire_each", None)
     assert api.a.get(f"/v1/tasks/{task['id']}").json() == patched
+
+
+def test_rate_limit_and_spread_are_set_returned_patched_and_refused(api: Api) -> None:
+    task = api.task("limited", rate_limit={"max_in_flight": 5, "per_second": 20})
+    assert task["rate_limit"] == {"max_in_flight": 5, "per_second": 20}
+    assert task["spread_seconds"] == 0
+    patched = api.a.patch(
+        f"/v1/tasks/{task['id']}", json={"rate_limit": {"per_second": 2}, "spread_seconds": 30}
+    ).json()
+    assert patched["rate_limit"] == {"max_in_flight": None, "per_second": 2}
+    assert patched["spread_seconds"] == 30
+    assert api.a.get(f"/v1/tasks/{task['id']}").json() == patched
+    refused = api.a.patch(f"/v1/tasks/{task['id']}", json={"rate_limit": {"max_in_flight": 0}})
+    assert refused.status_code == 422
+    assert "rate_limit.max_in_flight" in refused.text
+    assert api.a.get(f"/v1/tasks/{task['id']}").json() == patched  # nothing changed
+    cleared = api.a.patch(f"/v1/tasks/{task['id']}", json={"rate_limit": None}).json()
+    assert cleared["rate_limit"] is None
 
 
 def names(page: dict[str, Any]) -> list[str]:

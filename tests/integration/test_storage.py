@@ -17,7 +17,13 @@ from taskhub.models import executions, scheduled_tasks
 from taskhub.trigger import TriggerOutcome, TriggerRequest
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-SETTINGS = settings.load({"TASKHUB_CLAIM_BATCH_SIZE": "50", "TASKHUB_DISPATCH_LEASE_SECONDS": "60"})
+SETTINGS = settings.load(
+    {
+        "TASKHUB_CLAIM_BATCH_SIZE": "50",
+        "TASKHUB_DISPATCH_LEASE_SECONDS": "60",
+        "TASKHUB_PUBLISH_LEAD_SECONDS": "2",
+    }
+)
 
 
 def add_task(engine: Engine, name: str, schedule: dict[str, Any], **extra: Any) -> uuid.UUID:
@@ -83,7 +89,13 @@ def test_due_tasks_become_one_execution_per_occurrence(engine: Engine) -> None:
     assert all(r.attempt == 1 for r in requests)
     # A second tick at the same moment finds nothing new.
     assert claim_all(engine, NOW) == []
-    assert task_row(engine, cron)["next_execution_time"] == NOW + timedelta(minutes=1)
+    # The tick also claimed what falls due before the next tick (12:01), staged as a
+    # queued execution to be sent at its second.
+    assert task_row(engine, cron)["next_execution_time"] == NOW + timedelta(minutes=2)
+    staged = [r for r in execution_rows(engine) if r["status"] == "queued"]
+    assert [(r["scheduled_for"], r["next_dispatch_at"]) for r in staged] == [
+        (NOW + timedelta(minutes=1), NOW + timedelta(minutes=1))
+    ]
     assert task_row(engine, one_time)["next_execution_time"] is None
 
 
@@ -97,9 +109,9 @@ def test_concurrent_claimers_never_share_an_occurrence(engine: Engine) -> None:
         barrier.wait()
         while True:
             with engine.begin() as conn:
-                more, requests = discovery.claim_occurrences(conn, NOW, SETTINGS)
-            results[index].extend(requests)
-            if not more:
+                claim = discovery.claim_occurrences(conn, NOW, SETTINGS)
+            results[index].extend(claim.requests)
+            if not claim.more:
                 return
 
     threads = [threading.Thread(target=claimer, args=(i,)) for i in range(len(results))]
@@ -138,9 +150,11 @@ def test_retry_keeps_the_key_and_ends_succeeded(engine: Engine) -> None:
     assert report.retries_scheduled == 1
     [row] = execution_rows(engine)
     assert row["status"] == "queued" and row["next_dispatch_at"] == NOW + timedelta(seconds=10)
-    assert claim_all(engine, NOW + timedelta(seconds=9)) == []
-    [second] = claim_all(engine, NOW + timedelta(seconds=10))
+    assert claim_all(engine, NOW + timedelta(seconds=7)) == []
+    # Published up to TASKHUB_PUBLISH_LEAD_SECONDS (2 s) ahead, held until its time.
+    [second] = claim_all(engine, NOW + timedelta(seconds=9))
     assert (second.attempt, second.idempotency_key) == (2, first.idempotency_key)
+    assert second.not_before == NOW + timedelta(seconds=10)
     state.record_outcomes(engine, [outcome(second, 200)], SETTINGS, NOW, lambda: 1.0)
     [row] = execution_rows(engine)
     assert (row["status"], row["attempts"], row["next_dispatch_at"]) == ("succeeded", 2, None)
@@ -184,6 +198,8 @@ def test_lost_send_is_sent_again_after_its_lease(engine: Engine) -> None:
     add_task(engine, "lost", {"at": NOW.isoformat()})
     [request] = claim_all(engine, NOW)
     lease = SETTINGS.dispatch_lease_s + 30  # the task's timeout
+    # Never before the lease's end, not even published ahead: the outcome may still come
+    # back in time, and a send held until then would fire the occurrence twice.
     assert claim_all(engine, NOW + timedelta(seconds=lease - 1)) == []
     [again] = claim_all(engine, NOW + timedelta(seconds=lease))
     assert (again.execution_id, again.attempt, again.idempotency_key) == (
@@ -260,10 +276,13 @@ def test_missed_occurrences_follow_the_tasks_misfire_policy(
     fired = [r.scheduled_for for r in requests]
     assert len(fired) == count and fired == sorted(set(fired))
     assert (fired[0], fired[-1]) == (first_fired, NOW)
-    assert [row["scheduled_for"] for row in execution_rows(engine)] == fired
+    # Plus 12:01, due before the next tick: staged (queued until its second).
+    rows = execution_rows(engine)
+    assert [row["scheduled_for"] for row in rows] == [*fired, NOW + timedelta(minutes=1)]
+    assert rows[-1]["status"] == "queued"
     task = task_row(engine, task_id)
-    assert task["next_execution_time"] == NOW + timedelta(minutes=1)
-    assert task["occurrence_count"] == count
+    assert task["next_execution_time"] == NOW + timedelta(minutes=2)
+    assert task["occurrence_count"] == count + 1
     # Claiming again at the same moment fires nothing more.
     discovery.run_tick(engine, policy_settings, requests.extend, lambda: NOW)
     assert len(requests) == count
@@ -343,3 +362,54 @@ def test_failures_in_one_chunk_auto_pause_with_the_newest_error(engine: Engine) 
         state.record_outcomes(engine, [outcome(request, 500)], SETTINGS, NOW, lambda: 0.5)
     assert task_row(engine, other)["is_active"]
     assert task_row(engine, other)["consecutive_failures"] == 4
+
+
+def test_a_throttled_send_goes_back_to_the_database_without_an_attempt(engine: Engine) -> None:
+    add_task(engine, "limited", {"at": NOW.isoformat()}, rate_limit={"max_in_flight": 2})
+    [request] = claim_all(engine, NOW)
+    assert request.rate_limit is not None and request.rate_limit.max_in_flight == 2
+    throttled = TriggerOutcome(
+        execution_id=request.execution_id,
+        attempt=request.attempt,
+        started_at=NOW,
+        duration_ms=0,
+        http_status=None,
+        error_kind="throttled",
+        error="not sent",
+        retry_after_s=3.0,
+        response_excerpt=None,
+        flow_wait_s=2.0,
+    )
+    report = state.record_outcomes(engine, [throttled], SETTINGS, NOW, lambda: 0.5)
+    assert (report.throttled, report.applied) == (1, 0)
+    [row] = execution_rows(engine)
+    assert (row["status"], row["attempts"]) == ("queued", 0)
+    assert row["next_dispatch_at"] == NOW + timedelta(seconds=3)
+    # A repeated callback defers nothing twice, and counts nothing twice.
+    again = state.record_outcomes(engine, [throttled], SETTINGS, NOW, lambda: 0.5)
+    assert (again.throttled, again.ignored) == (0, 1)
+    with engine.connect() as conn:
+        counted = queries.read_counters(conn)
+        assert queries.attempts_of_execution(conn, row["id"]) == []
+    key = ("taskhub_flow_control_waits_total", '{"result":"throttled"}')
+    assert counted[key] == 1
+    # Sent again when its wait is over, as the same attempt 1 (it was never sent).
+    [resent] = claim_all(engine, NOW + timedelta(seconds=3))
+    assert (resent.execution_id, resent.attempt) == (request.execution_id, 1)
+
+
+def test_spread_occurrences_are_staged_at_their_stable_offset(engine: Engine) -> None:
+    from taskhub.occurrences import spread_offset_s
+
+    add_task(
+        engine, "spread", {"at": (NOW + timedelta(seconds=30)).isoformat()}, spread_seconds=600
+    )
+    assert claim_all(engine, NOW) == []  # due within the tick: staged, not sent
+    [row] = execution_rows(engine)
+    offset = spread_offset_s(row["idempotency_key"], 600)
+    assert row["status"] == "queued" and row["dispatch_count"] == 0
+    assert row["next_dispatch_at"] == row["scheduled_for"] + timedelta(seconds=offset)
+    send_at = row["next_dispatch_at"]
+    [request] = claim_all(engine, send_at)
+    assert request.scheduled_for == NOW + timedelta(seconds=30)
+    assert request.not_before is None  # its time has come: no hold

@@ -88,7 +88,7 @@ def test_role_command_lines() -> None:
         "-P",
         "threads",
         "-c",
-        "16",
+        "128",
         "-n",
         "trigger@%h",
         "--loglevel",

@@ -254,3 +254,51 @@ def test_literal_address_forms() -> None:
     assert literal_address("example.com") is None
     assert literal_address("1.2.3.4.5") is None
     assert literal_address("0x7f.1") == ipaddress.ip_address("127.0.0.1")
+
+
+def test_rate_limit_and_spread_default_and_parse() -> None:
+    from taskhub.flow_control import HostLimit
+
+    plain = parse_definition(SPEC_EXAMPLE, NOW)
+    assert plain.rate_limit is None and plain.spread_seconds == 0
+    limited = parse_definition(
+        {
+            **SPEC_EXAMPLE,
+            "rate_limit": {"max_in_flight": 5, "per_second": 20},
+            "spread_seconds": 90,
+        },
+        NOW,
+    )
+    assert limited.rate_limit == HostLimit(5, 20.0) and limited.spread_seconds == 90
+    only_rate = parse_definition({**SPEC_EXAMPLE, "rate_limit": {"per_second": 0.5}}, NOW)
+    assert only_rate.rate_limit == HostLimit(None, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"rate_limit": {}}, "rate_limit"),
+        ({"rate_limit": 5}, "rate_limit"),
+        ({"rate_limit": {"max_in_flight": 0}}, "rate_limit.max_in_flight"),
+        ({"rate_limit": {"max_in_flight": 2.5}}, "rate_limit.max_in_flight"),
+        ({"rate_limit": {"per_second": 0}}, "rate_limit.per_second"),
+        ({"rate_limit": {"per_second": "fast"}}, "rate_limit.per_second"),
+        ({"rate_limit": {"burst": 3}}, "rate_limit.burst"),
+        ({"spread_seconds": -1}, "spread_seconds"),
+        ({"spread_seconds": 3601}, "spread_seconds"),
+        ({"spread_seconds": 1.5}, "spread_seconds"),
+    ],
+)
+def test_bad_flow_control_is_refused_naming_the_field(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse_definition({**SPEC_EXAMPLE, **change}, NOW)
+    assert caught.value.field == field
+
+
+def test_host_limits_setting_is_read_and_refused_by_name() -> None:
+    from taskhub.flow_control import HostLimit
+
+    settings = load({"TASKHUB_HOST_LIMITS": "api.example.com=5/20"})
+    assert settings.host_limit_map == {"api.example.com": HostLimit(5, 20.0)}
+    with pytest.raises(SettingsError, match="TASKHUB_HOST_LIMITS"):
+        load({"TASKHUB_HOST_LIMITS": "api.example.com=five"})

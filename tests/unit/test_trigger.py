@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any, TypeVar
@@ -1281,3 +1281,34 @@ def test_fire_never_raises(
     assert outcome.error_kind in trigger.ERROR_KINDS
     assert outcome.error is not None
     assert not outcome.error.startswith("unexpected"), outcome.error
+
+
+def test_a_request_published_ahead_is_held_until_its_send_time(target: Target) -> None:
+    token = uuid.uuid4().hex
+    not_before = datetime.now(UTC) + timedelta(seconds=0.6)
+    request = req(f"http://127.0.0.1:{target.port}/echo/{token}", not_before=not_before)
+    assert TriggerRequest.from_message(request.to_message()) == request
+    outcome = fire_one(request)
+    assert outcome.http_status == 200
+    assert outcome.started_at >= not_before
+    assert len(target.hits(token)) == 1
+
+
+def test_a_host_with_no_slot_in_time_is_throttled_not_sent(target: Target) -> None:
+    from taskhub.flow_control import HostLimit, LocalLimiter
+
+    limiter = LocalLimiter()
+    limited = replace(
+        OPEN, host_limits=(("127.0.0.1", HostLimit(1, None)),), flow_control_max_wait_s=0.3
+    )
+    token = uuid.uuid4().hex
+    slow = req(f"http://127.0.0.1:{target.port}/sleep/1", execution_id=1)
+    other = req(f"http://127.0.0.1:{target.port}/echo/{token}", execution_id=2)
+    elsewhere = req(f"http://localhost:{target.port}/echo/{token}", execution_id=3)
+    outcomes = fire([slow, other, elsewhere], limited, limiter)
+    kinds = sorted((o.execution_id, o.error_kind or str(o.http_status)) for o in outcomes)
+    # One of the two 127.0.0.1 requests got the only slot; the other was not sent.
+    assert ("throttled" in {k for _, k in kinds[:2]}) and kinds[2] == (3, "200")
+    throttled = next(o for o in outcomes if o.error_kind == "throttled")
+    assert throttled.retry_after_s is not None and throttled.retry_after_s >= 0.05
+    assert TriggerOutcome.from_message(throttled.to_message()) == throttled

@@ -1,0 +1,735 @@
+"""The benchmark: taskhub and celery-redbeat, side by side, on PostgreSQL + Redis.
+
+    python bench/run.py --tasks 10000                 # the burst, taskhub then redbeat
+    python bench/run.py --scenario all                # every scenario of the issue
+
+Needs PostgreSQL and Redis as the tests do (TASKHUB_TEST_POSTGRES_URL,
+TASKHUB_TEST_REDIS_URL; the Redis db given is flushed, default 12) and the ``bench``
+extra (matplotlib, celery-redbeat). Each scenario makes a scratch database, starts the
+recording target (``bench/target.py``, its own process; its capacity is measured and
+printed first), loads the tasks due on a coming minute, starts the production split
+(trigger worker, state worker, beat with the real one-minute tick), waits until every
+execution ended, and prints one JSON object per scenario: fired / lost / doubled, lag
+(arrival at the target - due time) p50 / p95 / p99 / max, makespan, peak RSS and CPU
+seconds per process, and database transactions and rows per trigger
+(``pg_stat_database`` deltas; the workers' own statement counts from their
+heartbeats). A PNG of the lag distribution goes to ``--plot``.
+
+Scenarios: ``burst`` (N at one instant, instant target; also run with redbeat),
+``slow`` (target answers after 1 s), ``hung`` (N hung past the timeout + N healthy),
+``spread`` (N spread over a minute at second precision), ``table`` (1,000,000 stored
+schedules, 10,000 due: discovery's claim+publish rate and ``EXPLAIN`` of the due query),
+``clients`` (the fastest keep-alive Python client against the target, and taskhub's
+burst rate as a fraction of it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg
+import redis
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from bench import http_clients
+from bench.target import Record, read_dump
+from taskhub import db, schema, tasks
+from taskhub.models import attempts, executions, scheduled_tasks, worker_heartbeats
+from tests.processes import Stack, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("TASKHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1/test")
+REDIS_URL = os.environ.get("TASKHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
+TERMINAL = ("succeeded", "failed", "dead")
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def lag_figures(lags: list[float]) -> dict[str, float] | None:
+    if not lags:
+        return None
+    return {
+        "p50": round(statistics.median(lags), 3),
+        "p95": round(percentile(lags, 95), 3),
+        "p99": round(percentile(lags, 99), 3),
+        "max": round(max(lags), 3),
+    }
+
+
+def process_tree(pid: int) -> list[int]:
+    pids, seen = [pid], []
+    while pids:
+        current = pids.pop()
+        seen.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        pids.extend(int(c) for c in children)
+    return seen
+
+
+def proc_figures(pid: int) -> tuple[float, float]:
+    """(peak RSS in MB, CPU seconds) of one process, from /proc."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    hwm = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:")), 0)
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(stat[11]) + int(stat[12])) / ticks  # utime, stime
+    return round(hwm / 1024, 1), round(cpu, 2)
+
+
+def rss_now_mb(stack: Stack) -> dict[str, float]:
+    """Resident memory of each stack process right now (VmRSS), in MB."""
+    figures = {}
+    for name, process in stack.processes.items():
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+        except OSError:
+            continue
+        kb = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:")), 0)
+        figures[name] = round(kb / 1024, 1)
+    return figures
+
+
+def stack_figures(stack: Stack) -> dict[str, dict[str, float]]:
+    figures = {}
+    for name, process in stack.processes.items():
+        for i, pid in enumerate(process_tree(process.pid)):
+            rss, cpu = proc_figures(pid)
+            figures[name if i == 0 else f"{name}.child{i}"] = {"peak_rss_mb": rss, "cpu_s": cpu}
+    return figures
+
+
+def pg_counts(engine: Engine, name: str) -> dict[str, int]:
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+        row = (
+            conn.execute(
+                sa.text(
+                    "SELECT xact_commit, tup_returned, tup_fetched, tup_inserted, tup_updated,"
+                    " tup_deleted FROM pg_stat_database WHERE datname = :n"
+                ),
+                {"n": name},
+            )
+            .mappings()
+            .one()
+        )
+    return {k: int(v) for k, v in row.items()}
+
+
+def heartbeat_queries(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(worker_heartbeats.c.db_queries), 0))
+            ).scalar_one()
+        )
+
+
+# --------------------------------------------------------------------------- the target
+
+
+@dataclass
+class RunningTarget:
+    port: int
+    dump_path: str
+    process: subprocess.Popen[str]
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def records(self) -> tuple[list[Record], dict[str, Any]]:
+        urllib.request.urlopen(self.url("/__dump"), timeout=30).read()
+        return read_dump(self.dump_path)
+
+    def reset(self) -> None:
+        urllib.request.urlopen(self.url("/__reset"), timeout=30).read()
+
+
+@contextmanager
+def recording_target(scratch: Path) -> Iterator[RunningTarget]:
+    port = http_clients.free_port()
+    dump = str(scratch / "target-dump.jsonl")
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "target.py"), "--port", str(port), "--dump", dump],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != "ready":
+        raise SystemExit("the target did not start")
+    try:
+        yield RunningTarget(port, dump, process)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+# --------------------------------------------------------------------------- databases
+
+
+@contextmanager
+def scratch_database() -> Iterator[tuple[str, str]]:
+    name = f"taskhub_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        schema.upgrade(url)
+        yield name, url
+    finally:
+        db.dispose_after_fork()
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def load_tasks(engine: Engine, definitions: list[dict[str, Any]]) -> None:
+    """Through taskhub's own validation, like the API (in transactions of 1,000)."""
+    now = datetime.now(UTC)
+    for start in range(0, len(definitions), 1000):
+        with engine.begin() as conn:
+            for data in definitions[start : start + 1000]:
+                tasks.create_task(conn, tasks.parse_definition(data, now), now)
+
+
+def next_minute(after: datetime) -> datetime:
+    return (after + timedelta(minutes=1)).replace(second=0, microsecond=0)
+
+
+def due_minute(count: int) -> datetime:
+    """A minute boundary far enough ahead to load ``count`` tasks and start the workers."""
+    return next_minute(datetime.now(UTC) + timedelta(seconds=25 + count * 0.004))
+
+
+# --------------------------------------------------------------------------- taskhub
+
+
+def taskhub_env(url: str, scratch: Path, extra: dict[str, str]) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TASKHUB_DATABASE_URL": url,
+        "TASKHUB_BROKER_URL": REDIS_URL,
+        "TASKHUB_RESULT_BACKEND": REDIS_URL,
+        "TASKHUB_ALLOW_PRIVATE_TARGETS": "1",
+        "TASKHUB_DATA_DIR": str(scratch / "data"),
+        "TASKHUB_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def ended_count(engine: Engine) -> tuple[int, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(executions.c.status, sa.func.count()).group_by(executions.c.status)
+        )
+        counts = Counter({status: n for status, n in rows})
+    return sum(counts[s] for s in TERMINAL), counts.total()
+
+
+def run_taskhub(
+    label: str,
+    target: RunningTarget,
+    definitions: list[dict[str, Any]],
+    first_due: float,
+    scratch: Path,
+    env_extra: dict[str, str],
+    timeout_s: float = 600,
+) -> tuple[dict[str, Any], list[float]]:
+    """Load ``definitions``, run the production split until every execution ended, and
+    measure. ``first_due`` is the earliest due time (unix)."""
+    count = len(definitions)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    target.reset()
+    with scratch_database() as (name, url):
+        engine = db.create_engine(url)
+        load_tasks(engine, definitions)
+        stack = Stack(taskhub_env(url, scratch, env_extra), scratch / "logs" / label)
+        stack.log_dir.mkdir(parents=True, exist_ok=True)
+        before = pg_counts(engine, name)
+        stack.start("trigger", "trigger")
+        stack.start("state", "state")
+        stack.start("beat", "beat")
+        try:
+            wait_until(lambda: time.time() > first_due - 5, 600, every_s=0.5)
+            rss_before = rss_now_mb(stack)  # idle, before anything is published
+            wait_until(lambda: time.time() > first_due, 600, every_s=0.1)
+
+            def done() -> bool:
+                ended, total = ended_count(engine)
+                return total >= count and ended >= total
+
+            finished = wait_until(done, timeout_s, every_s=0.5)
+            after = pg_counts(engine, name)
+            time.sleep(11)  # one heartbeat interval: every worker's statement count is in
+            statements = heartbeat_queries(engine)
+            figures = stack_figures(stack)
+        finally:
+            stack.stop_all()
+        with engine.connect() as conn:
+            attempt_ends = [
+                (row.scheduled_for.timestamp(), row.started_at.timestamp() + row.duration_ms / 1000)
+                for row in conn.execute(
+                    sa.select(
+                        executions.c.scheduled_for, attempts.c.started_at, attempts.c.duration_ms
+                    ).join(attempts, attempts.c.execution_id == executions.c.id)
+                )
+            ]
+            statuses: dict[str, int] = {
+                str(status): int(n)
+                for status, n in conn.execute(
+                    sa.select(executions.c.status, sa.func.count()).group_by(executions.c.status)
+                )
+            }
+        engine.dispose()
+    records, extra = target.records()
+    result, lags = summarize(label, records, count, first_due)
+    delta = {k: after[k] - before[k] for k in before}
+    result.update(
+        finished=finished,
+        statuses=statuses,
+        processes=figures,
+        rss_before_due_mb=rss_before,
+        workers_peak_rss_mb=round(
+            sum(f["peak_rss_mb"] for n, f in figures.items() if not n.startswith("beat")), 1
+        ),
+        total_peak_rss_mb=round(sum(f["peak_rss_mb"] for f in figures.values()), 1),
+        total_cpu_s=round(sum(f["cpu_s"] for f in figures.values()), 2),
+        db_per_trigger={
+            "transactions": round(delta["xact_commit"] / count, 2),
+            "rows_written": round(
+                (delta["tup_inserted"] + delta["tup_updated"] + delta["tup_deleted"]) / count, 2
+            ),
+            "rows_read": round((delta["tup_returned"] + delta["tup_fetched"]) / count, 2),
+            "worker_statements": round(statements / count, 2),
+        },
+        attempt_end_minus_due_max_s=round(max((e - d for d, e in attempt_ends), default=0), 3),
+        target_max_concurrent=extra.get("max_concurrent"),
+    )
+    return result, lags
+
+
+def summarize(
+    label: str, records: list[Record], count: int, due: float
+) -> tuple[dict[str, Any], list[float]]:
+    """fired / lost / doubled and lag from the target's records: the due time is the
+    request's ``X-Taskhub-Scheduled-For`` if it has one (taskhub), else ``due``."""
+    first: dict[str, float] = {}
+    due_of: dict[str, float] = {}
+    seen: Counter[str] = Counter()
+    for at, key, _path, scheduled_for in records:
+        seen[key] += 1
+        first[key] = min(first.get(key, at), at)
+        if scheduled_for:
+            due_of[key] = datetime.fromisoformat(scheduled_for.replace("Z", "+00:00")).timestamp()
+    lags = [at - due_of.get(key, due) for key, at in first.items()]
+    arrivals = [at for at, _, _, _ in records]
+    return {
+        "scenario": label,
+        "tasks": count,
+        "fired": len(first),
+        "lost": count - len(first),
+        "doubled": sum(n - 1 for n in seen.values()),
+        "lag_s": lag_figures(lags),
+        "makespan_s": round(max(arrivals) - min(arrivals), 3) if arrivals else None,
+        "burst_rate_per_s": round(len(first) / max(1e-3, max(arrivals) - min(arrivals)))
+        if len(arrivals) > 1
+        else None,
+    }, lags
+
+
+# --------------------------------------------------------------------------- redbeat
+
+
+def run_redbeat(
+    target: RunningTarget, count: int, scratch: Path, worker_argv: list[str]
+) -> tuple[dict[str, Any], list[float]]:
+    """One redbeat entry per schedule (a crontab for the due minute), same target."""
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    target.reset()
+    env = {**os.environ, "BENCH_REDBEAT_REDIS_URL": REDIS_URL, "PYTHONPATH": str(ROOT)}
+    from celery.schedules import crontab
+    from redbeat import RedBeatSchedulerEntry
+
+    from bench.redbeat_app import app
+
+    due = due_minute(count)
+    for i in range(count):
+        RedBeatSchedulerEntry(
+            f"bench-{i}",
+            "bench.fire",
+            crontab(minute=due.minute, hour=due.hour),
+            args=[target.url("/ok"), f"bench-{i}"],
+            app=app,
+        ).save()
+    logs = scratch / "logs" / "redbeat"
+    logs.mkdir(parents=True, exist_ok=True)
+    stack = Stack(env, logs)
+    base = [sys.executable, "-m", "celery", "-A", "bench.redbeat_app"]
+    processes = {
+        "worker": subprocess.Popen(
+            [*base, "worker", *worker_argv, "-Q", "redbeat-bench", "--loglevel", "WARNING"],
+            env=env,
+            stdout=open(logs / "worker.log", "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+        "beat": subprocess.Popen(
+            [*base, "beat", "-S", "redbeat.RedBeatScheduler", "--loglevel", "WARNING"],
+            env=env,
+            cwd=logs,
+            stdout=open(logs / "beat.log", "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+    }
+    stack.processes.update(processes)
+    try:
+        wait_until(lambda: time.time() > due.timestamp(), 600, every_s=0.5)
+
+        def arrived() -> int:
+            return len({r[1] for r in target.records()[0]})
+
+        wait_until(lambda: arrived() >= count, 300, every_s=2)
+        time.sleep(2)
+        figures = stack_figures(stack)
+    finally:
+        stack.stop_all()
+    records, _ = target.records()
+    result, lags = summarize("burst-redbeat", records, count, due.timestamp())
+    result.update(
+        processes=figures,
+        workers_peak_rss_mb=round(
+            sum(f["peak_rss_mb"] for n, f in figures.items() if not n.startswith("beat")), 1
+        ),
+        total_peak_rss_mb=round(sum(f["peak_rss_mb"] for f in figures.values()), 1),
+        total_cpu_s=round(sum(f["cpu_s"] for f in figures.values()), 2),
+        worker=" ".join(worker_argv),
+    )
+    client.flushdb()
+    return result, lags
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def definition(name: str, url: str, when: datetime, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "schedule": {"at": when.isoformat()},
+        "target": {"url": url, "method": "GET", "timeout_seconds": extra.pop("timeout", 30)},
+        "retry": {"max_attempts": 1},
+        **extra,
+    }
+
+
+def scenario_burst(
+    target: RunningTarget, count: int, scratch: Path, env: dict[str, str]
+) -> tuple[dict[str, Any], list[float]]:
+    due = due_minute(count)
+    defs = [definition(f"burst-{i}", target.url("/ok"), due) for i in range(count)]
+    return run_taskhub("burst", target, defs, due.timestamp(), scratch, env)
+
+
+def scenario_slow(
+    target: RunningTarget, count: int, scratch: Path, env: dict[str, str]
+) -> tuple[dict[str, Any], list[float]]:
+    due = due_minute(count)
+    defs = [definition(f"slow-{i}", target.url("/delay/1"), due) for i in range(count)]
+    return run_taskhub("slow-1s", target, defs, due.timestamp(), scratch, env)
+
+
+def scenario_hung(
+    target: RunningTarget, count: int, scratch: Path, env: dict[str, str]
+) -> tuple[dict[str, Any], list[float]]:
+    due = due_minute(2 * count)
+    defs = [definition(f"hung-{i}", target.url("/hang"), due, timeout=10) for i in range(count)]
+    defs += [definition(f"healthy-{i}", target.url("/ok"), due) for i in range(count)]
+    result, _ = run_taskhub("hung+healthy", target, defs, due.timestamp(), scratch, env)
+    records, _ = target.records()
+    healthy = [r for r in records if r[2] == "/ok"]
+    healthy_result, lags = summarize("healthy", healthy, count, due.timestamp())
+    result["healthy_lag_s"] = healthy_result["lag_s"]
+    result["healthy_fired"] = healthy_result["fired"]
+    result["hung_timeout_s"] = 10
+    trigger = result["processes"].get("trigger", {}).get("peak_rss_mb", 0.0)
+    result["trigger_peak_rss_mb"] = trigger
+    idle = result["rss_before_due_mb"].get("trigger", trigger)
+    # Every request (hung and healthy) was in flight at once at the peak.
+    result["kb_per_in_flight_request"] = round((trigger - idle) * 1024 / (2 * count), 1)
+    return result, lags
+
+
+def scenario_spread(
+    target: RunningTarget, count: int, scratch: Path, env: dict[str, str]
+) -> tuple[dict[str, Any], list[float]]:
+    base = due_minute(count)
+    defs = [
+        definition(f"spread-{i}", target.url("/ok"), base + timedelta(seconds=int(i * 60 / count)))
+        for i in range(count)
+    ]
+    return run_taskhub("spread-60s", target, defs, base.timestamp(), scratch, env)
+
+
+def scenario_table(total: int, due_count: int) -> dict[str, Any]:
+    """Discovery alone on a big table: claim + publish rate, and the due query's plan."""
+    from taskhub import celery as taskhub_celery
+    from taskhub import discovery, queries
+    from taskhub.settings import load
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    with scratch_database() as (_name, url):
+        engine = db.create_engine(url)
+        now = datetime.now(UTC)
+        columns = [c.name for c in scheduled_tasks.columns if c.name not in ("id", "name")]
+        due_at = now - timedelta(seconds=1)
+        far = now + timedelta(days=30)
+        # One task through the service, then copies of it: due_count due now, the rest
+        # spread over the next month.
+        load_tasks(engine, [definition("seed", "http://127.0.0.1:9/ok", far)])
+        with engine.begin() as conn:
+            select = ", ".join(
+                "(CASE WHEN g <= :due THEN CAST(:due_at AS timestamptz) "
+                "ELSE CAST(:far AS timestamptz) + g * interval '1 second' END)"
+                if c in ("next_execution_time", "run_at")
+                else c
+                for c in columns
+            )
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO scheduled_tasks (id, name, {', '.join(columns)}) "
+                    f"SELECT gen_random_uuid(), 'copy-' || g, {select} "
+                    "FROM scheduled_tasks, generate_series(1, :total) AS g"
+                ),
+                {"due": due_count, "due_at": due_at, "far": far, "total": total - 1},
+            )
+            conn.execute(sa.text("ANALYZE scheduled_tasks"))
+        settings = load(
+            {
+                "TASKHUB_DATABASE_URL": url,
+                "TASKHUB_BROKER_URL": REDIS_URL,
+                "TASKHUB_RESULT_BACKEND": REDIS_URL,
+            }
+        )
+        with engine.connect() as conn:
+            query = queries.claim_due_tasks_statement(datetime.now(UTC), settings.claim_batch_size)
+            compiled = query.compile(dialect=engine.dialect)
+            plan = [
+                row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params).all()
+            ]
+        taskhub_celery.settings = settings
+        taskhub_celery.app.conf.update(taskhub_celery.celery_config(settings))
+        report = discovery.run_tick(
+            engine, settings, taskhub_celery.publish, lambda: datetime.now(UTC)
+        )
+        engine.dispose()
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    return {
+        "scenario": "table",
+        "stored_schedules": total,
+        "due": due_count,
+        "claimed": report.occurrences_claimed,
+        "published": report.published,
+        "tick_s": round(report.duration_s, 3),
+        "claim_publish_per_s": round(report.published / max(report.duration_s, 1e-6)),
+        "explain_due_query": plan,
+    }
+
+
+def scenario_clients(target: RunningTarget, count: int) -> dict[str, Any]:
+    url = target.url("/ok")
+    best: dict[str, Any] = {}
+    for name, bench in (
+        ("aiohttp", http_clients.bench_aiohttp),
+        ("urllib3", http_clients.bench_urllib3),
+    ):
+        bench(url, 200)
+        t0 = time.perf_counter()
+        errors = bench(url, count)
+        rps = count / (time.perf_counter() - t0)
+        best[name] = {"rps": round(rps), "errors": errors}
+    target.reset()
+    return {"scenario": "clients", "requests": count, **best}
+
+
+# --------------------------------------------------------------------------- output
+
+
+def plot(series: dict[str, list[float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, lags in series.items():
+        if not lags:
+            continue
+        hist.hist(lags, bins=60, alpha=0.6, label=label)
+        ordered = sorted(lags)
+        cdf.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=label)
+    hist.set_xlabel("lag (s): arrival at target - due time")
+    hist.set_ylabel("occurrences")
+    cdf.set_xlabel("lag (s)")
+    cdf.set_ylabel("fraction arrived")
+    cdf.axhline(0.99, linestyle=":", color="grey")
+    hist.legend()
+    cdf.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def emit(results: list[dict[str, Any]], value: dict[str, Any]) -> None:
+    results.append(value)
+    print(json.dumps(value), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10000, help="N of the burst")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=["burst", "slow", "hung", "spread", "table", "clients", "all"],
+        help="repeatable; default: burst (with redbeat) and clients",
+    )
+    parser.add_argument("--small-tasks", type=int, default=1000, help="N of slow/hung/spread")
+    parser.add_argument("--table-rows", type=int, default=1_000_000)
+    parser.add_argument("--table-due", type=int, default=10_000)
+    parser.add_argument("--no-redbeat", action="store_true")
+    parser.add_argument(
+        "--redbeat-worker", default="-P threads -c 128", help="the peer's worker pool options"
+    )
+    parser.add_argument("--plot", default=str(ROOT / "bench" / "lag.png"))
+    parser.add_argument("--out", help="also write every JSON object to this file")
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for taskhub")
+    parser.add_argument("--logs", help="keep the processes' logs in this directory")
+    args = parser.parse_args()
+    chosen = set(args.scenario or ["burst", "clients"])
+    if "all" in chosen:
+        chosen = {"burst", "slow", "hung", "spread", "table", "clients"}
+    env = dict(item.split("=", 1) for item in args.env)
+    results: list[dict[str, Any]] = []
+    series: dict[str, list[float]] = {}
+    scratch = Path(tempfile.mkdtemp(prefix="taskhub-bench-"))
+    try:
+        emit(
+            results,
+            {
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": sys.version.split()[0],
+                    "uname": " ".join(os.uname()[2:5]),
+                    "load_avg": os.getloadavg(),
+                    "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+            },
+        )
+        with recording_target(scratch) as target:
+            capacity = http_clients.measure_capacity(target.url("/ok"), 20000, 2)
+            emit(results, {"target": target.url("/"), **capacity})
+            target.reset()
+            clients: dict[str, Any] | None = None
+            if "clients" in chosen:
+                clients = scenario_clients(target, 10000)
+                emit(results, clients)
+            if "burst" in chosen:
+                burst, lags = scenario_burst(target, args.tasks, scratch, env)
+                series[f"taskhub N={args.tasks}"] = lags
+                emit(results, burst)
+                if clients is not None and burst.get("burst_rate_per_s"):
+                    fastest = max(v["rps"] for k, v in clients.items() if isinstance(v, dict))
+                    emit(
+                        results,
+                        {
+                            "burst_rate_fraction_of_fastest_client": round(
+                                burst["burst_rate_per_s"] / fastest, 3
+                            ),
+                            "taskhub_burst_rate_per_s": burst["burst_rate_per_s"],
+                            "fastest_client_rps": fastest,
+                        },
+                    )
+                if not args.no_redbeat:
+                    peer, peer_lags = run_redbeat(
+                        target, args.tasks, scratch, args.redbeat_worker.split()
+                    )
+                    series[f"redbeat N={args.tasks}"] = peer_lags
+                    emit(results, peer)
+                    if burst["lag_s"] and peer["lag_s"]:
+                        emit(
+                            results,
+                            {
+                                "comparison": f"burst N={args.tasks}",
+                                "taskhub_lag_s": burst["lag_s"],
+                                "redbeat_lag_s": peer["lag_s"],
+                                "redbeat_over_taskhub": {
+                                    k: round(peer["lag_s"][k] / max(burst["lag_s"][k], 1e-3), 1)
+                                    for k in burst["lag_s"]
+                                },
+                                "workers_rss_mb": [
+                                    burst["workers_peak_rss_mb"],
+                                    peer["workers_peak_rss_mb"],
+                                ],
+                                "rss_mb": [burst["total_peak_rss_mb"], peer["total_peak_rss_mb"]],
+                                "cpu_s": [burst["total_cpu_s"], peer["total_cpu_s"]],
+                            },
+                        )
+            if "slow" in chosen:
+                slow, lags = scenario_slow(target, args.small_tasks, scratch, env)
+                series[f"taskhub slow 1 s N={args.small_tasks}"] = lags
+                emit(results, slow)
+            if "hung" in chosen:
+                hung, lags = scenario_hung(target, args.small_tasks, scratch, env)
+                series[f"taskhub healthy beside {args.small_tasks} hung"] = lags
+                emit(results, hung)
+            if "spread" in chosen:
+                spread, lags = scenario_spread(target, args.small_tasks, scratch, env)
+                series[f"taskhub spread over 60 s N={args.small_tasks}"] = lags
+                emit(results, spread)
+        if "table" in chosen:
+            emit(results, scenario_table(args.table_rows, args.table_due))
+        if series:
+            plot(series, Path(args.plot), "taskhub benchmark: lag distribution")
+            emit(results, {"plot": args.plot})
+    finally:
+        if args.out:
+            Path(args.out).write_text("\n".join(json.dumps(r) for r in results) + "\n")
+        if args.logs and (scratch / "logs").exists():
+            shutil.copytree(scratch / "logs", args.logs, dirs_exist_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Second precision's pure parts: the staging grid, spread offsets, claiming ahead."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from taskhub.occurrences import idempotency_key, plan_ahead, spread_offset_s
+from taskhub.schedules import Cron, Interval, Window
+from taskhub.staging import next_pass_at
+from taskhub.statuses import MisfirePolicy
+
+NOW = datetime(2026, 11, 22, 12, 0, 30, tzinfo=UTC)
+
+
+@given(now=st.floats(0, 4e9), interval=st.sampled_from([0.2, 0.5, 1.0, 2.0]))
+def test_the_next_pass_is_the_next_grid_instant(now: float, interval: float) -> None:
+    at = next_pass_at(now, interval)
+    assert now < at <= now + interval + 1e-6
+    assert abs(at / interval - round(at / interval)) < 1e-4
+
+
+def test_whole_seconds() -> None:
+    assert next_pass_at(36.9999, 1.0) == 37.0
+    assert next_pass_at(37.0, 1.0) == 38.0
+
+
+@given(key=st.uuids(), spread=st.integers(0, 3600))
+def test_spread_offsets_stay_in_the_window_and_are_stable(key: uuid.UUID, spread: int) -> None:
+    offset = spread_offset_s(str(key), spread)
+    assert offset == spread_offset_s(str(key), spread)
+    if spread == 0:
+        assert offset == 0.0
+    else:
+        assert 0.0 <= offset < spread
+
+
+def test_spread_offsets_spread() -> None:
+    keys = [idempotency_key(uuid.uuid4(), NOW) for _ in range(1000)]
+    offsets = [spread_offset_s(k, 60) for k in keys]
+    buckets = {int(o // 10) for o in offsets}
+    assert buckets == {0, 1, 2, 3, 4, 5}  # all six 10-second slices are used
+
+
+def test_plan_ahead_adds_what_falls_due_before_the_horizon() -> None:
+    plan = plan_ahead(
+        Cron("* * * * *", "UTC"),
+        Window(),
+        first_due=NOW.replace(second=0),
+        now=NOW,
+        horizon=NOW + timedelta(seconds=60),
+        occurrences_so_far=0,
+        misfire_grace_s=0,  # even with no grace, what lies ahead is never "missed"
+        max_per_claim=100,
+    )
+    assert plan.fire == [
+        datetime(2026, 11, 22, 12, 0, tzinfo=UTC),
+        datetime(2026, 11, 22, 12, 1, tzinfo=UTC),
+    ]
+    assert plan.next_time == datetime(2026, 11, 22, 12, 2, tzinfo=UTC)
+
+
+def test_plan_ahead_keeps_the_misfire_rules_measured_from_now() -> None:
+    plan = plan_ahead(
+        Interval(10, NOW - timedelta(hours=1)),
+        Window(),
+        first_due=NOW - timedelta(hours=1),
+        now=NOW,
+        horizon=NOW + timedelta(seconds=25),
+        occurrences_so_far=0,
+        misfire_grace_s=30,
+        max_per_claim=100,
+        misfire_policy=MisfirePolicy.SKIP,
+    )
+    # Missed beyond the 30 s grace: skipped; within it: 12:00:00, :10, :20, :30; ahead
+    # up to 12:00:55: :40, :50.
+    assert [t.second for t in plan.fire] == [0, 10, 20, 30, 40, 50]
+    assert all(t.minute == 0 for t in plan.fire)
+
+
+def test_plan_ahead_respects_the_batch_bound() -> None:
+    plan = plan_ahead(
+        Interval(1, NOW),
+        Window(),
+        first_due=NOW,
+        now=NOW,
+        horizon=NOW + timedelta(seconds=60),
+        occurrences_so_far=0,
+        misfire_grace_s=3600,
+        max_per_claim=10,
+    )
+    assert len(plan.fire) == 10 and plan.next_time == NOW + timedelta(seconds=10)
