@@ -132,6 +132,7 @@ def test_the_dashboard_and_scrape_config_name_only_metrics_taskhub_exports() -> 
         "taskhub_db_query_seconds",
         "taskhub_db_pool_checked_out",
         "taskhub_process_resident_memory_bytes",
+        "taskhub_flow_control_waits",
     ):
         assert kpi in named, kpi
     scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
