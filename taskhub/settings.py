@@ -6,9 +6,11 @@ One frozen object, built once per process by :func:`load`; tests build their own
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from taskhub.addresses import AddressPolicy, Network, parse_networks
@@ -65,11 +67,12 @@ class Settings:
     #: How often the staging loop sends what has come due (second precision); 0: off.
     stage_interval_s: float = 1.0
 
-    @property
+    # Cached: both are read for every request a trigger worker sends.
+    @cached_property
     def host_limit_map(self) -> dict[str, HostLimit]:
         return dict(self.host_limits)
 
-    @property
+    @cached_property
     def address_policy(self) -> AddressPolicy:
         return AddressPolicy(self.allow_private_targets, self.allowed_target_networks)
 
@@ -152,6 +155,24 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in _get(env, name, "").split(",") if item.strip())
+
+
+def _encryption_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Fernet keys: urlsafe base64 of 32 bytes each. Checked here so that a process with a
+    mistyped key refuses to start, instead of failing at its first secret."""
+    keys = _list(env, name)
+    for position, key in enumerate(keys, start=1):
+        try:
+            raw = base64.urlsafe_b64decode(key.encode("ascii"))
+        except (ValueError, UnicodeError):
+            raw = b""
+        if len(raw) != 32:
+            raise SettingsError(
+                f"{name}: key {position} is not a Fernet key (32 bytes, urlsafe base64); make "
+                "one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'"
+            )
+    return keys
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
@@ -239,7 +260,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_choice(
             env, "TASKHUB_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True
         ),
-        encryption_keys=_list(env, "TASKHUB_ENCRYPTION_KEYS"),
+        encryption_keys=_encryption_keys(env, "TASKHUB_ENCRYPTION_KEYS"),
         secret_headers=frozenset(h.lower() for h in _list(env, "TASKHUB_SECRET_HEADERS")),
         allowed_target_networks=_networks(env, "TASKHUB_ALLOWED_TARGET_NETWORKS"),
         host_limits=_host_limits(env, "TASKHUB_HOST_LIMITS"),

@@ -205,6 +205,8 @@ def _log_attempt(row: RowMapping, outcome: TriggerOutcome, status: ExecutionStat
         if status is ExecutionStatus.QUEUED
         else logging.WARNING
     )
+    if not log.isEnabledFor(level):  # a success per row at DEBUG: skip building it
+        return
     scheduled_for = row["scheduled_for"].isoformat()
     log.log(
         level,

@@ -9,7 +9,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from taskhub.sealing import Sealer, SealingError, generate_key, sealer_for
-from taskhub.settings import Settings, load
+from taskhub.settings import Settings, SettingsError, load
 
 
 def settings_with(tmp_path: Path, keys: str = "") -> Settings:
@@ -101,3 +101,16 @@ def test_processes_starting_together_agree_on_one_generated_key(tmp_path: Path) 
         keys = set(pool.map(lambda _: _key_file(tmp_path / "data"), range(16)))
     assert len(keys) == 1
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["encryption.key"]
+
+
+@pytest.mark.parametrize("bad", ["short", "é" * 44, "x" * 44, f"{generate_key()},oops"])
+def test_settings_refuse_a_malformed_key_at_start(bad: str) -> None:
+    with pytest.raises(SettingsError, match="TASKHUB_ENCRYPTION_KEYS: key"):
+        load({"TASKHUB_ENCRYPTION_KEYS": bad})
+
+
+def test_a_sealed_value_is_opened_once_per_process() -> None:
+    sealer = Sealer((generate_key(),), "v")
+    token = sealer.seal("whsec_abc")
+    assert [sealer.unseal(token) for _ in range(3)] == ["whsec_abc"] * 3
+    assert sealer._opened.cache_info().hits == 2
