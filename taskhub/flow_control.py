@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,10 @@ class HostLimit:
         return self.max_in_flight is None and self.per_second is None
 
 
-def _tighter_int(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else min(a, b)
+_N = TypeVar("_N", int, float)
 
 
-def _tighter_float(a: float | None, b: float | None) -> float | None:
+def _tighter(a: _N | None, b: _N | None) -> _N | None:
     return b if a is None else a if b is None else min(a, b)
 
 
@@ -60,8 +59,8 @@ def combine(host: HostLimit | None, task: HostLimit | None) -> HostLimit:
     host = host or HostLimit()
     task = task or HostLimit()
     return HostLimit(
-        _tighter_int(host.max_in_flight, task.max_in_flight),
-        _tighter_float(host.per_second, task.per_second),
+        _tighter(host.max_in_flight, task.max_in_flight),
+        _tighter(host.per_second, task.per_second),
     )
 
 
