@@ -7,6 +7,7 @@ One frozen object, built once per process by :func:`load`; tests build their own
 from __future__ import annotations
 
 import base64
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -94,18 +95,26 @@ def _optional(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name, "").strip() or None
 
 
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+def _number(
+    env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float = math.inf
+) -> float:
     raw = _get(env, name, str(default))
     try:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name} must be a finite number, got {raw!r}")
     if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
+        raise SettingsError(f"{name} must be at least {minimum:g}, got {raw!r}")
+    if value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum:g}, got {raw!r}")
     return value
 
 
-def _integer(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+def _integer(
+    env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None
+) -> int:
     raw = _get(env, name, str(default))
     try:
         value = int(raw)
@@ -113,24 +122,8 @@ def _integer(env: Mapping[str, str], name: str, default: int, minimum: int) -> i
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
-
-
-def _bounded_integer(
-    env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int
-) -> int:
-    value = _integer(env, name, default, minimum)
-    if value > maximum:
-        raise SettingsError(f"{name} must be at most {maximum}, got {value}")
-    return value
-
-
-def _bounded_number(
-    env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float
-) -> float:
-    value = _number(env, name, default, minimum)
-    if value > maximum:
-        raise SettingsError(f"{name} must be at most {maximum:g}, got {value:g}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {raw!r}")
     return value
 
 
@@ -255,7 +248,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         sqs_visibility_timeout_s=_integer(
             env, "TASKHUB_SQS_VISIBILITY_TIMEOUT_SECONDS", 900, minimum=1
         ),
-        sqs_wait_time_s=_bounded_integer(env, "TASKHUB_SQS_WAIT_TIME_SECONDS", 2, 0, 20),
+        sqs_wait_time_s=_integer(env, "TASKHUB_SQS_WAIT_TIME_SECONDS", 2, 0, 20),
         log_format=_choice(env, "TASKHUB_LOG_FORMAT", "text", ("text", "json")),
         log_level=_choice(
             env, "TASKHUB_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True
@@ -268,5 +261,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         or derived_flow_control_url(broker_url, result_backend),
         flow_control_max_wait_s=_number(env, "TASKHUB_FLOW_CONTROL_MAX_WAIT_SECONDS", 2, minimum=0),
         stage_interval_s=_stage_interval(env, "TASKHUB_STAGE_INTERVAL_SECONDS"),
-        publish_lead_s=_bounded_number(env, "TASKHUB_PUBLISH_LEAD_SECONDS", 5, 0, 30),
+        publish_lead_s=_number(env, "TASKHUB_PUBLISH_LEAD_SECONDS", 5, 0, 30),
     )

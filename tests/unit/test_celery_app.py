@@ -32,6 +32,11 @@ def test_redis_broker_backs_its_own_chords() -> None:
         ({"TASKHUB_TICK_SECONDS": "soon"}, "TASKHUB_TICK_SECONDS"),
         ({"TASKHUB_CHUNK_SIZE": "0"}, "TASKHUB_CHUNK_SIZE"),
         ({"TASKHUB_ALLOW_PRIVATE_TARGETS": "maybe"}, "TASKHUB_ALLOW_PRIVATE_TARGETS"),
+        ({"TASKHUB_TICK_SECONDS": "nan"}, "TASKHUB_TICK_SECONDS must be a finite number"),
+        ({"TASKHUB_CONNECT_TIMEOUT_SECONDS": "inf"}, "TASKHUB_CONNECT_TIMEOUT_SECONDS"),
+        ({"TASKHUB_PUBLISH_LEAD_SECONDS": "31"}, "TASKHUB_PUBLISH_LEAD_SECONDS must be at most"),
+        ({"TASKHUB_LOG_FORMAT": "xml"}, "TASKHUB_LOG_FORMAT"),
+        ({"TASKHUB_HOST_LIMITS": "a.example=0"}, "TASKHUB_HOST_LIMITS"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
