@@ -15,12 +15,18 @@ import psycopg
 import pytest
 import redis
 from cryptography.fernet import Fernet
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import Engine
 
 from taskhub import db, schema
 from tests.engine import running_stack
 from tests.processes import Stack
 from tests.target import Target, running_target
+
+# Tests check behaviour, never speed: no per-example deadline (on a loaded 2-core machine
+# a correct example can take over hypothesis's default 200 ms and fail as "flaky").
+hypothesis_settings.register_profile("taskhub", deadline=None)
+hypothesis_settings.load_profile("taskhub")
 
 POSTGRES_URL = os.environ.get(
     "TASKHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
