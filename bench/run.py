@@ -608,6 +608,7 @@ def plot(series: dict[str, list[float]], path: Path, title: str) -> None:
     cdf.legend()
     fig.suptitle(title)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
 
 
@@ -632,7 +633,8 @@ def main() -> None:
     parser.add_argument(
         "--redbeat-worker", default="-P threads -c 128", help="the peer's worker pool options"
     )
-    parser.add_argument("--plot", default=str(ROOT / "bench" / "lag.png"))
+    # Default under bench/out/ (git-ignored): the committed plots are the README's.
+    parser.add_argument("--plot", default=str(ROOT / "bench" / "out" / "lag.png"))
     parser.add_argument("--out", help="also write every JSON object to this file")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for taskhub")
     parser.add_argument("--logs", help="keep the processes' logs in this directory")
