@@ -54,7 +54,7 @@ def db_upgrade() -> None:
 @click.argument("role", type=click.Choice(roles.ROLES))
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def run_role(role: str, celery_args: tuple[str, ...]) -> None:
-    """Run one process role (trigger, state, beat, all) with its launch profile."""
+    """Run one process role (trigger, state, beat, all, flower) with its launch profile."""
     argv = [*roles.celery_argv(role), *celery_args]
     os.execvp(argv[0], argv)
 
