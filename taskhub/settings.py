@@ -38,6 +38,8 @@ class Settings:
     misfire_grace_s: float
     misfire_fire_each_max: int
     max_in_flight_per_process: int
+    max_slow_in_flight_per_process: int
+    slow_after_s: float
     connect_timeout_s: float
     max_response_bytes: int
     retry_after_cap_s: float
@@ -239,6 +241,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         misfire_grace_s=_number(env, "TASKHUB_MISFIRE_GRACE_SECONDS", 3600, minimum=0),
         misfire_fire_each_max=_integer(env, "TASKHUB_MISFIRE_FIRE_EACH_MAX", 100, minimum=1),
         max_in_flight_per_process=_integer(env, "TASKHUB_MAX_IN_FLIGHT", 200, minimum=1),
+        max_slow_in_flight_per_process=_integer(env, "TASKHUB_MAX_SLOW_IN_FLIGHT", 2000, minimum=0),
+        slow_after_s=_number(env, "TASKHUB_SLOW_AFTER_SECONDS", 0.25, minimum=0.01),
         connect_timeout_s=_number(env, "TASKHUB_CONNECT_TIMEOUT_SECONDS", 5, minimum=0.1),
         max_response_bytes=_integer(env, "TASKHUB_MAX_RESPONSE_BYTES", 65536, minimum=0),
         retry_after_cap_s=_number(env, "TASKHUB_RETRY_AFTER_CAP_SECONDS", 3600, minimum=0),

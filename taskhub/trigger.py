@@ -8,8 +8,10 @@ Concurrency model. One asyncio event loop per process runs in a daemon thread, c
 lazily on first use and re-created after ``fork`` (the pid is compared on every call).
 One :class:`aiohttp.ClientSession` per address policy lives on that loop and is only ever
 touched from the loop thread; :func:`fire` is synchronous and may be called from many
-threads at once (Celery's ``threads`` pool) or from prefork children. At most
-``settings.max_in_flight_per_process`` attempts are in flight per process; an attempt's
+threads at once (Celery's ``threads`` pool) or from prefork children. Attempts in flight
+are bounded per process in two lanes (:class:`_Lanes`): ``max_in_flight_per_process``
+young ones, and ``max_slow_in_flight_per_process`` more that have run longer than
+``slow_after_s``, so hanging targets never hold the slots a burst needs. An attempt's
 clock (``started_at``, ``duration_ms``, the ``timeout_s`` deadline) starts when it gets
 a slot, so waiting behind other targets is never blamed on this target.
 
@@ -512,10 +514,57 @@ def _classify(exc: Exception, url: URL, phase: str, timeout_s: float) -> tuple[s
     raise exc
 
 
+class _Lanes:
+    """This process's slots for attempts in flight, in two lanes.
+
+    An attempt starts in the fast lane (``max_in_flight`` slots). One still running
+    after ``slow_after_s`` moves to the slow lane (``max_slow_in_flight`` slots) and
+    hands its fast slot to the next request. Why two: a burst to fast targets wants few
+    connections at once (each costs more than a request), while slow and hanging
+    targets want many slots that cost nothing but memory (~25 KB each). One limit
+    cannot serve both; with two, hung targets wait out their timeouts in the slow lane
+    and never hold the slots a burst needs. A full slow lane keeps an attempt in the
+    fast lane, so the total stays bounded.
+    """
+
+    def __init__(self, fast: int, slow: int, slow_after_s: float) -> None:
+        self.fast = asyncio.Semaphore(fast)
+        self.slow = asyncio.Semaphore(slow)
+        self.slow_allowed = slow > 0
+        self.slow_after_s = slow_after_s
+
+    async def run(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        """Run ``work`` (started once a fast slot is free) in the lanes."""
+        slow_slot: asyncio.Future[Any] | None = None
+        await self.fast.acquire()
+        holds_fast = True
+        task = asyncio.ensure_future(work())
+        try:
+            if self.slow_allowed:
+                done, _ = await asyncio.wait({task}, timeout=self.slow_after_s)
+                if not done:
+                    slow_slot = waiting = asyncio.ensure_future(self.slow.acquire())
+                    await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                    if waiting.done():
+                        self.fast.release()
+                        holds_fast = False
+            return await task
+        finally:
+            if not task.done():
+                task.cancel()
+            if slow_slot is not None:
+                if not slow_slot.done():
+                    slow_slot.cancel()
+                elif not slow_slot.cancelled() and slow_slot.exception() is None:
+                    self.slow.release()
+            if holds_fast:
+                self.fast.release()
+
+
 @dataclass
 class _Client:
     session: aiohttp.ClientSession
-    slots: asyncio.Semaphore
+    lanes: _Lanes
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
@@ -595,80 +644,84 @@ async def _attempt(
 
 
 async def _send(client: _Client, request: TriggerRequest, settings: Settings) -> TriggerOutcome:
-    async with client.slots:
-        started_at = datetime.now(UTC)
-        t0 = time.monotonic()
+    return await client.lanes.run(lambda: _exchange(client, request, settings))
 
-        def outcome(
-            status: int | None,
-            kind: str | None,
-            error: str | None,
-            retry_after: float | None = None,
-            excerpt: str | None = None,
-        ) -> TriggerOutcome:
-            return TriggerOutcome(
-                execution_id=request.execution_id,
-                attempt=request.attempt,
-                started_at=started_at,
-                duration_ms=max(0, round((time.monotonic() - t0) * 1000)),
-                http_status=status,
-                error_kind=kind,
-                error=error,
-                retry_after_s=retry_after,
-                response_excerpt=excerpt,
-            )
 
-        try:
-            url = _check_request(request, settings.address_policy)
-            secret_headers, signing_secrets = _unseal(request, settings)
-        except _Refused as refused:
-            return outcome(None, refused.kind, refused.message)
+async def _exchange(client: _Client, request: TriggerRequest, settings: Settings) -> TriggerOutcome:
+    """One attempt, from the moment it has a slot: its clock starts here."""
+    started_at = datetime.now(UTC)
+    t0 = time.monotonic()
 
-        timeout_s = request.timeout_s
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=None,
-            sock_connect=min(settings.connect_timeout_s, timeout_s),
-            sock_read=timeout_s,
+    def outcome(
+        status: int | None,
+        kind: str | None,
+        error: str | None,
+        retry_after: float | None = None,
+        excerpt: str | None = None,
+    ) -> TriggerOutcome:
+        return TriggerOutcome(
+            execution_id=request.execution_id,
+            attempt=request.attempt,
+            started_at=started_at,
+            duration_ms=max(0, round((time.monotonic() - t0) * 1000)),
+            http_status=status,
+            error_kind=kind,
+            error=error,
+            retry_after_s=retry_after,
+            response_excerpt=excerpt,
         )
-        data = None if request.body is None else request.body.encode("utf-8")
-        headers = attempt_headers(request, secret_headers)
-        if signing_secrets:
-            # Timed now, at send time: a receiver's tolerance measures the network, not
-            # how long the message waited on the broker.
-            headers[signing.HEADER] = signing.sign(signing_secrets, data or b"", int(time.time()))
-        phase = "response"
-        try:
-            async with asyncio.timeout(timeout_s):
-                async with client.session.request(
-                    request.method,
-                    url,
-                    headers=headers,
-                    data=data,
-                    allow_redirects=False,
-                    timeout=timeout,
-                ) as response:
-                    phase = "body"
-                    status = response.status
-                    retry_after = parse_retry_after(
-                        response.headers.get("Retry-After"), datetime.now(UTC)
-                    )
-                    body, truncated = await _read_capped(response, settings.max_response_bytes)
-                    if truncated:
-                        response.close()  # stop reading; the connection is not reused
-        except Exception as exc:
-            try:
-                kind, message = _classify(exc, url, phase, timeout_s)
-            except Exception:
-                log.exception(
-                    "unexpected error firing execution %s attempt %s",
-                    request.execution_id,
-                    request.attempt,
+
+    try:
+        url = _check_request(request, settings.address_policy)
+        secret_headers, signing_secrets = _unseal(request, settings)
+    except _Refused as refused:
+        return outcome(None, refused.kind, refused.message)
+
+    timeout_s = request.timeout_s
+    timeout = aiohttp.ClientTimeout(
+        total=None,
+        connect=None,
+        sock_connect=min(settings.connect_timeout_s, timeout_s),
+        sock_read=timeout_s,
+    )
+    data = None if request.body is None else request.body.encode("utf-8")
+    headers = attempt_headers(request, secret_headers)
+    if signing_secrets:
+        # Timed now, at send time: a receiver's tolerance measures the network, not
+        # how long the message waited on the broker.
+        headers[signing.HEADER] = signing.sign(signing_secrets, data or b"", int(time.time()))
+    phase = "response"
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with client.session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                timeout=timeout,
+            ) as response:
+                phase = "body"
+                status = response.status
+                retry_after = parse_retry_after(
+                    response.headers.get("Retry-After"), datetime.now(UTC)
                 )
-                kind, message = "connection", f"unexpected error: {type(exc).__name__}"
-            return outcome(None, kind, message)
-        error = None if 200 <= status < 300 else f"HTTP {status}"
-        return outcome(status, None, error, retry_after, _excerpt(body))
+                body, truncated = await _read_capped(response, settings.max_response_bytes)
+                if truncated:
+                    response.close()  # stop reading; the connection is not reused
+    except Exception as exc:
+        try:
+            kind, message = _classify(exc, url, phase, timeout_s)
+        except Exception:
+            log.exception(
+                "unexpected error firing execution %s attempt %s",
+                request.execution_id,
+                request.attempt,
+            )
+            kind, message = "connection", f"unexpected error: {type(exc).__name__}"
+        return outcome(None, kind, message)
+    error = None if 200 <= status < 300 else f"HTTP {status}"
+    return outcome(status, None, error, retry_after, _excerpt(body))
 
 
 # --------------------------------------------------------------------------- the loop
@@ -680,7 +733,7 @@ class _Runtime:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        self.clients: dict[tuple[AddressPolicy, int], _Client] = {}
+        self.clients: dict[tuple[AddressPolicy, int, int, float], _Client] = {}
         self.limiters: dict[str | None, flow_control.Limiter] = {}
         self.thread = threading.Thread(
             target=self._run, name=f"taskhub-trigger-loop-{self.pid}", daemon=True
@@ -693,10 +746,12 @@ class _Runtime:
 
     def _client(self, settings: Settings) -> _Client:
         # Runs on the loop thread without awaiting: check-and-create is atomic there.
-        key = (settings.address_policy, settings.max_in_flight_per_process)
+        fast = settings.max_in_flight_per_process
+        slow = settings.max_slow_in_flight_per_process
+        key = (settings.address_policy, fast, slow, settings.slow_after_s)
         client = self.clients.get(key)
         if client is None:
-            limit = settings.max_in_flight_per_process
+            limit = fast + slow
             resolver: AbstractResolver = DefaultResolver()
             if not settings.allow_private_targets:
                 resolver = _GuardedResolver(resolver, settings.address_policy)
@@ -718,7 +773,7 @@ class _Runtime:
                 auto_decompress=False,
                 trust_env=False,
             )
-            client = self.clients[key] = _Client(session, asyncio.Semaphore(limit))
+            client = self.clients[key] = _Client(session, _Lanes(fast, slow, settings.slow_after_s))
         return client
 
     def _limiter(self, settings: Settings) -> flow_control.Limiter:

@@ -1167,7 +1167,7 @@ def test_fire_from_eight_threads_at_once(target: Target) -> None:
 
 def test_connector_limit_bounds_in_flight_without_blaming_targets(target: Target) -> None:
     # 2 slots, 6 requests of 0.3 s each: they queue for a slot, and waiting is not timed.
-    narrow = make_settings(TASKHUB_MAX_IN_FLIGHT="2")
+    narrow = make_settings(TASKHUB_MAX_IN_FLIGHT="2", TASKHUB_MAX_SLOW_IN_FLIGHT="0")
     requests = [
         req(f"http://127.0.0.1:{target.port}/sleep/0.3", execution_id=i, timeout_s=0.8)
         for i in range(6)
@@ -1178,6 +1178,66 @@ def test_connector_limit_bounds_in_flight_without_blaming_targets(target: Target
     assert all(o.http_status == 200 for o in outcomes), [o.error for o in outcomes]
     assert elapsed >= 0.85  # three waves of two
     assert all(o.duration_ms < 800 for o in outcomes)
+
+
+def _most_at_once(outcomes: list[TriggerOutcome]) -> int:
+    """The most attempts in flight at one instant, from the attempts' own clocks (an
+    end is taken 1 ms early: ``duration_ms`` is rounded, the next start follows it)."""
+    edges: list[tuple[float, int]] = []
+    for o in outcomes:
+        start = o.started_at.timestamp()
+        edges += [(start, 1), (start + o.duration_ms / 1000 - 0.001, -1)]
+    now = most = 0
+    for _, step in sorted(edges):
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_hanging_requests_move_to_the_slow_lane_and_free_the_fast_one(target: Target) -> None:
+    # One fast slot, both hung requests first in the batch: without the slow lane the
+    # quick ones would wait for the hung ones' timeouts.
+    lanes = make_settings(
+        TASKHUB_MAX_IN_FLIGHT="1",
+        TASKHUB_MAX_SLOW_IN_FLIGHT="10",
+        TASKHUB_SLOW_AFTER_SECONDS="0.05",
+    )
+    base = f"http://127.0.0.1:{target.port}"
+    requests = [req(f"{base}/sleep/10", execution_id=i, timeout_s=2) for i in range(2)]
+    requests += [req(f"{base}/status/204", execution_id=10 + i) for i in range(4)]
+    outcomes = fire(requests, lanes)
+    hung, quick = outcomes[:2], outcomes[2:]
+    assert [o.error_kind for o in hung] == ["timeout", "timeout"]
+    assert [o.http_status for o in quick] == [204] * 4
+    hung_end = min(o.started_at.timestamp() + o.duration_ms / 1000 for o in hung)
+    assert all(o.started_at.timestamp() < hung_end for o in quick)
+    assert all(o.duration_ms >= 2000 for o in hung)  # their clocks ran in the slow lane too
+
+
+def test_a_full_slow_lane_keeps_attempts_in_the_fast_one(target: Target) -> None:
+    lanes = make_settings(
+        TASKHUB_MAX_IN_FLIGHT="1",
+        TASKHUB_MAX_SLOW_IN_FLIGHT="1",
+        TASKHUB_SLOW_AFTER_SECONDS="0.05",
+    )
+    requests = [
+        req(f"http://127.0.0.1:{target.port}/sleep/0.4", execution_id=i, timeout_s=2)
+        for i in range(4)
+    ]
+    outcomes = fire(requests, lanes)
+    assert [o.http_status for o in outcomes] == [200] * 4
+    assert _most_at_once(outcomes) == 2  # one slow, one fast, never more
+
+
+def test_no_slow_lane_means_one_limit(target: Target) -> None:
+    single = make_settings(TASKHUB_MAX_IN_FLIGHT="2", TASKHUB_MAX_SLOW_IN_FLIGHT="0")
+    requests = [
+        req(f"http://127.0.0.1:{target.port}/sleep/0.3", execution_id=i, timeout_s=2)
+        for i in range(5)
+    ]
+    outcomes = fire(requests, single)
+    assert [o.http_status for o in outcomes] == [200] * 5
+    assert _most_at_once(outcomes) == 2
 
 
 def test_fire_works_again_after_shutdown(target: Target) -> None:
