@@ -1,4 +1,4 @@
-"""Launch profiles: the ``celery`` command line of each process role.
+"""Launch profiles: the command line of each process role.
 
 One source for ``workers/*.sh``, ``taskhub dev`` and docker-compose, so that the
 production split described in the README is the one that runs.
@@ -8,8 +8,9 @@ production split described in the README is the one that runs.
   costs a few hundred KB instead of a ~50 MB prefork child, and a hung target holds one
   thread, not a process. Concurrency = messages in flight per process.
 - ``state``: consumes ``taskhub.discovery`` and ``taskhub.state``: the tick and the
-  chord callbacks, both short database transactions. Prefork, two children: CPU-bound
-  JSON and SQL work that should not share a GIL with the HTTP client.
+  chord callbacks, both short database transactions. Threads (-c 4) in a process of
+  its own: the work waits on the database, and its JSON and SQL should not share a GIL
+  with the HTTP client.
 - ``beat``: the scheduler that sends the tick; running two is harmless (the claim is
   atomic), running none stops everything.
 - ``all``: one worker for every queue (what ``celery -A taskhub worker`` does too);
@@ -32,8 +33,9 @@ def celery_argv(role: str, env: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if env is None else env
     data_dir = Path(env.get("TASKHUB_DATA_DIR") or ".taskhub")
     loglevel = env.get("TASKHUB_LOG_LEVEL") or "INFO"
-    # This interpreter's celery, so an unactivated virtualenv still runs its own.
-    base = [sys.executable, "-m", "celery", "-A", "taskhub"]
+    # This interpreter's celery, so an unactivated virtualenv still runs its own. Worker
+    # and beat run celery's own commands without the umbrella's plugins (celery_command).
+    base = [sys.executable, "-m", "taskhub.celery_command"]
     if role == "trigger":
         concurrency = env.get("TASKHUB_TRIGGER_CONCURRENCY") or "128"
         return [
@@ -92,7 +94,11 @@ def celery_argv(role: str, env: Mapping[str, str] | None = None) -> list[str]:
         ]
     if role == "flower":
         return [
-            *base,
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "taskhub",
             "flower",
             f"--address={env.get('TASKHUB_FLOWER_ADDRESS') or '127.0.0.1'}",
             f"--port={env.get('TASKHUB_FLOWER_PORT') or '5555'}",

@@ -79,9 +79,9 @@ def test_every_command_exists(service: str, command: list[str]) -> None:
 
 
 def test_role_command_lines() -> None:
-    assert roles.celery_argv("trigger", {})[3:] == [
-        "-A",
-        "taskhub",
+    assert roles.celery_argv("trigger", {})[1:] == [
+        "-m",
+        "taskhub.celery_command",
         "worker",
         "-Q",
         "taskhub.triggers",
@@ -117,3 +117,38 @@ def test_the_api_is_served_and_flower_is_not_open_to_all() -> None:
     assert "FLOWER_BASIC_AUTH" in SERVICES["flower"]["environment"]
     for service in ("api", "flower"):
         assert all(port.startswith("127.0.0.1:") for port in SERVICES[service]["ports"])
+
+
+@pytest.mark.parametrize("command", ["worker", "beat"])
+def test_the_lean_celery_command_is_celerys_own(command: str) -> None:
+    # The same click command as `celery -A taskhub <command>`: the same options.
+    lean = subprocess.run(
+        [sys.executable, "-m", "taskhub.celery_command", command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    umbrella = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "taskhub", command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert lean.returncode == 0, lean.stderr
+    assert lean.stdout.startswith(f"Usage: celery {command} [OPTIONS]")
+    # Everything after the usage line (which names the program) is the same.
+    assert lean.stdout.split("\n", 1)[1] == umbrella.stdout.split("\n", 1)[1]
+
+
+def test_the_lean_celery_command_refuses_other_commands() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "taskhub.celery_command", "flower"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert completed.returncode != 0
+    assert "usage: python -m taskhub.celery_command {worker|beat}" in completed.stderr
