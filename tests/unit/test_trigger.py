@@ -1240,6 +1240,53 @@ def test_no_slow_lane_means_one_limit(target: Target) -> None:
     assert _most_at_once(outcomes) == 2
 
 
+def test_a_batch_starts_a_task_only_for_a_request_that_has_a_slot(target: Target) -> None:
+    # 40 requests, 2 fast slots, no slow lane: the batch and, per admitted request, its
+    # send and its exchange are tasks on the loop (5), never a task per request (81).
+    narrow = make_settings(TASKHUB_MAX_IN_FLIGHT="2", TASKHUB_MAX_SLOW_IN_FLIGHT="0")
+    requests = [
+        req(f"http://127.0.0.1:{target.port}/sleep/0.05", execution_id=i, timeout_s=2)
+        for i in range(40)
+    ]
+    fire_one(req(f"http://127.0.0.1:{target.port}/status/204"), narrow)  # the loop exists
+    loop = trigger._get_runtime().loop
+
+    async def count_tasks() -> int:
+        return len(asyncio.all_tasks()) - 1  # not this one
+
+    with ThreadPoolExecutor(1) as pool:
+        batch = pool.submit(fire, requests, narrow)
+        seen = []
+        while not batch.done():
+            seen.append(asyncio.run_coroutine_threadsafe(count_tasks(), loop).result(5))
+            time.sleep(0.02)
+        outcomes = batch.result()
+    assert [o.execution_id for o in outcomes] == list(range(40))
+    assert all(o.http_status == 200 for o in outcomes)
+    assert max(seen) >= 3  # it was sampled while the batch ran
+    assert max(seen) <= 5
+
+
+def test_a_batch_starts_its_requests_in_send_time_order(target: Target) -> None:
+    single = make_settings(TASKHUB_MAX_IN_FLIGHT="1", TASKHUB_MAX_SLOW_IN_FLIGHT="0")
+    now = datetime.now(UTC)
+    offsets_s = [0.3, 0.0, 0.2, 0.1]
+    requests = [
+        req(
+            f"http://127.0.0.1:{target.port}/status/204",
+            execution_id=i,
+            not_before=now + timedelta(seconds=offset),
+        )
+        for i, offset in enumerate(offsets_s)
+    ]
+    outcomes = fire(requests, single)
+    assert [o.execution_id for o in outcomes] == [0, 1, 2, 3]  # in the batch's order
+    started = sorted(outcomes, key=lambda o: o.started_at)
+    assert [o.execution_id for o in started] == [1, 3, 2, 0]
+    for o, offset in zip(outcomes, offsets_s, strict=True):
+        assert o.started_at >= now + timedelta(seconds=offset)
+
+
 def test_fire_works_again_after_shutdown(target: Target) -> None:
     url = f"http://127.0.0.1:{target.port}/status/204"
     assert fire_one(req(url)).http_status == 204
