@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
@@ -72,8 +73,8 @@ def lease_until(now: datetime, timeout_s: float, settings: Settings) -> datetime
 
 
 def _request(
-    target: RowMapping,
-    execution: RowMapping,
+    target: RowMapping | Mapping[str, Any],
+    execution: RowMapping | Mapping[str, Any],
     attempt: int,
     now: datetime,
     settings: Settings,
@@ -180,7 +181,12 @@ def claim_occurrences(
         )
     inserted = queries.insert_executions(conn, new_rows)
     queries.advance_tasks(conn, advances)
-    to_send = [ex for ex in inserted if ex["status"] == ExecutionStatus.RUNNING.value]
+    planned = {new["idempotency_key"]: new for new in new_rows}
+    to_send = [
+        {**planned[ex["idempotency_key"]], "execution_id": ex["execution_id"]}
+        for ex in inserted
+        if planned[ex["idempotency_key"]]["status"] == ExecutionStatus.RUNNING.value
+    ]
     secrets = queries.active_sealed_signing_secrets(
         conn, {by_id[ex["task_id"]]["tenant"] for ex in to_send}
     )

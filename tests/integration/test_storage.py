@@ -413,3 +413,62 @@ def test_spread_occurrences_are_staged_at_their_stable_offset(engine: Engine) ->
     [request] = claim_all(engine, send_at)
     assert request.scheduled_for == NOW + timedelta(seconds=30)
     assert request.not_before is None  # its time has come: no hold
+
+
+def test_insert_executions_returns_only_what_it_inserted(engine: Engine) -> None:
+    task_id = add_task(engine, "dup", {"at": NOW.isoformat()})
+
+    def row(at: datetime) -> dict[str, Any]:
+        return {
+            "task_id": task_id,
+            "scheduled_for": at,
+            "idempotency_key": f"key-{at.isoformat()}",
+            "status": "queued",
+            "attempts": 0,
+            "next_dispatch_at": at,
+            "dispatch_count": 0,
+            "created_at": NOW,
+        }
+
+    first, second = NOW, NOW + timedelta(minutes=1)
+    with engine.begin() as conn:
+        inserted = queries.insert_executions(conn, [row(first)])
+    assert [set(r.keys()) for r in inserted] == [{"execution_id", "idempotency_key"}]
+    with engine.begin() as conn:
+        again = queries.insert_executions(conn, [row(first), row(second)])
+    assert [r["idempotency_key"] for r in again] == [f"key-{second.isoformat()}"]
+    assert again[0]["execution_id"] != inserted[0]["execution_id"]
+    stored = {(r["scheduled_for"], r["next_dispatch_at"]) for r in execution_rows(engine)}
+    assert stored == {(first, first), (second, second)}
+
+
+def test_insert_executions_refuses_naive_instants(engine: Engine) -> None:
+    task_id = add_task(engine, "naive", {"at": NOW.isoformat()})
+    naive = NOW.replace(tzinfo=None)
+    row = {
+        "task_id": task_id,
+        "scheduled_for": naive,
+        "idempotency_key": "k",
+        "status": "queued",
+        "attempts": 0,
+        "next_dispatch_at": naive,
+        "dispatch_count": 0,
+        "created_at": NOW,
+    }
+    with pytest.raises((ValueError, sa.exc.StatementError)), engine.begin() as conn:
+        queries.insert_executions(conn, [row])
+    assert execution_rows(engine) == []
+
+
+def test_the_claim_reads_only_the_columns_it_needs(engine: Engine) -> None:
+    add_task(engine, "narrow", {"at": (NOW - timedelta(seconds=1)).isoformat()})
+    with engine.begin() as conn:
+        [row] = queries.claim_due_tasks(conn, NOW, 10)
+    assert set(row.keys()) == {c.name for c in queries.CLAIM_COLUMNS}
+    assert "tags" not in row
+
+
+def test_the_pg_claim_locks_for_no_key_update(pg_engine: Engine) -> None:
+    statement = queries.claim_due_tasks_statement(NOW, 10)
+    sql = str(statement.compile(dialect=pg_engine.dialect))
+    assert sql.endswith("FOR NO KEY UPDATE SKIP LOCKED")
