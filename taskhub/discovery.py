@@ -49,6 +49,10 @@ from taskhub.trigger import TriggerRequest
 
 log = logging.getLogger(__name__)
 
+#: The gauge each tick sets when it ends: metrics show a stalled beat, and the staging
+#: loop claims only while it is recent.
+LAST_TICK_GAUGE = "taskhub_last_tick_timestamp_seconds"
+
 Publish = Callable[[Sequence[TriggerRequest]], None]
 Clock = Callable[[], datetime]
 
@@ -290,7 +294,7 @@ def run_tick(engine: Engine, settings: Settings, publish: Publish, clock: Clock)
     report.duration_s = time.monotonic() - started
     with engine.begin() as conn:
         queries.add_to_counters(conn, counters.for_tick(report.duration_s))
-        queries.set_gauges(conn, {("taskhub_last_tick_timestamp_seconds", ""): clock().timestamp()})
+        queries.set_gauges(conn, {(LAST_TICK_GAUGE, ""): clock().timestamp()})
     log.info(
         "tick: %d occurrences claimed (%d staged), %d executions sent again, %d published"
         " in %.3f s",

@@ -688,6 +688,15 @@ def set_gauges(conn: Connection, values: Mapping[tuple[str, str], float]) -> Non
     conn.execute(statement, rows)
 
 
+def read_gauge(conn: Connection, name: str, labels: str = "") -> float | None:
+    row = conn.execute(
+        sa.select(metric_counters.c.value).where(
+            metric_counters.c.name == name, metric_counters.c.labels == labels
+        )
+    ).first()
+    return None if row is None else float(row[0])
+
+
 def read_counters(conn: Connection) -> dict[tuple[str, str], float]:
     rows = conn.execute(sa.select(metric_counters))
     return {(row.name, row.labels): row.value for row in rows}

@@ -9,6 +9,12 @@ ended, throttled sends, and occurrences of tasks created or changed since the ti
 Nothing waits on the broker, and the loop holds no state: the database is the staging
 area. Two loops (two discovery workers) are harmless, the claims skip each other's
 rows; no loop (its worker died) only makes those sends wait for the next tick.
+
+Beat is the clock. The loop refines the minute's tick, it does not replace it: it
+claims only while a tick has ended within the last ``TICKS_BEFORE_IDLE`` tick periods
+(the ``taskhub_last_tick_timestamp_seconds`` gauge, shared by every worker through the
+database). With beat stopped, scheduling stops within two ticks, as with any Celery
+periodic task, and starts again at the first tick after beat returns.
 """
 
 from __future__ import annotations
@@ -20,10 +26,24 @@ import time
 
 from sqlalchemy.engine import Engine
 
-from taskhub import discovery
+from taskhub import discovery, queries
 from taskhub.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+#: How many tick periods without a tick before the loop stops claiming.
+TICKS_BEFORE_IDLE = 2
+
+
+def beat_is_ticking(last_tick_s: float | None, now_s: float, tick_s: float) -> bool:
+    """Whether a tick has ended recently enough for the loop to claim."""
+    return last_tick_s is not None and now_s - last_tick_s <= TICKS_BEFORE_IDLE * tick_s
+
+
+def last_tick_s(engine: Engine) -> float | None:
+    with engine.connect() as conn:
+        return queries.read_gauge(conn, discovery.LAST_TICK_GAUGE)
 
 
 def next_pass_at(now_s: float, interval_s: float) -> float:
@@ -42,17 +62,28 @@ def run(
 ) -> None:
     """Until ``stop`` is set: wake on each grid instant, claim and publish what is due."""
     interval_s = settings.stage_interval_s
+    idle = False
     while not stop.is_set():
         if stop.wait(max(0.0, next_pass_at(time.time(), interval_s) - time.time())):
             return
         report = discovery.TickReport()
         try:
-            discovery.claim_and_publish(
-                engine, settings, publish, clock, 0.0, settings.tick_seconds * 0.8, report
-            )
+            ticking = beat_is_ticking(last_tick_s(engine), time.time(), settings.tick_seconds)
+            if ticking:
+                discovery.claim_and_publish(
+                    engine, settings, publish, clock, 0.0, settings.tick_seconds * 0.8, report
+                )
         except Exception:  # the database or broker is away: the next pass tries again
             log.warning("staging pass failed; retrying at the next second", exc_info=True)
             continue
+        if idle == ticking:
+            idle = not ticking
+            if idle:
+                log.info(
+                    "staging: no tick for %d ticks (is beat running?); idle", TICKS_BEFORE_IDLE
+                )
+            else:
+                log.info("staging: ticks seen; claiming at each second")
         if report.published:
             log.info(
                 "staging: %d occurrences claimed, %d executions sent again, %d published",

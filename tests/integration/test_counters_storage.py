@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 
-from taskhub import counters, heartbeat, queries, state
+from taskhub import counters, heartbeat, queries, staging, state
 from tests.integration.test_storage import NOW, SETTINGS, add_task, claim_all, outcome
 
 
@@ -62,3 +62,15 @@ def test_heartbeats_replace_each_other_and_go_stale(engine: Engine) -> None:
     later = NOW + timedelta(seconds=10 + heartbeat.STALE_AFTER_S + 1)
     with engine.begin() as conn:
         assert queries.live_heartbeats(conn, heartbeat.live_since(later)) == []
+
+
+def test_the_staging_loop_sees_the_last_tick(engine: Engine) -> None:
+    assert staging.last_tick_s(engine) is None  # no tick yet: the loop stays idle
+    add_task(engine, "ticked", {"at": NOW.isoformat()})
+    claim_all(engine, NOW)  # a whole tick, which records when it ended
+    last = staging.last_tick_s(engine)
+    assert last is not None
+    assert staging.beat_is_ticking(last, last + 1, SETTINGS.tick_seconds)
+    assert not staging.beat_is_ticking(
+        last, last + 3 * SETTINGS.tick_seconds, SETTINGS.tick_seconds
+    )

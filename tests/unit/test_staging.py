@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from taskhub.occurrences import idempotency_key, plan_ahead, spread_offset_s
 from taskhub.schedules import Cron, Interval, Window
-from taskhub.staging import next_pass_at
+from taskhub.staging import beat_is_ticking, next_pass_at
 from taskhub.statuses import MisfirePolicy
 
 NOW = datetime(2026, 11, 22, 12, 0, 30, tzinfo=UTC)
@@ -21,6 +22,25 @@ def test_the_next_pass_is_the_next_grid_instant(now: float, interval: float) -> 
     at = next_pass_at(now, interval)
     assert now < at <= now + interval + 1e-6
     assert abs(at / interval - round(at / interval)) < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("last_tick_s", "now_s", "tick_s", "ticking"),
+    [
+        (None, 1000.0, 60.0, False),  # no tick ever: beat has not run yet
+        (1000.0, 1000.0, 60.0, True),
+        (1000.0, 1059.0, 60.0, True),  # between two ticks
+        (1000.0, 1120.0, 60.0, True),  # one tick late
+        (1000.0, 1120.5, 60.0, False),  # two missed: beat is down
+        (1000.0, 1002.0, 1.0, True),
+        (1000.0, 1002.1, 1.0, False),
+        (1000.0, 990.0, 60.0, True),  # another worker's clock a little ahead
+    ],
+)
+def test_the_loop_claims_only_while_beat_ticks(
+    last_tick_s: float | None, now_s: float, tick_s: float, ticking: bool
+) -> None:
+    assert beat_is_ticking(last_tick_s, now_s, tick_s) is ticking
 
 
 def test_whole_seconds() -> None:
