@@ -176,6 +176,9 @@ def consumes_discovery() -> bool:
 def _on_beat_init(**_: Any) -> None:
     heartbeat.set_node("beat@" + socket.gethostname())
     _start_heartbeat()
+    # Beat is the clock (the staging loop claims only while ticks are recent): tick once
+    # at start, so scheduling starts now, not at the next minute. Repeating is harmless.
+    request_tick()
 
 
 def _start_heartbeat() -> None:
