@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import concurrent.futures
 import dataclasses
 import email.utils
@@ -529,41 +530,59 @@ class _Lanes:
 
     def __init__(self, fast: int, slow: int, slow_after_s: float) -> None:
         self.fast = asyncio.Semaphore(fast)
-        self.slow = asyncio.Semaphore(slow)
+        self.slow_free = slow
         self.slow_allowed = slow > 0
         self.slow_after_s = slow_after_s
+        #: Attempts past ``slow_after_s`` waiting for a slow slot, oldest first.
+        self.to_promote: collections.deque[_InFlight] = collections.deque()
 
     async def admit(self) -> None:
         """Take a fast slot, to hand to :meth:`run` with ``admitted=True``."""
         await self.fast.acquire()
 
     async def run(self, work: Callable[[], Awaitable[_T]], admitted: bool = False) -> _T:
-        """Run ``work`` (started once a fast slot is held) in the lanes."""
-        slow_slot: asyncio.Future[Any] | None = None
+        """Run ``work`` (started once a fast slot is held) in the lanes.
+
+        The move to the slow lane is a timer callback on the loop, not a second task:
+        this runs once per request, on the one thread that fires them all.
+        """
         if not admitted:
             await self.fast.acquire()
-        holds_fast = True
-        task = asyncio.ensure_future(work())
+        attempt = _InFlight()
+        timer = None
+        if self.slow_allowed:
+            timer = asyncio.get_running_loop().call_later(self.slow_after_s, self._promote, attempt)
         try:
-            if self.slow_allowed:
-                done, _ = await asyncio.wait({task}, timeout=self.slow_after_s)
-                if not done:
-                    slow_slot = waiting = asyncio.ensure_future(self.slow.acquire())
-                    await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
-                    if waiting.done():
-                        self.fast.release()
-                        holds_fast = False
-            return await task
+            return await work()
         finally:
-            if not task.done():
-                task.cancel()
-            if slow_slot is not None:
-                if not slow_slot.done():
-                    slow_slot.cancel()
-                elif not slow_slot.cancelled() and slow_slot.exception() is None:
-                    self.slow.release()
-            if holds_fast:
+            if timer is not None:
+                timer.cancel()
+            attempt.ended = True
+            if attempt.slow:
+                self.slow_free += 1
+                self._promote_waiting()
+            else:
                 self.fast.release()
+
+    def _promote(self, attempt: _InFlight) -> None:
+        if attempt.ended:
+            return
+        if self.slow_free > 0:
+            self.slow_free -= 1
+            attempt.slow = True
+            self.fast.release()
+        else:  # the slow lane is full: it keeps its fast slot until one frees
+            self.to_promote.append(attempt)
+
+    def _promote_waiting(self) -> None:
+        while self.to_promote and self.slow_free > 0:
+            self._promote(self.to_promote.popleft())
+
+
+@dataclass
+class _InFlight:
+    slow: bool = False
+    ended: bool = False
 
 
 @dataclass
