@@ -612,6 +612,29 @@ def plot(series: dict[str, list[float]], path: Path, title: str) -> None:
     fig.savefig(path, dpi=100)
 
 
+def repeated(scenario: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures that vary from run to run, side by side, with their median."""
+    figures: dict[str, list[float]] = {}
+    for run in runs:
+        if scenario == "table":
+            figures.setdefault("claim_publish_per_s", []).append(run["claim_publish_per_s"])
+            continue
+        for key in ("p50", "p99"):
+            figures.setdefault(f"lag_{key}_s", []).append(run["lag_s"].get(key, float("nan")))
+        figures.setdefault("burst_rate_per_s", []).append(run["burst_rate_per_s"])
+        figures.setdefault("workers_peak_rss_mb", []).append(run["workers_peak_rss_mb"])
+        figures.setdefault("lost", []).append(run["lost"])
+        figures.setdefault("doubled", []).append(run["doubled"])
+    return {
+        "repeated": scenario,
+        "runs": len(runs),
+        **{
+            key: {"each": values, "median": statistics.median(values)}
+            for key, values in figures.items()
+        },
+    }
+
+
 def emit(results: list[dict[str, Any]], value: dict[str, Any]) -> None:
     results.append(value)
     print(json.dumps(value), flush=True)
@@ -629,6 +652,12 @@ def main() -> None:
     parser.add_argument("--small-tasks", type=int, default=1000, help="N of slow/hung/spread")
     parser.add_argument("--table-rows", type=int, default=1_000_000)
     parser.add_argument("--table-due", type=int, default=10_000)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run taskhub's burst and the table scenario this many times (one p99 is noise)",
+    )
     parser.add_argument("--no-redbeat", action="store_true")
     parser.add_argument(
         "--redbeat-worker", default="-P threads -c 128", help="the peer's worker pool options"
@@ -668,9 +697,14 @@ def main() -> None:
                 clients = scenario_clients(target, 10000)
                 emit(results, clients)
             if "burst" in chosen:
-                burst, lags = scenario_burst(target, args.tasks, scratch, env)
-                series[f"taskhub N={args.tasks}"] = lags
-                emit(results, burst)
+                bursts = []
+                for _ in range(max(1, args.repeat)):
+                    burst, lags = scenario_burst(target, args.tasks, scratch, env)
+                    series.setdefault(f"taskhub N={args.tasks}", lags)  # the first run's
+                    emit(results, burst)
+                    bursts.append(burst)
+                if len(bursts) > 1:
+                    emit(results, repeated("burst", bursts))
                 if clients is not None and burst.get("burst_rate_per_s"):
                     fastest = max(v["rps"] for k, v in clients.items() if isinstance(v, dict))
                     emit(
@@ -721,7 +755,12 @@ def main() -> None:
                 series[f"taskhub spread over 60 s N={args.small_tasks}"] = lags
                 emit(results, spread)
         if "table" in chosen:
-            emit(results, scenario_table(args.table_rows, args.table_due))
+            tables = []
+            for _ in range(max(1, args.repeat)):
+                tables.append(scenario_table(args.table_rows, args.table_due))
+                emit(results, tables[-1])
+            if len(tables) > 1:
+                emit(results, repeated("table", tables))
         if series:
             plot(series, Path(args.plot), "taskhub benchmark: lag distribution")
             emit(results, {"plot": args.plot})
