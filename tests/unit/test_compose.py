@@ -66,13 +66,7 @@ def test_every_command_exists(service: str, command: list[str]) -> None:
         assert result.exit_code == 0, f"{service}: taskhub {' '.join(args)}: {result.output}"
     elif program == "celery":
         subcommand = args[args.index("-A") + 2]
-        completed = subprocess.run(
-            [sys.executable, "-m", "celery", "-A", "taskhub", subcommand, "--help"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-        )
+        completed = python("-m", "celery", "-A", "taskhub", subcommand, "--help")
         assert completed.returncode == 0, completed.stderr
     else:
         pytest.fail(f"{service}: unknown program {program}")
@@ -122,20 +116,8 @@ def test_the_api_is_served_and_flower_is_not_open_to_all() -> None:
 @pytest.mark.parametrize("command", ["worker", "beat"])
 def test_the_lean_celery_command_is_celerys_own(command: str) -> None:
     # The same click command as `celery -A taskhub <command>`: the same options.
-    lean = subprocess.run(
-        [sys.executable, "-m", "taskhub.celery_command", command, "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
-    umbrella = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "taskhub", command, "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    lean = python("-m", "taskhub.celery_command", command, "--help")
+    umbrella = python("-m", "celery", "-A", "taskhub", command, "--help")
     assert lean.returncode == 0, lean.stderr
     assert lean.stdout.startswith(f"Usage: celery {command} [OPTIONS]")
     # Everything after the usage line (which names the program) is the same.
@@ -143,12 +125,13 @@ def test_the_lean_celery_command_is_celerys_own(command: str) -> None:
 
 
 def test_the_lean_celery_command_refuses_other_commands() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "taskhub.celery_command", "flower"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    completed = python("-m", "taskhub.celery_command", "flower")
     assert completed.returncode != 0
     assert "usage: python -m taskhub.celery_command {worker|beat}" in completed.stderr
+
+
+def python(*args: str) -> subprocess.CompletedProcess[str]:
+    """This interpreter with ``args``, in the project's root, its output captured."""
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
