@@ -94,7 +94,7 @@ def _request(
         idempotency_key=execution["idempotency_key"],
         url=target["url"],
         method=target["method"],
-        headers=dict(target["headers"]),
+        headers=target["headers"],  # copied by TriggerRequest
         body=target["body"],
         timeout_s=float(target["timeout_seconds"]),
         sealed_headers=target["sealed_headers"],
