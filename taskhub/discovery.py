@@ -31,9 +31,11 @@ and a 10,000-occurrence minute starts firing at its first millisecond.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -256,26 +258,77 @@ def claim_and_publish(
     report: TickReport,
 ) -> None:
     """Claim and publish until nothing is due (by ``now + lookahead_s`` for occurrences)
-    or ``budget_s`` is spent; what is left is still due and the next pass continues."""
+    or ``budget_s`` is spent; what is left is still due and the next pass continues.
+
+    Each batch is published after its claim committed, by one publishing thread, while
+    the next batch is claimed: the database's time overlaps the broker's. Batches are
+    published in claim order and at most one is being published while the next is claimed,
+    so a claim never runs far ahead of its lease. Once a publish has failed, nothing more
+    is claimed and its error is raised (what was claimed but not published comes back
+    when its lease runs out, as after a crash).
+    """
     started = time.monotonic()
-    for claim in (claim_occurrences, claim_redispatches):
-        while time.monotonic() - started < budget_s:
-            now = clock()
-            occurrences = claim is claim_occurrences
-            with engine.begin() as conn:
-                result = claim(conn, now, settings, lookahead_s)
-                # Counted in the claim's own transaction: exactly once, like the claim.
-                queries.add_to_counters(conn, counters.for_claim(occurrences, result.counted))
-            if occurrences:
-                report.occurrences_claimed += result.counted
-                report.occurrences_staged += result.staged
-            else:
-                report.executions_redispatched += result.counted
-            if result.requests:
-                publish(result.requests)
-                report.published += len(result.requests)
-            if not result.more:
-                break
+    with _PublishBehind(publish, report) as publisher:
+        for claim in (claim_occurrences, claim_redispatches):
+            while time.monotonic() - started < budget_s:
+                publisher.raise_if_failed()
+                now = clock()
+                occurrences = claim is claim_occurrences
+                with engine.begin() as conn:
+                    result = claim(conn, now, settings, lookahead_s)
+                    # Counted in the claim's own transaction: exactly once, like the claim.
+                    queries.add_to_counters(conn, counters.for_claim(occurrences, result.counted))
+                if occurrences:
+                    report.occurrences_claimed += result.counted
+                    report.occurrences_staged += result.staged
+                else:
+                    report.executions_redispatched += result.counted
+                if result.requests:
+                    publisher.submit(result.requests)
+                if not result.more:
+                    break
+
+
+class _PublishBehind:
+    """One thread that publishes committed batches in order, one batch behind the claims.
+
+    ``submit`` waits for the previous batch's publish (raising its error) before handing
+    over the next; leaving the ``with`` waits for the last one and raises its error.
+    """
+
+    def __init__(self, publish: Publish, report: TickReport) -> None:
+        self._publish = publish
+        self._report = report
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskhub-publish")
+        self._pending: Future[None] | None = None
+        self._pending_count = 0
+
+    def __enter__(self) -> _PublishBehind:
+        return self
+
+    def submit(self, requests: Sequence[TriggerRequest]) -> None:
+        self._wait()
+        # The caller's context (e.g. Celery's publish settings held in context variables).
+        context = contextvars.copy_context()
+        self._pending = self._pool.submit(context.run, self._publish, requests)
+        self._pending_count = len(requests)
+
+    def raise_if_failed(self) -> None:
+        """Raise the error of a publish that already failed (claim nothing more)."""
+        if self._pending is not None and self._pending.done():
+            self._wait()
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+            self._report.published += self._pending_count
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def run_tick(engine: Engine, settings: Settings, publish: Publish, clock: Clock) -> TickReport:

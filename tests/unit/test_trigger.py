@@ -1080,13 +1080,12 @@ def test_request_message_writes_every_instant_in_utc() -> None:
 
     utc = datetime(2026, 11, 22, 9, 0, 0, 250000, tzinfo=UTC)
     expected = "2026-11-22T09:00:00.250000+00:00"
-    for zone_of in (
-        lambda t: t,
-        lambda t: t.astimezone(ZoneInfo("Asia/Taipei")),
-        lambda t: t.astimezone(ZoneInfo("UTC")),  # zero offset, another tzinfo object
-        lambda t: t.replace(tzinfo=None),  # naive: taken as UTC
+    for when in (
+        utc,
+        utc.astimezone(ZoneInfo("Asia/Taipei")),
+        utc.astimezone(ZoneInfo("UTC")),  # zero offset, another tzinfo object
+        utc.replace(tzinfo=None),  # naive: taken as UTC
     ):
-        when = zone_of(utc)
         message = req(
             "http://x.invalid/", scheduled_for=when, send_by=when, not_before=when
         ).to_message()
