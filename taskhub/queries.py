@@ -411,17 +411,12 @@ def mark_dispatched(conn: Connection, leases: Sequence[Mapping[str, Any]]) -> No
         return
     if conn.dialect.name == "postgresql":
         conn.execute(
-            sa.text(
-                """
-                UPDATE executions AS e
-                SET status = 'running', next_dispatch_at = v.lease_until,
-                    dispatch_count = e.dispatch_count + 1
-                FROM unnest(CAST(:ids AS bigint[]), CAST(:leases AS timestamptz[]))
-                     AS v(id, lease_until)
-                WHERE e.id = v.id
-                """
-            ),
-            {"ids": [m["b_id"] for m in leases], "leases": [m["b_lease_until"] for m in leases]},
+            _MARK_DISPATCHED_PG,
+            {
+                "rows": _json_rows(
+                    [{"id": m["b_id"], "lease_until": m["b_lease_until"]} for m in leases]
+                )
+            },
         )
         return
     conn.execute(
@@ -434,6 +429,17 @@ def mark_dispatched(conn: Connection, leases: Sequence[Mapping[str, Any]]) -> No
         ),
         list(leases),
     )
+
+
+_MARK_DISPATCHED_PG = sa.text(
+    """
+    UPDATE executions AS e
+    SET status = 'running', next_dispatch_at = v.lease_until,
+        dispatch_count = e.dispatch_count + 1
+    FROM json_to_recordset(CAST(:rows AS json)) AS v(id bigint, lease_until timestamptz)
+    WHERE e.id = v.id
+    """
+)
 
 
 def defer_executions(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:

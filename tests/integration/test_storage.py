@@ -525,3 +525,27 @@ def test_a_failed_publish_stops_the_claims_and_its_leases_send_it_again(
         r["idempotency_key"] for r in execution_rows(engine)
     )
     assert len(execution_rows(engine)) == 7
+
+
+def test_mark_dispatched_leases_only_the_given_executions(engine: Engine) -> None:
+    from zoneinfo import ZoneInfo
+
+    for i in range(3):
+        add_task(engine, f"lease-{i}", {"at": NOW.isoformat()})
+    claim_all(engine, NOW)
+    first, second, third = execution_rows(engine)
+    lease = (NOW + timedelta(minutes=5)).astimezone(ZoneInfo("Asia/Taipei"))
+    with engine.begin() as conn:
+        queries.mark_dispatched(
+            conn,
+            [
+                {"b_id": first["id"], "b_lease_until": lease},
+                {"b_id": third["id"], "b_lease_until": lease + timedelta(seconds=1)},
+            ],
+        )
+    after = {r["id"]: r for r in execution_rows(engine)}
+    assert after[first["id"]]["status"] == "running"
+    assert after[first["id"]]["dispatch_count"] == first["dispatch_count"] + 1
+    assert after[first["id"]]["next_dispatch_at"] == lease
+    assert after[third["id"]]["next_dispatch_at"] == lease + timedelta(seconds=1)
+    assert after[second["id"]] == second
