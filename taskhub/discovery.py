@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -323,7 +325,8 @@ def claim_and_publish(
 
 
 class _PublishBehind:
-    """One thread that publishes committed batches in order, one batch behind the claims.
+    """Publishes committed batches in order on the publishing thread, one batch behind
+    the claims.
 
     ``submit`` waits for the previous batch's publish (raising its error) before handing
     over the next; leaving the ``with`` waits for the last one and raises its error.
@@ -332,7 +335,7 @@ class _PublishBehind:
     def __init__(self, publish: Publish, report: TickReport) -> None:
         self._publish = publish
         self._report = report
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskhub-publish")
+        self._pool = _publishing_thread()
         self._pending: Future[None] | None = None
         self._pending_count = 0
 
@@ -358,10 +361,36 @@ class _PublishBehind:
             self._report.published += self._pending_count
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            self._wait()
-        finally:
-            self._pool.shutdown(wait=True)
+        self._wait()
+
+
+_publishing_lock = threading.Lock()
+_publishing_pool: ThreadPoolExecutor | None = None
+
+
+def _publishing_thread() -> ThreadPoolExecutor:
+    """The process's one publishing thread, started on first use and kept: Celery holds
+    its result backend (and that backend's connection) per thread, so a thread per pass
+    would connect anew on every tick and every staging pass. Passes running at once (the
+    tick and the staging loop) share it; each waits only for its own batches."""
+    global _publishing_pool
+    with _publishing_lock:
+        if _publishing_pool is None:
+            _publishing_pool = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="taskhub-publish"
+            )
+        return _publishing_pool
+
+
+def _forget_publishing_thread() -> None:
+    """A forked child (a prefork worker) has none of its parent's threads: it starts its
+    own on first use."""
+    global _publishing_lock, _publishing_pool
+    _publishing_lock = threading.Lock()
+    _publishing_pool = None
+
+
+os.register_at_fork(after_in_child=_forget_publishing_thread)
 
 
 def run_tick(engine: Engine, settings: Settings, publish: Publish, clock: Clock) -> TickReport:
