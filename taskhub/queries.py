@@ -114,8 +114,20 @@ def claim_due_tasks(conn: Connection, now: datetime, limit: int) -> Sequence[Row
 def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
     """Rows as one JSON parameter for ``json_to_recordset``: one string, encoded in C,
     where arrays (``unnest``) cost psycopg a Python call per element to dump. Instants
-    must be aware; they travel as ISO 8601 in UTC. (Flat rows: no cycle to look for.)"""
-    return json.dumps(rows, default=_json_value, separators=(",", ":"), check_circular=False)
+    must be aware; they travel as ISO 8601 in UTC. (Flat rows: no cycle to look for.)
+
+    Each distinct value is converted once per call: a claim's rows share their instants
+    (one ``now``, occurrences due at the same second). Equal instants in other zones
+    convert to the same UTC text, so sharing a conversion between them is exact."""
+    converted: dict[Any, Any] = {}
+
+    def default(value: Any) -> Any:
+        text = converted.get(value)
+        if text is None:
+            text = converted[value] = _json_value(value)
+        return text
+
+    return json.dumps(rows, default=default, separators=(",", ":"), check_circular=False)
 
 
 def _json_value(value: Any) -> Any:
