@@ -80,7 +80,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": True,
         "worker_send_task_events": not settings.is_sqs_broker,
-        "task_send_sent_event": not settings.is_sqs_broker,
+        # No "task-sent" event per published message: it doubles the broker writes of a
+        # fan-out (one event publish per trigger message) and Flower needs none of it:
+        # it lists tasks from the workers' received/started/succeeded events.
+        "task_send_sent_event": False,
     }
     if settings.is_sqs_broker:
         # SQS has no broadcast: remote control and events cannot work there (Flower is

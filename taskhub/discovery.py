@@ -31,9 +31,13 @@ and a 10,000-occurrence minute starts firing at its first millisecond.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,34 +82,44 @@ def lease_until(now: datetime, timeout_s: float, settings: Settings) -> datetime
 
 def _request(
     target: RowMapping | Mapping[str, Any],
-    execution: RowMapping | Mapping[str, Any],
+    execution_id: int,
     attempt: int,
+    task_id: str,
+    scheduled_for: datetime,
+    idempotency_key: str,
     now: datetime,
-    settings: Settings,
-    signing_secrets: Mapping[str, list[str]],
+    send_by: datetime,
+    signing_secrets: tuple[str, ...],
     not_before: datetime | None = None,
 ) -> TriggerRequest:
-    """``target`` holds the task's target columns (and ``tenant``); ``execution`` the
-    execution's id (as ``execution_id``), ``task_id``, ``scheduled_for`` and
-    ``idempotency_key``. Credential headers and signing secrets go out still sealed: the
-    broker never carries them in plaintext."""
+    """``target`` holds the task's target columns. ``send_by`` is the end of the send's
+    grace (``now`` plus the dispatch lease: one value for a whole claim), and
+    ``signing_secrets`` the task's tenant's. Credential headers and signing secrets go
+    out still sealed: the broker never carries them in plaintext."""
     return TriggerRequest(
-        send_by=now + timedelta(seconds=settings.dispatch_lease_s),
-        execution_id=execution["execution_id"],
+        send_by=send_by,
+        execution_id=execution_id,
         attempt=attempt,
-        task_id=str(execution["task_id"]),
-        scheduled_for=execution["scheduled_for"],
-        idempotency_key=execution["idempotency_key"],
+        task_id=task_id,
+        scheduled_for=scheduled_for,
+        idempotency_key=idempotency_key,
         url=target["url"],
         method=target["method"],
-        headers=dict(target["headers"]),
+        headers=target["headers"],  # copied by TriggerRequest
         body=target["body"],
         timeout_s=float(target["timeout_seconds"]),
         sealed_headers=target["sealed_headers"],
-        sealed_signing_secrets=tuple(signing_secrets.get(target["tenant"], ())),
+        sealed_signing_secrets=signing_secrets,
         rate_limit=rate_limit_of(target),
         not_before=not_before if not_before is not None and not_before > now else None,
     )
+
+
+def _secrets_by_tenant(conn: Connection, tenants: set[str]) -> dict[str, tuple[str, ...]]:
+    """Each tenant's active sealed signing secrets, once per claim (a tenant without any
+    has none)."""
+    found = queries.active_sealed_signing_secrets(conn, tenants)
+    return {tenant: tuple(found.get(tenant, ())) for tenant in tenants}
 
 
 @dataclass
@@ -133,12 +147,14 @@ def claim_occurrences(
     """
     horizon = now + timedelta(seconds=max(lookahead_s, settings.publish_lead_s))
     send_by_lead = now + timedelta(seconds=settings.publish_lead_s)
-    send_at_of: dict[str, datetime] = {}
     tasks = queries.claim_due_tasks(conn, horizon, settings.claim_batch_size)
     new_rows: list[dict[str, object]] = []
+    #: Per new row: its task's row and id as text, its occurrence, key and send time.
+    sends: list[tuple[RowMapping, str, datetime, str, datetime]] = []
     advances: list[dict[str, object]] = []
-    by_id = {row["id"]: row for row in tasks}
+    leases: dict[float, timedelta] = {}  # by the task's timeout: few distinct values
     more = len(tasks) == settings.claim_batch_size
+    queued, running = ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value
     for row in tasks:
         plan = plan_ahead(
             schedule_of(row),
@@ -153,25 +169,34 @@ def claim_occurrences(
             fire_each_max=settings.misfire_fire_each_max,
         )
         more = more or (plan.next_time is not None and plan.next_time <= horizon)
+        task_id = str(row["id"])
+        spread_seconds = row["spread_seconds"]
+        timeout_s = row["timeout_seconds"]
+        lease = leases.get(timeout_s)
+        if lease is None:
+            lease = leases[timeout_s] = timedelta(seconds=settings.dispatch_lease_s + timeout_s)
         for scheduled_for in plan.fire:
-            key = idempotency_key(row["id"], scheduled_for)
-            send_at = scheduled_for + timedelta(seconds=spread_offset_s(key, row["spread_seconds"]))
-            send_at_of[key] = send_at
+            key = idempotency_key(task_id, scheduled_for)
+            send_at = (
+                scheduled_for + timedelta(seconds=spread_offset_s(key, spread_seconds))
+                if spread_seconds > 0
+                else scheduled_for
+            )
             staged = send_at > send_by_lead
             new_rows.append(
                 {
                     "task_id": row["id"],
                     "scheduled_for": scheduled_for,
                     "idempotency_key": key,
-                    "status": (ExecutionStatus.QUEUED if staged else ExecutionStatus.RUNNING).value,
+                    "status": queued if staged else running,
                     "attempts": 0,
-                    "next_dispatch_at": send_at
-                    if staged
-                    else lease_until(max(now, send_at), row["timeout_seconds"], settings),
+                    # lease_until(max(now, send_at), timeout_s, settings)
+                    "next_dispatch_at": send_at if staged else max(now, send_at) + lease,
                     "dispatch_count": 0 if staged else 1,
                     "created_at": now,
                 }
             )
+            sends.append((row, task_id, scheduled_for, key, send_at))
         advances.append(
             {
                 "b_id": row["id"],
@@ -185,32 +210,32 @@ def claim_occurrences(
         )
     inserted = queries.insert_executions(conn, new_rows)
     queries.advance_tasks(conn, advances)
-    planned = {new["idempotency_key"]: new for new in new_rows}
+    index_of = {new["idempotency_key"]: i for i, new in enumerate(new_rows)}
     to_send = [
-        {**planned[ex["idempotency_key"]], "execution_id": ex["execution_id"]}
+        (ex["execution_id"], index_of[ex["idempotency_key"]])
         for ex in inserted
-        if planned[ex["idempotency_key"]]["status"] == ExecutionStatus.RUNNING.value
+        if new_rows[index_of[ex["idempotency_key"]]]["status"] == running
     ]
-    secrets = queries.active_sealed_signing_secrets(
-        conn, {by_id[ex["task_id"]]["tenant"] for ex in to_send}
-    )
-    return Claim(
-        more,
-        [
+    secrets = _secrets_by_tenant(conn, {sends[i][0]["tenant"] for _, i in to_send})
+    send_by = now + timedelta(seconds=settings.dispatch_lease_s)
+    requests: list[TriggerRequest] = []
+    for execution_id, i in to_send:
+        row, task_id, scheduled_for, key, send_at = sends[i]
+        requests.append(
             _request(
-                by_id[ex["task_id"]],
-                ex,
+                row,
+                execution_id,
                 1,
+                task_id,
+                scheduled_for,
+                key,
                 now,
-                settings,
-                secrets,
-                send_at_of.get(ex["idempotency_key"]),
+                send_by,
+                secrets[row["tenant"]],
+                send_at,
             )
-            for ex in to_send
-        ],
-        counted=len(inserted),
-        staged=len(inserted) - len(to_send),
-    )
+        )
+    return Claim(more, requests, counted=len(inserted), staged=len(inserted) - len(to_send))
 
 
 def claim_redispatches(
@@ -239,11 +264,23 @@ def claim_redispatches(
         ],
     )
     more = len(rows) == settings.claim_batch_size
-    secrets = queries.active_sealed_signing_secrets(conn, {row["tenant"] for row in rows})
+    secrets = _secrets_by_tenant(conn, {row["tenant"] for row in rows})
+    send_by = now + timedelta(seconds=settings.dispatch_lease_s)
     return Claim(
         more,
         [
-            _request(row, row, row["attempts"] + 1, now, settings, secrets, row["next_dispatch_at"])
+            _request(
+                row,
+                row["execution_id"],
+                row["attempts"] + 1,
+                str(row["task_id"]),
+                row["scheduled_for"],
+                row["idempotency_key"],
+                now,
+                send_by,
+                secrets[row["tenant"]],
+                row["next_dispatch_at"],
+            )
             for row in rows
         ],
         counted=sum(1 for row in rows if row["dispatch_count"] > 0),
@@ -260,26 +297,104 @@ def claim_and_publish(
     report: TickReport,
 ) -> None:
     """Claim and publish until nothing is due (by ``now + lookahead_s`` for occurrences)
-    or ``budget_s`` is spent; what is left is still due and the next pass continues."""
+    or ``budget_s`` is spent; what is left is still due and the next pass continues.
+
+    Each batch is published after its claim committed, by one publishing thread, while
+    the next batch is claimed: the database's time overlaps the broker's. Batches are
+    published in claim order and at most one is being published while the next is claimed,
+    so a claim never runs far ahead of its lease. Once a publish has failed, nothing more
+    is claimed and its error is raised (what was claimed but not published comes back
+    when its lease runs out, as after a crash).
+    """
     started = time.monotonic()
-    for claim in (claim_occurrences, claim_redispatches):
-        while time.monotonic() - started < budget_s:
-            now = clock()
-            occurrences = claim is claim_occurrences
-            with engine.begin() as conn:
-                result = claim(conn, now, settings, lookahead_s)
-                # Counted in the claim's own transaction: exactly once, like the claim.
-                queries.add_to_counters(conn, counters.for_claim(occurrences, result.counted))
-            if occurrences:
-                report.occurrences_claimed += result.counted
-                report.occurrences_staged += result.staged
-            else:
-                report.executions_redispatched += result.counted
-            if result.requests:
-                publish(result.requests)
-                report.published += len(result.requests)
-            if not result.more:
-                break
+    with _PublishBehind(publish, report) as publisher:
+        for claim in (claim_occurrences, claim_redispatches):
+            while time.monotonic() - started < budget_s:
+                publisher.raise_if_failed()
+                now = clock()
+                occurrences = claim is claim_occurrences
+                with engine.begin() as conn:
+                    result = claim(conn, now, settings, lookahead_s)
+                    # Counted in the claim's own transaction: exactly once, like the claim.
+                    queries.add_to_counters(conn, counters.for_claim(occurrences, result.counted))
+                if occurrences:
+                    report.occurrences_claimed += result.counted
+                    report.occurrences_staged += result.staged
+                else:
+                    report.executions_redispatched += result.counted
+                if result.requests:
+                    publisher.submit(result.requests)
+                if not result.more:
+                    break
+
+
+class _PublishBehind:
+    """Publishes committed batches in order on the publishing thread, one batch behind
+    the claims.
+
+    ``submit`` waits for the previous batch's publish (raising its error) before handing
+    over the next; leaving the ``with`` waits for the last one and raises its error.
+    """
+
+    def __init__(self, publish: Publish, report: TickReport) -> None:
+        self._publish = publish
+        self._report = report
+        self._pool = _publishing_thread()
+        self._pending: Future[None] | None = None
+        self._pending_count = 0
+
+    def __enter__(self) -> _PublishBehind:
+        return self
+
+    def submit(self, requests: Sequence[TriggerRequest]) -> None:
+        self._wait()
+        # The caller's context (e.g. Celery's publish settings held in context variables).
+        context = contextvars.copy_context()
+        self._pending = self._pool.submit(context.run, self._publish, requests)
+        self._pending_count = len(requests)
+
+    def raise_if_failed(self) -> None:
+        """Raise the error of a publish that already failed (claim nothing more)."""
+        if self._pending is not None and self._pending.done():
+            self._wait()
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+            self._report.published += self._pending_count
+
+    def __exit__(self, *exc: object) -> None:
+        self._wait()
+
+
+_publishing_lock = threading.Lock()
+_publishing_pool: ThreadPoolExecutor | None = None
+
+
+def _publishing_thread() -> ThreadPoolExecutor:
+    """The process's one publishing thread, started on first use and kept: Celery holds
+    its result backend (and that backend's connection) per thread, so a thread per pass
+    would connect anew on every tick and every staging pass. Passes running at once (the
+    tick and the staging loop) share it; each waits only for its own batches."""
+    global _publishing_pool
+    with _publishing_lock:
+        if _publishing_pool is None:
+            _publishing_pool = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="taskhub-publish"
+            )
+        return _publishing_pool
+
+
+def _forget_publishing_thread() -> None:
+    """A forked child (a prefork worker) has none of its parent's threads: it starts its
+    own on first use."""
+    global _publishing_lock, _publishing_pool
+    _publishing_lock = threading.Lock()
+    _publishing_pool = None
+
+
+os.register_at_fork(after_in_child=_forget_publishing_thread)
 
 
 def run_tick(engine: Engine, settings: Settings, publish: Publish, clock: Clock) -> TickReport:

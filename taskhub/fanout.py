@@ -13,6 +13,7 @@ Each request is serialised once, by Celery: its size is bounded from its fields
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Sequence
@@ -61,6 +62,13 @@ _BASE: Final = len(
 _NOT_BEFORE: Final = len(', "not_before": ') + len(json.dumps(_LONGEST_TIME.isoformat()))
 
 
+def float_bytes(value: float) -> int:
+    """Exactly ``len(json.dumps(value))``: JSON writes a finite float as its ``repr``."""
+    if math.isfinite(value):
+        return len(repr(float(value)))
+    return len(json.dumps(value))
+
+
 def _optional_str_bytes(text: str | None) -> int:
     return 4 if text is None else json_str_bytes(text)  # null
 
@@ -69,7 +77,7 @@ def message_bytes(request: TriggerRequest) -> int:
     """An upper bound of the request's JSON size (``to_message``, ASCII-escaped), within
     a few bytes of it: enough to cut messages by size, at a fraction of encoding it."""
     size = _BASE + len(str(request.execution_id)) + len(str(request.attempt))
-    size += len(json.dumps(request.timeout_s))
+    size += float_bytes(request.timeout_s)
     size += json_str_bytes(request.task_id) + json_str_bytes(request.idempotency_key)
     size += json_str_bytes(request.url) + json_str_bytes(request.method)
     size += _optional_str_bytes(request.body) + _optional_str_bytes(request.sealed_headers)

@@ -114,8 +114,20 @@ def claim_due_tasks(conn: Connection, now: datetime, limit: int) -> Sequence[Row
 def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
     """Rows as one JSON parameter for ``json_to_recordset``: one string, encoded in C,
     where arrays (``unnest``) cost psycopg a Python call per element to dump. Instants
-    must be aware; they travel as ISO 8601 in UTC. (Flat rows: no cycle to look for.)"""
-    return json.dumps(rows, default=_json_value, separators=(",", ":"), check_circular=False)
+    must be aware; they travel as ISO 8601 in UTC. (Flat rows: no cycle to look for.)
+
+    Each distinct value is converted once per call: a claim's rows share their instants
+    (one ``now``, occurrences due at the same second). Equal instants in other zones
+    convert to the same UTC text, so sharing a conversion between them is exact."""
+    converted: dict[Any, Any] = {}
+
+    def default(value: Any) -> Any:
+        text = converted.get(value)
+        if text is None:
+            text = converted[value] = _json_value(value)
+        return text
+
+    return json.dumps(rows, default=default, separators=(",", ":"), check_circular=False)
 
 
 def _json_value(value: Any) -> Any:
@@ -411,17 +423,12 @@ def mark_dispatched(conn: Connection, leases: Sequence[Mapping[str, Any]]) -> No
         return
     if conn.dialect.name == "postgresql":
         conn.execute(
-            sa.text(
-                """
-                UPDATE executions AS e
-                SET status = 'running', next_dispatch_at = v.lease_until,
-                    dispatch_count = e.dispatch_count + 1
-                FROM unnest(CAST(:ids AS bigint[]), CAST(:leases AS timestamptz[]))
-                     AS v(id, lease_until)
-                WHERE e.id = v.id
-                """
-            ),
-            {"ids": [m["b_id"] for m in leases], "leases": [m["b_lease_until"] for m in leases]},
+            _MARK_DISPATCHED_PG,
+            {
+                "rows": _json_rows(
+                    [{"id": m["b_id"], "lease_until": m["b_lease_until"]} for m in leases]
+                )
+            },
         )
         return
     conn.execute(
@@ -434,6 +441,17 @@ def mark_dispatched(conn: Connection, leases: Sequence[Mapping[str, Any]]) -> No
         ),
         list(leases),
     )
+
+
+_MARK_DISPATCHED_PG = sa.text(
+    """
+    UPDATE executions AS e
+    SET status = 'running', next_dispatch_at = v.lease_until,
+        dispatch_count = e.dispatch_count + 1
+    FROM json_to_recordset(CAST(:rows AS json)) AS v(id bigint, lease_until timestamptz)
+    WHERE e.id = v.id
+    """
+)
 
 
 def defer_executions(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:

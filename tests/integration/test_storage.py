@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -472,3 +473,79 @@ def test_the_pg_claim_locks_for_no_key_update(pg_engine: Engine) -> None:
     statement = queries.claim_due_tasks_statement(NOW, 10)
     sql = str(statement.compile(dialect=pg_engine.dialect))
     assert sql.endswith("FOR NO KEY UPDATE SKIP LOCKED")
+
+
+def test_batches_are_published_after_their_commit_in_claim_order(engine: Engine) -> None:
+    for i in range(7):
+        add_task(engine, f"batch-{i}", {"at": NOW.isoformat()})
+    small = settings.load({"TASKHUB_CLAIM_BATCH_SIZE": "3", "TASKHUB_DISPATCH_LEASE_SECONDS": "60"})
+    batches: list[list[int]] = []
+
+    def publish(requests: Sequence[TriggerRequest]) -> None:
+        ids = [r.execution_id for r in requests]
+        # Published after the claim's commit: another connection sees them leased.
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(executions.c.status).where(executions.c.id.in_(ids))
+            ).all()
+        assert sorted(r.status for r in rows) == ["running"] * len(ids)
+        batches.append(ids)
+
+    report = discovery.run_tick(engine, small, publish, lambda: NOW)
+    assert [len(b) for b in batches] == [3, 3, 1]
+    published = [i for b in batches for i in b]
+    assert published == sorted(published) == [r["id"] for r in execution_rows(engine)]
+    assert (report.occurrences_claimed, report.published) == (7, 7)
+
+
+def test_a_failed_publish_stops_the_claims_and_its_leases_send_it_again(
+    engine: Engine,
+) -> None:
+    for i in range(7):
+        add_task(engine, f"fails-{i}", {"at": NOW.isoformat()})
+    small = settings.load({"TASKHUB_CLAIM_BATCH_SIZE": "3", "TASKHUB_DISPATCH_LEASE_SECONDS": "60"})
+    attempts: list[int] = []
+
+    def broken(requests: Sequence[TriggerRequest]) -> None:
+        attempts.append(len(requests))
+        raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError, match="broker down"):
+        discovery.run_tick(engine, small, broken, lambda: NOW)
+    # The first failure stops the claims: at most one more batch was claimed meanwhile.
+    assert attempts == [3]
+    claimed = execution_rows(engine)
+    assert 3 <= len(claimed) <= 6
+    assert {r["status"] for r in claimed} == {"running"}
+    # Once their lease has run out, every occurrence is sent, each exactly once.
+    later = NOW + timedelta(seconds=small.dispatch_lease_s + 30)
+    requests: list[TriggerRequest] = []
+    discovery.run_tick(engine, small, requests.extend, lambda: later)
+    assert sorted(r.idempotency_key for r in requests) == sorted(
+        r["idempotency_key"] for r in execution_rows(engine)
+    )
+    assert len(execution_rows(engine)) == 7
+
+
+def test_mark_dispatched_leases_only_the_given_executions(engine: Engine) -> None:
+    from zoneinfo import ZoneInfo
+
+    for i in range(3):
+        add_task(engine, f"lease-{i}", {"at": NOW.isoformat()})
+    claim_all(engine, NOW)
+    first, second, third = execution_rows(engine)
+    lease = (NOW + timedelta(minutes=5)).astimezone(ZoneInfo("Asia/Taipei"))
+    with engine.begin() as conn:
+        queries.mark_dispatched(
+            conn,
+            [
+                {"b_id": first["id"], "b_lease_until": lease},
+                {"b_id": third["id"], "b_lease_until": lease + timedelta(seconds=1)},
+            ],
+        )
+    after = {r["id"]: r for r in execution_rows(engine)}
+    assert after[first["id"]]["status"] == "running"
+    assert after[first["id"]]["dispatch_count"] == first["dispatch_count"] + 1
+    assert after[first["id"]]["next_dispatch_at"] == lease
+    assert after[third["id"]]["next_dispatch_at"] == lease + timedelta(seconds=1)
+    assert after[second["id"]] == second

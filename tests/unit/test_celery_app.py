@@ -118,3 +118,13 @@ def test_a_request_received_after_its_send_by_is_not_fired() -> None:
 def test_unusable_sqs_settings_are_refused_by_name(env: dict[str, str], named: str) -> None:
     with pytest.raises(settings.SettingsError, match=named):
         settings.load(env)
+
+
+def test_workers_send_task_events_but_publishing_sends_no_sent_event() -> None:
+    from taskhub.celery import celery_config
+
+    config = celery_config(settings.load({"TASKHUB_BROKER_URL": "redis://localhost:6379/0"}))
+    # Flower lists tasks from the workers' events; a "task-sent" event per published
+    # message would double a fan-out's broker writes.
+    assert config["worker_send_task_events"] is True
+    assert config["task_send_sent_event"] is False

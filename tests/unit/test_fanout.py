@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from taskhub import settings
 from taskhub.celery import fire_triggers, record_chunk
-from taskhub.fanout import build_chords, json_str_bytes, message_bytes
+from taskhub.fanout import build_chords, float_bytes, json_str_bytes, message_bytes
 from taskhub.flow_control import HostLimit
 from taskhub.trigger import TriggerRequest
 
@@ -28,6 +28,11 @@ def encoded(request: TriggerRequest) -> int:
 @given(texts)
 def test_json_str_bytes_is_the_encoded_length(text: str) -> None:
     assert json_str_bytes(text) == len(json.dumps(text))
+
+
+@given(st.floats())
+def test_float_bytes_is_the_encoded_length(value: float) -> None:
+    assert float_bytes(value) == len(json.dumps(value))
 
 
 @given(

@@ -1075,6 +1075,24 @@ def test_request_message_round_trip() -> None:
     assert TriggerRequest.from_message(json.loads(json.dumps(message))) == request
 
 
+def test_request_message_writes_every_instant_in_utc() -> None:
+    from zoneinfo import ZoneInfo
+
+    utc = datetime(2026, 11, 22, 9, 0, 0, 250000, tzinfo=UTC)
+    expected = "2026-11-22T09:00:00.250000+00:00"
+    for when in (
+        utc,
+        utc.astimezone(ZoneInfo("Asia/Taipei")),
+        utc.astimezone(ZoneInfo("UTC")),  # zero offset, another tzinfo object
+        utc.replace(tzinfo=None),  # naive: taken as UTC
+    ):
+        message = req(
+            "http://x.invalid/", scheduled_for=when, send_by=when, not_before=when
+        ).to_message()
+        assert message["scheduled_for"] == message["send_by"] == expected
+        assert message["not_before"] == expected
+
+
 def test_request_copies_its_headers() -> None:
     headers = {"X-A": "1"}
     request = req("http://x.invalid/", headers=headers)
