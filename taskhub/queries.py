@@ -58,12 +58,24 @@ def get_task(conn: Connection, task_id: uuid.UUID) -> RowMapping | None:
     return conn.execute(sa.select(scheduled_tasks).where(T.id == task_id)).mappings().first()
 
 
+#: What a send needs of its task: the tenant (for its signing secrets) and the target.
+TARGET_COLUMNS = (
+    T.tenant,
+    T.url,
+    T.method,
+    T.headers,
+    T.sealed_headers,
+    T.body,
+    T.timeout_seconds,
+    T.rate_limit_max_in_flight,
+    T.rate_limit_per_second,
+)
+
 #: What a claim reads of a due task: its schedule, window and misfire rule (to plan) and
 #: its target (to send); not its name, tags or results. Fewer columns to read and decode
 #: (``tags`` is JSON) is a large part of a claim's cost at thousands of rows.
 CLAIM_COLUMNS = (
     T.id,
-    T.tenant,
     T.schedule_kind,
     T.cron_expression,
     T.timezone,
@@ -77,14 +89,7 @@ CLAIM_COLUMNS = (
     T.occurrence_count,
     T.misfire_policy,
     T.spread_seconds,
-    T.url,
-    T.method,
-    T.headers,
-    T.sealed_headers,
-    T.body,
-    T.timeout_seconds,
-    T.rate_limit_max_in_flight,
-    T.rate_limit_per_second,
+    *TARGET_COLUMNS,
 )
 
 
@@ -386,15 +391,7 @@ def claim_dispatchable_executions(
             E.attempts,
             E.dispatch_count,
             E.next_dispatch_at,
-            T.tenant,
-            T.url,
-            T.method,
-            T.headers,
-            T.sealed_headers,
-            T.body,
-            T.timeout_seconds,
-            T.rate_limit_max_in_flight,
-            T.rate_limit_per_second,
+            *TARGET_COLUMNS,
         )
         .join(scheduled_tasks, T.id == E.task_id)
         .where(
