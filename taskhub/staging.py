@@ -80,7 +80,8 @@ def run(
             idle = not ticking
             if idle:
                 log.info(
-                    "staging: no tick for %d ticks (is beat running?); idle", TICKS_BEFORE_IDLE
+                    "staging: idle, no tick in %d tick periods (is beat running?)",
+                    TICKS_BEFORE_IDLE,
                 )
             else:
                 log.info("staging: ticks seen; claiming at each second")
