@@ -649,6 +649,8 @@ async def _hold(request: TriggerRequest) -> None:
 
 def _flow_limit(request: TriggerRequest, settings: Settings) -> flow_control.HostLimit | None:
     """The budget this request must wait for; None when its host has none (most)."""
+    if request.rate_limit is None and not settings.host_limit_map:
+        return None  # nothing is limited anywhere: no URL to parse for it
     host = _host_of(request)
     if host is None:  # _send refuses it with the reason
         return None
