@@ -29,23 +29,10 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1a8e-57a4-4c41-9a43-3a2e0f0c7b11")
 _MICROSECOND = timedelta(microseconds=1)
 
 
-_NAMESPACE_BYTES = IDEMPOTENCY_NAMESPACE.bytes
-_ZERO = timedelta(0)
-
-
 def idempotency_key(task_id: uuid.UUID | str, scheduled_for: datetime) -> str:
-    """``str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{task_id}|{scheduled_for.isoformat()}"))``,
-    byte for byte (receivers and stored executions depend on it), without building a
-    ``UUID``: the SHA-1 of namespace and name, version 5 and the RFC 4122 variant set in
-    its first 16 bytes, in the canonical 8-4-4-4-12 hex form."""
-    if scheduled_for.utcoffset() != _ZERO:
+    if scheduled_for.utcoffset() != timedelta(0):
         raise ValueError("scheduled_for must be aware UTC")
-    name = f"{task_id}|{scheduled_for.isoformat()}".encode()
-    raw = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest()[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
-    raw[8] = (raw[8] & 0x3F) | 0x80  # variant RFC 4122
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{task_id}|{scheduled_for.isoformat()}"))
 
 
 def spread_offset_s(key: str, spread_seconds: int) -> float:
