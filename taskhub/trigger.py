@@ -647,15 +647,17 @@ async def _hold(request: TriggerRequest) -> None:
             await asyncio.sleep(min(hold_s, MAX_HOLD_S))
 
 
-def _flow_limit(request: TriggerRequest, settings: Settings) -> flow_control.HostLimit | None:
-    """The budget this request must wait for; None when its host has none (most)."""
+def _flow_limit(
+    request: TriggerRequest, settings: Settings
+) -> tuple[str, flow_control.HostLimit] | None:
+    """The host and budget this request must wait for; None when it has none (most)."""
     if request.rate_limit is None and not settings.host_limit_map:
         return None  # nothing is limited anywhere: no URL to parse for it
     host = _host_of(request)
     if host is None:  # _send refuses it with the reason
         return None
     limit = flow_control.limit_for(host, settings.host_limit_map, request.rate_limit)
-    return None if limit.unlimited else limit
+    return None if limit.unlimited else (host, limit)
 
 
 async def _attempt(
@@ -663,12 +665,11 @@ async def _attempt(
     request: TriggerRequest,
     settings: Settings,
     limiter: flow_control.Limiter,
+    host: str,
     limit: flow_control.HostLimit,
 ) -> TriggerOutcome:
     """Flow control around an attempt to a limited host: wait for the host's slot (this
     coroutine only), send, hand the slot back, and pause the budget after a 429."""
-    host = _host_of(request)
-    assert host is not None  # _flow_limit found a limit for it
     max_wait_s = settings.flow_control_max_wait_s
     if request.send_by is not None:
         max_wait_s = min(max_wait_s, (request.send_by - datetime.now(UTC)).total_seconds())
@@ -708,9 +709,9 @@ async def _fire_batch(
         for i in order:
             request = requests[i]
             await _hold(request)
-            limit = _flow_limit(request, settings)
-            if limit is not None:
-                attempt = _attempt(client, request, settings, limiter, limit)
+            limited = _flow_limit(request, settings)
+            if limited is not None:
+                attempt = _attempt(client, request, settings, limiter, *limited)
                 tasks.append(asyncio.ensure_future(attempt))
             else:
                 await client.lanes.admit()
