@@ -37,6 +37,10 @@ def test_redis_broker_backs_its_own_chords() -> None:
         ({"TASKHUB_PUBLISH_LEAD_SECONDS": "31"}, "TASKHUB_PUBLISH_LEAD_SECONDS must be at most"),
         ({"TASKHUB_LOG_FORMAT": "xml"}, "TASKHUB_LOG_FORMAT"),
         ({"TASKHUB_HOST_LIMITS": "a.example=0"}, "TASKHUB_HOST_LIMITS"),
+        ({"TASKHUB_MAX_SLOW_IN_FLIGHT": "-1"}, "TASKHUB_MAX_SLOW_IN_FLIGHT"),
+        ({"TASKHUB_MAX_SLOW_IN_FLIGHT": "many"}, "TASKHUB_MAX_SLOW_IN_FLIGHT"),
+        ({"TASKHUB_SLOW_AFTER_SECONDS": "0"}, "TASKHUB_SLOW_AFTER_SECONDS"),
+        ({"TASKHUB_SLOW_AFTER_SECONDS": "nan"}, "TASKHUB_SLOW_AFTER_SECONDS"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
