@@ -109,6 +109,23 @@ def proc_figures(pid: int) -> tuple[float, float]:
     return round(hwm / 1024, 1), round(cpu, 2)
 
 
+def servers_cpu_s() -> float:
+    """CPU seconds used so far by every PostgreSQL and Redis server process on the
+    machine (the benchmark's own servers: nothing else runs beside it)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if "(postgres)" in stat or "(redis-server)" in stat:
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def rss_now_mb(stack: Stack) -> dict[str, float]:
     """Resident memory of each stack process right now (VmRSS), in MB."""
     figures = {}
@@ -550,9 +567,11 @@ def scenario_table(total: int, due_count: int) -> dict[str, Any]:
             ]
         taskhub_celery.settings = settings
         taskhub_celery.app.conf.update(taskhub_celery.celery_config(settings))
+        own_before, servers_before = time.process_time(), servers_cpu_s()
         report = discovery.run_tick(
             engine, settings, taskhub_celery.publish, lambda: datetime.now(UTC)
         )
+        own_s, servers_s = time.process_time() - own_before, servers_cpu_s() - servers_before
         engine.dispose()
     redis.Redis.from_url(REDIS_URL).flushdb()
     return {
@@ -563,6 +582,13 @@ def scenario_table(total: int, due_count: int) -> dict[str, Any]:
         "published": report.published,
         "tick_s": round(report.duration_s, 3),
         "claim_publish_per_s": round(report.published / max(report.duration_s, 1e-6)),
+        # Where the tick's CPU went: discovery's process (claim + publish, all threads)
+        # and the PostgreSQL and Redis servers. Their sum over the machine's cores is the
+        # fastest this work could go on this machine with every core busy.
+        "cpu_s": {"discovery": round(own_s, 3), "postgres_and_redis": round(servers_s, 3)},
+        "cpu_bound_per_s": round(
+            report.published * (os.cpu_count() or 1) / max(own_s + servers_s, 1e-6)
+        ),
         "explain_due_query": plan,
     }
 
