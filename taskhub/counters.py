@@ -15,8 +15,8 @@ strings.
 
 from __future__ import annotations
 
+import bisect
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,17 +112,38 @@ def _add(increments: Increments, name: str, label_text: str, amount: float) -> N
 def observe(
     increments: Increments,
     name: str,
-    value: float,
+    values: Iterable[float],
     buckets: Sequence[float],
     **label_values: str,
 ) -> None:
-    """One observation of a histogram, as Prometheus's cumulative buckets."""
-    for bound in (*buckets, math.inf):
-        if value <= bound:
-            le = "+Inf" if math.isinf(bound) else repr(float(bound))
-            _add(increments, f"{name}_bucket", labels(**label_values, le=le), 1)
-    _add(increments, f"{name}_sum", labels(**label_values), value)
-    _add(increments, f"{name}_count", labels(**label_values), 1)
+    """Observations of a histogram, as Prometheus's cumulative buckets.
+
+    All of a write-back's observations at once: each is placed in its bucket by bisection
+    and the buckets are summed once, instead of adding one to every bucket above each
+    observation (a thousand-attempt chunk would otherwise cost ~14,000 additions)."""
+    per_bucket = [0] * (len(buckets) + 1)
+    count, total = 0, 0.0
+    for value in values:
+        per_bucket[bisect.bisect_left(buckets, value)] += 1
+        count += 1
+        total += value
+    if count == 0:
+        return
+    cumulative = 0
+    for bound_labels, in_bucket in zip(
+        _bucket_labels(buckets, label_values), per_bucket, strict=True
+    ):
+        cumulative += in_bucket
+        if cumulative:
+            _add(increments, f"{name}_bucket", bound_labels, cumulative)
+    _add(increments, f"{name}_sum", labels(**label_values), total)
+    _add(increments, f"{name}_count", labels(**label_values), count)
+
+
+def _bucket_labels(buckets: Sequence[float], label_values: Mapping[str, str]) -> list[str]:
+    """Each bucket's label text, ``+Inf`` last (the ``le`` label after the others)."""
+    bounds = [repr(float(bound)) for bound in buckets] + ["+Inf"]
+    return [labels(**label_values, le=le) for le in bounds]
 
 
 def attempt_outcome(http_status: int | None, error_kind: str | None) -> str:
@@ -153,23 +174,36 @@ class AttemptMeasure:
 
 def for_attempts(measures: Iterable[AttemptMeasure]) -> Increments:
     increments: Increments = {}
+    latencies_s: list[float] = []
+    lags_s: list[float] = []
     for m in measures:
         outcome = attempt_outcome(m.http_status, m.error_kind)
-        _add(increments, "taskhub_attempts_total", labels(outcome=outcome), 1)
-        observe(
+        _add(
             increments,
-            "taskhub_target_latency_seconds",
-            m.duration_ms / 1000,
-            TARGET_LATENCY_BUCKETS_S,
+            "taskhub_attempts_total",
+            _OUTCOME_LABELS.get(outcome) or labels(outcome=outcome),
+            1,
         )
+        latencies_s.append(m.duration_ms / 1000)
         if m.first:
-            lag_s = max(0.0, (m.started_at - m.scheduled_for).total_seconds())
-            observe(increments, "taskhub_fire_lag_seconds", lag_s, FIRE_LAG_BUCKETS_S)
+            lags_s.append(max(0.0, (m.started_at - m.scheduled_for).total_seconds()))
         if m.status == "queued":
             _add(increments, "taskhub_retries_scheduled_total", "", 1)
         elif m.status in ("succeeded", "failed", "dead"):
-            _add(increments, "taskhub_executions_finished_total", labels(status=m.status), 1)
+            _add(increments, "taskhub_executions_finished_total", _STATUS_LABELS[m.status], 1)
+    observe(increments, "taskhub_target_latency_seconds", latencies_s, TARGET_LATENCY_BUCKETS_S)
+    observe(increments, "taskhub_fire_lag_seconds", lags_s, FIRE_LAG_BUCKETS_S)
     return increments
+
+
+#: Label texts a write-back uses for every attempt, encoded once.
+_OUTCOME_LABELS: Final = {
+    outcome: labels(outcome=outcome)
+    for outcome in ("success", "http_3xx", "http_4xx", "http_5xx", "timeout", "connection")
+}
+_STATUS_LABELS: Final = {
+    status: labels(status=status) for status in ("succeeded", "failed", "dead")
+}
 
 
 def for_flow_control(
@@ -178,9 +212,9 @@ def for_flow_control(
     """Waits for a host's flow-control slot, of requests then sent and of throttled ones."""
     increments: Increments = {}
     for result, waits in (("sent", sent_waits_s), ("throttled", throttled_waits_s)):
-        for wait_s in waits:
-            _add(increments, "taskhub_flow_control_waits_total", labels(result=result), 1)
-            observe(increments, "taskhub_flow_control_wait_seconds", wait_s, FLOW_WAIT_BUCKETS_S)
+        if waits:
+            _add(increments, "taskhub_flow_control_waits_total", labels(result=result), len(waits))
+        observe(increments, "taskhub_flow_control_wait_seconds", waits, FLOW_WAIT_BUCKETS_S)
     return increments
 
 
@@ -195,7 +229,7 @@ def for_claim(occurrences: bool, count: int) -> Increments:
 def for_tick(duration_s: float) -> Increments:
     increments: Increments = {}
     _add(increments, "taskhub_ticks_total", "", 1)
-    observe(increments, "taskhub_tick_duration_seconds", duration_s, TICK_DURATION_BUCKETS_S)
+    observe(increments, "taskhub_tick_duration_seconds", [duration_s], TICK_DURATION_BUCKETS_S)
     return increments
 
 

@@ -208,14 +208,53 @@ def lock_tasks(conn: Connection, task_ids: Iterable[uuid.UUID]) -> dict[uuid.UUI
     if not ids:
         return {}
     rows = conn.execute(
-        sa.select(scheduled_tasks).where(T.id.in_(ids)).order_by(T.id).with_for_update()
+        sa.select(*WRITE_BACK_TASK_COLUMNS)
+        .where(_one_of(conn, T.id, ids))
+        .order_by(T.id)
+        .with_for_update()
     ).mappings()
     return {row["id"]: row for row in rows}
+
+
+#: What a chunk's write-back reads of a task: its retry policy and the columns it
+#: updates (not its target, schedule or tags, which it never reads).
+WRITE_BACK_TASK_COLUMNS = (
+    T.id,
+    T.max_attempts,
+    T.backoff_seconds,
+    T.max_backoff_seconds,
+    T.auto_pause_after_failures,
+    T.consecutive_failures,
+    T.execution_count,
+    T.is_active,
+    T.is_finished,
+    T.last_execution_time,
+    T.last_status,
+    T.next_execution_time,
+    T.paused_at,
+    T.paused_by,
+    T.paused_reason,
+)
+
+
+def _one_of(
+    conn: Connection, column: sa.ColumnElement[Any], values: Sequence[Any]
+) -> sa.ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL as one array parameter (``= ANY``) rather than
+    a placeholder per value, which the driver would parse for every chunk."""
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(
+            sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
+        )
+    return column.in_(values)
 
 
 def update_task_results(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
     """Write a chunk's effect on its tasks; each mapping holds ``b_id`` and every column."""
     if not updates:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(_UPDATE_TASK_RESULTS_PG, {"rows": _json_rows(_unprefixed(updates))})
         return
     conn.execute(
         sa.update(scheduled_tasks)
@@ -236,13 +275,37 @@ def update_task_results(conn: Connection, updates: Sequence[Mapping[str, Any]]) 
     )
 
 
+_UPDATE_TASK_RESULTS_PG = sa.text(
+    """
+    UPDATE scheduled_tasks AS t
+    SET last_execution_time = v.last_execution_time, last_status = v.last_status,
+        execution_count = v.execution_count, consecutive_failures = v.consecutive_failures,
+        is_finished = v.is_finished, is_active = v.is_active, paused_by = v.paused_by,
+        paused_reason = v.paused_reason, paused_at = v.paused_at, updated_at = v.now
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS v(id uuid, last_execution_time timestamptz, last_status varchar,
+              execution_count integer, consecutive_failures integer, is_finished boolean,
+              is_active boolean, paused_by varchar, paused_reason text,
+              paused_at timestamptz, now timestamptz)
+    WHERE t.id = v.id
+    """
+)
+
+
+def _unprefixed(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Executemany's ``b_``-named parameters as a JSON row's fields (``b_id`` → ``id``)."""
+    return [{key[2:]: value for key, value in row.items()} for row in rows]
+
+
 def tasks_with_open_executions(conn: Connection, task_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
     ids = list(set(task_ids))
     if not ids:
         return set()
     open_statuses = [ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]
     rows = conn.execute(
-        sa.select(E.task_id).where(E.task_id.in_(ids), E.status.in_(open_statuses)).distinct()
+        sa.select(E.task_id)
+        .where(_one_of(conn, E.task_id, ids), E.status.in_(open_statuses))
+        .distinct()
     )
     return {row.task_id for row in rows}
 
@@ -471,13 +534,22 @@ def lock_executions(conn: Connection, execution_ids: Iterable[int]) -> dict[int,
     if not ids:
         return {}
     rows = conn.execute(
-        sa.select(executions).where(E.id.in_(ids)).order_by(E.id).with_for_update()
+        sa.select(
+            E.id, E.task_id, E.status, E.attempts, E.attempt_offset, E.scheduled_for, E.started_at
+        )
+        .where(_one_of(conn, E.id, ids))
+        .order_by(E.id)
+        .with_for_update()
     ).mappings()
     return {row["id"]: row for row in rows}
 
 
 def update_execution_results(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
+    """Each mapping holds ``b_id`` and every column written (``b_status`` ...)."""
     if not updates:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(_UPDATE_EXECUTION_RESULTS_PG, {"rows": _json_rows(_unprefixed(updates))})
         return
     conn.execute(
         sa.update(executions)
@@ -497,13 +569,46 @@ def update_execution_results(conn: Connection, updates: Sequence[Mapping[str, An
     )
 
 
+_UPDATE_EXECUTION_RESULTS_PG = sa.text(
+    """
+    UPDATE executions AS e
+    SET status = v.status, attempts = v.attempts, next_dispatch_at = v.next_dispatch_at,
+        http_status = v.http_status, duration_ms = v.duration_ms, error = v.error,
+        response_excerpt = v.response_excerpt, started_at = v.started_at,
+        finished_at = v.finished_at
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS v(id bigint, status varchar, attempts integer, next_dispatch_at timestamptz,
+              http_status integer, duration_ms integer, error text, response_excerpt text,
+              started_at timestamptz, finished_at timestamptz)
+    WHERE e.id = v.id
+    """
+)
+
+
 def insert_attempts(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Each mapping holds the columns of one attempt; one already written is skipped."""
     if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(_INSERT_ATTEMPTS_PG, {"rows": _json_rows(rows)})
         return
     conn.execute(
         _insert(conn, attempts).on_conflict_do_nothing(index_elements=["execution_id", "number"]),
         list(rows),
     )
+
+
+_INSERT_ATTEMPTS_PG = sa.text(
+    """
+    INSERT INTO attempts (execution_id, number, started_at, duration_ms, http_status,
+                          error_kind, error)
+    SELECT execution_id, number, started_at, duration_ms, http_status, error_kind, error
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS v(execution_id bigint, number integer, started_at timestamptz,
+              duration_ms integer, http_status integer, error_kind varchar, error text)
+    ON CONFLICT (execution_id, number) DO NOTHING
+    """
+)
 
 
 def executions_of_task(conn: Connection, task_id: uuid.UUID) -> Sequence[RowMapping]:

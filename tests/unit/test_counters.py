@@ -13,11 +13,19 @@ from taskhub import counters
 DUE = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-@given(st.lists(st.floats(min_value=0, max_value=10_000, allow_nan=False), max_size=50))
-def test_histogram_buckets_are_cumulative_and_end_at_the_count(values: list[float]) -> None:
+@given(
+    st.lists(st.floats(min_value=0, max_value=10_000, allow_nan=False), max_size=50),
+    st.booleans(),
+)
+def test_histogram_buckets_are_cumulative_and_end_at_the_count(
+    values: list[float], one_by_one: bool
+) -> None:
     increments: counters.Increments = {}
-    for value in values:
-        counters.observe(increments, "h", value, counters.FIRE_LAG_BUCKETS_S)
+    if one_by_one:  # a value at a time, or all at once: the same counts
+        for value in values:
+            counters.observe(increments, "h", [value], counters.FIRE_LAG_BUCKETS_S)
+    else:
+        counters.observe(increments, "h", values, counters.FIRE_LAG_BUCKETS_S)
     buckets = sorted(
         (float(counters.parse_labels(labels)["le"]), amount)
         for (name, labels), amount in increments.items()
