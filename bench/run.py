@@ -20,8 +20,9 @@ Scenarios: ``burst`` (N at one instant, instant target; also run with redbeat),
 ``spread`` (N spread over a minute at second precision), ``table`` (1,000,000 stored
 schedules, 10,000 due: discovery's claim+publish rate in one and in two processes, the
 CPU it took and ``EXPLAIN`` of the due query), ``writeback`` (10,000 outcomes written
-back as the chord callbacks do, and the CPU it took), ``clients`` (the fastest keep-alive Python client against the target, and taskhub's
-burst rate as a fraction of it).
+back as the chord callbacks do, and the CPU it took), ``clients`` (the fastest
+keep-alive Python client against the target, and taskhub's burst rate as a fraction of
+it).
 """
 
 from __future__ import annotations
