@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections import Counter
@@ -140,6 +141,39 @@ def test_recording_twice_changes_nothing(engine: Engine) -> None:
     task = before[1]
     assert task["is_finished"] and task["last_status"] == "succeeded"
     assert task["execution_count"] == 1 and task["last_execution_time"] == NOW
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['quote " backslash \\ tab \t newline \n', "non-ASCII: é ✓ 日本 \U0001f600", "\ufffd replaced"],
+)
+def test_the_write_back_stores_any_text_exactly(engine: Engine, text: str) -> None:
+    """Outcomes reach PostgreSQL as one JSON parameter: escaping must round-trip."""
+    task_id = add_task(engine, "texty", {"at": NOW.isoformat()})
+    [request] = claim_all(engine, NOW)
+    failed = dataclasses.replace(outcome(request, 404), error=text, response_excerpt=text)
+    state.record_outcomes(engine, [failed], SETTINGS, NOW, lambda: 0.5)
+    [row] = execution_rows(engine)
+    assert (row["error"], row["response_excerpt"]) == (text, text)
+    with engine.connect() as conn:
+        [attempt] = queries.attempts_of_execution(conn, row["id"])
+    assert (attempt["error"], attempt["started_at"]) == (text, NOW)
+    assert task_row(engine, task_id)["last_status"] == "failed"
+
+
+def test_one_chunk_writes_back_many_tasks_and_executions(engine: Engine) -> None:
+    """A chunk as discovery sends it: many tasks, each its own outcome, in one call."""
+    ids = [add_task(engine, f"many-{i}", {"at": NOW.isoformat()}) for i in range(120)]
+    requests = claim_all(engine, NOW)
+    assert len(requests) == 120
+    outcomes = [outcome(r, 200 if i % 3 else 503 if i % 2 else 404) for i, r in enumerate(requests)]
+    report = state.record_outcomes(engine, outcomes, SETTINGS, NOW, lambda: 0.5)
+    assert (report.applied, report.retries_scheduled, report.finished) == (120, 20, 100)
+    statuses = Counter(row["status"] for row in execution_rows(engine))
+    assert statuses == Counter({"succeeded": 80, "failed": 20, "queued": 20})
+    # A retry does not end the execution: its task has no last status yet.
+    last = Counter(task_row(engine, task_id)["last_status"] for task_id in ids)
+    assert last == Counter({"succeeded": 80, "failed": 20, None: 20})
 
 
 def test_retry_keeps_the_key_and_ends_succeeded(engine: Engine) -> None:
