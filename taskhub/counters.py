@@ -16,6 +16,7 @@ strings.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -178,32 +179,23 @@ def for_attempts(measures: Iterable[AttemptMeasure]) -> Increments:
     lags_s: list[float] = []
     for m in measures:
         outcome = attempt_outcome(m.http_status, m.error_kind)
-        _add(
-            increments,
-            "taskhub_attempts_total",
-            _OUTCOME_LABELS.get(outcome) or labels(outcome=outcome),
-            1,
-        )
+        _add(increments, "taskhub_attempts_total", _one_label("outcome", outcome), 1)
         latencies_s.append(m.duration_ms / 1000)
         if m.first:
             lags_s.append(max(0.0, (m.started_at - m.scheduled_for).total_seconds()))
         if m.status == "queued":
             _add(increments, "taskhub_retries_scheduled_total", "", 1)
         elif m.status in ("succeeded", "failed", "dead"):
-            _add(increments, "taskhub_executions_finished_total", _STATUS_LABELS[m.status], 1)
+            _add(increments, "taskhub_executions_finished_total", _one_label("status", m.status), 1)
     observe(increments, "taskhub_target_latency_seconds", latencies_s, TARGET_LATENCY_BUCKETS_S)
     observe(increments, "taskhub_fire_lag_seconds", lags_s, FIRE_LAG_BUCKETS_S)
     return increments
 
 
-#: Label texts a write-back uses for every attempt, encoded once.
-_OUTCOME_LABELS: Final = {
-    outcome: labels(outcome=outcome)
-    for outcome in ("success", "http_3xx", "http_4xx", "http_5xx", "timeout", "connection")
-}
-_STATUS_LABELS: Final = {
-    status: labels(status=status) for status in ("succeeded", "failed", "dead")
-}
+@functools.lru_cache(maxsize=256)
+def _one_label(name: str, value: str) -> str:
+    """``labels(name=value)``, encoded once per pair: a write-back labels every attempt."""
+    return labels(**{name: value})
 
 
 def for_flow_control(
