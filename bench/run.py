@@ -805,7 +805,9 @@ def main() -> None:
     )
     parser.add_argument("--small-tasks", type=int, default=1000, help="N of slow/hung/spread")
     parser.add_argument("--table-rows", type=int, default=1_000_000)
-    parser.add_argument("--table-due", type=int, default=10_000)
+    parser.add_argument(
+        "--table-due", type=int, default=10_000, help="due in the table; outcomes in writeback"
+    )
     parser.add_argument(
         "--table-processes",
         type=lambda text: [int(n) for n in text.split(",")],
