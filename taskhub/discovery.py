@@ -152,7 +152,6 @@ def claim_occurrences(
     #: Per new row: its task's row and id as text, its occurrence, key and send time.
     sends: list[tuple[RowMapping, str, datetime, str, datetime]] = []
     advances: list[dict[str, object]] = []
-    leases: dict[float, timedelta] = {}  # by the task's timeout: few distinct values
     more = len(tasks) == settings.claim_batch_size
     queued, running = ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value
     for row in tasks:
@@ -172,9 +171,6 @@ def claim_occurrences(
         task_id = str(row["id"])
         spread_seconds = row["spread_seconds"]
         timeout_s = row["timeout_seconds"]
-        lease = leases.get(timeout_s)
-        if lease is None:
-            lease = leases[timeout_s] = timedelta(seconds=settings.dispatch_lease_s + timeout_s)
         for scheduled_for in plan.fire:
             key = idempotency_key(task_id, scheduled_for)
             send_at = (
@@ -190,8 +186,9 @@ def claim_occurrences(
                     "idempotency_key": key,
                     "status": queued if staged else running,
                     "attempts": 0,
-                    # lease_until(max(now, send_at), timeout_s, settings)
-                    "next_dispatch_at": send_at if staged else max(now, send_at) + lease,
+                    "next_dispatch_at": send_at
+                    if staged
+                    else lease_until(max(now, send_at), timeout_s, settings),
                     "dispatch_count": 0 if staged else 1,
                     "created_at": now,
                 }
@@ -211,11 +208,11 @@ def claim_occurrences(
     inserted = queries.insert_executions(conn, new_rows)
     queries.advance_tasks(conn, advances)
     index_of = {new["idempotency_key"]: i for i, new in enumerate(new_rows)}
-    to_send = [
-        (ex["execution_id"], index_of[ex["idempotency_key"]])
-        for ex in inserted
-        if new_rows[index_of[ex["idempotency_key"]]]["status"] == running
-    ]
+    to_send: list[tuple[int, int]] = []  # (execution id, index of its new row)
+    for ex in inserted:
+        i = index_of[ex["idempotency_key"]]
+        if new_rows[i]["status"] == running:
+            to_send.append((ex["execution_id"], i))
     secrets = _secrets_by_tenant(conn, {sends[i][0]["tenant"] for _, i in to_send})
     send_by = now + timedelta(seconds=settings.dispatch_lease_s)
     requests: list[TriggerRequest] = []

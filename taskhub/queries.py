@@ -294,7 +294,7 @@ _UPDATE_TASK_RESULTS_PG = sa.text(
 
 def _unprefixed(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Executemany's ``b_``-named parameters as a JSON row's fields (``b_id`` → ``id``)."""
-    return [{key[2:]: value for key, value in row.items()} for row in rows]
+    return [{key.removeprefix("b_"): value for key, value in row.items()} for row in rows]
 
 
 def tasks_with_open_executions(conn: Connection, task_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:

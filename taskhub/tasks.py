@@ -89,11 +89,8 @@ def window_of(row: RowMapping | Mapping[str, Any]) -> Window:
 
 def rate_limit_of(row: RowMapping | Mapping[str, Any]) -> HostLimit | None:
     """The task's own flow control (the columns of its ``rate_limit``), None if unset."""
-    max_in_flight = row.get("rate_limit_max_in_flight")
-    per_second = row.get("rate_limit_per_second")
-    if max_in_flight is None and per_second is None:  # most tasks: no value to build
-        return None
-    return HostLimit(max_in_flight, per_second)
+    limit = HostLimit(row.get("rate_limit_max_in_flight"), row.get("rate_limit_per_second"))
+    return None if limit.unlimited else limit
 
 
 def _stored_secrets(row: RowMapping | Mapping[str, Any], settings: Settings) -> dict[str, str]:

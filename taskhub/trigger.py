@@ -130,7 +130,10 @@ _DELTA_SECONDS_RE: Final = re.compile(r"[0-9]+(?:\.[0-9]*)?")
 
 
 def _as_utc(value: datetime) -> datetime:
-    """Aware UTC; a naive datetime is taken to be UTC already."""
+    """Aware UTC; a naive datetime is taken to be UTC already. Instants claimed from the
+    database are UTC already and come back as they are (no conversion per request)."""
+    if value.tzinfo is UTC:
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
@@ -195,33 +198,23 @@ class TriggerRequest:
             object.__setattr__(self, "sealed_signing_secrets", tuple(self.sealed_signing_secrets))
 
     def to_message(self) -> dict[str, Any]:
-        # Instants claimed from the database are aware UTC already: no conversion then.
-        scheduled_for = self.scheduled_for
-        if scheduled_for.tzinfo is not UTC:
-            scheduled_for = _as_utc(scheduled_for)
-        send_by = self.send_by
-        if send_by is not None and send_by.tzinfo is not UTC:
-            send_by = _as_utc(send_by)
         message: dict[str, Any] = {
             "execution_id": self.execution_id,
             "attempt": self.attempt,
             "task_id": self.task_id,
-            "scheduled_for": scheduled_for.isoformat(),
+            "scheduled_for": _as_utc(self.scheduled_for).isoformat(),
             "idempotency_key": self.idempotency_key,
             "url": self.url,
             "method": self.method,
             "headers": dict(self.headers),
             "body": self.body,
             "timeout_s": self.timeout_s,
-            "send_by": None if send_by is None else send_by.isoformat(),
+            "send_by": None if self.send_by is None else _as_utc(self.send_by).isoformat(),
             "sealed_headers": self.sealed_headers,
             "sealed_signing_secrets": list(self.sealed_signing_secrets),
         }
-        not_before = self.not_before
-        if not_before is not None:
-            if not_before.tzinfo is not UTC:
-                not_before = _as_utc(not_before)
-            message["not_before"] = not_before.isoformat()
+        if self.not_before is not None:
+            message["not_before"] = _as_utc(self.not_before).isoformat()
         if self.rate_limit is not None:  # only when set: most messages stay as small
             message["rate_limit"] = [self.rate_limit.max_in_flight, self.rate_limit.per_second]
         return message
