@@ -794,6 +794,17 @@ def emit(results: list[dict[str, Any]], value: dict[str, Any]) -> None:
     print(json.dumps(value), flush=True)
 
 
+def process_counts(text: str) -> list[int]:
+    """``--table-processes``: comma-separated counts, each at least 1."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected counts like 1,2, got {text!r}") from None
+    if any(count < 1 for count in counts):
+        raise argparse.ArgumentTypeError(f"each count must be at least 1, got {text!r}")
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10000, help="N of the burst")
@@ -810,7 +821,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--table-processes",
-        type=lambda text: [int(n) for n in text.split(",")],
+        type=process_counts,
         default=[1, 2],
         help="discovery processes claiming at once in the table scenario, e.g. 1,2",
     )
