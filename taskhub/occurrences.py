@@ -29,10 +29,22 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1a8e-57a4-4c41-9a43-3a2e0f0c7b11")
 _MICROSECOND = timedelta(microseconds=1)
 
 
+_NAMESPACE_BYTES = IDEMPOTENCY_NAMESPACE.bytes
+
+
 def idempotency_key(task_id: uuid.UUID | str, scheduled_for: datetime) -> str:
+    """``uuid5(IDEMPOTENCY_NAMESPACE, "<task id>|<scheduled_for, ISO 8601>")`` as text.
+
+    Computed from the SHA-1 digest directly, without building ``UUID`` objects: a claim
+    makes one key per occurrence, and this is a third of ``uuid.uuid5``'s cost."""
     if scheduled_for.utcoffset() != timedelta(0):
         raise ValueError("scheduled_for must be aware UTC")
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{task_id}|{scheduled_for.isoformat()}"))
+    name = f"{task_id}|{scheduled_for.isoformat()}".encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def spread_offset_s(key: str, spread_seconds: int) -> float:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.occurrences import Plan, idempotency_key, plan_claim
+from taskhub.occurrences import IDEMPOTENCY_NAMESPACE, Plan, idempotency_key, plan_claim
 from taskhub.schedules import Cron, Interval, OneTime, Window
 from taskhub.statuses import MisfirePolicy
 
@@ -141,6 +141,17 @@ def test_idempotency_key_is_the_one_already_stored() -> None:
     # A key existing executions and receivers hold: it must never change.
     task = uuid.UUID("00000000-0000-4000-8000-000000000001")
     assert idempotency_key(task, NOW) == "142acdd6-71c6-533e-abaa-5643d36b730f"
+
+
+@given(
+    task=st.uuids(),
+    scheduled_for=st.datetimes(timezones=st.just(UTC)),
+)
+def test_idempotency_key_is_uuid5_of_task_and_time(
+    task: uuid.UUID, scheduled_for: datetime
+) -> None:
+    name = f"{task}|{scheduled_for.isoformat()}"
+    assert idempotency_key(task, scheduled_for) == str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, name))
 
 
 # --- misfire policies -----------------------------------------------------------------
