@@ -185,12 +185,10 @@ def claim_occurrences(
                     "scheduled_for": scheduled_for,
                     "idempotency_key": key,
                     "status": queued if staged else running,
-                    "attempts": 0,
                     "next_dispatch_at": send_at
                     if staged
                     else lease_until(max(now, send_at), timeout_s, settings),
                     "dispatch_count": 0 if staged else 1,
-                    "created_at": now,
                 }
             )
             sends.append((row, task_id, scheduled_for, key, send_at))
@@ -202,11 +200,10 @@ def claim_occurrences(
                 # Nothing to fire and nothing ahead (e.g. end_at passed): done now. Otherwise
                 # the chord callback finishes the task once its last execution has ended.
                 "b_finished": plan.next_time is None and not plan.fire,
-                "b_now": now,
             }
         )
-    inserted = queries.insert_executions(conn, new_rows)
-    queries.advance_tasks(conn, advances)
+    inserted = queries.insert_executions(conn, new_rows, now)
+    queries.advance_tasks(conn, advances, now)
     index_of = {new["idempotency_key"]: i for i, new in enumerate(new_rows)}
     to_send: list[tuple[int, int]] = []  # (execution id, index of its new row)
     for ex in inserted:

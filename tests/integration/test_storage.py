@@ -99,6 +99,10 @@ def test_due_tasks_become_one_execution_per_occurrence(engine: Engine) -> None:
         (NOW + timedelta(minutes=1), NOW + timedelta(minutes=1))
     ]
     assert task_row(engine, one_time)["next_execution_time"] is None
+    # The claim's bookkeeping: counted, stamped with the claim's now, no attempt yet.
+    assert task_row(engine, cron)["occurrence_count"] == 62
+    assert {task_row(engine, t)["updated_at"] for t in (one_time, cron)} == {NOW}
+    assert {(r["created_at"], r["attempts"]) for r in execution_rows(engine)} == {(NOW, 0)}
 
 
 def test_concurrent_claimers_never_share_an_occurrence(engine: Engine) -> None:
@@ -459,22 +463,23 @@ def test_insert_executions_returns_only_what_it_inserted(engine: Engine) -> None
             "scheduled_for": at,
             "idempotency_key": f"key-{at.isoformat()}",
             "status": "queued",
-            "attempts": 0,
             "next_dispatch_at": at,
             "dispatch_count": 0,
-            "created_at": NOW,
         }
 
     first, second = NOW, NOW + timedelta(minutes=1)
     with engine.begin() as conn:
-        inserted = queries.insert_executions(conn, [row(first)])
+        inserted = queries.insert_executions(conn, [row(first)], NOW)
     assert [set(r.keys()) for r in inserted] == [{"execution_id", "idempotency_key"}]
     with engine.begin() as conn:
-        again = queries.insert_executions(conn, [row(first), row(second)])
+        again = queries.insert_executions(conn, [row(first), row(second)], NOW)
     assert [r["idempotency_key"] for r in again] == [f"key-{second.isoformat()}"]
     assert again[0]["execution_id"] != inserted[0]["execution_id"]
-    stored = {(r["scheduled_for"], r["next_dispatch_at"]) for r in execution_rows(engine)}
-    assert stored == {(first, first), (second, second)}
+    stored = {
+        (r["scheduled_for"], r["next_dispatch_at"], r["created_at"], r["attempts"])
+        for r in execution_rows(engine)
+    }
+    assert stored == {(first, first, NOW, 0), (second, second, NOW, 0)}
 
 
 def test_insert_executions_refuses_naive_instants(engine: Engine) -> None:
@@ -485,13 +490,11 @@ def test_insert_executions_refuses_naive_instants(engine: Engine) -> None:
         "scheduled_for": naive,
         "idempotency_key": "k",
         "status": "queued",
-        "attempts": 0,
         "next_dispatch_at": naive,
         "dispatch_count": 0,
-        "created_at": NOW,
     }
     with pytest.raises((ValueError, sa.exc.StatementError)), engine.begin() as conn:
-        queries.insert_executions(conn, [row])
+        queries.insert_executions(conn, [row], NOW)
     assert execution_rows(engine) == []
 
 
