@@ -704,6 +704,7 @@ def discovery_pass(
         pass
     with taskhub_celery.app.producer_or_acquire():
         pass
+    taskhub_celery.exempt_startup_objects_from_gc()  # as a worker does once it is ready
     time.sleep(max(0.0, start_at - time.time()))
     cpu_before = time.process_time()
     report = discovery.run_tick(engine, settings, taskhub_celery.publish, lambda: datetime.now(UTC))

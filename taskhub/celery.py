@@ -7,6 +7,7 @@ Queues: ``taskhub.discovery`` (the tick), ``taskhub.triggers`` (HTTP calls),
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import socket
@@ -147,6 +148,7 @@ app.conf.update(celery_config(settings))
 def _after_fork(**_: Any) -> None:
     db.dispose_after_fork()
     _start_heartbeat()
+    exempt_startup_objects_from_gc()
 
 
 @signals.after_setup_logger.connect
@@ -168,6 +170,16 @@ def _on_worker_ready(**_: Any) -> None:
     if consumes_discovery():
         engine = db.get_engine(settings.database_url)
         staging.start(engine, settings, publish, utcnow)
+    exempt_startup_objects_from_gc()
+
+
+def exempt_startup_objects_from_gc() -> None:
+    """Take what is alive once a worker is ready (Celery, kombu, SQLAlchemy and the app:
+    over 100,000 objects that live as long as the process) out of the cyclic garbage
+    collector's reach. Every full collection walked them: ~90 ms, at least one per
+    10,000-occurrence tick, a sixth of discovery's CPU; ~4 ms after (measured)."""
+    gc.collect()
+    gc.freeze()
 
 
 def consumes_discovery() -> bool:

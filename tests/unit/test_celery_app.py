@@ -132,3 +132,17 @@ def test_workers_send_task_events_but_publishing_sends_no_sent_event() -> None:
     # message would double a fan-out's broker writes.
     assert config["worker_send_task_events"] is True
     assert config["task_send_sent_event"] is False
+
+
+def test_a_ready_worker_takes_its_startup_objects_out_of_the_collectors_reach() -> None:
+    import gc
+
+    from taskhub.celery import exempt_startup_objects_from_gc
+
+    walked_before = len(gc.get_objects())  # what a full collection walks
+    try:
+        exempt_startup_objects_from_gc()
+        assert gc.get_freeze_count() > 10_000  # the interpreter, Celery and the app
+        assert len(gc.get_objects()) < walked_before / 10
+    finally:
+        gc.unfreeze()
