@@ -552,7 +552,13 @@ def fill_table(engine: Engine, total: int, due_count: int) -> None:
             ),
             {"due": due_count, "due_at": due_at, "far": far, "total": total - 1},
         )
-        conn.execute(sa.text("ANALYZE scheduled_tasks"))
+    # As a table stands in production (autovacuum also visits a table after a bulk
+    # insert): its rows' hint bits and visibility map set. Otherwise the first claim
+    # pays for setting them on every row it reads, a one-off cost of the bulk load.
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+            sa.text("VACUUM (ANALYZE) scheduled_tasks")
+        )
 
 
 def scenario_writeback(count: int) -> dict[str, Any]:
