@@ -710,6 +710,9 @@ def discovery_pass(
         pass
     with taskhub_celery.app.producer_or_acquire():
         pass
+    # The thread's result backend, as a worker thread has it after its first tick: made
+    # on first use, it looks up its class among installed packages (~10 ms).
+    taskhub_celery.app.backend.client.ping()
     taskhub_celery.exempt_startup_objects_from_gc()  # as a worker does once it is ready
     time.sleep(max(0.0, start_at - time.time()))
     cpu_before = time.process_time()
