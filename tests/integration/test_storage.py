@@ -586,3 +586,27 @@ def test_mark_dispatched_leases_only_the_given_executions(engine: Engine) -> Non
     assert after[first["id"]]["next_dispatch_at"] == lease
     assert after[third["id"]]["next_dispatch_at"] == lease + timedelta(seconds=1)
     assert after[second["id"]] == second
+
+
+def test_pg_sessions_read_instants_in_utc_whatever_the_servers_zone(postgres_url: str) -> None:
+    import psycopg
+
+    from taskhub import db
+
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        name = postgres_url.rsplit("/", 1)[1]
+        admin.execute(f"ALTER DATABASE \"{name}\" SET TimeZone TO 'Asia/Taipei'")
+    engine = db.create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            at = conn.execute(
+                sa.text("SELECT CAST('2026-11-22T09:00:00Z' AS timestamptz)")
+            ).scalar()
+            # As stored, in datetime.UTC: no zone conversion is needed per value read.
+            assert at == datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+            assert at.tzinfo is UTC
+            # A rolled-back transaction keeps the session's zone.
+            conn.rollback()
+            assert conn.execute(sa.text("SHOW TimeZone")).scalar() == "UTC"
+    finally:
+        engine.dispose()
