@@ -409,6 +409,9 @@ def update_task(conn: Connection, task_id: uuid.UUID, values: Mapping[str, Any])
 
 
 def delete_task(conn: Connection, task_id: uuid.UUID) -> None:
+    """The task, its executions and (by their foreign key) their attempts. The caller holds
+    the task's row lock, so no claim or run-now adds an execution meanwhile."""
+    conn.execute(sa.delete(executions).where(E.task_id == task_id))
     conn.execute(sa.delete(scheduled_tasks).where(T.id == task_id))
 
 

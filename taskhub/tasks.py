@@ -483,8 +483,11 @@ def run_task_now(
     conn: Connection, tenant: str, task_id: str | uuid.UUID, now: datetime
 ) -> dict[str, Any]:
     """An extra occurrence, due now: the next tick sends it (the caller may ask for a tick
-    at once). It does not count against ``max_executions``."""
-    row = _row(conn, tenant, task_id)
+    at once). It does not count against ``max_executions``.
+
+    The task's row stays locked until the caller commits: a delete waits, then takes this
+    execution with it (executions have no foreign key to cascade on)."""
+    row = _row(conn, tenant, task_id, lock=True)
     execution = queries.insert_execution(
         conn,
         {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from taskhub import discovery, queries, schema, settings, state, tasks
-from taskhub.models import executions, scheduled_tasks
+from taskhub.models import attempts, executions, scheduled_tasks
 from taskhub.trigger import TriggerOutcome, TriggerRequest
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -610,3 +611,42 @@ def test_pg_sessions_read_instants_in_utc_whatever_the_servers_zone(postgres_url
             assert conn.execute(sa.text("SHOW TimeZone")).scalar() == "UTC"
     finally:
         engine.dispose()
+
+
+def test_a_deleted_task_takes_its_executions_and_attempts(engine: Engine) -> None:
+    doomed = add_task(engine, "doomed", {"cron": "* * * * *"})
+    kept = add_task(engine, "kept", {"cron": "* * * * *"})
+    requests = claim_all(engine, NOW)
+    state.record_outcomes(engine, [outcome(r) for r in requests], SETTINGS, NOW, lambda: 0.5)
+    with engine.begin() as conn:
+        tasks.delete_task(conn, "default", doomed)
+    with engine.connect() as conn:
+        left = {row.task_id for row in conn.execute(sa.select(executions.c.task_id))}
+        attempts_left = conn.execute(sa.select(sa.func.count()).select_from(attempts)).scalar()
+    assert left == {kept}
+    assert attempts_left == sum(1 for r in requests if r.task_id == str(kept))
+
+
+def test_run_now_waits_for_a_delete_and_adds_nothing_after_it(pg_engine: Engine) -> None:
+    task_id = add_task(pg_engine, "racing", {"at": (NOW + timedelta(days=1)).isoformat()})
+    deleting = threading.Event()
+    outcome_of_run: list[BaseException | None] = []
+
+    def run_now() -> None:
+        deleting.wait(5)
+        try:
+            with pg_engine.begin() as conn:
+                tasks.run_task_now(conn, "default", task_id, NOW)
+            outcome_of_run.append(None)
+        except BaseException as error:
+            outcome_of_run.append(error)
+
+    runner = threading.Thread(target=run_now)
+    runner.start()
+    with pg_engine.begin() as conn:
+        tasks.delete_task(conn, "default", task_id)  # holds the task's row lock until commit
+        deleting.set()
+        time.sleep(0.3)  # the run-now is waiting for that lock meanwhile
+    runner.join(10)
+    assert [type(e).__name__ for e in outcome_of_run] == ["NotFound"]
+    assert execution_rows(pg_engine) == []
