@@ -48,6 +48,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import email.utils
+import functools
 import ipaddress
 import logging
 import math
@@ -139,6 +140,13 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=4096)
+def _utc_text(value: datetime) -> str:
+    """ISO 8601 in UTC, each instant converted once: a claim's requests share their
+    instants (one ``send_by``, occurrences due at the same second)."""
+    return _as_utc(value).isoformat()
+
+
 def _iso_z(value: datetime) -> str:
     """``2026-11-22T09:00:00Z`` (fractional seconds only when there are some)."""
     return _as_utc(value).replace(tzinfo=None).isoformat() + "Z"
@@ -202,19 +210,19 @@ class TriggerRequest:
             "execution_id": self.execution_id,
             "attempt": self.attempt,
             "task_id": self.task_id,
-            "scheduled_for": _as_utc(self.scheduled_for).isoformat(),
+            "scheduled_for": _utc_text(self.scheduled_for),
             "idempotency_key": self.idempotency_key,
             "url": self.url,
             "method": self.method,
             "headers": dict(self.headers),
             "body": self.body,
             "timeout_s": self.timeout_s,
-            "send_by": None if self.send_by is None else _as_utc(self.send_by).isoformat(),
+            "send_by": None if self.send_by is None else _utc_text(self.send_by),
             "sealed_headers": self.sealed_headers,
             "sealed_signing_secrets": list(self.sealed_signing_secrets),
         }
         if self.not_before is not None:
-            message["not_before"] = _as_utc(self.not_before).isoformat()
+            message["not_before"] = _utc_text(self.not_before)
         if self.rate_limit is not None:  # only when set: most messages stay as small
             message["rate_limit"] = [self.rate_limit.max_in_flight, self.rate_limit.per_second]
         return message
