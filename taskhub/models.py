@@ -9,8 +9,12 @@ number), which is what makes a repeated chord callback harmless.
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,6 +60,28 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class ReadOnlyJSONObject(sa.TypeDecorator[Mapping[str, Any]]):
+    """A JSON object column read as its text, then as a read-only mapping decoded once per
+    distinct text: thousands of claimed tasks share a few header sets, and the driver's
+    own JSON loading cost a claim 4 % of its instructions. For reads that only read."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Mapping[str, Any] | None:
+        return None if value is None else _read_only_json_object(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _read_only_json_object(text: str) -> Mapping[str, Any]:
+    return MappingProxyType(json.loads(text))
+
+
+def read_as_json_object(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Mapping[str, Any]]:
+    """``column`` (JSON) selected as a :class:`ReadOnlyJSONObject`, under its own name."""
+    return sa.type_coerce(sa.cast(column, sa.Text), ReadOnlyJSONObject()).label(column.key)
 
 
 def _json() -> sa.types.TypeEngine[Any]:

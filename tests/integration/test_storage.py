@@ -507,6 +507,29 @@ def test_the_claim_reads_only_the_columns_it_needs(engine: Engine) -> None:
     assert "tags" not in row
 
 
+def test_claimed_requests_carry_their_tasks_headers_exactly(engine: Engine) -> None:
+    at = (NOW - timedelta(seconds=1)).isoformat()
+    headers = [{"X-Team": "billing", "X-Quote": 'a"b\\c', "X-Uni": "日本"}, {"X-Team": "ops"}, {}]
+    for i, own in enumerate(headers * 3):
+        target = {"url": "http://t.test/h", "headers": own}
+        data = {"name": f"h{i}", "schedule": {"at": at}, "target": target}
+        created = NOW - timedelta(hours=1)
+        with engine.begin() as conn:
+            tasks.create_task(conn, tasks.parse_definition(data, created), created)
+    requests = claim_all(engine, NOW)
+    assert sorted(sorted(r.headers.items()) for r in requests) == sorted(
+        sorted(h.items()) for h in headers * 3
+    )
+    # Tasks with the same headers share one decoded, read-only mapping.
+    with engine.begin() as conn:
+        conn.execute(sa.update(scheduled_tasks).values(next_execution_time=NOW))
+        rows = queries.claim_due_tasks(conn, NOW, 100)
+    billing = [row["headers"] for row in rows if row["headers"].get("X-Team") == "billing"]
+    assert len(billing) == 3 and all(h is billing[0] for h in billing)
+    with pytest.raises(TypeError):
+        billing[0]["X-Team"] = "changed"
+
+
 def test_the_pg_claim_locks_for_no_key_update(pg_engine: Engine) -> None:
     statement = queries.claim_due_tasks_statement(NOW, 10)
     sql = str(statement.compile(dialect=pg_engine.dialect))
