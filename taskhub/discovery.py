@@ -291,7 +291,7 @@ def claim_and_publish(
 
     Each batch is published after its claim committed, before the next claim, on the
     caller's thread. (A publishing thread that overlapped the broker's time with the next
-    claim's database time was measured: no faster in one process, and 15-20 % more CPU
+    claim's database time was measured: no faster in one process, and 6-17 % more CPU
     per occurrence, the two threads contending for the GIL, when discovery processes
     share the cores.) A publish that fails stops the pass and raises: what was claimed
     but not published comes back when its lease runs out, as after a crash.
