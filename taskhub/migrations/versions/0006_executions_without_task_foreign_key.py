@@ -1,9 +1,10 @@
 """executions without a foreign key to their task
 
-The key's check cost PostgreSQL a lookup per inserted execution, a tenth of a claim's
-database time. Executions are only inserted for a task whose row the inserter holds
-locked (a claim, or a run-now), and a task's executions go with it when it is deleted
-(``queries.delete_task``), so the key guarded nothing the code does not.
+The key's check cost PostgreSQL a lookup per inserted execution: 8 of the ~50 ms its
+statements take per 1,000 claimed occurrences (EXPLAIN ANALYZE). Executions are only
+inserted for a task whose row the inserter holds locked (a claim, or a run-now), and a
+task's executions go with it when it is deleted (``queries.delete_task``), so the key
+guarded nothing the code does not.
 
 Revision ID: 0006
 Revises: 0005
