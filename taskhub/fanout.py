@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,13 +25,13 @@ from taskhub.chunking import chunks, pack
 from taskhub.settings import Settings
 from taskhub.trigger import TriggerRequest
 
-#: What JSON escapes in an ASCII string (``json.dumps``' default ``ensure_ascii``).
-_ESCAPED: Final = re.compile(r'[\x00-\x1f\x7f"\\]')
-
 
 def json_str_bytes(text: str) -> int:
-    """Exactly ``len(json.dumps(text))``, without encoding the common case (plain ASCII)."""
-    if text.isascii() and _ESCAPED.search(text) is None:
+    """Exactly ``len(json.dumps(text))``, without encoding the common case (plain ASCII).
+
+    JSON escapes, in ASCII, ``"``, ``\\`` and what is not printable (the controls and
+    DEL): three C-speed checks, cheaper than a regular expression's search."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
         return len(text) + 2
     return len(json.dumps(text))
 
