@@ -10,9 +10,10 @@ and gives the same guarantee. "Now" is always bound from Python in UTC.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -139,24 +140,15 @@ def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _json_text(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows of plain JSON values (instants already text, see :func:`_instant_texts`)."""
+    """Rows of plain JSON values (instants already text, see :func:`_instant_text`)."""
     return json.dumps(rows, separators=(",", ":"), check_circular=False)
 
 
-def _instant_texts() -> Callable[[datetime | None], str | None]:
-    """A converter of instants to :func:`_json_value`'s text that converts each distinct
-    instant once (a claim's rows share their due times, leases and ``now``)."""
-    converted: dict[datetime, str] = {}
-
-    def text(value: datetime | None) -> str | None:
-        if value is None:
-            return None
-        found = converted.get(value)
-        if found is None:
-            found = converted[value] = _json_value(value)
-        return found
-
-    return text
+@functools.lru_cache(maxsize=4096)
+def _instant_text(value: datetime | None) -> str | None:
+    """:func:`_json_value`'s text of an instant, each distinct instant converted once (a
+    claim's rows share their due times, leases and ``now``)."""
+    return None if value is None else str(_json_value(value))
 
 
 def _json_value(value: Any) -> Any:
@@ -181,11 +173,10 @@ def advance_tasks(conn: Connection, advances: Sequence[Mapping[str, Any]], now: 
     if not advances:
         return
     if conn.dialect.name == "postgresql":
-        text = _instant_texts()
         rows = [
             {
                 "id": str(a["b_id"]),
-                "next_time": text(a["b_next"]),
+                "next_time": _instant_text(a["b_next"]),
                 "occurrences": a["b_occurrences"],
                 "finished": a["b_finished"],
             }
@@ -465,14 +456,13 @@ def _insert_executions_pg(
     (an executemany's cost), no per-element array dumping (``unnest``'s). The rows are
     spelled out field by field: a claim's thousand rows are its hottest loop, and the
     generic encoder's per-value callback cost more than the rest of the encoding."""
-    text = _instant_texts()
     encoded = [
         {
             "task_id": str(r["task_id"]),
-            "scheduled_for": text(r["scheduled_for"]),
+            "scheduled_for": _instant_text(r["scheduled_for"]),
             "idempotency_key": r["idempotency_key"],
             "status": r["status"],
-            "next_dispatch_at": text(r["next_dispatch_at"]),
+            "next_dispatch_at": _instant_text(r["next_dispatch_at"]),
             "dispatch_count": r["dispatch_count"],
         }
         for r in rows

@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from taskhub import discovery, queries, schema, settings, state, tasks
+from taskhub import db, discovery, queries, schema, settings, state, tasks
 from taskhub.models import attempts, executions, scheduled_tasks
 from taskhub.trigger import TriggerOutcome, TriggerRequest
 
@@ -613,10 +614,6 @@ def test_mark_dispatched_leases_only_the_given_executions(engine: Engine) -> Non
 
 
 def test_pg_sessions_read_instants_in_utc_whatever_the_servers_zone(postgres_url: str) -> None:
-    import psycopg
-
-    from taskhub import db
-
     with psycopg.connect(postgres_url, autocommit=True) as admin:
         name = postgres_url.rsplit("/", 1)[1]
         admin.execute(f"ALTER DATABASE \"{name}\" SET TimeZone TO 'Asia/Taipei'")

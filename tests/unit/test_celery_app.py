@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -7,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from taskhub import settings
-from taskhub.celery import beat_schedule, fire_triggers, record_chunk
+from taskhub.celery import (
+    beat_schedule,
+    exempt_startup_objects_from_gc,
+    fire_triggers,
+    record_chunk,
+)
 from taskhub.fanout import build_chords
 from taskhub.trigger import TriggerRequest
 
@@ -135,10 +141,6 @@ def test_workers_send_task_events_but_publishing_sends_no_sent_event() -> None:
 
 
 def test_a_ready_worker_takes_its_startup_objects_out_of_the_collectors_reach() -> None:
-    import gc
-
-    from taskhub.celery import exempt_startup_objects_from_gc
-
     walked_before = len(gc.get_objects())  # what a full collection walks
     try:
         exempt_startup_objects_from_gc()
