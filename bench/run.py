@@ -561,7 +561,7 @@ def fill_table(engine: Engine, total: int, due_count: int) -> None:
         )
 
 
-def scenario_writeback(count: int) -> dict[str, Any]:
+def scenario_writeback(count: int, env: dict[str, str] | None = None) -> dict[str, Any]:
     """The chord callback's work alone: ``count`` claimed executions (claimed by a tick
     that publishes nothing) get a successful outcome each, written back in chunks of
     ``TASKHUB_CHUNK_SIZE`` as ``record_chunk`` does, in this process."""
@@ -574,7 +574,7 @@ def scenario_writeback(count: int) -> dict[str, Any]:
     with scratch_database() as (_name, url):
         engine = db.create_engine(url)
         fill_table(engine, count + 1, count)  # the seed task is not due
-        settings = load({"TASKHUB_DATABASE_URL": url})
+        settings = load({**(env or {}), "TASKHUB_DATABASE_URL": url})
         discovery.run_tick(engine, settings, lambda requests: None, lambda: datetime.now(UTC))
         with engine.connect() as conn:
             ids = [row.id for row in conn.execute(sa.select(executions.c.id))]
@@ -616,13 +616,15 @@ def scenario_writeback(count: int) -> dict[str, Any]:
     }
 
 
-def scenario_table(total: int, due_count: int, processes: int = 1) -> dict[str, Any]:
+def scenario_table(
+    total: int, due_count: int, processes: int = 1, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Discovery alone on a big table: claim + publish rate, and the due query's plan.
 
     The discovery passes run in ``processes`` processes of their own, started together
     (what that many state workers do with a backlog: each worker's tick or staging pass
     claims, and the claims skip each other's rows); the rate is everything published
-    over the time until the last pass ended."""
+    over the time until the last pass ended. ``env``: taskhub settings for the passes."""
     from taskhub import queries
     from taskhub.settings import load
 
@@ -630,13 +632,13 @@ def scenario_table(total: int, due_count: int, processes: int = 1) -> dict[str, 
     with scratch_database() as (_name, url):
         engine = db.create_engine(url)
         fill_table(engine, total, due_count)
-        settings = load(
-            {
-                "TASKHUB_DATABASE_URL": url,
-                "TASKHUB_BROKER_URL": REDIS_URL,
-                "TASKHUB_RESULT_BACKEND": REDIS_URL,
-            }
-        )
+        pass_env = {
+            **(env or {}),
+            "TASKHUB_DATABASE_URL": url,
+            "TASKHUB_BROKER_URL": REDIS_URL,
+            "TASKHUB_RESULT_BACKEND": REDIS_URL,
+        }
+        settings = load(pass_env)
         with engine.connect() as conn:
             query = queries.claim_due_tasks_statement(datetime.now(UTC), settings.claim_batch_size)
             compiled = query.compile(dialect=engine.dialect)
@@ -651,7 +653,7 @@ def scenario_table(total: int, due_count: int, processes: int = 1) -> dict[str, 
         measured = context.Event()
         start_at = time.time() + 2 + processes  # after every process has connected
         passes = [
-            context.Process(target=discovery_pass, args=(url, start_at, done, measured))
+            context.Process(target=discovery_pass, args=(pass_env, start_at, done, measured))
             for _ in range(processes)
         ]
         for process in passes:
@@ -665,7 +667,8 @@ def scenario_table(total: int, due_count: int, processes: int = 1) -> dict[str, 
             process.join(10)
     redis.Redis.from_url(REDIS_URL).flushdb()
     published = sum(int(r["published"]) for r in reports)
-    elapsed_s = max(r["ended_at"] for r in reports) - start_at
+    ended = [r["ended_at"] for r in reports]
+    elapsed_s = max(ended) - start_at
     own_s = sum(r["cpu_s"] for r in reports)
     return {
         "scenario": "table",
@@ -674,6 +677,9 @@ def scenario_table(total: int, due_count: int, processes: int = 1) -> dict[str, 
         "discovery_processes": processes,
         "claimed": sum(int(r["claimed"]) for r in reports),
         "published": published,
+        # How the work fell between the processes: the first to end waits for the last.
+        "published_per_process": [int(r["published"]) for r in reports],
+        "first_to_last_end_s": round(max(ended) - min(ended), 3),
         "elapsed_s": round(elapsed_s, 3),
         "claim_publish_per_s": round(published / max(elapsed_s, 1e-6)),
         # Where the CPU went: the discovery processes (claim + publish, every thread) and
@@ -686,7 +692,7 @@ def scenario_table(total: int, due_count: int, processes: int = 1) -> dict[str, 
 
 
 def discovery_pass(
-    url: str,
+    env: dict[str, str],
     start_at: float,
     done: multiprocessing.Queue[dict[str, float]],
     measured: Any,
@@ -696,16 +702,10 @@ def discovery_pass(
     from taskhub import discovery
     from taskhub.settings import load
 
-    settings = load(
-        {
-            "TASKHUB_DATABASE_URL": url,
-            "TASKHUB_BROKER_URL": REDIS_URL,
-            "TASKHUB_RESULT_BACKEND": REDIS_URL,
-        }
-    )
+    settings = load(env)
     taskhub_celery.settings = settings
     taskhub_celery.app.conf.update(taskhub_celery.celery_config(settings))
-    engine = db.create_engine(url)
+    engine = db.create_engine(settings.database_url)
     with engine.connect():
         pass
     with taskhub_celery.app.producer_or_acquire():
@@ -944,12 +944,12 @@ def main() -> None:
                 emit(results, spread)
         if "writeback" in chosen:
             for _ in range(max(1, args.repeat)):
-                emit(results, scenario_writeback(args.table_due))
+                emit(results, scenario_writeback(args.table_due, env))
         if "table" in chosen:
             for processes in args.table_processes:
                 tables = []
                 for _ in range(max(1, args.repeat)):
-                    tables.append(scenario_table(args.table_rows, args.table_due, processes))
+                    tables.append(scenario_table(args.table_rows, args.table_due, processes, env))
                     emit(results, tables[-1])
                 if len(tables) > 1:
                     emit(results, repeated("table", tables))
