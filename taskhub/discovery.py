@@ -164,7 +164,7 @@ def claim_occurrences(
             fire_each_max=settings.misfire_fire_each_max,
         )
         more = more or (plan.next_time is not None and plan.next_time <= horizon)
-        task_id = str(row["id"])
+        task_id: str = row["id"]  # text (queries.CLAIM_COLUMNS)
         spread_seconds = row["spread_seconds"]
         timeout_s = row["timeout_seconds"]
         for scheduled_for in plan.fire:

@@ -29,6 +29,7 @@ from taskhub.models import (
     executions,
     metric_counters,
     read_as_json_object,
+    read_as_uuid_text,
     scheduled_tasks,
     signing_secrets,
     worker_heartbeats,
@@ -78,8 +79,9 @@ TARGET_COLUMNS = (
 #: What a claim reads of a due task: its schedule, window and misfire rule (to plan) and
 #: its target (to send); not its name, tags or results. Fewer columns to read and decode
 #: (``tags`` is JSON) is a large part of a claim's cost at thousands of rows.
+#: The id comes as text (see ``UUIDText``).
 CLAIM_COLUMNS = (
-    T.id,
+    read_as_uuid_text(T.id),
     T.schedule_kind,
     T.cron_expression,
     T.timezone,
@@ -167,8 +169,8 @@ def advance_tasks(conn: Connection, advances: Sequence[Mapping[str, Any]], now: 
     """Write each claimed task's new ``next_execution_time`` (by primary key), updated at
     ``now``.
 
-    Each mapping has ``b_id``, ``b_next``, ``b_occurrences`` (added to the count) and
-    ``b_finished``.
+    Each mapping has ``b_id`` (a UUID or its text), ``b_next``, ``b_occurrences`` (added
+    to the count) and ``b_finished``.
     """
     if not advances:
         return
@@ -193,8 +195,13 @@ def advance_tasks(conn: Connection, advances: Sequence[Mapping[str, Any]], now: 
             is_finished=sa.bindparam("b_finished"),
             updated_at=now,
         ),
-        list(advances),
+        [{**a, "b_id": _as_uuid(a["b_id"])} for a in advances],
     )
+
+
+def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    """A task id as SQLite's UUID column binds it (a claim reads ids as text)."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
 _ADVANCE_TASKS_PG = sa.text(
@@ -416,10 +423,10 @@ def insert_executions(
     """Insert occurrences, created at ``now`` with no attempts yet; one that already has an
     execution is skipped, not doubled.
 
-    Each mapping has ``task_id``, ``scheduled_for``, ``idempotency_key``, ``status``,
-    ``next_dispatch_at`` and ``dispatch_count``. Returns the rows actually inserted, as
-    ``execution_id`` and ``idempotency_key`` (which names the occurrence: the caller has
-    the rest).
+    Each mapping has ``task_id`` (a UUID or its text), ``scheduled_for``,
+    ``idempotency_key``, ``status``, ``next_dispatch_at`` and ``dispatch_count``.
+    Returns the rows actually inserted, as ``execution_id`` and ``idempotency_key``
+    (which names the occurrence: the caller has the rest).
     """
     if not rows:
         return []
@@ -431,7 +438,11 @@ def insert_executions(
         .on_conflict_do_nothing(index_elements=["task_id", "scheduled_for"])
         .returning(E.id.label("execution_id"), E.idempotency_key)
     )
-    return conn.execute(statement, list(rows)).mappings().all()
+    return (
+        conn.execute(statement, [{**r, "task_id": _as_uuid(r["task_id"])} for r in rows])
+        .mappings()
+        .all()
+    )
 
 
 _INSERT_EXECUTIONS_PG = sa.text(

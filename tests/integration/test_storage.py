@@ -508,6 +508,21 @@ def test_the_claim_reads_only_the_columns_it_needs(engine: Engine) -> None:
     assert "tags" not in row
 
 
+def test_the_claim_reads_task_ids_as_their_canonical_text(engine: Engine) -> None:
+    task_id = add_task(engine, "text-id", {"at": (NOW - timedelta(seconds=1)).isoformat()})
+    with engine.begin() as conn:
+        [row] = queries.claim_due_tasks(conn, NOW, 10)
+    assert row["id"] == str(task_id)  # the same text on both dialects: keys depend on it
+    [request] = claim_all(engine, NOW)
+    assert request.task_id == str(task_id)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(executions.c.task_id)).scalar_one()
+        advanced = conn.execute(
+            sa.select(scheduled_tasks.c.occurrence_count).where(scheduled_tasks.c.id == task_id)
+        ).scalar_one()
+    assert (stored, advanced) == (task_id, 1)
+
+
 def test_claimed_requests_carry_their_tasks_headers_exactly(engine: Engine) -> None:
     at = (NOW - timedelta(seconds=1)).isoformat()
     headers = [{"X-Team": "billing", "X-Quote": 'a"b\\c', "X-Uni": "日本"}, {"X-Team": "ops"}, {}]
