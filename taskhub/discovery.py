@@ -31,9 +31,11 @@ and a 10,000-occurrence minute starts firing at its first millisecond.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -299,22 +301,59 @@ def claim_and_publish(
     started = time.monotonic()
     for claim in (claim_occurrences, claim_redispatches):
         while time.monotonic() - started < budget_s:
-            now = clock()
-            occurrences = claim is claim_occurrences
-            with engine.begin() as conn:
-                result = claim(conn, now, settings, lookahead_s)
-                # Counted in the claim's own transaction: exactly once, like the claim.
-                queries.add_to_counters(conn, counters.for_claim(occurrences, result.counted))
-            if occurrences:
+            with _collection_deferred():
+                result = _claim_and_publish_batch(
+                    engine, settings, claim, publish, clock(), lookahead_s
+                )
+            if claim is claim_occurrences:
                 report.occurrences_claimed += result.counted
                 report.occurrences_staged += result.staged
             else:
                 report.executions_redispatched += result.counted
-            if result.requests:
-                publish(result.requests)
-                report.published += len(result.requests)
+            report.published += len(result.requests)
             if not result.more:
                 break
+
+
+def _claim_and_publish_batch(
+    engine: Engine,
+    settings: Settings,
+    claim: Callable[[Connection, datetime, Settings, float], Claim],
+    publish: Publish,
+    now: datetime,
+    lookahead_s: float,
+) -> Claim:
+    with engine.begin() as conn:
+        result = claim(conn, now, settings, lookahead_s)
+        # Counted in the claim's own transaction: exactly once, like the claim.
+        queries.add_to_counters(
+            conn, counters.for_claim(claim is claim_occurrences, result.counted)
+        )
+    if result.requests:
+        publish(result.requests)
+    return result
+
+
+@contextmanager
+def _collection_deferred() -> Iterator[None]:
+    """No garbage collection while one batch is claimed and published.
+
+    A batch allocates ~10 container objects per occurrence (rows, mappings, requests,
+    messages) that all live until it is published and then die together, freed by their
+    reference counts. Collecting meanwhile only scans each of them, twice (generations 0
+    and 1), to free nothing: 5 % of a tick's CPU, measured with ``gc.callbacks``. Once
+    the batch is gone, its objects no longer count toward the next collection.
+
+    Process-wide, as the collector is: another thread's collection waits at most for one
+    batch. Whoever finds collection enabled turns it back on, so it never stays off.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def run_tick(engine: Engine, settings: Settings, publish: Publish, clock: Clock) -> TickReport:

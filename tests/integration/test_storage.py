@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import threading
 import time
 import uuid
@@ -573,6 +574,24 @@ def test_batches_are_published_after_their_commit_in_claim_order(engine: Engine)
     published = [i for b in batches for i in b]
     assert published == sorted(published) == [r["id"] for r in execution_rows(engine)]
     assert (report.occurrences_claimed, report.published) == (7, 7)
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_no_garbage_collection_while_a_batch_is_claimed_and_published(
+    engine: Engine, enabled_before: bool
+) -> None:
+    for i in range(5):
+        add_task(engine, f"gc-{i}", {"at": NOW.isoformat()})
+    small = settings.load({"TASKHUB_CLAIM_BATCH_SIZE": "2", "TASKHUB_DISPATCH_LEASE_SECONDS": "60"})
+    seen: list[bool] = []
+    if not enabled_before:
+        gc.disable()
+    try:
+        discovery.run_tick(engine, small, lambda requests: seen.append(gc.isenabled()), lambda: NOW)
+        assert seen == [False, False, False]
+        assert gc.isenabled() is enabled_before  # as it was: never left off, never forced on
+    finally:
+        gc.enable()
 
 
 def test_a_failed_publish_stops_the_claims_and_its_leases_send_it_again(
