@@ -235,7 +235,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         tick_seconds=_number(env, "TASKHUB_TICK_SECONDS", 60, minimum=0.5),
         claim_batch_size=_integer(env, "TASKHUB_CLAIM_BATCH_SIZE", 1000, minimum=1),
         chunk_size=_integer(env, "TASKHUB_CHUNK_SIZE", 1000, minimum=1),
-        triggers_per_message=_integer(env, "TASKHUB_TRIGGERS_PER_MESSAGE", 100, minimum=1),
+        triggers_per_message=_integer(env, "TASKHUB_TRIGGERS_PER_MESSAGE", 250, minimum=1),
         max_message_bytes=_integer(env, "TASKHUB_MAX_MESSAGE_BYTES", 192 * 1024, minimum=16384),
         dispatch_lease_s=_number(env, "TASKHUB_DISPATCH_LEASE_SECONDS", 120, minimum=1),
         misfire_grace_s=_number(env, "TASKHUB_MISFIRE_GRACE_SECONDS", 3600, minimum=0),
