@@ -5,6 +5,7 @@
     python bench/profile_tick.py --cprofile t.prof   # the tick under cProfile
     valgrind --tool=callgrind python bench/profile_tick.py --quiet
     valgrind --tool=callgrind python bench/profile_tick.py --quiet --skip-tick
+    python bench/profile_tick.py --statements --env TASKHUB_CLAIM_BATCH_SIZE=500
 
 Timings on a 2-core machine vary by 15 % between runs of the same code, so they cannot
 show a 2 % change. Instruction counts can: callgrind's total for a run minus that of the
@@ -107,7 +108,12 @@ def time_statements(engine: sa.Engine) -> dict[str, list[float]]:
 
 
 def tick(
-    env: dict[str, str], skip: bool, profile_to: str | None, quiet: bool, statements: bool
+    env: dict[str, str],
+    skip: bool,
+    profile_to: str | None,
+    quiet: bool,
+    statements: bool,
+    publish: bool = True,
 ) -> None:
     from taskhub import celery as taskhub_celery
     from taskhub import discovery
@@ -137,7 +143,12 @@ def tick(
     cpu_before, started = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
-    report = discovery.run_tick(engine, settings, taskhub_celery.publish, lambda: datetime.now(UTC))
+    report = discovery.run_tick(
+        engine,
+        settings,
+        taskhub_celery.publish if publish else lambda requests: None,
+        lambda: datetime.now(UTC),
+    )
     if profiler:
         profiler.disable()
         profiler.dump_stats(cast(str, profile_to))
@@ -160,6 +171,7 @@ def main() -> None:
     parser.add_argument("--no-reset", action="store_true")
     parser.add_argument("--skip-tick", action="store_true", help="everything but the tick")
     parser.add_argument("--cprofile", metavar="FILE", help="write the tick's cProfile here")
+    parser.add_argument("--no-publish", action="store_true", help="claim only: publish nothing")
     parser.add_argument("--statements", action="store_true", help="time each SQL statement")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for taskhub")
     parser.add_argument("--quiet", action="store_true")
@@ -169,7 +181,7 @@ def main() -> None:
     if not args.no_reset:
         reset()
     env = dict(item.split("=", 1) for item in args.env)
-    tick(env, args.skip_tick, args.cprofile, args.quiet, args.statements)
+    tick(env, args.skip_tick, args.cprofile, args.quiet, args.statements, not args.no_publish)
 
 
 if __name__ == "__main__":
