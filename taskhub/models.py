@@ -87,7 +87,7 @@ def read_as_json_object(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Mappi
 class UUIDText(sa.TypeDecorator[str]):
     """A UUID column read as its canonical text (``str(uuid)``), for reads that only need
     the text: a claim's thousands of task ids go into JSON rows, messages and keys, and
-    making a ``UUID`` of each only to format it again cost a claim 4 % of its
+    making a ``UUID`` of each only to format it again cost a claim 5.6 % of its
     instructions. PostgreSQL formats the text itself; SQLite stores 32 hex digits."""
 
     impl = sa.Text
