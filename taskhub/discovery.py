@@ -147,8 +147,8 @@ def claim_occurrences(
     send_by_lead = now + timedelta(seconds=settings.publish_lead_s)
     tasks = queries.claim_due_tasks(conn, horizon, settings.claim_batch_size)
     new_rows: list[dict[str, object]] = []
-    #: Per new row: its task's row and id as text, its occurrence, key and send time.
-    sends: list[tuple[RowMapping, str, datetime, str, datetime]] = []
+    #: Per new row: its task's row (the id as text), its occurrence, key and send time.
+    sends: list[tuple[RowMapping, datetime, str, datetime]] = []
     advances: list[dict[str, object]] = []
     more = len(tasks) == settings.claim_batch_size
     queued, running = ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value
@@ -179,7 +179,7 @@ def claim_occurrences(
             staged = send_at > send_by_lead
             new_rows.append(
                 {
-                    "task_id": row["id"],
+                    "task_id": task_id,
                     "scheduled_for": scheduled_for,
                     "idempotency_key": key,
                     "status": queued if staged else running,
@@ -189,10 +189,10 @@ def claim_occurrences(
                     "dispatch_count": 0 if staged else 1,
                 }
             )
-            sends.append((row, task_id, scheduled_for, key, send_at))
+            sends.append((row, scheduled_for, key, send_at))
         advances.append(
             {
-                "b_id": row["id"],
+                "b_id": task_id,
                 "b_next": plan.next_time,
                 "b_occurrences": len(plan.fire),
                 # Nothing to fire and nothing ahead (e.g. end_at passed): done now. Otherwise
@@ -212,13 +212,13 @@ def claim_occurrences(
     send_by = now + timedelta(seconds=settings.dispatch_lease_s)
     requests: list[TriggerRequest] = []
     for execution_id, i in to_send:
-        row, task_id, scheduled_for, key, send_at = sends[i]
+        row, scheduled_for, key, send_at = sends[i]
         requests.append(
             _request(
                 row,
                 execution_id,
                 1,
-                task_id,
+                row["id"],
                 scheduled_for,
                 key,
                 now,
