@@ -34,7 +34,7 @@ import psycopg
 import redis
 import sqlalchemy as sa
 
-from bench.run import POSTGRES_URL, REDIS_URL, fill_table
+from bench.run import POSTGRES_URL, REDIS_URL, fill_table, setting
 from taskhub import db, schema
 
 DATABASE = "taskhub_profile"
@@ -173,14 +173,16 @@ def main() -> None:
     parser.add_argument("--cprofile", metavar="FILE", help="write the tick's cProfile here")
     parser.add_argument("--no-publish", action="store_true", help="claim only: publish nothing")
     parser.add_argument("--statements", action="store_true", help="time each SQL statement")
-    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for taskhub")
+    parser.add_argument(
+        "--env", action="append", default=[], type=setting, help="NAME=VALUE for taskhub"
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     if args.setup:
         setup(args.rows, args.due)
     if not args.no_reset:
         reset()
-    env = dict(item.split("=", 1) for item in args.env)
+    env = dict(args.env)
     tick(env, args.skip_tick, args.cprofile, args.quiet, args.statements, not args.no_publish)
 
 

@@ -815,6 +815,14 @@ def process_counts(text: str) -> list[int]:
     return counts
 
 
+def setting(item: str) -> tuple[str, str]:
+    """``--env NAME=VALUE``, refused by argparse with the option's name if malformed."""
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {item!r}")
+    return name, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10000, help="N of the burst")
@@ -848,13 +856,15 @@ def main() -> None:
     # Default under bench/out/ (git-ignored): the committed plots are the README's.
     parser.add_argument("--plot", default=str(ROOT / "bench" / "out" / "lag.png"))
     parser.add_argument("--out", help="also write every JSON object to this file")
-    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for taskhub")
+    parser.add_argument(
+        "--env", action="append", default=[], type=setting, help="NAME=VALUE for taskhub"
+    )
     parser.add_argument("--logs", help="keep the processes' logs in this directory")
     args = parser.parse_args()
     chosen = set(args.scenario or ["burst", "clients"])
     if "all" in chosen:
         chosen = {"burst", "slow", "hung", "spread", "table", "writeback", "clients"}
-    env = dict(item.split("=", 1) for item in args.env)
+    env = dict(args.env)
     results: list[dict[str, Any]] = []
     series: dict[str, list[float]] = {}
     scratch = Path(tempfile.mkdtemp(prefix="taskhub-bench-"))
