@@ -75,7 +75,13 @@ def reset() -> None:
         conn.execute(
             f"UPDATE scheduled_tasks t SET {assignments} FROM profile_due d WHERE t.id = d.id"
         )
+        conn.execute("DELETE FROM next_occurrences WHERE task_id IN (SELECT id FROM profile_due)")
+        conn.execute(
+            "INSERT INTO next_occurrences (scheduled_for, task_id) "
+            "SELECT next_execution_time, id FROM profile_due"
+        )
         conn.execute("VACUUM (ANALYZE) scheduled_tasks")
+        conn.execute("VACUUM (ANALYZE) next_occurrences")
         conn.execute("VACUUM (ANALYZE) executions")
         conn.execute("CHECKPOINT")
     redis.Redis.from_url(REDIS_URL).flushdb()

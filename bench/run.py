@@ -552,13 +552,20 @@ def fill_table(engine: Engine, total: int, due_count: int) -> None:
             ),
             {"due": due_count, "due_at": due_at, "far": far, "total": total - 1},
         )
+        # The copies' next occurrences, as taskhub keeps them (queries.insert_task).
+        conn.execute(
+            sa.text(
+                "INSERT INTO next_occurrences (scheduled_for, task_id) "
+                "SELECT next_execution_time, id FROM scheduled_tasks WHERE name LIKE 'copy-%'"
+            )
+        )
     # As a table stands in production (autovacuum also visits a table after a bulk
     # insert): its rows' hint bits and visibility map set. Otherwise the first claim
     # pays for setting them on every row it reads, a one-off cost of the bulk load.
     with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(
-            sa.text("VACUUM (ANALYZE) scheduled_tasks")
-        )
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.execute(sa.text("VACUUM (ANALYZE) scheduled_tasks"))
+        conn.execute(sa.text("VACUUM (ANALYZE) next_occurrences"))
 
 
 def scenario_writeback(count: int, env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The tables. The database is the source of truth; the broker only carries work.
 
 ``scheduled_tasks`` keeps the seed system's columns (``next_execution_time``,
-``is_active``, ``is_finished``) so its due query still reads the same. ``executions``
+``is_active``, ``is_finished``); ``next_occurrences`` holds, for each task that can fall
+due, its next occurrence, and is what the due query reads (see there why). ``executions``
 holds one row per occurrence, unique on (task, scheduled_for), which is what makes a
 repeated tick harmless. ``attempts`` holds one row per attempt, unique on (execution,
 number), which is what makes a repeated chord callback harmless.
@@ -170,13 +171,24 @@ scheduled_tasks = sa.Table(
     ),
 )
 
-#: The due query's index: only rows that can ever be due are in it.
-sa.Index(
-    "ix_scheduled_tasks_due",
-    scheduled_tasks.c.next_execution_time,
-    scheduled_tasks.c.id,
-    postgresql_where=sa.and_(scheduled_tasks.c.is_active, sa.not_(scheduled_tasks.c.is_finished)),
-    sqlite_where=sa.and_(scheduled_tasks.c.is_active, sa.not_(scheduled_tasks.c.is_finished)),
+# No index on next_execution_time, is_active or is_finished (migration 0007): a claim
+# rewrites those columns, and an indexed column makes PostgreSQL's update of the row a
+# new tuple with an entry in every index. Without one the update is HOT (heap-only, on
+# the same page: fillfactor 90 leaves room), and the primary key's and (tenant, name)'s
+# random pages are not written. The due query reads ``next_occurrences`` instead.
+
+next_occurrences = sa.Table(
+    "next_occurrences",
+    metadata,
+    # One row per task that can fall due (active, not finished, with a next execution
+    # time): that task's next occurrence, ``scheduled_tasks.next_execution_time``. A claim
+    # deletes the rows it takes and inserts each task's next one; every other writer of
+    # those three columns keeps this table in step (``queries``). Its only index is its
+    # key, in due order: a claim reads its head and appends near its tail. No foreign
+    # key, for the reason of migration 0006; rows go with their task.
+    sa.Column("scheduled_for", UTCDateTime(), nullable=False),
+    sa.Column("task_id", sa.Uuid(), nullable=False),
+    sa.PrimaryKeyConstraint("scheduled_for", "task_id"),
 )
 
 executions = sa.Table(

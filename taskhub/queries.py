@@ -28,6 +28,7 @@ from taskhub.models import (
     attempts,
     executions,
     metric_counters,
+    next_occurrences,
     read_as_json_object,
     read_as_uuid_text,
     scheduled_tasks,
@@ -37,12 +38,12 @@ from taskhub.models import (
 from taskhub.statuses import ExecutionStatus
 
 T = scheduled_tasks.c
+D = next_occurrences.c
 E = executions.c
 
-
-#: The seed system's due predicate, unchanged, served by ``ix_scheduled_tasks_due``.
-def _is_due(now: datetime) -> sa.ColumnElement[bool]:
-    return sa.and_(T.next_execution_time <= now, T.is_active, sa.not_(T.is_finished))
+#: The seed system's due predicate, less its time: a task that can fall due has a row in
+#: ``next_occurrences`` (at its ``next_execution_time``), and no other task has one.
+CAN_FALL_DUE = sa.and_(T.is_active, sa.not_(T.is_finished), T.next_execution_time.is_not(None))
 
 
 def _insert(conn: Connection, table: sa.Table) -> Any:
@@ -56,7 +57,41 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
 def insert_task(conn: Connection, values: Mapping[str, Any]) -> uuid.UUID:
     row = conn.execute(sa.insert(scheduled_tasks).values(**values).returning(T.id)).one()
     task_id: uuid.UUID = row.id
+    _add_next_occurrences(conn, [task_id])
     return task_id
+
+
+# Every writer of a task's next_execution_time, is_active or is_finished keeps its row in
+# ``next_occurrences`` in step: remove it (while the old values are stored), write, add it
+# again if the task can still fall due. The caller holds the task's row lock first (a
+# claim never waits for one: it skips locked rows, so the two never deadlock). A claim,
+# the hot path, does the same in its own statements (``claim_due_tasks``,
+# ``advance_tasks``).
+
+
+def _remove_next_occurrences(conn: Connection, task_ids: Sequence[uuid.UUID]) -> None:
+    """The tasks' rows in ``next_occurrences``, found by their stored next execution time."""
+    if task_ids:
+        conn.execute(
+            sa.delete(next_occurrences).where(
+                sa.tuple_(D.scheduled_for, D.task_id).in_(
+                    sa.select(T.next_execution_time, T.id).where(_one_of(conn, T.id, task_ids))
+                )
+            )
+        )
+
+
+def _add_next_occurrences(conn: Connection, task_ids: Sequence[uuid.UUID]) -> None:
+    """A row in ``next_occurrences`` for each of the tasks that can fall due."""
+    if task_ids:
+        conn.execute(
+            sa.insert(next_occurrences).from_select(
+                ["scheduled_for", "task_id"],
+                sa.select(T.next_execution_time, T.id).where(
+                    _one_of(conn, T.id, task_ids), CAN_FALL_DUE
+                ),
+            )
+        )
 
 
 def get_task(conn: Connection, task_id: uuid.UUID) -> RowMapping | None:
@@ -99,27 +134,62 @@ CLAIM_COLUMNS = (
 )
 
 
-def claim_due_tasks_statement(now: datetime, limit: int) -> sa.Select[Any]:
-    """The due query (the benchmark prints its plan: it must stay an index scan).
-
-    ``FOR NO KEY UPDATE``: the claim only changes non-key columns, so it takes the lock
-    its own UPDATE takes anyway, exclusive among claimers, and leaves the key-share lock
-    free for the executions' foreign-key checks.
-    """
+def _due_tasks(now: datetime, limit: int) -> sa.Select[Any]:
+    """The due query: the oldest ``limit`` next occurrences due by ``now``, with their
+    tasks' :data:`CLAIM_COLUMNS` (an index scan of ``next_occurrences``' key)."""
     return (
         sa.select(*CLAIM_COLUMNS)
-        .where(_is_due(now))
-        .order_by(T.next_execution_time, T.id)
+        .select_from(next_occurrences.join(scheduled_tasks, T.id == D.task_id))
+        .where(D.scheduled_for <= now)
+        .order_by(D.scheduled_for, D.task_id)
         .limit(limit)
-        .with_for_update(skip_locked=True, key_share=True)
     )
 
 
+def claim_due_tasks_statement(now: datetime, limit: int) -> sa.Select[Any]:
+    """PostgreSQL's claim, in one statement (the benchmark prints its plan: it must stay
+    an index scan).
+
+    It locks each due row of ``next_occurrences`` and its task row together, skipping
+    any that another transaction holds (a claimer, or a writer of the task), and deletes
+    the due rows it took. ``FOR NO KEY UPDATE`` on the task: the claim only changes
+    non-key columns, so it takes the lock its own UPDATE takes anyway, exclusive among
+    claimers. A due row locked whose task was skipped stays, unclaimed.
+    """
+    claimed = (
+        _due_tasks(now, limit)
+        .add_columns(sa.literal_column("next_occurrences.ctid").label("due_row"))
+        .with_for_update(of=next_occurrences, skip_locked=True)
+        .suffix_with("FOR NO KEY UPDATE OF scheduled_tasks SKIP LOCKED")
+        .cte("claimed")
+    )
+    taken = sa.func.array(sa.select(claimed.c.due_row).scalar_subquery())  # a TID scan
+    dequeued = (
+        sa.delete(next_occurrences)
+        .where(sa.literal_column("next_occurrences.ctid") == sa.any_(taken))
+        .cte("dequeued")
+    )
+    return sa.select(*(claimed.c[str(c.key)] for c in CLAIM_COLUMNS)).add_cte(dequeued)
+
+
 def claim_due_tasks(conn: Connection, now: datetime, limit: int) -> Sequence[RowMapping]:
-    """Lock up to ``limit`` due tasks, oldest first; rows another claimer holds are skipped.
+    """Lock up to ``limit`` due tasks, oldest first, and take their next occurrences out
+    of ``next_occurrences`` (:func:`advance_tasks` puts the following ones in); rows
+    another claimer holds are skipped.
 
     Each row holds :data:`CLAIM_COLUMNS`."""
-    return conn.execute(claim_due_tasks_statement(now, limit)).mappings().all()
+    if conn.dialect.name == "postgresql":
+        return conn.execute(claim_due_tasks_statement(now, limit)).mappings().all()
+    # SQLite: the transaction began IMMEDIATE, so nobody else writes until it ends.
+    rows = conn.execute(_due_tasks(now, limit)).mappings().all()
+    if rows:
+        conn.execute(
+            sa.delete(next_occurrences).where(
+                D.scheduled_for == sa.bindparam("b_time"), D.task_id == sa.bindparam("b_id")
+            ),
+            [{"b_time": r["next_execution_time"], "b_id": _as_uuid(r["id"])} for r in rows],
+        )
+    return rows
 
 
 def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -167,10 +237,11 @@ def _json_value(value: Any) -> Any:
 
 def advance_tasks(conn: Connection, advances: Sequence[Mapping[str, Any]], now: datetime) -> None:
     """Write each claimed task's new ``next_execution_time`` (by primary key), updated at
-    ``now``.
+    ``now``, and put it in ``next_occurrences`` (the claim took the old one out).
 
     Each mapping has ``b_id`` (a UUID or its text), ``b_next``, ``b_occurrences`` (added
-    to the count) and ``b_finished``.
+    to the count) and ``b_finished``. A claimed task is active; one with a next time is
+    not finished.
     """
     if not advances:
         return
@@ -186,6 +257,7 @@ def advance_tasks(conn: Connection, advances: Sequence[Mapping[str, Any]], now: 
         ]
         conn.execute(_ADVANCE_TASKS_PG, {"rows": _json_text(rows), "now": now})
         return
+    advances = [{**a, "b_id": _as_uuid(a["b_id"])} for a in advances]
     conn.execute(
         sa.update(scheduled_tasks)
         .where(T.id == sa.bindparam("b_id"))
@@ -195,8 +267,15 @@ def advance_tasks(conn: Connection, advances: Sequence[Mapping[str, Any]], now: 
             is_finished=sa.bindparam("b_finished"),
             updated_at=now,
         ),
-        [{**a, "b_id": _as_uuid(a["b_id"])} for a in advances],
+        advances,
     )
+    following = [
+        {"scheduled_for": a["b_next"], "task_id": a["b_id"]}
+        for a in advances
+        if a["b_next"] is not None
+    ]
+    if following:
+        conn.execute(sa.insert(next_occurrences), following)
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
@@ -206,13 +285,19 @@ def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
 
 _ADVANCE_TASKS_PG = sa.text(
     """
-    UPDATE scheduled_tasks AS t
-    SET next_execution_time = v.next_time,
-        occurrence_count = t.occurrence_count + v.occurrences,
-        is_finished = v.finished, updated_at = :now
-    FROM json_to_recordset(CAST(:rows AS json))
-         AS v(id uuid, next_time timestamptz, occurrences integer, finished boolean)
-    WHERE t.id = v.id
+    WITH v AS (
+        SELECT * FROM json_to_recordset(CAST(:rows AS json))
+            AS v(id uuid, next_time timestamptz, occurrences integer, finished boolean)
+    ), advanced AS (
+        UPDATE scheduled_tasks AS t
+        SET next_execution_time = v.next_time,
+            occurrence_count = t.occurrence_count + v.occurrences,
+            is_finished = v.finished, updated_at = :now
+        FROM v
+        WHERE t.id = v.id
+    )
+    INSERT INTO next_occurrences (scheduled_for, task_id)
+    SELECT next_time, id FROM v WHERE next_time IS NOT NULL
     """
 ).bindparams(sa.bindparam("now", type_=UTCDateTime))
 
@@ -265,9 +350,16 @@ def _one_of(
 
 
 def update_task_results(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
-    """Write a chunk's effect on its tasks; each mapping holds ``b_id`` and every column."""
+    """Write a chunk's effect on its tasks; each mapping holds ``b_id`` and every column.
+
+    A chunk never changes a task's next time, and never makes a task active or
+    unfinished: it only takes the next occurrences of tasks it pauses or finishes out."""
     if not updates:
         return
+    _remove_next_occurrences(
+        conn,
+        [_as_uuid(u["b_id"]) for u in updates if u["b_is_finished"] or not u["b_is_active"]],
+    )
     if conn.dialect.name == "postgresql":
         conn.execute(_UPDATE_TASK_RESULTS_PG, {"rows": _json_rows(_unprefixed(updates))})
         return
@@ -404,12 +496,18 @@ def list_tasks(
 
 
 def update_task(conn: Connection, task_id: uuid.UUID, values: Mapping[str, Any]) -> None:
+    """Change a task's columns, its row in ``next_occurrences`` with them. The caller
+    holds the task's row lock."""
+    _remove_next_occurrences(conn, [task_id])
     conn.execute(sa.update(scheduled_tasks).where(T.id == task_id).values(**values))
+    _add_next_occurrences(conn, [task_id])
 
 
 def delete_task(conn: Connection, task_id: uuid.UUID) -> None:
-    """The task, its executions and (by their foreign key) their attempts. The caller holds
-    the task's row lock, so no claim or run-now adds an execution meanwhile."""
+    """The task, its next occurrence, its executions and (by their foreign key) their
+    attempts. The caller holds the task's row lock, so no claim or run-now adds an
+    execution meanwhile."""
+    _remove_next_occurrences(conn, [task_id])
     conn.execute(sa.delete(executions).where(E.task_id == task_id))
     conn.execute(sa.delete(scheduled_tasks).where(T.id == task_id))
 
@@ -814,10 +912,10 @@ def count_paused_tasks(conn: Connection) -> dict[str | None, int]:
 def due_backlog(conn: Connection, now: datetime) -> tuple[int, datetime | None]:
     """How many tasks are due and not yet claimed, and the oldest one's due time.
 
-    A claim moves ``next_execution_time`` forward, so a due row is an unclaimed one.
+    A claim takes its tasks' next occurrences out, so a due one is an unclaimed one.
     """
     row = conn.execute(
-        sa.select(sa.func.count(), sa.func.min(T.next_execution_time)).where(_is_due(now))
+        sa.select(sa.func.count(), sa.func.min(D.scheduled_for)).where(D.scheduled_for <= now)
     ).one()
     oldest: datetime | None = row[1]
     return int(row[0]), oldest

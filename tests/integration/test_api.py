@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
-from taskhub import apikeys, db, tasks
+from taskhub import apikeys, db, queries, tasks
 from taskhub import executions as executions_service
 from taskhub.api import MAX_REQUEST_BYTES, create_app
 from taskhub.models import attempts, executions, scheduled_tasks
@@ -341,10 +341,8 @@ def test_pause_resume_and_run_now(api: Api) -> None:
     )  # an extra occurrence: the schedule is untouched
 
     with api.engine.begin() as conn:
-        conn.execute(
-            sa.update(scheduled_tasks)
-            .where(scheduled_tasks.c.id == uuid.UUID(task["id"]))
-            .values(is_finished=True, next_execution_time=None)
+        queries.update_task(
+            conn, uuid.UUID(task["id"]), {"is_finished": True, "next_execution_time": None}
         )
     for action in ("pause", "resume"):
         refused = api.a.post(f"/v1/tasks/{task['id']}/{action}")

@@ -8,17 +8,18 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from alembic import command
+from sqlalchemy.engine import Connection, Engine
 
 from taskhub import db, discovery, queries, schema, settings, state, tasks
-from taskhub.models import attempts, executions, scheduled_tasks
+from taskhub.models import attempts, executions, next_occurrences, scheduled_tasks
 from taskhub.trigger import TriggerOutcome, TriggerRequest
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -80,6 +81,58 @@ def test_migrations_upgrade_from_empty_without_drift(database_url: str) -> None:
     schema.upgrade(database_url)
     schema.check(database_url)  # raises if models and migrations differ
     schema.upgrade(database_url)  # a second upgrade is a no-op
+
+
+def test_migration_0007_moves_next_occurrences_out_and_back(database_url: str) -> None:
+    schema.upgrade(database_url, "0006")
+    engine = db.create_engine(database_url)
+    try:
+        base = {
+            "schedule_kind": "interval",
+            "interval_seconds": 60,
+            "url": "http://target.test/hook",
+            "headers": {},
+            "tags": {},
+            "created_at": NOW,
+            "updated_at": NOW,
+        }
+        states = {  # name: (is_active, is_finished, next_execution_time)
+            "due": (True, False, NOW),
+            "later": (True, False, NOW + timedelta(days=1)),
+            "paused": (False, False, NOW),
+            "finished": (True, True, None),
+            "last-one-running": (True, False, None),
+        }
+        rows = [
+            {
+                **base,
+                "id": uuid.uuid4(),
+                "name": name,
+                "is_active": a,
+                "is_finished": f,
+                "next_execution_time": n,
+            }
+            for name, (a, f, n) in states.items()
+        ]
+        with engine.begin() as conn:
+            conn.execute(sa.insert(scheduled_tasks), rows)
+        schema.upgrade(database_url)
+        ids = {row["name"]: row["id"] for row in rows}
+        with engine.connect() as conn:
+            moved = set(conn.execute(sa.select(next_occurrences)).tuples())
+        assert moved == {(NOW, ids["due"]), (NOW + timedelta(days=1), ids["later"])}
+        # The claim reads them: the due one is taken and the next one put in its place.
+        assert [r.task_id for r in claim_all(engine, NOW)] == [str(ids["due"])]
+        assert next_occurrences_out_of_step(engine) == set()
+        command.downgrade(schema.alembic_config(database_url), "0006")
+        with engine.connect() as conn:
+            assert "next_occurrences" not in sa.inspect(conn).get_table_names()
+            due_index = [ix["name"] for ix in sa.inspect(conn).get_indexes("scheduled_tasks")]
+        assert "ix_scheduled_tasks_due" in due_index
+        schema.upgrade(database_url)
+        assert next_occurrences_out_of_step(engine) == set()
+    finally:
+        engine.dispose()
 
 
 def test_due_tasks_become_one_execution_per_occurrence(engine: Engine) -> None:
@@ -261,11 +314,7 @@ def test_lost_send_is_sent_again_after_its_lease(engine: Engine) -> None:
 def test_paused_tasks_are_not_claimed(engine: Engine) -> None:
     task_id = add_task(engine, "paused", {"interval_seconds": 60})
     with engine.begin() as conn:
-        conn.execute(
-            sa.update(scheduled_tasks)
-            .where(scheduled_tasks.c.id == task_id)
-            .values(is_active=False)
-        )
+        queries.update_task(conn, task_id, {"is_active": False})
     assert claim_all(engine, NOW) == []
 
 
@@ -511,7 +560,7 @@ def test_the_claim_reads_only_the_columns_it_needs(engine: Engine) -> None:
 
 def test_the_claim_reads_task_ids_as_their_canonical_text(engine: Engine) -> None:
     task_id = add_task(engine, "text-id", {"at": (NOW - timedelta(seconds=1)).isoformat()})
-    with engine.begin() as conn:
+    with engine.connect() as conn:  # rolled back: the claim below takes it again
         [row] = queries.claim_due_tasks(conn, NOW, 10)
     assert row["id"] == str(task_id)  # the same text on both dialects: keys depend on it
     [request] = claim_all(engine, NOW)
@@ -539,7 +588,8 @@ def test_claimed_requests_carry_their_tasks_headers_exactly(engine: Engine) -> N
     )
     # Tasks with the same headers share one decoded, read-only mapping.
     with engine.begin() as conn:
-        conn.execute(sa.update(scheduled_tasks).values(next_execution_time=NOW))
+        for task_id in conn.execute(sa.select(scheduled_tasks.c.id)).scalars().all():
+            queries.update_task(conn, task_id, {"next_execution_time": NOW, "is_finished": False})
         rows = queries.claim_due_tasks(conn, NOW, 100)
     billing = [row["headers"] for row in rows if row["headers"].get("X-Team") == "billing"]
     assert len(billing) == 3 and all(h is billing[0] for h in billing)
@@ -547,10 +597,97 @@ def test_claimed_requests_carry_their_tasks_headers_exactly(engine: Engine) -> N
         billing[0]["X-Team"] = "changed"
 
 
-def test_the_pg_claim_locks_for_no_key_update(pg_engine: Engine) -> None:
-    statement = queries.claim_due_tasks_statement(NOW, 10)
-    sql = str(statement.compile(dialect=pg_engine.dialect))
-    assert sql.endswith("FOR NO KEY UPDATE SKIP LOCKED")
+def next_occurrences_out_of_step(engine: Engine) -> set[Any]:
+    """What differs between the tasks that can fall due, at their next execution time,
+    and ``next_occurrences``: nothing, if every writer kept the two in step."""
+    with engine.connect() as conn:
+        expected = set(
+            conn.execute(
+                sa.select(scheduled_tasks.c.next_execution_time, scheduled_tasks.c.id).where(
+                    queries.CAN_FALL_DUE
+                )
+            ).tuples()
+        )
+        stored = set(
+            conn.execute(
+                sa.select(next_occurrences.c.scheduled_for, next_occurrences.c.task_id)
+            ).tuples()
+        )
+    return expected ^ stored
+
+
+def test_every_writer_keeps_next_occurrences_in_step(engine: Engine) -> None:
+    later = NOW + timedelta(hours=2)
+    cron = add_task(engine, "cron", {"cron": "*/5 * * * *"})
+    interval = add_task(engine, "interval", {"interval_seconds": 600})
+    once = add_task(engine, "once", {"at": (NOW - timedelta(minutes=1)).isoformat()})
+    fragile = add_task(
+        engine,
+        "fragile",
+        {"interval_seconds": 60},
+        retry={"max_attempts": 1},
+        auto_pause_after_failures=1,
+    )
+    add_task(engine, "future", {"at": "2031-01-01T00:00:00Z"})
+    assert next_occurrences_out_of_step(engine) == set()
+    requests = claim_all(engine, NOW)  # each claimed task advanced
+    assert next_occurrences_out_of_step(engine) == set()
+
+    steps: list[Callable[[Connection], object]] = [
+        lambda conn: tasks.update_task(
+            conn, "default", cron, {"schedule": {"interval_seconds": 120}}, NOW
+        ),
+        lambda conn: tasks.update_task(conn, "default", cron, {"name": "renamed"}, NOW),
+        lambda conn: tasks.pause_task(conn, "default", interval, NOW),
+        lambda conn: tasks.resume_task(conn, "default", interval, later),
+        lambda conn: tasks.delete_task(conn, "default", cron),
+    ]
+    for step in steps:
+        with engine.begin() as conn:
+            step(conn)
+        assert next_occurrences_out_of_step(engine) == set()
+    # The write-back finishes the one-time task and auto-pauses the fragile one.
+    results = [
+        outcome(r, 200 if str(r.task_id) == str(once) else 500)
+        for r in requests
+        if r.task_id in (str(once), str(fragile))
+    ]
+    report = state.record_outcomes(engine, results, SETTINGS, NOW, lambda: 0.5)
+    assert (report.finished, report.auto_paused) == (1, 1)
+    assert next_occurrences_out_of_step(engine) == set()
+    with engine.connect() as conn:
+        stored = set(conn.execute(sa.select(next_occurrences.c.task_id)).scalars())
+    assert once not in stored and fragile not in stored and interval in stored
+    claim_all(engine, later)
+    assert next_occurrences_out_of_step(engine) == set()
+
+
+@pytest.mark.timeout(60)
+def test_the_pg_claim_skips_a_task_its_writer_holds_and_leaves_it_due(pg_engine: Engine) -> None:
+    held = add_task(pg_engine, "held", {"at": (NOW - timedelta(seconds=2)).isoformat()})
+    free = add_task(pg_engine, "free", {"at": (NOW - timedelta(seconds=1)).isoformat()})
+    with pg_engine.connect() as writer:
+        # As the API holds a task it changes: the claim neither waits nor takes it.
+        writer.execute(
+            sa.select(scheduled_tasks.c.id).where(scheduled_tasks.c.id == held).with_for_update()
+        )
+        assert [r.task_id for r in claim_all(pg_engine, NOW)] == [str(free)]
+        # The claim's own lock is FOR NO KEY UPDATE: a key-share lock does not wait for it.
+        with pg_engine.begin() as claimer, pg_engine.begin() as other:
+            claimer.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+            other.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+            writer.rollback()
+            [row] = queries.claim_due_tasks(claimer, NOW, 10)
+            assert row["id"] == str(held)
+            other.execute(
+                sa.select(scheduled_tasks.c.id)
+                .where(scheduled_tasks.c.id == held)
+                .with_for_update(read=True, key_share=True)
+            )
+            claimer.rollback()
+    # Rolled back: the held task is still due, and the next claim takes it.
+    assert [r.task_id for r in claim_all(pg_engine, NOW)] == [str(held)]
+    assert next_occurrences_out_of_step(pg_engine) == set()
 
 
 def test_batches_are_published_after_their_commit_in_claim_order(engine: Engine) -> None:
