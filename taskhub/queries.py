@@ -2,8 +2,8 @@
 
 Every function takes an open ``Connection`` inside a transaction chosen by its caller,
 so that the caller decides what is atomic. On PostgreSQL claims use ``FOR NO KEY
-UPDATE SKIP LOCKED`` on task rows and ``FOR UPDATE SKIP LOCKED`` on executions (two
-claimers never wait on, or share, a row); on SQLite
+UPDATE SKIP LOCKED`` on task rows and ``FOR UPDATE SKIP LOCKED`` on next occurrences
+and executions (two claimers never wait on, or share, a row); on SQLite
 the engine begins every transaction with ``BEGIN IMMEDIATE``, which serialises writers
 and gives the same guarantee. "Now" is always bound from Python in UTC.
 """
