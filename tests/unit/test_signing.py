@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from taskhub import signing
 from taskhub.signing import HEADER, hint, new_secret, sign, verify
 
 SECRET_A = "whsec_" + "a" * 43
@@ -93,7 +100,19 @@ def test_timestamps_outside_the_tolerance_are_rejected_either_way(
 
 @pytest.mark.parametrize(
     "header",
-    ["", "t=1", "v1=00", "t=abc,v1=00", "t=1,t=2,v1=00", "garbage", "t=-1,v1=00", "x" * 5000],
+    [
+        "",
+        "t=1",
+        "v1=00",
+        "t=abc,v1=00",
+        "t=1,t=2,v1=00",
+        "garbage",
+        "t=-1,v1=00",
+        "x" * 5000,
+        "t=²,v1=00",
+        "t=" + "9" * 400 + ",v1=00",
+        "t=" + "9" * 5000 + ",v1=00",
+    ],
 )
 def test_malformed_headers_are_false_not_errors(header: str) -> None:
     assert not verify(header, b"", [SECRET_A], now=1)
@@ -101,3 +120,64 @@ def test_malformed_headers_are_false_not_errors(header: str) -> None:
 
 def test_no_secrets_never_verifies() -> None:
     assert not verify(sign([SECRET_A], b"x", T), b"x", [], now=T)
+
+
+# --- the README's verifier is this package's verify, character for character ----------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_verifier() -> str:
+    """The README's Python block that defines ``verify``."""
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    [block] = [b for b in blocks if "def verify(" in b]
+    return block
+
+
+def test_the_readme_verifier_is_the_packages_own_code() -> None:
+    block = readme_verifier()
+    assert block.endswith("\n\n\n" + inspect.getsource(signing.verify))
+
+
+def _readme_verify() -> Callable[..., bool]:
+    namespace: dict[str, Any] = {}
+    exec(readme_verifier(), namespace)  # the snippet as a receiver pastes it
+    verify_: Callable[..., bool] = namespace["verify"]
+    return verify_
+
+
+readme_verify = _readme_verify()
+GOOD = sign([SECRET_A], b"{}", T)
+MAC = GOOD.split(",", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        GOOD,
+        "t=²,v1=00",
+        f"t=²,{MAC}",
+        "t=" + "9" * 5000 + ",v1=00",
+        "t=" + "9" * 400 + f",{MAC}",
+        "t=" + "9" * 16 + ",v1=00",
+        "t=١٨٠٠٠٠٠٠٠٠," + MAC,  # Arabic-Indic digits
+        f"t={T},v1=\ud800",
+        f"t={T},v1=é{MAC[4:]}",
+        f"t={T}, {MAC}",
+        f"t={T},{MAC},t={T}",
+        f"t=0{T},{MAC}",
+        f"{MAC},t={T}",
+    ],
+)
+def test_the_readme_verifier_and_verify_agree_and_never_raise(header: str) -> None:
+    for now in (T, T + 301, float("nan")):
+        expected = verify(header, b"{}", [SECRET_A], now=now)
+        assert readme_verify(header, b"{}", [SECRET_A], now=now) is expected
+    assert verify(GOOD, b"{}", [SECRET_A], now=T)
+
+
+@given(header=st.text(max_size=200), now=times)
+def test_any_header_is_true_or_false_the_same_way_in_both(header: str, now: int) -> None:
+    expected = verify(header, b"", [SECRET_A], now=now)
+    assert isinstance(expected, bool)
+    assert readme_verify(header, b"", [SECRET_A], now=now) is expected
