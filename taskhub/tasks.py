@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Connection, RowMapping
@@ -125,6 +126,39 @@ def _keep_masked(definition: TaskDefinition, stored: Mapping[str, str]) -> TaskD
     return dataclasses.replace(
         definition, target=dataclasses.replace(definition.target, headers=headers)
     )
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of a (validated) URL, the default port filled in: where a
+    request and its credentials go. Hosts compare as written, case aside."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port if parts.port is not None else {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _refuse_moved_credentials(
+    definition: TaskDefinition, old_url: str, stored: Mapping[str, str]
+) -> None:
+    """Stored credentials belong to their target's origin: a change of scheme, host or
+    port that would keep one without sending it again in full (a masked value sent back,
+    or ``target.headers`` not sent at all) is refused, so nobody who can read the task's
+    masked headers can send its real credentials to a host of their choosing."""
+    if not stored or _origin(definition.target.url) == _origin(old_url):
+        return
+    by_name = {name.lower(): value for name, value in stored.items()}
+    carried = [
+        name
+        for name, value in definition.target.headers.items()
+        if (old := by_name.get(name.lower())) is not None and value == credentials.mask(old)
+    ]
+    if carried:
+        raise ValidationError(
+            "target.headers",
+            f"target.url moves to another scheme, host or port, and stored credentials "
+            f"are not sent there: give {', '.join(sorted(carried))} again in full, "
+            f"or leave {'them' if len(carried) > 1 else 'it'} out of target.headers",
+        )
 
 
 def _definition_columns(
@@ -356,7 +390,8 @@ def update_task(
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Change fields; the next run is recomputed from now. A changed target applies to
-    occurrences claimed from now on. A credential header sent back masked is kept."""
+    occurrences claimed from now on. A credential header sent back masked is kept, but
+    only while the target's origin stays the same (``_refuse_moved_credentials``)."""
     settings = settings or load()
     if not isinstance(patch, Mapping):
         raise ValidationError("", "the body must be a JSON object")
@@ -373,7 +408,9 @@ def update_task(
         require_future_at="schedule" in patch,
         address_policy=settings.address_policy,
     )
-    definition = _keep_masked(definition, _stored_secrets(row, settings))
+    stored_secrets = _stored_secrets(row, settings)
+    _refuse_moved_credentials(definition, row["url"], stored_secrets)
+    definition = _keep_masked(definition, stored_secrets)
     if queries.task_name_taken(conn, tenant, definition.name, except_id=row["id"]):
         raise Conflict("a task with this name exists", "name")
     columns = _definition_columns(definition, settings)
