@@ -20,6 +20,7 @@ from taskhub import apikeys, db, executions, logs, roles, schema, signing_secret
 from taskhub.errors import TaskhubError, ValidationError
 from taskhub.sealing import SealingError
 from taskhub.settings import SettingsError, load
+from taskhub.statuses import LastStatus
 
 
 def _settings_or_exit() -> Any:
@@ -205,7 +206,7 @@ def task_add(definition: Any, tenant: str, as_json: bool) -> None:
 @click.option("--tag", "tags", multiple=True, help="key:value; repeat to require several.")
 @click.option("--name", help="Exact name.")
 @click.option("--name-prefix", help="Names starting with this.")
-@click.option("--last-status", type=click.Choice(["succeeded", "failed"]))
+@click.option("--last-status", type=click.Choice([s.value for s in LastStatus]))
 @click.option("--next-before", help="ISO 8601 time with offset.")
 @click.option("--next-after", help="ISO 8601 time with offset.")
 @click.option("--limit", type=int)

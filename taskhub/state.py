@@ -245,7 +245,7 @@ def _task_updates(
         ):
             succeeded = status is ExecutionStatus.SUCCEEDED
             failures = 0 if succeeded else failures + 1
-            last_status = (LastStatus.SUCCEEDED if succeeded else LastStatus.FAILED).value
+            last_status = LastStatus(status.value).value  # succeeded, failed or dead
             last_time = started_at if last_time is None else max(last_time, started_at)
         # No occurrence left: the task finishes once none of its executions is open.
         exhausted = task["next_execution_time"] is None

@@ -6,7 +6,8 @@
   backoff), ``running`` (sent to the trigger queue, outcome not yet written back),
   ``succeeded``, ``failed`` (a response that must not be retried), ``dead`` (attempts
   exhausted; a dead letter);
-- a task's ``last_status``: ``succeeded`` | ``failed``.
+- a task's ``last_status``: the status its newest ended execution ended with,
+  ``succeeded`` | ``failed`` | ``dead`` (null before any has ended).
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ _TERMINAL = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, Execut
 
 
 class LastStatus(StrEnum):
+    """The words of the ended execution statuses, so a task and its history agree."""
+
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    DEAD = "dead"
 
 
 def task_status(*, is_active: bool, is_finished: bool) -> TaskStatus:

@@ -335,7 +335,9 @@ def list_tasks(
     if status is not None and status not in {s.value for s in TaskStatus}:
         raise ValidationError("status", "must be active, paused or finished")
     if last_status is not None and last_status not in {s.value for s in LastStatus}:
-        raise ValidationError("last_status", "must be succeeded or failed")
+        raise ValidationError(
+            "last_status", f"must be one of {', '.join(s.value for s in LastStatus)}"
+        )
     size = paging.check_limit(limit)
     after = None
     if cursor is not None:

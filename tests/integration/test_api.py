@@ -461,6 +461,11 @@ def test_dead_letters_are_listed_and_redriven_with_their_key(api: Api) -> None:
     task, dead = api.dead_letter()
     other, _ = api.dead_letter()
     assert dead["status"] == "dead" and dead["error"] == "HTTP 503"
+    # The task's last_status uses the execution's own word, and filters by it.
+    assert api.a.get(f"/v1/tasks/{task['id']}").json()["last_status"] == "dead"
+    by_last = api.a.get("/v1/tasks", params={"last_status": "dead"}).json()["items"]
+    assert [t["id"] for t in by_last] == [task["id"], other["id"]]
+    assert api.a.get("/v1/tasks", params={"last_status": "failed"}).json()["items"] == []
     letters = api.a.get("/v1/dead-letters").json()
     assert len(letters["items"]) == 2 and {e["status"] for e in letters["items"]} == {"dead"}
     mine = api.a.get("/v1/dead-letters", params={"task_id": task["id"]}).json()["items"]
@@ -816,7 +821,7 @@ def cursor_of(key: list[Any]) -> str:
         ("/v1/tasks", {"limit": 0}, "limit"),
         ("/v1/tasks", {"limit": 501}, "limit"),
         ("/v1/tasks", {"status": "sleeping"}, "status"),
-        ("/v1/tasks", {"last_status": "dead"}, "last_status"),
+        ("/v1/tasks", {"last_status": "queued"}, "last_status"),
         ("/v1/tasks", {"tag": "no-colon"}, "tag"),
         ("/v1/tasks", {"next_before": "yesterday"}, "next_before"),
         ("/v1/tasks", {"next_after": "2030-01-01T00:00:00"}, "next_after"),

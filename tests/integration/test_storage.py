@@ -278,7 +278,7 @@ def test_client_error_fails_at_once(engine: Engine) -> None:
 
 
 def test_exhausted_attempts_leave_a_dead_execution(engine: Engine) -> None:
-    add_task(
+    task_id = add_task(
         engine, "down", {"at": NOW.isoformat()}, retry={"max_attempts": 2, "backoff_seconds": 1}
     )
     [first] = claim_all(engine, NOW)
@@ -287,6 +287,9 @@ def test_exhausted_attempts_leave_a_dead_execution(engine: Engine) -> None:
     state.record_outcomes(engine, [outcome(second, None, "timeout")], SETTINGS, NOW, lambda: 0.0)
     [row] = execution_rows(engine)
     assert (row["status"], row["attempts"]) == ("dead", 2)
+    # The task says what its history says: its last execution died.
+    task = task_row(engine, task_id)
+    assert (task["last_status"], task["consecutive_failures"]) == ("dead", 1)
 
 
 def test_lost_send_is_sent_again_after_its_lease(engine: Engine) -> None:
