@@ -161,17 +161,45 @@ def _show_task(task: dict[str, Any], as_json: bool) -> None:
     ):
         if key.startswith("paused_") and task[key] is None:
             continue
-        value = task[key]
-        click.echo(f"{key + ':':<22}{json.dumps(value) if isinstance(value, dict) else value}")
-    click.echo(f"{'target:':<22}{task['target']['method']} {task['target']['url']}")
+        click.echo(f"{key + ':':<{_KEY_WIDTH}}{_shown(key, task[key])}")
+    click.echo(f"{'target:':<{_KEY_WIDTH}}{task['target']['method']} {task['target']['url']}")
+
+
+#: Wide enough for the longest key (``auto_pause_after_failures:``) and a space.
+_KEY_WIDTH = 28
+
+
+def _shown(key: str, value: Any) -> str:
+    """A value as a person reads it: objects as JSON, unset values in words, never
+    Python's ``None``."""
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if value is None:
+        return "never" if key == "auto_pause_after_failures" else "-"
+    return str(value)
+
+
+DEFAULT_TENANT = "default"
+
+
+def _tenant(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    """``--tenant``, else ``TASKHUB_TENANT``, else ``default``, said on standard error:
+    an API key made for another tenant sees other tasks, and an empty list must not
+    look like an empty tenant."""
+    if value:
+        return value
+    click.echo(
+        f"using tenant {DEFAULT_TENANT!r} (set --tenant or TASKHUB_TENANT)",
+        err=True,
+    )
+    return DEFAULT_TENANT
 
 
 tenant_option = click.option(
     "--tenant",
-    default="default",
-    show_default=True,
     envvar="TASKHUB_TENANT",
-    help="The tenant whose tasks these are (env TASKHUB_TENANT).",
+    callback=_tenant,
+    help=f"The tenant whose tasks these are; else TASKHUB_TENANT, else {DEFAULT_TENANT!r}.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 TASK_COLUMNS = ["id", "name", "status", "next_execution_time", "last_status", "execution_count"]

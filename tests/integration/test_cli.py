@@ -70,6 +70,23 @@ def definition(name: str, **extra: Any) -> str:
     )
 
 
+def lines(text: str) -> list[list[str]]:
+    """Each line's words: what a person reads, whatever the column widths."""
+    return [line.split() for line in text.splitlines()]
+
+
+def test_task_show_reads_as_words_never_as_python(cli: Cli) -> None:
+    task_id = cli("task", "add", "-", stdin=definition("plain")).stdout.strip()
+    shown = cli("task", "show", task_id).stdout
+    assert "None" not in shown
+    assert ["auto_pause_after_failures:", "never"] in lines(shown)
+    assert ["last_status:", "-"] in lines(shown)
+    assert ["tags:", "{}"] in lines(shown)
+    cli("task", "add", "-", stdin=definition("guarded", auto_pause_after_failures=3))
+    [guarded] = cli.json("task", "list", "--name", "guarded")["items"]
+    assert ["auto_pause_after_failures:", "3"] in lines(cli("task", "show", guarded["id"]).stdout)
+
+
 def test_a_task_through_its_whole_life(cli: Cli) -> None:
     task_id = cli("task", "add", "-", stdin=definition("nightly", tags={"team": "billing"}))
     task_id_text = task_id.stdout.strip()
@@ -138,6 +155,36 @@ def test_tenants_do_not_see_each_other(cli: Cli) -> None:
     assert cli.json("task", "show", task_id, "--tenant", "acme")["name"] == "a"
 
 
+SAID = "using tenant 'default' (set --tenant or TASKHUB_TENANT)"
+
+
+def test_the_tenant_is_given_or_taken_from_the_environment_or_said(cli: Cli) -> None:
+    # The quick tour: a key for acme, then the CLI with TASKHUB_TENANT=acme.
+    cli("apikey", "create", "--tenant", "acme")
+    cli.env["TASKHUB_TENANT"] = "acme"
+    added = cli("task", "add", "-", stdin=definition("toured"))
+    task_id = added.stdout.strip()
+    assert "using tenant" not in added.stderr
+    assert [t["id"] for t in cli.json("task", "list")["items"]] == [task_id]
+    run = cli.json("task", "run", task_id)
+    history = cli("executions", "--task", task_id, "--json")
+    assert [e["id"] for e in json.loads(history.stdout)["items"]] == [run["id"]]
+    assert "using tenant" not in history.stderr
+    assert cli.json("task", "list", "--tenant", "other")["items"] == []  # --tenant wins
+
+    # Neither given: the default tenant, said on standard error (stdout stays parseable).
+    del cli.env["TASKHUB_TENANT"]
+    for args in (("task", "list", "--json"), ("executions", "--json"), ("dlq", "list", "--json")):
+        done = cli(*args)
+        assert SAID in done.stderr.splitlines(), args
+        assert json.loads(done.stdout)["items"] == []
+    shown = cli("task", "show", task_id, expect=3)  # acme's task, not default's
+    assert SAID in shown.stderr
+    assert "using tenant" not in cli("task", "list", "--tenant", "acme").stderr
+    cli.env["TASKHUB_TENANT"] = ""
+    assert SAID in cli("task", "list").stderr.splitlines()
+
+
 def test_unsaved_schedule_preview_shows_the_dst_rule(cli: Cli) -> None:
     # 02:30 on the day New York springs forward (2027-03-14) does not exist: 03:00 EDT.
     schedule = '{"cron": "30 2 14 3 *", "timezone": "America/New_York"}'
@@ -157,6 +204,9 @@ def test_dead_letters_are_listed_and_redriven_with_their_key(cli: Cli) -> None:
     engine.dispose()
     [dead] = cli.json("dlq", "list")["items"]
     assert (dead["id"], dead["status"], dead["error"]) == (execution["id"], "dead", "HTTP 503")
+    [listed] = cli.json("task", "list", "--last-status", "dead")["items"]
+    assert (listed["id"], listed["last_status"]) == (task_id.stdout.strip(), "dead")
+    assert ["last_status:", "dead"] in lines(cli("task", "show", listed["id"]).stdout)
     redriven = cli.json("dlq", "redrive", str(dead["id"]))
     assert redriven["status"] == "queued"
     assert redriven["idempotency_key"] == execution["idempotency_key"]
