@@ -19,6 +19,7 @@ from typing import Final
 __all__ = [
     "AddressPolicy",
     "Network",
+    "a_or_an",
     "blocked_reason",
     "literal_address",
     "parse_networks",
@@ -101,17 +102,26 @@ def blocked_reason(address: IPv4Address | IPv6Address) -> str | None:
         return None if inner is None else f"IPv4-mapped {inner}"
     if plain in _V6_NAT64:
         inner = blocked_reason(IPv4Address(int(plain) & 0xFFFFFFFF))
-        return None if inner is None else f"NAT64 address embedding a {inner}"
+        return None if inner is None else f"NAT64 address embedding {a_or_an(inner)}"
     if plain in _V6_6TO4:
         embedded = plain.sixtofour
         inner = None if embedded is None else blocked_reason(embedded)
-        return None if inner is None else f"6to4 address embedding a {inner}"
+        return None if inner is None else f"6to4 address embedding {a_or_an(inner)}"
     for network6, reason in _V6_BLOCKS:
         if plain in network6:
             return reason
     if plain not in _V6_GLOBAL_UNICAST:
         return "reserved address"
     return None
+
+
+def a_or_an(reason: str) -> str:
+    """A reason with its article, as messages print it: "an IPv4-mapped loopback
+    address", "an unspecified address", "a unique-local address" (said "you-")."""
+    vowel_sound = reason[:1].lower() in "aeio" or (
+        reason[:2].lower() == "un" and not reason.lower().startswith("uni")
+    )
+    return f"{'an' if vowel_sound else 'a'} {reason}"
 
 
 def _embedded_v4(address: IPv6Address) -> IPv4Address | None:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from taskhub.addresses import AddressPolicy, literal_address
+from taskhub.addresses import AddressPolicy, a_or_an, literal_address
 from taskhub.errors import ValidationError
 from taskhub.flow_control import HostLimit
 from taskhub.retry_policy import RetryPolicy
@@ -251,7 +251,7 @@ def parse_target(data: Any, address_policy: AddressPolicy | None = None) -> Targ
         if reason is not None:
             raise ValidationError(
                 "target.url",
-                f"{address} is a {reason}; taskhub does not call it "
+                f"{address} is {a_or_an(reason)}; taskhub does not call it "
                 "(see TASKHUB_ALLOWED_TARGET_NETWORKS)",
             )
     if parts.username is not None or parts.password is not None:

@@ -14,7 +14,8 @@ class TaskhubError(Exception):
         self.field = field
 
     def to_dict(self) -> dict[str, dict[str, str | None]]:
-        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+        # A refusal of the request as a whole names no field: null, never "".
+        return {"error": {"code": self.code, "message": self.message, "field": self.field or None}}
 
 
 class ValidationError(TaskhubError):

@@ -70,7 +70,7 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from taskhub import flow_control, signing
-from taskhub.addresses import AddressPolicy, blocked_reason
+from taskhub.addresses import AddressPolicy, a_or_an, blocked_reason
 from taskhub.sealing import SealingError, sealer_for
 from taskhub.settings import Settings
 
@@ -368,7 +368,7 @@ class BlockedAddressError(OSError):
     """A host name resolved to an address taskhub refuses to connect to."""
 
     def __init__(self, host: str, reason: str) -> None:
-        super().__init__(f"{host} resolves to a {reason}")
+        super().__init__(f"{host} resolves to {a_or_an(reason)}")
         self.host = host
         self.reason = reason
 
@@ -454,7 +454,7 @@ def _check_request(request: TriggerRequest, policy: AddressPolicy) -> URL:
             raise _Refused("invalid_request", f"the URL host {host!r} is not a valid IP address")
         reason = policy.refusal(address)
         if reason is not None:
-            raise _Refused("blocked_address", f"blocked_address: {address} is a {reason}")
+            raise _Refused("blocked_address", f"blocked_address: {address} is {a_or_an(reason)}")
     return url
 
 

@@ -207,7 +207,8 @@ class Hostile:
             assert set(error["error"]) == {"code", "message", "field"}, error
             assert isinstance(error["error"]["code"], str)
             assert isinstance(error["error"]["message"], str)
-            assert error["error"]["field"] is None or isinstance(error["error"]["field"], str)
+            field = error["error"]["field"]
+            assert field is None or (isinstance(field, str) and field), error  # never ""
             assert dump(self.engine) == before, "a refused request changed what is stored"
         else:
             # Accepted: it really was a valid task, and nothing secret came back.

@@ -4,12 +4,22 @@ with the field named."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import UTC, datetime
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from taskhub.addresses import AddressPolicy, literal_address, parse_networks
+from taskhub.addresses import (
+    AddressPolicy,
+    a_or_an,
+    blocked_reason,
+    literal_address,
+    parse_networks,
+)
 from taskhub.definitions import MAX_BODY_BYTES, parse_definition
 from taskhub.errors import ValidationError
 from taskhub.schedules import Cron, Interval, OneTime
@@ -212,6 +222,32 @@ def test_blocked_ip_literals_are_refused_naming_target_url(host: str, needle: st
 def test_blocked_literals_pass_when_private_targets_are_allowed(host: str, needle: str) -> None:
     policy = AddressPolicy(allow_private=True)
     parse_definition(_with_url(f"http://{host}/"), NOW, address_policy=policy)
+
+
+@pytest.mark.parametrize(
+    ("host", "phrase"),
+    [
+        ("[::ffff:127.0.0.1]", "is an IPv4-mapped loopback address"),
+        ("0.0.0.0", "is an unspecified address"),
+        ("[::ffff:0.0.0.0]", "is an IPv4-mapped unspecified address"),
+        ("[64:ff9b::0.0.0.0]", "is a NAT64 address embedding an unspecified address"),
+        ("[fc00::1]", "is a unique-local address"),
+        ("127.0.0.1", "is a loopback address"),
+    ],
+)
+def test_the_refusal_takes_the_right_article(host: str, phrase: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_definition(_with_url(f"http://{host}/"), NOW, address_policy=GUARD)
+    assert phrase in info.value.message
+
+
+@given(st.ip_addresses())
+def test_no_blocked_reason_reads_a_before_a_vowel(address: IPv4Address | IPv6Address) -> None:
+    reason = blocked_reason(address)
+    if reason is not None:
+        said = f"x is {a_or_an(reason)}"
+        assert not re.search(r"\ba (?:[aeioAEIO]|un(?!i))", said), said
+        assert not re.search(r"\ban (?:[^aeioAEIOu]|uni)", said), said
 
 
 @pytest.mark.parametrize(
