@@ -50,6 +50,7 @@ import dataclasses
 import email.utils
 import functools
 import ipaddress
+import json
 import logging
 import math
 import os
@@ -115,6 +116,9 @@ IDEMPOTENCY_KEY: Final = "Idempotency-Key"
 TASK_ID: Final = "X-Taskhub-Task-Id"
 SCHEDULED_FOR: Final = "X-Taskhub-Scheduled-For"
 ATTEMPT: Final = "X-Taskhub-Attempt"
+CONTENT_TYPE: Final = "Content-Type"
+#: Sent with a body that parses as JSON when the task gives no Content-Type of its own.
+JSON_CONTENT_TYPE: Final = "application/json"
 _TASKHUB_HEADERS: Final = frozenset(
     h.lower() for h in (IDEMPOTENCY_KEY, TASK_ID, SCHEDULED_FOR, ATTEMPT)
 )
@@ -320,7 +324,9 @@ def attempt_headers(
 
     A task header with the same name as a taskhub header (compared case-insensitively)
     is dropped, as are ``Content-Length`` and ``Transfer-Encoding`` (the HTTP client
-    frames the body itself).
+    frames the body itself). A body that parses as JSON, sent without a
+    ``Content-Type``, goes as ``application/json``: decided here, at send time, so
+    tasks stored before this rule benefit and their stored headers stay as given.
     """
     own = {**request.headers, **(secret_headers or {})}
     headers = {
@@ -330,11 +336,30 @@ def attempt_headers(
         and name.lower() not in _FRAMING_HEADERS
         and name.lower() != signing.HEADER.lower()
     }
+    if (
+        request.body is not None
+        and not any(name.lower() == "content-type" for name in headers)
+        and _is_json(request.body)
+    ):
+        headers[CONTENT_TYPE] = JSON_CONTENT_TYPE
     headers[IDEMPOTENCY_KEY] = request.idempotency_key
     headers[TASK_ID] = request.task_id
     headers[SCHEDULED_FOR] = _iso_z(request.scheduled_for)
     headers[ATTEMPT] = str(request.attempt)
     return headers
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _is_json(body: str) -> bool:
+    """Strict JSON (RFC 8259): Python's ``NaN`` and ``Infinity`` extensions are not."""
+    try:
+        json.loads(body, parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

@@ -383,6 +383,76 @@ def test_get_without_body_sends_no_content_type(target: Target) -> None:
     assert "content-type" not in {k.lower() for k, _ in seen.headers}
 
 
+def content_types(seen: Seen) -> list[str]:
+    return [v for k, v in seen.headers if k.lower() == "content-type"]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "expected"),
+    [
+        ('{"hi": 1}', {}, ["application/json"]),  # JSON, no Content-Type: application/json
+        ("[1, 2]", {}, ["application/json"]),
+        (" 42 ", {}, ["application/json"]),
+        ('{"hi": 1}', {"content-type": "text/plain"}, ["text/plain"]),  # given: kept as is
+        ('{"hi": 1}', {"Content-Type": "application/vnd.x+json"}, ["application/vnd.x+json"]),
+        ("hello", {}, []),  # not JSON: nothing is guessed
+        ("NaN", {}, []),  # Python's extension, not JSON
+        ('{"a": 1', {}, []),
+        ("", {}, []),
+    ],
+)
+def test_a_json_body_without_a_content_type_is_sent_as_json(
+    target: Target, body: str, headers: dict[str, str], expected: list[str]
+) -> None:
+    token = uuid.uuid4().hex
+    request = req(
+        f"http://127.0.0.1:{target.port}/echo/{token}", method="POST", headers=headers, body=body
+    )
+    assert fire_one(request).http_status == 200
+    [seen] = target.hits(token)
+    assert content_types(seen) == expected
+    assert seen.body == body.encode()
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=10,
+)
+
+
+@given(
+    value=json_values,
+    spelling=st.sampled_from(["", "Content-Type", "content-type", "CONTENT-TYPE"]),
+)
+def test_attempt_headers_add_json_only_when_no_content_type_is_given(
+    value: Any, spelling: str
+) -> None:
+    given_headers = {spelling: "text/x-mine"} if spelling else {}
+    headers = attempt_headers(
+        req("http://x.invalid/", body=json.dumps(value), headers=given_headers)
+    )
+    found = {k: v for k, v in headers.items() if k.lower() == "content-type"}
+    assert found == (
+        {spelling: "text/x-mine"} if spelling else {"Content-Type": "application/json"}
+    )
+
+
+@given(body=st.text())
+def test_attempt_headers_never_call_text_that_is_not_json_json(body: str) -> None:
+    try:
+        json.loads(body, parse_constant=lambda c: 1 / 0)
+        is_json = True
+    except (ValueError, ZeroDivisionError, RecursionError):
+        is_json = False
+    headers = attempt_headers(req("http://x.invalid/", body=body))
+    assert ("Content-Type" in headers) is is_json
+
+
 def test_ipv6_loopback_literal(target: Target) -> None:
     if target.port6 is None:
         pytest.skip("no IPv6 loopback here")
