@@ -20,11 +20,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy.exc
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -33,6 +35,7 @@ from pydantic.json_schema import models_json_schema
 from sqlalchemy.engine import Connection, Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskhub import apikeys, db, definitions, executions, paging, signing_secrets, tasks
@@ -1155,6 +1158,30 @@ def celery_tick() -> None:
     request_tick()
 
 
+#: Swagger UI's files, shipped in the package (see its SOURCE): /docs needs no network.
+SWAGGER_UI_DIR = Path(__file__).parent / "static" / "swagger-ui"
+DOCS_STATIC = "/docs/static"
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """``/docs`` from the package's own copy of Swagger UI rather than FastAPI's default
+    CDN, which leaves the page blank on a machine without Internet access. The online
+    validator badge is off for the same reason."""
+    app.mount(DOCS_STATIC, StaticFiles(directory=SWAGGER_UI_DIR), name="docs-static")
+
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - API reference",
+            swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_STATIC}/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
+
+
 def create_app(
     database_url: str | None = None,
     *,
@@ -1174,6 +1201,8 @@ def create_app(
         title="taskhub",
         version="1",
         description=DESCRIPTION,
+        docs_url=None,  # served by _serve_docs, from the package
+        redoc_url=None,
         openapi_tags=[
             {"name": "tasks", "description": "Registered HTTP triggers and their schedules"},
             {"name": "executions", "description": "The history of fired occurrences"},
@@ -1186,4 +1215,5 @@ def create_app(
     _install_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=metrics, routes=app.routes)
     app.include_router(router)
+    _serve_docs(app)
     return app
