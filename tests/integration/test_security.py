@@ -309,6 +309,83 @@ def test_private_targets_setting_and_allowed_networks(
     assert api.a.post("/v1/tasks", json=task_body("c", url="http://127.0.0.1/")).status_code == 201
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://\uff11\uff12\uff17.\uff10.\uff10.\uff11/", "127.0.0.1 is a loopback address"),
+        ("http://127\u30020\u30020\u30021/", "127.0.0.1 is a loopback address"),
+        ("http://10\uff0e0\uff0e0\uff0e1:8080/", "10.0.0.1 is a private address"),
+        ("http://[::ffff:7f00:1]/", "IPv4-mapped loopback address"),
+        ("http://127.1/", "is not a canonical IP address: write 127.0.0.1"),
+    ],
+)
+def test_urls_are_read_as_the_http_client_reads_them_at_creation(
+    api: Api, url: str, says: str
+) -> None:
+    before = dump(api.engine)
+    refused = api.a.post("/v1/tasks", json=task_body(url=url))
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["field"] == "target.url" and says in error["message"]
+    assert dump(api.engine) == before
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://169.254.170.2/v2/credentials/",
+        "http://100.100.100.200/latest/meta-data/",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://\uff11\uff16\uff19.254.169.254/",
+    ],
+)
+def test_metadata_services_stay_closed_with_private_targets_allowed(
+    api: Api, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("TASKHUB_ALLOW_PRIVATE_TARGETS", "1")
+    monkeypatch.setenv("TASKHUB_ALLOWED_TARGET_NETWORKS", "169.254.0.0/16, fd00::/8")
+    assert api.a.post("/v1/tasks", json=task_body("local", "http://127.0.0.1/")).status_code == 201
+    before = dump(api.engine)
+    refused = api.a.post("/v1/tasks", json=task_body(url=url))
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["field"] == "target.url" and "cloud metadata address" in error["message"]
+    assert dump(api.engine) == before
+
+
+def test_naming_a_metadata_address_opens_it(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKHUB_ALLOWED_TARGET_NETWORKS", "169.254.170.2/32")
+    url = "http://169.254.170.2/v2/metadata"
+    assert api.a.post("/v1/tasks", json=task_body(url=url)).status_code == 201
+    other = api.a.post("/v1/tasks", json=task_body(url="http://169.254.169.254/"))
+    assert other.status_code == 422
+
+
+def test_the_port_allow_list_at_creation_and_patch(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKHUB_ALLOWED_TARGET_PORTS", "443, 8443")
+    before = dump(api.engine)
+    refused = api.a.post("/v1/tasks", json=task_body(url="http://example.com:8080/hook"))
+    assert refused.status_code == 422
+    assert refused.json()["error"] == {
+        "code": "invalid",
+        "field": "target.url",
+        "message": "port 8080 is not allowed (TASKHUB_ALLOWED_TARGET_PORTS=443,8443)",
+    }
+    assert dump(api.engine) == before
+    task = api.a.post("/v1/tasks", json=task_body(url="https://example.com:8443/hook"))
+    assert task.status_code == 201
+    before = dump(api.engine)
+    patched = api.a.patch(
+        f"/v1/tasks/{task.json()['id']}", json={"target": {"url": "http://example.com/"}}
+    )
+    assert patched.status_code == 422 and patched.json()["error"]["field"] == "target.url"
+    assert dump(api.engine) == before
+
+
 # --- the CLI (no TASKHUB_ENCRYPTION_KEYS: the generated development key) ------------------
 
 

@@ -570,6 +570,7 @@ def test_untrusted_certificate_is_a_tls_error(tls_port: int) -> None:
         "http://127.0.0.1:99999/",
         "http://[::1/",
         "gopher://127.0.0.1:70/",
+        "http://[]@127.0.0.1/",
     ],
 )
 def test_not_an_http_url(url: str) -> None:
@@ -642,7 +643,7 @@ def test_errors_never_echo_secrets() -> None:
         ("[fc00::1]", "unique-local"),
         ("[fd12:3456::1]", "unique-local"),
         ("[::]", "unspecified"),
-        ("[::ffff:169.254.169.254]", "IPv4-mapped link-local address (cloud metadata"),
+        ("[::ffff:169.254.169.254]", "IPv4-mapped cloud metadata address"),
         ("[::ffff:10.0.0.1]", "IPv4-mapped private"),
         ("[::ffff:100.64.0.1]", "IPv4-mapped private address (shared"),
     ],
@@ -660,7 +661,7 @@ def test_blocked_literals_are_refused_before_connecting(
     assert target.hits(token) == []
 
 
-@pytest.mark.parametrize("host", ["2130706433", "127.1", "0177.0.0.1"])
+@pytest.mark.parametrize("host", ["2130706433", "127.1", "0177.0.0.1", "0x7f000001", "0x7f.1"])
 def test_legacy_numeric_hosts_are_refused(
     target: Target, loopback_only: ConnectLog, host: str
 ) -> None:
@@ -670,7 +671,7 @@ def test_legacy_numeric_hosts_are_refused(
     assert loopback_only.addresses == []
 
 
-@pytest.mark.parametrize("host", ["localhost", "LocalHost", "0x7f000001"])
+@pytest.mark.parametrize("host", ["localhost", "LocalHost"])
 def test_host_names_resolving_to_blocked_addresses_are_refused(
     target: Target, loopback_only: ConnectLog, host: str
 ) -> None:
@@ -906,6 +907,59 @@ def test_allowed_networks_let_chosen_addresses_through_and_guard_the_rest(
         outcome = fire_one(req(url), settings)
         assert outcome.error_kind == "blocked_address", url
     assert loopback_only.addresses == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254:{port}/latest/meta-data/",
+        "http://[fd00:ec2::254]:{port}/",
+        "http://[::ffff:169.254.170.2]:{port}/",
+        "http://\uff11\uff16\uff19\u3002254\u3002169\u3002254:{port}/",
+        "http://meta.internal:{port}/",
+        "http://ecs.internal:{port}/",
+    ],
+)
+def test_metadata_addresses_stay_closed_with_private_targets_allowed(
+    target: Target,
+    loopback_only: ConnectLog,
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+) -> None:
+    table = {"meta.internal": ["169.254.169.254"], "ecs.internal": ["127.0.0.1", "169.254.170.2"]}
+    monkeypatch.setattr(trigger, "DefaultResolver", lambda: MapResolver(table))
+    settings = make_settings(TASKHUB_MAX_IN_FLIGHT=str(next(_fresh_clients)))
+    assert settings.allow_private_targets
+    loopback_only.clear()
+    outcome = fire_one(req(url.format(port=target.port)), settings)
+    assert outcome.error_kind == "blocked_address", outcome.error
+    assert outcome.error is not None and "cloud metadata address" in outcome.error
+    assert loopback_only.addresses == []
+    # Named exactly, the address opens (here the resolver's answer, to show the rule).
+    named = make_settings(
+        TASKHUB_MAX_IN_FLIGHT=str(next(_fresh_clients)),
+        TASKHUB_ALLOWED_TARGET_NETWORKS="169.254.169.254/32",
+    )
+    table["meta.internal"] = ["127.0.0.1"]
+    token = uuid.uuid4().hex
+    opened = fire_one(req(f"http://meta.internal:{target.port}/echo/{token}"), named)
+    assert opened.http_status == 200 and len(target.hits(token)) == 1
+
+
+def test_a_port_outside_the_allow_list_is_refused_before_connecting(
+    target: Target, loopback_only: ConnectLog
+) -> None:
+    settings = make_settings(TASKHUB_ALLOWED_TARGET_PORTS="443")
+    token = uuid.uuid4().hex
+    loopback_only.clear()
+    outcome = fire_one(req(f"http://127.0.0.1:{target.port}/echo/{token}"), settings)
+    assert outcome.error_kind == "blocked_address"
+    assert outcome.error == (
+        f"blocked_address: port {target.port} is not allowed (TASKHUB_ALLOWED_TARGET_PORTS=443)"
+    )
+    assert loopback_only.addresses == [] and target.hits(token) == []
+    allowed = make_settings(TASKHUB_ALLOWED_TARGET_PORTS=f"443,{target.port}")
+    assert fire_one(req(f"http://127.0.0.1:{target.port}/echo/{token}"), allowed).http_status == 200
 
 
 @pytest.mark.parametrize(
