@@ -39,7 +39,9 @@ for ``Retry-After`` (1 s without one); unlimited hosts cost no flow-control call
 
 Credentials: a request's credential headers and its tenant's signing secrets travel
 sealed (``sealing``) and are unsealed on the loop just before the attempt is sent; the
-``X-Taskhub-Signature`` (``signing``) is computed then, at send time.
+``X-Taskhub-Signature`` (``signing``) is computed then, at send time. They are stripped
+from the response excerpt before the outcome leaves this module (a target that echoes
+request headers), so no copy reaches the result backend, the database or a log.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from taskhub import flow_control, signing
+from taskhub import credentials, flow_control, signing
 from taskhub.addresses import AddressPolicy, TargetURLError, blocked_reason, parse_target_url
 from taskhub.sealing import SealingError, sealer_for
 from taskhub.settings import Settings
@@ -265,7 +267,8 @@ class TriggerOutcome:
     (status line, headers and the body up to the byte cap) has its status and no
     ``error_kind``, whatever the status; anything else has an ``error_kind`` and no
     status. ``error`` is human-readable and never echoes request headers, the body or
-    the URL's path, query or credentials.
+    the URL's path, query or credentials; ``response_excerpt`` holds none of the
+    request's own credential values.
     """
 
     execution_id: int
@@ -464,9 +467,38 @@ def _unseal(request: TriggerRequest, settings: Settings) -> tuple[dict[str, str]
     return headers, secrets
 
 
-def _excerpt(body: bytes | bytearray) -> str:
-    # NUL cannot be stored in a PostgreSQL text column.
-    return bytes(body[:EXCERPT_BYTES]).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+def _excerpt(body: bytes | bytearray, more: bool = False, secrets: Sequence[str] = ()) -> str:
+    """The start of the body, without the request's own credentials (``secrets``): a
+    target that echoes request headers must not put them into the execution history,
+    the result backend or a log. ``more``: the body went on past what was read."""
+    if not secrets or not body:
+        # NUL cannot be stored in a PostgreSQL text column.
+        text = bytes(body[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+        return text.replace("\x00", "\ufffd")
+    # Read far enough past the cut that a credential starting before it is whole (an
+    # escaped form is at most 6 bytes a character: \uXXXX).
+    window = EXCERPT_BYTES + 6 * max(len(s.encode("utf-8")) for s in secrets)
+    text = bytes(body[:window]).decode("utf-8", errors="replace")
+    text = credentials.strip_values(text, secrets, cut=more or len(body) > window)
+    text = text.encode("utf-8")[:EXCERPT_BYTES].decode("utf-8", errors="ignore")
+    return text.replace("\x00", "\ufffd")
+
+
+def _own_secrets(
+    request: TriggerRequest,
+    secret_headers: Mapping[str, str],
+    signing_secrets: Sequence[str],
+    settings: Settings,
+) -> list[str]:
+    """The credential values this request carries: its unsealed headers, any plain header
+    named like a credential (a task stored before the name counted as one), and its
+    tenant's signing secrets."""
+    plain = [
+        value
+        for name, value in request.headers.items()
+        if credentials.is_secret(name, settings.secret_headers)
+    ]
+    return [*secret_headers.values(), *plain, *signing_secrets]
 
 
 def _os_reason(exc: BaseException) -> str:
@@ -799,7 +831,8 @@ async def _exchange(client: _Client, request: TriggerRequest, settings: Settings
             kind, message = "connection", f"unexpected error: {type(exc).__name__}"
         return outcome(None, kind, message)
     error = None if 200 <= status < 300 else f"HTTP {status}"
-    return outcome(status, None, error, retry_after, _excerpt(body))
+    secrets = _own_secrets(request, secret_headers, signing_secrets, settings) if body else []
+    return outcome(status, None, error, retry_after, _excerpt(body, truncated, secrets))
 
 
 # --------------------------------------------------------------------------- the loop

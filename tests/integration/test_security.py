@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
@@ -26,8 +27,10 @@ from taskhub.models import scheduled_tasks
 from taskhub.models import signing_secrets as signing_table
 from taskhub.settings import Settings, load
 from taskhub.signing import verify
+from tests.engine import all_ended
 from tests.integration.test_api import Clock, client, dump, new_key
 from tests.integration.test_apikeys import Cli
+from tests.processes import Stack, wait_until
 from tests.target import Target, running_target
 
 T0 = datetime(2030, 1, 7, tzinfo=UTC)
@@ -123,10 +126,10 @@ def secrets_of(engine: Engine, task_id: str) -> dict[str, str]:
 def test_configured_secret_header_names_are_sealed(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TASKHUB_SECRET_HEADERS", "X-Signature-Token, X-Other")
-    body = task_body(headers={"X-Signature-Token": "abcdefghijklmnopqrstuvwxyz"})
+    monkeypatch.setenv("TASKHUB_SECRET_HEADERS", "X-Partner-Ref, X-Other")
+    body = task_body(headers={"X-Partner-Ref": "abcdefghijklmnopqrstuvwxyz"})
     task = api.a.post("/v1/tasks", json=body).json()
-    assert task["target"]["headers"] == {"X-Signature-Token": "****wxyz"}
+    assert task["target"]["headers"] == {"X-Partner-Ref": "****wxyz"}
     assert stored(api.engine, task["id"])["headers"] == {}
 
 
@@ -384,6 +387,45 @@ def test_the_port_allow_list_at_creation_and_patch(
     )
     assert patched.status_code == 422 and patched.json()["error"]["field"] == "target.url"
     assert dump(api.engine) == before
+
+
+# --- what a worker logs and keeps of a target that echoes credentials --------------------
+
+
+@pytest.mark.slow
+def test_a_worker_neither_logs_nor_keeps_the_credentials_a_target_echoes(
+    stack: Stack, pg_engine: Engine, target: Target, redis_url: str
+) -> None:
+    """Real worker and beat processes, the Redis result backend, a target echoing every
+    request header: the credentials reach the target and nowhere else."""
+    settings = load(stack.env)
+    secrets = {**HEADERS, "X-Access-Token": "xat-0123456789abcdef"}
+    values = ["sk_live_0123456789abcdef", "0123456789abcdef-cookie", "xat-0123456789abcdef"]
+    now = datetime.now(UTC)
+    body = task_body("echo", target.url("/headers"), headers=secrets, method="GET")
+    body["schedule"] = {"at": (now + timedelta(seconds=2)).isoformat()}
+    with pg_engine.begin() as conn:
+        task = tasks.add_task(conn, "acme", body, now, settings)
+    stack.start("worker", "all")
+    stack.start("beat", "beat")
+    assert wait_until(lambda: all_ended(pg_engine, 1), 60), stack.logs()
+    [received] = target.snapshot()
+    assert received.headers["Authorization"] == TOKEN  # the target did get them
+    with pg_engine.connect() as conn:
+        [shown] = executions.list_executions(conn, "acme", task_id=task["id"])["items"]
+    assert shown["status"] == "succeeded", shown
+    excerpt = shown["response_excerpt"]
+    assert '"X-Team": "billing"' in excerpt and '"Authorization": "[redacted]"' in excerpt
+    backend = redis.Redis.from_url(redis_url)
+    results = [backend.get(key) or b"" for key in backend.scan_iter("celery-task-meta-*")]
+    assert any(b"response_excerpt" in r for r in results)  # the chord's results are there
+    stack.stop_all()  # every line written
+    log = "\n".join(path.read_text() for path in stack.log_dir.glob("*.log"))
+    assert "Task taskhub.fire_triggers[" in log and "(result not logged)" in log
+    for value in values:
+        assert value not in excerpt
+        assert value not in log, value
+        assert not any(value.encode() in r for r in results), value
 
 
 # --- the CLI (no TASKHUB_ENCRYPTION_KEYS: the generated development key) ------------------

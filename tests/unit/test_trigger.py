@@ -189,6 +189,14 @@ class Target:
     async def redirect_away(self, request: web.Request) -> web.Response:
         raise web.HTTPFound(request.query["to"])
 
+    async def mirror(self, request: web.Request) -> web.Response:
+        """The request's headers back, as httpbin's /headers does, after ``pad`` bytes."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.raw_headers}
+        pad = "." * int(request.query.get("pad", "0"))
+        if "only" in request.query:  # that header's value alone, at byte ``pad``
+            return web.Response(text=pad + headers[request.query["only"]] + " and more")
+        return web.Response(text=pad + json.dumps({"headers": headers}, indent=2))
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/echo/{token}", self.echo)
@@ -201,6 +209,7 @@ class Target:
         app.router.add_get("/nul", self.nul)
         app.router.add_get("/redirect/{token}", self.redirect)
         app.router.add_get("/redirect-away", self.redirect_away)
+        app.router.add_get("/mirror", self.mirror)
         return app
 
 
@@ -1004,6 +1013,60 @@ def test_sealed_headers_travel_sealed_and_are_sent_unsealed(target: Target) -> N
     [seen] = target.hits(token)
     headers = dict(seen.headers)
     assert headers["Authorization"] == SEKRIT and headers["X-Team"] == "billing"
+
+
+@pytest.mark.parametrize("pad", [0, 500, 900])
+def test_an_echoed_credential_never_reaches_the_excerpt(target: Target, pad: int) -> None:
+    """Wherever the echo puts it, even across the excerpt's cut, no credential value of
+    the request (sealed headers, a plain header named like one, signing secrets) is in
+    the outcome: it goes to the result backend, the database and the API from here."""
+    signing_secret = new_secret()
+    sealer = sealer_for(OPEN)
+    sealed = {"Authorization": SEKRIT, "X-Access-Token": "xat-0123456789abcdef"}
+    request = req(
+        f"http://127.0.0.1:{target.port}/mirror?pad={pad}",
+        headers={"X-Team": "billing", "Private-Token": "glpat-legacy-plain-0123"},
+        sealed_headers=sealer.seal_json(sealed),
+        sealed_signing_secrets=(sealer.seal(signing_secret),),
+    )
+    outcome = fire_one(request)
+    assert outcome.http_status == 200
+    excerpt = outcome.response_excerpt
+    assert excerpt is not None and len(excerpt.encode()) <= trigger.EXCERPT_BYTES
+    message = json.dumps(outcome.to_message())
+    for value in ("sekrit-0123456789-wxyz", "xat-0123", "glpat-legacy", signing_secret[6:14]):
+        assert value not in message
+    if pad < 400:  # the whole echo fits: the rest of it is kept as it was
+        assert '"Authorization": "[redacted]"' in excerpt
+        assert '"X-Team": "billing"' in excerpt
+
+
+@pytest.mark.parametrize("before_cut", [1, 4, 8, 12, 20, 28, 29, 30])
+def test_a_credential_cut_by_the_excerpt_leaves_no_part_of_itself(
+    target: Target, before_cut: int
+) -> None:
+    """The value starts ``before_cut`` bytes before the excerpt's end."""
+    pad = trigger.EXCERPT_BYTES - before_cut
+    request = req(
+        f"http://127.0.0.1:{target.port}/mirror?pad={pad}&only=Authorization",
+        sealed_headers=sealer_for(OPEN).seal_json({"Authorization": SEKRIT}),
+    )
+    excerpt = fire_one(request).response_excerpt
+    assert excerpt is not None and excerpt.startswith("." * pad)
+    shown = excerpt[pad:]
+    assert len(shown) <= before_cut
+    credential = SEKRIT.removeprefix("Bearer ")
+    assert not any(credential[:n] in shown for n in range(4, len(credential) + 1)), shown
+
+
+def test_a_credential_cut_by_the_response_cap_leaves_no_part_of_itself(target: Target) -> None:
+    settings = make_settings(TASKHUB_MAX_RESPONSE_BYTES="110")
+    request = req(
+        f"http://127.0.0.1:{target.port}/mirror?pad=100&only=Authorization",
+        sealed_headers=sealer_for(OPEN).seal_json({"Authorization": SEKRIT}),
+    )
+    excerpt = fire_one(request, settings).response_excerpt
+    assert excerpt == "." * 100 + "[redacted]"  # "Bearer sek", read up to the cap
 
 
 def test_credentials_that_cannot_be_unsealed_fail_clearly_without_sending(
