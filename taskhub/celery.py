@@ -142,6 +142,8 @@ def sqs_transport_options(settings: Settings) -> dict[str, Any]:
 
 app = Celery("taskhub")
 app.conf.update(celery_config(settings))
+# "Task … succeeded in …s: <result>": results hold what targets answered; never logged.
+logs.hide_results(logging.getLogger("celery.app.trace"))
 
 
 @signals.worker_process_init.connect

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from taskhub.addresses import AddressPolicy, Network, parse_networks
+from taskhub.addresses import AddressPolicy, Network, PortRange, parse_networks, parse_ports
 from taskhub.flow_control import HostLimit, parse_host_limits
 
 
@@ -57,6 +57,8 @@ class Settings:
     secret_headers: frozenset[str] = frozenset()
     #: Blocked networks that tasks may call anyway (e.g. an internal service's subnet).
     allowed_target_networks: tuple[Network, ...] = ()
+    #: The ports tasks may call (inclusive ranges); empty: any port.
+    allowed_target_ports: tuple[PortRange, ...] = ()
     #: Per target host: (host, limit) pairs from TASKHUB_HOST_LIMITS.
     host_limits: tuple[tuple[str, HostLimit], ...] = ()
     #: The Redis that shares flow-control budgets between processes; None: per process.
@@ -77,7 +79,9 @@ class Settings:
 
     @cached_property
     def address_policy(self) -> AddressPolicy:
-        return AddressPolicy(self.allow_private_targets, self.allowed_target_networks)
+        return AddressPolicy(
+            self.allow_private_targets, self.allowed_target_networks, self.allowed_target_ports
+        )
 
     @property
     def is_embedded_broker(self) -> bool:
@@ -177,6 +181,13 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
         raise SettingsError(f"{name}: {error}") from None
 
 
+def _ports(env: Mapping[str, str], name: str) -> tuple[PortRange, ...]:
+    try:
+        return parse_ports(_get(env, name, ""))
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from None
+
+
 def _host_limits(env: Mapping[str, str], name: str) -> tuple[tuple[str, HostLimit], ...]:
     try:
         return tuple(parse_host_limits(_get(env, name, "")).items())
@@ -260,6 +271,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         encryption_keys=_encryption_keys(env, "TASKHUB_ENCRYPTION_KEYS"),
         secret_headers=frozenset(h.lower() for h in _list(env, "TASKHUB_SECRET_HEADERS")),
         allowed_target_networks=_networks(env, "TASKHUB_ALLOWED_TARGET_NETWORKS"),
+        allowed_target_ports=_ports(env, "TASKHUB_ALLOWED_TARGET_PORTS"),
         host_limits=_host_limits(env, "TASKHUB_HOST_LIMITS"),
         flow_control_url=_optional(env, "TASKHUB_FLOW_CONTROL_URL")
         or derived_flow_control_url(broker_url, result_backend),

@@ -13,12 +13,12 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub import credentials, paging, queries
+from taskhub.addresses import parse_target_url
 from taskhub.definitions import (
     TaskDefinition,
     parse_definition,
@@ -128,13 +128,11 @@ def _keep_masked(definition: TaskDefinition, stored: Mapping[str, str]) -> TaskD
     )
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    """Scheme, host and port of a (validated) URL, the default port filled in: where a
-    request and its credentials go. Hosts compare as written, case aside."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port if parts.port is not None else {"http": 80, "https": 443}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
+def _origin(url: str) -> tuple[str, str, int]:
+    """Scheme, host and port of a stored (so valid) URL, as the HTTP client reads it:
+    where a request and its credentials go."""
+    target = parse_target_url(url)
+    return target.url.scheme, target.host, target.port
 
 
 def _refuse_moved_credentials(

@@ -21,11 +21,13 @@ the body, at most ``max_response_bytes`` of body read (then the connection is cl
 not pooled), no redirects followed, no cookies kept, no proxy from the environment,
 no automatic decompression.
 
-SSRF guard (``taskhub.addresses``; off with ``settings.allow_private_targets``, widened by
-``settings.allowed_target_networks``): an IP-literal host is checked before connecting;
-a host name is checked inside the connector's resolver, which refuses the request if ANY
-resolved address is blocked, so the connection can only go to an address that was
-checked (the connector's DNS cache only ever holds checked answers).
+SSRF guard (``taskhub.addresses``; loosened by ``settings.allow_private_targets`` and
+``settings.allowed_target_networks``, never for the cloud metadata services): the URL is
+read by the same function that checked it at creation; its port is checked, an
+IP-literal host is checked before connecting, and a host name inside the connector's
+resolver, which refuses the request if ANY resolved address is blocked, so the connection
+can only go to an address that was checked (the connector's DNS cache only ever holds
+checked answers).
 
 Flow control (``flow_control``): a request to a host with a limit (``TASKHUB_HOST_LIMITS``
 or the task's ``rate_limit``) first awaits a slot of that host's budget, shared by the
@@ -37,7 +39,9 @@ for ``Retry-After`` (1 s without one); unlimited hosts cost no flow-control call
 
 Credentials: a request's credential headers and its tenant's signing secrets travel
 sealed (``sealing``) and are unsealed on the loop just before the attempt is sent; the
-``X-Taskhub-Signature`` (``signing``) is computed then, at send time.
+``X-Taskhub-Signature`` (``signing``) is computed then, at send time. They are stripped
+from the response excerpt before the outcome leaves this module (a target that echoes
+request headers), so no copy reaches the result backend, the database or a log.
 """
 
 from __future__ import annotations
@@ -62,7 +66,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final, TypeVar
 
 import aiohttp
@@ -70,8 +73,14 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from taskhub import flow_control, signing
-from taskhub.addresses import AddressPolicy, a_or_an, blocked_reason
+from taskhub import credentials, flow_control, signing
+from taskhub.addresses import (
+    AddressPolicy,
+    TargetURLError,
+    a_or_an,
+    blocked_reason,
+    parse_target_url,
+)
 from taskhub.sealing import SealingError, sealer_for
 from taskhub.settings import Settings
 
@@ -268,7 +277,8 @@ class TriggerOutcome:
     (status line, headers and the body up to the byte cap) has its status and no
     ``error_kind``, whatever the status; anything else has an ``error_kind`` and no
     status. ``error`` is human-readable and never echoes request headers, the body or
-    the URL's path, query or credentials.
+    the URL's path, query or credentials; ``response_excerpt`` holds none of the
+    request's own credential values.
     """
 
     execution_id: int
@@ -439,25 +449,16 @@ class _Refused(Exception):
         self.message = message
 
 
-def _looks_like_ip(host: str) -> bool:
-    # aiohttp's own test for "connect to this literally, skip the resolver".
-    return ":" in host or host.replace(".", "").isdigit()
-
-
 def _check_request(request: TriggerRequest, policy: AddressPolicy) -> URL:
-    """The URL to request, or :class:`_Refused` naming what is wrong with it."""
+    """The URL to request, or :class:`_Refused` naming what is wrong with it.
+
+    The URL is read by :func:`addresses.parse_target_url`, the check a task's URL passed
+    when it was created, so a URL refused here was refused there too (or was stored
+    before a rule changed)."""
     try:
-        url = URL(request.url)
-        scheme = url.scheme.lower()
-        host = url.host
-        raw_host = url.raw_host
-        url.port  # noqa: B018 -- raises for a port out of range
-    except (ValueError, TypeError, UnicodeError):
-        raise _Refused("invalid_request", "the URL cannot be parsed") from None
-    if scheme not in ("http", "https"):
-        raise _Refused("invalid_request", "the URL scheme must be http or https")
-    if not host or not raw_host:
-        raise _Refused("invalid_request", "the URL has no host")
+        target = parse_target_url(request.url)
+    except TargetURLError as error:
+        raise _Refused("invalid_request", f"the URL {error.message}") from None
     if not _TOKEN_RE.fullmatch(request.method) or request.method.upper() == "CONNECT":
         raise _Refused("invalid_request", "the method is not a valid HTTP method name")
     for name, value in request.headers.items():
@@ -467,20 +468,16 @@ def _check_request(request: TriggerRequest, policy: AddressPolicy) -> URL:
             raise _Refused("invalid_request", "a header value contains a line break or NUL")
     if not (math.isfinite(request.timeout_s) and request.timeout_s > 0):
         raise _Refused("invalid_request", "the timeout must be a positive number of seconds")
-    if _looks_like_ip(raw_host) or _looks_like_ip(host):
-        address: IPv4Address | IPv6Address | None = None
-        for candidate in (host, raw_host):
-            try:
-                address = ipaddress.ip_address(candidate)
-                break
-            except ValueError:
-                continue
-        if address is None:
-            raise _Refused("invalid_request", f"the URL host {host!r} is not a valid IP address")
-        reason = policy.refusal(address)
+    port_reason = policy.port_refusal(target.port)
+    if port_reason is not None:
+        raise _Refused("blocked_address", f"blocked_address: {port_reason}")
+    if target.address is not None:
+        reason = policy.refusal(target.address)
         if reason is not None:
-            raise _Refused("blocked_address", f"blocked_address: {address} is {a_or_an(reason)}")
-    return url
+            raise _Refused(
+                "blocked_address", f"blocked_address: {target.address} is {a_or_an(reason)}"
+            )
+    return target.url
 
 
 def _unseal(request: TriggerRequest, settings: Settings) -> tuple[dict[str, str], list[str]]:
@@ -503,9 +500,38 @@ def _unseal(request: TriggerRequest, settings: Settings) -> tuple[dict[str, str]
     return headers, secrets
 
 
-def _excerpt(body: bytes | bytearray) -> str:
-    # NUL cannot be stored in a PostgreSQL text column.
-    return bytes(body[:EXCERPT_BYTES]).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+def _excerpt(body: bytes | bytearray, more: bool = False, secrets: Sequence[str] = ()) -> str:
+    """The start of the body, without the request's own credentials (``secrets``): a
+    target that echoes request headers must not put them into the execution history,
+    the result backend or a log. ``more``: the body went on past what was read."""
+    if not secrets or not body:
+        # NUL cannot be stored in a PostgreSQL text column.
+        text = bytes(body[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+        return text.replace("\x00", "\ufffd")
+    # Read far enough past the cut that a credential starting before it is whole (an
+    # escaped form is at most 6 bytes a character: \uXXXX).
+    window = EXCERPT_BYTES + 6 * max(len(s.encode("utf-8")) for s in secrets)
+    text = bytes(body[:window]).decode("utf-8", errors="replace")
+    text = credentials.strip_values(text, secrets, cut=more or len(body) > window)
+    text = text.encode("utf-8")[:EXCERPT_BYTES].decode("utf-8", errors="ignore")
+    return text.replace("\x00", "\ufffd")
+
+
+def _own_secrets(
+    request: TriggerRequest,
+    secret_headers: Mapping[str, str],
+    signing_secrets: Sequence[str],
+    settings: Settings,
+) -> list[str]:
+    """The credential values this request carries: its unsealed headers, any plain header
+    named like a credential (a task stored before the name counted as one), and its
+    tenant's signing secrets."""
+    plain = [
+        value
+        for name, value in request.headers.items()
+        if credentials.is_secret(name, settings.secret_headers)
+    ]
+    return [*secret_headers.values(), *plain, *signing_secrets]
 
 
 def _os_reason(exc: BaseException) -> str:
@@ -838,7 +864,8 @@ async def _exchange(client: _Client, request: TriggerRequest, settings: Settings
             kind, message = "connection", f"unexpected error: {type(exc).__name__}"
         return outcome(None, kind, message)
     error = None if 200 <= status < 300 else f"HTTP {status}"
-    return outcome(status, None, error, retry_after, _excerpt(body))
+    secrets = _own_secrets(request, secret_headers, signing_secrets, settings) if body else []
+    return outcome(status, None, error, retry_after, _excerpt(body, truncated, secrets))
 
 
 # --------------------------------------------------------------------------- the loop
@@ -869,9 +896,9 @@ class _Runtime:
         client = self.clients.get(key)
         if client is None:
             limit = fast + slow
-            resolver: AbstractResolver = DefaultResolver()
-            if not settings.allow_private_targets:
-                resolver = _GuardedResolver(resolver, settings.address_policy)
+            # Guarded even with private targets allowed: the cloud metadata services
+            # stay closed to host names that resolve to them.
+            resolver = _GuardedResolver(DefaultResolver(), settings.address_policy)
             connector = aiohttp.TCPConnector(
                 limit=limit,
                 limit_per_host=0,

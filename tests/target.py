@@ -4,7 +4,8 @@ Paths choose behaviour: ``/ok`` answers 200, ``/missing`` 404, ``/flaky/N`` answ
 to the first N attempts of each idempotency key and 200 after, ``/slow/S`` waits S
 seconds before answering 200, ``/drip/S/N`` answers the first N attempts of each key
 with a 200 whose body arrives one byte every quarter second for S seconds (each read
-is quick, the whole is slow), and at once after. ``peak`` holds, per ``Host`` header,
+is quick, the whole is slow), and at once after; ``/headers`` answers with the request's
+headers as JSON (an echo server, like httpbin's). ``peak`` holds, per ``Host`` header,
 the most requests that were in progress at once.
 """
 
@@ -87,6 +88,8 @@ class Target:
             await asyncio.sleep(float(parts[1]))
         if parts[0] == "drip" and seen <= int(parts[2]):
             return await self.drip(request, float(parts[1]))
+        if parts[0] == "headers":  # the request's headers back, as httpbin's /headers does
+            return web.json_response({"headers": dict(request.headers)})
         return web.Response(text="ok")
 
     async def drip(self, request: web.Request, seconds: float) -> web.StreamResponse:

@@ -26,7 +26,10 @@ TASKHUB = [sys.executable, "-m", "taskhub.cli"]
 
 def test_the_quick_tour_on_taskhub_dev(tmp_path: Path, target: Target) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKHUB_")}
-    env.update({"TASKHUB_ALLOW_PRIVATE_TARGETS": "1", "TASKHUB_TICK_SECONDS": "1"})
+    # The README's narrow way to reach a local server: loopback and nothing else.
+    env.update(
+        {"TASKHUB_ALLOWED_TARGET_NETWORKS": "127.0.0.0/8,::1/128", "TASKHUB_TICK_SECONDS": "1"}
+    )
 
     def taskhub(*args: str, stdin: str | None = None) -> str:
         done = subprocess.run(

@@ -41,14 +41,14 @@ def test_reseal_lets_the_old_key_go_and_moves_newly_secret_headers(
         "schedule": {"interval_seconds": 60},
         "target": {
             "url": "https://example.com/hook",
-            "headers": {"Authorization": TOKEN, "X-Custom-Token": "custom-0123456789abcdef"},
+            "headers": {"Authorization": TOKEN, "X-Partner-Ref": "custom-0123456789abcdef"},
         },
     }
     with engine.begin() as conn:
         task = tasks.add_task(conn, "acme", definition, NOW, old)
         secret, _ = signing_secrets.create_secret(conn, "acme", NOW, old)
 
-    rotated = settings_with(tmp_path, f"{NEW},{OLD}", "x-custom-token")
+    rotated = settings_with(tmp_path, f"{NEW},{OLD}", "x-partner-ref")
     report = rotation.reseal(engine, rotated, batch_size=1)
     assert (report.tasks_resealed, report.headers_moved, report.signing_secrets_resealed) == (
         1,
@@ -58,18 +58,18 @@ def test_reseal_lets_the_old_key_go_and_moves_newly_secret_headers(
     again = rotation.reseal(engine, rotated, batch_size=1)
     assert again.headers_moved == 0 and again.tasks_resealed == 1
 
-    only_new = settings_with(tmp_path, NEW, "x-custom-token")
+    only_new = settings_with(tmp_path, NEW, "x-partner-ref")
     with engine.connect() as conn:
         row = conn.execute(sa.select(scheduled_tasks)).mappings().one()
         sealed_secret = conn.execute(sa.select(signing_secrets_table.c.sealed_secret)).scalar_one()
     assert row["headers"] == {}  # nothing credential-like is left in plain storage
     assert sealer_for(only_new).unseal_json(row["sealed_headers"]) == {
         "Authorization": TOKEN,
-        "X-Custom-Token": "custom-0123456789abcdef",
+        "X-Partner-Ref": "custom-0123456789abcdef",
     }
     assert sealer_for(only_new).unseal(sealed_secret) == secret
     with pytest.raises(SealingError):
         sealer_for(settings_with(tmp_path, OLD)).unseal(sealed_secret)
     shown = tasks.task_view(row, only_new)["target"]["headers"]
-    assert shown == {"Authorization": "Bearer ****mnop", "X-Custom-Token": "****cdef"}
+    assert shown == {"Authorization": "Bearer ****mnop", "X-Partner-Ref": "****cdef"}
     assert task["id"] == str(row["id"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import stat
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
@@ -26,8 +28,10 @@ from taskhub.models import scheduled_tasks
 from taskhub.models import signing_secrets as signing_table
 from taskhub.settings import Settings, load
 from taskhub.signing import verify
+from tests.engine import all_ended
 from tests.integration.test_api import Clock, client, dump, new_key
 from tests.integration.test_apikeys import Cli
+from tests.processes import Stack, wait_until
 from tests.target import Target, running_target
 
 T0 = datetime(2030, 1, 7, tzinfo=UTC)
@@ -123,10 +127,10 @@ def secrets_of(engine: Engine, task_id: str) -> dict[str, str]:
 def test_configured_secret_header_names_are_sealed(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TASKHUB_SECRET_HEADERS", "X-Signature-Token, X-Other")
-    body = task_body(headers={"X-Signature-Token": "abcdefghijklmnopqrstuvwxyz"})
+    monkeypatch.setenv("TASKHUB_SECRET_HEADERS", "X-Partner-Ref, X-Other")
+    body = task_body(headers={"X-Partner-Ref": "abcdefghijklmnopqrstuvwxyz"})
     task = api.a.post("/v1/tasks", json=body).json()
-    assert task["target"]["headers"] == {"X-Signature-Token": "****wxyz"}
+    assert task["target"]["headers"] == {"X-Partner-Ref": "****wxyz"}
     assert stored(api.engine, task["id"])["headers"] == {}
 
 
@@ -307,6 +311,123 @@ def test_private_targets_setting_and_allowed_networks(
     assert refused.status_code == 422
     monkeypatch.setenv("TASKHUB_ALLOW_PRIVATE_TARGETS", "1")
     assert api.a.post("/v1/tasks", json=task_body("c", url="http://127.0.0.1/")).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://\uff11\uff12\uff17.\uff10.\uff10.\uff11/", "127.0.0.1 is a loopback address"),
+        ("http://127\u30020\u30020\u30021/", "127.0.0.1 is a loopback address"),
+        ("http://10\uff0e0\uff0e0\uff0e1:8080/", "10.0.0.1 is a private address"),
+        ("http://[::ffff:7f00:1]/", "IPv4-mapped loopback address"),
+        ("http://127.1/", "is not a canonical IP address: write 127.0.0.1"),
+    ],
+)
+def test_urls_are_read_as_the_http_client_reads_them_at_creation(
+    api: Api, url: str, says: str
+) -> None:
+    before = dump(api.engine)
+    refused = api.a.post("/v1/tasks", json=task_body(url=url))
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["field"] == "target.url" and says in error["message"]
+    assert dump(api.engine) == before
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://169.254.170.2/v2/credentials/",
+        "http://100.100.100.200/latest/meta-data/",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://\uff11\uff16\uff19.254.169.254/",
+    ],
+)
+def test_metadata_services_stay_closed_with_private_targets_allowed(
+    api: Api, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("TASKHUB_ALLOW_PRIVATE_TARGETS", "1")
+    monkeypatch.setenv("TASKHUB_ALLOWED_TARGET_NETWORKS", "169.254.0.0/16, fd00::/8")
+    assert api.a.post("/v1/tasks", json=task_body("local", "http://127.0.0.1/")).status_code == 201
+    before = dump(api.engine)
+    refused = api.a.post("/v1/tasks", json=task_body(url=url))
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["field"] == "target.url" and "cloud metadata address" in error["message"]
+    assert dump(api.engine) == before
+
+
+def test_naming_a_metadata_address_opens_it(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKHUB_ALLOWED_TARGET_NETWORKS", "169.254.170.2/32")
+    url = "http://169.254.170.2/v2/metadata"
+    assert api.a.post("/v1/tasks", json=task_body(url=url)).status_code == 201
+    other = api.a.post("/v1/tasks", json=task_body(url="http://169.254.169.254/"))
+    assert other.status_code == 422
+
+
+def test_the_port_allow_list_at_creation_and_patch(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKHUB_ALLOWED_TARGET_PORTS", "443, 8443")
+    before = dump(api.engine)
+    refused = api.a.post("/v1/tasks", json=task_body(url="http://example.com:8080/hook"))
+    assert refused.status_code == 422
+    assert refused.json()["error"] == {
+        "code": "invalid",
+        "field": "target.url",
+        "message": "port 8080 is not allowed (TASKHUB_ALLOWED_TARGET_PORTS=443,8443)",
+    }
+    assert dump(api.engine) == before
+    task = api.a.post("/v1/tasks", json=task_body(url="https://example.com:8443/hook"))
+    assert task.status_code == 201
+    before = dump(api.engine)
+    patched = api.a.patch(
+        f"/v1/tasks/{task.json()['id']}", json={"target": {"url": "http://example.com/"}}
+    )
+    assert patched.status_code == 422 and patched.json()["error"]["field"] == "target.url"
+    assert dump(api.engine) == before
+
+
+# --- what a worker logs and keeps of a target that echoes credentials --------------------
+
+
+@pytest.mark.slow
+def test_a_worker_neither_logs_nor_keeps_the_credentials_a_target_echoes(
+    stack: Stack, pg_engine: Engine, target: Target, redis_url: str
+) -> None:
+    """Real worker and beat processes, the Redis result backend, a target echoing every
+    request header: the credentials reach the target and nowhere else."""
+    settings = load(stack.env)
+    secrets = {**HEADERS, "X-Access-Token": "xat-0123456789abcdef"}
+    values = ["sk_live_0123456789abcdef", "0123456789abcdef-cookie", "xat-0123456789abcdef"]
+    now = datetime.now(UTC)
+    body = task_body("echo", target.url("/headers"), headers=secrets, method="GET")
+    body["schedule"] = {"at": (now + timedelta(seconds=2)).isoformat()}
+    with pg_engine.begin() as conn:
+        task = tasks.add_task(conn, "acme", body, now, settings)
+    stack.start("worker", "all")
+    stack.start("beat", "beat")
+    assert wait_until(lambda: all_ended(pg_engine, 1), 60), stack.logs()
+    [received] = target.snapshot()
+    assert received.headers["Authorization"] == TOKEN  # the target did get them
+    with pg_engine.connect() as conn:
+        [shown] = executions.list_executions(conn, "acme", task_id=task["id"])["items"]
+    assert shown["status"] == "succeeded", shown
+    excerpt = shown["response_excerpt"]
+    assert '"X-Team": "billing"' in excerpt and '"Authorization": "[redacted]"' in excerpt
+    backend = redis.Redis.from_url(redis_url)
+    results = [backend.get(key) or b"" for key in backend.scan_iter("celery-task-meta-*")]
+    assert any(b"response_excerpt" in r for r in results)  # the chord's results are there
+    stack.stop_all()  # every line written
+    log = "\n".join(path.read_text() for path in stack.log_dir.glob("*.log"))
+    fired = re.search(r"Task taskhub\.fire_triggers\[[0-9a-f-]+\] succeeded in \S+s: (.*)", log)
+    assert fired is not None and fired.group(1) == "(result not logged)", log
+    for value in values:
+        assert value not in excerpt
+        assert value not in log, value
+        assert not any(value.encode() in r for r in results), value
 
 
 # --- the CLI (no TASKHUB_ENCRYPTION_KEYS: the generated development key) ------------------

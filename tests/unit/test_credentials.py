@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from urllib.parse import quote
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.credentials import is_secret, mask, split
+from taskhub.credentials import (
+    MIN_STRIPPED_CHARS,
+    REDACTED,
+    is_secret,
+    mask,
+    split,
+    strip_values,
+)
 
 
 @pytest.mark.parametrize(
@@ -18,7 +28,8 @@ def test_builtin_credential_headers(name: str) -> None:
 
 def test_configured_names_and_others() -> None:
     assert not is_secret("X-Team")
-    assert is_secret("x-signature-token", ["X-Signature-Token"])
+    assert not is_secret("x-partner-ref")
+    assert is_secret("x-partner-ref", ["X-Partner-Ref"])
 
 
 def test_split_keeps_names() -> None:
@@ -52,3 +63,84 @@ def test_mask_never_shows_more_than_the_last_four_characters(value: str) -> None
     if len(value) < 16:
         assert tail == ""
     assert mask(value) == shown  # stable: a client can send it back
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "X-Access-Token",
+        "Private-Token",
+        "X-Refresh-Token",
+        "X-Client-Secret",
+        "X-Api_Key",
+        "Apikey",
+        "X-Password",
+        "Proxy-Authorization",
+        "X-Amz-Security-Token",
+        "X-Private-Key",
+        "X-Credentials",
+    ],
+)
+def test_names_with_a_credential_word_are_credentials(name: str) -> None:
+    assert is_secret(name)
+
+
+@pytest.mark.parametrize("name", ["X-Team", "Accept", "Content-Type", "X-Request-Id", "X-Author"])
+def test_ordinary_names_are_not(name: str) -> None:
+    assert not is_secret(name)
+
+
+#: Credential values: the characters tokens, keys and cookies are made of.
+VALUE = st.text(
+    alphabet=st.characters(
+        codec="utf-8", exclude_categories=("Cc", "Cs", "Zs", "Zl", "Zp"), exclude_characters=";"
+    ),
+    min_size=MIN_STRIPPED_CHARS,
+    max_size=60,
+).filter(lambda v: v == v.strip() and v not in REDACTED)
+SCHEME = st.sampled_from(["", "Bearer ", "Token ", "Basic ", "Digest "])
+#: Text around the echo that cannot itself rebuild the value.
+NOISE = st.text(alphabet=" \n{}[]:,\"'=x", max_size=40)
+
+
+def echoes(value: str) -> list[str]:
+    """The ways an echo server may put a header value into its response."""
+    return [
+        value,
+        json.dumps({"headers": {"Authorization": value}}),
+        json.dumps({"headers": {"Authorization": value}}, ensure_ascii=False),
+        json.dumps(json.dumps({"Authorization": value})),  # JSON in a JSON string
+        json.dumps({"Authorization": value}).replace("/", "\\/"),  # PHP's json_encode
+        f"Authorization: {value}\r\n",
+        f"/callback?auth={quote(value, safe='')}",
+    ]
+
+
+@given(scheme=SCHEME, value=VALUE, before=NOISE, after=NOISE)
+def test_a_stripped_value_never_survives_any_echo(
+    scheme: str, value: str, before: str, after: str
+) -> None:
+    header = scheme + value
+    for echo in echoes(header):
+        text = strip_values(before + echo + after, [header])
+        assert value not in text, echo
+        assert json.dumps(value)[1:-1] not in text
+        assert quote(value, safe="") not in text
+
+
+@given(value=VALUE, cut_at=st.integers(min_value=MIN_STRIPPED_CHARS, max_value=59))
+def test_a_value_cut_short_at_the_end_is_stripped_when_the_text_was_cut(
+    value: str, cut_at: int
+) -> None:
+    text = "echo: " + value[:cut_at]
+    stripped = strip_values(text, [value], cut=True)
+    assert stripped.endswith(REDACTED)
+    assert value[: min(cut_at, len(value))] not in stripped
+
+
+def test_cookie_values_and_short_parts() -> None:
+    cookie = "theme=dark; session=0123456789abcdef"
+    text = strip_values('{"cookies": {"session": "0123456789abcdef", "theme": "dark"}}', [cookie])
+    assert text == '{"cookies": {"session": "[redacted]", "theme": "[redacted]"}}'
+    assert strip_values("a b c 123", ["123"]) == "a b c 123"  # too short to look for
+    assert strip_values("nothing here", []) == "nothing here"

@@ -180,13 +180,15 @@ def test_bad_policies_are_refused_naming_the_field(change: dict[str, Any], field
 
 GUARD = AddressPolicy()
 
-#: Every refused class, over IPv4 and IPv6 literals (and the legacy IPv4 spellings).
+#: Every refused class, over IPv4 and IPv6 literals (and the spellings the HTTP client
+#: reads as an address: legacy hex, full-width digits, ideographic full stops).
 BLOCKED_LITERAL_HOSTS = [
     ("127.0.0.1", "loopback"),
-    ("127.1", "loopback"),
-    ("2130706433", "loopback"),
     ("0x7f000001", "loopback"),
-    ("0177.0.0.1", "loopback"),
+    ("0x7f.1", "loopback"),
+    ("\uff11\uff12\uff17.\uff10.\uff10.\uff11", "loopback"),  # full-width digits
+    ("127\u30020\u30020\u30021", "loopback"),  # ideographic full stops
+    ("\uff11\uff16\uff19.254.169.254", "cloud metadata"),
     ("[::1]", "loopback"),
     ("10.0.0.1", "private"),
     ("172.16.0.1", "private"),
@@ -221,7 +223,26 @@ def test_blocked_ip_literals_are_refused_naming_target_url(host: str, needle: st
 @pytest.mark.parametrize(("host", "needle"), BLOCKED_LITERAL_HOSTS)
 def test_blocked_literals_pass_when_private_targets_are_allowed(host: str, needle: str) -> None:
     policy = AddressPolicy(allow_private=True)
-    parse_definition(_with_url(f"http://{host}/"), NOW, address_policy=policy)
+    if needle == "cloud metadata":
+        with pytest.raises(ValidationError, match="cloud metadata"):
+            parse_definition(_with_url(f"http://{host}/"), NOW, address_policy=policy)
+    else:
+        parse_definition(_with_url(f"http://{host}/"), NOW, address_policy=policy)
+
+
+@pytest.mark.parametrize(
+    ("host", "canonical"),
+    [("127.1", "127.0.0.1"), ("2130706433", "127.0.0.1"), ("0177.0.0.1", "127.0.0.1")],
+)
+@pytest.mark.parametrize("policy", [None, AddressPolicy(), AddressPolicy(allow_private=True)])
+def test_legacy_decimal_and_octal_literals_are_refused_whatever_the_policy(
+    host: str, canonical: str, policy: AddressPolicy | None
+) -> None:
+    """The HTTP client refuses to connect to them, so a task holding one could never fire."""
+    with pytest.raises(ValidationError) as info:
+        parse_definition(_with_url(f"http://{host}/"), NOW, address_policy=policy)
+    assert info.value.field == "target.url"
+    assert info.value.message.endswith(f"is not a canonical IP address: write {canonical}")
 
 
 @pytest.mark.parametrize(

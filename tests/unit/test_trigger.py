@@ -190,6 +190,14 @@ class Target:
     async def redirect_away(self, request: web.Request) -> web.Response:
         raise web.HTTPFound(request.query["to"])
 
+    async def mirror(self, request: web.Request) -> web.Response:
+        """The request's headers back, as httpbin's /headers does, after ``pad`` bytes."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.raw_headers}
+        pad = "." * int(request.query.get("pad", "0"))
+        if "only" in request.query:  # that header's value alone, at byte ``pad``
+            return web.Response(text=pad + headers[request.query["only"]] + " and more")
+        return web.Response(text=pad + json.dumps({"headers": headers}, indent=2))
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/echo/{token}", self.echo)
@@ -202,6 +210,7 @@ class Target:
         app.router.add_get("/nul", self.nul)
         app.router.add_get("/redirect/{token}", self.redirect)
         app.router.add_get("/redirect-away", self.redirect_away)
+        app.router.add_get("/mirror", self.mirror)
         return app
 
 
@@ -641,6 +650,7 @@ def test_untrusted_certificate_is_a_tls_error(tls_port: int) -> None:
         "http://127.0.0.1:99999/",
         "http://[::1/",
         "gopher://127.0.0.1:70/",
+        "http://[]@127.0.0.1/",
     ],
 )
 def test_not_an_http_url(url: str) -> None:
@@ -713,7 +723,7 @@ def test_errors_never_echo_secrets() -> None:
         ("[fc00::1]", "unique-local"),
         ("[fd12:3456::1]", "unique-local"),
         ("[::]", "unspecified"),
-        ("[::ffff:169.254.169.254]", "IPv4-mapped link-local address (cloud metadata"),
+        ("[::ffff:169.254.169.254]", "IPv4-mapped cloud metadata address"),
         ("[::ffff:10.0.0.1]", "IPv4-mapped private"),
         ("[::ffff:100.64.0.1]", "IPv4-mapped private address (shared"),
     ],
@@ -731,7 +741,7 @@ def test_blocked_literals_are_refused_before_connecting(
     assert target.hits(token) == []
 
 
-@pytest.mark.parametrize("host", ["2130706433", "127.1", "0177.0.0.1"])
+@pytest.mark.parametrize("host", ["2130706433", "127.1", "0177.0.0.1", "0x7f000001", "0x7f.1"])
 def test_legacy_numeric_hosts_are_refused(
     target: Target, loopback_only: ConnectLog, host: str
 ) -> None:
@@ -741,7 +751,7 @@ def test_legacy_numeric_hosts_are_refused(
     assert loopback_only.addresses == []
 
 
-@pytest.mark.parametrize("host", ["localhost", "LocalHost", "0x7f000001"])
+@pytest.mark.parametrize("host", ["localhost", "LocalHost"])
 def test_host_names_resolving_to_blocked_addresses_are_refused(
     target: Target, loopback_only: ConnectLog, host: str
 ) -> None:
@@ -980,6 +990,59 @@ def test_allowed_networks_let_chosen_addresses_through_and_guard_the_rest(
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254:{port}/latest/meta-data/",
+        "http://[fd00:ec2::254]:{port}/",
+        "http://[::ffff:169.254.170.2]:{port}/",
+        "http://\uff11\uff16\uff19\u3002254\u3002169\u3002254:{port}/",
+        "http://meta.internal:{port}/",
+        "http://ecs.internal:{port}/",
+    ],
+)
+def test_metadata_addresses_stay_closed_with_private_targets_allowed(
+    target: Target,
+    loopback_only: ConnectLog,
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+) -> None:
+    table = {"meta.internal": ["169.254.169.254"], "ecs.internal": ["127.0.0.1", "169.254.170.2"]}
+    monkeypatch.setattr(trigger, "DefaultResolver", lambda: MapResolver(table))
+    settings = make_settings(TASKHUB_MAX_IN_FLIGHT=str(next(_fresh_clients)))
+    assert settings.allow_private_targets
+    loopback_only.clear()
+    outcome = fire_one(req(url.format(port=target.port)), settings)
+    assert outcome.error_kind == "blocked_address", outcome.error
+    assert outcome.error is not None and "cloud metadata address" in outcome.error
+    assert loopback_only.addresses == []
+    # Named exactly, the address opens (here the resolver's answer, to show the rule).
+    named = make_settings(
+        TASKHUB_MAX_IN_FLIGHT=str(next(_fresh_clients)),
+        TASKHUB_ALLOWED_TARGET_NETWORKS="169.254.169.254/32",
+    )
+    table["meta.internal"] = ["127.0.0.1"]
+    token = uuid.uuid4().hex
+    opened = fire_one(req(f"http://meta.internal:{target.port}/echo/{token}"), named)
+    assert opened.http_status == 200 and len(target.hits(token)) == 1
+
+
+def test_a_port_outside_the_allow_list_is_refused_before_connecting(
+    target: Target, loopback_only: ConnectLog
+) -> None:
+    settings = make_settings(TASKHUB_ALLOWED_TARGET_PORTS="443")
+    token = uuid.uuid4().hex
+    loopback_only.clear()
+    outcome = fire_one(req(f"http://127.0.0.1:{target.port}/echo/{token}"), settings)
+    assert outcome.error_kind == "blocked_address"
+    assert outcome.error == (
+        f"blocked_address: port {target.port} is not allowed (TASKHUB_ALLOWED_TARGET_PORTS=443)"
+    )
+    assert loopback_only.addresses == [] and target.hits(token) == []
+    allowed = make_settings(TASKHUB_ALLOWED_TARGET_PORTS=f"443,{target.port}")
+    assert fire_one(req(f"http://127.0.0.1:{target.port}/echo/{token}"), allowed).http_status == 200
+
+
+@pytest.mark.parametrize(
     "to",
     [
         "http://169.254.169.254/latest/meta-data/iam/",
@@ -1021,6 +1084,60 @@ def test_sealed_headers_travel_sealed_and_are_sent_unsealed(target: Target) -> N
     [seen] = target.hits(token)
     headers = dict(seen.headers)
     assert headers["Authorization"] == SEKRIT and headers["X-Team"] == "billing"
+
+
+@pytest.mark.parametrize("pad", [0, 500, 900])
+def test_an_echoed_credential_never_reaches_the_excerpt(target: Target, pad: int) -> None:
+    """Wherever the echo puts it, even across the excerpt's cut, no credential value of
+    the request (sealed headers, a plain header named like one, signing secrets) is in
+    the outcome: it goes to the result backend, the database and the API from here."""
+    signing_secret = new_secret()
+    sealer = sealer_for(OPEN)
+    sealed = {"Authorization": SEKRIT, "X-Access-Token": "xat-0123456789abcdef"}
+    request = req(
+        f"http://127.0.0.1:{target.port}/mirror?pad={pad}",
+        headers={"X-Team": "billing", "Private-Token": "glpat-legacy-plain-0123"},
+        sealed_headers=sealer.seal_json(sealed),
+        sealed_signing_secrets=(sealer.seal(signing_secret),),
+    )
+    outcome = fire_one(request)
+    assert outcome.http_status == 200
+    excerpt = outcome.response_excerpt
+    assert excerpt is not None and len(excerpt.encode()) <= trigger.EXCERPT_BYTES
+    message = json.dumps(outcome.to_message())
+    for value in ("sekrit-0123456789-wxyz", "xat-0123", "glpat-legacy", signing_secret[6:14]):
+        assert value not in message
+    if pad < 400:  # the whole echo fits: the rest of it is kept as it was
+        assert '"Authorization": "[redacted]"' in excerpt
+        assert '"X-Team": "billing"' in excerpt
+
+
+@pytest.mark.parametrize("before_cut", [1, 4, 8, 12, 20, 28, 29, 30])
+def test_a_credential_cut_by_the_excerpt_leaves_no_part_of_itself(
+    target: Target, before_cut: int
+) -> None:
+    """The value starts ``before_cut`` bytes before the excerpt's end."""
+    pad = trigger.EXCERPT_BYTES - before_cut
+    request = req(
+        f"http://127.0.0.1:{target.port}/mirror?pad={pad}&only=Authorization",
+        sealed_headers=sealer_for(OPEN).seal_json({"Authorization": SEKRIT}),
+    )
+    excerpt = fire_one(request).response_excerpt
+    assert excerpt is not None and excerpt.startswith("." * pad)
+    shown = excerpt[pad:]
+    assert len(shown) <= before_cut
+    credential = SEKRIT.removeprefix("Bearer ")
+    assert not any(credential[:n] in shown for n in range(4, len(credential) + 1)), shown
+
+
+def test_a_credential_cut_by_the_response_cap_leaves_no_part_of_itself(target: Target) -> None:
+    settings = make_settings(TASKHUB_MAX_RESPONSE_BYTES="110")
+    request = req(
+        f"http://127.0.0.1:{target.port}/mirror?pad=100&only=Authorization",
+        sealed_headers=sealer_for(OPEN).seal_json({"Authorization": SEKRIT}),
+    )
+    excerpt = fire_one(request, settings).response_excerpt
+    assert excerpt == "." * 100 + "[redacted]"  # "Bearer sek", read up to the cap
 
 
 def test_credentials_that_cannot_be_unsealed_fail_clearly_without_sending(
