@@ -385,8 +385,8 @@ def update_task(
     now: datetime,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Change fields; the next run is recomputed from now. A changed target applies to
-    occurrences claimed from now on. A credential header sent back masked is kept.
+    """Change fields; the next run is recomputed from now. A credential header sent back
+    masked is kept.
 
     A patch of what or when the task fires (``withdrawal.FIRING_FIELDS``) first withdraws
     the occurrences written down and not yet sent; the changed task claims them again as
