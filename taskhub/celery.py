@@ -21,7 +21,7 @@ from celery.result import denied_join_result
 from celery.schedules import crontab
 from kombu import Queue
 
-from taskhub import db, discovery, heartbeat, logs, staging, state, trigger
+from taskhub import db, discovery, heartbeat, logs, staging, state, trigger, withdrawal
 from taskhub.fanout import build_chords
 from taskhub.settings import Settings, load
 
@@ -237,6 +237,8 @@ def fire_triggers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     A request received after its ``send_by`` is not fired: its lease may have run out and
     the database may have sent it again. It returns no outcome; the lease brings it back.
+    Nor is one the database does not clear at its send time (``withdrawal``): its task
+    was paused, changed or deleted meanwhile.
     """
     now = utcnow()
     requests = [trigger.TriggerRequest.from_message(m) for m in messages]
@@ -245,7 +247,16 @@ def fire_triggers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         log.warning(
             "not firing %d requests received after their send_by", len(requests) - len(fresh)
         )
-    return [outcome.to_message() for outcome in trigger.fire(fresh, settings)]
+    outcomes = trigger.fire(fresh, settings, clear=clear_to_send)
+    if len(outcomes) < len(fresh):
+        log.info("not firing %d requests not cleared to send", len(fresh) - len(outcomes))
+    return [outcome.to_message() for outcome in outcomes]
+
+
+def clear_to_send(requests: Sequence[trigger.TriggerRequest]) -> set[int]:
+    """``trigger.fire``'s clearance: what the database still wants sent."""
+    engine = db.get_engine(settings.database_url)
+    return withdrawal.clear_to_send(engine, requests, utcnow())
 
 
 @app.task(name="taskhub.record_chunk", ignore_result=True)

@@ -65,6 +65,12 @@ FAMILIES: Final[Mapping[str, Family]] = {
     "taskhub_occurrences_claimed": Family(
         "counter", "Occurrences claimed by ticks, each written as one execution"
     ),
+    "taskhub_occurrences_withdrawn": Family(
+        "counter",
+        "Occurrences written down but not yet sent, withdrawn (deleted) in the transaction "
+        "of a change to their task, by reason: pause, auto_pause, change (of its schedule, "
+        "window or target), delete",
+    ),
     "taskhub_executions_redispatched": Family(
         "counter", "Executions sent again by a tick: retries after their backoff, lost sends"
     ),
@@ -216,6 +222,13 @@ def for_claim(occurrences: bool, count: int) -> Increments:
         return {}
     name = "taskhub_occurrences_claimed" if occurrences else "taskhub_executions_redispatched"
     return {(f"{name}_total", ""): float(count)}
+
+
+def for_withdrawn(reason: str, count: int) -> Increments:
+    """Occurrences a change of their task withdrew before they were sent."""
+    if count == 0:
+        return {}
+    return {("taskhub_occurrences_withdrawn_total", _one_label("reason", reason)): float(count)}
 
 
 def for_tick(duration_s: float) -> Increments:

@@ -5,7 +5,8 @@ for exactly this attempt (``status`` open and ``attempts == attempt - 1``), so a
 callback that runs twice, or an outcome of a send that was repeated after its lease
 ran out, changes nothing the second time. A task whose failures in a row reach its
 ``auto_pause_after_failures`` is paused in the same transaction, so no tick can claim
-another occurrence of it in between.
+another occurrence of it in between, and its occurrences written down but not yet sent
+are withdrawn with it (``withdrawal``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Engine, RowMapping
 
-from taskhub import counters, queries
+from taskhub import counters, queries, withdrawal
 from taskhub.retry_policy import RetryPolicy, decide
 from taskhub.settings import Settings
 from taskhub.statuses import ExecutionStatus, LastStatus, PausedBy
@@ -49,6 +50,8 @@ class RecordReport:
     retries_scheduled: int = 0
     finished: int = 0
     auto_paused: int = 0
+    #: Unsent occurrences of the tasks it auto-paused, withdrawn.
+    withdrawn: int = 0
 
 
 def _policy(task: RowMapping) -> RetryPolicy:
@@ -129,7 +132,11 @@ def record_outcomes(
                     "b_duration_ms": outcome.duration_ms,
                     "b_error": outcome.error,
                     "b_response_excerpt": outcome.response_excerpt,
-                    "b_started_at": row["started_at"] or outcome.started_at,
+                    # The first attempt's own start (the send's clearance marked the
+                    # row when it let it go); a later attempt keeps the first's.
+                    "b_started_at": outcome.started_at
+                    if row["attempts"] == 0
+                    else row["started_at"] or outcome.started_at,
                     "b_finished_at": now if terminal else None,
                 }
             )
@@ -178,12 +185,16 @@ def record_outcomes(
         still_open = queries.tasks_with_open_executions(
             conn, (u["b_id"] for u in task_updates if u["b_is_finished"])
         )
+        paused: list[uuid.UUID] = []
         for update in task_updates:
             if update["b_is_finished"] and update["b_id"] in still_open:
                 update["b_is_finished"] = False
             report.finished += int(update["b_is_finished"])
-            report.auto_paused += int(_auto_pause(update, tasks[update["b_id"]], ended, now))
+            if _auto_pause(update, tasks[update["b_id"]], ended, now):
+                paused.append(update["b_id"])
+        report.auto_paused = len(paused)
         queries.update_task_results(conn, task_updates)
+        report.withdrawn = withdrawal.withdraw(conn, paused, now, withdrawal.AUTO_PAUSE)
         # In the same transaction: an ignored (repeated) outcome is never counted.
         queries.add_to_counters(conn, counters.for_attempts(measures))
         queries.add_to_counters(
@@ -279,12 +290,31 @@ def _auto_pause(
     failures = update["b_consecutive_failures"]
     if limit is None or failures < limit or not task["is_active"] or update["b_is_finished"]:
         return False
-    last = max(ended[task["id"]], key=lambda result: result.scheduled_for)
+    count, reached = _limit_reached(task["consecutive_failures"], ended[task["id"]], limit)
     update.update(
         b_is_active=False,
         b_paused_by=PausedBy.AUTO_PAUSE.value,
-        b_paused_reason=f"auto-paused after {failures} consecutive failures"
-        f" (last: {last.error or last.status.value})",
+        b_paused_reason=f"auto-paused after {count} consecutive failure{'' if count == 1 else 's'}"
+        f" (auto_pause_after_failures: {limit}; last: {reached.error or reached.status.value})",
         b_paused_at=now,
     )
     return True
+
+
+def _limit_reached(before: int, results: list[Ended], limit: int) -> tuple[int, Ended]:
+    """The failure that made the task's final run of failures reach ``limit``, and the
+    count there (``before`` failures in a row came before these results). Failures
+    after it in the same chunk were sent before the pause: they count in
+    ``consecutive_failures``, not in the reason."""
+    failures = before
+    reached: tuple[int, Ended] | None = None
+    for result in sorted(results, key=lambda r: r.scheduled_for):
+        if result.status is ExecutionStatus.SUCCEEDED:
+            failures, reached = 0, None
+            continue
+        failures += 1
+        if reached is None and failures >= limit:
+            reached = (failures, result)
+    if reached is None:  # the caller checked that the final count reaches the limit
+        raise ValueError("the failures do not reach the limit")
+    return reached

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Connection, RowMapping
 
-from taskhub import credentials, paging, queries
+from taskhub import credentials, paging, queries, withdrawal
 from taskhub.addresses import parse_target_url
 from taskhub.definitions import (
     TaskDefinition,
@@ -224,15 +224,30 @@ def definition_dict(
     }
 
 
+def next_fire(
+    row: RowMapping | Mapping[str, Any], unsent: tuple[datetime, int] | None
+) -> datetime | None:
+    """The next occurrence that will really fire: the earliest of the task's occurrences
+    written down but not sent yet (``unsent``, as ``queries.unsent_occurrences`` gives
+    it), which its ``next_execution_time`` has already moved past, or that time."""
+    stored: datetime | None = row["next_execution_time"]
+    if unsent is None or not row["is_active"]:
+        return stored
+    return unsent[0] if stored is None else min(stored, unsent[0])
+
+
 def task_view(
-    row: RowMapping | Mapping[str, Any], settings: Settings | None = None
+    row: RowMapping | Mapping[str, Any],
+    settings: Settings | None = None,
+    unsent: tuple[datetime, int] | None = None,
 ) -> dict[str, Any]:
-    """A task as returned: what was sent plus its state (SPEC)."""
+    """A task as returned: what was sent plus its state (SPEC). ``unsent``: see
+    :func:`next_fire`."""
     return {
         "id": str(row["id"]),
         **definition_dict(row, settings),
         "status": task_status(is_active=row["is_active"], is_finished=row["is_finished"]).value,
-        "next_execution_time": _iso(row["next_execution_time"]),
+        "next_execution_time": _iso(next_fire(row, unsent)),
         "last_execution_time": _iso(row["last_execution_time"]),
         "last_status": row["last_status"],
         "execution_count": row["execution_count"],
@@ -296,13 +311,26 @@ def add_task(
     settings = settings or load()
     definition = parse_definition(data, now, address_policy=settings.address_policy)
     task_id = create_task(conn, definition, now, tenant, settings)
-    return get_task(conn, tenant, task_id, settings)
+    return get_task(conn, tenant, task_id, settings, now)
 
 
 def get_task(
-    conn: Connection, tenant: str, task_id: str | uuid.UUID, settings: Settings | None = None
+    conn: Connection,
+    tenant: str,
+    task_id: str | uuid.UUID,
+    settings: Settings | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    return task_view(_row(conn, tenant, task_id), settings)
+    row = _row(conn, tenant, task_id)
+    return task_view(row, settings, _unsent(conn, [row], now).get(row["id"]))
+
+
+def _unsent(
+    conn: Connection, rows: Sequence[RowMapping], now: datetime | None
+) -> dict[uuid.UUID, tuple[datetime, int]]:
+    """The active tasks' occurrences written down but not yet sent (:func:`next_fire`)."""
+    active = [row["id"] for row in rows if row["is_active"] and not row["is_finished"]]
+    return queries.unsent_occurrences(conn, active, now or datetime.now(UTC))
 
 
 def tag_filters(tags: list[str]) -> tuple[tuple[str, str], ...]:
@@ -329,6 +357,7 @@ def list_tasks(
     next_after: str | None = None,
     cursor: str | None = None,
     limit: int | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     if status is not None and status not in {s.value for s in TaskStatus}:
         raise ValidationError("status", "must be active, paused or finished")
@@ -354,7 +383,8 @@ def list_tasks(
         next_after=parse_time(next_after, "next_after"),
     )
     rows = queries.list_tasks(conn, tenant, filters, after, size + 1)
-    items = [task_view(row) for row in rows[:size]]
+    unsent = _unsent(conn, rows[:size], now)
+    items = [task_view(row, unsent=unsent.get(row["id"])) for row in rows[:size]]
     next_cursor = None
     if len(rows) > size:
         last = rows[size - 1]
@@ -389,9 +419,13 @@ def update_task(
     now: datetime,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Change fields; the next run is recomputed from now. A changed target applies to
-    occurrences claimed from now on. A credential header sent back masked is kept, but
-    only while the target's origin stays the same (``_refuse_moved_credentials``)."""
+    """Change fields; the next run is recomputed from now. A credential header sent back
+    masked is kept, but only while the target's origin stays the same
+    (``_refuse_moved_credentials``).
+
+    A patch of what or when the task fires (``withdrawal.FIRING_FIELDS``) first withdraws
+    the occurrences written down and not yet sent; the changed task claims them again as
+    it now says (a changed target: the same due times, to the new target)."""
     settings = settings or load()
     if not isinstance(patch, Mapping):
         raise ValidationError("", "the body must be a JSON object")
@@ -413,6 +447,10 @@ def update_task(
     definition = _keep_masked(definition, stored_secrets)
     if queries.task_name_taken(conn, tenant, definition.name, except_id=row["id"]):
         raise Conflict("a task with this name exists", "name")
+    if withdrawal.FIRING_FIELDS & set(patch) and withdrawal.withdraw(
+        conn, [row["id"]], now, withdrawal.CHANGE
+    ):
+        row = _row(conn, tenant, row["id"], lock=True)  # its next time and count moved back
     columns = _definition_columns(definition, settings)
     values: dict[str, Any] = {**columns, "updated_at": now}
     if "schedule" in patch or {"start_at", "end_at", "max_executions"} & set(patch):
@@ -427,12 +465,16 @@ def update_task(
             conn, [row["id"]]
         )
     queries.update_task(conn, row["id"], values)
-    return get_task(conn, tenant, row["id"], settings)
+    return get_task(conn, tenant, row["id"], settings, now)
 
 
-def delete_task(conn: Connection, tenant: str, task_id: str | uuid.UUID) -> None:
-    """Deletes the task and, with it, its executions and their attempts."""
+def delete_task(
+    conn: Connection, tenant: str, task_id: str | uuid.UUID, now: datetime | None = None
+) -> None:
+    """Deletes the task and, with it, its executions and their attempts (those written
+    down and not yet sent are counted as withdrawn)."""
     row = _row(conn, tenant, task_id, lock=True)
+    withdrawal.withdraw(conn, [row["id"]], now or datetime.now(UTC), withdrawal.DELETE)
     queries.delete_task(conn, row["id"])
 
 
@@ -465,12 +507,14 @@ def pause_task(
 ) -> dict[str, Any]:
     """A user's pause; ``request`` is the optional ``{"reason": ...}``. A task already
     paused (by a user or by auto-pause) stays paused as it was: who paused it first, and
-    why, is kept."""
+    why, is kept. Its occurrences written down and not yet sent are withdrawn; a run-now
+    is not (and may be asked for while paused)."""
     row = _row(conn, tenant, task_id, lock=True)
     reason = parse_pause_request({} if request is None else request)
     if row["is_finished"]:
         raise Conflict("the task is finished", "status")
     if row["is_active"]:
+        withdrawal.withdraw(conn, [row["id"]], now, withdrawal.PAUSE)
         queries.update_task(
             conn,
             row["id"],
@@ -482,7 +526,7 @@ def pause_task(
                 "updated_at": now,
             },
         )
-    return get_task(conn, tenant, row["id"])
+    return get_task(conn, tenant, row["id"], now=now)
 
 
 def resume_task(
@@ -506,7 +550,7 @@ def resume_task(
     if not row["is_active"] and row["next_execution_time"] is not None:
         values["next_execution_time"] = _next_from(row, now)
     queries.update_task(conn, row["id"], values)
-    return get_task(conn, tenant, row["id"])
+    return get_task(conn, tenant, row["id"], now=now)
 
 
 def _next_from(row: RowMapping, now: datetime) -> datetime | None:
@@ -520,7 +564,8 @@ def run_task_now(
     conn: Connection, tenant: str, task_id: str | uuid.UUID, now: datetime
 ) -> dict[str, Any]:
     """An extra occurrence, due now: the next tick sends it (the caller may ask for a tick
-    at once). It does not count against ``max_executions``.
+    at once). It does not count against ``max_executions``, and is allowed while the
+    task is paused (a pause never withdraws it).
 
     The task's row stays locked until the caller commits: a delete waits, then takes this
     execution with it (executions have no foreign key to cascade on)."""
@@ -585,11 +630,20 @@ def _preview(
 def preview_task(
     conn: Connection, tenant: str, task_id: str | uuid.UUID, now: datetime, count: int = 10
 ) -> dict[str, Any]:
+    """From the next occurrence that will really fire (:func:`next_fire`): one written
+    down but not sent yet comes first, and counts as not yet fired."""
     row = _row(conn, tenant, task_id)
-    if row["is_finished"] or row["next_execution_time"] is None:
+    unsent = _unsent(conn, [row], now).get(row["id"])
+    if row["is_finished"] or next_fire(row, unsent) is None:
         return _preview(schedule_of(row), window_of(row), now, count, 0) | {"fire_times": []}
-    start = max(now, row["next_execution_time"]) if row["is_active"] else now
-    return _preview(schedule_of(row), window_of(row), start, count, row["occurrence_count"])
+    so_far = row["occurrence_count"]
+    if unsent is not None:
+        start, so_far = unsent[0], so_far - unsent[1]
+    elif row["is_active"]:
+        start = max(now, row["next_execution_time"])
+    else:
+        start = now
+    return _preview(schedule_of(row), window_of(row), start, count, so_far)
 
 
 def preview_schedule(data: Any, now: datetime, count: int = 10) -> dict[str, Any]:

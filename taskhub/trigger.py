@@ -37,6 +37,12 @@ batch, to other hosts, go on. One that gets no slot within
 the database sends it again later). A 429 from a limited host pauses that host's budget
 for ``Retry-After`` (1 s without one); unlimited hosts cost no flow-control call at all.
 
+Clearance (``withdrawal``): with a ``clear`` function, a request is sent only if the
+database clears it when its send time has come: one call for every request of a batch
+due by then, run off the loop. A request not cleared (its task was paused, changed or
+deleted since it was published, or the database could not be asked) is dropped and has
+no outcome.
+
 Credentials: a request's credential headers and its tenant's signing secrets travel
 sealed (``sealing``) and are unsealed on the loop just before the attempt is sent; the
 ``X-Taskhub-Signature`` (``signing``) is computed then, at send time. They are stripped
@@ -63,7 +69,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -115,6 +121,8 @@ ERROR_KINDS: Final = frozenset(
 )
 #: The longest a request published ahead is held (the lead is at most 30 s).
 MAX_HOLD_S: Final = 30.0
+#: The longest a batch waits for its clearance before it drops what it asked about.
+CLEAR_TIMEOUT_S: Final = 10.0
 #: How long a host's budget pauses after a 429 without a usable ``Retry-After``.
 DEFAULT_429_PAUSE_S: Final = 1.0
 EXCERPT_BYTES: Final = 1024
@@ -695,6 +703,41 @@ def _throttled(request: TriggerRequest, waited_s: float, retry_in_s: float) -> T
     )
 
 
+#: Which execution ids of these requests may be sent now (``withdrawal.clear_to_send``).
+Clear = Callable[[Sequence[TriggerRequest]], Collection[int]]
+
+
+async def _clearance(clear: Clear, requests: Sequence[TriggerRequest]) -> set[int]:
+    """``clear`` on the loop's executor (it blocks on a database); nothing is cleared if
+    it fails or takes longer than ``CLEAR_TIMEOUT_S``."""
+    loop = asyncio.get_running_loop()
+    try:
+        cleared = await asyncio.wait_for(
+            loop.run_in_executor(None, clear, list(requests)), CLEAR_TIMEOUT_S
+        )
+    except Exception:
+        log.warning(
+            "could not clear %d requests to send; not sending them (their leases send them again)",
+            len(requests),
+            exc_info=True,
+        )
+        return set()
+    return set(cleared)
+
+
+def _due_by(requests: Sequence[TriggerRequest], order: Sequence[int], start: int) -> int:
+    """The end of the run of ``order`` from ``start`` (at least one) whose send time has
+    come: they are cleared together."""
+    now = datetime.now(UTC)
+    end = start + 1
+    while end < len(order):
+        not_before = requests[order[end]].not_before
+        if not_before is not None and not_before > now:
+            break
+        end += 1
+    return end
+
+
 async def _hold(request: TriggerRequest) -> None:
     """Until a request published ahead may be sent (at most ``MAX_HOLD_S``)."""
     if request.not_before is not None:
@@ -751,8 +794,10 @@ async def _fire_batch(
     requests: Sequence[TriggerRequest],
     settings: Settings,
     limiter: flow_control.Limiter,
+    clear: Clear | None = None,
 ) -> list[TriggerOutcome]:
-    """Every request of one message, started in send-time order as slots free up.
+    """Every request of one message, started in send-time order as slots free up; with
+    ``clear``, only those it clears (the others have no outcome).
 
     A request gets a task only once it holds a fast slot (or, to a limited host, to wait
     for that host's budget, so other hosts go on): a burst of 10,000 requests held in
@@ -761,10 +806,21 @@ async def _fire_batch(
     far_past = datetime.min.replace(tzinfo=UTC)
     order = sorted(range(len(requests)), key=lambda i: requests[i].not_before or far_past)
     tasks: list[asyncio.Future[TriggerOutcome]] = []
+    started: list[int] = []  # the index of each task's request
+    cleared: set[int] = set()
+    cleared_until = 0  # the positions of ``order`` before this one were asked about
     try:
-        for i in order:
+        for position, i in enumerate(order):
             request = requests[i]
             await _hold(request)
+            if clear is not None:
+                if position >= cleared_until:
+                    cleared_until = _due_by(requests, order, position)
+                    due = [requests[j] for j in order[position:cleared_until]]
+                    cleared |= await _clearance(clear, due)
+                if request.execution_id not in cleared:
+                    continue
+            started.append(i)
             limited = _flow_limit(request, settings)
             if limited is not None:
                 attempt = _attempt(client, request, settings, limiter, *limited)
@@ -779,8 +835,8 @@ async def _fire_batch(
     finally:  # what is left when the batch itself is cancelled (the loop is going away)
         for task in tasks:
             task.cancel()
-    by_index = dict(zip(order, outcomes, strict=True))
-    return [by_index[i] for i in range(len(requests))]
+    by_index = dict(zip(started, outcomes, strict=True))
+    return [by_index[i] for i in range(len(requests)) if i in by_index]
 
 
 async def _send(
@@ -935,9 +991,12 @@ class _Runtime:
         requests: Sequence[TriggerRequest],
         settings: Settings,
         limiter: flow_control.Limiter | None = None,
+        clear: Clear | None = None,
     ) -> list[TriggerOutcome]:
         client = self._client(settings)
-        return await _fire_batch(client, requests, settings, limiter or self._limiter(settings))
+        return await _fire_batch(
+            client, requests, settings, limiter or self._limiter(settings), clear
+        )
 
     async def aclose(self) -> None:
         clients, self.clients = list(self.clients.values()), {}
@@ -996,8 +1055,10 @@ def fire(
     requests: Sequence[TriggerRequest],
     settings: Settings,
     limiter: flow_control.Limiter | None = None,
+    clear: Clear | None = None,
 ) -> list[TriggerOutcome]:
-    """Make every attempt concurrently; one outcome per request, in the same order.
+    """Make every attempt concurrently; one outcome per request, in the same order
+    (with ``clear``: per request it cleared, see the module's docstring).
 
     Synchronous and thread-safe. Never raises for anything a request or a target can
     do; only programming errors raise. ``limiter`` replaces the process's flow-control
@@ -1012,7 +1073,7 @@ def fire(
     with _in_flight_lock:
         _in_flight += len(batch)
     try:
-        return runtime.call(lambda: runtime.run_batch(batch, settings, limiter))
+        return runtime.call(lambda: runtime.run_batch(batch, settings, limiter, clear))
     finally:
         with _in_flight_lock:
             _in_flight -= len(batch)

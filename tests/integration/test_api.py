@@ -495,7 +495,9 @@ def test_an_auto_pause_and_a_user_pause_say_who_and_why(api: Api) -> None:
     make_dead(api.engine, execution["id"])
     paused = api.a.get(f"/v1/tasks/{task['id']}").json()
     assert (paused["status"], paused["paused_by"]) == ("paused", "auto_pause")
-    assert paused["paused_reason"] == "auto-paused after 1 consecutive failures (last: HTTP 503)"
+    assert paused["paused_reason"] == (
+        "auto-paused after 1 consecutive failure (auto_pause_after_failures: 1; last: HTTP 503)"
+    )
     assert paused["paused_at"] is not None
     listed = api.a.get("/v1/tasks", params={"status": "paused"}).json()["items"]
     assert [t["paused_reason"] for t in listed] == [paused["paused_reason"]]

@@ -408,7 +408,9 @@ def test_failures_in_a_row_auto_pause_the_task_in_the_write_back(engine: Engine)
     paused = task_row(engine, task_id)
     assert not paused["is_active"] and paused["consecutive_failures"] == 3
     assert paused["paused_by"] == "auto_pause" and paused["paused_at"] == NOW
-    assert paused["paused_reason"] == "auto-paused after 3 consecutive failures (last: HTTP 500)"
+    assert paused["paused_reason"] == (
+        "auto-paused after 3 consecutive failures (auto_pause_after_failures: 3; last: HTTP 500)"
+    )
     # The same outcome again changes nothing.
     assert record(requests[5], 500).applied == 0
     assert task_row(engine, task_id) == paused
@@ -449,7 +451,9 @@ def test_failures_in_one_chunk_auto_pause_with_the_newest_error(engine: Engine) 
     report = state.record_outcomes(engine, outcomes, SETTINGS, NOW, lambda: 0.5)
     assert (report.applied, report.auto_paused) == (2, 1)
     task = task_row(engine, task_id)
-    assert task["paused_reason"] == "auto-paused after 2 consecutive failures (last: HTTP 404)"
+    assert task["paused_reason"] == (
+        "auto-paused after 2 consecutive failures (auto_pause_after_failures: 2; last: HTTP 404)"
+    )
     # Without a limit nothing pauses, however many fail.
     other = add_task(engine, "never", {"interval_seconds": 1200}, retry={"max_attempts": 1})
     for request in claim_all(engine, NOW):

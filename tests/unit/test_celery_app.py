@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from taskhub import celery as celery_module
 from taskhub import settings
 from taskhub.celery import (
     beat_schedule,
@@ -100,15 +102,33 @@ def test_each_chunk_is_one_flat_chord_of_bounded_messages(tmp_path: Path) -> Non
     assert sent == [r.execution_id for r in requests]
 
 
-def test_a_request_received_after_its_send_by_is_not_fired() -> None:
+def test_a_request_received_after_its_send_by_is_not_fired(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[int] = []
+
+    def clear_all(requests: Sequence[TriggerRequest]) -> set[int]:  # the database's part
+        asked.extend(r.execution_id for r in requests)
+        return {r.execution_id for r in requests}
+
+    monkeypatch.setattr(celery_module, "clear_to_send", clear_all)
     now = datetime.now(UTC)
     stale = replace(request(1), url="http://127.0.0.1:9/", send_by=now - timedelta(seconds=1))
     fresh = replace(request(2), url="http://127.0.0.1:9/", send_by=now + timedelta(minutes=1))
     outcomes = fire_triggers.run([stale.to_message(), fresh.to_message()])
     # Only the fresh one was attempted (and refused before connecting: loopback is a
     # private target under the default settings; port 9 refuses if private is allowed).
-    assert [o["execution_id"] for o in outcomes] == [2]
+    assert [o["execution_id"] for o in outcomes] == [2] and asked == [2]
     assert outcomes[0]["error_kind"] in ("blocked_address", "connection")
+
+
+def test_a_request_the_database_does_not_clear_is_not_fired(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(celery_module, "clear_to_send", lambda requests: set())
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    message = replace(request(3), url="http://127.0.0.1:9/", send_by=later).to_message()
+    assert fire_triggers.run([message]) == []
 
 
 @pytest.mark.parametrize(

@@ -1492,6 +1492,48 @@ def test_a_batch_starts_its_requests_in_send_time_order(target: Target) -> None:
         assert o.started_at >= now + timedelta(seconds=offset)
 
 
+def test_a_batch_sends_only_what_its_clearance_lets_go_one_call_per_send_time(
+    target: Target,
+) -> None:
+    now = datetime.now(UTC)
+    token = uuid.uuid4().hex
+    offsets_s = [0.0, 0.0, 0.3, 0.3, 0.6]  # three send times: three clearances, not five
+    requests = [
+        req(
+            f"http://127.0.0.1:{target.port}/echo/{token}",
+            execution_id=i,
+            idempotency_key=f"key-{i}",
+            not_before=now + timedelta(seconds=offset),
+        )
+        for i, offset in enumerate(offsets_s)
+    ]
+    asked: list[tuple[datetime, list[int]]] = []
+
+    def clear(batch: Any) -> set[int]:
+        asked.append((datetime.now(UTC), [r.execution_id for r in batch]))
+        return {r.execution_id for r in batch} - {1, 3}  # withdrawn meanwhile
+
+    outcomes = fire(requests, OPEN, clear=clear)
+    assert [o.execution_id for o in outcomes] == [0, 2, 4]
+    assert all(o.http_status == 200 for o in outcomes)
+    sent = {dict(seen.headers)["Idempotency-Key"] for seen in target.hits(token)}
+    assert sent == {"key-0", "key-2", "key-4"}
+    assert [ids for _, ids in asked] == [[0, 1], [2, 3], [4]]
+    for (when, ids), offset in zip(asked, (0.0, 0.3, 0.6), strict=True):
+        assert when >= now + timedelta(seconds=offset), ids  # asked at the send time
+
+
+def test_a_clearance_that_fails_sends_nothing(target: Target) -> None:
+    token = uuid.uuid4().hex
+    requests = [req(f"http://127.0.0.1:{target.port}/echo/{token}", execution_id=i) for i in (1, 2)]
+
+    def unreachable(batch: Any) -> set[int]:
+        raise ConnectionError("the database is away")
+
+    assert fire(requests, OPEN, clear=unreachable) == []
+    assert target.hits(token) == []
+
+
 def test_fire_works_again_after_shutdown(target: Target) -> None:
     url = f"http://127.0.0.1:{target.port}/status/204"
     assert fire_one(req(url)).http_status == 204
