@@ -20,6 +20,7 @@ from taskhub import apikeys, db, executions, logs, roles, schema, signing_secret
 from taskhub.errors import TaskhubError, ValidationError
 from taskhub.sealing import SealingError
 from taskhub.settings import SettingsError, load
+from taskhub.tenant_cli import tenant_group
 
 
 def _settings_or_exit() -> Any:
@@ -85,6 +86,7 @@ _ERRORS: dict[str, type[ServiceError]] = {
     "invalid": InvalidInput,
     "not_found": NotFoundError,
     "conflict": ConflictError,
+    "quota_exceeded": ConflictError,
 }
 
 
@@ -648,6 +650,8 @@ def dev(port: int) -> None:
     if failed and not stopping:
         sys.exit(1)
 
+
+main.add_command(tenant_group)
 
 if __name__ == "__main__":
     main()
