@@ -356,3 +356,33 @@ def test_limits_are_stored_per_tenant(engine: Engine) -> None:
     assert [(r["tenant"], r["max_tasks"], r["requests_per_second"]) for r in rows] == [
         ("acme", 8, 0)
     ]
+
+
+def test_migration_0008_adds_the_quota_tables_and_takes_them_back(database_url: str) -> None:
+    from alembic import command
+
+    from taskhub import db
+
+    schema.upgrade(database_url, "0007")
+    engine = db.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            assert "tenant_quotas" not in sa.inspect(conn).get_table_names()
+        schema.upgrade(database_url)
+        set_limits(engine, "acme", max_tasks=1, runs_per_minute=0)
+        with engine.begin() as conn:
+            tasks.add_task(conn, "acme", task_body("kept"), datetime.now(UTC))
+            quotas.count_call(conn, "acme", quotas.REQUESTS, datetime.now(UTC))
+        with pytest.raises(QuotaExceeded), engine.begin() as conn:
+            tasks.add_task(conn, "acme", task_body("refused"), datetime.now(UTC))
+        command.downgrade(schema.alembic_config(database_url), "0007")
+        with engine.connect() as conn:
+            names = sa.inspect(conn).get_table_names()
+            assert "tenant_quotas" not in names and "tenant_rate_windows" not in names
+            stored = conn.execute(sa.select(scheduled_tasks.c.name)).scalars().all()
+        assert stored == ["kept"]
+        schema.upgrade(database_url)
+        with engine.connect() as conn:
+            assert quotas.limits_of(conn, "acme").own == frozenset()  # defaults again
+    finally:
+        engine.dispose()
