@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from taskhub import quotas, schema, tasks
 from taskhub.api import create_app
-from taskhub.errors import QuotaExceeded
+from taskhub.errors import QuotaExceeded, RateLimited
 from taskhub.models import executions, scheduled_tasks, tenant_quotas, tenant_rate_windows
 from tests.engine import make_dead
 from tests.integration.test_api import Clock, client, dump, new_key
@@ -386,3 +386,18 @@ def test_migration_0008_adds_the_quota_tables_and_takes_them_back(database_url: 
             assert quotas.limits_of(conn, "acme").own == frozenset()  # defaults again
     finally:
         engine.dispose()
+
+
+def test_a_call_from_a_lagging_clock_counts_toward_the_later_window(engine: Engine) -> None:
+    set_limits(engine, "acme", requests_per_second=2)
+    for moment in (T0 + timedelta(seconds=1), T0):  # the second process's clock lags
+        with engine.begin() as conn:
+            quotas.count_call(conn, "acme", quotas.REQUESTS, moment)
+    with pytest.raises(RateLimited) as refused, engine.begin() as conn:
+        quotas.count_call(conn, "acme", quotas.REQUESTS, T0)
+    assert refused.value.retry_after_s == 2  # until the later window ends
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(tenant_rate_windows)).mappings().one()
+    assert (row["window_start"], row["hits"]) == (int(T0.timestamp()) + 1, 2)
+    with engine.begin() as conn:  # the next window starts afresh
+        quotas.count_call(conn, "acme", quotas.REQUESTS, T0 + timedelta(seconds=2))
