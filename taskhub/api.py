@@ -38,8 +38,8 @@ from starlette.routing import BaseRoute, Match
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskhub import apikeys, db, definitions, executions, paging, signing_secrets, tasks
-from taskhub.errors import NotFound, TaskhubError, ValidationError
+from taskhub import apikeys, db, definitions, executions, paging, quotas, signing_secrets, tasks
+from taskhub.errors import NotFound, RateLimited, TaskhubError, ValidationError
 from taskhub.metrics import CONTENT_TYPE, Metrics
 from taskhub.sealing import SealingError
 from taskhub.settings import load
@@ -456,9 +456,16 @@ def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflicts with the current state",
         413: "Request body too large",
         422: "Invalid input; `field` names it",
+        429: "A rate limit of the tenant is reached; `Retry-After` says when to retry",
         503: "The database is unavailable",
     }
-    return {s: {"model": Error, "description": why[s]} for s in (401, 422, 503, *statuses)}
+    documented: dict[int | str, dict[str, Any]] = {
+        s: {"model": Error, "description": why[s]} for s in (401, 422, 429, 503, *statuses)
+    }
+    documented[429]["headers"] = {
+        "Retry-After": {"description": "Seconds", "schema": {"type": "integer", "minimum": 1}}
+    }
+    return documented
 
 
 # --- plumbing -------------------------------------------------------------------------
@@ -583,6 +590,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         response = JSONResponse(error.to_dict(), status_code=error.http_status)
         if error.http_status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(error, RateLimited):
+            response.headers["Retry-After"] = str(error.retry_after_s)
         return response
 
     async def request_invalid(_request: Request, error: Exception) -> Response:
@@ -687,12 +696,23 @@ def caller_of(
     now = context.clock()
     with context.engine.begin() as conn:
         tenant = apikeys.authenticate(conn, credentials.credentials, now)
+        if tenant is not None:
+            quotas.count_call(conn, tenant, quotas.REQUESTS, now)
     if tenant is None:
         raise Unauthorized("the API key is not valid")
     return Caller(tenant, now, context)
 
 
 Authed = Annotated[Caller, Depends(caller_of)]
+
+
+def run_caller_of(caller: Authed) -> Caller:
+    """A run-now or redrive call: counted against the tenant's runs_per_minute first."""
+    caller.run(lambda conn: quotas.count_call(conn, caller.tenant, quotas.RUNS, caller.now))
+    return caller
+
+
+RunAuthed = Annotated[Caller, Depends(run_caller_of)]
 JsonBody = Annotated[Any, Depends(json_body)]
 OptionalJsonBody = Annotated[Any, Depends(optional_json_body)]
 
@@ -882,7 +902,7 @@ def resume_task(caller: Authed, task_id: str) -> dict[str, Any]:
     responses=_responses(404, 409),
     summary="Fire now: an extra occurrence, sent at once",
 )
-def run_task(caller: Authed, task_id: str, background: BackgroundTasks) -> dict[str, Any]:
+def run_task(caller: RunAuthed, task_id: str, background: BackgroundTasks) -> dict[str, Any]:
     execution = caller.run(
         lambda conn: tasks.run_task_now(conn, caller.tenant, task_id, caller.now)
     )
@@ -1029,7 +1049,9 @@ def list_dead_letters(
     openapi_extra=_body_doc(RedriveFilter),
     summary="Redrive every dead letter that matches a filter (or all, explicitly)",
 )
-def redrive_matching(caller: Authed, body: JsonBody, background: BackgroundTasks) -> dict[str, Any]:
+def redrive_matching(
+    caller: RunAuthed, body: JsonBody, background: BackgroundTasks
+) -> dict[str, Any]:
     result = executions.redrive_matching(caller.context.engine, caller.tenant, body, caller.now)
     if result["redriven"]:
         background.add_task(caller.context.tick)
@@ -1043,7 +1065,7 @@ def redrive_matching(caller: Authed, body: JsonBody, background: BackgroundTasks
     responses=_responses(404, 409),
     summary="Send a dead letter again: same idempotency key, a fresh budget of attempts",
 )
-def redrive(caller: Authed, execution_id: str, background: BackgroundTasks) -> dict[str, Any]:
+def redrive(caller: RunAuthed, execution_id: str, background: BackgroundTasks) -> dict[str, Any]:
     ref = _execution_ref(execution_id)
     execution = caller.run(lambda conn: executions.redrive(conn, caller.tenant, ref, caller.now))
     background.add_task(caller.context.tick)

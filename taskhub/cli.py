@@ -21,6 +21,7 @@ from taskhub.errors import TaskhubError, ValidationError
 from taskhub.sealing import SealingError
 from taskhub.settings import SettingsError, load
 from taskhub.statuses import LastStatus
+from taskhub.tenant_cli import tenant_group
 
 
 def _settings_or_exit() -> Any:
@@ -86,6 +87,7 @@ _ERRORS: dict[str, type[ServiceError]] = {
     "invalid": InvalidInput,
     "not_found": NotFoundError,
     "conflict": ConflictError,
+    "quota_exceeded": ConflictError,
 }
 
 
@@ -677,6 +679,8 @@ def dev(port: int) -> None:
     if failed and not stopping:
         sys.exit(1)
 
+
+main.add_command(tenant_group)
 
 if __name__ == "__main__":
     main()

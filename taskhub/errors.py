@@ -39,3 +39,22 @@ class NotFound(TaskhubError):
 class Conflict(TaskhubError):
     code = "conflict"
     http_status = 409
+
+
+class QuotaExceeded(TaskhubError):
+    """A count limit of the tenant (its tasks) is reached; the message names it and its
+    value."""
+
+    code = "quota_exceeded"
+    http_status = 409
+
+
+class RateLimited(TaskhubError):
+    """A rate limit of the tenant is reached: the API answers 429 with ``Retry-After``."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -310,3 +310,29 @@ worker_heartbeats = sa.Table(
     sa.Column("db_queries", sa.BigInteger(), nullable=False),
     sa.Column("db_query_seconds", sa.Float(), nullable=False),
 )
+
+tenant_quotas = sa.Table(
+    "tenant_quotas",
+    metadata,
+    # One row per tenant that has overrides or has created a task: its limits where they
+    # differ from the settings (null: the setting's default), and the row a task create
+    # locks before it counts the tenant's tasks, so two processes never both take the
+    # last slot.
+    sa.Column("tenant", sa.String(100), primary_key=True),
+    sa.Column("max_tasks", sa.Integer()),
+    sa.Column("min_interval_seconds", sa.Integer()),
+    sa.Column("runs_per_minute", sa.Integer()),
+    sa.Column("requests_per_second", sa.Integer()),
+    sa.Column("updated_at", UTCDateTime()),
+)
+
+tenant_rate_windows = sa.Table(
+    "tenant_rate_windows",
+    metadata,
+    # Fixed-window counters of the API's rate limits, shared by every API process: the
+    # calls of one kind a tenant made in the window that starts at window_start (unix s).
+    sa.Column("tenant", sa.String(100), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("window_start", sa.BigInteger(), nullable=False),
+    sa.Column("hits", sa.Integer(), nullable=False),
+)

@@ -41,6 +41,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "next_fire_time",
     "next_occurrence",
     "parse_cron",
+    "shortest_gap",
     "upcoming",
     "validate",
     "validate_window",
@@ -680,3 +682,114 @@ def upcoming(
         if cursor is not None:
             found.append(cursor)
     return found
+
+
+# --------------------------------------------------------------------------- density
+
+_DENSITY_LIMIT = _DAY
+
+
+def shortest_gap(
+    schedule: Schedule, start: datetime, end: datetime, below: timedelta = _DENSITY_LIMIT
+) -> timedelta | None:
+    """The shortest time between two consecutive occurrences of `schedule`, if it is
+    shorter than `below` (at most a day); None if no two are that close.
+
+    Quotas refuse a schedule that fires more often than a tenant may. An interval's gap is
+    its interval, and a one-time schedule has none. A cron's covers every pair of
+    consecutive fires its fields can bring in any year at a steady UTC offset (within an
+    hour, across hours, across midnight and the new year), plus every pair near an
+    offset change of its zone between `start` and `end`, where the daylight-saving rule
+    shortens a gap: a skipped wall time fires at the jump, and a ``*`` hour field fires
+    a repeated hour twice. Cheap: no walk through the occurrences, except a few around
+    each offset change.
+    """
+    if not timedelta(0) < below <= _DENSITY_LIMIT:
+        raise ValueError(f"below must be more than 0 and at most a day, got {below}")
+    start, end = _as_utc(start, "start"), _as_utc(end, "end")
+    if isinstance(schedule, OneTime):
+        return None
+    if isinstance(schedule, Interval):
+        _check_interval_seconds(schedule.interval_seconds)
+        gap = timedelta(seconds=schedule.interval_seconds)
+        return gap if gap < below else None
+    if not isinstance(schedule, Cron):
+        raise TypeError(f"not a schedule: {schedule!r}")
+    spec, tz = parse_cron(schedule.expression), zone(schedule.timezone)
+    wall = _wall_gap_minutes(spec)
+    best = below if wall is None else min(below, wall * _ONE_MINUTE)
+    for change in _changes_between(tz, start, end):
+        best = _shortest_gap_near(schedule, change, best)
+    return best if best < below else None
+
+
+def _wall_gap_minutes(spec: CronSpec) -> int | None:
+    """The shortest gap between consecutive matching wall times, in minutes, if under a
+    day. Every matching day holds every allowed hour and minute, so the gaps within an
+    hour and across hours are fixed; across midnight they need two adjacent matching
+    days, and otherwise are over a day."""
+    minutes, hours = sorted(spec.minutes), sorted(spec.hours)
+    gaps = [b - a for a, b in pairwise(minutes)]
+    span = minutes[-1] - minutes[0]
+    gaps += [60 * (b - a) - span for a, b in pairwise(hours)]
+    if _adjacent_days(spec):
+        gaps.append(24 * 60 - (60 * hours[-1] + minutes[-1]) + (60 * hours[0] + minutes[0]))
+    under_a_day = [gap for gap in gaps if gap < 24 * 60]
+    return min(under_a_day) if under_a_day else None
+
+
+# Each calendar day and the day after it, over a leap year and the 28 February of others.
+_DAY_PAIRS = tuple(
+    (first.month, first.day, second.month, second.day)
+    for first, second in (
+        *(
+            (date(2024, 1, 1) + timedelta(days=n), date(2024, 1, 1) + timedelta(days=n + 1))
+            for n in range(366)
+        ),
+        (date(2025, 2, 28), date(2025, 3, 1)),
+    )
+)
+
+
+def _adjacent_days(spec: CronSpec) -> bool:
+    """Whether two consecutive days can both match. Over the years every date falls on
+    every weekday (the 29th of February too), so each pair of dates is tried with each
+    pair of consecutive weekdays."""
+    for month, day, next_month, next_day in _DAY_PAIRS:
+        if month not in spec.months or next_month not in spec.months:
+            continue
+        for weekday in range(7):
+            if spec._day_matches(day, weekday) and spec._day_matches(next_day, (weekday + 1) % 7):
+                return True
+    return False
+
+
+@lru_cache(maxsize=256)
+def _changes_between(tz: ZoneInfo, start: datetime, end: datetime) -> tuple[datetime, ...]:
+    """The instants in (start, end] at which `tz` changes its UTC offset. Cached: a
+    caller that rounds its window to the day probes a zone's year once a day."""
+    found = []
+    probe = max(start, _EARLIEST)
+    end = min(end, _LATEST)
+    probe_offset = _offset(tz, probe)
+    while probe < end:
+        following = min(probe + _PROBE_STEP, end)
+        following_offset = _offset(tz, following)
+        if following_offset != probe_offset:
+            found.append(_transition_between(tz, probe, following))
+        probe, probe_offset = following, following_offset
+    return tuple(found)
+
+
+def _shortest_gap_near(schedule: Cron, change: datetime, best: timedelta) -> timedelta:
+    """`best`, or a shorter gap between consecutive fires near `change`. Away from it
+    fires are wall times at one offset, whose gaps the fields already bound; a pair
+    shorter than `best` that the change shortened has a fire within `best` of it."""
+    fire = next_fire_time(schedule, change - best - _ONE_US)
+    while fire is not None and fire <= change + best:
+        following = next_fire_time(schedule, fire)
+        if following is None:
+            break
+        best = min(best, following - fire)
+        fire = following
+    return best

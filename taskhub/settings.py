@@ -23,6 +23,27 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class TenantQuotas:
+    """Every tenant's limits unless ``taskhub tenant limits set`` gives it its own; sized
+    for a shared deployment (README, "Quotas")."""
+
+    #: Tasks a tenant holds (every status): a create beyond it is refused (409).
+    max_tasks: int = 10_000
+    #: The shortest time between two fires of a schedule (interval, or a cron's gaps).
+    min_interval_seconds: int = 60
+    #: Run-now and redrive calls per clock minute through the API; 0: no limit.
+    runs_per_minute: int = 60
+    #: API requests per clock second; 0: no limit.
+    requests_per_second: int = 50
+
+
+#: The most a min_interval_seconds limit may be: a schedule's gaps are judged up to a day.
+MAX_MIN_INTERVAL_S = 86_400
+#: The most any other limit may be (they are stored as 32-bit integers).
+MAX_QUOTA = 1_000_000_000
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     broker_url: str
@@ -71,6 +92,8 @@ class Settings:
     publish_lead_s: float = 5.0
     #: How often the staging loop sends what has come due (second precision); 0: off.
     stage_interval_s: float = 1.0
+    #: Per-tenant limits, unless a tenant has its own (``taskhub tenant limits set``).
+    tenant_quotas: TenantQuotas = TenantQuotas()
 
     # Cached: both are read for every request a trigger worker sends.
     @cached_property
@@ -203,6 +226,27 @@ def _stage_interval(env: Mapping[str, str], name: str) -> float:
     return value
 
 
+def tenant_quotas(env: Mapping[str, str]) -> TenantQuotas:
+    """The TASKHUB_TENANT_* settings alone (read on every API request, so cheaply)."""
+    default = TenantQuotas()
+    return TenantQuotas(
+        max_tasks=_integer(env, "TASKHUB_TENANT_MAX_TASKS", default.max_tasks, 1, MAX_QUOTA),
+        min_interval_seconds=_integer(
+            env,
+            "TASKHUB_TENANT_MIN_INTERVAL_SECONDS",
+            default.min_interval_seconds,
+            1,
+            MAX_MIN_INTERVAL_S,
+        ),
+        runs_per_minute=_integer(
+            env, "TASKHUB_TENANT_RUNS_PER_MINUTE", default.runs_per_minute, 0, MAX_QUOTA
+        ),
+        requests_per_second=_integer(
+            env, "TASKHUB_TENANT_REQUESTS_PER_SECOND", default.requests_per_second, 0, MAX_QUOTA
+        ),
+    )
+
+
 def derived_flow_control_url(broker_url: str, result_backend: str) -> str | None:
     """The fleet's Redis if there is one (the broker, or on SQS the result backend)."""
     for url in (broker_url, result_backend):
@@ -278,4 +322,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         flow_control_max_wait_s=_number(env, "TASKHUB_FLOW_CONTROL_MAX_WAIT_SECONDS", 2, minimum=0),
         stage_interval_s=_stage_interval(env, "TASKHUB_STAGE_INTERVAL_SECONDS"),
         publish_lead_s=_number(env, "TASKHUB_PUBLISH_LEAD_SECONDS", 5, 0, 30),
+        tenant_quotas=tenant_quotas(env),
     )

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Connection, RowMapping
 
-from taskhub import credentials, paging, queries, withdrawal
+from taskhub import credentials, paging, queries, quotas, withdrawal
 from taskhub.addresses import parse_target_url
 from taskhub.definitions import (
     TaskDefinition,
@@ -307,9 +307,11 @@ def add_task(
     conn: Connection, tenant: str, data: Any, now: datetime, settings: Settings | None = None
 ) -> dict[str, Any]:
     """Create a task from what a user sent; an IP-literal target in a blocked address
-    class is refused here (``target.url``), not only when it fires."""
+    class is refused here (``target.url``), not only when it fires. The tenant's quotas
+    apply here (:func:`create_task`, which loaders and tests call, checks none)."""
     settings = settings or load()
     definition = parse_definition(data, now, address_policy=settings.address_policy)
+    quotas.admit_task(conn, tenant, definition.schedule, now, settings)
     task_id = create_task(conn, definition, now, tenant, settings)
     return get_task(conn, tenant, task_id, settings, now)
 
@@ -445,6 +447,8 @@ def update_task(
     stored_secrets = _stored_secrets(row, settings)
     _refuse_moved_credentials(definition, row["url"], stored_secrets)
     definition = _keep_masked(definition, stored_secrets)
+    if "schedule" in patch:
+        quotas.check_schedule(conn, tenant, definition.schedule, now, settings)
     if queries.task_name_taken(conn, tenant, definition.name, except_id=row["id"]):
         raise Conflict("a task with this name exists", "name")
     if withdrawal.FIRING_FIELDS & set(patch) and withdrawal.withdraw(

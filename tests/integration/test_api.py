@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
-from taskhub import apikeys, db, queries, tasks
+from taskhub import apikeys, db, queries, quotas, tasks
 from taskhub import executions as executions_service
 from taskhub.api import MAX_REQUEST_BYTES, create_app
 from taskhub.models import attempts, executions, scheduled_tasks
@@ -1024,6 +1024,8 @@ def page_through(api: Api, path: str, limit: int, churn: Churn) -> tuple[list[An
 
 
 def test_paging_neither_skips_nor_repeats_while_tasks_come_and_go(api: Api) -> None:
+    with api.engine.begin() as conn:  # 60 creates and the paging at one instant of the clock
+        quotas.set_limits(conn, "acme", {"requests_per_second": 0}, T0)
     stable: list[str] = []
     doomed: list[str] = []
     for i in range(30):

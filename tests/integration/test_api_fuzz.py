@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy.engine import Engine
 
-from taskhub import apikeys, db, schema, state, tasks
+from taskhub import apikeys, db, quotas, schema, state, tasks
 from taskhub.api import create_app
 from taskhub.models import executions
 from taskhub.settings import load
@@ -94,6 +94,10 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     _seed(engine)
     with engine.begin() as conn:
         key, _ = apikeys.create_key(conn, "fuzz", datetime.now(UTC))
+        # As fast as it can: a rate limit would answer for most operations (test_quotas).
+        quotas.set_limits(
+            conn, "fuzz", {"requests_per_second": 0, "runs_per_minute": 0}, datetime.now(UTC)
+        )
     yield Target(create_app(engine=engine, request_tick=lambda: None), key)
     engine.dispose()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 from datetime import UTC, date, datetime, timedelta, timezone
 from functools import cache
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -28,6 +29,7 @@ from taskhub.schedules import (
     next_fire_time,
     next_occurrence,
     parse_cron,
+    shortest_gap,
     upcoming,
     validate,
     validate_window,
@@ -1036,3 +1038,111 @@ def test_interval_is_anchor_plus_multiple(
     assert remainder == timedelta(0)
     assert k >= 0
     assert k == 0 or result - step <= after  # the first such instant, not a later one
+
+
+# --------------------------------------------------------------------------- density
+
+YEAR = timedelta(days=366)
+DAY = timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("expression", "timezone_name", "expected"),
+    [
+        ("* * * * *", "UTC", timedelta(minutes=1)),
+        ("*/5 * * * *", "Asia/Taipei", timedelta(minutes=5)),
+        ("0,50 * * * *", "UTC", timedelta(minutes=10)),  # 50 -> next hour's 0
+        ("0 9,10 * * *", "UTC", timedelta(hours=1)),
+        ("45 0,23 * * *", "UTC", timedelta(hours=1)),  # 23:45 -> 00:45 the next day
+        ("0 0,23 1,31 1,12 *", "UTC", timedelta(hours=1)),  # only 31 Dec -> 1 Jan
+        ("0 0,23 * * 1,3,5", "UTC", timedelta(hours=23)),  # no two days in a row
+        ("0 9 * * 1-5", "Asia/Taipei", None),
+        ("0 0 29 2 *", "UTC", None),
+        ("0 * * * *", "Europe/Berlin", timedelta(hours=1)),
+        ("0 0 * * *", "Europe/Berlin", timedelta(hours=23)),  # the spring-forward day
+        ("20 * * * *", "Australia/Lord_Howe", timedelta(minutes=40)),  # 01:20 -> the jump
+        ("45 * * * *", "America/Santiago", timedelta(minutes=15)),  # 23:45 -> jump at 24:00
+    ],
+)
+def test_shortest_gap_of_a_cron(
+    expression: str, timezone_name: str, expected: timedelta | None
+) -> None:
+    start = at("2026-01-01T00:00Z")
+    assert shortest_gap(Cron(expression, timezone_name), start, start + YEAR) == expected
+
+
+def test_shortest_gap_of_intervals_one_times_and_a_bound() -> None:
+    start = at("2026-01-01T00:00Z")
+    assert shortest_gap(Interval(30, start), start, start + YEAR) == timedelta(seconds=30)
+    assert shortest_gap(Interval(86400, start), start, start + YEAR) is None
+    assert shortest_gap(OneTime(start), start, start + YEAR) is None
+    minute = timedelta(minutes=1)
+    assert shortest_gap(Cron("* * * * *"), start, start + YEAR, below=minute) is None
+    assert shortest_gap(Cron("0,30 * * * *"), start, start + YEAR, below=minute) is None
+    with pytest.raises(ValueError, match="at most a day"):
+        shortest_gap(Interval(30, start), start, start + YEAR, below=2 * DAY)
+
+
+def consecutive_gaps(schedule: Cron, base: datetime, until: datetime) -> list[timedelta]:
+    chain = fire_chain(schedule, base, until, limit=3000)
+    return [b - a for a, b in pairwise(chain) if b <= until]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expression=frequent_expressions, place=zone_and_base())
+def test_no_two_fires_are_closer_than_the_shortest_gap(
+    expression: str, place: tuple[str, datetime]
+) -> None:
+    """Walking the real fires over about a day (often across an offset change), no two
+    consecutive ones are closer than the shortest gap (nor than a day when it is None)."""
+    name, base = place
+    schedule = Cron(expression, name)
+    gap = shortest_gap(schedule, base, base + 2 * DAY)
+    walked = consecutive_gaps(schedule, base, base + timedelta(hours=30))
+    assert all(g >= (DAY if gap is None else gap) for g in walked)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(minute=minute_fields, hour=hour_fields, place=zone_and_base())
+def test_the_shortest_gap_of_a_daily_pattern_is_met(
+    minute: str, hour: str, place: tuple[str, datetime]
+) -> None:
+    """A cron that fires every day shows its shortest gap within any two days: the walk
+    over four days around the window finds it exactly where the zone keeps one offset,
+    and never finds less than it inside the window."""
+    name, base = place
+    schedule = Cron(f"{minute} {hour} * * *", name)
+    gap = shortest_gap(schedule, base, base + 2 * DAY)
+    inside = consecutive_gaps(schedule, base, base + 2 * DAY)
+    around = consecutive_gaps(schedule, base - DAY, base + 3 * DAY)
+    bound = DAY if gap is None else gap
+    assert min(inside) >= bound
+    assert min(around) <= bound or gap is None
+    if not any(base - DAY <= change <= base + 3 * DAY for change in transitions(name)):
+        assert gap == (min(inside) if min(inside) < DAY else None)
+
+
+DST_ZONES = [name for name in ZONES if len(transitions(name)) > 20]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    minute=st.integers(0, 59),
+    hours=st.lists(st.integers(0, 23), min_size=1, max_size=3, unique=True),
+    name=st.sampled_from(DST_ZONES),
+    change=st.integers(0, 10_000),
+    before=st.integers(0, 26 * 3600),
+)
+def test_a_gap_shortened_by_an_offset_change_is_found(
+    minute: int, hours: list[int], name: str, change: int, before: int
+) -> None:
+    """A few fires a day, across an offset change: the walk finds no gap below the
+    shortest gap, and one equal to it (the change's own, when it is the shortest)."""
+    changes = transitions(name)
+    centre = changes[change % len(changes)]
+    base = centre - timedelta(seconds=before)
+    schedule = Cron(f"{minute} {','.join(map(str, hours))} * * *", name)
+    gap = shortest_gap(schedule, base, base + 2 * DAY)
+    bound = DAY if gap is None else gap
+    assert min(consecutive_gaps(schedule, base, base + 2 * DAY)) >= bound
+    assert min(consecutive_gaps(schedule, base - DAY, base + 3 * DAY)) <= bound or gap is None
