@@ -69,6 +69,11 @@ class Settings:
     publish_lead_s: float = 5.0
     #: How often the staging loop sends what has come due (second precision); 0: off.
     stage_interval_s: float = 1.0
+    #: The most of a trigger process's fast lane one host or one tenant may hold with
+    #: attempts that cannot move on to the slow lane, in percent (``lane_shares``).
+    fast_lane_share_percent: float = 10.0
+    #: The most of a trigger process's slow lane one host or one tenant may hold, in percent.
+    slow_lane_share_percent: float = 50.0
 
     # Cached: both are read for every request a trigger worker sends.
     @cached_property
@@ -266,4 +271,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         flow_control_max_wait_s=_number(env, "TASKHUB_FLOW_CONTROL_MAX_WAIT_SECONDS", 2, minimum=0),
         stage_interval_s=_stage_interval(env, "TASKHUB_STAGE_INTERVAL_SECONDS"),
         publish_lead_s=_number(env, "TASKHUB_PUBLISH_LEAD_SECONDS", 5, 0, 30),
+        fast_lane_share_percent=_number(env, "TASKHUB_FAST_LANE_SHARE_PERCENT", 10, 1, 100),
+        slow_lane_share_percent=_number(env, "TASKHUB_SLOW_LANE_SHARE_PERCENT", 50, 1, 100),
     )
