@@ -30,15 +30,14 @@ this module whose turn it is. Every call is O(1) (two dictionary look-ups at mos
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass
+from typing import Final
 
-
-class Verdict(enum.Enum):
-    ADMIT = "admit"
-    WAIT = "wait"
-    REFUSE = "refuse"
+# Verdicts, worst last (plain ints: one is computed per request sent).
+ADMIT: Final = 0
+WAIT: Final = 1
+REFUSE: Final = 2
 
 
 def share_of(slots: int, percent: float) -> int:
@@ -63,12 +62,14 @@ class Holding:
 
 @dataclass(slots=True, eq=False)
 class Place:
-    """One admitted attempt's place: the holdings it counts in, and where it is."""
+    """One admitted attempt: the holdings it counts in (none when shares are off), and
+    where it is."""
 
-    host: Holding
+    host: Holding | None
     tenant: Holding | None
     slow: bool = False
     stuck: bool = False
+    ended: bool = False
 
 
 class Shares:
@@ -86,22 +87,28 @@ class Shares:
         self.hosts: dict[str, Holding] = {}
         self.tenants: dict[str, Holding] = {}
 
-    def _verdict_of(self, holding: Holding | None, slow_free: int) -> Verdict:
-        if holding is None:
-            return Verdict.ADMIT
+    def _full(self, holding: Holding, slow_free: int) -> bool:
+        """Whether ``holding`` may take no more fast slots: past its fast share, and no
+        slow slot left for it to move on to."""
         room = min(self.slow_cap - holding.slow, slow_free)
-        if holding.fast < self.fast_cap + max(0, room):
-            return Verdict.ADMIT
-        return Verdict.REFUSE if holding.stuck else Verdict.WAIT
+        return holding.fast >= self.fast_cap + (room if room > 0 else 0)
 
-    def verdict(self, host: str, tenant: str | None, slow_free: int) -> Verdict:
-        """Whether a request to ``host`` of ``tenant`` may take a fast slot now, given
-        the slow slots free in the whole lane."""
-        first = self._verdict_of(self.hosts.get(host), slow_free)
-        if first is Verdict.REFUSE or tenant is None:
-            return first
-        second = self._verdict_of(self.tenants.get(tenant), slow_free)
-        return first if second is Verdict.ADMIT else second
+    def verdict(self, host: str, tenant: str | None, slow_free: int) -> int:
+        """Whether a request to ``host`` of ``tenant`` may take a fast slot now
+        (``ADMIT``, ``WAIT`` or ``REFUSE``), given the slow slots free in the lane.
+        Below its fast share a holding admits without further arithmetic (most do)."""
+        verdict = ADMIT
+        cap = self.fast_cap
+        holding = self.hosts.get(host)
+        if holding is not None and holding.fast >= cap and self._full(holding, slow_free):
+            if holding.stuck:
+                return REFUSE
+            verdict = WAIT
+        if tenant is not None:
+            holding = self.tenants.get(tenant)
+            if holding is not None and holding.fast >= cap and self._full(holding, slow_free):
+                return REFUSE if holding.stuck else WAIT
+        return verdict
 
     def take(self, host: str, tenant: str | None) -> Place:
         """Count an admitted attempt (it holds a fast slot)."""
@@ -119,8 +126,10 @@ class Shares:
 
     def may_move(self, place: Place) -> bool:
         """Whether the attempt's host and tenant may take one more slow slot."""
-        tenant = place.tenant
-        return place.host.slow < self.slow_cap and (tenant is None or tenant.slow < self.slow_cap)
+        host, tenant = place.host, place.tenant
+        return (host is None or host.slow < self.slow_cap) and (
+            tenant is None or tenant.slow < self.slow_cap
+        )
 
     def moved(self, place: Place) -> None:
         """The attempt took a slow slot and handed its fast one on."""
@@ -139,13 +148,14 @@ class Shares:
         if place.stuck or place.slow:
             return
         place.stuck = True
-        place.host.stuck += 1
-        if place.tenant is not None:
-            place.tenant.stuck += 1
+        for holding in (place.host, place.tenant):
+            if holding is not None:
+                holding.stuck += 1
 
     def ended(self, place: Place) -> None:
         """The attempt ended; a holding that holds nothing more is forgotten."""
-        self._release(place.host, place, self.hosts)
+        if place.host is not None:
+            self._release(place.host, place, self.hosts)
         if place.tenant is not None:
             self._release(place.tenant, place, self.tenants)
 

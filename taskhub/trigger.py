@@ -539,6 +539,10 @@ def _classify(exc: Exception, url: URL, phase: str, timeout_s: float) -> tuple[s
     raise exc
 
 
+#: An attempt in the lanes: its lane, and its host's and tenant's holdings.
+_InFlight = lane_shares.Place
+
+
 class _Lanes:
     """This process's slots for attempts in flight, in two lanes.
 
@@ -590,20 +594,20 @@ class _Lanes:
         shares = self.shares
         if shares is None:
             await self.fast.acquire()
-            return _InFlight(None)
+            return _InFlight(None, None)
         deadline: float | None = None
         while True:
             verdict = shares.verdict(host, tenant, self.slow_free)
-            if verdict is lane_shares.Verdict.ADMIT:
+            if verdict == lane_shares.ADMIT:
                 if not self.fast.locked():  # returns at once: nothing runs in between
                     await self.fast.acquire()
-                    return _InFlight(shares.take(host, tenant))
+                    return shares.take(host, tenant)
                 await self.fast.acquire()
                 verdict = shares.verdict(host, tenant, self.slow_free)
-                if verdict is lane_shares.Verdict.ADMIT:
-                    return _InFlight(shares.take(host, tenant))
+                if verdict == lane_shares.ADMIT:
+                    return shares.take(host, tenant)
                 self._release_fast()
-            if verdict is lane_shares.Verdict.REFUSE:
+            if verdict == lane_shares.REFUSE:
                 return None
             loop = asyncio.get_running_loop()
             if deadline is None:
@@ -648,8 +652,8 @@ class _Lanes:
             if timer is not None:
                 timer.cancel()
             attempt.ended = True
-            if self.shares is not None and attempt.place is not None:
-                self.shares.ended(attempt.place)
+            if self.shares is not None:
+                self.shares.ended(attempt)
             if attempt.slow:
                 self.slow_free += 1
                 self._promote_waiting()
@@ -662,21 +666,21 @@ class _Lanes:
         if self.slow_free > 0 and self._may_move(attempt):
             self._move(attempt)
         else:  # no room in the slow lane: it keeps its fast slot until one frees
-            if self.shares is not None and attempt.place is not None:
-                self.shares.stuck(attempt.place)
+            if self.shares is not None:
+                self.shares.stuck(attempt)
                 self._wake()
             if self.slow_allowed:
                 self.to_promote.append(attempt)
 
     def _may_move(self, attempt: _InFlight) -> bool:
-        place = attempt.place
-        return self.shares is None or place is None or self.shares.may_move(place)
+        return self.shares is None or self.shares.may_move(attempt)
 
     def _move(self, attempt: _InFlight) -> None:
         self.slow_free -= 1
-        attempt.slow = True
-        if self.shares is not None and attempt.place is not None:
-            self.shares.moved(attempt.place)
+        if self.shares is not None:
+            self.shares.moved(attempt)
+        else:
+            attempt.slow = True
         self._release_fast()
 
     def _promote_waiting(self) -> None:
@@ -695,14 +699,6 @@ class _Lanes:
         if kept:
             kept.extend(self.to_promote)
             self.to_promote = kept
-
-
-@dataclass(slots=True)
-class _InFlight:
-    #: Its place in its host's and tenant's shares (None when shares are off).
-    place: lane_shares.Place | None
-    slow: bool = False
-    ended: bool = False
 
 
 @dataclass

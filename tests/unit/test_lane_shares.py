@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.lane_shares import Place, Shares, Verdict, share_of
+from taskhub.lane_shares import ADMIT, REFUSE, WAIT, Place, Shares, share_of
 
 
 @given(st.integers(0, 10_000), st.floats(1, 100))
@@ -51,9 +51,9 @@ class Lanes:
     live: list[tuple[str, str | None, Place]] = field(default_factory=list)
     stuck: list[Place] = field(default_factory=list)
 
-    def request(self, host: str, tenant: str | None) -> Verdict:
+    def request(self, host: str, tenant: str | None) -> int:
         verdict = self.shares.verdict(host, tenant, self.slow_free)
-        if verdict is Verdict.ADMIT and self.fast_free > 0:
+        if verdict == ADMIT and self.fast_free > 0:
             self.fast_free -= 1
             self.live.append((host, tenant, self.shares.take(host, tenant)))
         return verdict
@@ -171,7 +171,7 @@ def test_a_flood_to_one_hung_host_leaves_the_rest_of_the_fast_lane_free(
     refused = 0
     for _ in range(flood):
         verdict = lanes.request("hung.example", "acme")
-        if verdict is Verdict.REFUSE:
+        if verdict == REFUSE:
             refused += 1
         for index in range(len(lanes.live)):  # every admitted one outlives slow_after_s
             lanes.overdue(index)
@@ -180,7 +180,7 @@ def test_a_flood_to_one_hung_host_leaves_the_rest_of_the_fast_lane_free(
     in_flight = len(lanes.live)
     assert in_flight <= lanes.shares.fast_cap + lanes.shares.slow_cap
     assert refused == flood - in_flight  # refused at once, never left waiting
-    assert lanes.request("quick.example", "globex") is Verdict.ADMIT
+    assert lanes.request("quick.example", "globex") == ADMIT
 
 
 def test_young_attempts_make_a_request_wait_and_stuck_ones_refuse_it() -> None:
@@ -188,14 +188,14 @@ def test_young_attempts_make_a_request_wait_and_stuck_ones_refuse_it() -> None:
     assert shares.fast_cap == 2 and shares.slow_cap == 0
     first, second = shares.take("a.example", "acme"), shares.take("a.example", "acme")
     # Its two fast slots are held by young attempts: they end or get stuck soon.
-    assert shares.verdict("a.example", "acme", slow_free=0) is Verdict.WAIT
-    assert shares.verdict("b.example", "globex", slow_free=0) is Verdict.ADMIT
+    assert shares.verdict("a.example", "acme", slow_free=0) == WAIT
+    assert shares.verdict("b.example", "globex", slow_free=0) == ADMIT
     shares.stuck(first)
-    assert shares.verdict("a.example", "acme", slow_free=0) is Verdict.REFUSE
+    assert shares.verdict("a.example", "acme", slow_free=0) == REFUSE
     # The tenant's share binds at another host too.
-    assert shares.verdict("b.example", "acme", slow_free=0) is Verdict.REFUSE
+    assert shares.verdict("b.example", "acme", slow_free=0) == REFUSE
     shares.ended(first)
-    assert shares.verdict("a.example", "acme", slow_free=0) is Verdict.ADMIT
+    assert shares.verdict("a.example", "acme", slow_free=0) == ADMIT
     shares.ended(second)
     assert shares.hosts == {} and shares.tenants == {}
 
@@ -205,14 +205,14 @@ def test_room_in_the_slow_lane_admits_beyond_the_fast_share() -> None:
     assert (shares.fast_cap, shares.slow_cap) == (1, 5)
     places = [shares.take("a.example", None) for _ in range(6)]
     # 6 young attempts: 1 may stay in the fast lane and 5 may move on.
-    assert shares.verdict("a.example", None, slow_free=10) is Verdict.WAIT
+    assert shares.verdict("a.example", None, slow_free=10) == WAIT
     for place in places[:5]:
         assert shares.may_move(place)
         shares.moved(place)
     assert not shares.may_move(places[5])
     # The slow lane has no room for more, whatever its own free slots say.
-    assert shares.verdict("a.example", None, slow_free=1) is Verdict.WAIT
+    assert shares.verdict("a.example", None, slow_free=1) == WAIT
     shares.ended(places[0])
-    assert shares.verdict("a.example", None, slow_free=1) is Verdict.ADMIT
+    assert shares.verdict("a.example", None, slow_free=1) == ADMIT
     # A full slow lane leaves no room either, whatever the host's own share says.
-    assert shares.verdict("a.example", None, slow_free=0) is Verdict.WAIT
+    assert shares.verdict("a.example", None, slow_free=0) == WAIT
