@@ -98,7 +98,8 @@ def test_a_tenants_hung_target_does_not_delay_another_tenant(
     ):
         for name in ("trigger", "state", "beat"):
             start_ready(stack, name, name)
-        due = (datetime.now(UTC) + timedelta(seconds=15)).replace(microsecond=0)
+        # Time to create the tasks (a busy machine needs tens of seconds for 2,300).
+        due = (datetime.now(UTC) + timedelta(seconds=60)).replace(microsecond=0)
         hung_url = hung.url(f"/slow/{10 * HUNG_TIMEOUT_S}", host="127.0.0.2")
         a_ids = add(pg_engine, "tenant-a", [(hung_url, due)] * HUNG, HUNG_TIMEOUT_S)
         b_times = [due + timedelta(seconds=3 + i) for i in range(QUICK)]
@@ -115,7 +116,11 @@ def test_a_tenants_hung_target_does_not_delay_another_tenant(
         # process; the rest went back to the database, and come back once A's first
         # requests have timed out (a second wave reaches the target).
         assert wait_until(lambda: len(hung.keys()) > a_share, 120), stack.logs()
-        assert hung.peak["127.0.0.2"] <= a_share
+        arrivals = sorted(r.at for r in hung.snapshot())
+        # Every request that arrived while the first one was still waiting (the server
+        # never answers; the client gives up after the timeout) was in flight with it.
+        together = sum(1 for at in arrivals if at < arrivals[0] + HUNG_TIMEOUT_S)
+        assert together <= a_share
         rows = executions_of(pg_engine, "tenant-a")
         assert len(rows) == HUNG and {row.task_id for row in rows} == a_ids  # none lost
         received = hung.keys()
