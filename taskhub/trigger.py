@@ -11,7 +11,10 @@ touched from the loop thread; :func:`fire` is synchronous and may be called from
 threads at once (Celery's ``threads`` pool) or from prefork children. Attempts in flight
 are bounded per process in two lanes (:class:`_Lanes`): ``max_in_flight_per_process``
 young ones, and ``max_slow_in_flight_per_process`` more that have run longer than
-``slow_after_s``, so hanging targets never hold the slots a burst needs. An attempt's
+``slow_after_s``, so hanging targets never hold the slots a burst needs. Each target
+host and each tenant holds at most a share of either lane (``lane_shares``); a request
+past its share is not sent, its outcome is ``throttled`` (the database sends it again
+later), so one tenant's hung targets never delay another's. An attempt's
 clock (``started_at``, ``duration_ms``, the ``timeout_s`` deadline) starts when it gets
 a slot, so waiting behind other targets is never blamed on this target.
 
