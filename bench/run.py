@@ -17,7 +17,9 @@ heartbeats). A PNG of the lag distribution goes to ``--plot``.
 
 Scenarios: ``burst`` (N at one instant, instant target; also run with redbeat),
 ``slow`` (target answers after 1 s), ``hung`` (N hung past the timeout + N healthy),
-``spread`` (N spread over a minute at second precision), ``table`` (1,000,000 stored
+``spread`` (N spread over a minute at second precision), ``noisy-neighbour`` (tenant
+A's 2,300 tasks at a host that never answers, 60 s timeout, beside tenant B's quick
+tasks due 3 s later: both tenants' lag), ``table`` (1,000,000 stored
 schedules, 10,000 due: discovery's claim+publish rate in one and in two processes, the
 CPU it took and ``EXPLAIN`` of the due query), ``writeback`` (10,000 outcomes written
 back as the chord callbacks do, and the CPU it took), ``clients`` (the fastest
@@ -241,12 +243,15 @@ def scratch_database() -> Iterator[tuple[str, str]]:
 
 
 def load_tasks(engine: Engine, definitions: list[dict[str, Any]]) -> None:
-    """Through taskhub's own validation, like the API (in transactions of 1,000)."""
+    """Through taskhub's own validation, like the API (in transactions of 1,000). A
+    definition's ``tenant`` key (not part of a task) names its tenant."""
     now = datetime.now(UTC)
     for start in range(0, len(definitions), 1000):
         with engine.begin() as conn:
             for data in definitions[start : start + 1000]:
-                tasks.create_task(conn, tasks.parse_definition(data, now), now)
+                task = {k: v for k, v in data.items() if k != "tenant"}
+                tenant = data.get("tenant", "default")
+                tasks.create_task(conn, tasks.parse_definition(task, now), now, tenant)
 
 
 def next_minute(after: datetime) -> datetime:
@@ -515,6 +520,65 @@ def scenario_hung(
     # Every request (hung and healthy) was in flight at once at the peak.
     result["kb_per_in_flight_request"] = round((trigger - idle) * 1024 / (2 * count), 1)
     return result, lags
+
+
+def scenario_noisy_neighbour(
+    target: RunningTarget,
+    hung_count: int,
+    quick_count: int,
+    scratch: Path,
+    env: dict[str, str],
+    hung_timeout_s: int = 60,
+) -> dict[str, Any]:
+    """Tenant A: ``hung_count`` tasks due together at a host that accepts connections
+    and never answers (127.0.0.2, ``hung_timeout_s``). Tenant B: ``quick_count`` quick
+    tasks at another host (127.0.0.1), the first due 3 s later, then one a second.
+    Prints both tenants' lag, and what A held of the target at once."""
+    due = due_minute(hung_count + quick_count)
+    hung_url = target.url("/hang", host="127.0.0.2")
+    defs = [
+        {**definition(f"a-{i}", hung_url, due, timeout=hung_timeout_s), "tenant": "tenant-a"}
+        for i in range(hung_count)
+    ]
+    defs += [
+        {
+            **definition(f"b-{i}", target.url("/ok"), due + timedelta(seconds=3 + i)),
+            "tenant": "tenant-b",
+        }
+        for i in range(quick_count)
+    ]
+    result, _ = run_taskhub(
+        "noisy-neighbour", target, defs, due.timestamp(), scratch, env, timeout_s=900
+    )
+    records, extra = target.records()
+    tenants = {}
+    for tenant, path in (("a", "/hang"), ("b", "/ok")):
+        mine = [r for r in records if r[2] == path]
+        count = hung_count if tenant == "a" else quick_count
+        summary, lags = summarize(f"tenant-{tenant}", mine, count, due.timestamp())
+        tenants[f"tenant_{tenant}"] = {
+            "tasks": count,
+            "fired": summary["fired"],
+            "lost": summary["lost"],
+            "doubled": summary["doubled"],
+            "lag_s": summary["lag_s"],
+            **({"lags_s": [round(lag, 3) for lag in sorted(lags)]} if tenant == "b" else {}),
+        }
+    peak = extra.get("max_concurrent") or {}
+    return {
+        "scenario": "noisy-neighbour",
+        "hung_timeout_s": hung_timeout_s,
+        "settings": {k: v for k, v in env.items() if k.startswith("TASKHUB_")},
+        **tenants,
+        "tenant_a_most_at_target_at_once": max(
+            (n for host, n in peak.items() if host.startswith("127.0.0.2")), default=0
+        ),
+        "finished": result["finished"],
+        "statuses": result["statuses"],
+        "makespan_s": result["makespan_s"],
+        "workers_peak_rss_mb": result["workers_peak_rss_mb"],
+        "total_cpu_s": result["total_cpu_s"],
+    }
 
 
 def scenario_spread(
@@ -836,10 +900,26 @@ def main() -> None:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=["burst", "slow", "hung", "spread", "table", "writeback", "clients", "all"],
+        choices=[
+            "burst",
+            "slow",
+            "hung",
+            "spread",
+            "noisy-neighbour",
+            "table",
+            "writeback",
+            "clients",
+            "all",
+        ],
         help="repeatable; default: burst (with redbeat) and clients",
     )
     parser.add_argument("--small-tasks", type=int, default=1000, help="N of slow/hung/spread")
+    parser.add_argument(
+        "--neighbour-hung", type=int, default=2300, help="noisy-neighbour: tenant A's hung tasks"
+    )
+    parser.add_argument(
+        "--neighbour-quick", type=int, default=10, help="noisy-neighbour: tenant B's quick tasks"
+    )
     parser.add_argument("--table-rows", type=int, default=1_000_000)
     parser.add_argument(
         "--table-due", type=int, default=10_000, help="due in the table; outcomes in writeback"
@@ -870,7 +950,16 @@ def main() -> None:
     args = parser.parse_args()
     chosen = set(args.scenario or ["burst", "clients"])
     if "all" in chosen:
-        chosen = {"burst", "slow", "hung", "spread", "table", "writeback", "clients"}
+        chosen = {
+            "burst",
+            "slow",
+            "hung",
+            "spread",
+            "noisy-neighbour",
+            "table",
+            "writeback",
+            "clients",
+        }
     env = dict(args.env)
     results: list[dict[str, Any]] = []
     series: dict[str, list[float]] = {}
@@ -955,6 +1044,13 @@ def main() -> None:
                 hung, lags = scenario_hung(target, args.small_tasks, scratch, env)
                 series[f"taskhub healthy beside {args.small_tasks} hung"] = lags
                 emit(results, hung)
+            if "noisy-neighbour" in chosen:
+                emit(
+                    results,
+                    scenario_noisy_neighbour(
+                        target, args.neighbour_hung, args.neighbour_quick, scratch, env
+                    ),
+                )
             if "spread" in chosen:
                 spread, lags = scenario_spread(target, args.small_tasks, scratch, env)
                 series[f"taskhub spread over 60 s N={args.small_tasks}"] = lags

@@ -7,7 +7,7 @@ Raw asyncio (no framework), keep-alive HTTP/1.1. Every request is recorded as
 ``/ok`` answers at once, ``/delay/S`` after S seconds, ``/hang`` never (until the client
 gives up). The control path ``/__dump`` writes the records to FILE as JSON lines and
 answers; ``/__reset`` forgets them. It also counts concurrent requests per Host header
-(``max_concurrent``).
+(``max_concurrent``). It listens on 127.0.0.1 and 127.0.0.2, two hosts to taskhub.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import os
 import time
 from typing import Any
 
+#: The addresses the target listens on (each a host of its own to taskhub).
+HOSTS = ("127.0.0.1", "127.0.0.2")
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
 
@@ -118,8 +120,9 @@ def serve(port: int, dump: str) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         state = State(dump)
+        # Two loopback addresses: a scenario can put two "hosts" on the one target.
         server = await loop.create_server(
-            lambda: Target(state), "127.0.0.1", port, reuse_port=True, backlog=4096
+            lambda: Target(state), list(HOSTS), port, reuse_port=True, backlog=4096
         )
         print("ready", flush=True)
         parent = os.getppid()

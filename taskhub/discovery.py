@@ -90,7 +90,7 @@ def _request(
     signing_secrets: tuple[str, ...],
     not_before: datetime | None = None,
 ) -> TriggerRequest:
-    """``target`` holds the task's target columns. ``send_by`` is the end of the send's
+    """``target`` holds the task's target columns and tenant. ``send_by`` is the end of the send's
     grace (``now`` plus the dispatch lease: one value for a whole claim), and
     ``signing_secrets`` the task's tenant's. Credential headers and signing secrets go
     out still sealed: the broker never carries them in plaintext."""
@@ -110,6 +110,7 @@ def _request(
         sealed_signing_secrets=signing_secrets,
         rate_limit=rate_limit_of(target),
         not_before=not_before if not_before is not None and not_before > now else None,
+        tenant=target["tenant"],
     )
 
 

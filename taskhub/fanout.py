@@ -85,6 +85,8 @@ def message_bytes(request: TriggerRequest) -> int:
     size += sum(json_str_bytes(s) + 2 for s in request.sealed_signing_secrets)
     if request.not_before is not None:
         size += _NOT_BEFORE
+    if request.tenant is not None:
+        size += len(', "tenant": ') + json_str_bytes(request.tenant)
     if request.rate_limit is not None:
         limit = request.rate_limit
         size += len(', "rate_limit": [, ]') + len(json.dumps(limit.max_in_flight))

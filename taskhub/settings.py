@@ -94,6 +94,11 @@ class Settings:
     stage_interval_s: float = 1.0
     #: Per-tenant limits, unless a tenant has its own (``taskhub tenant limits set``).
     tenant_quotas: TenantQuotas = TenantQuotas()
+    #: The most of a trigger process's fast lane one host or one tenant may hold with
+    #: attempts that cannot move on to the slow lane, in percent (``lane_shares``).
+    fast_lane_share_percent: float = 10.0
+    #: The most of a trigger process's slow lane one host or one tenant may hold, in percent.
+    slow_lane_share_percent: float = 50.0
 
     # Cached: both are read for every request a trigger worker sends.
     @cached_property
@@ -323,4 +328,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         stage_interval_s=_stage_interval(env, "TASKHUB_STAGE_INTERVAL_SECONDS"),
         publish_lead_s=_number(env, "TASKHUB_PUBLISH_LEAD_SECONDS", 5, 0, 30),
         tenant_quotas=tenant_quotas(env),
+        fast_lane_share_percent=_number(env, "TASKHUB_FAST_LANE_SHARE_PERCENT", 10, 1, 100),
+        slow_lane_share_percent=_number(env, "TASKHUB_SLOW_LANE_SHARE_PERCENT", 50, 1, 100),
     )

@@ -11,7 +11,10 @@ touched from the loop thread; :func:`fire` is synchronous and may be called from
 threads at once (Celery's ``threads`` pool) or from prefork children. Attempts in flight
 are bounded per process in two lanes (:class:`_Lanes`): ``max_in_flight_per_process``
 young ones, and ``max_slow_in_flight_per_process`` more that have run longer than
-``slow_after_s``, so hanging targets never hold the slots a burst needs. An attempt's
+``slow_after_s``, so hanging targets never hold the slots a burst needs. Each target
+host and each tenant holds at most a share of either lane (``lane_shares``); a request
+past its share is not sent, its outcome is ``throttled`` (the database sends it again
+later), so one tenant's hung targets never delay another's. An attempt's
 clock (``started_at``, ``duration_ms``, the ``timeout_s`` deadline) starts when it gets
 a slot, so waiting behind other targets is never blamed on this target.
 
@@ -79,7 +82,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from taskhub import credentials, flow_control, signing
+from taskhub import credentials, flow_control, lane_shares, signing
 from taskhub.addresses import (
     AddressPolicy,
     TargetURLError,
@@ -123,6 +126,9 @@ ERROR_KINDS: Final = frozenset(
 MAX_HOLD_S: Final = 30.0
 #: The longest a batch waits for its clearance before it drops what it asked about.
 CLEAR_TIMEOUT_S: Final = 10.0
+#: The longest a request refused for its host's or tenant's lane share waits in the
+#: database before it is sent again (its own timeout when shorter).
+SHARE_FULL_RETRY_MAX_S: Final = 10.0
 #: How long a host's budget pauses after a 429 without a usable ``Retry-After``.
 DEFAULT_429_PAUSE_S: Final = 1.0
 EXCERPT_BYTES: Final = 1024
@@ -223,6 +229,8 @@ class TriggerRequest:
     rate_limit: flow_control.HostLimit | None = None
     #: Published ahead of its send time (``publish_lead_s``): not sent before this.
     not_before: datetime | None = None
+    #: The task's tenant: its share of a worker's in-flight slots (``lane_shares``).
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         # A private copy, so a caller mutating its dict later cannot change this value.
@@ -248,6 +256,8 @@ class TriggerRequest:
         }
         if self.not_before is not None:
             message["not_before"] = _utc_text(self.not_before)
+        if self.tenant is not None:
+            message["tenant"] = self.tenant
         if self.rate_limit is not None:  # only when set: most messages stay as small
             message["rate_limit"] = [self.rate_limit.max_in_flight, self.rate_limit.per_second]
         return message
@@ -274,6 +284,7 @@ class TriggerRequest:
             if not limit
             else flow_control.HostLimit(_opt_int(limit[0]), _opt_float(limit[1])),
             not_before=None if not data.get("not_before") else _parse_time(data["not_before"]),
+            tenant=_opt_str(data.get("tenant")),
         )
 
 
@@ -590,6 +601,10 @@ def _classify(exc: Exception, url: URL, phase: str, timeout_s: float) -> tuple[s
     raise exc
 
 
+#: An attempt in the lanes: its lane, and its host's and tenant's holdings.
+_InFlight = lane_shares.Place
+
+
 class _Lanes:
     """This process's slots for attempts in flight, in two lanes.
 
@@ -601,31 +616,97 @@ class _Lanes:
     cannot serve both; with two, hung targets wait out their timeouts in the slow lane
     and never hold the slots a burst needs. A full slow lane keeps an attempt in the
     fast lane, so the total stays bounded.
+
+    Each host and each tenant holds at most its share of either lane
+    (``lane_shares``): a request whose host or tenant has no room is refused at once
+    (:meth:`admit` returns None, the caller ends it ``throttled``), so one tenant's hung
+    targets never hold the slots another tenant's requests need. Shares of 100 % switch
+    this off: then every request waits for a slot, whoever holds the others.
     """
 
-    def __init__(self, fast: int, slow: int, slow_after_s: float) -> None:
+    def __init__(
+        self,
+        fast: int,
+        slow: int,
+        slow_after_s: float,
+        fast_share_percent: float = 100.0,
+        slow_share_percent: float = 100.0,
+    ) -> None:
         self.fast = asyncio.Semaphore(fast)
         self.slow_free = slow
         self.slow_allowed = slow > 0
         self.slow_after_s = slow_after_s
+        self.shares = (
+            lane_shares.Shares(fast, slow, fast_share_percent, slow_share_percent)
+            if min(fast_share_percent, slow_share_percent) < 100
+            else None
+        )
         #: Attempts past ``slow_after_s`` waiting for a slow slot, oldest first.
         self.to_promote: collections.deque[_InFlight] = collections.deque()
+        #: Set when a fast slot frees or an attempt moves on or gets stuck (for WAIT).
+        self._changed: asyncio.Future[None] | None = None
 
-    async def admit(self) -> None:
-        """Take a fast slot, to hand to :meth:`run` with ``admitted=True``."""
-        await self.fast.acquire()
+    async def admit(self, host: str, tenant: str | None) -> _InFlight | None:
+        """Take a fast slot and a place in the host's and tenant's shares, to hand to
+        :meth:`run`; None if the host or tenant has no room (not sent: ``throttled``).
 
-    async def run(self, work: Callable[[], Awaitable[_T]], admitted: bool = False) -> _T:
-        """Run ``work`` (started once a fast slot is held) in the lanes.
+        Waits for a fast slot, as every request does when the lane is full, and at most
+        ``slow_after_s`` more while the host's or tenant's own fast slots are held by
+        young attempts (they end or move on by then)."""
+        shares = self.shares
+        if shares is None:
+            await self.fast.acquire()
+            return _InFlight(None, None)
+        deadline: float | None = None
+        while True:
+            verdict = shares.verdict(host, tenant, self.slow_free)
+            if verdict == lane_shares.ADMIT:
+                if not self.fast.locked():  # returns at once: nothing runs in between
+                    await self.fast.acquire()
+                    return shares.take(host, tenant)
+                await self.fast.acquire()
+                verdict = shares.verdict(host, tenant, self.slow_free)
+                if verdict == lane_shares.ADMIT:
+                    return shares.take(host, tenant)
+                self._release_fast()
+            if verdict == lane_shares.REFUSE:
+                return None
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + self.slow_after_s
+            elif loop.time() >= deadline:
+                return None
+            await self._wait_for_change(deadline)
+
+    async def _wait_for_change(self, deadline: float) -> None:
+        changed = self._changed
+        if changed is None or changed.done():
+            changed = self._changed = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout_at(deadline):
+                await asyncio.shield(changed)
+        except TimeoutError:
+            pass
+
+    def _wake(self) -> None:
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            if not changed.done():
+                changed.set_result(None)
+
+    def _release_fast(self) -> None:
+        self.fast.release()
+        self._wake()
+
+    async def run(self, work: Callable[[], Awaitable[_T]], attempt: _InFlight) -> _T:
+        """Run ``work`` for an attempt :meth:`admit` gave a fast slot.
 
         The move to the slow lane is a timer callback on the loop, not a second task:
         this runs once per request, on the one thread that fires them all.
         """
-        if not admitted:
-            await self.fast.acquire()
-        attempt = _InFlight()
         timer = None
-        if self.slow_allowed:
+        if self.slow_allowed or self.shares is not None:  # shares count stuck attempts
             timer = asyncio.get_running_loop().call_later(self.slow_after_s, self._promote, attempt)
         try:
             return await work()
@@ -633,31 +714,53 @@ class _Lanes:
             if timer is not None:
                 timer.cancel()
             attempt.ended = True
+            if self.shares is not None:
+                self.shares.ended(attempt)
             if attempt.slow:
                 self.slow_free += 1
                 self._promote_waiting()
             else:
-                self.fast.release()
+                self._release_fast()
 
     def _promote(self, attempt: _InFlight) -> None:
         if attempt.ended:
             return
-        if self.slow_free > 0:
-            self.slow_free -= 1
+        if self.slow_free > 0 and self._may_move(attempt):
+            self._move(attempt)
+        else:  # no room in the slow lane: it keeps its fast slot until one frees
+            if self.shares is not None:
+                self.shares.stuck(attempt)
+                self._wake()
+            if self.slow_allowed:
+                self.to_promote.append(attempt)
+
+    def _may_move(self, attempt: _InFlight) -> bool:
+        return self.shares is None or self.shares.may_move(attempt)
+
+    def _move(self, attempt: _InFlight) -> None:
+        self.slow_free -= 1
+        if self.shares is not None:
+            self.shares.moved(attempt)
+        else:
             attempt.slow = True
-            self.fast.release()
-        else:  # the slow lane is full: it keeps its fast slot until one frees
-            self.to_promote.append(attempt)
+        self._release_fast()
 
     def _promote_waiting(self) -> None:
+        """Move the oldest stuck attempts whose host and tenant have room again."""
+        if not self.to_promote:
+            return
+        kept: collections.deque[_InFlight] = collections.deque()
         while self.to_promote and self.slow_free > 0:
-            self._promote(self.to_promote.popleft())
-
-
-@dataclass
-class _InFlight:
-    slow: bool = False
-    ended: bool = False
+            attempt = self.to_promote.popleft()
+            if attempt.ended:
+                continue
+            if self._may_move(attempt):
+                self._move(attempt)
+            else:
+                kept.append(attempt)
+        if kept:
+            kept.extend(self.to_promote)
+            self.to_promote = kept
 
 
 @dataclass
@@ -738,6 +841,39 @@ def _due_by(requests: Sequence[TriggerRequest], order: Sequence[int], start: int
     return end
 
 
+def _share_full(request: TriggerRequest) -> TriggerOutcome:
+    """Not sent: its host or tenant holds its share of this process's slots. Sent again
+    by the database once some of those may have ended: after its own timeout (what the
+    slots it waits for are held at most, for a target like its own), at most
+    ``SHARE_FULL_RETRY_MAX_S``; never sooner than 1 s."""
+    retry_in_s = min(max(request.timeout_s, 1.0), SHARE_FULL_RETRY_MAX_S)
+    return TriggerOutcome(
+        execution_id=request.execution_id,
+        attempt=request.attempt,
+        started_at=datetime.now(UTC),
+        duration_ms=0,
+        http_status=None,
+        error_kind=THROTTLED,
+        error="not sent: its host or tenant held its share of the worker's in-flight slots",
+        retry_after_s=retry_in_s if math.isfinite(retry_in_s) else SHARE_FULL_RETRY_MAX_S,
+        response_excerpt=None,
+    )
+
+
+def _host_key(url: str) -> str:
+    """The host a request goes to, for its share of the lanes, without parsing the URL
+    (~0.3 µs, a twelfth of a URL parse): the name between ``//`` and the path, without
+    credentials or port, in lower case. A URL too odd for this only lands in a share of
+    its own, and its tenant's share still holds it."""
+    netloc = url.partition("//")[2]
+    for end in "/?#":
+        netloc = netloc.partition(end)[0]
+    netloc = netloc.rpartition("@")[2]
+    if netloc.startswith("["):
+        return netloc.partition("]")[0][1:].lower()
+    return netloc.partition(":")[0].lower()
+
+
 async def _hold(request: TriggerRequest) -> None:
     """Until a request published ahead may be sent (at most ``MAX_HOLD_S``)."""
     if request.not_before is not None:
@@ -805,7 +941,7 @@ async def _fire_batch(
     """
     far_past = datetime.min.replace(tzinfo=UTC)
     order = sorted(range(len(requests)), key=lambda i: requests[i].not_before or far_past)
-    tasks: list[asyncio.Future[TriggerOutcome]] = []
+    tasks: list[asyncio.Future[TriggerOutcome] | TriggerOutcome] = []
     started: list[int] = []  # the index of each task's request
     cleared: set[int] = set()
     cleared_until = 0  # the positions of ``order`` before this one were asked about
@@ -825,24 +961,35 @@ async def _fire_batch(
             if limited is not None:
                 attempt = _attempt(client, request, settings, limiter, *limited)
                 tasks.append(asyncio.ensure_future(attempt))
-            else:
-                await client.lanes.admit()
-                # The task owns the slot from here: it is scheduled before this batch's
-                # next step, so it has started (and will release) by any cancellation.
-                send = _send(client, request, settings, admitted=True)
-                tasks.append(asyncio.ensure_future(send))
-        outcomes = [await task for task in tasks]
+                continue
+            admitted = await client.lanes.admit(_host_key(request.url), request.tenant)
+            if admitted is None:  # its host or tenant holds its share: not sent
+                tasks.append(_share_full(request))
+                continue
+            # The task owns the slot from here: it is scheduled before this batch's
+            # next step, so it has started (and will release) by any cancellation.
+            send = _send(client, request, settings, admitted)
+            tasks.append(asyncio.ensure_future(send))
+        outcomes = [task if isinstance(task, TriggerOutcome) else await task for task in tasks]
     finally:  # what is left when the batch itself is cancelled (the loop is going away)
         for task in tasks:
-            task.cancel()
+            if not isinstance(task, TriggerOutcome):
+                task.cancel()
     by_index = dict(zip(started, outcomes, strict=True))
     return [by_index[i] for i in range(len(requests)) if i in by_index]
 
 
 async def _send(
-    client: _Client, request: TriggerRequest, settings: Settings, admitted: bool = False
+    client: _Client,
+    request: TriggerRequest,
+    settings: Settings,
+    admitted: _InFlight | None = None,
 ) -> TriggerOutcome:
-    """The attempt in the lanes; ``admitted``: the caller already holds a fast slot."""
+    """The attempt in the lanes; ``admitted``: the fast slot the caller already holds."""
+    if admitted is None:
+        admitted = await client.lanes.admit(_host_key(request.url), request.tenant)
+        if admitted is None:
+            return _share_full(request)
     return await client.lanes.run(lambda: _exchange(client, request, settings), admitted)
 
 
@@ -933,7 +1080,7 @@ class _Runtime:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        self.clients: dict[tuple[AddressPolicy, int, int, float], _Client] = {}
+        self.clients: dict[tuple[AddressPolicy, int, int, float, float, float], _Client] = {}
         self.limiters: dict[str | None, flow_control.Limiter] = {}
         self.thread = threading.Thread(
             target=self._run, name=f"taskhub-trigger-loop-{self.pid}", daemon=True
@@ -948,7 +1095,9 @@ class _Runtime:
         # Runs on the loop thread without awaiting: check-and-create is atomic there.
         fast = settings.max_in_flight_per_process
         slow = settings.max_slow_in_flight_per_process
-        key = (settings.address_policy, fast, slow, settings.slow_after_s)
+        fast_share = settings.fast_lane_share_percent
+        slow_share = settings.slow_lane_share_percent
+        key = (settings.address_policy, fast, slow, settings.slow_after_s, fast_share, slow_share)
         client = self.clients.get(key)
         if client is None:
             limit = fast + slow
@@ -973,7 +1122,8 @@ class _Runtime:
                 auto_decompress=False,
                 trust_env=False,
             )
-            client = self.clients[key] = _Client(session, _Lanes(fast, slow, settings.slow_after_s))
+            lanes = _Lanes(fast, slow, settings.slow_after_s, fast_share, slow_share)
+            client = self.clients[key] = _Client(session, lanes)
         return client
 
     def _limiter(self, settings: Settings) -> flow_control.Limiter:

@@ -107,7 +107,8 @@ class Target:
 
 
 @contextmanager
-def running_target() -> Iterator[Target]:
+def running_target(host: str = "127.0.0.1") -> Iterator[Target]:
+    """A target listening on ``host`` (any 127.x address is a host of its own)."""
     target = Target()
     loop = asyncio.new_event_loop()
     started = threading.Event()
@@ -117,7 +118,7 @@ def running_target() -> Iterator[Target]:
 
     async def start() -> None:
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=2048)
+        site = web.TCPSite(runner, host, 0, backlog=2048)
         await site.start()
         target.port = runner.addresses[0][1]
         started.set()

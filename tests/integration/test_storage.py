@@ -496,6 +496,27 @@ def test_a_throttled_send_goes_back_to_the_database_without_an_attempt(engine: E
     assert (resent.execution_id, resent.attempt) == (request.execution_id, 1)
 
 
+def test_claimed_and_resent_requests_carry_their_tasks_tenant(engine: Engine) -> None:
+    """A trigger worker counts each request under its tenant's share of its slots."""
+    created = NOW - timedelta(hours=1)
+    for tenant in ("acme", "globex"):
+        data = {
+            "name": "hook",
+            "schedule": {"at": NOW.isoformat()},
+            "target": {"url": "http://t.test/h"},
+        }
+        with engine.begin() as conn:
+            tasks.create_task(conn, tasks.parse_definition(data, created), created, tenant)
+    requests = claim_all(engine, NOW)
+    assert sorted(str(r.tenant) for r in requests) == ["acme", "globex"]
+    acme = next(r for r in requests if r.tenant == "acme")
+    throttled = dataclasses.replace(outcome(acme, None, "throttled"), retry_after_s=1.0)
+    state.record_outcomes(engine, [throttled], SETTINGS, NOW, lambda: 0.5)
+    [resent] = claim_all(engine, NOW + timedelta(seconds=1))
+    assert (resent.execution_id, resent.tenant) == (acme.execution_id, "acme")
+    assert TriggerRequest.from_message(resent.to_message()).tenant == "acme"
+
+
 def test_spread_occurrences_are_staged_at_their_stable_offset(engine: Engine) -> None:
     from taskhub.occurrences import spread_offset_s
 

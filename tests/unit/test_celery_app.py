@@ -49,6 +49,10 @@ def test_redis_broker_backs_its_own_chords() -> None:
         ({"TASKHUB_MAX_SLOW_IN_FLIGHT": "many"}, "TASKHUB_MAX_SLOW_IN_FLIGHT"),
         ({"TASKHUB_SLOW_AFTER_SECONDS": "0"}, "TASKHUB_SLOW_AFTER_SECONDS"),
         ({"TASKHUB_SLOW_AFTER_SECONDS": "nan"}, "TASKHUB_SLOW_AFTER_SECONDS"),
+        ({"TASKHUB_FAST_LANE_SHARE_PERCENT": "0"}, "TASKHUB_FAST_LANE_SHARE_PERCENT"),
+        ({"TASKHUB_FAST_LANE_SHARE_PERCENT": "half"}, "TASKHUB_FAST_LANE_SHARE_PERCENT"),
+        ({"TASKHUB_SLOW_LANE_SHARE_PERCENT": "101"}, "TASKHUB_SLOW_LANE_SHARE_PERCENT"),
+        ({"TASKHUB_SLOW_LANE_SHARE_PERCENT": "nan"}, "TASKHUB_SLOW_LANE_SHARE_PERCENT"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:

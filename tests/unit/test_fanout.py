@@ -50,6 +50,7 @@ def test_float_bytes_is_the_encoded_length(value: float) -> None:
     secrets=st.lists(texts, max_size=3),
     limit=st.none()
     | st.builds(HostLimit, st.none() | st.integers(1, 10**6), st.none() | st.floats(0.01, 1e6)),
+    tenant=st.none() | texts,
 )
 def test_message_bytes_bounds_the_encoded_size_closely(
     execution_id: int,
@@ -65,6 +66,7 @@ def test_message_bytes_bounds_the_encoded_size_closely(
     sealed_headers: str | None,
     secrets: list[str],
     limit: HostLimit | None,
+    tenant: str | None,
 ) -> None:
     request = TriggerRequest(
         execution_id=execution_id,
@@ -82,6 +84,7 @@ def test_message_bytes_bounds_the_encoded_size_closely(
         sealed_signing_secrets=tuple(secrets),
         rate_limit=limit,
         not_before=not_before,
+        tenant=tenant,
     )
     exact = encoded(request)
     assert exact <= message_bytes(request) <= exact + 64

@@ -1144,5 +1144,6 @@ def test_a_gap_shortened_by_an_offset_change_is_found(
     schedule = Cron(f"{minute} {','.join(map(str, hours))} * * *", name)
     gap = shortest_gap(schedule, base, base + 2 * DAY)
     bound = DAY if gap is None else gap
-    assert min(consecutive_gaps(schedule, base, base + 2 * DAY)) >= bound
+    # A 25-hour day can leave a daily schedule one fire in the window: nothing to compare.
+    assert min(consecutive_gaps(schedule, base, base + 2 * DAY), default=bound) >= bound
     assert min(consecutive_gaps(schedule, base - DAY, base + 3 * DAY)) <= bound or gap is None
