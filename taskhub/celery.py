@@ -11,17 +11,19 @@ import gc
 import logging
 import random
 import socket
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, signals, states
 from celery.result import denied_join_result
 from celery.schedules import crontab
 from kombu import Queue
+from sqlalchemy.exc import SQLAlchemyError
 
-from taskhub import db, discovery, heartbeat, logs, staging, state, trigger
+from taskhub import db, discovery, heartbeat, holders, logs, staging, state, trigger
 from taskhub.fanout import build_chords
 from taskhub.settings import Settings, load
 
@@ -169,7 +171,7 @@ def _on_worker_ready(**_: Any) -> None:
     _start_heartbeat()
     if consumes_discovery():
         engine = db.get_engine(settings.database_url)
-        staging.start(engine, settings, publish, utcnow)
+        staging.start(engine, settings, publish, utcnow, stored_outcomes)
     exempt_startup_objects_from_gc()
 
 
@@ -226,24 +228,54 @@ def request_tick() -> bool:
 @app.task(name="taskhub.tick", ignore_result=True)
 def tick() -> dict[str, Any]:
     engine = db.get_engine(settings.database_url)
-    return asdict(discovery.run_tick(engine, settings, publish, utcnow))
+    return asdict(discovery.run_tick(engine, settings, publish, utcnow, stored_outcomes))
+
+
+def stored_outcomes(message_ids: Sequence[str]) -> Mapping[str, Sequence[Mapping[str, Any]]]:
+    """The outcomes the result backend holds for these trigger messages (a chord
+    header's result is stored under its message's id), for those that have ended."""
+    found: dict[str, Sequence[Mapping[str, Any]]] = {}
+    for message_id in message_ids:
+        meta = app.backend.get_task_meta(message_id, cache=False)
+        result = meta.get("result")
+        if meta.get("status") == states.SUCCESS and isinstance(result, list):
+            found[message_id] = result
+    return found
 
 
 @app.task(name="taskhub.fire_triggers", ignore_result=False)
 def fire_triggers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A chord header: it must return, never raise, whatever the targets do.
 
-    A request received after its ``send_by`` is not fired: its lease may have run out and
-    the database may have sent it again. It returns no outcome; the lease brings it back.
+    The message takes its sends as it starts (``holders.start``): one that another
+    message took, or that has ended, is not fired and returns no outcome.
     """
     now = utcnow()
     requests = [trigger.TriggerRequest.from_message(m) for m in messages]
-    fresh = [r for r in requests if r.send_by is None or r.send_by > now]
+    fresh = _take(requests, now)
     if len(fresh) < len(requests):
-        log.warning(
-            "not firing %d requests received after their send_by", len(requests) - len(fresh)
+        log.info(
+            "not firing %d requests: sent by another message, ended, or late",
+            len(requests) - len(fresh),
         )
     return [outcome.to_message() for outcome in trigger.fire(fresh, settings)]
+
+
+def _take(requests: list[trigger.TriggerRequest], now: datetime) -> list[trigger.TriggerRequest]:
+    """The requests this message may fire, each lease counted again from its start. If
+    the database cannot be reached, those received before their ``send_by`` (after it,
+    the lease may have run out and the database may have sent them again)."""
+    message_id = fire_triggers.request.id or str(uuid.uuid4())
+    leases = [
+        discovery.lease_until(max(now, r.not_before or now), r.timeout_s, settings)
+        for r in requests
+    ]
+    try:
+        engine = db.get_engine(settings.database_url)
+        return holders.start(engine, requests, leases, message_id, now)
+    except SQLAlchemyError as error:
+        log.warning("could not take this message's sends (%s)", error.__class__.__name__)
+    return [r for r in requests if r.send_by is None or r.send_by > now]
 
 
 @app.task(name="taskhub.record_chunk", ignore_result=True)

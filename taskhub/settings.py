@@ -69,6 +69,9 @@ class Settings:
     publish_lead_s: float = 5.0
     #: How often the staging loop sends what has come due (second precision); 0: off.
     stage_interval_s: float = 1.0
+    #: A process whose heartbeat is this much older is dead: the sends it started go
+    #: out again without waiting for their lease. 0: only the lease sends them again.
+    worker_dead_after_s: float = 30.0
 
     # Cached: both are read for every request a trigger worker sends.
     @cached_property
@@ -192,6 +195,21 @@ def _stage_interval(env: Mapping[str, str], name: str) -> float:
     return value
 
 
+#: The smallest dead-after: two heartbeat intervals (``heartbeat.INTERVAL_S``, 10 s), so a
+#: live process that misses one write is never taken for dead.
+MIN_WORKER_DEAD_AFTER_S = 20.0
+
+
+def _worker_dead_after(env: Mapping[str, str], name: str) -> float:
+    """0 switches dead-worker detection off; otherwise at least two heartbeat intervals."""
+    value = _number(env, name, 30, minimum=0)
+    if 0 < value < MIN_WORKER_DEAD_AFTER_S:
+        raise SettingsError(
+            f"{name} must be 0 (off) or at least {MIN_WORKER_DEAD_AFTER_S:g}, got {value:g}"
+        )
+    return value
+
+
 def derived_flow_control_url(broker_url: str, result_backend: str) -> str | None:
     """The fleet's Redis if there is one (the broker, or on SQS the result backend)."""
     for url in (broker_url, result_backend):
@@ -266,4 +284,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         flow_control_max_wait_s=_number(env, "TASKHUB_FLOW_CONTROL_MAX_WAIT_SECONDS", 2, minimum=0),
         stage_interval_s=_stage_interval(env, "TASKHUB_STAGE_INTERVAL_SECONDS"),
         publish_lead_s=_number(env, "TASKHUB_PUBLISH_LEAD_SECONDS", 5, 0, 30),
+        worker_dead_after_s=_worker_dead_after(env, "TASKHUB_WORKER_DEAD_AFTER_SECONDS"),
     )

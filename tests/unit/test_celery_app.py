@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from taskhub import settings
+from taskhub import celery, heartbeat, settings
 from taskhub.celery import (
     beat_schedule,
     exempt_startup_objects_from_gc,
@@ -47,11 +47,19 @@ def test_redis_broker_backs_its_own_chords() -> None:
         ({"TASKHUB_MAX_SLOW_IN_FLIGHT": "many"}, "TASKHUB_MAX_SLOW_IN_FLIGHT"),
         ({"TASKHUB_SLOW_AFTER_SECONDS": "0"}, "TASKHUB_SLOW_AFTER_SECONDS"),
         ({"TASKHUB_SLOW_AFTER_SECONDS": "nan"}, "TASKHUB_SLOW_AFTER_SECONDS"),
+        ({"TASKHUB_WORKER_DEAD_AFTER_SECONDS": "10"}, "TASKHUB_WORKER_DEAD_AFTER_SECONDS"),
+        ({"TASKHUB_WORKER_DEAD_AFTER_SECONDS": "-1"}, "TASKHUB_WORKER_DEAD_AFTER_SECONDS"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(settings.SettingsError, match=named):
         settings.load(env)
+
+
+def test_a_live_worker_is_never_taken_for_dead_between_two_heartbeats() -> None:
+    assert settings.MIN_WORKER_DEAD_AFTER_S >= 2 * heartbeat.INTERVAL_S
+    assert settings.load({}).worker_dead_after_s >= settings.MIN_WORKER_DEAD_AFTER_S
+    assert settings.load({"TASKHUB_WORKER_DEAD_AFTER_SECONDS": "0"}).worker_dead_after_s == 0
 
 
 def test_the_tick_is_aligned_to_the_minute_and_expires() -> None:
@@ -100,7 +108,13 @@ def test_each_chunk_is_one_flat_chord_of_bounded_messages(tmp_path: Path) -> Non
     assert sent == [r.execution_id for r in requests]
 
 
-def test_a_request_received_after_its_send_by_is_not_fired() -> None:
+def test_without_the_database_a_request_received_after_its_send_by_is_not_fired(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A message takes its sends in the database as it starts (tests/integration/
+    test_holders.py); when it cannot, only what is still within its send_by is fired."""
+    unreachable = f"sqlite:///{tmp_path}/no/such/dir/taskhub.db"
+    monkeypatch.setattr(celery, "settings", replace(celery.settings, database_url=unreachable))
     now = datetime.now(UTC)
     stale = replace(request(1), url="http://127.0.0.1:9/", send_by=now - timedelta(seconds=1))
     fresh = replace(request(2), url="http://127.0.0.1:9/", send_by=now + timedelta(minutes=1))
