@@ -21,6 +21,7 @@ from celery import Celery, signals, states
 from celery.result import denied_join_result
 from celery.schedules import crontab
 from kombu import Queue
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from taskhub import db, discovery, heartbeat, holders, logs, staging, state, trigger
@@ -252,29 +253,42 @@ def fire_triggers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     now = utcnow()
     requests = [trigger.TriggerRequest.from_message(m) for m in messages]
-    fresh = _take(requests, now)
+    message_id = fire_triggers.request.id or str(uuid.uuid4())
+    engine = db.get_engine(settings.database_url)
+    held = _take(engine, requests, message_id, now)
+    fresh = held if held is not None else _within_send_by(requests, now)
     if len(fresh) < len(requests):
         log.info(
             "not firing %d requests: sent by another message, ended, or late",
             len(requests) - len(fresh),
         )
-    return [outcome.to_message() for outcome in trigger.fire(fresh, settings)]
+    with holders.renewing(engine, message_id, held or [], settings.dispatch_lease_s, _lease_of):
+        outcomes = trigger.fire(fresh, settings)
+    return [outcome.to_message() for outcome in outcomes]
 
 
-def _take(requests: list[trigger.TriggerRequest], now: datetime) -> list[trigger.TriggerRequest]:
-    """The requests this message may fire, each lease counted again from its start. If
-    the database cannot be reached, those received before their ``send_by`` (after it,
-    the lease may have run out and the database may have sent them again)."""
-    message_id = fire_triggers.request.id or str(uuid.uuid4())
-    leases = [
-        discovery.lease_until(max(now, r.not_before or now), r.timeout_s, settings)
-        for r in requests
-    ]
+def _lease_of(now: datetime, timeout_s: float) -> datetime:
+    return discovery.lease_until(now, timeout_s, settings)
+
+
+def _take(
+    engine: Engine, requests: list[trigger.TriggerRequest], message_id: str, now: datetime
+) -> list[trigger.TriggerRequest] | None:
+    """The requests this message may fire, each lease counted again from its start;
+    None if the database cannot be reached."""
+    leases = [_lease_of(max(now, r.not_before or now), r.timeout_s) for r in requests]
     try:
-        engine = db.get_engine(settings.database_url)
         return holders.start(engine, requests, leases, message_id, now)
     except SQLAlchemyError as error:
         log.warning("could not take this message's sends (%s)", error.__class__.__name__)
+        return None
+
+
+def _within_send_by(
+    requests: list[trigger.TriggerRequest], now: datetime
+) -> list[trigger.TriggerRequest]:
+    """Without the database, only what was received before its ``send_by``: after it,
+    the lease may have run out and the database may have sent it again."""
     return [r for r in requests if r.send_by is None or r.send_by > now]
 
 

@@ -15,7 +15,11 @@ callback: the send was repeated though nothing was lost. Three things narrow it:
    (:func:`recover_outcomes`): a chord header's result is stored under its message's
    id; before a tick sends again what a message held, it looks there, and records what
    it finds, as the chord callback would have.
-3. **A dead holder is noticed from its heartbeats** (:func:`dead_holders`): once a
+3. **A live holder renews its leases** (:func:`renewing`): a message still running
+   when half its lease has passed (slow targets, a busy process) has the leases of its
+   sends counted again from now, every half lease, so the lease never runs out under a
+   message that is still at work (up to ``MAX_HELD_S``).
+4. **A dead holder is noticed from its heartbeats** (:func:`dead_holders`): once a
    process has not written its heartbeat for ``worker_dead_after_s``, what it held is
    sent again without waiting for the lease, which stays long enough for slow targets.
    Only a process that has itself written its heartbeat for that long judges others, so
@@ -25,11 +29,17 @@ callback: the send was repeated though nothing was lost. Three things narrow it:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from taskhub import heartbeat, queries, state
 from taskhub.settings import Settings
@@ -62,6 +72,100 @@ def start(
         heartbeat.ensure_written(conn, now)
         taken = queries.hold_executions(conn, holds, heartbeat.this_process(), message_id)
     return [r for r in requests if r.execution_id in taken]
+
+
+#: How long a running message's leases are renewed at most: Redis's visibility timeout
+#: (kombu's default), after which the broker hands the message out again anyway.
+MAX_HELD_S = 3600.0
+
+LeaseOf = Callable[[datetime, float], datetime]
+
+
+@dataclass
+class _Held:
+    execution_ids: list[int]
+    longest_timeout_s: float
+    started: float  # monotonic
+
+
+_held: dict[str, _Held] = {}
+_held_lock = threading.Lock()
+_renewer_pid: int | None = None
+
+
+@contextmanager
+def renewing(
+    engine: Engine,
+    message_id: str,
+    requests: Sequence[TriggerRequest],
+    lease_s: float,
+    lease_of: LeaseOf,
+) -> Iterator[None]:
+    """While the block runs (the message fires ``requests``), this process renews their
+    leases every ``lease_s / 2`` (``lease_of(now, timeout_s)``: the new lease's end)."""
+    if not requests:
+        yield
+        return
+    held = _Held(
+        [r.execution_id for r in requests],
+        max(r.timeout_s for r in requests),
+        time.monotonic(),
+    )
+    with _held_lock:
+        _held[message_id] = held
+        _start_renewer(engine, lease_s, lease_of)
+    try:
+        yield
+    finally:
+        with _held_lock:
+            _held.pop(message_id, None)
+
+
+def _start_renewer(engine: Engine, lease_s: float, lease_of: LeaseOf) -> None:
+    """One renewing thread per process (a forked child starts its own); under the lock."""
+    global _renewer_pid
+    if _renewer_pid == os.getpid():
+        return
+    _renewer_pid = os.getpid()
+    threading.Thread(
+        target=_renew_forever,
+        args=(engine, lease_s / 2, lease_of),
+        name=f"taskhub-lease-renewer-{_renewer_pid}",
+        daemon=True,
+    ).start()
+
+
+def _renew_forever(engine: Engine, period_s: float, lease_of: LeaseOf) -> None:
+    while True:
+        time.sleep(period_s)
+        try:
+            renew_once(engine, period_s, lease_of, datetime.now(UTC), time.monotonic())
+        except SQLAlchemyError as error:  # the database is away: the leases may run out
+            log.warning("leases of running messages not renewed (%s)", error.__class__.__name__)
+
+
+def renew_once(
+    engine: Engine, period_s: float, lease_of: LeaseOf, now: datetime, monotonic_now: float
+) -> int:
+    """Renew the leases of this process's messages that have run for ``period_s`` or
+    more (and less than ``MAX_HELD_S``); returns how many sends were renewed."""
+    with _held_lock:
+        due = [
+            (message_id, held)
+            for message_id, held in _held.items()
+            if period_s <= monotonic_now - held.started < MAX_HELD_S
+        ]
+    renewed = 0
+    for message_id, held in due:
+        with engine.begin() as conn:
+            renewed += queries.renew_holds(
+                conn,
+                held.execution_ids,
+                heartbeat.this_process(),
+                message_id,
+                lease_of(now, held.longest_timeout_s),
+            )
+    return renewed
 
 
 def dead_holders(conn: Connection, now: datetime, settings: Settings) -> list[str]:

@@ -750,6 +750,27 @@ _HOLD_EXECUTIONS_PG = sa.text(
 )
 
 
+def renew_holds(
+    conn: Connection, execution_ids: Sequence[int], holder: str, message_id: str, lease: datetime
+) -> int:
+    """Move the lease of the sends ``message_id`` still holds in ``holder`` to ``lease``
+    (never earlier); returns how many."""
+    if not execution_ids:
+        return 0
+    result = conn.execute(
+        sa.update(executions)
+        .where(
+            _one_of(conn, E.id, list(execution_ids)),
+            E.held_by == holder,
+            E.message_id == message_id,
+            E.status == ExecutionStatus.RUNNING.value,
+            E.next_dispatch_at < lease,
+        )
+        .values(next_dispatch_at=lease)
+    )
+    return int(result.rowcount)
+
+
 def held_sends_to_look_up(
     conn: Connection, now: datetime, dead_holders: Sequence[str], limit: int
 ) -> Sequence[RowMapping]:

@@ -4,6 +4,7 @@ and a dead holder's sends go out again before their lease ends."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -181,3 +182,34 @@ def test_a_send_claimed_again_forgets_its_holder(engine: Engine) -> None:
     with engine.connect() as conn:
         row = conn.execute(sa.select(executions)).mappings().one()
     assert (row["held_by"], row["message_id"], row["dispatch_count"]) == (None, None, 2)
+
+
+def test_a_running_message_renews_its_leases_until_it_ends(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half a lease into a message still running, its sends' leases count from now."""
+    monkeypatch.setattr(holders, "_renewer_pid", os.getpid())  # renewed by hand below
+    request, other = one_due(engine), one_due(engine)
+    start(engine, [request], "message-1", NOW)
+    hold_as(engine, other, "another:1", NOW)
+    period_s = SETTINGS.dispatch_lease_s / 2
+
+    def lease_of(now: datetime, timeout_s: float) -> datetime:
+        return discovery.lease_until(now, timeout_s, SETTINGS)
+
+    later = NOW + timedelta(seconds=period_s)
+    with holders.renewing(engine, "message-1", [request], SETTINGS.dispatch_lease_s, lease_of):
+        started = holders._held["message-1"].started
+        assert holders.renew_once(engine, period_s, lease_of, later, started + 1) == 0
+        assert holders.renew_once(engine, period_s, lease_of, later, started + period_s) == 1
+        too_long = started + holders.MAX_HELD_S
+        assert holders.renew_once(engine, period_s, lease_of, later, too_long) == 0
+    assert holders.renew_once(engine, period_s, lease_of, later, started + period_s) == 0
+    rows = {r["id"]: r for r in execution_rows(engine)}
+    assert rows[request.execution_id]["next_dispatch_at"] == later + timedelta(seconds=LEASE_S)
+    assert rows[other.execution_id]["next_dispatch_at"] == NOW + timedelta(seconds=LEASE_S)
+    # Renewed: not sent again when the first lease would have run out (its holder is
+    # alive); the other one's lease was not renewed.
+    beat_at(engine, heartbeat.this_process(), NOW + timedelta(seconds=LEASE_S))
+    sent, _ = tick(engine, NOW + timedelta(seconds=LEASE_S))
+    assert [r.execution_id for r in sent] == [other.execution_id]
