@@ -14,6 +14,8 @@ one minute. The summary table is printed at the end (tests/e2e/conftest.py).
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -47,6 +49,9 @@ KILLED_WORKER_RECOVERY_BOUND_S = 60
 #: How long the database is unreachable, and how long two beats run together.
 OUTAGE_S = 120
 TWO_BEATS_S = 150
+#: How long the chord callbacks' worker is frozen (three 7 s leases), in a run of how long.
+FROZEN_S = 21
+FROZEN_RUN_S = 45
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -342,6 +347,44 @@ def test_two_beats_for_minutes(stack: Stack, pg_engine: Engine, target: Target) 
         due,
         healed_at,
         "the second beat stopped",
+    )
+
+
+def test_state_worker_frozen_past_the_leases(
+    stack: Stack, pg_engine: Engine, target: Target
+) -> None:
+    """What a starved machine does to the write-back, in one go. Split layout: the
+    worker of the state queue (chord callbacks) is stopped (SIGSTOP) for three leases
+    while ticks, the staging loop and the trigger worker go on, then continues. Every
+    lease of what was fired meanwhile runs out before its callback can write it back:
+    the outcomes are in the result backend, and nothing may be sent twice."""
+    stack.env["TASKHUB_TRIGGER_CONCURRENCY"] = "4"
+    start_ready(stack, "ticker", "state", "-Q", "taskhub.discovery")
+    start_ready(stack, "state", "state", "-Q", "taskhub.state")
+    start_ready(stack, "trigger", "trigger")
+    start_ready(stack, "beat", "beat")
+    start = at_second(3)
+    end = start + timedelta(seconds=FROZEN_RUN_S)
+    window: dict[str, Any] = {"start_at": start.isoformat(), "end_at": end.isoformat()}
+    ids = add_tasks(pg_engine, 20, target.url("/ok"), {"interval_seconds": 1}, **window)
+    due = interval(ids, start, 1, end)
+    time.sleep(max(0.0, (start - now_utc()).total_seconds()) + FROZEN_RUN_S / 3)
+    state = stack.processes["state"].pid
+    os.killpg(state, signal.SIGSTOP)
+    try:
+        time.sleep(FROZEN_S)
+    finally:
+        os.killpg(state, signal.SIGCONT)
+    healed_at = now_utc()
+    assert wait_until(lambda: ended(pg_engine, due), 120), stack.logs()
+    assert statuses(pg_engine) == {"succeeded": len(due)}
+    check(
+        f"chord callbacks' worker frozen (SIGSTOP) for {FROZEN_S} s",
+        pg_engine,
+        target,
+        due,
+        healed_at,
+        "the callbacks' worker continues (SIGCONT)",
     )
 
 
