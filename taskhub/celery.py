@@ -122,7 +122,7 @@ def sqs_transport_options(settings: Settings) -> dict[str, Any]:
     message (``task_acks_late`` with a prefetch of one: one trigger message's run, at most
     the longest ``timeout_seconds`` plus its queueing in the process), or SQS hands it to a
     second worker. The database's dispatch lease, not SQS, is what re-sends lost work:
-    it runs out first, and a message received after its ``send_by`` is dropped unfired.
+    it runs out first, and a send that another message took meanwhile is not fired.
     Long polls are short because one worker polls its queues in turn and a long wait on
     an empty queue would delay the others.
     """

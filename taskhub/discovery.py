@@ -12,7 +12,10 @@ Two kinds of work are claimed, each in short transactions of at most
 Every execution leaves a claim with a lease (``next_dispatch_at``). Publishing happens
 after the commit; if the process dies before or while publishing, or the broker loses
 the message, or the chord callback never runs, the lease runs out and a later tick
-sends the execution again. The database is the only memory.
+sends the execution again. The database is the only memory. (A worker that starts a
+send counts its lease again and renews it while it runs; an outcome found in the result
+backend is recorded instead of sent again; a dead worker's sends go out again from its
+heartbeats: ``holders``.)
 
 Second precision. Beat ticks once a minute, but occurrences are due at any second. The
 minute's tick claims what falls due before the next tick (``lookahead_s``) and writes it

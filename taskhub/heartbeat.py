@@ -5,7 +5,8 @@ Celery's events would carry some of this, but they do not exist on SQS. Each wor
 process (each prefork child too), beat, and the API measure: resident memory, their
 database pool (size and connections checked out), their database query count and total
 query time, and the trigger requests they have in flight. A process that stops writing
-disappears from the metrics after ``STALE_AFTER_S``.
+disappears from the metrics after ``STALE_AFTER_S``; the sends it held go out again
+sooner (``holders.dead_holders``).
 """
 
 from __future__ import annotations
