@@ -187,12 +187,13 @@ def test_a_send_claimed_again_forgets_its_holder(engine: Engine) -> None:
 def test_a_running_message_renews_its_leases_until_it_ends(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Half a lease into a message still running, its sends' leases count from now."""
+    """A third of a lease into a message still running, its sends' leases count from
+    now."""
     monkeypatch.setattr(holders, "_renewer_pid", os.getpid())  # renewed by hand below
     request, other = one_due(engine), one_due(engine)
     start(engine, [request], "message-1", NOW)
     hold_as(engine, other, "another:1", NOW)
-    period_s = SETTINGS.dispatch_lease_s / 2
+    period_s = SETTINGS.dispatch_lease_s / 3
 
     def lease_of(now: datetime, timeout_s: float) -> datetime:
         return discovery.lease_until(now, timeout_s, SETTINGS)
