@@ -11,17 +11,20 @@ import gc
 import logging
 import random
 import socket
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, signals, states
 from celery.result import denied_join_result
 from celery.schedules import crontab
 from kombu import Queue
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from taskhub import db, discovery, heartbeat, logs, staging, state, trigger, withdrawal
+from taskhub import db, discovery, heartbeat, holders, logs, staging, state, trigger, withdrawal
 from taskhub.fanout import build_chords
 from taskhub.settings import Settings, load
 
@@ -119,7 +122,7 @@ def sqs_transport_options(settings: Settings) -> dict[str, Any]:
     message (``task_acks_late`` with a prefetch of one: one trigger message's run, at most
     the longest ``timeout_seconds`` plus its queueing in the process), or SQS hands it to a
     second worker. The database's dispatch lease, not SQS, is what re-sends lost work:
-    it runs out first, and a message received after its ``send_by`` is dropped unfired.
+    it runs out first, and a send that another message took meanwhile is not fired.
     Long polls are short because one worker polls its queues in turn and a long wait on
     an empty queue would delay the others.
     """
@@ -171,7 +174,7 @@ def _on_worker_ready(**_: Any) -> None:
     _start_heartbeat()
     if consumes_discovery():
         engine = db.get_engine(settings.database_url)
-        staging.start(engine, settings, publish, utcnow)
+        staging.start(engine, settings, publish, utcnow, stored_outcomes)
     exempt_startup_objects_from_gc()
 
 
@@ -228,35 +231,87 @@ def request_tick() -> bool:
 @app.task(name="taskhub.tick", ignore_result=True)
 def tick() -> dict[str, Any]:
     engine = db.get_engine(settings.database_url)
-    return asdict(discovery.run_tick(engine, settings, publish, utcnow))
+    return asdict(discovery.run_tick(engine, settings, publish, utcnow, stored_outcomes))
+
+
+def stored_outcomes(message_ids: Sequence[str]) -> Mapping[str, Sequence[Mapping[str, Any]]]:
+    """The outcomes the result backend holds for these trigger messages (a chord
+    header's result is stored under its message's id), for those that have ended."""
+    found: dict[str, Sequence[Mapping[str, Any]]] = {}
+    for message_id in message_ids:
+        meta = app.backend.get_task_meta(message_id, cache=False)
+        result = meta.get("result")
+        if meta.get("status") == states.SUCCESS and isinstance(result, list):
+            found[message_id] = result
+    return found
 
 
 @app.task(name="taskhub.fire_triggers", ignore_result=False)
 def fire_triggers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A chord header: it must return, never raise, whatever the targets do.
 
-    A request received after its ``send_by`` is not fired: its lease may have run out and
-    the database may have sent it again. It returns no outcome; the lease brings it back.
+    The message takes its sends as it starts (``holders.start``): one that another
+    message took, or that has ended, is not fired and returns no outcome.
     Nor is one the database does not clear at its send time (``withdrawal``): its task
     was paused, changed or deleted meanwhile.
     """
     now = utcnow()
     requests = [trigger.TriggerRequest.from_message(m) for m in messages]
-    fresh = [r for r in requests if r.send_by is None or r.send_by > now]
+    message_id = fire_triggers.request.id or str(uuid.uuid4())
+    engine = db.get_engine(settings.database_url)
+    held = _take(engine, requests, message_id, now)
+    fresh = held if held is not None else _within_send_by(requests, now)
     if len(fresh) < len(requests):
-        log.warning(
-            "not firing %d requests received after their send_by", len(requests) - len(fresh)
+        log.info(
+            "not firing %d requests: sent by another message, ended, or late",
+            len(requests) - len(fresh),
         )
-    outcomes = trigger.fire(fresh, settings, clear=clear_to_send)
+    with holders.renewing(engine, message_id, held or [], settings.dispatch_lease_s, _lease_of):
+        outcomes = trigger.fire(fresh, settings, clear=clear_to_send)
     if len(outcomes) < len(fresh):
         log.info("not firing %d requests not cleared to send", len(fresh) - len(outcomes))
     return [outcome.to_message() for outcome in outcomes]
 
 
+def _lease_of(now: datetime, timeout_s: float) -> datetime:
+    return discovery.lease_until(now, timeout_s, settings)
+
+
+def _take(
+    engine: Engine, requests: list[trigger.TriggerRequest], message_id: str, now: datetime
+) -> list[trigger.TriggerRequest] | None:
+    """The requests this message may fire, each lease counted again from its start;
+    None if the database cannot be reached."""
+    leases = [_lease_of(max(now, r.not_before or now), r.timeout_s) for r in requests]
+    try:
+        return holders.start(engine, requests, leases, message_id, now)
+    except SQLAlchemyError as error:
+        log.warning("could not take this message's sends (%s)", error.__class__.__name__)
+        return None
+
+
+def _within_send_by(
+    requests: list[trigger.TriggerRequest], now: datetime
+) -> list[trigger.TriggerRequest]:
+    """Without the database, only what was received before its ``send_by``: after it,
+    the lease may have run out and the database may have sent it again."""
+    return [r for r in requests if r.send_by is None or r.send_by > now]
+
+
 def clear_to_send(requests: Sequence[trigger.TriggerRequest]) -> set[int]:
-    """``trigger.fire``'s clearance: what the database still wants sent."""
+    """``trigger.fire``'s clearance: what the database still wants sent. If the database
+    cannot be reached, everything is: as when a message cannot take its sends
+    (``_take``), a database outage must not stop what is already on the broker."""
     engine = db.get_engine(settings.database_url)
-    return withdrawal.clear_to_send(engine, requests, utcnow())
+    try:
+        return withdrawal.clear_to_send(engine, requests, utcnow())
+    except SQLAlchemyError as error:
+        log.warning(
+            "could not clear %d requests (%s); sending them",
+            len(requests),
+            error.__class__.__name__,
+        )
+        return {r.execution_id for r in requests}
 
 
 @app.task(name="taskhub.record_chunk", ignore_result=True)

@@ -12,7 +12,10 @@ Two kinds of work are claimed, each in short transactions of at most
 Every execution leaves a claim with a lease (``next_dispatch_at``). Publishing happens
 after the commit; if the process dies before or while publishing, or the broker loses
 the message, or the chord callback never runs, the lease runs out and a later tick
-sends the execution again. The database is the only memory.
+sends the execution again. The database is the only memory. (A worker that starts a
+send counts its lease again and renews it while it runs; an outcome found in the result
+backend is recorded instead of sent again; a dead worker's sends go out again from its
+heartbeats: ``holders``.)
 
 Second precision. Beat ticks once a minute, but occurrences are due at any second. The
 minute's tick claims what falls due before the next tick (``lookahead_s``) and writes it
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,7 +46,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from taskhub import counters, queries
+from taskhub import counters, holders, queries
 from taskhub.occurrences import idempotency_key, plan_ahead, spread_offset_s
 from taskhub.settings import Settings
 from taskhub.statuses import ExecutionStatus, MisfirePolicy
@@ -65,6 +69,8 @@ class TickReport:
     #: Of those, how many were written down to be sent later, at their second.
     occurrences_staged: int = 0
     executions_redispatched: int = 0
+    #: Outcomes found in the result backend and recorded instead of sent again.
+    outcomes_recovered: int = 0
     published: int = 0
     duration_s: float = 0.0
 
@@ -236,22 +242,21 @@ def claim_redispatches(
 ) -> Claim:
     """One batch of executions to send: staged occurrences whose second has come, retries
     whose backoff ended, throttled sends, and sends whose lease ran out (message lost,
-    callback lost, worker killed). Staged ones are first sends, not counted as sent
-    again."""
+    callback lost, worker killed), or whose holder died (``holders``). Staged ones are
+    first sends, not counted as sent again."""
     rows = queries.claim_dispatchable_executions(
         conn,
         now,
         settings.claim_batch_size,
         lead_until=now + timedelta(seconds=settings.publish_lead_s),
+        dead_holders=holders.dead_holders(conn, now, settings),
     )
     queries.mark_dispatched(
         conn,
         [
             {
                 "b_id": r["execution_id"],
-                "b_lease_until": lease_until(
-                    max(now, r["next_dispatch_at"]), r["timeout_seconds"], settings
-                ),
+                "b_lease_until": lease_until(_send_at(r, now), r["timeout_seconds"], settings),
             }
             for r in rows
         ],
@@ -272,12 +277,22 @@ def claim_redispatches(
                 now,
                 send_by,
                 secrets[row["tenant"]],
-                row["next_dispatch_at"],
+                _send_at(row, now),
             )
             for row in rows
         ],
         counted=sum(1 for row in rows if row["dispatch_count"] > 0),
     )
+
+
+def _send_at(row: RowMapping, now: datetime) -> datetime:
+    """When to send a claimed execution: a queued one at its ``next_dispatch_at`` (a
+    staged send time, the end of a backoff), a running one now (its lease ran out, or its
+    holder died before the lease did)."""
+    if row["status"] == ExecutionStatus.RUNNING.value:
+        return now
+    send_at: datetime = row["next_dispatch_at"]
+    return max(now, send_at)
 
 
 def claim_and_publish(
@@ -288,6 +303,7 @@ def claim_and_publish(
     lookahead_s: float,
     budget_s: float,
     report: TickReport,
+    lookup: holders.Lookup | None = None,
 ) -> None:
     """Claim and publish until nothing is due (by ``now + lookahead_s`` for occurrences)
     or ``budget_s`` is spent; what is left is still due and the next pass continues.
@@ -298,9 +314,16 @@ def claim_and_publish(
     per occurrence, the two threads contending for the GIL, when discovery processes
     share the cores.) A publish that fails stops the pass and raises: what was claimed
     but not published comes back when its lease runs out, as after a crash.
+
+    With ``lookup`` (the result backend), outcomes of held sends that are due to go out
+    again are looked up first, and those found are recorded instead (``holders``).
     """
     started = time.monotonic()
     for claim in (claim_occurrences, claim_redispatches):
+        if claim is claim_redispatches and lookup is not None:
+            report.outcomes_recovered += holders.recover_outcomes(
+                engine, settings, clock(), lookup, random.random
+            )
         while time.monotonic() - started < budget_s:
             with _collection_deferred():
                 result = _claim_and_publish_batch(
@@ -357,14 +380,27 @@ def _collection_deferred() -> Iterator[None]:
             gc.enable()
 
 
-def run_tick(engine: Engine, settings: Settings, publish: Publish, clock: Clock) -> TickReport:
+def run_tick(
+    engine: Engine,
+    settings: Settings,
+    publish: Publish,
+    clock: Clock,
+    lookup: holders.Lookup | None = None,
+) -> TickReport:
     """Claim what falls due before the next tick (staging what is not due yet), publish
     what is due now, within a budget of most of one tick (a huge backlog must not make
     ticks overlap)."""
     started = time.monotonic()
     report = TickReport()
     claim_and_publish(
-        engine, settings, publish, clock, settings.tick_seconds, settings.tick_seconds * 0.8, report
+        engine,
+        settings,
+        publish,
+        clock,
+        settings.tick_seconds,
+        settings.tick_seconds * 0.8,
+        report,
+        lookup,
     )
     report.duration_s = time.monotonic() - started
     with engine.begin() as conn:

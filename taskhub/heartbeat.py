@@ -5,7 +5,8 @@ Celery's events would carry some of this, but they do not exist on SQS. Each wor
 process (each prefork child too), beat, and the API measure: resident memory, their
 database pool (size and connections checked out), their database query count and total
 query time, and the trigger requests they have in flight. A process that stops writing
-disappears from the metrics after ``STALE_AFTER_S``.
+disappears from the metrics after ``STALE_AFTER_S``; the sends it held go out again
+sooner (``holders.dead_holders``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from taskhub import queries
 
@@ -61,10 +62,35 @@ def instrument(engine: Engine) -> None:
 
 def reset_after_fork() -> None:
     """A forked child starts its own count (its parent's queries are not its own)."""
-    global _clock_lock
+    global _clock_lock, _written, _writing_since
     _clock_lock = threading.Lock()
     _clock.queries = 0
     _clock.seconds = 0.0
+    _written = False
+    _writing_since = None
+
+
+#: Whether this process's heartbeat row exists (written once at least).
+_written = False
+#: Since when (monotonic) every heartbeat write of this process has succeeded; None
+#: while the database is unreachable or before the first write.
+_writing_since: float | None = None
+
+
+def writing_for_s() -> float:
+    """How long this process has written its heartbeat without a failure: once it is
+    longer than a few intervals, another process's silence over that time is its own."""
+    since = _writing_since
+    return 0.0 if since is None else time.monotonic() - since
+
+
+def ensure_written(conn: Connection, now: datetime) -> None:
+    """Write this process's heartbeat in ``conn``'s transaction unless it was written
+    before: a process that holds sends is known alive from its first one."""
+    global _written
+    if not _written:
+        queries.write_heartbeat(conn, measure(role(), None, now, now, 0))
+        _written = True
 
 
 def rss_bytes() -> int:
@@ -122,6 +148,11 @@ def set_node(node: str) -> None:
     _node = node
 
 
+def this_process() -> str:
+    """This process's heartbeat identity (``worker_heartbeats.process``)."""
+    return process_name(_node)
+
+
 def role() -> str:
     """The process's role, from its node name (``trigger@host`` → ``trigger``)."""
     return _node.split("@", 1)[0] if _node and "@" in _node else "worker"
@@ -131,9 +162,11 @@ InFlight = Callable[[], int]
 
 
 def beat_once(engine: Engine, role: str, started_at: datetime, in_flight: InFlight) -> None:
+    global _written
     now = datetime.now(UTC)
     with engine.begin() as conn:
         queries.write_heartbeat(conn, measure(role, engine, started_at, now, in_flight()))
+    _written = True
 
 
 def start(engine: Engine, role: str, in_flight: InFlight = lambda: 0) -> threading.Thread:
@@ -144,10 +177,14 @@ def start(engine: Engine, role: str, in_flight: InFlight = lambda: 0) -> threadi
     started_at = datetime.now(UTC)
 
     def run() -> None:
+        global _writing_since
         while True:
             try:
                 beat_once(engine, role, started_at, in_flight)
+                if _writing_since is None:
+                    _writing_since = time.monotonic()
             except sa.exc.SQLAlchemyError as error:
+                _writing_since = None
                 log.warning("heartbeat not written (%s)", error.__class__.__name__)
             time.sleep(INTERVAL_S)
 

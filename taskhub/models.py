@@ -217,6 +217,12 @@ executions = sa.Table(
     sa.Column("started_at", UTCDateTime()),
     sa.Column("finished_at", UTCDateTime()),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # Who holds the current send (migration 0010): the heartbeat identity of the trigger
+    # process that started it, and the id of the message that carried it (its outcome is
+    # stored under that id in the result backend). NULL until a worker starts it; cleared
+    # whenever it is sent anew.
+    sa.Column("held_by", sa.String(200)),
+    sa.Column("message_id", sa.String(64)),
     sa.UniqueConstraint("task_id", "scheduled_for"),
     sa.CheckConstraint(
         "status IN ('queued', 'running', 'succeeded', 'failed', 'dead')",
@@ -231,6 +237,13 @@ sa.Index(
     sqlite_where=executions.c.next_dispatch_at.is_not(None),
 )
 sa.Index("ix_executions_task_id_id", executions.c.task_id, executions.c.id)
+#: A dead process's executions, found without reading every execution.
+sa.Index(
+    "ix_executions_held_by",
+    executions.c.held_by,
+    postgresql_where=executions.c.status == "running",
+    sqlite_where=executions.c.status == "running",
+)
 
 attempts = sa.Table(
     "attempts",

@@ -585,16 +585,22 @@ def _insert_executions_pg(
 
 
 def claim_dispatchable_executions(
-    conn: Connection, now: datetime, limit: int, lead_until: datetime | None = None
+    conn: Connection,
+    now: datetime,
+    limit: int,
+    lead_until: datetime | None = None,
+    dead_holders: Sequence[str] = (),
 ) -> Sequence[RowMapping]:
-    """Lock executions whose retry backoff or dispatch lease has run out, with what is
-    needed to send them again (their task's target and retry policy)."""
+    """Lock executions whose retry backoff or dispatch lease has run out, or whose send
+    a process in ``dead_holders`` started, with what is needed to send them again (their
+    task's target and retry policy)."""
     query = (
         sa.select(
             E.id.label("execution_id"),
             E.task_id,
             E.scheduled_for,
             E.idempotency_key,
+            E.status,
             E.attempts,
             E.dispatch_count,
             E.next_dispatch_at,
@@ -612,6 +618,8 @@ def claim_dispatchable_executions(
                     E.status == ExecutionStatus.QUEUED.value,
                     E.next_dispatch_at <= (lead_until or now),
                 ),
+                # Started by a process that died: its outcome can no longer come back.
+                *_held_by_any(dead_holders),
             )
         )
         .order_by(E.next_dispatch_at)
@@ -619,6 +627,14 @@ def claim_dispatchable_executions(
         .with_for_update(of=executions, skip_locked=True)
     )
     return conn.execute(query).mappings().all()
+
+
+def _held_by_any(processes: Sequence[str]) -> list[sa.ColumnElement[bool]]:
+    """Running executions started by one of ``processes`` (none: no condition at all,
+    and the claim's statement is the usual one)."""
+    if not processes:
+        return []
+    return [sa.and_(E.status == ExecutionStatus.RUNNING.value, E.held_by.in_(list(processes)))]
 
 
 def mark_dispatched(conn: Connection, leases: Sequence[Mapping[str, Any]]) -> None:
@@ -642,6 +658,8 @@ def mark_dispatched(conn: Connection, leases: Sequence[Mapping[str, Any]]) -> No
             status=ExecutionStatus.RUNNING.value,
             next_dispatch_at=sa.bindparam("b_lease_until"),
             dispatch_count=E.dispatch_count + 1,
+            held_by=None,
+            message_id=None,
         ),
         list(leases),
     )
@@ -651,7 +669,7 @@ _MARK_DISPATCHED_PG = sa.text(
     """
     UPDATE executions AS e
     SET status = 'running', next_dispatch_at = v.lease_until,
-        dispatch_count = e.dispatch_count + 1
+        dispatch_count = e.dispatch_count + 1, held_by = NULL, message_id = NULL
     FROM json_to_recordset(CAST(:rows AS json)) AS v(id bigint, lease_until timestamptz)
     WHERE e.id = v.id
     """
@@ -670,6 +688,113 @@ def defer_executions(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> Non
         ),
         list(rows),
     )
+
+
+def hold_executions(
+    conn: Connection, holds: Sequence[Mapping[str, Any]], holder: str, message_id: str
+) -> set[int]:
+    """A trigger message starts: take its executions for ``holder``. Each mapping holds
+    ``b_id``, ``b_attempt`` and ``b_lease_until`` (the lease, counted from now).
+
+    Only an execution still ``running``, waiting for exactly that attempt and not yet
+    started by any message is taken: of two messages carrying one send (a lease that ran
+    out before the first one started, a broker's redelivery), one fires. Returns the ids
+    taken; the others must not be fired."""
+    if not holds:
+        return set()
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(
+            _HOLD_EXECUTIONS_PG,
+            {
+                "rows": _json_rows(
+                    [
+                        {"id": h["b_id"], "attempt": h["b_attempt"], "lease": h["b_lease_until"]}
+                        for h in holds
+                    ]
+                ),
+                "holder": holder,
+                "message_id": message_id,
+            },
+        )
+        return {row[0] for row in rows}
+    wanted = {h["b_id"]: h for h in holds}
+    found = conn.execute(
+        sa.select(E.id, E.attempts).where(
+            E.id.in_(sorted(wanted)),
+            E.status == ExecutionStatus.RUNNING.value,
+            E.held_by.is_(None),
+        )
+    )
+    taken = [row.id for row in found if row.attempts == wanted[row.id]["b_attempt"] - 1]
+    if taken:
+        conn.execute(
+            sa.update(executions)
+            .where(E.id == sa.bindparam("b_id"))
+            .values(
+                held_by=holder, message_id=message_id, next_dispatch_at=sa.bindparam("b_lease")
+            ),
+            [{"b_id": i, "b_lease": wanted[i]["b_lease_until"]} for i in taken],
+        )
+    return set(taken)
+
+
+_HOLD_EXECUTIONS_PG = sa.text(
+    """
+    UPDATE executions AS e
+    SET held_by = :holder, message_id = :message_id, next_dispatch_at = v.lease
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS v(id bigint, attempt integer, lease timestamptz)
+    WHERE e.id = v.id AND e.status = 'running' AND e.attempts = v.attempt - 1
+      AND e.held_by IS NULL
+    RETURNING e.id
+    """
+)
+
+
+def renew_holds(
+    conn: Connection, execution_ids: Sequence[int], holder: str, message_id: str, lease: datetime
+) -> int:
+    """Move the lease of the sends ``message_id`` still holds in ``holder`` to ``lease``
+    (never earlier); returns how many."""
+    if not execution_ids:
+        return 0
+    result = conn.execute(
+        sa.update(executions)
+        .where(
+            _one_of(conn, E.id, list(execution_ids)),
+            E.held_by == holder,
+            E.message_id == message_id,
+            E.status == ExecutionStatus.RUNNING.value,
+            E.next_dispatch_at < lease,
+        )
+        .values(next_dispatch_at=lease)
+    )
+    return int(result.rowcount)
+
+
+def held_sends_to_look_up(
+    conn: Connection, now: datetime, dead_holders: Sequence[str], limit: int
+) -> Sequence[RowMapping]:
+    """Started sends whose lease ran out, or whose holder is in ``dead_holders``: their
+    outcome may be in the result backend under ``message_id``."""
+    due: sa.ColumnElement[bool] = E.next_dispatch_at <= now
+    if dead_holders:
+        due = sa.or_(due, E.held_by.in_(dead_holders))
+    query = (
+        sa.select(E.id, E.attempts, E.message_id)
+        .where(E.status == ExecutionStatus.RUNNING.value, E.message_id.is_not(None), due)
+        .limit(limit)
+    )
+    return conn.execute(query).mappings().all()
+
+
+def stale_processes(conn: Connection, seen_before: datetime, seen_since: datetime) -> list[str]:
+    """Processes whose last heartbeat is older than ``seen_before`` but not older than
+    ``seen_since``."""
+    query = sa.select(worker_heartbeats.c.process).where(
+        worker_heartbeats.c.seen_at < seen_before, worker_heartbeats.c.seen_at >= seen_since
+    )
+    return [row[0] for row in conn.execute(query)]
 
 
 def lock_executions(conn: Connection, execution_ids: Iterable[int]) -> dict[int, RowMapping]:

@@ -99,6 +99,9 @@ class Settings:
     fast_lane_share_percent: float = 10.0
     #: The most of a trigger process's slow lane one host or one tenant may hold, in percent.
     slow_lane_share_percent: float = 50.0
+    #: A process whose heartbeat is this much older is dead: the sends it started go
+    #: out again without waiting for their lease. 0: only the lease sends them again.
+    worker_dead_after_s: float = 30.0
 
     # Cached: both are read for every request a trigger worker sends.
     @cached_property
@@ -252,6 +255,21 @@ def tenant_quotas(env: Mapping[str, str]) -> TenantQuotas:
     )
 
 
+#: The smallest dead-after: two heartbeat intervals (``heartbeat.INTERVAL_S``, 10 s), so a
+#: live process that misses one write is never taken for dead.
+MIN_WORKER_DEAD_AFTER_S = 20.0
+
+
+def _worker_dead_after(env: Mapping[str, str], name: str) -> float:
+    """0 switches dead-worker detection off; otherwise at least two heartbeat intervals."""
+    value = _number(env, name, 30, minimum=0)
+    if 0 < value < MIN_WORKER_DEAD_AFTER_S:
+        raise SettingsError(
+            f"{name} must be 0 (off) or at least {MIN_WORKER_DEAD_AFTER_S:g}, got {value:g}"
+        )
+    return value
+
+
 def derived_flow_control_url(broker_url: str, result_backend: str) -> str | None:
     """The fleet's Redis if there is one (the broker, or on SQS the result backend)."""
     for url in (broker_url, result_backend):
@@ -330,4 +348,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         tenant_quotas=tenant_quotas(env),
         fast_lane_share_percent=_number(env, "TASKHUB_FAST_LANE_SHARE_PERCENT", 10, 1, 100),
         slow_lane_share_percent=_number(env, "TASKHUB_SLOW_LANE_SHARE_PERCENT", 50, 1, 100),
+        worker_dead_after_s=_worker_dead_after(env, "TASKHUB_WORKER_DEAD_AFTER_SECONDS"),
     )

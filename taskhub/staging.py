@@ -26,7 +26,7 @@ import time
 
 from sqlalchemy.engine import Engine
 
-from taskhub import discovery, queries
+from taskhub import discovery, holders, queries
 from taskhub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def run(
     publish: discovery.Publish,
     clock: discovery.Clock,
     stop: threading.Event,
+    lookup: holders.Lookup | None = None,
 ) -> None:
     """Until ``stop`` is set: wake on each grid instant, claim and publish what is due."""
     interval_s = settings.stage_interval_s
@@ -71,7 +72,14 @@ def run(
             ticking = beat_is_ticking(last_tick_s(engine), time.time(), settings.tick_seconds)
             if ticking:
                 discovery.claim_and_publish(
-                    engine, settings, publish, clock, 0.0, settings.tick_seconds * 0.8, report
+                    engine,
+                    settings,
+                    publish,
+                    clock,
+                    0.0,
+                    settings.tick_seconds * 0.8,
+                    report,
+                    lookup,
                 )
         except Exception:  # the database or broker is away: the next pass tries again
             log.warning("staging pass failed; retrying at the next second", exc_info=True)
@@ -99,10 +107,15 @@ _lock = threading.Lock()
 
 
 def start(
-    engine: Engine, settings: Settings, publish: discovery.Publish, clock: discovery.Clock
+    engine: Engine,
+    settings: Settings,
+    publish: discovery.Publish,
+    clock: discovery.Clock,
+    lookup: holders.Lookup | None = None,
 ) -> threading.Event | None:
     """Start this process's loop (once); returns the event that stops it, or None when
-    staging is switched off (``TASKHUB_STAGE_INTERVAL_SECONDS=0``)."""
+    staging is switched off (``TASKHUB_STAGE_INTERVAL_SECONDS=0``). ``lookup`` reads
+    outcomes from the result backend (``holders``)."""
     global _started
     if settings.stage_interval_s <= 0:
         return None
@@ -111,7 +124,7 @@ def start(
             _started = threading.Event()
             threading.Thread(
                 target=run,
-                args=(engine, settings, publish, clock, _started),
+                args=(engine, settings, publish, clock, _started, lookup),
                 name="taskhub-staging",
                 daemon=True,
             ).start()

@@ -216,7 +216,7 @@ class TriggerRequest:
     body: str | None
     timeout_s: float
     #: The end of the dispatch lease's grace for sending: a worker that receives the
-    #: message later (it sat in a dead worker's buffer, or a broker redelivered it) must
+    #: message later and cannot take the send in the database (``holders.start``) must
     #: not fire it, because by then the database may have sent the execution again.
     send_by: datetime | None = None
     #: Header values that carry credentials, as one sealed JSON object (``sealing``):

@@ -116,3 +116,31 @@ def test_redis_flush_after_a_tick_loses_nothing(
     print(f"FLUSHDB after a tick: recovered in {time.monotonic() - flushed_at:.1f} s")
     assert statuses(pg_engine) == {"succeeded": 50}
     assert len(target.keys()) == 50
+
+
+def test_requests_waiting_in_a_live_worker_past_their_lease_are_sent_once(
+    stack: Stack, pg_engine: Engine, target: Target
+) -> None:
+    """One slot per worker: the burst's requests go one after the other, the last ones
+    starting long after their 10 s lease (5 s + the 5 s timeout) would have run out. The
+    worker renews the leases of the message it is firing, so none is sent again."""
+    stack.env.update(
+        TASKHUB_TRIGGER_CONCURRENCY="1",
+        TASKHUB_MAX_IN_FLIGHT="1",
+        TASKHUB_MAX_SLOW_IN_FLIGHT="0",
+        # The lanes alone: with one slot, a host's share would hand the rest back throttled.
+        TASKHUB_FAST_LANE_SHARE_PERCENT="100",
+        TASKHUB_SLOW_LANE_SHARE_PERCENT="100",
+    )
+    add_tasks(pg_engine, 10, target.url("/slow/2"), {"at": soon(3)}, timeout_s=5)
+    stack.start("state", "state")
+    stack.start("trigger", "trigger")
+    stack.start("beat", "beat")
+    assert wait_until(lambda: all_ended(pg_engine, 10), 90), stack.logs()
+    assert statuses(pg_engine) == {"succeeded": 10}
+    arrivals = sorted(r.at for r in target.snapshot())
+    assert arrivals[-1] - arrivals[0] > 12, "the requests did not wait for the one slot"
+    assert len(arrivals) == 10 and set(target.keys().values()) == {1}
+    with pg_engine.connect() as conn:
+        counts = conn.execute(sa.select(executions.c.dispatch_count)).scalars().all()
+    assert counts == [1] * 10

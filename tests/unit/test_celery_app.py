@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from taskhub import celery, heartbeat, settings
 from taskhub import celery as celery_module
-from taskhub import settings
 from taskhub.celery import (
     beat_schedule,
     exempt_startup_objects_from_gc,
@@ -53,11 +53,19 @@ def test_redis_broker_backs_its_own_chords() -> None:
         ({"TASKHUB_FAST_LANE_SHARE_PERCENT": "half"}, "TASKHUB_FAST_LANE_SHARE_PERCENT"),
         ({"TASKHUB_SLOW_LANE_SHARE_PERCENT": "101"}, "TASKHUB_SLOW_LANE_SHARE_PERCENT"),
         ({"TASKHUB_SLOW_LANE_SHARE_PERCENT": "nan"}, "TASKHUB_SLOW_LANE_SHARE_PERCENT"),
+        ({"TASKHUB_WORKER_DEAD_AFTER_SECONDS": "10"}, "TASKHUB_WORKER_DEAD_AFTER_SECONDS"),
+        ({"TASKHUB_WORKER_DEAD_AFTER_SECONDS": "-1"}, "TASKHUB_WORKER_DEAD_AFTER_SECONDS"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(settings.SettingsError, match=named):
         settings.load(env)
+
+
+def test_a_live_worker_is_never_taken_for_dead_between_two_heartbeats() -> None:
+    assert settings.MIN_WORKER_DEAD_AFTER_S >= 2 * heartbeat.INTERVAL_S
+    assert settings.load({}).worker_dead_after_s >= settings.MIN_WORKER_DEAD_AFTER_S
+    assert settings.load({"TASKHUB_WORKER_DEAD_AFTER_SECONDS": "0"}).worker_dead_after_s == 0
 
 
 def test_the_tick_is_aligned_to_the_minute_and_expires() -> None:
@@ -106,16 +114,22 @@ def test_each_chunk_is_one_flat_chord_of_bounded_messages(tmp_path: Path) -> Non
     assert sent == [r.execution_id for r in requests]
 
 
-def test_a_request_received_after_its_send_by_is_not_fired(
-    monkeypatch: pytest.MonkeyPatch,
+def test_without_the_database_a_request_received_after_its_send_by_is_not_fired(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """A message takes its sends in the database as it starts (tests/integration/
+    test_holders.py); when it cannot, only what is still within its send_by is fired, and
+    the clearance at its send time (which cannot reach the database either) lets it go."""
+    unreachable = f"sqlite:///{tmp_path}/no/such/dir/taskhub.db"
+    monkeypatch.setattr(celery, "settings", replace(celery.settings, database_url=unreachable))
     asked: list[int] = []
+    clear = celery_module.clear_to_send
 
-    def clear_all(requests: Sequence[TriggerRequest]) -> set[int]:  # the database's part
+    def spy(requests: Sequence[TriggerRequest]) -> set[int]:
         asked.extend(r.execution_id for r in requests)
-        return {r.execution_id for r in requests}
+        return clear(requests)
 
-    monkeypatch.setattr(celery_module, "clear_to_send", clear_all)
+    monkeypatch.setattr(celery_module, "clear_to_send", spy)
     now = datetime.now(UTC)
     stale = replace(request(1), url="http://127.0.0.1:9/", send_by=now - timedelta(seconds=1))
     fresh = replace(request(2), url="http://127.0.0.1:9/", send_by=now + timedelta(minutes=1))
