@@ -791,7 +791,10 @@ def _host_of(request: TriggerRequest) -> str | None:
     return host.lower() if host else None
 
 
-def _throttled(request: TriggerRequest, waited_s: float, retry_in_s: float) -> TriggerOutcome:
+def _throttled(
+    request: TriggerRequest, error: str, retry_in_s: float, waited_s: float = 0.0
+) -> TriggerOutcome:
+    """Not sent (not an attempt): the database sends it again after ``retry_in_s``."""
     return TriggerOutcome(
         execution_id=request.execution_id,
         attempt=request.attempt,
@@ -799,7 +802,7 @@ def _throttled(request: TriggerRequest, waited_s: float, retry_in_s: float) -> T
         duration_ms=0,
         http_status=None,
         error_kind=THROTTLED,
-        error=f"not sent: its host's flow-control budget had no slot for {waited_s:.1f} s",
+        error=error,
         retry_after_s=retry_in_s,
         response_excerpt=None,
         flow_wait_s=waited_s,
@@ -847,16 +850,10 @@ def _share_full(request: TriggerRequest) -> TriggerOutcome:
     slots it waits for are held at most, for a target like its own), at most
     ``SHARE_FULL_RETRY_MAX_S``; never sooner than 1 s."""
     retry_in_s = min(max(request.timeout_s, 1.0), SHARE_FULL_RETRY_MAX_S)
-    return TriggerOutcome(
-        execution_id=request.execution_id,
-        attempt=request.attempt,
-        started_at=datetime.now(UTC),
-        duration_ms=0,
-        http_status=None,
-        error_kind=THROTTLED,
-        error="not sent: its host or tenant held its share of the worker's in-flight slots",
-        retry_after_s=retry_in_s if math.isfinite(retry_in_s) else SHARE_FULL_RETRY_MAX_S,
-        response_excerpt=None,
+    return _throttled(
+        request,
+        "not sent: its host or tenant held its share of the worker's in-flight slots",
+        retry_in_s if math.isfinite(retry_in_s) else SHARE_FULL_RETRY_MAX_S,
     )
 
 
@@ -913,7 +910,12 @@ async def _attempt(
         limiter, host, limit, lease_s, max(0.0, max_wait_s)
     )
     if slot is None:
-        return _throttled(request, waited_s, retry_in_s)
+        return _throttled(
+            request,
+            f"not sent: its host's flow-control budget had no slot for {waited_s:.1f} s",
+            retry_in_s,
+            waited_s,
+        )
     try:
         outcome = await _send(client, request, settings)
     finally:
