@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -988,13 +987,17 @@ class Churn(threading.Thread):
         self.changes = 0
         self.limit = len(doomed)
         self.error: BaseException | None = None
+        #: Two changes per page read (``page_through`` releases it): the changes land
+        #: between the pages however fast or slow either side runs.
+        self.turns = threading.Semaphore(2)
 
     def run(self) -> None:
         try:
-            # Bounded, and paced, so the pages interleave with the changes and the last
-            # page is ever reached (new tasks sort last).
+            # Bounded, and paced by the pages, so the pages interleave with the changes
+            # and the last page is ever reached (new tasks sort last).
             while not self.stop.is_set() and self.changes < self.limit:
-                time.sleep(0.002)
+                if not self.turns.acquire(timeout=0.1):
+                    continue
                 with self.engine.begin() as conn:
                     new = tasks.add_task(
                         conn, "acme", VALID | {"name": f"churn-{uuid.uuid4().hex}"}, self.clock()
@@ -1018,6 +1021,7 @@ def page_through(api: Api, path: str, limit: int, churn: Churn) -> tuple[list[An
         assert response.status_code == 200, response.text
         seen += [item["id"] for item in response.json()["items"]]
         progress.append(churn.changes)
+        churn.turns.release(2)
         cursor = response.json()["next_cursor"]
         if cursor is None:
             return seen, progress
