@@ -894,23 +894,17 @@ def setting(item: str) -> tuple[str, str]:
     return name, value
 
 
+#: Every scenario ``--scenario`` names (``all``: each of them).
+SCENARIOS = ("burst", "slow", "hung", "spread", "noisy-neighbour", "table", "writeback", "clients")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10000, help="N of the burst")
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=[
-            "burst",
-            "slow",
-            "hung",
-            "spread",
-            "noisy-neighbour",
-            "table",
-            "writeback",
-            "clients",
-            "all",
-        ],
+        choices=[*SCENARIOS, "all"],
         help="repeatable; default: burst (with redbeat) and clients",
     )
     parser.add_argument("--small-tasks", type=int, default=1000, help="N of slow/hung/spread")
@@ -950,16 +944,7 @@ def main() -> None:
     args = parser.parse_args()
     chosen = set(args.scenario or ["burst", "clients"])
     if "all" in chosen:
-        chosen = {
-            "burst",
-            "slow",
-            "hung",
-            "spread",
-            "noisy-neighbour",
-            "table",
-            "writeback",
-            "clients",
-        }
+        chosen = set(SCENARIOS)
     env = dict(args.env)
     results: list[dict[str, Any]] = []
     series: dict[str, list[float]] = {}
