@@ -42,7 +42,8 @@ for ``Retry-After`` (1 s without one); unlimited hosts cost no flow-control call
 
 Clearance (``withdrawal``): with a ``clear`` function, a request is sent only if the
 database clears it when its send time has come: one call for every request of a batch
-due by then, run off the loop. A request not cleared (its task was paused, changed or
+due by then, run off the loop, and shared with the other batches of the process that ask
+meanwhile (:class:`_Clearances`). A request not cleared (its task was paused, changed or
 deleted since it was published, or the database could not be asked) is dropped and has
 no outcome.
 
@@ -813,22 +814,76 @@ def _throttled(
 Clear = Callable[[Sequence[TriggerRequest]], Collection[int]]
 
 
-async def _clearance(clear: Clear, requests: Sequence[TriggerRequest]) -> set[int]:
-    """``clear`` on the loop's executor (it blocks on a database); nothing is cleared if
-    it fails or takes longer than ``CLEAR_TIMEOUT_S``."""
-    loop = asyncio.get_running_loop()
-    try:
-        cleared = await asyncio.wait_for(
-            loop.run_in_executor(None, clear, list(requests)), CLEAR_TIMEOUT_S
-        )
-    except Exception:
-        log.warning(
-            "could not clear %d requests to send; not sending them (their leases send them again)",
-            len(requests),
-            exc_info=True,
-        )
-        return set()
-    return set(cleared)
+class _Clearances:
+    """The clearances this process's batches ask for, asked of ``clear`` together.
+
+    Every message held for one send time wakes at that instant; asked one by one, a
+    burst of 10,000 in 40 messages costs 40 statements at the moment the targets should
+    be called, queued on the loop's few executor threads. Here the batches that ask
+    while a call is running wait for it to end and are asked about in one call, so one
+    send time costs one or two statements per process. Lives on the loop thread.
+    """
+
+    def __init__(self, clear: Clear) -> None:
+        self.clear = clear
+        self.waiting: list[tuple[list[TriggerRequest], asyncio.Future[set[int]]]] = []
+        self.asking = False
+
+    async def ask(self, requests: Sequence[TriggerRequest]) -> set[int]:
+        """What ``clear`` lets go of ``requests``; nothing if it fails or does not answer
+        within ``CLEAR_TIMEOUT_S``."""
+        answer: asyncio.Future[set[int]] = asyncio.get_running_loop().create_future()
+        self.waiting.append((list(requests), answer))
+        if not self.asking:
+            self.asking = True
+            # Soon, not now: the batches that wake in this same loop turn join this call.
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._run()))
+        try:
+            return await asyncio.wait_for(asyncio.shield(answer), CLEAR_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "no clearance for %d requests within %.0f s; not sending them (their leases"
+                " send them again)",
+                len(requests),
+                CLEAR_TIMEOUT_S,
+            )
+            return set()
+
+    async def _run(self) -> None:
+        try:
+            while self.waiting:
+                await self._ask_once()
+        finally:
+            self.asking = False
+
+    async def _ask_once(self) -> None:
+        """One call for what waits, but never two requests of one execution expecting
+        different attempts (the call answers per execution): those wait for the next."""
+        expected: dict[int, int] = {}
+        taken: list[tuple[list[TriggerRequest], asyncio.Future[set[int]]]] = []
+        later: list[tuple[list[TriggerRequest], asyncio.Future[set[int]]]] = []
+        for requests, answer in self.waiting:
+            if any(expected.get(r.execution_id, r.attempt) != r.attempt for r in requests):
+                later.append((requests, answer))
+                continue
+            expected.update((r.execution_id, r.attempt) for r in requests)
+            taken.append((requests, answer))
+        self.waiting = later
+        asked = {r.execution_id: r for requests, _ in taken for r in requests}
+        loop = asyncio.get_running_loop()
+        try:
+            cleared = set(await loop.run_in_executor(None, self.clear, list(asked.values())))
+        except Exception:
+            log.warning(
+                "could not clear %d requests to send; not sending them (their leases send"
+                " them again)",
+                len(asked),
+                exc_info=True,
+            )
+            cleared = set()
+        for requests, answer in taken:
+            if not answer.done():
+                answer.set_result({r.execution_id for r in requests} & cleared)
 
 
 def _due_by(requests: Sequence[TriggerRequest], order: Sequence[int], start: int) -> int:
@@ -932,10 +987,10 @@ async def _fire_batch(
     requests: Sequence[TriggerRequest],
     settings: Settings,
     limiter: flow_control.Limiter,
-    clear: Clear | None = None,
+    clearances: _Clearances | None = None,
 ) -> list[TriggerOutcome]:
     """Every request of one message, started in send-time order as slots free up; with
-    ``clear``, only those it clears (the others have no outcome).
+    ``clearances``, only those cleared (the others have no outcome).
 
     A request gets a task only once it holds a fast slot (or, to a limited host, to wait
     for that host's budget, so other hosts go on): a burst of 10,000 requests held in
@@ -951,11 +1006,11 @@ async def _fire_batch(
         for position, i in enumerate(order):
             request = requests[i]
             await _hold(request)
-            if clear is not None:
+            if clearances is not None:
                 if position >= cleared_until:
                     cleared_until = _due_by(requests, order, position)
                     due = [requests[j] for j in order[position:cleared_until]]
-                    cleared |= await _clearance(clear, due)
+                    cleared |= await clearances.ask(due)
                 if request.execution_id not in cleared:
                     continue
             started.append(i)
@@ -1084,6 +1139,7 @@ class _Runtime:
         self.loop = asyncio.new_event_loop()
         self.clients: dict[tuple[AddressPolicy, int, int, float, float, float], _Client] = {}
         self.limiters: dict[str | None, flow_control.Limiter] = {}
+        self.clearances: dict[Clear, _Clearances] = {}
         self.thread = threading.Thread(
             target=self._run, name=f"taskhub-trigger-loop-{self.pid}", daemon=True
         )
@@ -1146,8 +1202,13 @@ class _Runtime:
         clear: Clear | None = None,
     ) -> list[TriggerOutcome]:
         client = self._client(settings)
+        clearances = None
+        if clear is not None:
+            clearances = self.clearances.get(clear)
+            if clearances is None:
+                clearances = self.clearances[clear] = _Clearances(clear)
         return await _fire_batch(
-            client, requests, settings, limiter or self._limiter(settings), clear
+            client, requests, settings, limiter or self._limiter(settings), clearances
         )
 
     async def aclose(self) -> None:

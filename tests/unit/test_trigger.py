@@ -1610,6 +1610,41 @@ def test_a_batch_sends_only_what_its_clearance_lets_go_one_call_per_send_time(
         assert when >= now + timedelta(seconds=offset), ids  # asked at the send time
 
 
+def test_batches_of_one_process_due_together_share_their_clearance(target: Target) -> None:
+    """Eight messages held for one send time: at most two calls (the first, and one for
+    every batch that asked while it ran), not eight, and each batch gets its own answer."""
+    not_before = datetime.now(UTC) + timedelta(seconds=0.5)
+    token = uuid.uuid4().hex
+    batches = [
+        [
+            req(
+                f"http://127.0.0.1:{target.port}/echo/{token}",
+                execution_id=10 * b + i,
+                idempotency_key=f"key-{b}-{i}",
+                not_before=not_before,
+            )
+            for i in range(3)
+        ]
+        for b in range(8)
+    ]
+    asked: list[list[int]] = []
+
+    def clear(batch: Any) -> set[int]:
+        asked.append(sorted(r.execution_id for r in batch))
+        time.sleep(0.2)  # a database at work: the late wakers gather meanwhile
+        return {r.execution_id for r in batch if r.execution_id % 10 != 1}
+
+    with ThreadPoolExecutor(len(batches)) as pool:
+        results = list(pool.map(lambda b: fire(b, OPEN, clear=clear), batches))
+    assert 1 <= len(asked) <= 2, asked
+    assert sorted(i for ids in asked for i in ids) == sorted(
+        r.execution_id for b in batches for r in b
+    )
+    for b, outcomes in enumerate(results):
+        assert [o.execution_id for o in outcomes] == [10 * b, 10 * b + 2]
+    assert len(target.hits(token)) == 16
+
+
 def test_a_clearance_that_fails_sends_nothing(target: Target) -> None:
     token = uuid.uuid4().hex
     requests = [req(f"http://127.0.0.1:{target.port}/echo/{token}", execution_id=i) for i in (1, 2)]
