@@ -9,7 +9,7 @@ then times each client making ``--requests`` GETs and prints one JSON line per c
 - ``requests``: one ``requests.Session`` per thread, 16 threads
 - ``urllib3``: one shared ``PoolManager``, 16 threads
 - ``aiohttp``: one process, one session, all requests gathered (connector limit 100)
-- ``taskhub.trigger.fire``: batches of 25 from 16 threads
+- ``taskhub.engine.firing.fire``: batches of 25 from 16 threads
 
 Everything runs on this machine: the target competes with the clients for CPU, so the
 figures compare clients with each other, not with production.
@@ -156,14 +156,14 @@ def bench_aiohttp(url: str, total: int) -> int:
 
 
 def bench_trigger(url: str, total: int) -> int:
-    from taskhub import settings as settings_mod
-    from taskhub import trigger
+    from taskhub.core import settings as settings_mod
+    from taskhub.engine import firing
 
     settings = settings_mod.load({"TASKHUB_ALLOW_PRIVATE_TARGETS": "1"})
     now = datetime.now(UTC)
 
-    def request(i: int) -> trigger.TriggerRequest:
-        return trigger.TriggerRequest(
+    def request(i: int) -> firing.TriggerRequest:
+        return firing.TriggerRequest(
             execution_id=i,
             attempt=1,
             task_id="bench",
@@ -180,7 +180,7 @@ def bench_trigger(url: str, total: int) -> int:
         errors = 0
         for start in range(0, n, BATCH):
             batch = [request(i) for i in range(start, min(n, start + BATCH))]
-            errors += sum(o.http_status != 200 for o in trigger.fire(batch, settings))
+            errors += sum(o.http_status != 200 for o in firing.fire(batch, settings))
         return errors
 
     return run_threads(total, THREADS, work)
@@ -190,7 +190,7 @@ CLIENTS: dict[str, Callable[[str, int], int]] = {
     "requests (Session per thread, 16 threads)": bench_requests,
     "urllib3 (PoolManager, 16 threads)": bench_urllib3,
     "aiohttp (1 process, limit 100)": bench_aiohttp,
-    "taskhub.trigger.fire (batches of 25, 16 threads)": bench_trigger,
+    "taskhub.engine.firing.fire (batches of 25, 16 threads)": bench_trigger,
 }
 
 

@@ -35,7 +35,7 @@ import redis
 import sqlalchemy as sa
 
 from bench.run import POSTGRES_URL, REDIS_URL, fill_table, setting
-from taskhub import db, schema
+from taskhub.db import engines, schema
 
 DATABASE = "taskhub_profile"
 URL = POSTGRES_URL.rsplit("/", 1)[0] + f"/{DATABASE}"
@@ -47,7 +47,7 @@ def setup(total: int, due: int) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{DATABASE}"')
     schema.upgrade(URL)
-    engine = db.create_engine(URL)
+    engine = engines.create_engine(URL)
     fill_table(engine, total, due)
     with engine.begin() as conn:
         conn.execute(
@@ -121,9 +121,9 @@ def tick(
     statements: bool,
     publish: bool = True,
 ) -> None:
-    from taskhub import celery as taskhub_celery
-    from taskhub import discovery
-    from taskhub.settings import load
+    from taskhub.core.settings import load
+    from taskhub.engine import discovery
+    from taskhub.worker import celery_app as taskhub_celery
 
     settings = load(
         {
@@ -135,7 +135,7 @@ def tick(
     )
     taskhub_celery.settings = settings
     taskhub_celery.app.conf.update(taskhub_celery.celery_config(settings))
-    engine = db.create_engine(URL)
+    engine = engines.create_engine(URL)
     with engine.connect():
         pass
     with taskhub_celery.app.producer_or_acquire():

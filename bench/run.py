@@ -59,8 +59,9 @@ from sqlalchemy.engine import Engine
 
 from bench import http_clients
 from bench.target import Record, read_dump
-from taskhub import db, schema, tasks
-from taskhub.models import attempts, executions, scheduled_tasks, worker_heartbeats
+from taskhub.db import engines, schema
+from taskhub.db.models import attempts, executions, scheduled_tasks, worker_heartbeats
+from taskhub.service import task_service
 from tests.processes import Stack, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,7 +238,7 @@ def scratch_database() -> Iterator[tuple[str, str]]:
         schema.upgrade(url)
         yield name, url
     finally:
-        db.dispose_after_fork()
+        engines.dispose_after_fork()
         with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -251,7 +252,9 @@ def load_tasks(engine: Engine, definitions: list[dict[str, Any]]) -> None:
             for data in definitions[start : start + 1000]:
                 task = {k: v for k, v in data.items() if k != "tenant"}
                 tenant = data.get("tenant", "default")
-                tasks.create_task(conn, tasks.parse_definition(task, now), now, tenant)
+                task_service.create_task(
+                    conn, task_service.parse_definition(task, now), now, tenant
+                )
 
 
 def next_minute(after: datetime) -> datetime:
@@ -303,7 +306,7 @@ def run_taskhub(
     redis.Redis.from_url(REDIS_URL).flushdb()
     target.reset()
     with scratch_database() as (name, url):
-        engine = db.create_engine(url)
+        engine = engines.create_engine(url)
         load_tasks(engine, definitions)
         stack = Stack(taskhub_env(url, scratch, env_extra), scratch / "logs" / label)
         stack.log_dir.mkdir(parents=True, exist_ok=True)
@@ -638,12 +641,12 @@ def scenario_writeback(count: int, env: dict[str, str] | None = None) -> dict[st
     ``TASKHUB_CHUNK_SIZE`` as ``record_chunk`` does, in this process."""
     import random
 
-    from taskhub import discovery, state
-    from taskhub.settings import load
-    from taskhub.trigger import TriggerOutcome
+    from taskhub.core.settings import load
+    from taskhub.engine import discovery, writeback
+    from taskhub.engine.firing import TriggerOutcome
 
     with scratch_database() as (_name, url):
-        engine = db.create_engine(url)
+        engine = engines.create_engine(url)
         fill_table(engine, count + 1, count)  # the seed task is not due
         settings = load({**(env or {}), "TASKHUB_DATABASE_URL": url})
         discovery.run_tick(engine, settings, lambda requests: None, lambda: datetime.now(UTC))
@@ -669,7 +672,7 @@ def scenario_writeback(count: int, env: dict[str, str] | None = None) -> dict[st
         applied = 0
         for i in range(0, len(outcomes), settings.chunk_size):
             chunk = outcomes[i : i + settings.chunk_size]
-            report = state.record_outcomes(
+            report = writeback.record_outcomes(
                 engine, chunk, settings, datetime.now(UTC), random.random
             )
             applied += report.applied
@@ -696,12 +699,12 @@ def scenario_table(
     (what that many state workers do with a backlog: each worker's tick or staging pass
     claims, and the claims skip each other's rows); the rate is everything published
     over the time until the last pass ended. ``env``: taskhub settings for the passes."""
-    from taskhub import queries
-    from taskhub.settings import load
+    from taskhub.core.settings import load
+    from taskhub.db import queries
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     with scratch_database() as (_name, url):
-        engine = db.create_engine(url)
+        engine = engines.create_engine(url)
         fill_table(engine, total, due_count)
         pass_env = {
             **(env or {}),
@@ -769,14 +772,14 @@ def discovery_pass(
     measured: Any,
 ) -> None:
     """One process's discovery pass (a tick), from ``start_at``, connected beforehand."""
-    from taskhub import celery as taskhub_celery
-    from taskhub import discovery
-    from taskhub.settings import load
+    from taskhub.core.settings import load
+    from taskhub.engine import discovery
+    from taskhub.worker import celery_app as taskhub_celery
 
     settings = load(env)
     taskhub_celery.settings = settings
     taskhub_celery.app.conf.update(taskhub_celery.celery_config(settings))
-    engine = db.create_engine(settings.database_url)
+    engine = engines.create_engine(settings.database_url)
     with engine.connect():
         pass
     with taskhub_celery.app.producer_or_acquire():

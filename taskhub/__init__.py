@@ -1,6 +1,8 @@
 """taskhub: a Celery-based scheduler that fires HTTP triggers.
 
-The Celery app lives in ``taskhub.celery`` so that ``celery -A taskhub`` finds it
-while the pure modules (``schedules``, ``retry_policy``, ``chunking``) import nothing
-of Celery.
+Packages by layer, each importing only the ones below it (checked by import-linter):
+``api``, ``cli`` and ``worker`` (the edges) over ``service`` (what they call), over
+``engine`` (discovery, staging, fan-out, firing, write-back), over ``observability``,
+over ``db`` (the one SQL layer), over ``core`` (pure rules and values). The Celery app is
+found by ``celery -A taskhub`` in ``taskhub.celery``, by Celery's convention.
 """

@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import Engine
 
-from taskhub import db, schema
+from taskhub.db import engines, schema
 from tests.engine import running_stack
 from tests.processes import Stack
 from tests.target import Target, running_target
@@ -61,7 +61,7 @@ def postgres_url() -> Iterator[str]:
         admin.execute(f'CREATE DATABASE "{name}"')
     base = _pg_admin_url().rsplit("/", 1)[0]
     yield f"{base}/{name}"
-    db.dispose_after_fork()
+    engines.dispose_after_fork()
     with psycopg.connect(_pg_admin_url(), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -81,7 +81,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 def _migrated_engine(url: str) -> Iterator[Engine]:
     schema.upgrade(url)
-    engine = db.create_engine(url)
+    engine = engines.create_engine(url)
     yield engine
     engine.dispose()
 

@@ -20,10 +20,11 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from taskhub import state, tasks
-from taskhub.models import executions
-from taskhub.settings import load
-from taskhub.trigger import TriggerOutcome
+from taskhub.core.settings import load
+from taskhub.db.models import executions
+from taskhub.engine import writeback
+from taskhub.engine.firing import TriggerOutcome
+from taskhub.service import task_service
 from tests.processes import Stack
 
 TERMINAL = ("succeeded", "failed", "dead")
@@ -79,7 +80,9 @@ def add_tasks(
                 "target": {"url": url, "timeout_seconds": timeout_s},
                 **extra,
             }
-            ids.append(tasks.create_task(conn, tasks.parse_definition(data, now), now))
+            ids.append(
+                task_service.create_task(conn, task_service.parse_definition(data, now), now)
+            )
     return ids
 
 
@@ -136,4 +139,4 @@ def make_dead(engine: Engine, execution_id: int) -> None:
         retry_after_s=None,
         response_excerpt="down",
     )
-    state.record_outcomes(engine, [outcome], load({}), datetime.now(UTC), lambda: 0.5)
+    writeback.record_outcomes(engine, [outcome], load({}), datetime.now(UTC), lambda: 0.5)

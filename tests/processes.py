@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from taskhub import roles
+from taskhub.worker import roles
 
 
 def free_port() -> int:

@@ -17,10 +17,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from taskhub import tasks
-from taskhub.lane_shares import share_of
-from taskhub.models import executions, scheduled_tasks
-from taskhub.settings import load
+from taskhub.core.settings import load
+from taskhub.db.models import executions, scheduled_tasks
+from taskhub.engine.lane_shares import share_of
+from taskhub.service import task_service
 from tests.engine import running_stack
 from tests.processes import Stack, wait_until
 from tests.target import Received, running_target
@@ -46,7 +46,11 @@ def add(
                 "target": {"url": url, "timeout_seconds": timeout_s},
                 "retry": {"max_attempts": 1},
             }
-            ids.add(tasks.create_task(conn, tasks.parse_definition(data, now), now, tenant))
+            ids.add(
+                task_service.create_task(
+                    conn, task_service.parse_definition(data, now), now, tenant
+                )
+            )
     return ids
 
 

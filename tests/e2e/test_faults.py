@@ -30,7 +30,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping, make_url
 
-from taskhub.models import attempts, executions
+from taskhub.db.models import attempts, executions
 from tests import faultreport
 from tests.engine import TERMINAL, add_tasks, all_ended, running_stack, statuses, unsuccessful
 from tests.faultproxy import running_proxy

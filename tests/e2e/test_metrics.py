@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from sqlalchemy.engine import Engine
 
-from taskhub import tasks
-from taskhub.api import create_app
+from taskhub.api.app import create_app
+from taskhub.service import task_service
 from tests.engine import add_tasks, all_ended, soon
 from tests.processes import Stack, wait_until
 from tests.target import Target
@@ -169,7 +169,9 @@ def test_worker_logs_are_json_lines_with_ids_and_without_secrets(
         "retry": {"max_attempts": 1},
     }
     with pg_engine.begin() as conn:
-        task_id = tasks.create_task(conn, tasks.parse_definition(definition, now), now)
+        task_id = task_service.create_task(
+            conn, task_service.parse_definition(definition, now), now
+        )
     stack.env["TASKHUB_LOG_FORMAT"] = "json"
     stack.start("all", "all")
     stack.start("beat", "beat")

@@ -21,10 +21,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
-from taskhub import apikeys, db, queries, quotas, tasks
-from taskhub import executions as executions_service
-from taskhub.api import MAX_REQUEST_BYTES, create_app
-from taskhub.models import attempts, executions, scheduled_tasks
+from taskhub.api.app import MAX_REQUEST_BYTES, create_app
+from taskhub.db import engines, queries
+from taskhub.db.models import attempts, executions, scheduled_tasks
+from taskhub.service import apikeys, quotas, task_service
+from taskhub.service import executions as executions_service
 from tests.engine import make_dead
 
 T0 = datetime(2030, 1, 7, tzinfo=UTC)  # a Monday, 08:00 in Taipei
@@ -999,12 +1000,12 @@ class Churn(threading.Thread):
                 if not self.turns.acquire(timeout=0.1):
                     continue
                 with self.engine.begin() as conn:
-                    new = tasks.add_task(
+                    new = task_service.add_task(
                         conn, "acme", VALID | {"name": f"churn-{uuid.uuid4().hex}"}, self.clock()
                     )
                     if self.doomed:
-                        tasks.delete_task(conn, "acme", self.doomed.pop(0))
-                    tasks.run_task_now(conn, "acme", new["id"], self.clock())
+                        task_service.delete_task(conn, "acme", self.doomed.pop(0))
+                    task_service.run_task_now(conn, "acme", new["id"], self.clock())
                 self.changes += 1
         except BaseException as error:
             self.error = error
@@ -1107,7 +1108,7 @@ def test_healthz_and_metrics_need_no_key(api: Api) -> None:
 
 
 def test_a_database_outage_is_503_not_500() -> None:
-    down = db.create_engine("postgresql://nobody@127.0.0.1:9/none", pool_pre_ping=False)
+    down = engines.create_engine("postgresql://nobody@127.0.0.1:9/none", pool_pre_ping=False)
     app = create_app(engine=down, request_tick=lambda: None)
     caller = client(app, "thk_any")
     health = caller.get("/healthz")

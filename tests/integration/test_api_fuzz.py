@@ -28,11 +28,13 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy.engine import Engine
 
-from taskhub import apikeys, db, quotas, schema, state, tasks
-from taskhub.api import create_app
-from taskhub.models import executions
-from taskhub.settings import load
-from taskhub.trigger import TriggerOutcome
+from taskhub.api.app import create_app
+from taskhub.core.settings import load
+from taskhub.db import engines, schema
+from taskhub.db.models import executions
+from taskhub.engine import writeback
+from taskhub.engine.firing import TriggerOutcome
+from taskhub.service import apikeys, quotas, task_service
 
 MAX_EXAMPLES = 25
 CHECKS = [
@@ -47,7 +49,7 @@ def _seed(engine: Engine) -> None:
     """Something to find: a task with a queued execution and a dead letter."""
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        task = tasks.add_task(
+        task = task_service.add_task(
             conn,
             "fuzz",
             {
@@ -59,7 +61,7 @@ def _seed(engine: Engine) -> None:
             },
             now,
         )
-        dead = tasks.run_task_now(conn, "fuzz", task["id"], now)
+        dead = task_service.run_task_now(conn, "fuzz", task["id"], now)
         conn.execute(
             sa.update(executions).where(executions.c.id == dead["id"]).values(status="running")
         )
@@ -74,9 +76,9 @@ def _seed(engine: Engine) -> None:
         retry_after_s=None,
         response_excerpt=None,
     )
-    state.record_outcomes(engine, [outcome], load({}), now, lambda: 0.5)
+    writeback.record_outcomes(engine, [outcome], load({}), now, lambda: 0.5)
     with engine.begin() as conn:
-        tasks.run_task_now(conn, "fuzz", task["id"], datetime.now(UTC))
+        task_service.run_task_now(conn, "fuzz", task["id"], datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """One database for every operation, so what one creates the next may find."""
     url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}"
     schema.upgrade(url)
-    engine = db.create_engine(url)
+    engine = engines.create_engine(url)
     _seed(engine)
     with engine.begin() as conn:
         key, _ = apikeys.create_key(conn, "fuzz", datetime.now(UTC))
@@ -106,7 +108,8 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 # database); the requests go to the fixture's app. (``schemathesis.pytest.from_fixture``
 # would say this more directly, but does not run on pytest 9.)
 api = schemathesis.openapi.from_asgi(
-    "/openapi.json", create_app(engine=db.create_engine("sqlite://"), request_tick=lambda: None)
+    "/openapi.json",
+    create_app(engine=engines.create_engine("sqlite://"), request_tick=lambda: None),
 )
 
 

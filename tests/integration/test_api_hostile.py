@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from taskhub import quotas
-from taskhub.api import MAX_REQUEST_BYTES, create_app
+from taskhub.api.app import MAX_REQUEST_BYTES, create_app
+from taskhub.service import quotas
 from tests.integration.test_api import T0, Clock, client, dump, new_key
 
 EXAMPLES = 40

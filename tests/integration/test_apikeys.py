@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from taskhub import apikeys, db
-from taskhub.errors import ValidationError
-from taskhub.models import api_keys
+from taskhub.core.errors import ValidationError
+from taskhub.db import engines
+from taskhub.db.models import api_keys
+from taskhub.service import apikeys
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -282,7 +283,7 @@ class Cli:
         return done
 
     def authenticate(self, key: str) -> str | None:
-        engine = db.create_engine(self.url)
+        engine = engines.create_engine(self.url)
         try:
             with engine.begin() as conn:
                 return apikeys.authenticate(conn, key, datetime.now(UTC))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from taskhub import db
+from taskhub.db import engines
 from tests.engine import make_dead
 
 
@@ -199,7 +199,7 @@ def test_unsaved_schedule_preview_shows_the_dst_rule(cli: Cli) -> None:
 def test_dead_letters_are_listed_and_redriven_with_their_key(cli: Cli) -> None:
     task_id = cli("task", "add", "-", stdin=definition("flaky", retry={"max_attempts": 1}))
     execution = cli.json("task", "run", task_id.stdout.strip())
-    engine = db.create_engine(cli.env["TASKHUB_DATABASE_URL"])
+    engine = engines.create_engine(cli.env["TASKHUB_DATABASE_URL"])
     make_dead(engine, execution["id"])
     engine.dispose()
     [dead] = cli.json("dlq", "list")["items"]
@@ -237,7 +237,7 @@ def test_dead_letters_filtered_and_redriven_in_bulk(cli_on_each_backend: Cli) ->
     ran = [cli.json("task", "run", billing)["id"], cli.json("task", "run", billing)["id"]]
     ran.append(cli.json("task", "run", other.strip())["id"])
     ran.append(cli.json("task", "run", foreign, "--tenant", "acme")["id"])
-    engine = db.create_engine(cli.env["TASKHUB_DATABASE_URL"])
+    engine = engines.create_engine(cli.env["TASKHUB_DATABASE_URL"])
     for execution_id in ran:
         make_dead(engine, execution_id)
     engine.dispose()

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.engine import Engine
 
-from taskhub import discovery, state, tasks, trigger
-from taskhub.settings import load
+from taskhub.core.settings import load
+from taskhub.engine import discovery, firing, writeback
+from taskhub.service import task_service
 from tests.target import running_target
 
 NOW = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
@@ -29,7 +30,7 @@ def test_a_json_body_without_content_type_arrives_as_json(
     with running_target() as target:
         with engine.begin() as conn:
             for name, (body, headers, _) in cases.items():
-                task = tasks.add_task(
+                task = task_service.add_task(
                     conn,
                     "acme",
                     {
@@ -46,16 +47,16 @@ def test_a_json_body_without_content_type_arrives_as_json(
                     settings,
                 )
                 assert task["target"]["headers"] == headers
-        published: list[trigger.TriggerRequest] = []
+        published: list[firing.TriggerRequest] = []
         discovery.run_tick(engine, settings, published.extend, lambda: NOW)
         assert len(published) == len(cases)
-        outcomes = trigger.fire(published, settings)
+        outcomes = firing.fire(published, settings)
         assert [o.http_status for o in outcomes] == [200] * len(cases)
-        state.record_outcomes(engine, outcomes, settings, NOW, lambda: 0.5)
+        writeback.record_outcomes(engine, outcomes, settings, NOW, lambda: 0.5)
         received = {r.headers["X-Taskhub-Task-Id"]: r for r in target.wait_for(len(cases), 5)}
 
     with engine.connect() as conn:
-        stored = {t["name"]: t for t in tasks.list_tasks(conn, "acme")["items"]}
+        stored = {t["name"]: t for t in task_service.list_tasks(conn, "acme")["items"]}
     for name, (body, headers, expected) in cases.items():
         task = stored[name]
         seen = received[task["id"]]

@@ -8,7 +8,9 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 
-from taskhub import counters, heartbeat, queries, staging, state
+from taskhub.db import queries
+from taskhub.engine import staging, writeback
+from taskhub.observability import counters, heartbeat
 from tests.integration.test_storage import NOW, SETTINGS, add_task, claim_all, outcome
 
 
@@ -22,9 +24,9 @@ def test_a_write_back_counts_its_attempts_once(engine: Engine) -> None:
     add_task(engine, "gone", {"at": NOW.isoformat()}, retry={"max_attempts": 1})
     ok, missing = sorted(claim_all(engine, NOW), key=lambda r: r.url)
     results = [outcome(ok), outcome(missing, http_status=404)]
-    state.record_outcomes(engine, results, SETTINGS, NOW + timedelta(seconds=1), lambda: 0.5)
+    writeback.record_outcomes(engine, results, SETTINGS, NOW + timedelta(seconds=1), lambda: 0.5)
     first = stored(engine)
-    state.record_outcomes(engine, results, SETTINGS, NOW + timedelta(seconds=2), lambda: 0.5)
+    writeback.record_outcomes(engine, results, SETTINGS, NOW + timedelta(seconds=2), lambda: 0.5)
     assert stored(engine) == first
     assert first[("taskhub_attempts_total", counters.labels(outcome="success"))] == 1
     assert first[("taskhub_attempts_total", counters.labels(outcome="http_4xx"))] == 1

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from taskhub import discovery, state, tasks, trigger
-from taskhub.settings import Settings, load
+from taskhub.core.settings import Settings, load
+from taskhub.engine import discovery, firing, writeback
+from taskhub.service import task_service
 from tests.integration.test_api import dump
 from tests.integration.test_security import COOKIE, HEADERS, T0, TOKEN, Api, secrets_of, task_body
 from tests.target import Target, running_target
@@ -105,16 +106,16 @@ def test_a_credential_named_by_setting_is_guarded_too(
 _moments = iter(range(1, 10_000))
 
 
-def fire_now(engine: Engine, settings: Settings, task_id: str) -> trigger.TriggerOutcome:
+def fire_now(engine: Engine, settings: Settings, task_id: str) -> firing.TriggerOutcome:
     """Run the task now through a real tick and the real HTTP client; write it back."""
     now = T0 + timedelta(minutes=next(_moments))
     with engine.begin() as conn:
-        tasks.run_task_now(conn, "acme", task_id, now)
-    published: list[trigger.TriggerRequest] = []
+        task_service.run_task_now(conn, "acme", task_id, now)
+    published: list[firing.TriggerRequest] = []
     discovery.run_tick(engine, settings, published.extend, lambda: now)
     assert len(published) == 1
-    [outcome] = trigger.fire(published, settings)
-    state.record_outcomes(engine, [outcome], settings, now, lambda: 0.5)
+    [outcome] = firing.fire(published, settings)
+    writeback.record_outcomes(engine, [outcome], settings, now, lambda: 0.5)
     return outcome
 
 

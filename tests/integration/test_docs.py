@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from taskhub.api import SWAGGER_UI_DIR, create_app
+from taskhub.api.app import SWAGGER_UI_DIR, create_app
 
 #: Every URL a page can make the browser fetch: src/href attributes and Swagger UI's
 #: ``url`` (the schema), ``oauth2RedirectUrl`` and ``validatorUrl`` settings.

@@ -10,7 +10,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from taskhub.models import executions, scheduled_tasks
+from taskhub.db.models import executions, scheduled_tasks
 from tests.engine import add_tasks, all_ended, soon, statuses
 from tests.processes import Stack, wait_until
 from tests.target import Target

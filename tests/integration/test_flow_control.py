@@ -13,8 +13,8 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from taskhub.flow_control import HostLimit, RedisLimiter, Slot
-from taskhub.models import executions
+from taskhub.db.models import executions
+from taskhub.engine.flow_control import HostLimit, RedisLimiter, Slot
 from tests.engine import add_tasks, all_ended, running_stack, statuses
 from tests.processes import wait_until
 from tests.target import Target

@@ -1,4 +1,4 @@
-"""Who holds a send (taskhub/holders.py), on PostgreSQL and SQLite: a send is fired by
+"""Who holds a send (taskhub/engine/holders.py), on PostgreSQL and SQLite: a send is fired by
 one message only, an outcome in the result backend is recorded instead of sent again,
 and a dead holder's sends go out again before their lease ends."""
 
@@ -15,9 +15,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from taskhub import discovery, heartbeat, holders, queries, state
-from taskhub.models import executions, worker_heartbeats
-from taskhub.trigger import TriggerRequest
+from taskhub.db import queries
+from taskhub.db.models import executions, worker_heartbeats
+from taskhub.engine import discovery, holders, writeback
+from taskhub.engine.firing import TriggerRequest
+from taskhub.observability import heartbeat
 from tests.integration.test_storage import NOW, SETTINGS, add_task, execution_rows, outcome
 
 #: The lease of a claim at NOW: SETTINGS' 60 s plus the task's default timeout (30 s).
@@ -82,10 +84,10 @@ def test_a_message_that_waited_past_its_lease_and_its_resend_fire_once(engine: E
 
 def test_an_ended_or_retried_send_is_not_fired_again(engine: Engine) -> None:
     request = one_due(engine)
-    state.record_outcomes(engine, [outcome(request)], SETTINGS, NOW, lambda: 0.5)
+    writeback.record_outcomes(engine, [outcome(request)], SETTINGS, NOW, lambda: 0.5)
     assert start(engine, [request], "late", NOW) == []
     retried = one_due(engine)
-    state.record_outcomes(engine, [outcome(retried, 503)], SETTINGS, NOW, lambda: 0.5)
+    writeback.record_outcomes(engine, [outcome(retried, 503)], SETTINGS, NOW, lambda: 0.5)
     assert start(engine, [retried], "late", NOW) == [], "attempt 1 ended; 2 is not sent yet"
 
 
@@ -111,7 +113,7 @@ def test_an_outcome_in_the_result_backend_is_recorded_not_sent_again(engine: Eng
     assert rows[request.execution_id]["status"] == "succeeded"
     assert rows[request.execution_id]["dispatch_count"] == 1
     # The late callback then changes nothing.
-    late = state.record_outcomes(engine, [outcome(request)], SETTINGS, NOW, lambda: 0.5)
+    late = writeback.record_outcomes(engine, [outcome(request)], SETTINGS, NOW, lambda: 0.5)
     assert (late.applied, late.ignored) == (0, 1)
 
 

@@ -9,14 +9,14 @@ import textwrap
 
 import redis
 
-from taskhub.celery import TRIGGER_QUEUE
+from taskhub.worker.celery_app import TRIGGER_QUEUE
 
 _PUBLISH = textwrap.dedent(
     """
     import json, sys
     from datetime import UTC, datetime, timedelta
-    from taskhub import celery as taskhub_celery
-    from taskhub.trigger import TriggerRequest
+    from taskhub.worker import celery_app as taskhub_celery
+    from taskhub.engine.firing import TriggerRequest
 
     now = datetime.now(UTC)
     requests = [

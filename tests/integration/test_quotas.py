@@ -24,10 +24,11 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from taskhub import quotas, schema, tasks
-from taskhub.api import create_app
-from taskhub.errors import QuotaExceeded, RateLimited
-from taskhub.models import executions, scheduled_tasks, tenant_quotas, tenant_rate_windows
+from taskhub.api.app import create_app
+from taskhub.core.errors import QuotaExceeded, RateLimited
+from taskhub.db import schema
+from taskhub.db.models import executions, scheduled_tasks, tenant_quotas, tenant_rate_windows
+from taskhub.service import quotas, task_service
 from tests.engine import make_dead
 from tests.integration.test_api import Clock, client, dump, new_key
 from tests.integration.test_cli import Cli
@@ -210,7 +211,9 @@ def test_concurrent_creates_end_at_exactly_the_limit(engine: Engine) -> None:
         for i in range(5):
             try:
                 with engine.begin() as conn:
-                    tasks.add_task(conn, "acme", task_body(f"t{thread}-{i}"), datetime.now(UTC))
+                    task_service.add_task(
+                        conn, "acme", task_body(f"t{thread}-{i}"), datetime.now(UTC)
+                    )
                 outcomes["created"] += 1
             except QuotaExceeded:
                 outcomes["refused"] += 1
@@ -265,9 +268,9 @@ def _healthy(url: str) -> bool:
 def test_two_api_processes_share_the_last_slot_and_the_rate(
     two_api_processes: list[str], postgres_url: str
 ) -> None:
-    from taskhub import db
+    from taskhub.db import engines
 
-    engine = db.create_engine(postgres_url)
+    engine = engines.create_engine(postgres_url)
     try:
         key = new_key(engine, "acme")
         set_limits(engine, "acme", max_tasks=15, runs_per_minute=10, requests_per_second=0)
@@ -361,20 +364,20 @@ def test_limits_are_stored_per_tenant(engine: Engine) -> None:
 def test_migration_0008_adds_the_quota_tables_and_takes_them_back(database_url: str) -> None:
     from alembic import command
 
-    from taskhub import db
+    from taskhub.db import engines
 
     schema.upgrade(database_url, "0007")
-    engine = db.create_engine(database_url)
+    engine = engines.create_engine(database_url)
     try:
         with engine.connect() as conn:
             assert "tenant_quotas" not in sa.inspect(conn).get_table_names()
         schema.upgrade(database_url)
         set_limits(engine, "acme", max_tasks=1, runs_per_minute=0)
         with engine.begin() as conn:
-            tasks.add_task(conn, "acme", task_body("kept"), datetime.now(UTC))
+            task_service.add_task(conn, "acme", task_body("kept"), datetime.now(UTC))
             quotas.count_call(conn, "acme", quotas.REQUESTS, datetime.now(UTC))
         with pytest.raises(QuotaExceeded), engine.begin() as conn:
-            tasks.add_task(conn, "acme", task_body("refused"), datetime.now(UTC))
+            task_service.add_task(conn, "acme", task_body("refused"), datetime.now(UTC))
         command.downgrade(schema.alembic_config(database_url), "0007")
         with engine.connect() as conn:
             names = sa.inspect(conn).get_table_names()

@@ -11,11 +11,11 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from sqlalchemy.engine import Engine
 
-from taskhub import rotation, signing_secrets, tasks
-from taskhub.models import scheduled_tasks
-from taskhub.models import signing_secrets as signing_secrets_table
-from taskhub.sealing import SealingError, sealer_for
-from taskhub.settings import Settings, load
+from taskhub.core.sealing import SealingError, sealer_for
+from taskhub.core.settings import Settings, load
+from taskhub.db.models import scheduled_tasks
+from taskhub.db.models import signing_secrets as signing_secrets_table
+from taskhub.service import reseal, signing_secrets, task_service
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
@@ -45,17 +45,17 @@ def test_reseal_lets_the_old_key_go_and_moves_newly_secret_headers(
         },
     }
     with engine.begin() as conn:
-        task = tasks.add_task(conn, "acme", definition, NOW, old)
+        task = task_service.add_task(conn, "acme", definition, NOW, old)
         secret, _ = signing_secrets.create_secret(conn, "acme", NOW, old)
 
     rotated = settings_with(tmp_path, f"{NEW},{OLD}", "x-partner-ref")
-    report = rotation.reseal(engine, rotated, batch_size=1)
+    report = reseal.reseal(engine, rotated, batch_size=1)
     assert (report.tasks_resealed, report.headers_moved, report.signing_secrets_resealed) == (
         1,
         1,
         1,
     )
-    again = rotation.reseal(engine, rotated, batch_size=1)
+    again = reseal.reseal(engine, rotated, batch_size=1)
     assert again.headers_moved == 0 and again.tasks_resealed == 1
 
     only_new = settings_with(tmp_path, NEW, "x-partner-ref")
@@ -70,6 +70,6 @@ def test_reseal_lets_the_old_key_go_and_moves_newly_secret_headers(
     assert sealer_for(only_new).unseal(sealed_secret) == secret
     with pytest.raises(SealingError):
         sealer_for(settings_with(tmp_path, OLD)).unseal(sealed_secret)
-    shown = tasks.task_view(row, only_new)["target"]["headers"]
+    shown = task_service.task_view(row, only_new)["target"]["headers"]
     assert shown == {"Authorization": "Bearer ****mnop", "X-Partner-Ref": "****cdef"}
     assert task["id"] == str(row["id"])

@@ -22,12 +22,14 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from taskhub import discovery, executions, signing, signing_secrets, state, tasks, trigger
-from taskhub.api import create_app
-from taskhub.models import scheduled_tasks
-from taskhub.models import signing_secrets as signing_table
-from taskhub.settings import Settings, load
-from taskhub.signing import verify
+from taskhub.api.app import create_app
+from taskhub.core import signing
+from taskhub.core.settings import Settings, load
+from taskhub.core.signing import verify
+from taskhub.db.models import scheduled_tasks
+from taskhub.db.models import signing_secrets as signing_table
+from taskhub.engine import discovery, firing, writeback
+from taskhub.service import executions, signing_secrets, task_service
 from tests.engine import all_ended
 from tests.integration.test_api import Clock, client, dump, new_key
 from tests.integration.test_apikeys import Cli
@@ -121,7 +123,7 @@ def test_patch_with_the_masked_value_keeps_the_secret(api: Api) -> None:
 
 
 def secrets_of(engine: Engine, task_id: str) -> dict[str, str]:
-    return tasks._stored_secrets(stored(engine, task_id), load())
+    return task_service._stored_secrets(stored(engine, task_id), load())
 
 
 def test_configured_secret_header_names_are_sealed(
@@ -143,8 +145,8 @@ def test_dispatch_carries_credentials_sealed_and_the_worker_sends_them(
         requests = dispatch_once(engine, settings, target, headers=HEADERS)
         message = json.dumps([r.to_message() for r in requests])
         assert "sk_live" not in message and "0123456789abcdef-cookie" not in message
-        [outcome] = trigger.fire(
-            [trigger.TriggerRequest.from_message(json.loads(message)[0])], settings
+        [outcome] = firing.fire(
+            [firing.TriggerRequest.from_message(json.loads(message)[0])], settings
         )
         assert outcome.http_status == 200, outcome.error
         [received] = target.wait_for(1, 5)
@@ -161,19 +163,19 @@ _moments = iter(range(1, 10_000))
 
 def dispatch_once(
     engine: Engine, settings: Settings, target: Target, **target_fields: Any
-) -> list[trigger.TriggerRequest]:
+) -> list[firing.TriggerRequest]:
     """Create (once) a task at the target, fire it now, run a tick: what it publishes."""
     now = T0 + timedelta(minutes=next(_moments))
     with engine.begin() as conn:
-        found = tasks.list_tasks(conn, "acme", name="signed")["items"]
+        found = task_service.list_tasks(conn, "acme", name="signed")["items"]
         if found:
             task_id = found[0]["id"]
         else:
             body = task_body("signed", target.url("/ok"), method="POST", body='{"n": 1}')
             body["target"].update(target_fields)
-            task_id = tasks.add_task(conn, "acme", body, now, settings)["id"]
-        tasks.run_task_now(conn, "acme", task_id, now)
-    published: list[trigger.TriggerRequest] = []
+            task_id = task_service.add_task(conn, "acme", body, now, settings)["id"]
+        task_service.run_task_now(conn, "acme", task_id, now)
+    published: list[firing.TriggerRequest] = []
     discovery.run_tick(engine, settings, published.extend, lambda: now)
     assert len(published) == 1
     return published
@@ -184,7 +186,7 @@ def fire_and_receive(
 ) -> tuple[str, bytes, list[str]]:
     requests = dispatch_once(engine, settings, target)
     count = len(target.snapshot())
-    [outcome] = trigger.fire(requests, settings)
+    [outcome] = firing.fire(requests, settings)
     assert outcome.http_status == 200, outcome.error
     received = target.wait_for(count + 1, 5)[-1]
     header = received.headers[signing.HEADER]
@@ -237,7 +239,7 @@ def test_a_tenant_without_secrets_sends_no_signature(
     with running_target() as target:
         requests = dispatch_once(engine, settings, target)
         assert requests[0].sealed_signing_secrets == ()
-        trigger.fire(requests, settings)
+        firing.fire(requests, settings)
         [received] = target.wait_for(1, 5)
         assert signing.HEADER not in received.headers
 
@@ -406,7 +408,7 @@ def test_a_worker_neither_logs_nor_keeps_the_credentials_a_target_echoes(
     body = task_body("echo", target.url("/headers"), headers=secrets, method="GET")
     body["schedule"] = {"at": (now + timedelta(seconds=2)).isoformat()}
     with pg_engine.begin() as conn:
-        task = tasks.add_task(conn, "acme", body, now, settings)
+        task = task_service.add_task(conn, "acme", body, now, settings)
     stack.start("worker", "all")
     stack.start("beat", "beat")
     assert wait_until(lambda: all_ended(pg_engine, 1), 60), stack.logs()
@@ -491,12 +493,12 @@ def test_a_name_resolving_to_a_blocked_address_fails_the_execution_once(engine: 
     with engine.begin() as conn:
         body = task_body("internal", "http://localhost:9/hook", timeout_seconds=2)
         body["retry"] = {"max_attempts": 5}
-        task = tasks.add_task(conn, "acme", body, now, settings)  # a name: accepted
-        execution = tasks.run_task_now(conn, "acme", task["id"], now)
-    published: list[trigger.TriggerRequest] = []
+        task = task_service.add_task(conn, "acme", body, now, settings)  # a name: accepted
+        execution = task_service.run_task_now(conn, "acme", task["id"], now)
+    published: list[firing.TriggerRequest] = []
     discovery.run_tick(engine, settings, published.extend, lambda: now)
-    outcomes = trigger.fire(published, settings)
-    state.record_outcomes(engine, outcomes, settings, now, lambda: 0.5)
+    outcomes = firing.fire(published, settings)
+    writeback.record_outcomes(engine, outcomes, settings, now, lambda: 0.5)
     with engine.connect() as conn:
         shown = executions.get_execution(conn, "acme", str(execution["id"]))
     assert shown["status"] == "failed"

@@ -18,9 +18,12 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.engine import Connection, Engine
 
-from taskhub import db, discovery, queries, schema, settings, state, tasks
-from taskhub.models import attempts, executions, next_occurrences, scheduled_tasks
-from taskhub.trigger import TriggerOutcome, TriggerRequest
+from taskhub.core import settings
+from taskhub.db import engines, queries, schema
+from taskhub.db.models import attempts, executions, next_occurrences, scheduled_tasks
+from taskhub.engine import discovery, writeback
+from taskhub.engine.firing import TriggerOutcome, TriggerRequest
+from taskhub.service import task_service
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 SETTINGS = settings.load(
@@ -40,8 +43,10 @@ def add_task(engine: Engine, name: str, schedule: dict[str, Any], **extra: Any) 
         **extra,
     }
     with engine.begin() as conn:
-        return tasks.create_task(
-            conn, tasks.parse_definition(data, NOW - timedelta(hours=1)), NOW - timedelta(hours=1)
+        return task_service.create_task(
+            conn,
+            task_service.parse_definition(data, NOW - timedelta(hours=1)),
+            NOW - timedelta(hours=1),
         )
 
 
@@ -85,7 +90,7 @@ def test_migrations_upgrade_from_empty_without_drift(database_url: str) -> None:
 
 def test_migration_0007_moves_next_occurrences_out_and_back(database_url: str) -> None:
     schema.upgrade(database_url, "0006")
-    engine = db.create_engine(database_url)
+    engine = engines.create_engine(database_url)
     try:
         base = {
             "schedule_kind": "interval",
@@ -191,9 +196,9 @@ def test_concurrent_claimers_never_share_an_occurrence(engine: Engine) -> None:
 def test_recording_twice_changes_nothing(engine: Engine) -> None:
     task_id = add_task(engine, "once", {"at": NOW.isoformat()})
     [request] = claim_all(engine, NOW)
-    first = state.record_outcomes(engine, [outcome(request)], SETTINGS, NOW, lambda: 0.5)
+    first = writeback.record_outcomes(engine, [outcome(request)], SETTINGS, NOW, lambda: 0.5)
     before = (execution_rows(engine), task_row(engine, task_id))
-    second = state.record_outcomes(engine, [outcome(request)], SETTINGS, NOW, lambda: 0.5)
+    second = writeback.record_outcomes(engine, [outcome(request)], SETTINGS, NOW, lambda: 0.5)
     assert (first.applied, second.applied, second.ignored) == (1, 0, 1)
     assert (execution_rows(engine), task_row(engine, task_id)) == before
     [row] = before[0]
@@ -212,7 +217,7 @@ def test_the_write_back_stores_any_text_exactly(engine: Engine, text: str) -> No
     task_id = add_task(engine, "texty", {"at": NOW.isoformat()})
     [request] = claim_all(engine, NOW)
     failed = dataclasses.replace(outcome(request, 404), error=text, response_excerpt=text)
-    state.record_outcomes(engine, [failed], SETTINGS, NOW, lambda: 0.5)
+    writeback.record_outcomes(engine, [failed], SETTINGS, NOW, lambda: 0.5)
     [row] = execution_rows(engine)
     assert (row["error"], row["response_excerpt"]) == (text, text)
     with engine.connect() as conn:
@@ -227,7 +232,7 @@ def test_one_chunk_writes_back_many_tasks_and_executions(engine: Engine) -> None
     requests = claim_all(engine, NOW)
     assert len(requests) == 120
     outcomes = [outcome(r, 200 if i % 3 else 503 if i % 2 else 404) for i, r in enumerate(requests)]
-    report = state.record_outcomes(engine, outcomes, SETTINGS, NOW, lambda: 0.5)
+    report = writeback.record_outcomes(engine, outcomes, SETTINGS, NOW, lambda: 0.5)
     assert (report.applied, report.retries_scheduled, report.finished) == (120, 20, 100)
     statuses = Counter(row["status"] for row in execution_rows(engine))
     assert statuses == Counter({"succeeded": 80, "failed": 20, "queued": 20})
@@ -241,7 +246,7 @@ def test_retry_keeps_the_key_and_ends_succeeded(engine: Engine) -> None:
         engine, "flaky", {"at": NOW.isoformat()}, retry={"max_attempts": 3, "backoff_seconds": 10}
     )
     [first] = claim_all(engine, NOW)
-    report = state.record_outcomes(engine, [outcome(first, 503)], SETTINGS, NOW, lambda: 1.0)
+    report = writeback.record_outcomes(engine, [outcome(first, 503)], SETTINGS, NOW, lambda: 1.0)
     assert report.retries_scheduled == 1
     [row] = execution_rows(engine)
     assert row["status"] == "queued" and row["next_dispatch_at"] == NOW + timedelta(seconds=10)
@@ -250,7 +255,7 @@ def test_retry_keeps_the_key_and_ends_succeeded(engine: Engine) -> None:
     [second] = claim_all(engine, NOW + timedelta(seconds=9))
     assert (second.attempt, second.idempotency_key) == (2, first.idempotency_key)
     assert second.not_before == NOW + timedelta(seconds=10)
-    state.record_outcomes(engine, [outcome(second, 200)], SETTINGS, NOW, lambda: 1.0)
+    writeback.record_outcomes(engine, [outcome(second, 200)], SETTINGS, NOW, lambda: 1.0)
     [row] = execution_rows(engine)
     assert (row["status"], row["attempts"], row["next_dispatch_at"]) == ("succeeded", 2, None)
     task = task_row(engine, task_id)
@@ -269,7 +274,7 @@ def test_retry_keeps_the_key_and_ends_succeeded(engine: Engine) -> None:
 def test_client_error_fails_at_once(engine: Engine) -> None:
     task_id = add_task(engine, "gone", {"at": NOW.isoformat()})
     [request] = claim_all(engine, NOW)
-    state.record_outcomes(engine, [outcome(request, 404)], SETTINGS, NOW, lambda: 0.5)
+    writeback.record_outcomes(engine, [outcome(request, 404)], SETTINGS, NOW, lambda: 0.5)
     [row] = execution_rows(engine)
     assert (row["status"], row["attempts"], row["next_dispatch_at"]) == ("failed", 1, None)
     assert claim_all(engine, NOW + timedelta(days=1)) == []
@@ -282,9 +287,13 @@ def test_exhausted_attempts_leave_a_dead_execution(engine: Engine) -> None:
         engine, "down", {"at": NOW.isoformat()}, retry={"max_attempts": 2, "backoff_seconds": 1}
     )
     [first] = claim_all(engine, NOW)
-    state.record_outcomes(engine, [outcome(first, None, "connection")], SETTINGS, NOW, lambda: 0.0)
+    writeback.record_outcomes(
+        engine, [outcome(first, None, "connection")], SETTINGS, NOW, lambda: 0.0
+    )
     [second] = claim_all(engine, NOW + timedelta(seconds=5))
-    state.record_outcomes(engine, [outcome(second, None, "timeout")], SETTINGS, NOW, lambda: 0.0)
+    writeback.record_outcomes(
+        engine, [outcome(second, None, "timeout")], SETTINGS, NOW, lambda: 0.0
+    )
     [row] = execution_rows(engine)
     assert (row["status"], row["attempts"]) == ("dead", 2)
     # The task says what its history says: its last execution died.
@@ -306,7 +315,7 @@ def test_lost_send_is_sent_again_after_its_lease(engine: Engine) -> None:
         request.idempotency_key,
     )
     # Both sends come back: the first outcome is written, the duplicate is ignored.
-    report = state.record_outcomes(
+    report = writeback.record_outcomes(
         engine, [outcome(request), outcome(again)], SETTINGS, NOW, lambda: 0.5
     )
     assert (report.applied, report.ignored) == (1, 1)
@@ -326,9 +335,11 @@ def test_max_executions_finishes_the_task(engine: Engine) -> None:
     requests = claim_all(engine, NOW)
     assert len(requests) == 3
     assert task_row(engine, task_id)["next_execution_time"] is None
-    state.record_outcomes(engine, [outcome(r) for r in requests[:2]], SETTINGS, NOW, lambda: 0.5)
+    writeback.record_outcomes(
+        engine, [outcome(r) for r in requests[:2]], SETTINGS, NOW, lambda: 0.5
+    )
     assert not task_row(engine, task_id)["is_finished"]
-    state.record_outcomes(engine, [outcome(requests[2])], SETTINGS, NOW, lambda: 0.5)
+    writeback.record_outcomes(engine, [outcome(requests[2])], SETTINGS, NOW, lambda: 0.5)
     task = task_row(engine, task_id)
     assert task["is_finished"] and task["execution_count"] == 3
 
@@ -393,8 +404,8 @@ def test_failures_in_a_row_auto_pause_the_task_in_the_write_back(engine: Engine)
     requests = claim_all(engine, NOW)  # NOW - 60 min … NOW: seven occurrences
     assert len(requests) == 7
 
-    def record(request: TriggerRequest, http_status: int) -> state.RecordReport:
-        return state.record_outcomes(
+    def record(request: TriggerRequest, http_status: int) -> writeback.RecordReport:
+        return writeback.record_outcomes(
             engine, [outcome(request, http_status)], SETTINGS, NOW, lambda: 0.5
         )
 
@@ -416,7 +427,7 @@ def test_failures_in_a_row_auto_pause_the_task_in_the_write_back(engine: Engine)
     assert task_row(engine, task_id) == paused
     # An execution still in flight fails too: counted, the pause is kept as it was.
     later = NOW + timedelta(minutes=5)
-    state.record_outcomes(engine, [outcome(requests[6], 503)], SETTINGS, later, lambda: 0.5)
+    writeback.record_outcomes(engine, [outcome(requests[6], 503)], SETTINGS, later, lambda: 0.5)
     after = task_row(engine, task_id)
     assert after["consecutive_failures"] == 4
     assert (after["paused_by"], after["paused_reason"], after["paused_at"]) == (
@@ -428,7 +439,7 @@ def test_failures_in_a_row_auto_pause_the_task_in_the_write_back(engine: Engine)
     assert claim_all(engine, NOW + timedelta(hours=2)) == []
     # Resume clears who and why, and resets nothing else.
     with engine.begin() as conn:
-        resumed = tasks.resume_task(conn, "default", task_id, NOW + timedelta(hours=2))
+        resumed = task_service.resume_task(conn, "default", task_id, NOW + timedelta(hours=2))
     assert resumed["status"] == "active" and resumed["consecutive_failures"] == 4
     assert (resumed["paused_by"], resumed["paused_reason"], resumed["paused_at"]) == (
         None,
@@ -448,7 +459,7 @@ def test_failures_in_one_chunk_auto_pause_with_the_newest_error(engine: Engine) 
     requests = claim_all(engine, NOW)
     assert len(requests) == 4
     outcomes = [outcome(requests[1], 404), outcome(requests[0], 500)]
-    report = state.record_outcomes(engine, outcomes, SETTINGS, NOW, lambda: 0.5)
+    report = writeback.record_outcomes(engine, outcomes, SETTINGS, NOW, lambda: 0.5)
     assert (report.applied, report.auto_paused) == (2, 1)
     task = task_row(engine, task_id)
     assert task["paused_reason"] == (
@@ -457,7 +468,7 @@ def test_failures_in_one_chunk_auto_pause_with_the_newest_error(engine: Engine) 
     # Without a limit nothing pauses, however many fail.
     other = add_task(engine, "never", {"interval_seconds": 1200}, retry={"max_attempts": 1})
     for request in claim_all(engine, NOW):
-        state.record_outcomes(engine, [outcome(request, 500)], SETTINGS, NOW, lambda: 0.5)
+        writeback.record_outcomes(engine, [outcome(request, 500)], SETTINGS, NOW, lambda: 0.5)
     assert task_row(engine, other)["is_active"]
     assert task_row(engine, other)["consecutive_failures"] == 4
 
@@ -478,13 +489,13 @@ def test_a_throttled_send_goes_back_to_the_database_without_an_attempt(engine: E
         response_excerpt=None,
         flow_wait_s=2.0,
     )
-    report = state.record_outcomes(engine, [throttled], SETTINGS, NOW, lambda: 0.5)
+    report = writeback.record_outcomes(engine, [throttled], SETTINGS, NOW, lambda: 0.5)
     assert (report.throttled, report.applied) == (1, 0)
     [row] = execution_rows(engine)
     assert (row["status"], row["attempts"]) == ("queued", 0)
     assert row["next_dispatch_at"] == NOW + timedelta(seconds=3)
     # A repeated callback defers nothing twice, and counts nothing twice.
-    again = state.record_outcomes(engine, [throttled], SETTINGS, NOW, lambda: 0.5)
+    again = writeback.record_outcomes(engine, [throttled], SETTINGS, NOW, lambda: 0.5)
     assert (again.throttled, again.ignored) == (0, 1)
     with engine.connect() as conn:
         counted = queries.read_counters(conn)
@@ -506,19 +517,21 @@ def test_claimed_and_resent_requests_carry_their_tasks_tenant(engine: Engine) ->
             "target": {"url": "http://t.test/h"},
         }
         with engine.begin() as conn:
-            tasks.create_task(conn, tasks.parse_definition(data, created), created, tenant)
+            task_service.create_task(
+                conn, task_service.parse_definition(data, created), created, tenant
+            )
     requests = claim_all(engine, NOW)
     assert sorted(str(r.tenant) for r in requests) == ["acme", "globex"]
     acme = next(r for r in requests if r.tenant == "acme")
     throttled = dataclasses.replace(outcome(acme, None, "throttled"), retry_after_s=1.0)
-    state.record_outcomes(engine, [throttled], SETTINGS, NOW, lambda: 0.5)
+    writeback.record_outcomes(engine, [throttled], SETTINGS, NOW, lambda: 0.5)
     [resent] = claim_all(engine, NOW + timedelta(seconds=1))
     assert (resent.execution_id, resent.tenant) == (acme.execution_id, "acme")
     assert TriggerRequest.from_message(resent.to_message()).tenant == "acme"
 
 
 def test_spread_occurrences_are_staged_at_their_stable_offset(engine: Engine) -> None:
-    from taskhub.occurrences import spread_offset_s
+    from taskhub.core.occurrences import spread_offset_s
 
     add_task(
         engine, "spread", {"at": (NOW + timedelta(seconds=30)).isoformat()}, spread_seconds=600
@@ -609,7 +622,7 @@ def test_claimed_requests_carry_their_tasks_headers_exactly(engine: Engine) -> N
         data = {"name": f"h{i}", "schedule": {"at": at}, "target": target}
         created = NOW - timedelta(hours=1)
         with engine.begin() as conn:
-            tasks.create_task(conn, tasks.parse_definition(data, created), created)
+            task_service.create_task(conn, task_service.parse_definition(data, created), created)
     requests = claim_all(engine, NOW)
     assert sorted(sorted(r.headers.items()) for r in requests) == sorted(
         sorted(h.items()) for h in headers * 3
@@ -662,13 +675,13 @@ def test_every_writer_keeps_next_occurrences_in_step(engine: Engine) -> None:
     assert next_occurrences_out_of_step(engine) == set()
 
     steps: list[Callable[[Connection], object]] = [
-        lambda conn: tasks.update_task(
+        lambda conn: task_service.update_task(
             conn, "default", cron, {"schedule": {"interval_seconds": 120}}, NOW
         ),
-        lambda conn: tasks.update_task(conn, "default", cron, {"name": "renamed"}, NOW),
-        lambda conn: tasks.pause_task(conn, "default", interval, NOW),
-        lambda conn: tasks.resume_task(conn, "default", interval, later),
-        lambda conn: tasks.delete_task(conn, "default", cron),
+        lambda conn: task_service.update_task(conn, "default", cron, {"name": "renamed"}, NOW),
+        lambda conn: task_service.pause_task(conn, "default", interval, NOW),
+        lambda conn: task_service.resume_task(conn, "default", interval, later),
+        lambda conn: task_service.delete_task(conn, "default", cron),
     ]
     for step in steps:
         with engine.begin() as conn:
@@ -680,7 +693,7 @@ def test_every_writer_keeps_next_occurrences_in_step(engine: Engine) -> None:
         for r in requests
         if r.task_id in (str(once), str(fragile))
     ]
-    report = state.record_outcomes(engine, results, SETTINGS, NOW, lambda: 0.5)
+    report = writeback.record_outcomes(engine, results, SETTINGS, NOW, lambda: 0.5)
     assert (report.finished, report.auto_paused) == (1, 1)
     assert next_occurrences_out_of_step(engine) == set()
     with engine.connect() as conn:
@@ -816,7 +829,7 @@ def test_pg_sessions_read_instants_in_utc_whatever_the_servers_zone(postgres_url
     with psycopg.connect(postgres_url, autocommit=True) as admin:
         name = postgres_url.rsplit("/", 1)[1]
         admin.execute(f"ALTER DATABASE \"{name}\" SET TimeZone TO 'Asia/Taipei'")
-    engine = db.create_engine(postgres_url)
+    engine = engines.create_engine(postgres_url)
     try:
         with engine.connect() as conn:
             at = conn.execute(
@@ -836,9 +849,9 @@ def test_a_deleted_task_takes_its_executions_and_attempts(engine: Engine) -> Non
     doomed = add_task(engine, "doomed", {"cron": "* * * * *"})
     kept = add_task(engine, "kept", {"cron": "* * * * *"})
     requests = claim_all(engine, NOW)
-    state.record_outcomes(engine, [outcome(r) for r in requests], SETTINGS, NOW, lambda: 0.5)
+    writeback.record_outcomes(engine, [outcome(r) for r in requests], SETTINGS, NOW, lambda: 0.5)
     with engine.begin() as conn:
-        tasks.delete_task(conn, "default", doomed)
+        task_service.delete_task(conn, "default", doomed)
     with engine.connect() as conn:
         left = {row.task_id for row in conn.execute(sa.select(executions.c.task_id))}
         attempts_left = conn.execute(sa.select(sa.func.count()).select_from(attempts)).scalar()
@@ -855,7 +868,7 @@ def test_run_now_waits_for_a_delete_and_adds_nothing_after_it(pg_engine: Engine)
         deleting.wait(5)
         try:
             with pg_engine.begin() as conn:
-                tasks.run_task_now(conn, "default", task_id, NOW)
+                task_service.run_task_now(conn, "default", task_id, NOW)
             outcome_of_run.append(None)
         except BaseException as error:
             outcome_of_run.append(error)
@@ -863,7 +876,7 @@ def test_run_now_waits_for_a_delete_and_adds_nothing_after_it(pg_engine: Engine)
     runner = threading.Thread(target=run_now)
     runner.start()
     with pg_engine.begin() as conn:
-        tasks.delete_task(conn, "default", task_id)  # holds the task's row lock until commit
+        task_service.delete_task(conn, "default", task_id)  # holds the task's row lock until commit
         deleting.set()
         time.sleep(0.3)  # the run-now is waiting for that lock meanwhile
     runner.join(10)

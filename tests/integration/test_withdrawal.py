@@ -15,10 +15,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from taskhub import discovery, queries, settings, state, tasks, withdrawal
-from taskhub.models import executions
-from taskhub.occurrences import idempotency_key
-from taskhub.trigger import TriggerOutcome, TriggerRequest
+from taskhub.core import settings
+from taskhub.core.occurrences import idempotency_key
+from taskhub.db import queries
+from taskhub.db.models import executions
+from taskhub.engine import discovery, withdrawal, writeback
+from taskhub.engine.firing import TriggerOutcome, TriggerRequest
+from taskhub.service import task_service
 
 #: The shipped timing: a tick a minute, requests published 5 s ahead of their send time.
 DEFAULTS = settings.load({})
@@ -35,7 +38,9 @@ def add_task(engine: Engine, name: str, schedule: dict[str, Any], **extra: Any) 
     created = M - seconds(30)
     data = {"name": name, "schedule": schedule, "target": {"url": "http://old.test/hook"}}
     with engine.begin() as conn:
-        return tasks.create_task(conn, tasks.parse_definition({**data, **extra}, created), created)
+        return task_service.create_task(
+            conn, task_service.parse_definition({**data, **extra}, created), created
+        )
 
 
 def tick(engine: Engine, at: datetime) -> list[TriggerRequest]:
@@ -105,7 +110,7 @@ def task_row(conn: Connection, task_id: uuid.UUID) -> RowMapping:
 
 def shown(engine: Engine, task_id: uuid.UUID, at: datetime) -> dict[str, Any]:
     with engine.connect() as conn:
-        return tasks.get_task(conn, "default", task_id, now=at)
+        return task_service.get_task(conn, "default", task_id, now=at)
 
 
 def write(engine: Engine, change: Any) -> Any:
@@ -130,7 +135,7 @@ def outcome(request: TriggerRequest, http_status: int, at: datetime) -> TriggerO
 def succeed(engine: Engine, requests: Sequence[TriggerRequest], at: datetime) -> None:
     """Send what is cleared at ``at`` and write back a 200 for each."""
     outcomes = [outcome(r, 200, at) for r in sent(engine, requests, at)]
-    state.record_outcomes(engine, outcomes, DEFAULTS, at + SECOND, lambda: 0.5)
+    writeback.record_outcomes(engine, outcomes, DEFAULTS, at + SECOND, lambda: 0.5)
 
 
 def test_a_pause_withdraws_what_the_tick_staged(engine: Engine) -> None:
@@ -141,14 +146,14 @@ def test_a_pause_withdraws_what_the_tick_staged(engine: Engine) -> None:
     assert [(r["scheduled_for"], r["status"]) for r in rows_of(engine, task)][1:] == [
         (M + MINUTE, "queued")
     ]
-    write(engine, lambda conn: tasks.pause_task(conn, "default", task, M + seconds(20)))
+    write(engine, lambda conn: task_service.pause_task(conn, "default", task, M + seconds(20)))
     assert [r["scheduled_for"] for r in rows_of(engine, task)] == [M]
     assert withdrawn(engine) == {reason("pause"): 1}
     published = staging_loop(engine, M + seconds(21), M + seconds(65))
     published += tick(engine, M + MINUTE) + tick(engine, M + 2 * MINUTE)
     assert of(published, task) == []
     # Resumed later, it fires from then on: nothing of what fell due while paused.
-    write(engine, lambda conn: tasks.resume_task(conn, "default", task, M + seconds(130)))
+    write(engine, lambda conn: task_service.resume_task(conn, "default", task, M + seconds(130)))
     published = staging_loop(engine, M + seconds(131), M + seconds(180))
     assert of(published, task) == [M + 3 * MINUTE]
 
@@ -158,8 +163,8 @@ def test_a_task_resumed_within_the_minute_stages_the_same_occurrence_again(
 ) -> None:
     task = add_task(engine, "minutely", {"cron": "* * * * *"})
     tick(engine, M)
-    write(engine, lambda conn: tasks.pause_task(conn, "default", task, M + seconds(20)))
-    write(engine, lambda conn: tasks.resume_task(conn, "default", task, M + seconds(30)))
+    write(engine, lambda conn: task_service.pause_task(conn, "default", task, M + seconds(20)))
+    write(engine, lambda conn: task_service.resume_task(conn, "default", task, M + seconds(30)))
     assert shown(engine, task, M + seconds(30))["next_execution_time"] == (M + MINUTE).isoformat()
     # The withdrawn row is gone, so (task, 12:01) can be claimed again: once.
     published = staging_loop(engine, M + seconds(31), M + seconds(60)) + tick(engine, M + MINUTE)
@@ -180,18 +185,19 @@ def test_a_pause_drops_a_request_the_worker_holds_and_a_begun_send_is_kept(
     held = staging_loop(engine, M + SECOND, M + seconds(56))
     assert [(r.scheduled_for, r.not_before) for r in held] == [(M + MINUTE, M + MINUTE)] * 2
     # 12:00:58: the held one's task is paused while a worker holds its request.
-    write(engine, lambda conn: tasks.pause_task(conn, "default", held_task, M + seconds(58)))
+    write(engine, lambda conn: task_service.pause_task(conn, "default", held_task, M + seconds(58)))
     assert withdrawn(engine) == {reason("pause"): 1}
     [gone] = [r for r in held if r.task_id == str(held_task)]
     [kept] = [r for r in held if r.task_id == str(going)]
     assert sent(engine, held, M + MINUTE) == [kept]
     # The other is paused a moment after its send began: it is not withdrawn, and its
     # outcome is recorded.
-    write(engine, lambda conn: tasks.pause_task(conn, "default", going, M + seconds(60.5)))
+    write(engine, lambda conn: task_service.pause_task(conn, "default", going, M + seconds(60.5)))
     assert withdrawn(engine) == {reason("pause"): 1}
     outcomes = [outcome(r, 200, M + MINUTE) for r in [*first, kept]]
     assert (
-        state.record_outcomes(engine, outcomes, DEFAULTS, M + seconds(61), lambda: 0.5).applied == 3
+        writeback.record_outcomes(engine, outcomes, DEFAULTS, M + seconds(61), lambda: 0.5).applied
+        == 3
     )
     assert [(r["scheduled_for"], r["status"]) for r in rows_of(engine, going)] == [
         (M, "succeeded"),
@@ -205,7 +211,8 @@ def test_a_pause_racing_the_staging_loops_claim_still_withdraws(engine: Engine) 
     task = add_task(engine, "minutely", {"cron": "* * * * *"})
     tick(engine, M)
     pausing = threading.Thread(
-        target=write, args=(engine, lambda c: tasks.pause_task(c, "default", task, M + seconds(56)))
+        target=write,
+        args=(engine, lambda c: task_service.pause_task(c, "default", task, M + seconds(56))),
     )
     with engine.begin() as conn:  # the loop's claim at 12:00:55, not yet committed
         claim = discovery.claim_redispatches(conn, M + seconds(55), DEFAULTS)
@@ -222,13 +229,17 @@ def test_a_pause_racing_the_staging_loops_claim_still_withdraws(engine: Engine) 
 def test_run_now_is_not_withdrawn_by_a_pause_and_fires_while_paused(engine: Engine) -> None:
     task = add_task(engine, "minutely", {"cron": "* * * * *"})
     tick(engine, M)
-    run = write(engine, lambda conn: tasks.run_task_now(conn, "default", task, M + seconds(30)))
-    write(engine, lambda conn: tasks.pause_task(conn, "default", task, M + seconds(30.5)))
+    run = write(
+        engine, lambda conn: task_service.run_task_now(conn, "default", task, M + seconds(30))
+    )
+    write(engine, lambda conn: task_service.pause_task(conn, "default", task, M + seconds(30.5)))
     assert withdrawn(engine) == {reason("pause"): 1}  # 12:01, not the run-now
     published = staging_loop(engine, M + seconds(31), M + seconds(31))
     assert [r.execution_id for r in sent(engine, published, M + seconds(31))] == [run["id"]]
     # And one asked for while it is paused.
-    again = write(engine, lambda conn: tasks.run_task_now(conn, "default", task, M + seconds(40)))
+    again = write(
+        engine, lambda conn: task_service.run_task_now(conn, "default", task, M + seconds(40))
+    )
     published = staging_loop(engine, M + seconds(41), M + seconds(70))
     assert [r.execution_id for r in sent(engine, published, M + seconds(70))] == [again["id"]]
 
@@ -238,7 +249,7 @@ def test_a_changed_schedule_withdraws_the_old_schedules_occurrence(engine: Engin
     tick(engine, M)
     changed = write(
         engine,
-        lambda conn: tasks.update_task(
+        lambda conn: task_service.update_task(
             conn, "default", task, {"schedule": {"cron": "0 0 1 1 *"}}, M + seconds(20)
         ),
     )
@@ -255,7 +266,8 @@ def test_a_changed_target_gets_the_occurrences_not_yet_sent(engine: Engine) -> N
     new_target = {"target": {"url": "http://new.test/hook"}}
     # Staged (12:00:20): withdrawn, and still the next occurrence, now to the new target.
     changed = write(
-        engine, lambda conn: tasks.update_task(conn, "default", staged, new_target, M + seconds(20))
+        engine,
+        lambda conn: task_service.update_task(conn, "default", staged, new_target, M + seconds(20)),
     )
     assert changed["next_execution_time"] == (M + MINUTE).isoformat()
     # Held by a worker (12:00:58): dropped there, published again to the new target.
@@ -264,7 +276,8 @@ def test_a_changed_target_gets_the_occurrences_not_yet_sent(engine: Engine) -> N
         [(str(staged), "http://new.test/hook"), (str(held), "http://old.test/hook")]
     )
     write(
-        engine, lambda conn: tasks.update_task(conn, "default", held, new_target, M + seconds(58))
+        engine,
+        lambda conn: task_service.update_task(conn, "default", held, new_target, M + seconds(58)),
     )
     assert withdrawn(engine) == {reason("change"): 2}
     new = staging_loop(engine, M + seconds(59), M + seconds(60)) + tick(engine, M + MINUTE)
@@ -291,8 +304,10 @@ def test_a_lowered_end_at_or_max_executions_withdraws_what_they_no_longer_allow(
     assert len(rows_of(engine, ends)) == len(rows_of(engine, counted)) == 7
     at = M + seconds(2)
     end_at = {"end_at": (M + seconds(25)).isoformat()}
-    write(engine, lambda conn: tasks.update_task(conn, "default", ends, end_at, at))
-    write(engine, lambda c: tasks.update_task(c, "default", counted, {"max_executions": 3}, at))
+    write(engine, lambda conn: task_service.update_task(conn, "default", ends, end_at, at))
+    write(
+        engine, lambda c: task_service.update_task(c, "default", counted, {"max_executions": 3}, at)
+    )
     assert withdrawn(engine) == {reason("change"): 12}
     published = staging_loop(engine, M + seconds(3), M + seconds(70)) + tick(engine, M + MINUTE)
     assert of(published, ends) == of(published, counted) == [M + seconds(10), M + seconds(20)]
@@ -304,7 +319,10 @@ def test_a_changed_name_or_tags_withdraws_nothing(engine: Engine) -> None:
     task = add_task(engine, "minutely", {"cron": "* * * * *"})
     tick(engine, M)
     renamed = {"name": "renamed", "tags": {"team": "ops"}, "retry": {"max_attempts": 2}}
-    write(engine, lambda conn: tasks.update_task(conn, "default", task, renamed, M + seconds(20)))
+    write(
+        engine,
+        lambda conn: task_service.update_task(conn, "default", task, renamed, M + seconds(20)),
+    )
     assert withdrawn(engine) == {}
     published = staging_loop(engine, M + seconds(21), M + seconds(60))
     assert of(sent(engine, published, M + MINUTE), task) == [M + MINUTE]
@@ -314,10 +332,10 @@ def test_a_delete_withdraws_what_is_staged_or_held(engine: Engine) -> None:
     staged = add_task(engine, "staged", {"at": (M + seconds(40)).isoformat()})
     held = add_task(engine, "held", {"cron": "* * * * *"})
     tick(engine, M)
-    write(engine, lambda conn: tasks.delete_task(conn, "default", staged, M + seconds(20)))
+    write(engine, lambda conn: task_service.delete_task(conn, "default", staged, M + seconds(20)))
     in_hand = staging_loop(engine, M + seconds(21), M + seconds(56))
     assert of(in_hand, held) == [M + MINUTE]
-    write(engine, lambda conn: tasks.delete_task(conn, "default", held, M + seconds(58)))
+    write(engine, lambda conn: task_service.delete_task(conn, "default", held, M + seconds(58)))
     assert withdrawn(engine) == {reason("delete"): 2}
     assert sent(engine, in_hand, M + MINUTE) == []
     assert rows_of(engine, staged) == rows_of(engine, held) == []
@@ -337,7 +355,7 @@ def test_an_auto_pause_withdraws_what_was_due_after_it(engine: Engine) -> None:
     assert of(held, task) == [M + seconds(10)]
     # 12:00:07: the first occurrence's failure is written back; 12:00:10 is held by a
     # worker, 12:00:20 ... 12:01:00 are staged.
-    report = state.record_outcomes(
+    report = writeback.record_outcomes(
         engine, [outcome(r, 500, M) for r in first], DEFAULTS, M + seconds(7), lambda: 0.5
     )
     assert (report.auto_paused, report.withdrawn) == (1, 6)
@@ -364,7 +382,7 @@ def test_the_reason_names_the_limit_when_one_chunk_fails_past_it(engine: Engine)
     due = tick(engine, M)  # 11:59:50 and 12:00:00, written back in one chunk
     assert of(due, task) == [M - seconds(10), M]
     outcomes = [outcome(r, 503, M) for r in sent(engine, due, M)]
-    state.record_outcomes(engine, outcomes, DEFAULTS, M + SECOND, lambda: 0.5)
+    writeback.record_outcomes(engine, outcomes, DEFAULTS, M + SECOND, lambda: 0.5)
     paused = shown(engine, task, M + SECOND)
     assert paused["consecutive_failures"] == 2
     assert paused["paused_reason"] == (
@@ -380,9 +398,9 @@ def test_next_execution_time_and_preview_name_the_staged_occurrence(engine: Engi
     at = M + seconds(10)
     with engine.connect() as conn:
         stored = {t: task_row(conn, t)["next_execution_time"] for t in (minutely, once, last)}
-        listed = tasks.list_tasks(conn, "default", now=at)["items"]
+        listed = task_service.list_tasks(conn, "default", now=at)["items"]
         previews = {
-            t: tasks.preview_task(conn, "default", t, at, 3) for t in (minutely, once, last)
+            t: task_service.preview_task(conn, "default", t, at, 3) for t in (minutely, once, last)
         }
     assert stored == {minutely: M + 2 * MINUTE, once: None, last: None}
     expected = {

@@ -12,8 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from yarl import URL
 
-from taskhub import trigger
-from taskhub.addresses import (
+from taskhub.core.addresses import (
     CLOUD_METADATA,
     AddressPolicy,
     TargetURLError,
@@ -23,9 +22,10 @@ from taskhub.addresses import (
     parse_target_url,
     target_refusal,
 )
-from taskhub.definitions import parse_target
-from taskhub.errors import ValidationError
-from taskhub.settings import SettingsError, load
+from taskhub.core.definitions import parse_target
+from taskhub.core.errors import ValidationError
+from taskhub.core.settings import SettingsError, load
+from taskhub.engine import firing
 
 GUARD = AddressPolicy()
 OPEN = AddressPolicy(allow_private=True)
@@ -80,7 +80,7 @@ def test_a_disguised_blocked_literal_is_refused_at_creation_and_at_fire_time(
 
 
 def _fire_time_refusal(url: str, policy: AddressPolicy) -> str | None:
-    request = trigger.TriggerRequest(
+    request = firing.TriggerRequest(
         execution_id=1,
         attempt=1,
         task_id="t",
@@ -93,8 +93,8 @@ def _fire_time_refusal(url: str, policy: AddressPolicy) -> str | None:
         timeout_s=5.0,
     )
     try:
-        trigger._check_request(request, policy)
-    except trigger._Refused as refused:
+        firing._check_request(request, policy)
+    except firing._Refused as refused:
         return refused.message
     return None
 

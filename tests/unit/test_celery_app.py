@@ -8,16 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from taskhub import celery, heartbeat, settings
-from taskhub import celery as celery_module
-from taskhub.celery import (
+from taskhub.core import settings
+from taskhub.engine.fanout import build_chords
+from taskhub.engine.firing import TriggerRequest
+from taskhub.observability import heartbeat
+from taskhub.worker import celery_app
+from taskhub.worker import celery_app as celery_module
+from taskhub.worker.celery_app import (
     beat_schedule,
     exempt_startup_objects_from_gc,
     fire_triggers,
     record_chunk,
 )
-from taskhub.fanout import build_chords
-from taskhub.trigger import TriggerRequest
 
 
 def test_defaults_need_no_server() -> None:
@@ -121,7 +123,9 @@ def test_without_the_database_a_request_received_after_its_send_by_is_not_fired(
     test_holders.py); when it cannot, only what is still within its send_by is fired, and
     the clearance at its send time (which cannot reach the database either) lets it go."""
     unreachable = f"sqlite:///{tmp_path}/no/such/dir/taskhub.db"
-    monkeypatch.setattr(celery, "settings", replace(celery.settings, database_url=unreachable))
+    monkeypatch.setattr(
+        celery_app, "settings", replace(celery_app.settings, database_url=unreachable)
+    )
     asked: list[int] = []
     clear = celery_module.clear_to_send
 
@@ -169,7 +173,7 @@ def test_unusable_sqs_settings_are_refused_by_name(env: dict[str, str], named: s
 
 
 def test_workers_send_task_events_but_publishing_sends_no_sent_event() -> None:
-    from taskhub.celery import celery_config
+    from taskhub.worker.celery_app import celery_config
 
     config = celery_config(settings.load({"TASKHUB_BROKER_URL": "redis://localhost:6379/0"}))
     # Flower lists tasks from the workers' events; a "task-sent" event per published

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.chunking import chunks, pack
+from taskhub.core.chunking import chunks, pack
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from taskhub import roles, schema
-from taskhub.cli import main
+from taskhub.cli.main import main
+from taskhub.db import schema
+from taskhub.worker import roles
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -75,7 +76,7 @@ def test_every_command_exists(service: str, command: list[str]) -> None:
 def test_role_command_lines() -> None:
     assert roles.celery_argv("trigger", {})[1:] == [
         "-m",
-        "taskhub.celery_command",
+        "taskhub.worker.command",
         "worker",
         "-Q",
         "taskhub.triggers",
@@ -116,7 +117,7 @@ def test_the_api_is_served_and_flower_is_not_open_to_all() -> None:
 @pytest.mark.parametrize("command", ["worker", "beat"])
 def test_the_lean_celery_command_is_celerys_own(command: str) -> None:
     # The same click command as `celery -A taskhub <command>`: the same options.
-    lean = python("-m", "taskhub.celery_command", command, "--help")
+    lean = python("-m", "taskhub.worker.command", command, "--help")
     umbrella = python("-m", "celery", "-A", "taskhub", command, "--help")
     assert lean.returncode == 0, lean.stderr
     assert lean.stdout.startswith(f"Usage: celery {command} [OPTIONS]")
@@ -125,9 +126,9 @@ def test_the_lean_celery_command_is_celerys_own(command: str) -> None:
 
 
 def test_the_lean_celery_command_refuses_other_commands() -> None:
-    completed = python("-m", "taskhub.celery_command", "flower")
+    completed = python("-m", "taskhub.worker.command", "flower")
     assert completed.returncode != 0
-    assert "usage: python -m taskhub.celery_command {worker|beat}" in completed.stderr
+    assert "usage: python -m taskhub.worker.command {worker|beat}" in completed.stderr
 
 
 def python(*args: str) -> subprocess.CompletedProcess[str]:

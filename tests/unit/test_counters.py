@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub import counters
+from taskhub.observability import counters
 
 DUE = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.credentials import (
+from taskhub.core.credentials import (
     MIN_STRIPPED_CHARS,
     REDACTED,
     is_secret,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from taskhub import db
+from taskhub.db import engines
 
 
 class Captured(Exception):
@@ -15,7 +15,7 @@ class Captured(Exception):
 
 
 def test_postgresql_connections_give_up_after_the_connect_timeout() -> None:
-    engine = db.create_engine("postgresql://taskhub@db.invalid:5432/taskhub")
+    engine = engines.create_engine("postgresql://taskhub@engines.invalid:5432/taskhub")
     seen: dict[str, Any] = {}
 
     @event.listens_for(engine, "do_connect")
@@ -25,5 +25,5 @@ def test_postgresql_connections_give_up_after_the_connect_timeout() -> None:
 
     with pytest.raises(Captured):
         engine.connect()
-    assert seen["connect_timeout"] == db.PG_CONNECT_TIMEOUT_S
+    assert seen["connect_timeout"] == engines.PG_CONNECT_TIMEOUT_S
     assert engine.pool._pre_ping

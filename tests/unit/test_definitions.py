@@ -13,18 +13,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.addresses import (
+from taskhub.core.addresses import (
     AddressPolicy,
     a_or_an,
     blocked_reason,
     literal_address,
     parse_networks,
 )
-from taskhub.definitions import MAX_BODY_BYTES, parse_definition
-from taskhub.errors import ValidationError
-from taskhub.schedules import Cron, Interval, OneTime
-from taskhub.settings import SettingsError, load
-from taskhub.statuses import MisfirePolicy
+from taskhub.core.definitions import MAX_BODY_BYTES, parse_definition
+from taskhub.core.errors import ValidationError
+from taskhub.core.schedules import Cron, Interval, OneTime
+from taskhub.core.settings import SettingsError, load
+from taskhub.core.statuses import MisfirePolicy
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -314,7 +314,7 @@ def test_literal_address_forms() -> None:
 
 
 def test_rate_limit_and_spread_default_and_parse() -> None:
-    from taskhub.flow_control import HostLimit
+    from taskhub.engine.flow_control import HostLimit
 
     plain = parse_definition(SPEC_EXAMPLE, NOW)
     assert plain.rate_limit is None and plain.spread_seconds == 0
@@ -353,7 +353,7 @@ def test_bad_flow_control_is_refused_naming_the_field(change: dict[str, Any], fi
 
 
 def test_host_limits_setting_is_read_and_refused_by_name() -> None:
-    from taskhub.flow_control import HostLimit
+    from taskhub.engine.flow_control import HostLimit
 
     settings = load({"TASKHUB_HOST_LIMITS": "api.example.com=5/20"})
     assert settings.host_limit_map == {"api.example.com": HostLimit(5, 20.0)}

@@ -10,15 +10,15 @@ from typing import Any
 
 import yaml
 
-from taskhub import settings
-from taskhub.celery import (
+from taskhub.core import settings
+from taskhub.core.definitions import MAX_TIMEOUT_S
+from taskhub.worker.celery_app import (
     DISCOVERY_QUEUE,
     STATE_QUEUE,
     TRIGGER_QUEUE,
     celery_config,
     sqs_queue_name,
 )
-from taskhub.definitions import MAX_TIMEOUT_S
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "aws" / "queues.yaml"
@@ -98,8 +98,8 @@ def test_the_dashboard_and_scrape_config_name_only_metrics_taskhub_exports() -> 
     import json
     import re
 
-    from taskhub import counters
-    from taskhub.metrics import PROCESS_FAMILIES
+    from taskhub.observability import counters
+    from taskhub.observability.metrics import PROCESS_FAMILIES
 
     exported = {
         *counters.FAMILIES,

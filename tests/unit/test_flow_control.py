@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.flow_control import (
+from taskhub.engine.flow_control import (
     Bucket,
     HostLimit,
     LocalLimiter,

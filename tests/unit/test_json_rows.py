@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.queries import _json_rows, _json_value
+from taskhub.db.queries import _json_rows, _json_value
 
 zones = st.sampled_from(
     [UTC, timezone(timedelta(0)), timezone(timedelta(hours=8)), ZoneInfo("Asia/Taipei")]

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.lane_shares import ADMIT, REFUSE, WAIT, Place, Shares, share_of
+from taskhub.engine.lane_shares import ADMIT, REFUSE, WAIT, Place, Shares, share_of
 
 
 @given(st.integers(0, 10_000), st.floats(1, 100))

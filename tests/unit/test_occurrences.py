@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.occurrences import IDEMPOTENCY_NAMESPACE, Plan, idempotency_key, plan_claim
-from taskhub.schedules import Cron, Interval, OneTime, Window
-from taskhub.statuses import MisfirePolicy
+from taskhub.core.occurrences import IDEMPOTENCY_NAMESPACE, Plan, idempotency_key, plan_claim
+from taskhub.core.schedules import Cron, Interval, OneTime, Window
+from taskhub.core.statuses import MisfirePolicy
 
 NOW = datetime(2026, 11, 22, 12, 0, 30, tzinfo=UTC)
 MINUTELY = Cron("* * * * *")

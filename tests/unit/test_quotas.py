@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub import quotas
-from taskhub.errors import ValidationError
-from taskhub.schedules import Cron, Interval, OneTime, shortest_gap
-from taskhub.settings import SettingsError, TenantQuotas, load, tenant_quotas
+from taskhub.core.errors import ValidationError
+from taskhub.core.schedules import Cron, Interval, OneTime, shortest_gap
+from taskhub.core.settings import SettingsError, TenantQuotas, load, tenant_quotas
+from taskhub.service import quotas
 
 NOW = datetime(2030, 1, 7, 12, 0, 20, tzinfo=UTC)
 

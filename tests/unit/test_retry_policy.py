@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.retry_policy import RetryPolicy, backoff_s, decide
-from taskhub.statuses import ExecutionStatus
+from taskhub.core.retry_policy import RetryPolicy, backoff_s, decide
+from taskhub.core.statuses import ExecutionStatus
 
 POLICY = RetryPolicy(max_attempts=3, backoff_seconds=10, max_backoff_seconds=600)
 

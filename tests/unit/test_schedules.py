@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from taskhub.schedules import (
+from taskhub.core.schedules import (
     Cron,
     CronSpec,
     Interval,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from taskhub.sealing import Sealer, SealingError, generate_key, sealer_for
-from taskhub.settings import Settings, SettingsError, load
+from taskhub.core.sealing import Sealer, SealingError, generate_key, sealer_for
+from taskhub.core.settings import Settings, SettingsError, load
 
 
 def settings_with(tmp_path: Path, keys: str = "") -> Settings:
@@ -75,8 +75,8 @@ def test_without_the_variable_a_key_file_is_made_once_with_mode_0600(tmp_path: P
 
 
 def test_an_attempt_that_cannot_unseal_is_retried_and_a_blocked_one_is_not() -> None:
-    from taskhub.retry_policy import RetryPolicy, decide
-    from taskhub.statuses import ExecutionStatus
+    from taskhub.core.retry_policy import RetryPolicy, decide
+    from taskhub.core.statuses import ExecutionStatus
 
     def status(kind: str) -> ExecutionStatus:
         return decide(
@@ -95,7 +95,7 @@ def test_an_attempt_that_cannot_unseal_is_retried_and_a_blocked_one_is_not() -> 
 def test_processes_starting_together_agree_on_one_generated_key(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from taskhub.sealing import _key_file
+    from taskhub.core.sealing import _key_file
 
     with ThreadPoolExecutor(8) as pool:
         keys = set(pool.map(lambda _: _key_file(tmp_path / "data"), range(16)))

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub import signing
-from taskhub.signing import HEADER, hint, new_secret, sign, verify
+from taskhub.core import signing
+from taskhub.core.signing import HEADER, hint, new_secret, sign, verify
 
 SECRET_A = "whsec_" + "a" * 43
 SECRET_B = "whsec_" + "b" * 43

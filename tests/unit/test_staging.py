@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.occurrences import idempotency_key, plan_ahead, spread_offset_s
-from taskhub.schedules import Cron, Interval, Window
-from taskhub.staging import beat_is_ticking, next_pass_at
-from taskhub.statuses import MisfirePolicy
+from taskhub.core.occurrences import idempotency_key, plan_ahead, spread_offset_s
+from taskhub.core.schedules import Cron, Interval, Window
+from taskhub.core.statuses import MisfirePolicy
+from taskhub.engine.staging import beat_is_ticking, next_pass_at
 
 NOW = datetime(2026, 11, 22, 12, 0, 30, tzinfo=UTC)
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.state import Ended, _limit_reached
-from taskhub.statuses import ExecutionStatus
+from taskhub.core.statuses import ExecutionStatus
+from taskhub.engine.writeback import Ended, _limit_reached
 
 START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub import stats
+from taskhub.observability import stats
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

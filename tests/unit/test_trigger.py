@@ -37,12 +37,12 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from taskhub import settings as settings_mod
-from taskhub import trigger
-from taskhub.sealing import Sealer, generate_key, sealer_for
-from taskhub.settings import Settings
-from taskhub.signing import new_secret, verify
-from taskhub.trigger import (
+from taskhub.core import settings as settings_mod
+from taskhub.core.sealing import Sealer, generate_key, sealer_for
+from taskhub.core.settings import Settings
+from taskhub.core.signing import new_secret, verify
+from taskhub.engine import firing
+from taskhub.engine.firing import (
     TriggerOutcome,
     TriggerRequest,
     attempt_headers,
@@ -294,7 +294,7 @@ def raw(loop_thread: LoopThread) -> Iterator[RawServer]:
 @pytest.fixture(scope="module", autouse=True)
 def _shutdown_trigger_loop() -> Iterator[None]:
     yield
-    trigger.shutdown()
+    firing.shutdown()
 
 
 def make_settings(allow_private: bool = True, **env: str) -> Settings:
@@ -804,15 +804,15 @@ class FakeResolver(AbstractResolver):
 
 
 def test_guarded_resolver_refuses_if_any_address_is_blocked() -> None:
-    guarded = trigger._GuardedResolver(FakeResolver("93.184.216.34", "10.1.2.3"))
-    with pytest.raises(trigger.BlockedAddressError) as info:
+    guarded = firing._GuardedResolver(FakeResolver("93.184.216.34", "10.1.2.3"))
+    with pytest.raises(firing.BlockedAddressError) as info:
         asyncio.run(guarded.resolve("mixed.example", 80))
     assert "private" in str(info.value)
     assert "10.1.2.3" not in str(info.value)
 
 
 def test_guarded_resolver_passes_public_answers_through() -> None:
-    guarded = trigger._GuardedResolver(FakeResolver("93.184.216.34", "2606:2800:220:1::1"))
+    guarded = firing._GuardedResolver(FakeResolver("93.184.216.34", "2606:2800:220:1::1"))
     results = asyncio.run(guarded.resolve("example.com", 443))
     assert [r["host"] for r in results] == ["93.184.216.34", "2606:2800:220:1::1"]
 
@@ -912,7 +912,7 @@ def resolving(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
     ``TASKHUB_MAX_IN_FLIGHT`` makes :func:`fire` build a fresh client for them."""
 
     def make(table: dict[str, list[str]], **env: str) -> Settings:
-        monkeypatch.setattr(trigger, "DefaultResolver", lambda: MapResolver(table))
+        monkeypatch.setattr(firing, "DefaultResolver", lambda: MapResolver(table))
         fresh = str(next(_fresh_clients))
         return make_settings(allow_private=False, TASKHUB_MAX_IN_FLIGHT=fresh, **env)
 
@@ -1015,7 +1015,7 @@ def test_metadata_addresses_stay_closed_with_private_targets_allowed(
     url: str,
 ) -> None:
     table = {"meta.internal": ["169.254.169.254"], "ecs.internal": ["127.0.0.1", "169.254.170.2"]}
-    monkeypatch.setattr(trigger, "DefaultResolver", lambda: MapResolver(table))
+    monkeypatch.setattr(firing, "DefaultResolver", lambda: MapResolver(table))
     settings = make_settings(TASKHUB_MAX_IN_FLIGHT=str(next(_fresh_clients)))
     assert settings.allow_private_targets
     loopback_only.clear()
@@ -1111,7 +1111,7 @@ def test_an_echoed_credential_never_reaches_the_excerpt(target: Target, pad: int
     outcome = fire_one(request)
     assert outcome.http_status == 200
     excerpt = outcome.response_excerpt
-    assert excerpt is not None and len(excerpt.encode()) <= trigger.EXCERPT_BYTES
+    assert excerpt is not None and len(excerpt.encode()) <= firing.EXCERPT_BYTES
     message = json.dumps(outcome.to_message())
     for value in ("sekrit-0123456789-wxyz", "xat-0123", "glpat-legacy", signing_secret[6:14]):
         assert value not in message
@@ -1125,7 +1125,7 @@ def test_a_credential_cut_by_the_excerpt_leaves_no_part_of_itself(
     target: Target, before_cut: int
 ) -> None:
     """The value starts ``before_cut`` bytes before the excerpt's end."""
-    pad = trigger.EXCERPT_BYTES - before_cut
+    pad = firing.EXCERPT_BYTES - before_cut
     request = req(
         f"http://127.0.0.1:{target.port}/mirror?pad={pad}&only=Authorization",
         sealed_headers=sealer_for(OPEN).seal_json({"Authorization": SEKRIT}),
@@ -1542,7 +1542,7 @@ def test_a_batch_starts_a_task_only_for_a_request_that_has_a_slot(target: Target
         for i in range(40)
     ]
     fire_one(req(f"http://127.0.0.1:{target.port}/status/204"), narrow)  # the loop exists
-    loop = trigger._get_runtime().loop
+    loop = firing._get_runtime().loop
 
     async def count_tasks() -> int:
         return len(asyncio.all_tasks()) - 1  # not this one
@@ -1659,7 +1659,7 @@ def test_a_clearance_that_fails_sends_nothing(target: Target) -> None:
 def test_fire_works_again_after_shutdown(target: Target) -> None:
     url = f"http://127.0.0.1:{target.port}/status/204"
     assert fire_one(req(url)).http_status == 204
-    trigger.shutdown()
+    firing.shutdown()
     assert fire_one(req(url)).http_status == 204
 
 
@@ -1667,14 +1667,14 @@ def test_fire_works_again_after_shutdown(target: Target) -> None:
 def test_a_forked_child_gets_its_own_loop(target: Target) -> None:
     url = f"http://127.0.0.1:{target.port}/status/201"
     assert fire_one(req(url)).http_status == 201  # the parent's loop exists before the fork
-    parent_loop = trigger._get_runtime().loop
+    parent_loop = firing._get_runtime().loop
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report and leave without running any pytest machinery
         code = 1
         try:
             [outcome] = fire([req(url)], OPEN)
-            runtime = trigger._get_runtime()
+            runtime = firing._get_runtime()
             fresh = runtime.loop is not parent_loop and runtime.pid == os.getpid()
             os.write(write_fd, f"{outcome.http_status} {fresh}".encode())
             code = 0
@@ -1754,7 +1754,7 @@ def test_fire_never_raises(
     request = req(url, method=method, headers=headers, body=body, timeout_s=2.0)
     outcome = fire_one(request, GUARDED)
     assert outcome.http_status is None
-    assert outcome.error_kind in trigger.ERROR_KINDS
+    assert outcome.error_kind in firing.ERROR_KINDS
     assert outcome.error is not None
     assert not outcome.error.startswith("unexpected"), outcome.error
 
@@ -1771,7 +1771,7 @@ def test_a_request_published_ahead_is_held_until_its_send_time(target: Target) -
 
 
 def test_a_host_with_no_slot_in_time_is_throttled_not_sent(target: Target) -> None:
-    from taskhub.flow_control import HostLimit, LocalLimiter
+    from taskhub.engine.flow_control import HostLimit, LocalLimiter
 
     limiter = LocalLimiter()
     limited = replace(

@@ -1,0 +1,431 @@
+"""Reading a task definition as SPEC shows it, and refusing anything unclear.
+
+Pure: no database, no HTTP. Every refusal is a :class:`ValidationError` naming the
+field by its dotted path. The limits below are documented in the README; they keep every
+trigger message far below a broker's size limit and keep taskhub's own headers its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from taskhub.core.addresses import AddressPolicy, TargetURLError, parse_target_url, target_refusal
+from taskhub.core.errors import ValidationError
+from taskhub.core.retry_policy import RetryPolicy
+from taskhub.core.schedules import (
+    Cron,
+    Interval,
+    OneTime,
+    Schedule,
+    ScheduleError,
+    Window,
+    validate,
+    validate_window,
+)
+from taskhub.core.statuses import MisfirePolicy
+from taskhub.engine.flow_control import HostLimit
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+MAX_NAME_CHARS = 200
+MAX_URL_CHARS = 2048
+MAX_HEADERS = 50
+MAX_HEADER_NAME_CHARS = 256
+MAX_HEADER_VALUE_CHARS = 8192
+MAX_HEADERS_BYTES = 32 * 1024
+MAX_BODY_BYTES = 64 * 1024
+MIN_TIMEOUT_S = 1.0
+MAX_TIMEOUT_S = 300.0
+MIN_INTERVAL_S = 1
+MAX_INTERVAL_S = 366 * 24 * 3600
+MAX_ATTEMPTS = 20
+MAX_BACKOFF_S = 24 * 3600
+MAX_TAGS = 20
+MAX_TAG_VALUE_CHARS = 256
+MAX_AUTO_PAUSE_AFTER_FAILURES = 1000
+MAX_RATE_IN_FLIGHT = 10_000
+MAX_RATE_PER_SECOND = 100_000.0
+MAX_SPREAD_S = 3600
+
+#: Headers taskhub sets itself, and hop-by-hop headers that describe one connection.
+RESERVED_HEADERS = frozenset(
+    {
+        "idempotency-key",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "upgrade",
+    }
+)
+RESERVED_HEADER_PREFIX = "x-taskhub-"
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_TAG_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+TOP_LEVEL = (
+    "name",
+    "schedule",
+    "target",
+    "retry",
+    "start_at",
+    "end_at",
+    "max_executions",
+    "tags",
+    "misfire_policy",
+    "auto_pause_after_failures",
+    "rate_limit",
+    "spread_seconds",
+)
+RATE_LIMIT_FIELDS = ("max_in_flight", "per_second")
+TARGET_FIELDS = ("url", "method", "headers", "body", "timeout_seconds")
+RETRY_FIELDS = ("max_attempts", "backoff_seconds", "max_backoff_seconds")
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    method: str = "POST"
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str | None = None
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class TaskDefinition:
+    name: str
+    schedule: Schedule
+    target: Target
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    window: Window = field(default_factory=Window)
+    tags: dict[str, str] = field(default_factory=dict)
+    misfire_policy: MisfirePolicy = MisfirePolicy.FIRE_ONCE
+    #: Pause the task once this many executions in a row have failed; None: never.
+    auto_pause_after_failures: int | None = None
+    #: This task's flow control (with its host's TASKHUB_HOST_LIMITS, the tighter wins).
+    rate_limit: HostLimit | None = None
+    #: Fire each occurrence at a stable pseudo-random offset within this many seconds.
+    spread_seconds: int = 0
+
+
+def _object(value: Any, name: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValidationError(name, "must be an object")
+    for key in value:
+        if key not in allowed:
+            prefix = f"{name}." if name else ""
+            raise ValidationError(f"{prefix}{key}", "unknown field")
+    return value
+
+
+def _number(value: Any, name: str, low: float, high: float) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+        raise ValidationError(name, "must be a number")
+    if not low <= value <= high:
+        raise ValidationError(name, f"must be between {low:g} and {high:g}")
+    return float(value)
+
+
+def _integer(value: Any, name: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValidationError(name, "must be an integer")
+    if not low <= value <= high:
+        raise ValidationError(name, f"must be between {low} and {high}")
+    return value
+
+
+def parse_time(value: Any, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be an ISO 8601 time with offset")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(name, f"not an ISO 8601 time: {value[:40]!r}") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValidationError(name, "must carry a UTC offset, e.g. 2026-01-01T09:00:00Z")
+    return parsed.astimezone(UTC)
+
+
+def parse_schedule(data: Any, now: datetime, *, require_future_at: bool = True) -> Schedule:
+    data = _object(data, "schedule", ("cron", "timezone", "interval_seconds", "at"))
+    kinds = [k for k in ("cron", "interval_seconds", "at") if k in data]
+    if len(kinds) != 1:
+        raise ValidationError("schedule", "give exactly one of cron, interval_seconds, at")
+    if "timezone" in data and kinds != ["cron"]:
+        raise ValidationError("schedule.timezone", "only a cron schedule takes a timezone")
+    schedule: Schedule
+    if kinds == ["cron"]:
+        if not isinstance(data["cron"], str):
+            raise ValidationError("schedule.cron", "must be a string")
+        timezone = data.get("timezone", "UTC")
+        if not isinstance(timezone, str):
+            raise ValidationError("schedule.timezone", "must be a string")
+        schedule = Cron(data["cron"], timezone)
+    elif kinds == ["interval_seconds"]:
+        seconds = _integer(
+            data["interval_seconds"], "schedule.interval_seconds", MIN_INTERVAL_S, MAX_INTERVAL_S
+        )
+        schedule = Interval(seconds, anchor=now)
+    else:
+        at = parse_time(data["at"], "schedule.at")
+        if at is None:
+            raise ValidationError("schedule.at", "must be an ISO 8601 time with offset")
+        if require_future_at and at < now:
+            raise ValidationError("schedule.at", "is in the past")
+        schedule = OneTime(at)
+    try:
+        validate(schedule)
+    except ScheduleError as error:
+        raise ValidationError(error.field, error.message) from None
+    return schedule
+
+
+def parse_headers(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError("target.headers", "must be an object of string values")
+    if len(value) > MAX_HEADERS:
+        raise ValidationError("target.headers", f"at most {MAX_HEADERS} headers")
+    total = 0
+    seen: set[str] = set()
+    for name, header_value in value.items():
+        where = f"target.headers.{name}"
+        if not isinstance(name, str) or not _TOKEN.match(name) or len(name) > MAX_HEADER_NAME_CHARS:
+            raise ValidationError("target.headers", f"invalid header name {str(name)[:40]!r}")
+        lowered = name.lower()
+        if lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_HEADER_PREFIX):
+            raise ValidationError(where, "is set by taskhub or describes one connection")
+        if lowered in seen:
+            raise ValidationError(where, "given twice (header names ignore case)")
+        seen.add(lowered)
+        if not isinstance(header_value, str):
+            raise ValidationError(where, "must be a string")
+        if len(header_value) > MAX_HEADER_VALUE_CHARS or _CONTROL.search(
+            header_value.replace("\t", "")
+        ):
+            raise ValidationError(
+                where,
+                f"must be at most {MAX_HEADER_VALUE_CHARS} characters without control characters",
+            )
+        total += len(name.encode()) + len(header_value.encode())
+    if total > MAX_HEADERS_BYTES:
+        raise ValidationError("target.headers", f"at most {MAX_HEADERS_BYTES} bytes in all")
+    return dict(value)
+
+
+def parse_target(data: Any, address_policy: AddressPolicy | None = None) -> Target:
+    """``address_policy``, when given, refuses an IP-literal host in a blocked address
+    class and a port it does not allow (host names are checked when they resolve, at
+    fire time)."""
+    data = _object(data, "target", TARGET_FIELDS)
+    url = data.get("url")
+    if not isinstance(url, str) or not url:
+        raise ValidationError("target.url", "is required")
+    if len(url) > MAX_URL_CHARS:
+        raise ValidationError("target.url", f"at most {MAX_URL_CHARS} characters")
+    if _CONTROL.search(url) or " " in url:
+        raise ValidationError("target.url", "must not contain spaces or control characters")
+    try:
+        # The HTTP client's own parse (trigger reads the URL the same way at fire time).
+        target = parse_target_url(url)
+    except TargetURLError as error:
+        raise ValidationError("target.url", error.message) from None
+    if address_policy is not None:
+        refusal = target_refusal(target, address_policy)
+        if refusal is not None:
+            raise ValidationError("target.url", refusal)
+    method = data.get("method", "POST")
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        raise ValidationError("target.method", f"must be one of {', '.join(METHODS)}")
+    body = data.get("body")
+    if body is not None:
+        if not isinstance(body, str):
+            raise ValidationError("target.body", "must be a string (send JSON as a string)")
+        if len(body.encode("utf-8", errors="surrogatepass")) > MAX_BODY_BYTES:
+            raise ValidationError("target.body", f"at most {MAX_BODY_BYTES} bytes")
+    timeout = _number(
+        data.get("timeout_seconds", 30), "target.timeout_seconds", MIN_TIMEOUT_S, MAX_TIMEOUT_S
+    )
+    return Target(url, method.upper(), parse_headers(data.get("headers")), body, timeout)
+
+
+def parse_retry(data: Any) -> RetryPolicy:
+    data = _object({} if data is None else data, "retry", RETRY_FIELDS)
+    policy = RetryPolicy(
+        _integer(data.get("max_attempts", 3), "retry.max_attempts", 1, MAX_ATTEMPTS),
+        _number(data.get("backoff_seconds", 10), "retry.backoff_seconds", 0, MAX_BACKOFF_S),
+        _number(
+            data.get("max_backoff_seconds", 600), "retry.max_backoff_seconds", 0, MAX_BACKOFF_S
+        ),
+    )
+    if policy.max_backoff_seconds < policy.backoff_seconds:
+        raise ValidationError("retry.max_backoff_seconds", "must not be below backoff_seconds")
+    return policy
+
+
+def parse_tags(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError("tags", "must be an object of string values")
+    if len(value) > MAX_TAGS:
+        raise ValidationError("tags", f"at most {MAX_TAGS} tags")
+    for key, tag_value in value.items():
+        if not isinstance(key, str) or not _TAG_KEY.match(key):
+            raise ValidationError(
+                "tags",
+                f"invalid tag key {str(key)[:40]!r}: use 1-64 of letters, digits, '_', '.', '-'",
+            )
+        if not isinstance(tag_value, str) or len(tag_value) > MAX_TAG_VALUE_CHARS:
+            raise ValidationError(
+                f"tags.{key}", f"must be a string of at most {MAX_TAG_VALUE_CHARS} characters"
+            )
+    return dict(value)
+
+
+def parse_misfire_policy(value: Any) -> MisfirePolicy:
+    if value is None:
+        return MisfirePolicy.FIRE_ONCE
+    if not isinstance(value, str) or value not in {p.value for p in MisfirePolicy}:
+        raise ValidationError(
+            "misfire_policy", f"must be one of {', '.join(p.value for p in MisfirePolicy)}"
+        )
+    return MisfirePolicy(value)
+
+
+def parse_auto_pause(value: Any) -> int | None:
+    if value is None:
+        return None
+    return _integer(value, "auto_pause_after_failures", 1, MAX_AUTO_PAUSE_AFTER_FAILURES)
+
+
+def parse_rate_limit(value: Any) -> HostLimit | None:
+    """``{"max_in_flight": N, "per_second": R}``, at least one of them; null: none."""
+    if value is None:
+        return None
+    data = _object(value, "rate_limit", RATE_LIMIT_FIELDS)
+    in_flight = data.get("max_in_flight")
+    per_second = data.get("per_second")
+    if in_flight is None and per_second is None:
+        raise ValidationError("rate_limit", "give max_in_flight, per_second or both")
+    return HostLimit(
+        None
+        if in_flight is None
+        else _integer(in_flight, "rate_limit.max_in_flight", 1, MAX_RATE_IN_FLIGHT),
+        None
+        if per_second is None
+        else _positive(per_second, "rate_limit.per_second", MAX_RATE_PER_SECOND),
+    )
+
+
+def _positive(value: Any, name: str, high: float) -> float:
+    number = _number(value, name, 0, high)
+    if number <= 0:
+        raise ValidationError(name, f"must be above 0 and at most {high:g}")
+    return number
+
+
+def parse_spread(value: Any) -> int:
+    if value is None:
+        return 0
+    return _integer(value, "spread_seconds", 0, MAX_SPREAD_S)
+
+
+def rate_limit_dict(limit: HostLimit | None) -> dict[str, Any] | None:
+    if limit is None:
+        return None
+    return {"max_in_flight": limit.max_in_flight, "per_second": limit.per_second}
+
+
+def refuse_unencodable(data: Any, name: str = "") -> None:
+    """Refuse any string (key or value) that is not valid Unicode text: JSON can carry a
+    lone surrogate (``"\\ud800"``), which no database, header or response can encode."""
+    stack: list[tuple[Any, str]] = [(data, name)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError(where or "body", "is not valid Unicode text") from None
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                path = f"{where}.{key}" if where else str(key)
+                if isinstance(key, str):
+                    try:
+                        key.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise ValidationError(
+                            where or "body", "holds a key that is not valid Unicode text"
+                        ) from None
+                stack.append((item, path))
+        elif isinstance(value, list | tuple):
+            stack.extend(
+                (item, f"{where}.{i}" if where else str(i)) for i, item in enumerate(value)
+            )
+
+
+def parse_definition(
+    data: Any,
+    now: datetime,
+    *,
+    require_future_at: bool = True,
+    address_policy: AddressPolicy | None = None,
+) -> TaskDefinition:
+    """A task as SPEC shows it. ``require_future_at`` is off when a change leaves an
+    existing one-time schedule as it was; ``address_policy`` refuses blocked IP-literal
+    targets (the service passes the settings' policy)."""
+    refuse_unencodable(data)
+    data = _object(data, "", TOP_LEVEL)
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError("name", "is required")
+    if len(name) > MAX_NAME_CHARS or _CONTROL.search(name):
+        raise ValidationError("name", f"at most {MAX_NAME_CHARS} characters, no control characters")
+    if "schedule" not in data:
+        raise ValidationError("schedule", "is required")
+    if "target" not in data:
+        raise ValidationError("target", "is required")
+    max_executions = data.get("max_executions")
+    if max_executions is not None:
+        max_executions = _integer(max_executions, "max_executions", 1, 2**31 - 1)
+    window = Window(
+        start_at=parse_time(data.get("start_at"), "start_at"),
+        end_at=parse_time(data.get("end_at"), "end_at"),
+        max_executions=max_executions,
+    )
+    try:
+        validate_window(window)
+    except ScheduleError as error:
+        raise ValidationError(error.field, error.message) from None
+    return TaskDefinition(
+        name=name,
+        schedule=parse_schedule(data["schedule"], now, require_future_at=require_future_at),
+        target=parse_target(data["target"], address_policy),
+        retry=parse_retry(data.get("retry")),
+        window=window,
+        tags=parse_tags(data.get("tags")),
+        misfire_policy=parse_misfire_policy(data.get("misfire_policy")),
+        auto_pause_after_failures=parse_auto_pause(data.get("auto_pause_after_failures")),
+        rate_limit=parse_rate_limit(data.get("rate_limit")),
+        spread_seconds=parse_spread(data.get("spread_seconds")),
+    )
+
+
+def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
+    if isinstance(schedule, Cron):
+        return {"cron": schedule.expression, "timezone": schedule.timezone}
+    if isinstance(schedule, Interval):
+        return {"interval_seconds": schedule.interval_seconds}
+    return {"at": schedule.at.isoformat()}

@@ -1,0 +1,352 @@
+"""Every setting taskhub reads, from the environment, each with a default.
+
+One frozen object, built once per process by :func:`load`; tests build their own with
+:func:`load` over a dict instead of mutating ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from taskhub.core.addresses import AddressPolicy, Network, PortRange, parse_networks, parse_ports
+from taskhub.engine.flow_control import HostLimit, parse_host_limits
+
+
+class SettingsError(ValueError):
+    """A setting has a value taskhub cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class TenantQuotas:
+    """Every tenant's limits unless ``taskhub tenant limits set`` gives it its own; sized
+    for a shared deployment (README, "Quotas")."""
+
+    #: Tasks a tenant holds (every status): a create beyond it is refused (409).
+    max_tasks: int = 10_000
+    #: The shortest time between two fires of a schedule (interval, or a cron's gaps).
+    min_interval_seconds: int = 60
+    #: Run-now and redrive calls per clock minute through the API; 0: no limit.
+    runs_per_minute: int = 60
+    #: API requests per clock second; 0: no limit.
+    requests_per_second: int = 50
+
+
+#: The most a min_interval_seconds limit may be: a schedule's gaps are judged up to a day.
+MAX_MIN_INTERVAL_S = 86_400
+#: The most any other limit may be (they are stored as 32-bit integers).
+MAX_QUOTA = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    broker_url: str
+    result_backend: str
+    data_dir: Path
+    allow_private_targets: bool
+    tick_seconds: float
+    claim_batch_size: int
+    chunk_size: int
+    triggers_per_message: int
+    max_message_bytes: int
+    dispatch_lease_s: float
+    misfire_grace_s: float
+    misfire_fire_each_max: int
+    max_in_flight_per_process: int
+    max_slow_in_flight_per_process: int
+    slow_after_s: float
+    connect_timeout_s: float
+    max_response_bytes: int
+    retry_after_cap_s: float
+    result_expires_s: int
+    sqs_queue_url_prefix: str | None
+    sqs_region: str | None
+    sqs_visibility_timeout_s: int
+    sqs_wait_time_s: int
+    log_format: str
+    log_level: str
+    #: Fernet keys, comma-separated in TASKHUB_ENCRYPTION_KEYS: the first seals, all
+    #: unseal. Empty: a key generated once into ``data_dir`` (``taskhub dev``).
+    encryption_keys: tuple[str, ...] = ()
+    #: Header names (lower case) whose values are credentials, beyond the built-in ones.
+    secret_headers: frozenset[str] = frozenset()
+    #: Blocked networks that tasks may call anyway (e.g. an internal service's subnet).
+    allowed_target_networks: tuple[Network, ...] = ()
+    #: The ports tasks may call (inclusive ranges); empty: any port.
+    allowed_target_ports: tuple[PortRange, ...] = ()
+    #: Per target host: (host, limit) pairs from TASKHUB_HOST_LIMITS.
+    host_limits: tuple[tuple[str, HostLimit], ...] = ()
+    #: The Redis that shares flow-control budgets between processes; None: per process.
+    flow_control_url: str | None = None
+    #: How long a request may wait for its host's slot before it is handed back to the
+    #: database as ``throttled`` (sent again later, same attempt number).
+    flow_control_max_wait_s: float = 2.0
+    #: How far ahead of its send time a request is published (the trigger worker holds
+    #: it until then): claiming and delivery happen before the due time.
+    publish_lead_s: float = 5.0
+    #: How often the staging loop sends what has come due (second precision); 0: off.
+    stage_interval_s: float = 1.0
+    #: Per-tenant limits, unless a tenant has its own (``taskhub tenant limits set``).
+    tenant_quotas: TenantQuotas = TenantQuotas()
+    #: The most of a trigger process's fast lane one host or one tenant may hold with
+    #: attempts that cannot move on to the slow lane, in percent (``lane_shares``).
+    fast_lane_share_percent: float = 10.0
+    #: The most of a trigger process's slow lane one host or one tenant may hold, in percent.
+    slow_lane_share_percent: float = 50.0
+    #: A process whose heartbeat is this much older is dead: the sends it started go
+    #: out again without waiting for their lease. 0: only the lease sends them again.
+    worker_dead_after_s: float = 30.0
+
+    # Cached: both are read for every request a trigger worker sends.
+    @cached_property
+    def host_limit_map(self) -> dict[str, HostLimit]:
+        return dict(self.host_limits)
+
+    @cached_property
+    def address_policy(self) -> AddressPolicy:
+        return AddressPolicy(
+            self.allow_private_targets, self.allowed_target_networks, self.allowed_target_ports
+        )
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem://")
+
+    @property
+    def is_sqs_broker(self) -> bool:
+        return self.broker_url.startswith("sqs://")
+
+
+def _get(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    return env.get(name, "").strip() or None
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float = math.inf
+) -> float:
+    raw = _get(env, name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name} must be a finite number, got {raw!r}")
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum:g}, got {raw!r}")
+    if value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum:g}, got {raw!r}")
+    return value
+
+
+def _integer(
+    env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None
+) -> int:
+    raw = _get(env, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {raw!r}")
+    return value
+
+
+def _choice(
+    env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...], upper: bool = False
+) -> str:
+    raw = _get(env, name, default)
+    value = raw.upper() if upper else raw.lower()
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = _get(env, name, "0").lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in _get(env, name, "").split(",") if item.strip())
+
+
+def _encryption_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Fernet keys: urlsafe base64 of 32 bytes each. Checked here so that a process with a
+    mistyped key refuses to start, instead of failing at its first secret."""
+    keys = _list(env, name)
+    for position, key in enumerate(keys, start=1):
+        try:
+            raw = base64.urlsafe_b64decode(key.encode("ascii"))
+        except (ValueError, UnicodeError):
+            raw = b""
+        if len(raw) != 32:
+            raise SettingsError(
+                f"{name}: key {position} is not a Fernet key (32 bytes, urlsafe base64); make "
+                "one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'"
+            )
+    return keys
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+    try:
+        return parse_networks(_get(env, name, ""))
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from None
+
+
+def _ports(env: Mapping[str, str], name: str) -> tuple[PortRange, ...]:
+    try:
+        return parse_ports(_get(env, name, ""))
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from None
+
+
+def _host_limits(env: Mapping[str, str], name: str) -> tuple[tuple[str, HostLimit], ...]:
+    try:
+        return tuple(parse_host_limits(_get(env, name, "")).items())
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from None
+
+
+def _stage_interval(env: Mapping[str, str], name: str) -> float:
+    """0 switches the staging loop off; otherwise at least 0.2 s."""
+    value = _number(env, name, 1, minimum=0)
+    if 0 < value < 0.2:
+        raise SettingsError(f"{name} must be 0 (off) or at least 0.2, got {value:g}")
+    return value
+
+
+def tenant_quotas(env: Mapping[str, str]) -> TenantQuotas:
+    """The TASKHUB_TENANT_* settings alone (read on every API request, so cheaply)."""
+    default = TenantQuotas()
+    return TenantQuotas(
+        max_tasks=_integer(env, "TASKHUB_TENANT_MAX_TASKS", default.max_tasks, 1, MAX_QUOTA),
+        min_interval_seconds=_integer(
+            env,
+            "TASKHUB_TENANT_MIN_INTERVAL_SECONDS",
+            default.min_interval_seconds,
+            1,
+            MAX_MIN_INTERVAL_S,
+        ),
+        runs_per_minute=_integer(
+            env, "TASKHUB_TENANT_RUNS_PER_MINUTE", default.runs_per_minute, 0, MAX_QUOTA
+        ),
+        requests_per_second=_integer(
+            env, "TASKHUB_TENANT_REQUESTS_PER_SECOND", default.requests_per_second, 0, MAX_QUOTA
+        ),
+    )
+
+
+#: The smallest dead-after: two heartbeat intervals (``heartbeat.INTERVAL_S``, 10 s), so a
+#: live process that misses one write is never taken for dead.
+MIN_WORKER_DEAD_AFTER_S = 20.0
+
+
+def _worker_dead_after(env: Mapping[str, str], name: str) -> float:
+    """0 switches dead-worker detection off; otherwise at least two heartbeat intervals."""
+    value = _number(env, name, 30, minimum=0)
+    if 0 < value < MIN_WORKER_DEAD_AFTER_S:
+        raise SettingsError(
+            f"{name} must be 0 (off) or at least {MIN_WORKER_DEAD_AFTER_S:g}, got {value:g}"
+        )
+    return value
+
+
+def derived_flow_control_url(broker_url: str, result_backend: str) -> str | None:
+    """The fleet's Redis if there is one (the broker, or on SQS the result backend)."""
+    for url in (broker_url, result_backend):
+        if url.startswith(("redis://", "rediss://")):
+            return url
+    return None
+
+
+def derived_result_backend(broker_url: str, data_dir: Path) -> str:
+    """Pick a result backend that supports chords for the broker in use.
+
+    Redis has a native chord counter, so it backs itself. The embedded broker gets the
+    filesystem backend (chords are joined by ``celery.chord_unlock`` polling, which is
+    fine for the small chords taskhub sends). SQS has no result store of its own and a
+    file store is not shared between hosts, so with SQS one must be given (``load``
+    refuses to start without it).
+    """
+    if broker_url.startswith(("redis://", "rediss://")):
+        return broker_url
+    return f"file://{(data_dir / 'results').resolve()}"
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    data_dir = Path(_get(env, "TASKHUB_DATA_DIR", ".taskhub"))
+    broker_url = _get(env, "TASKHUB_BROKER_URL", "filesystem://")
+    if broker_url.startswith("sqs://") and not _optional(env, "TASKHUB_RESULT_BACKEND"):
+        raise SettingsError(
+            "TASKHUB_RESULT_BACKEND must be set with an SQS broker: chords need a result "
+            "backend every worker shares, e.g. redis://your-elasticache:6379/0"
+        )
+    result_backend = _get(
+        env, "TASKHUB_RESULT_BACKEND", derived_result_backend(broker_url, data_dir)
+    )
+    return Settings(
+        database_url=_get(env, "TASKHUB_DATABASE_URL", "sqlite:///taskhub.db"),
+        broker_url=broker_url,
+        result_backend=result_backend,
+        data_dir=data_dir,
+        allow_private_targets=_flag(env, "TASKHUB_ALLOW_PRIVATE_TARGETS"),
+        tick_seconds=_number(env, "TASKHUB_TICK_SECONDS", 60, minimum=0.5),
+        claim_batch_size=_integer(env, "TASKHUB_CLAIM_BATCH_SIZE", 1000, minimum=1),
+        chunk_size=_integer(env, "TASKHUB_CHUNK_SIZE", 1000, minimum=1),
+        triggers_per_message=_integer(env, "TASKHUB_TRIGGERS_PER_MESSAGE", 250, minimum=1),
+        max_message_bytes=_integer(env, "TASKHUB_MAX_MESSAGE_BYTES", 192 * 1024, minimum=16384),
+        dispatch_lease_s=_number(env, "TASKHUB_DISPATCH_LEASE_SECONDS", 120, minimum=1),
+        misfire_grace_s=_number(env, "TASKHUB_MISFIRE_GRACE_SECONDS", 3600, minimum=0),
+        misfire_fire_each_max=_integer(env, "TASKHUB_MISFIRE_FIRE_EACH_MAX", 100, minimum=1),
+        max_in_flight_per_process=_integer(env, "TASKHUB_MAX_IN_FLIGHT", 200, minimum=1),
+        max_slow_in_flight_per_process=_integer(env, "TASKHUB_MAX_SLOW_IN_FLIGHT", 2000, minimum=0),
+        slow_after_s=_number(env, "TASKHUB_SLOW_AFTER_SECONDS", 0.25, minimum=0.01),
+        connect_timeout_s=_number(env, "TASKHUB_CONNECT_TIMEOUT_SECONDS", 5, minimum=0.1),
+        max_response_bytes=_integer(env, "TASKHUB_MAX_RESPONSE_BYTES", 65536, minimum=0),
+        retry_after_cap_s=_number(env, "TASKHUB_RETRY_AFTER_CAP_SECONDS", 3600, minimum=0),
+        result_expires_s=_integer(env, "TASKHUB_RESULT_EXPIRES_SECONDS", 3600, minimum=60),
+        sqs_queue_url_prefix=_optional(env, "TASKHUB_SQS_QUEUE_URL_PREFIX"),
+        sqs_region=_optional(env, "TASKHUB_SQS_REGION"),
+        sqs_visibility_timeout_s=_integer(
+            env, "TASKHUB_SQS_VISIBILITY_TIMEOUT_SECONDS", 900, minimum=1
+        ),
+        sqs_wait_time_s=_integer(env, "TASKHUB_SQS_WAIT_TIME_SECONDS", 2, 0, 20),
+        log_format=_choice(env, "TASKHUB_LOG_FORMAT", "text", ("text", "json")),
+        log_level=_choice(
+            env, "TASKHUB_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True
+        ),
+        encryption_keys=_encryption_keys(env, "TASKHUB_ENCRYPTION_KEYS"),
+        secret_headers=frozenset(h.lower() for h in _list(env, "TASKHUB_SECRET_HEADERS")),
+        allowed_target_networks=_networks(env, "TASKHUB_ALLOWED_TARGET_NETWORKS"),
+        allowed_target_ports=_ports(env, "TASKHUB_ALLOWED_TARGET_PORTS"),
+        host_limits=_host_limits(env, "TASKHUB_HOST_LIMITS"),
+        flow_control_url=_optional(env, "TASKHUB_FLOW_CONTROL_URL")
+        or derived_flow_control_url(broker_url, result_backend),
+        flow_control_max_wait_s=_number(env, "TASKHUB_FLOW_CONTROL_MAX_WAIT_SECONDS", 2, minimum=0),
+        stage_interval_s=_stage_interval(env, "TASKHUB_STAGE_INTERVAL_SECONDS"),
+        publish_lead_s=_number(env, "TASKHUB_PUBLISH_LEAD_SECONDS", 5, 0, 30),
+        tenant_quotas=tenant_quotas(env),
+        fast_lane_share_percent=_number(env, "TASKHUB_FAST_LANE_SHARE_PERCENT", 10, 1, 100),
+        slow_lane_share_percent=_number(env, "TASKHUB_SLOW_LANE_SHARE_PERCENT", 50, 1, 100),
+        worker_dead_after_s=_worker_dead_after(env, "TASKHUB_WORKER_DEAD_AFTER_SECONDS"),
+    )

@@ -1,0 +1,69 @@
+"""Withdrawing what a change to a task makes obsolete: once a pause, an auto-pause, a
+delete, or a change of the schedule, window, target or spread has committed, no
+occurrence of the task's old state is sent.
+
+The minute's tick writes down what falls due before the next tick (``discovery``):
+occurrences to be sent later are staged (``queued`` executions), those due within the
+publish lead are published at once and held by a trigger worker until their send time.
+Two places make a change stick:
+
+- The writer. In its own transaction, under the task's row lock, it deletes the task's
+  occurrences that were written down and not sent (``queries.withdraw_unsent``) and puts
+  them back into the schedule (its ``next_execution_time`` and ``occurrence_count``).
+  They are removed, not kept with a status: a resumed or changed task claims the same
+  (task, ``scheduled_for``) again, which a kept row would block (executions are unique
+  on it). Each is counted in ``taskhub_occurrences_withdrawn_total{reason}``. A run-now
+  is never withdrawn: it is an extra occurrence, not one of the schedule's. Neither is
+  an occurrence already due when the change came, nor one whose send has begun: those
+  go out and are recorded.
+- The send. A published request may already be in a worker's hands. At its send time
+  the worker asks the database whether it may go (:func:`clear_to_send`): one statement
+  for every request of a message whose send time has come, so a message of occurrences
+  due at one second costs one statement, never one per request. The statement marks a
+  first send as begun under the row's lock, so a writer and a send never both win: the
+  writer's delete came first and the request is dropped (no outcome; its row is gone),
+  or the send came first and the writer leaves it alone. If the database cannot be
+  reached the request is not sent either; its lease sends it again later, as after a
+  lost message. (A database-free check cannot be exact: nothing else knows, at the
+  moment of sending, what a writer committed a millisecond earlier.)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.engine import Connection, Engine
+
+from taskhub.db import queries
+from taskhub.engine.firing import TriggerRequest
+from taskhub.observability import counters
+
+#: The ``reason`` label of ``taskhub_occurrences_withdrawn_total``.
+PAUSE = "pause"
+AUTO_PAUSE = "auto_pause"
+CHANGE = "change"
+DELETE = "delete"
+
+#: The fields of a PATCH that change what or when a task fires: the task's unsent
+#: occurrences are withdrawn and claimed again as the changed task says. Any other field
+#: (name, tags, retry, ...) leaves them as they are.
+FIRING_FIELDS = frozenset(
+    {"schedule", "start_at", "end_at", "max_executions", "target", "spread_seconds"}
+)
+
+
+def withdraw(conn: Connection, task_ids: Sequence[uuid.UUID], now: datetime, reason: str) -> int:
+    """Withdraw the tasks' unsent occurrences in the caller's transaction (which holds
+    their row locks) and count them; returns how many."""
+    count = queries.withdraw_unsent(conn, task_ids, now)
+    queries.add_to_counters(conn, counters.for_withdrawn(reason, count))
+    return count
+
+
+def clear_to_send(engine: Engine, requests: Sequence[TriggerRequest], now: datetime) -> set[int]:
+    """The execution ids of ``requests`` that may be sent now (``trigger.fire``'s
+    ``clear``); one short transaction."""
+    with engine.begin() as conn:
+        return queries.clear_to_send(conn, {r.execution_id: r.attempt - 1 for r in requests}, now)

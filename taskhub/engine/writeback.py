@@ -1,0 +1,322 @@
+"""Writing a chunk's outcomes back: the chord callback's domain logic.
+
+One transaction per call. Every write is conditional on the execution still waiting
+for exactly this attempt (``status`` open and ``attempts == attempt - 1``), so a
+callback that runs twice, or an outcome of a send that was repeated after its lease
+ran out, changes nothing the second time. A task whose failures in a row reach its
+``auto_pause_after_failures`` is paused in the same transaction, so no tick can claim
+another occurrence of it in between, and its occurrences written down but not yet sent
+are withdrawn with it (``withdrawal``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from sqlalchemy.engine import Engine, RowMapping
+
+from taskhub.core.retry_policy import RetryPolicy, decide
+from taskhub.core.settings import Settings
+from taskhub.core.statuses import ExecutionStatus, LastStatus, PausedBy
+from taskhub.db import queries
+from taskhub.engine import withdrawal
+from taskhub.engine.firing import THROTTLED, TriggerOutcome
+from taskhub.observability import counters
+
+log = logging.getLogger(__name__)
+
+
+class Ended(NamedTuple):
+    """One execution that reached a terminal status in this chunk."""
+
+    scheduled_for: datetime
+    status: ExecutionStatus
+    started_at: datetime
+    redriven: bool
+    error: str | None
+
+
+OPEN = frozenset({ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value})
+
+
+@dataclass
+class RecordReport:
+    applied: int = 0
+    throttled: int = 0
+    ignored: int = 0
+    retries_scheduled: int = 0
+    finished: int = 0
+    auto_paused: int = 0
+    #: Unsent occurrences of the tasks it auto-paused, withdrawn.
+    withdrawn: int = 0
+
+
+def _policy(task: RowMapping) -> RetryPolicy:
+    return RetryPolicy(task["max_attempts"], task["backoff_seconds"], task["max_backoff_seconds"])
+
+
+def record_outcomes(
+    engine: Engine,
+    outcomes: Sequence[TriggerOutcome],
+    settings: Settings,
+    now: datetime,
+    rand: Callable[[], float],
+) -> RecordReport:
+    report = RecordReport()
+    with engine.begin() as conn:
+        current = queries.lock_executions(conn, (o.execution_id for o in outcomes))
+        fresh: list[tuple[TriggerOutcome, RowMapping]] = []
+        deferred: list[dict[str, Any]] = []
+        throttled_waits_s: list[float] = []
+        for outcome in outcomes:
+            row = current.get(outcome.execution_id)
+            if row is None or row["status"] not in OPEN or row["attempts"] != outcome.attempt - 1:
+                report.ignored += 1
+                continue
+            if outcome.error_kind == THROTTLED:
+                # Not sent, so not an attempt: back to the database to be sent again after
+                # the wait the host's budget asked for, with the same attempt number. Only
+                # from "running", so a repeated callback defers (and counts) nothing twice.
+                current.pop(outcome.execution_id)
+                if row["status"] != ExecutionStatus.RUNNING.value:
+                    report.ignored += 1
+                    continue
+                deferred.append(
+                    {
+                        "b_id": row["id"],
+                        "b_next_dispatch_at": now
+                        + timedelta(seconds=max(outcome.retry_after_s or 1.0, 0.0)),
+                    }
+                )
+                throttled_waits_s.append(outcome.flow_wait_s)
+                report.throttled += 1
+                continue
+            fresh.append((outcome, row))
+            # Two outcomes of one attempt in one chunk: the first one wins.
+            current.pop(outcome.execution_id)
+        tasks = queries.lock_tasks(conn, (row["task_id"] for _, row in fresh))
+
+        execution_updates: list[dict[str, Any]] = []
+        attempt_rows: list[dict[str, Any]] = []
+        measures: list[counters.AttemptMeasure] = []
+        # Per task: (scheduled_for, status, started_at, redriven) of each execution that ended.
+        ended: dict[uuid.UUID, list[Ended]] = {}
+        for outcome, row in fresh:
+            task = tasks.get(row["task_id"])
+            if task is None:  # deleted meanwhile; its executions went with it
+                report.ignored += 1
+                continue
+            decision = decide(
+                # Counted from the last redrive, which grants a fresh budget.
+                attempt=outcome.attempt - row["attempt_offset"],
+                http_status=outcome.http_status,
+                error_kind=outcome.error_kind,
+                retry_after_s=outcome.retry_after_s,
+                policy=_policy(task),
+                rand=rand(),
+                retry_after_cap_s=settings.retry_after_cap_s,
+            )
+            terminal = decision.status.is_terminal
+            execution_updates.append(
+                {
+                    "b_id": row["id"],
+                    "b_status": decision.status.value,
+                    "b_attempts": outcome.attempt,
+                    "b_next_dispatch_at": None
+                    if terminal
+                    else now + timedelta(seconds=decision.retry_in_s or 0.0),
+                    "b_http_status": outcome.http_status,
+                    "b_duration_ms": outcome.duration_ms,
+                    "b_error": outcome.error,
+                    "b_response_excerpt": outcome.response_excerpt,
+                    # The first attempt's own start (the send's clearance marked the
+                    # row when it let it go); a later attempt keeps the first's.
+                    "b_started_at": outcome.started_at
+                    if row["attempts"] == 0
+                    else row["started_at"] or outcome.started_at,
+                    "b_finished_at": now if terminal else None,
+                }
+            )
+            attempt_rows.append(
+                {
+                    "execution_id": row["id"],
+                    "number": outcome.attempt,
+                    "started_at": outcome.started_at,
+                    "duration_ms": outcome.duration_ms,
+                    "http_status": outcome.http_status,
+                    "error_kind": outcome.error_kind,
+                    "error": outcome.error,
+                }
+            )
+            measures.append(
+                counters.AttemptMeasure(
+                    attempt=outcome.attempt,
+                    scheduled_for=row["scheduled_for"],
+                    started_at=outcome.started_at,
+                    duration_ms=outcome.duration_ms,
+                    http_status=outcome.http_status,
+                    error_kind=outcome.error_kind,
+                    status=decision.status.value,
+                    first=outcome.attempt == 1,
+                )
+            )
+            _log_attempt(row, outcome, decision.status)
+            report.applied += 1
+            if terminal:
+                ended.setdefault(row["task_id"], []).append(
+                    Ended(
+                        row["scheduled_for"],
+                        decision.status,
+                        outcome.started_at,
+                        row["attempt_offset"] > 0,
+                        outcome.error
+                        or (None if outcome.http_status is None else f"HTTP {outcome.http_status}"),
+                    )
+                )
+            else:
+                report.retries_scheduled += 1
+        queries.defer_executions(conn, deferred)
+        queries.update_execution_results(conn, execution_updates)
+        queries.insert_attempts(conn, attempt_rows)
+        task_updates = _task_updates(tasks, ended, now)
+        still_open = queries.tasks_with_open_executions(
+            conn, (u["b_id"] for u in task_updates if u["b_is_finished"])
+        )
+        paused: list[uuid.UUID] = []
+        for update in task_updates:
+            if update["b_is_finished"] and update["b_id"] in still_open:
+                update["b_is_finished"] = False
+            report.finished += int(update["b_is_finished"])
+            if _auto_pause(update, tasks[update["b_id"]], ended, now):
+                paused.append(update["b_id"])
+        report.auto_paused = len(paused)
+        queries.update_task_results(conn, task_updates)
+        report.withdrawn = withdrawal.withdraw(conn, paused, now, withdrawal.AUTO_PAUSE)
+        # In the same transaction: an ignored (repeated) outcome is never counted.
+        queries.add_to_counters(conn, counters.for_attempts(measures))
+        queries.add_to_counters(
+            conn,
+            counters.for_flow_control(
+                [o.flow_wait_s for o, _ in fresh if o.flow_wait_s > 0], throttled_waits_s
+            ),
+        )
+    return report
+
+
+def _log_attempt(row: RowMapping, outcome: TriggerOutcome, status: ExecutionStatus) -> None:
+    """One line per written-back attempt, with the ids a log search needs; successes at
+    DEBUG (thousands a minute), retries at INFO, failures and dead letters at WARNING."""
+    level = (
+        logging.DEBUG
+        if status is ExecutionStatus.SUCCEEDED
+        else logging.INFO
+        if status is ExecutionStatus.QUEUED
+        else logging.WARNING
+    )
+    if not log.isEnabledFor(level):  # a success per row at DEBUG: skip building it
+        return
+    scheduled_for = row["scheduled_for"].isoformat()
+    log.log(
+        level,
+        "execution %s of task %s due %s: attempt %d %s (%s)",
+        row["id"],
+        row["task_id"],
+        scheduled_for,
+        outcome.attempt,
+        status.value,
+        outcome.error or f"HTTP {outcome.http_status}",
+        extra={
+            "task_id": str(row["task_id"]),
+            "execution_id": row["id"],
+            "scheduled_for": scheduled_for,
+            "attempt": outcome.attempt,
+            "status": status.value,
+            "http_status": outcome.http_status,
+        },
+    )
+
+
+def _task_updates(
+    tasks: dict[uuid.UUID, RowMapping],
+    ended: dict[uuid.UUID, list[Ended]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Fold each task's newly ended executions, in occurrence order, into its counters."""
+    updates = []
+    for task_id, results in ended.items():
+        task = tasks[task_id]
+        failures = task["consecutive_failures"]
+        last_status = task["last_status"]
+        last_time = task["last_execution_time"]
+        for _scheduled_for, status, started_at, _redriven, _error in sorted(
+            results, key=lambda r: r.scheduled_for
+        ):
+            succeeded = status is ExecutionStatus.SUCCEEDED
+            failures = 0 if succeeded else failures + 1
+            last_status = LastStatus(status.value).value  # succeeded, failed or dead
+            last_time = started_at if last_time is None else max(last_time, started_at)
+        # No occurrence left: the task finishes once none of its executions is open.
+        exhausted = task["next_execution_time"] is None
+        updates.append(
+            {
+                "b_id": task_id,
+                "b_last_execution_time": last_time,
+                "b_last_status": last_status,
+                # A redriven execution was counted when it first ended.
+                "b_execution_count": task["execution_count"]
+                + sum(1 for result in results if not result.redriven),
+                "b_consecutive_failures": failures,
+                "b_is_finished": task["is_finished"] or exhausted,
+                "b_is_active": task["is_active"],
+                "b_paused_by": task["paused_by"],
+                "b_paused_reason": task["paused_reason"],
+                "b_paused_at": task["paused_at"],
+                "b_now": now,
+            }
+        )
+    return updates
+
+
+def _auto_pause(
+    update: dict[str, Any], task: RowMapping, ended: dict[uuid.UUID, list[Ended]], now: datetime
+) -> bool:
+    """Pause the task in this same write-back if its failures in a row reached its
+    ``auto_pause_after_failures``: no further occurrence is claimed until a user resumes
+    it. A task already paused (by anyone) or finished is left as it is."""
+    limit = task["auto_pause_after_failures"]
+    failures = update["b_consecutive_failures"]
+    if limit is None or failures < limit or not task["is_active"] or update["b_is_finished"]:
+        return False
+    count, reached = _limit_reached(task["consecutive_failures"], ended[task["id"]], limit)
+    update.update(
+        b_is_active=False,
+        b_paused_by=PausedBy.AUTO_PAUSE.value,
+        b_paused_reason=f"auto-paused after {count} consecutive failure{'' if count == 1 else 's'}"
+        f" (auto_pause_after_failures: {limit}; last: {reached.error or reached.status.value})",
+        b_paused_at=now,
+    )
+    return True
+
+
+def _limit_reached(before: int, results: list[Ended], limit: int) -> tuple[int, Ended]:
+    """The failure that made the task's final run of failures reach ``limit``, and the
+    count there (``before`` failures in a row came before these results). Failures
+    after it in the same chunk were sent before the pause: they count in
+    ``consecutive_failures``, not in the reason."""
+    failures = before
+    reached: tuple[int, Ended] | None = None
+    for result in sorted(results, key=lambda r: r.scheduled_for):
+        if result.status is ExecutionStatus.SUCCEEDED:
+            failures, reached = 0, None
+            continue
+        failures += 1
+        if reached is None and failures >= limit:
+            reached = (failures, result)
+    if reached is None:  # the caller checked that the final count reaches the limit
+        raise ValueError("the failures do not reach the limit")
+    return reached

@@ -1,0 +1,115 @@
+"""Signing secrets: per tenant, shown in full once, stored sealed (they must be usable
+to sign, so unlike API keys they cannot be a one-way digest).
+
+At most :data:`MAX_ACTIVE` are active per tenant: a new one and the one it replaces, so
+receivers move over without downtime. Every attempt to a tenant with active secrets
+carries one signature per active secret (``signing``). The API and the CLI are thin
+layers over these functions; each takes an open ``Connection`` (the caller's
+transaction). A ``tenant`` of None (the CLI, an operator) means every tenant.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection, RowMapping
+
+from taskhub.core import signing
+from taskhub.core.errors import Conflict, NotFound
+from taskhub.core.sealing import sealer_for
+from taskhub.core.settings import Settings, load
+from taskhub.db import queries
+from taskhub.service.apikeys import validate_tenant
+
+__all__ = ["MAX_ACTIVE", "SigningSecret", "create_secret", "list_secrets", "revoke_secret"]
+
+MAX_ACTIVE = 2
+
+
+@dataclass(frozen=True)
+class SigningSecret:
+    """A secret as it may be shown: its hint, never the secret."""
+
+    id: uuid.UUID
+    tenant: str
+    hint: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "tenant": self.tenant,
+            "hint": self.hint,
+            "active": self.revoked_at is None,
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": None if self.revoked_at is None else self.revoked_at.isoformat(),
+        }
+
+
+def _secret(row: RowMapping) -> SigningSecret:
+    return SigningSecret(
+        id=row["id"],
+        tenant=row["tenant"],
+        hint=row["hint"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def create_secret(
+    conn: Connection, tenant: str, now: datetime, settings: Settings | None = None
+) -> tuple[str, SigningSecret]:
+    """A new active secret for ``tenant``: the plaintext (never obtainable again) and its
+    public fields. A third active secret is a :class:`Conflict`: revoke one first."""
+    validate_tenant(tenant)
+    settings = settings or load()
+    queries.lock_tenant_signing_secrets(conn, tenant)
+    if queries.count_active_signing_secrets(conn, tenant) >= MAX_ACTIVE:
+        raise Conflict(
+            f"the tenant already has {MAX_ACTIVE} active signing secrets (the most at once, "
+            "for rotation): revoke the old one first",
+            "tenant",
+        )
+    secret = signing.new_secret()
+    row = queries.insert_signing_secret(
+        conn,
+        {
+            "id": uuid.uuid4(),
+            "tenant": tenant,
+            "sealed_secret": sealer_for(settings).seal(secret),
+            "hint": signing.hint(secret),
+            "created_at": now,
+        },
+    )
+    return secret, _secret(row)
+
+
+def list_secrets(conn: Connection, tenant: str | None = None) -> list[SigningSecret]:
+    """Secrets, newest first, revoked ones included (with ``revoked_at``)."""
+    if tenant is not None:
+        validate_tenant(tenant)
+    return [_secret(row) for row in queries.list_signing_secrets(conn, tenant)]
+
+
+def revoke_secret(
+    conn: Connection, secret_id: str | uuid.UUID, now: datetime, tenant: str | None = None
+) -> SigningSecret:
+    """Revoke a secret (idempotent: a revoked one keeps its first ``revoked_at``). Another
+    tenant's id is :class:`NotFound`, exactly like a missing one."""
+    try:
+        key = secret_id if isinstance(secret_id, uuid.UUID) else uuid.UUID(str(secret_id))
+    except ValueError:
+        raise NotFound("no such signing secret") from None
+    row = queries.get_signing_secret_public(conn, key, tenant)
+    if row is None:
+        raise NotFound("no such signing secret")
+    if row["revoked_at"] is None:
+        queries.lock_tenant_signing_secrets(conn, row["tenant"])
+        queries.revoke_signing_secret(conn, key, now)
+        row = queries.get_signing_secret_public(conn, key, tenant)
+        assert row is not None
+    return _secret(row)
