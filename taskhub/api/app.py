@@ -43,9 +43,8 @@ from taskhub.core.errors import NotFound, RateLimited, TaskhubError, ValidationE
 from taskhub.core.sealing import SealingError
 from taskhub.core.settings import load
 from taskhub.core.statuses import ExecutionStatus, LastStatus, MisfirePolicy, PausedBy, TaskStatus
-from taskhub.db import engines
 from taskhub.observability.metrics import CONTENT_TYPE, Metrics
-from taskhub.service import apikeys, executions, quotas, signing_secrets, task_service
+from taskhub.service import apikeys, database, executions, quotas, signing_secrets, task_service
 
 log = logging.getLogger(__name__)
 
@@ -1225,7 +1224,7 @@ def create_app(
     is sent), so the work goes out without waiting for beat.
     """
     if engine is None:
-        engine = engines.get_engine(database_url or load().database_url)
+        engine = database.engine_for(database_url or load().database_url)
     metrics = Metrics(engine, clock)
     app = TaskhubApp(
         title="taskhub",

@@ -21,9 +21,8 @@ from taskhub.core.errors import TaskhubError, ValidationError
 from taskhub.core.sealing import SealingError
 from taskhub.core.settings import SettingsError, load
 from taskhub.core.statuses import LastStatus
-from taskhub.db import engines, schema
 from taskhub.observability import logs
-from taskhub.service import apikeys, executions, signing_secrets, task_service
+from taskhub.service import apikeys, database, executions, signing_secrets, task_service
 from taskhub.worker import roles
 
 
@@ -48,7 +47,7 @@ def db_group() -> None:
 def db_upgrade() -> None:
     """Create or migrate the schema to the newest revision (Alembic)."""
     settings = _settings_or_exit()
-    schema.upgrade(settings.database_url)
+    database.upgrade(settings.database_url)
     click.echo("database is at the newest revision")
 
 
@@ -106,7 +105,7 @@ def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run one service function in one transaction, as the API does."""
     settings = _settings_or_exit()
     try:
-        with engines.get_engine(settings.database_url).begin() as conn:
+        with database.engine_for(settings.database_url).begin() as conn:
             return function(conn, *args, **kwargs)
     except TaskhubError as error:
         raise service_error(error) from None
@@ -118,7 +117,7 @@ def _call_on_engine(function: Callable[..., Any], *args: Any, **kwargs: Any) -> 
     """Run a service function that opens its own transactions (a bulk redrive's batches)."""
     settings = _settings_or_exit()
     try:
-        return function(engines.get_engine(settings.database_url), *args, **kwargs)
+        return function(database.engine_for(settings.database_url), *args, **kwargs)
     except TaskhubError as error:
         raise service_error(error) from None
 
@@ -535,7 +534,7 @@ def reseal_command(as_json: bool) -> None:
 
     settings = _settings_or_exit()
     try:
-        report = reseal.reseal(engines.get_engine(settings.database_url), settings)
+        report = reseal.reseal(database.engine_for(settings.database_url), settings)
     except SealingError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
@@ -560,12 +559,9 @@ def health_command(max_tick_age: float | None) -> None:
 
     For container health checks: beat and the discovery worker are healthy together
     only while ticks keep being consumed."""
-    from taskhub.db import queries
-
     settings = _settings_or_exit()
     try:
-        with engines.get_engine(settings.database_url).connect() as conn:
-            last_tick = queries.read_counters(conn).get(("taskhub_last_tick_timestamp_seconds", ""))
+        last_tick = database.last_tick_timestamp(database.engine_for(settings.database_url))
     except SQLAlchemyError as error:
         click.echo(f"unhealthy: the database is unavailable ({error.__class__.__name__})", err=True)
         sys.exit(1)
@@ -649,7 +645,7 @@ def dev(port: int) -> None:
     Ctrl-C stops all of it cleanly.
     """
     settings = _settings_or_exit()
-    schema.upgrade(settings.database_url)
+    database.upgrade(settings.database_url)
     click.echo(
         f"taskhub dev: database {settings.database_url}, broker {settings.broker_url}, "
         f"API on http://127.0.0.1:{port} (docs at /docs)"

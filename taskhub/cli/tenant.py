@@ -11,8 +11,7 @@ import click
 
 from taskhub.core.errors import TaskhubError
 from taskhub.core.settings import SettingsError, load
-from taskhub.db import engines
-from taskhub.service import quotas
+from taskhub.service import database, quotas
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,7 +33,7 @@ def _call(function: Any, *args: Any) -> Any:
     except SettingsError as error:
         raise click.UsageError(str(error)) from None
     try:
-        with engines.get_engine(settings.database_url).begin() as conn:
+        with database.engine_for(settings.database_url).begin() as conn:
             return function(conn, *args, settings)
     except TaskhubError as error:
         raise (InvalidInput if error.code == "invalid" else Refused)(str(error)) from None

@@ -15,6 +15,7 @@ from typing import Any
 
 from taskhub.core.addresses import AddressPolicy, TargetURLError, parse_target_url, target_refusal
 from taskhub.core.errors import ValidationError
+from taskhub.core.host_limits import HostLimit
 from taskhub.core.retry_policy import RetryPolicy
 from taskhub.core.schedules import (
     Cron,
@@ -27,7 +28,6 @@ from taskhub.core.schedules import (
     validate_window,
 )
 from taskhub.core.statuses import MisfirePolicy
-from taskhub.engine.flow_control import HostLimit
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 MAX_NAME_CHARS = 200

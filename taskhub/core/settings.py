@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from taskhub.core.addresses import AddressPolicy, Network, PortRange, parse_networks, parse_ports
-from taskhub.engine.flow_control import HostLimit, parse_host_limits
+from taskhub.core.host_limits import HostLimit, parse_host_limits
 
 
 class SettingsError(ValueError):

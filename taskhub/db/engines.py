@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from taskhub.observability import heartbeat
+from taskhub.db import statement_clock
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 10
@@ -40,7 +40,7 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
         )
         _configure_sqlite(engine)
-        heartbeat.instrument(engine)
+        statement_clock.instrument(engine)
         return engine
     # A server that blackholes packets (rather than refusing) must fail a tick in
     # seconds, not after TCP's own minutes-long timeout.
@@ -50,7 +50,7 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("max_overflow", 5)
     engine = sa.create_engine(url, **kwargs)
     event.listen(engine, "connect", _utc_session)
-    heartbeat.instrument(engine)
+    statement_clock.instrument(engine)
     return engine
 
 
@@ -101,4 +101,4 @@ def dispose_after_fork() -> None:
         for _pid, engine in _engines.values():
             engine.dispose(close=False)
         _engines.clear()
-    heartbeat.reset_after_fork()
+    statement_clock.reset_after_fork()

@@ -50,16 +50,12 @@ from taskhub.core.occurrences import idempotency_key, plan_ahead, spread_offset_
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, MisfirePolicy
 from taskhub.db import queries
+from taskhub.db.rows import rate_limit_of, schedule_of, window_of
 from taskhub.engine import holders
 from taskhub.engine.firing import TriggerRequest
 from taskhub.observability import counters
-from taskhub.service.task_service import rate_limit_of, schedule_of, window_of
 
 log = logging.getLogger(__name__)
-
-#: The gauge each tick sets when it ends: metrics show a stalled beat, and the staging
-#: loop claims only while it is recent.
-LAST_TICK_GAUGE = "taskhub_last_tick_timestamp_seconds"
 
 Publish = Callable[[Sequence[TriggerRequest]], None]
 Clock = Callable[[], datetime]
@@ -407,7 +403,7 @@ def run_tick(
     report.duration_s = time.monotonic() - started
     with engine.begin() as conn:
         queries.add_to_counters(conn, counters.for_tick(report.duration_s))
-        queries.set_gauges(conn, {(LAST_TICK_GAUGE, ""): clock().timestamp()})
+        queries.set_gauges(conn, {(counters.LAST_TICK, ""): clock().timestamp()})
     log.info(
         "tick: %d occurrences claimed (%d staged), %d executions sent again, %d published"
         " in %.3f s",

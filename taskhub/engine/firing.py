@@ -83,7 +83,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from taskhub.core import credentials, signing
+from taskhub.core import credentials, host_limits, signing
 from taskhub.core.addresses import (
     AddressPolicy,
     TargetURLError,
@@ -228,7 +228,7 @@ class TriggerRequest:
     #: ``X-Taskhub-Signature`` with one ``v1`` per secret, timed when it is sent.
     sealed_signing_secrets: tuple[str, ...] = ()
     #: The task's own flow control (None: only its host's setting applies).
-    rate_limit: flow_control.HostLimit | None = None
+    rate_limit: host_limits.HostLimit | None = None
     #: Published ahead of its send time (``publish_lead_s``): not sent before this.
     not_before: datetime | None = None
     #: The task's tenant: its share of a worker's in-flight slots (``lane_shares``).
@@ -284,7 +284,7 @@ class TriggerRequest:
             sealed_signing_secrets=tuple(str(s) for s in data.get("sealed_signing_secrets") or ()),
             rate_limit=None
             if not limit
-            else flow_control.HostLimit(_opt_int(limit[0]), _opt_float(limit[1])),
+            else host_limits.HostLimit(_opt_int(limit[0]), _opt_float(limit[1])),
             not_before=None if not data.get("not_before") else _parse_time(data["not_before"]),
             tenant=_opt_str(data.get("tenant")),
         )
@@ -937,14 +937,14 @@ async def _hold(request: TriggerRequest) -> None:
 
 def _flow_limit(
     request: TriggerRequest, settings: Settings
-) -> tuple[str, flow_control.HostLimit] | None:
+) -> tuple[str, host_limits.HostLimit] | None:
     """The host and budget this request must wait for; None when it has none (most)."""
     if request.rate_limit is None and not settings.host_limit_map:
         return None  # nothing is limited anywhere: no URL to parse for it
     host = _host_of(request)
     if host is None:  # _send refuses it with the reason
         return None
-    limit = flow_control.limit_for(host, settings.host_limit_map, request.rate_limit)
+    limit = host_limits.limit_for(host, settings.host_limit_map, request.rate_limit)
     return None if limit.unlimited else (host, limit)
 
 
@@ -954,7 +954,7 @@ async def _attempt(
     settings: Settings,
     limiter: flow_control.Limiter,
     host: str,
-    limit: flow_control.HostLimit,
+    limit: host_limits.HostLimit,
 ) -> TriggerOutcome:
     """Flow control around an attempt to a limited host: wait for the host's slot (this
     coroutine only), send, hand the slot back, and pause the budget after a 429."""

@@ -53,13 +53,17 @@ class Family:
     help: str
 
 
+#: The gauge each tick sets when it ends: metrics show a stalled beat, the staging loop
+#: claims only while it is recent, and ``taskhub health`` and ``stats`` read it.
+LAST_TICK: Final = "taskhub_last_tick_timestamp_seconds"
+
 #: Every family kept in ``metric_counters``: what /metrics renders, with its help text.
 FAMILIES: Final[Mapping[str, Family]] = {
     "taskhub_ticks": Family("counter", "Ticks run by discovery"),
     "taskhub_tick_duration_seconds": Family(
         "histogram", "How long one tick took to claim and publish"
     ),
-    "taskhub_last_tick_timestamp_seconds": Family(
+    LAST_TICK: Family(
         "gauge", "Unix time at which the last tick ended (stale: beat or discovery is down)"
     ),
     "taskhub_occurrences_claimed": Family(

@@ -18,15 +18,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from taskhub.db import queries
+from taskhub.db import queries, statement_clock
 
 log = logging.getLogger(__name__)
 
@@ -34,38 +32,10 @@ INTERVAL_S = 10.0
 STALE_AFTER_S = 60.0
 
 
-@dataclass
-class _QueryClock:
-    queries: int = 0
-    seconds: float = 0.0
-
-
-#: This process's database query count and time, across every instrumented engine.
-_clock = _QueryClock()
-_clock_lock = threading.Lock()
-
-
-def instrument(engine: Engine) -> None:
-    """Time every statement ``engine`` runs (the cost is two monotonic reads)."""
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def _before(conn: Any, _cursor: Any, _sql: Any, _params: Any, _ctx: Any, _many: Any) -> None:
-        conn.info.setdefault("taskhub_query_t0", []).append(time.monotonic())
-
-    @event.listens_for(engine, "after_cursor_execute")
-    def _after(conn: Any, _cursor: Any, _sql: Any, _params: Any, _ctx: Any, _many: Any) -> None:
-        started = conn.info["taskhub_query_t0"].pop()
-        with _clock_lock:
-            _clock.queries += 1
-            _clock.seconds += time.monotonic() - started
-
-
 def reset_after_fork() -> None:
-    """A forked child starts its own count (its parent's queries are not its own)."""
-    global _clock_lock, _written, _writing_since
-    _clock_lock = threading.Lock()
-    _clock.queries = 0
-    _clock.seconds = 0.0
+    """A forked child writes its own row, from its own start (its parent's are not its own)."""
+    global _written, _writing_since
+    statement_clock.reset_after_fork()
     _written = False
     _writing_since = None
 
@@ -123,8 +93,7 @@ def measure(
     role: str, engine: Engine | None, started_at: datetime, now: datetime, in_flight: int
 ) -> dict[str, Any]:
     size, checked_out = pool_figures(engine)
-    with _clock_lock:
-        query_count, query_seconds = _clock.queries, _clock.seconds
+    query_count, query_seconds = statement_clock.read()
     return {
         "process": process_name(_node),
         "role": role,

@@ -98,7 +98,7 @@ def summarize(
     ]
     latencies = [a["duration_ms"] / 1000 for a in attempts]
     waited_s = 0.0 if oldest_due is None else max(0.0, (now - oldest_due).total_seconds())
-    last_tick = stored.get(("taskhub_last_tick_timestamp_seconds", ""))
+    last_tick = stored.get((counters.LAST_TICK, ""))
     tick_count = stored.get(("taskhub_tick_duration_seconds_count", ""), 0.0)
     tick_sum = stored.get(("taskhub_tick_duration_seconds_sum", ""), 0.0)
     return Figures(

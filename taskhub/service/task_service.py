@@ -32,7 +32,6 @@ from taskhub.core.occurrences import idempotency_key
 from taskhub.core.schedules import (
     Cron,
     Interval,
-    OneTime,
     Schedule,
     ScheduleError,
     Window,
@@ -44,8 +43,8 @@ from taskhub.core.sealing import sealer_for
 from taskhub.core.settings import Settings, load
 from taskhub.core.statuses import ExecutionStatus, LastStatus, PausedBy, TaskStatus, task_status
 from taskhub.db import queries
+from taskhub.db.rows import rate_limit_of, schedule_of, window_of
 from taskhub.engine import withdrawal
-from taskhub.engine.flow_control import HostLimit
 from taskhub.service import quotas
 
 __all__ = ["ValidationError", "parse_definition"]
@@ -74,27 +73,6 @@ def schedule_columns(schedule: Schedule) -> dict[str, Any]:
     else:
         columns.update(schedule_kind="at", run_at=schedule.at)
     return columns
-
-
-def schedule_of(row: RowMapping | Mapping[str, Any]) -> Schedule:
-    """The schedule a stored task row describes. An interval counts from ``start_at``
-    when set, else from the task's creation, so its fire times never drift."""
-    kind = row["schedule_kind"]
-    if kind == "cron":
-        return Cron(row["cron_expression"], row["timezone"])
-    if kind == "interval":
-        return Interval(row["interval_seconds"], anchor=row["start_at"] or row["created_at"])
-    return OneTime(row["run_at"])
-
-
-def window_of(row: RowMapping | Mapping[str, Any]) -> Window:
-    return Window(row["start_at"], row["end_at"], row["max_executions"])
-
-
-def rate_limit_of(row: RowMapping | Mapping[str, Any]) -> HostLimit | None:
-    """The task's own flow control (the columns of its ``rate_limit``), None if unset."""
-    limit = HostLimit(row.get("rate_limit_max_in_flight"), row.get("rate_limit_per_second"))
-    return None if limit.unlimited else limit
 
 
 def _stored_secrets(row: RowMapping | Mapping[str, Any], settings: Settings) -> dict[str, str]:

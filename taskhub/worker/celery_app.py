@@ -154,6 +154,7 @@ logs.hide_results(logging.getLogger("celery.app.trace"))
 @signals.worker_process_init.connect
 def _after_fork(**_: Any) -> None:
     engines.dispose_after_fork()
+    heartbeat.reset_after_fork()
     _start_heartbeat()
     exempt_startup_objects_from_gc()
 

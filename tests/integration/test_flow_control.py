@@ -13,8 +13,9 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from taskhub.core.host_limits import HostLimit
 from taskhub.db.models import executions
-from taskhub.engine.flow_control import HostLimit, RedisLimiter, Slot
+from taskhub.engine.flow_control import RedisLimiter, Slot
 from tests.engine import add_tasks, all_ended, running_stack, statuses
 from tests.processes import wait_until
 from tests.target import Target

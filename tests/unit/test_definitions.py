@@ -314,7 +314,7 @@ def test_literal_address_forms() -> None:
 
 
 def test_rate_limit_and_spread_default_and_parse() -> None:
-    from taskhub.engine.flow_control import HostLimit
+    from taskhub.core.host_limits import HostLimit
 
     plain = parse_definition(SPEC_EXAMPLE, NOW)
     assert plain.rate_limit is None and plain.spread_seconds == 0
@@ -353,7 +353,7 @@ def test_bad_flow_control_is_refused_naming_the_field(change: dict[str, Any], fi
 
 
 def test_host_limits_setting_is_read_and_refused_by_name() -> None:
-    from taskhub.engine.flow_control import HostLimit
+    from taskhub.core.host_limits import HostLimit
 
     settings = load({"TASKHUB_HOST_LIMITS": "api.example.com=5/20"})
     assert settings.host_limit_map == {"api.example.com": HostLimit(5, 20.0)}

@@ -8,16 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.engine.flow_control import (
-    Bucket,
-    HostLimit,
-    LocalLimiter,
-    Slot,
-    acquire,
-    combine,
-    parse_host_limits,
-    take_token,
-)
+from taskhub.core.host_limits import Bucket, HostLimit, combine, parse_host_limits, take_token
+from taskhub.engine.flow_control import LocalLimiter, Slot, acquire
 
 
 def test_host_limits_parse_both_either_and_several() -> None:

@@ -1771,7 +1771,8 @@ def test_a_request_published_ahead_is_held_until_its_send_time(target: Target) -
 
 
 def test_a_host_with_no_slot_in_time_is_throttled_not_sent(target: Target) -> None:
-    from taskhub.engine.flow_control import HostLimit, LocalLimiter
+    from taskhub.core.host_limits import HostLimit
+    from taskhub.engine.flow_control import LocalLimiter
 
     limiter = LocalLimiter()
     limited = replace(
