@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from taskhub.core.addresses import AddressPolicy, TargetURLError, parse_target_url, target_refusal
-from taskhub.core.errors import ValidationError
+from taskhub.core.errors import ScheduleError, ValidationError
 from taskhub.core.host_limits import HostLimit
 from taskhub.core.retry_policy import RetryPolicy
 from taskhub.core.schedules import (
@@ -22,7 +22,6 @@ from taskhub.core.schedules import (
     Interval,
     OneTime,
     Schedule,
-    ScheduleError,
     Window,
     validate,
     validate_window,

@@ -58,3 +58,19 @@ class RateLimited(TaskhubError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ScheduleError(ValueError):
+    """Bad schedule input. `field` is the dotted path of the offending field as the API names it."""
+
+    field: str
+    message: str
+
+    def __init__(self, field: str, message: str) -> None:
+        # Both go to args so the error survives pickling (Celery serialises exceptions).
+        super().__init__(field, message)
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"

@@ -27,13 +27,12 @@ from taskhub.core.definitions import (
     rate_limit_dict,
     schedule_to_dict,
 )
-from taskhub.core.errors import Conflict, NotFound, ValidationError
+from taskhub.core.errors import Conflict, NotFound, ScheduleError, ValidationError
 from taskhub.core.occurrences import idempotency_key
 from taskhub.core.schedules import (
     Cron,
     Interval,
     Schedule,
-    ScheduleError,
     Window,
     first_occurrence,
     upcoming,

@@ -17,24 +17,23 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from taskhub.core.cron import CronSpec, parse_cron
+from taskhub.core.errors import ScheduleError
 from taskhub.core.schedules import (
     Cron,
-    CronSpec,
     Interval,
     OneTime,
     Schedule,
-    ScheduleError,
     Window,
     first_occurrence,
     next_fire_time,
     next_occurrence,
-    parse_cron,
     shortest_gap,
     upcoming,
     validate,
     validate_window,
-    zone,
 )
+from taskhub.core.wall_clock import zone
 
 MINUTE = timedelta(minutes=1)
 
