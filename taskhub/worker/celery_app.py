@@ -29,12 +29,18 @@ from taskhub.db import engines
 from taskhub.engine import discovery, firing, holders, staging, withdrawal, writeback
 from taskhub.engine.fanout import build_chords
 from taskhub.observability import heartbeat, logs
+from taskhub.worker.queues import (
+    ALL_QUEUES,
+    DISCOVERY_QUEUE,
+    FIRE_TRIGGERS_TASK,
+    RECORD_CHUNK_TASK,
+    STATE_QUEUE,
+    TICK_TASK,
+    TRIGGER_QUEUE,
+)
 
 log = logging.getLogger(__name__)
 
-DISCOVERY_QUEUE = "taskhub.discovery"
-TRIGGER_QUEUE = "taskhub.triggers"
-STATE_QUEUE = "taskhub.state"
 
 settings = load()
 
@@ -52,7 +58,7 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
     )
     return {
         "taskhub-tick": {
-            "task": "taskhub.tick",
+            "task": TICK_TASK,
             "schedule": schedule,
             "options": {"expires": max(1.0, settings.tick_seconds * 0.9)},
         }
@@ -63,12 +69,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,
-        "task_queues": [Queue(DISCOVERY_QUEUE), Queue(TRIGGER_QUEUE), Queue(STATE_QUEUE)],
+        "task_queues": [Queue(name) for name in ALL_QUEUES],
         "task_default_queue": STATE_QUEUE,
         "task_routes": {
-            "taskhub.tick": {"queue": DISCOVERY_QUEUE},
-            "taskhub.fire_triggers": {"queue": TRIGGER_QUEUE},
-            "taskhub.record_chunk": {"queue": STATE_QUEUE},
+            TICK_TASK: {"queue": DISCOVERY_QUEUE},
+            FIRE_TRIGGERS_TASK: {"queue": TRIGGER_QUEUE},
+            RECORD_CHUNK_TASK: {"queue": STATE_QUEUE},
             "celery.chord_unlock": {"queue": STATE_QUEUE},
             "celery.backend_cleanup": {"queue": STATE_QUEUE},
         },
@@ -140,7 +146,7 @@ def sqs_transport_options(settings: Settings) -> dict[str, Any]:
         # lists queues, and needs no permission to.
         options["predefined_queues"] = {
             sqs_queue_name(queue): {"url": settings.sqs_queue_url_prefix + sqs_queue_name(queue)}
-            for queue in (DISCOVERY_QUEUE, TRIGGER_QUEUE, STATE_QUEUE)
+            for queue in ALL_QUEUES
         }
     return options
 
@@ -231,7 +237,7 @@ def request_tick() -> bool:
     return True
 
 
-@app.task(name="taskhub.tick", ignore_result=True)
+@app.task(name=TICK_TASK, ignore_result=True)
 def tick() -> dict[str, Any]:
     engine = engines.get_engine(settings.database_url)
     return asdict(discovery.run_tick(engine, settings, publish, utcnow, stored_outcomes))
@@ -249,7 +255,7 @@ def stored_outcomes(message_ids: Sequence[str]) -> Mapping[str, Sequence[Mapping
     return found
 
 
-@app.task(name="taskhub.fire_triggers", ignore_result=False)
+@app.task(name=FIRE_TRIGGERS_TASK, ignore_result=False)
 def fire_triggers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A chord header: it must return, never raise, whatever the targets do.
 
@@ -317,7 +323,7 @@ def clear_to_send(requests: Sequence[firing.TriggerRequest]) -> set[int]:
         return {r.execution_id for r in requests}
 
 
-@app.task(name="taskhub.record_chunk", ignore_result=True)
+@app.task(name=RECORD_CHUNK_TASK, ignore_result=True)
 def record_chunk(results: list[list[dict[str, Any]]], chunk_id: str) -> dict[str, Any]:
     outcomes = [firing.TriggerOutcome.from_message(m) for part in results for m in part]
     engine = engines.get_engine(settings.database_url)

@@ -24,74 +24,56 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
+
+from taskhub.worker.queues import DISCOVERY_QUEUE, STATE_QUEUE, TRIGGER_QUEUE
 
 ROLES = ("trigger", "state", "beat", "all", "flower")
 
 
+@dataclass(frozen=True)
+class _Worker:
+    """A worker role's command line: which queues (all when None), which pool and how
+    many threads, each with the variable that changes it."""
+
+    queues: tuple[str, ...] | None
+    pool_variable: str | None
+    concurrency_variable: str
+    default_concurrency: int
+
+
+_WORKERS: Final = {
+    "trigger": _Worker(
+        (TRIGGER_QUEUE,), "TASKHUB_TRIGGER_POOL", "TASKHUB_TRIGGER_CONCURRENCY", 128
+    ),
+    "state": _Worker(
+        (DISCOVERY_QUEUE, STATE_QUEUE), "TASKHUB_STATE_POOL", "TASKHUB_STATE_CONCURRENCY", 4
+    ),
+    "all": _Worker(None, None, "TASKHUB_WORKER_CONCURRENCY", 16),
+}
+
+
 def celery_argv(role: str, env: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if env is None else env
-    data_dir = Path(env.get("TASKHUB_DATA_DIR") or ".taskhub")
     loglevel = env.get("TASKHUB_LOG_LEVEL") or "INFO"
     # This interpreter's celery, so an unactivated virtualenv still runs its own. Worker
-    # and beat run celery's own commands without the umbrella's plugins (celery_command).
+    # and beat run celery's own commands without the umbrella's plugins (worker.command).
     base = [sys.executable, "-m", "taskhub.worker.command"]
-    if role == "trigger":
-        concurrency = env.get("TASKHUB_TRIGGER_CONCURRENCY") or "128"
-        return [
-            *base,
-            "worker",
-            "-Q",
-            "taskhub.triggers",
-            "-P",
-            env.get("TASKHUB_TRIGGER_POOL") or "threads",
-            "-c",
-            concurrency,
-            "-n",
-            "trigger@%h",
-            "--loglevel",
-            loglevel,
-        ]
-    if role == "state":
-        concurrency = env.get("TASKHUB_STATE_CONCURRENCY") or "4"
-        return [
-            *base,
-            "worker",
-            "-Q",
-            "taskhub.discovery,taskhub.state",
-            "-P",
-            env.get("TASKHUB_STATE_POOL") or "threads",
-            "-c",
-            concurrency,
-            "-n",
-            "state@%h",
-            "--loglevel",
-            loglevel,
-        ]
+    worker = _WORKERS.get(role)
+    if worker is not None:
+        queues = [] if worker.queues is None else ["-Q", ",".join(worker.queues)]
+        pool = (worker.pool_variable and env.get(worker.pool_variable)) or "threads"
+        concurrency = env.get(worker.concurrency_variable) or str(worker.default_concurrency)
+        name = f"{role}@%h"
+        return [*base, "worker", *queues, "-P", pool, "-c", concurrency, "-n", name,
+                "--loglevel", loglevel]  # fmt: skip
     if role == "beat":
+        data_dir = Path(env.get("TASKHUB_DATA_DIR") or ".taskhub")
         data_dir.mkdir(parents=True, exist_ok=True)
-        return [
-            *base,
-            "beat",
-            "--schedule",
-            str(data_dir / "celerybeat-schedule"),
-            "--loglevel",
-            loglevel,
-        ]
-    if role == "all":
-        concurrency = env.get("TASKHUB_WORKER_CONCURRENCY") or "16"
-        return [
-            *base,
-            "worker",
-            "-P",
-            "threads",
-            "-c",
-            concurrency,
-            "-n",
-            "all@%h",
-            "--loglevel",
-            loglevel,
-        ]
+        schedule = str(data_dir / "celerybeat-schedule")
+        return [*base, "beat", "--schedule", schedule, "--loglevel", loglevel]
     if role == "flower":
         return [
             sys.executable,

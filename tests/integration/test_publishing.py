@@ -9,7 +9,7 @@ import textwrap
 
 import redis
 
-from taskhub.worker.celery_app import TRIGGER_QUEUE
+from taskhub.worker.queues import TRIGGER_QUEUE
 
 _PUBLISH = textwrap.dedent(
     """

@@ -12,13 +12,8 @@ import yaml
 
 from taskhub.core import settings
 from taskhub.core.definitions import MAX_TIMEOUT_S
-from taskhub.worker.celery_app import (
-    DISCOVERY_QUEUE,
-    STATE_QUEUE,
-    TRIGGER_QUEUE,
-    celery_config,
-    sqs_queue_name,
-)
+from taskhub.worker.celery_app import celery_config, sqs_queue_name
+from taskhub.worker.queues import DISCOVERY_QUEUE, STATE_QUEUE, TRIGGER_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "aws" / "queues.yaml"
