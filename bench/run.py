@@ -937,7 +937,7 @@ def main() -> None:
     parser.add_argument(
         "--redbeat-worker", default="-P threads -c 128", help="the peer's worker pool options"
     )
-    # Default under bench/out/ (git-ignored): the committed plots are the README's.
+    # Default under bench/out/ (git-ignored): the committed plot is docs/lag.png.
     parser.add_argument("--plot", default=str(ROOT / "bench" / "out" / "lag.png"))
     parser.add_argument("--out", help="also write every JSON object to this file")
     parser.add_argument(
