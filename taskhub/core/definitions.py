@@ -1,4 +1,4 @@
-"""Reading a task definition as SPEC shows it, and refusing anything unclear.
+"""Reading a task definition as the API documents it, and refusing anything unclear.
 
 Pure: no database, no HTTP. Every refusal is a :class:`ValidationError` naming the
 field by its dotted path. The limits below are documented in the README; they keep every
@@ -382,7 +382,7 @@ def parse_definition(
     require_future_at: bool = True,
     address_policy: AddressPolicy | None = None,
 ) -> TaskDefinition:
-    """A task as SPEC shows it. ``require_future_at`` is off when a change leaves an
+    """A task as the API documents it. ``require_future_at`` is off when a change leaves an
     existing one-time schedule as it was; ``address_policy`` refuses blocked IP-literal
     targets (the service passes the settings' policy)."""
     refuse_unencodable(data)

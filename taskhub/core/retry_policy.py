@@ -1,7 +1,7 @@
 """What to do after an attempt: succeed, retry later, or give up.
 
 Pure functions: the caller passes the random number, so every decision is
-reproducible in tests. SPEC: 2xx succeeds; 408, 429 (honouring ``Retry-After``), 5xx,
+reproducible in tests. The rule: 2xx succeeds; 408, 429 (honouring ``Retry-After``), 5xx,
 timeouts and connection errors are retried with exponential backoff and jitter up to
 ``max_attempts``; any other status fails at once.
 """

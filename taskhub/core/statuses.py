@@ -1,4 +1,4 @@
-"""The status words of SPEC.md, shared by the database, the engine and the API.
+"""The status words users read (docs/concepts.md), shared by the database, the engine and the API.
 
 - task status: ``active`` | ``paused`` | ``finished`` (derived from ``is_active`` and
   ``is_finished``, the seed system's columns);

@@ -96,7 +96,8 @@ def get_engine(url: str) -> Engine:
 
 
 def dispose_after_fork() -> None:
-    """Drop inherited pools without closing the parent's connections (celery#... HAZARDS)."""
+    """Drop inherited pools without closing the parent's connections: a forked child
+    must never use its parent's sockets."""
     with _lock:
         for _pid, engine in _engines.values():
             engine.dispose(close=False)

@@ -21,7 +21,7 @@ Second precision. Beat ticks once a minute, but occurrences are due at any secon
 minute's tick claims what falls due before the next tick (``lookahead_s``) and writes it
 down as ``queued`` executions whose ``next_dispatch_at`` is the moment to send them (the
 due time plus the task's ``spread_seconds`` offset): the database is the staging area,
-nothing waits on the broker (HAZARDS: a countdown or ETA past a visibility timeout is
+nothing waits on the broker (a countdown or ETA past a visibility timeout is
 delivered twice). The staging loop (``staging.py``) sends them at their second; if no
 loop runs, the next tick sends them (late, never lost, never twice).
 

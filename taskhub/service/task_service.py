@@ -1,9 +1,9 @@
-"""Tasks (SPEC: one registered HTTP trigger and its schedule): the service functions
+"""Tasks (one registered HTTP trigger and its schedule): the service functions
 that the API and the CLI are thin layers over.
 
 Every function takes an open ``Connection`` (the caller's transaction) and the caller's
 tenant; another tenant's task is reported exactly like a missing one. Results are
-JSON-ready dicts in SPEC's shape.
+JSON-ready dicts in the API's shape.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def _definition_columns(
 def definition_dict(
     row: RowMapping | Mapping[str, Any], settings: Settings | None = None
 ) -> dict[str, Any]:
-    """The task as a user would send it (the fields SPEC's example shows), credential
+    """The task as a user would send it (the fields of a task definition), credential
     header values masked."""
     settings = settings or load()
     return {
@@ -221,7 +221,7 @@ def task_view(
     settings: Settings | None = None,
     unsent: tuple[datetime, int] | None = None,
 ) -> dict[str, Any]:
-    """A task as returned: what was sent plus its state (SPEC). ``unsent``: see
+    """A task as returned: what was sent plus its state. ``unsent``: see
     :func:`next_fire`."""
     return {
         "id": str(row["id"]),

@@ -80,7 +80,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         # At-least-once, never held: a message is acknowledged after its task ran, and a
         # worker reserves one at a time so nothing waits in a prefetch buffer long enough
-        # for a visibility timeout to hand it out twice (HAZARDS).
+        # for a visibility timeout to hand it out twice.
         "task_acks_late": True,
         "worker_prefetch_multiplier": 1,
         "task_serializer": "json",

@@ -1,5 +1,5 @@
 """Fault injection: real worker and beat processes, real PostgreSQL and Redis, a real
-HTTP target, and one fault per scenario (SPEC guarantees 1 and 2).
+HTTP target, and one fault per scenario (guarantees 1 and 2).
 
 Each scenario knows which occurrences fell due (it created the schedules) and checks,
 once every one of them has a terminal execution: none lost, exactly one execution per
@@ -78,7 +78,7 @@ def one_time(ids: Iterable[uuid.UUID], at: datetime) -> set[Occurrence]:
 def interval(
     ids: Iterable[uuid.UUID], start: datetime, every_s: int, end: datetime
 ) -> set[Occurrence]:
-    """start + k * every_s for k >= 0, up to end inclusive (SPEC's interval, counted by hand)."""
+    """start + k * every_s for k >= 0, up to end inclusive (the interval rule, counted by hand)."""
     due = set()
     for task_id in ids:
         when = start

@@ -1,4 +1,4 @@
-"""The REST API of SPEC through FastAPI's TestClient, on SQLite and on PostgreSQL.
+"""The REST API through FastAPI's TestClient, on SQLite and on PostgreSQL.
 
 The app runs on a controllable clock, so fire times can be asserted exactly; keys are
 made with ``apikeys.create_key`` as ``taskhub apikey create`` makes them.

@@ -1,4 +1,4 @@
-"""Reading a task definition as SPEC shows it: what is accepted, and what is refused
+"""Reading a task definition as the API documents it: what is accepted, and what is refused
 with the field named."""
 
 from __future__ import annotations
