@@ -31,7 +31,13 @@ hypothesis_settings.load_profile("taskhub")
 POSTGRES_URL = os.environ.get(
     "TASKHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("TASKHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+#: Redis as the tests reach it; the db index is chosen per run (``redis_url``) unless
+#: ``TASKHUB_TEST_REDIS_URL`` names one.
+REDIS_SERVER = "redis://127.0.0.1:6379"
+#: The db indexes a run may claim (0 holds the claims; 12 is the benchmark's).
+REDIS_DBS = tuple(n for n in range(1, 16) if n != 12)
+#: A claim outlives a run that died without releasing it by at most this long.
+REDIS_CLAIM_S = 3 * 3600
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # One encryption key for the whole run, shared with the worker processes tests start
 # (they inherit the environment), so what the test process seals a worker can unseal.
@@ -98,16 +104,36 @@ def pg_engine(postgres_url: str) -> Iterator[Engine]:
     yield from _migrated_engine(postgres_url)
 
 
-@pytest.fixture
-def redis_url() -> str:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis db of this run's own: the tests flush it and workers use it as their broker,
+    so two runs on one host (a CI run beside a developer's) must not share one. The run
+    claims a free index with a key in db 0 that it deletes at the end (and that expires
+    if the run dies). ``TASKHUB_TEST_REDIS_URL`` names a db to use instead."""
+    given = os.environ.get("TASKHUB_TEST_REDIS_URL")
+    claims = redis.Redis.from_url(f"{REDIS_SERVER}/0", socket_connect_timeout=3)
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    claimed: str | None = None
     try:
-        client.ping()
+        claims.ping()
+        if given is None:
+            for db in REDIS_DBS:
+                if claims.set(f"taskhub-test-run:{db}", token, nx=True, ex=REDIS_CLAIM_S):
+                    claimed = f"taskhub-test-run:{db}"
+                    given = f"{REDIS_SERVER}/{db}"
+                    break
+            else:
+                pytest.fail("every Redis db is claimed by another test run", pytrace=False)
     except redis.RedisError as error:
+        claims.close()
         service_missing("Redis", error)
+    assert given is not None
+    try:
+        yield given
     finally:
-        client.close()
-    return REDIS_URL
+        if claimed is not None and claims.get(claimed) == token.encode():
+            claims.delete(claimed)
+        claims.close()
 
 
 @pytest.fixture
