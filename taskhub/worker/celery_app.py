@@ -29,6 +29,7 @@ from taskhub.db import engines
 from taskhub.engine import discovery, firing, holders, staging, withdrawal, writeback
 from taskhub.engine.fanout import build_chords
 from taskhub.observability import heartbeat, logs
+from taskhub.worker import embedded_broker
 from taskhub.worker.queues import (
     ALL_QUEUES,
     DISCOVERY_QUEUE,
@@ -108,6 +109,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         control = (settings.data_dir / "broker-control").resolve()
         for path in (folder, control, settings.data_dir / "results"):
             path.mkdir(parents=True, exist_ok=True)
+        # kombu's filesystem transport, with a message that appears only once whole.
+        config["broker_transport"] = embedded_broker.TRANSPORT
         config["broker_transport_options"] = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -58,11 +59,11 @@ class Api:
         self.a: TestClient = client(app, new_key(engine, "acme"))
         self.b: TestClient = client(app, new_key(engine, "other"))
 
-    def create(self, name: str, schedule: dict[str, Any] | None = None) -> httpx.Response:
-        response: httpx.Response = self.a.post("/v1/tasks", json=task_body(name, schedule))
+    def create(self, name: str, schedule: dict[str, Any] | None = None) -> httpx2.Response:
+        response: httpx2.Response = self.a.post("/v1/tasks", json=task_body(name, schedule))
         return response
 
-    def error(self, response: httpx.Response, status: int) -> dict[str, Any]:
+    def error(self, response: httpx2.Response, status: int) -> dict[str, Any]:
         assert response.status_code == status, response.text
         body: dict[str, Any] = response.json()
         assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "field"}
