@@ -11,14 +11,16 @@ import gc
 import logging
 import random
 import socket
+import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Celery, signals, states
-from celery.result import denied_join_result
+from celery import _state as celery_state
 from celery.schedules import crontab
 from kombu import Queue
 from sqlalchemy.engine import Engine
@@ -219,11 +221,39 @@ def _start_heartbeat() -> None:
     heartbeat.start(engine, heartbeat.role(), firing.in_flight)
 
 
+_publishing = 0
+_publishing_lock = threading.Lock()
+
+
+@contextmanager
+def _joins_denied() -> Iterator[None]:
+    """Celery's ``denied_join_result`` for every thread publishing at once: it sets and
+    restores one process-wide flag, so a thread ending its publish would clear it under
+    another (the staging loop and a tick in one worker). The first in sets it, the last
+    out restores it."""
+    global _publishing, _restore
+    with _publishing_lock:
+        if _publishing == 0:
+            _restore = celery_state.task_join_will_block()  # type: ignore[attr-defined]
+            celery_state._set_task_join_will_block(True)  # type: ignore[attr-defined]
+        _publishing += 1
+    try:
+        yield
+    finally:
+        with _publishing_lock:
+            _publishing -= 1
+            if _publishing == 0:
+                celery_state._set_task_join_will_block(_restore)  # type: ignore[attr-defined]
+
+
+_restore = False
+
+
 def publish(requests: Sequence[firing.TriggerRequest]) -> None:
     """Nothing here joins a header's result (the chord's counter does): outside a threads
     or prefork worker (gevent, the benchmark) Celery's Redis backend would otherwise
     subscribe to every message's result to let it be joined, and unsubscribe again."""
-    with denied_join_result():
+    with _joins_denied():
         for canvas in build_chords(requests, settings, fire_triggers, record_chunk):
             canvas.apply_async()
 

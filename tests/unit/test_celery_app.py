@@ -190,3 +190,18 @@ def test_a_ready_worker_takes_its_startup_objects_out_of_the_collectors_reach() 
         assert len(gc.get_objects()) < walked_before / 10
     finally:
         gc.unfreeze()
+
+
+def test_joins_stay_denied_until_the_last_of_two_overlapping_publishes_ends() -> None:
+    """Two threads publishing at once (the staging loop and a tick): the first to end
+    must not clear the flag the other still publishes under."""
+    from celery import _state
+
+    before = _state.task_join_will_block()  # type: ignore[attr-defined]
+    first, second = celery_app._joins_denied(), celery_app._joins_denied()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert _state.task_join_will_block() is True  # type: ignore[attr-defined]
+    second.__exit__(None, None, None)
+    assert _state.task_join_will_block() is before  # type: ignore[attr-defined]
