@@ -16,7 +16,7 @@ _PUBLISH = textwrap.dedent(
     import json, sys
     from datetime import UTC, datetime, timedelta
     from taskhub.worker import celery_app as taskhub_celery
-    from taskhub.engine.firing import TriggerRequest
+    from taskhub.core.messages import TriggerRequest
 
     now = datetime.now(UTC)
     requests = [

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from taskhub.core import settings
 from taskhub.core.host_limits import HostLimit
-from taskhub.engine.fanout import build_chords, float_bytes, json_str_bytes, message_bytes
-from taskhub.engine.firing import TriggerRequest
+from taskhub.core.messages import TriggerRequest, float_bytes, json_str_bytes, message_bytes
+from taskhub.engine.fanout import build_chords
 from taskhub.worker.celery_app import fire_triggers, record_chunk
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""taskhub.trigger against real sockets on loopback only.
+"""taskhub.engine.firing and taskhub.engine.exchange against real sockets on loopback only.
 
 Every outbound connection the trigger loop makes goes through ``loop.sock_connect``;
 the autouse ``loopback_only`` fixture wraps it so that any attempt to connect to a
@@ -38,18 +38,14 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from taskhub.core import settings as settings_mod
+from taskhub.core.addresses import blocked_reason
+from taskhub.core.messages import ERROR_KINDS, TriggerOutcome, TriggerRequest
 from taskhub.core.sealing import Sealer, generate_key, sealer_for
 from taskhub.core.settings import Settings
 from taskhub.core.signing import new_secret, verify
-from taskhub.engine import firing
-from taskhub.engine.firing import (
-    TriggerOutcome,
-    TriggerRequest,
-    attempt_headers,
-    blocked_reason,
-    fire,
-    parse_retry_after,
-)
+from taskhub.engine import exchange, firing
+from taskhub.engine.exchange import attempt_headers, parse_retry_after
+from taskhub.engine.firing import fire
 from tests.processes import free_port
 
 T = TypeVar("T")
@@ -804,15 +800,15 @@ class FakeResolver(AbstractResolver):
 
 
 def test_guarded_resolver_refuses_if_any_address_is_blocked() -> None:
-    guarded = firing._GuardedResolver(FakeResolver("93.184.216.34", "10.1.2.3"))
-    with pytest.raises(firing.BlockedAddressError) as info:
+    guarded = exchange._GuardedResolver(FakeResolver("93.184.216.34", "10.1.2.3"))
+    with pytest.raises(exchange.BlockedAddressError) as info:
         asyncio.run(guarded.resolve("mixed.example", 80))
     assert "private" in str(info.value)
     assert "10.1.2.3" not in str(info.value)
 
 
 def test_guarded_resolver_passes_public_answers_through() -> None:
-    guarded = firing._GuardedResolver(FakeResolver("93.184.216.34", "2606:2800:220:1::1"))
+    guarded = exchange._GuardedResolver(FakeResolver("93.184.216.34", "2606:2800:220:1::1"))
     results = asyncio.run(guarded.resolve("example.com", 443))
     assert [r["host"] for r in results] == ["93.184.216.34", "2606:2800:220:1::1"]
 
@@ -912,7 +908,7 @@ def resolving(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
     ``TASKHUB_MAX_IN_FLIGHT`` makes :func:`fire` build a fresh client for them."""
 
     def make(table: dict[str, list[str]], **env: str) -> Settings:
-        monkeypatch.setattr(firing, "DefaultResolver", lambda: MapResolver(table))
+        monkeypatch.setattr(exchange, "DefaultResolver", lambda: MapResolver(table))
         fresh = str(next(_fresh_clients))
         return make_settings(allow_private=False, TASKHUB_MAX_IN_FLIGHT=fresh, **env)
 
@@ -1015,7 +1011,7 @@ def test_metadata_addresses_stay_closed_with_private_targets_allowed(
     url: str,
 ) -> None:
     table = {"meta.internal": ["169.254.169.254"], "ecs.internal": ["127.0.0.1", "169.254.170.2"]}
-    monkeypatch.setattr(firing, "DefaultResolver", lambda: MapResolver(table))
+    monkeypatch.setattr(exchange, "DefaultResolver", lambda: MapResolver(table))
     settings = make_settings(TASKHUB_MAX_IN_FLIGHT=str(next(_fresh_clients)))
     assert settings.allow_private_targets
     loopback_only.clear()
@@ -1111,7 +1107,7 @@ def test_an_echoed_credential_never_reaches_the_excerpt(target: Target, pad: int
     outcome = fire_one(request)
     assert outcome.http_status == 200
     excerpt = outcome.response_excerpt
-    assert excerpt is not None and len(excerpt.encode()) <= firing.EXCERPT_BYTES
+    assert excerpt is not None and len(excerpt.encode()) <= exchange.EXCERPT_BYTES
     message = json.dumps(outcome.to_message())
     for value in ("sekrit-0123456789-wxyz", "xat-0123", "glpat-legacy", signing_secret[6:14]):
         assert value not in message
@@ -1125,7 +1121,7 @@ def test_a_credential_cut_by_the_excerpt_leaves_no_part_of_itself(
     target: Target, before_cut: int
 ) -> None:
     """The value starts ``before_cut`` bytes before the excerpt's end."""
-    pad = firing.EXCERPT_BYTES - before_cut
+    pad = exchange.EXCERPT_BYTES - before_cut
     request = req(
         f"http://127.0.0.1:{target.port}/mirror?pad={pad}&only=Authorization",
         sealed_headers=sealer_for(OPEN).seal_json({"Authorization": SEKRIT}),
@@ -1754,7 +1750,7 @@ def test_fire_never_raises(
     request = req(url, method=method, headers=headers, body=body, timeout_s=2.0)
     outcome = fire_one(request, GUARDED)
     assert outcome.http_status is None
-    assert outcome.error_kind in firing.ERROR_KINDS
+    assert outcome.error_kind in ERROR_KINDS
     assert outcome.error is not None
     assert not outcome.error.startswith("unexpected"), outcome.error
 
