@@ -157,13 +157,14 @@ def bench_aiohttp(url: str, total: int) -> int:
 
 def bench_trigger(url: str, total: int) -> int:
     from taskhub.core import settings as settings_mod
+    from taskhub.core.messages import TriggerRequest
     from taskhub.engine import firing
 
     settings = settings_mod.load({"TASKHUB_ALLOW_PRIVATE_TARGETS": "1"})
     now = datetime.now(UTC)
 
-    def request(i: int) -> firing.TriggerRequest:
-        return firing.TriggerRequest(
+    def request(i: int) -> TriggerRequest:
+        return TriggerRequest(
             execution_id=i,
             attempt=1,
             task_id="bench",

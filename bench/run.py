@@ -641,9 +641,9 @@ def scenario_writeback(count: int, env: dict[str, str] | None = None) -> dict[st
     ``TASKHUB_CHUNK_SIZE`` as ``record_chunk`` does, in this process."""
     import random
 
+    from taskhub.core.messages import TriggerOutcome
     from taskhub.core.settings import load
     from taskhub.engine import discovery, writeback
-    from taskhub.engine.firing import TriggerOutcome
 
     with scratch_database() as (_name, url):
         engine = engines.create_engine(url)

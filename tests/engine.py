@@ -20,10 +20,10 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from taskhub.core.messages import TriggerOutcome
 from taskhub.core.settings import load
 from taskhub.db.models import executions
 from taskhub.engine import writeback
-from taskhub.engine.firing import TriggerOutcome
 from taskhub.service import task_service
 from tests.processes import Stack
 

@@ -46,13 +46,13 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
+from taskhub.core.messages import TriggerRequest
 from taskhub.core.occurrences import idempotency_key, plan_ahead, spread_offset_s
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, MisfirePolicy
 from taskhub.db import queries
 from taskhub.db.rows import rate_limit_of, schedule_of, window_of
 from taskhub.engine import holders
-from taskhub.engine.firing import TriggerRequest
 from taskhub.observability import counters
 
 log = logging.getLogger(__name__)

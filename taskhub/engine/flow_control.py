@@ -1,7 +1,7 @@
 """Fleet-wide flow control per target host: requests in flight, requests per second, and
 a pause after 429 / ``Retry-After``.
 
-Why here and not in ``trigger.py``: the HTTP code asks a :class:`Limiter` for a slot and
+Why here and not in ``firing``: the HTTP code asks a :class:`Limiter` for a slot and
 hands it back; how slots are counted is this module's business. Two limiters:
 
 - :class:`RedisLimiter`: one budget per host shared by every worker process through

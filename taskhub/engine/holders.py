@@ -41,10 +41,10 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings
 from taskhub.db import queries
 from taskhub.engine import writeback
-from taskhub.engine.firing import TriggerOutcome, TriggerRequest
 from taskhub.observability import heartbeat
 
 log = logging.getLogger(__name__)

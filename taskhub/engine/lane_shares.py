@@ -1,6 +1,6 @@
 """Each host's and each tenant's share of one trigger process's in-flight slots.
 
-Why: the two lanes (``trigger._Lanes``: fast slots for young attempts, slow slots for
+Why: the two lanes (``lanes.Lanes``: fast slots for young attempts, slow slots for
 those past ``slow_after_s``) are shared by every task a process fires. Without shares,
 one tenant's thousands of requests to a target that never answers fill the slow lane,
 then sit in the fast lane waiting for a slow slot, and every other tenant's requests
@@ -24,7 +24,7 @@ both):
   ``slow_after_s``). A refused request is not sent: the caller hands it back to the
   database as ``throttled``, so what waits is held there, not in memory.
 
-Pure bookkeeping, no asyncio: ``trigger._Lanes`` owns the slots and the clock and asks
+Pure bookkeeping, no asyncio: ``lanes.Lanes`` owns the slots and the clock and asks
 this module whose turn it is. Every call is O(1) (two dictionary look-ups at most).
 """
 

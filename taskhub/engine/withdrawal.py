@@ -36,8 +36,8 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection, Engine
 
+from taskhub.core.messages import TriggerRequest
 from taskhub.db import queries
-from taskhub.engine.firing import TriggerRequest
 from taskhub.observability import counters
 
 #: The ``reason`` label of ``taskhub_occurrences_withdrawn_total``.

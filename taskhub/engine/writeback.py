@@ -20,12 +20,12 @@ from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Engine, RowMapping
 
+from taskhub.core.messages import THROTTLED, TriggerOutcome
 from taskhub.core.retry_policy import RetryPolicy, decide
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, LastStatus, PausedBy
 from taskhub.db import queries
 from taskhub.engine import withdrawal
-from taskhub.engine.firing import THROTTLED, TriggerOutcome
 from taskhub.observability import counters
 
 log = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ from kombu import Queue
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings, load
 from taskhub.db import engines
 from taskhub.engine import discovery, firing, holders, staging, withdrawal, writeback
@@ -249,7 +250,7 @@ def _joins_denied() -> Iterator[None]:
 _restore = False
 
 
-def publish(requests: Sequence[firing.TriggerRequest]) -> None:
+def publish(requests: Sequence[TriggerRequest]) -> None:
     """Nothing here joins a header's result (the chord's counter does): outside a threads
     or prefork worker (gevent, the benchmark) Celery's Redis backend would otherwise
     subscribe to every message's result to let it be joined, and unsubscribe again."""
@@ -298,7 +299,7 @@ def fire_triggers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     was paused, changed or deleted meanwhile.
     """
     now = utcnow()
-    requests = [firing.TriggerRequest.from_message(m) for m in messages]
+    requests = [TriggerRequest.from_message(m) for m in messages]
     message_id = fire_triggers.request.id or str(uuid.uuid4())
     engine = engines.get_engine(settings.database_url)
     held = _take(engine, requests, message_id, now)
@@ -320,8 +321,8 @@ def _lease_of(now: datetime, timeout_s: float) -> datetime:
 
 
 def _take(
-    engine: Engine, requests: list[firing.TriggerRequest], message_id: str, now: datetime
-) -> list[firing.TriggerRequest] | None:
+    engine: Engine, requests: list[TriggerRequest], message_id: str, now: datetime
+) -> list[TriggerRequest] | None:
     """The requests this message may fire, each lease counted again from its start;
     None if the database cannot be reached."""
     leases = [_lease_of(max(now, r.not_before or now), r.timeout_s) for r in requests]
@@ -332,15 +333,13 @@ def _take(
         return None
 
 
-def _within_send_by(
-    requests: list[firing.TriggerRequest], now: datetime
-) -> list[firing.TriggerRequest]:
+def _within_send_by(requests: list[TriggerRequest], now: datetime) -> list[TriggerRequest]:
     """Without the database, only what was received before its ``send_by``: after it,
     the lease may have run out and the database may have sent it again."""
     return [r for r in requests if r.send_by is None or r.send_by > now]
 
 
-def clear_to_send(requests: Sequence[firing.TriggerRequest]) -> set[int]:
+def clear_to_send(requests: Sequence[TriggerRequest]) -> set[int]:
     """``firing.fire``'s clearance: what the database still wants sent. If the database
     cannot be reached, everything is: as when a message cannot take its sends
     (``_take``), a database outage must not stop what is already on the broker."""
@@ -358,7 +357,7 @@ def clear_to_send(requests: Sequence[firing.TriggerRequest]) -> set[int]:
 
 @app.task(name=RECORD_CHUNK_TASK, ignore_result=True)
 def record_chunk(results: list[list[dict[str, Any]]], chunk_id: str) -> dict[str, Any]:
-    outcomes = [firing.TriggerOutcome.from_message(m) for part in results for m in part]
+    outcomes = [TriggerOutcome.from_message(m) for part in results for m in part]
     engine = engines.get_engine(settings.database_url)
     report = writeback.record_outcomes(engine, outcomes, settings, utcnow(), random.random)
     log.info("chunk %s recorded: %s", chunk_id, report)

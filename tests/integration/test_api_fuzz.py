@@ -29,11 +29,11 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy.engine import Engine
 
 from taskhub.api.app import create_app
+from taskhub.core.messages import TriggerOutcome
 from taskhub.core.settings import load
 from taskhub.db import engines, schema
 from taskhub.db.models import executions
 from taskhub.engine import writeback
-from taskhub.engine.firing import TriggerOutcome
 from taskhub.service import apikeys, quotas, task_service
 
 MAX_EXAMPLES = 25

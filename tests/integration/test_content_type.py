@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.engine import Engine
 
+from taskhub.core.messages import TriggerRequest
 from taskhub.core.settings import load
 from taskhub.engine import discovery, firing, writeback
 from taskhub.service import task_service
@@ -47,7 +48,7 @@ def test_a_json_body_without_content_type_arrives_as_json(
                     settings,
                 )
                 assert task["target"]["headers"] == headers
-        published: list[firing.TriggerRequest] = []
+        published: list[TriggerRequest] = []
         discovery.run_tick(engine, settings, published.extend, lambda: NOW)
         assert len(published) == len(cases)
         outcomes = firing.fire(published, settings)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
+from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings, load
 from taskhub.engine import discovery, firing, writeback
 from taskhub.service import task_service
@@ -106,12 +107,12 @@ def test_a_credential_named_by_setting_is_guarded_too(
 _moments = iter(range(1, 10_000))
 
 
-def fire_now(engine: Engine, settings: Settings, task_id: str) -> firing.TriggerOutcome:
+def fire_now(engine: Engine, settings: Settings, task_id: str) -> TriggerOutcome:
     """Run the task now through a real tick and the real HTTP client; write it back."""
     now = T0 + timedelta(minutes=next(_moments))
     with engine.begin() as conn:
         task_service.run_task_now(conn, "acme", task_id, now)
-    published: list[firing.TriggerRequest] = []
+    published: list[TriggerRequest] = []
     discovery.run_tick(engine, settings, published.extend, lambda: now)
     assert len(published) == 1
     [outcome] = firing.fire(published, settings)

@@ -15,10 +15,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from taskhub.core.messages import TriggerRequest
 from taskhub.db import queries
 from taskhub.db.models import executions, worker_heartbeats
 from taskhub.engine import discovery, holders, writeback
-from taskhub.engine.firing import TriggerRequest
 from taskhub.observability import heartbeat
 from tests.integration.test_storage import NOW, SETTINGS, add_task, execution_rows, outcome
 

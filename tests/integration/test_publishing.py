@@ -31,7 +31,7 @@ _PUBLISH = textwrap.dedent(
     redis.client.PubSub.subscribe = counting
 
     from taskhub.worker import celery_app as taskhub_celery
-    from taskhub.engine.firing import TriggerRequest
+    from taskhub.core.messages import TriggerRequest
 
     now = datetime.now(UTC)
     requests = [

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from taskhub.api.app import create_app
 from taskhub.core import signing
+from taskhub.core.messages import TriggerRequest
 from taskhub.core.settings import Settings, load
 from taskhub.core.signing import verify
 from taskhub.db.models import scheduled_tasks
@@ -145,9 +146,7 @@ def test_dispatch_carries_credentials_sealed_and_the_worker_sends_them(
         requests = dispatch_once(engine, settings, target, headers=HEADERS)
         message = json.dumps([r.to_message() for r in requests])
         assert "sk_live" not in message and "0123456789abcdef-cookie" not in message
-        [outcome] = firing.fire(
-            [firing.TriggerRequest.from_message(json.loads(message)[0])], settings
-        )
+        [outcome] = firing.fire([TriggerRequest.from_message(json.loads(message)[0])], settings)
         assert outcome.http_status == 200, outcome.error
         [received] = target.wait_for(1, 5)
         assert received.headers["Authorization"] == TOKEN
@@ -163,7 +162,7 @@ _moments = iter(range(1, 10_000))
 
 def dispatch_once(
     engine: Engine, settings: Settings, target: Target, **target_fields: Any
-) -> list[firing.TriggerRequest]:
+) -> list[TriggerRequest]:
     """Create (once) a task at the target, fire it now, run a tick: what it publishes."""
     now = T0 + timedelta(minutes=next(_moments))
     with engine.begin() as conn:
@@ -175,7 +174,7 @@ def dispatch_once(
             body["target"].update(target_fields)
             task_id = task_service.add_task(conn, "acme", body, now, settings)["id"]
         task_service.run_task_now(conn, "acme", task_id, now)
-    published: list[firing.TriggerRequest] = []
+    published: list[TriggerRequest] = []
     discovery.run_tick(engine, settings, published.extend, lambda: now)
     assert len(published) == 1
     return published
@@ -495,7 +494,7 @@ def test_a_name_resolving_to_a_blocked_address_fails_the_execution_once(engine: 
         body["retry"] = {"max_attempts": 5}
         task = task_service.add_task(conn, "acme", body, now, settings)  # a name: accepted
         execution = task_service.run_task_now(conn, "acme", task["id"], now)
-    published: list[firing.TriggerRequest] = []
+    published: list[TriggerRequest] = []
     discovery.run_tick(engine, settings, published.extend, lambda: now)
     outcomes = firing.fire(published, settings)
     writeback.record_outcomes(engine, outcomes, settings, now, lambda: 0.5)

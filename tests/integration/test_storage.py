@@ -19,10 +19,10 @@ from alembic import command
 from sqlalchemy.engine import Connection, Engine
 
 from taskhub.core import settings
+from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.db import engines, queries, schema
 from taskhub.db.models import attempts, executions, next_occurrences, scheduled_tasks
 from taskhub.engine import discovery, writeback
-from taskhub.engine.firing import TriggerOutcome, TriggerRequest
 from taskhub.service import task_service
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -16,11 +16,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from taskhub.core import settings
+from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.occurrences import idempotency_key
 from taskhub.db import queries
 from taskhub.db.models import executions
 from taskhub.engine import discovery, withdrawal, writeback
-from taskhub.engine.firing import TriggerOutcome, TriggerRequest
 from taskhub.service import task_service
 
 #: The shipped timing: a tick a minute, requests published 5 s ahead of their send time.

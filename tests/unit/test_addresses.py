@@ -24,8 +24,9 @@ from taskhub.core.addresses import (
 )
 from taskhub.core.definitions import parse_target
 from taskhub.core.errors import ValidationError
+from taskhub.core.messages import TriggerRequest
 from taskhub.core.settings import SettingsError, load
-from taskhub.engine import firing
+from taskhub.engine import exchange
 
 GUARD = AddressPolicy()
 OPEN = AddressPolicy(allow_private=True)
@@ -80,7 +81,7 @@ def test_a_disguised_blocked_literal_is_refused_at_creation_and_at_fire_time(
 
 
 def _fire_time_refusal(url: str, policy: AddressPolicy) -> str | None:
-    request = firing.TriggerRequest(
+    request = TriggerRequest(
         execution_id=1,
         attempt=1,
         task_id="t",
@@ -93,8 +94,8 @@ def _fire_time_refusal(url: str, policy: AddressPolicy) -> str | None:
         timeout_s=5.0,
     )
     try:
-        firing._check_request(request, policy)
-    except firing._Refused as refused:
+        exchange._check_request(request, policy)
+    except exchange._Refused as refused:
         return refused.message
     return None
 

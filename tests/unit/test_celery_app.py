@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from taskhub.core import settings
+from taskhub.core.messages import TriggerRequest
 from taskhub.engine.fanout import build_chords
-from taskhub.engine.firing import TriggerRequest
 from taskhub.observability import heartbeat
 from taskhub.worker import celery_app
 from taskhub.worker import celery_app as celery_module

@@ -1,6 +1,6 @@
 """taskhub.lane_shares: each host's and tenant's share of a trigger process's lanes.
 
-The lanes themselves (slots, timers) live in ``trigger._Lanes``; here a small model of
+The lanes themselves (slots, timers) live in ``lanes.Lanes``; here a small model of
 them drives :class:`Shares` through random sequences of requests, moves to the slow
 lane and ends, and checks the bounds after every step.
 """
@@ -40,7 +40,7 @@ def test_the_shipped_shares(slots: int, percent: float, share: int) -> None:
 
 @dataclass
 class Lanes:
-    """The lanes as ``trigger._Lanes`` keeps them, without the clock: an attempt is
+    """The lanes as ``lanes.Lanes`` keeps them, without the clock: an attempt is
     admitted while the verdict is ADMIT and a fast slot is free, moves on (or gets
     stuck) when the test says it is overdue, and a slow slot freed moves the oldest
     stuck attempt that may move."""
