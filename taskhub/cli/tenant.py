@@ -2,46 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
 
-from taskhub.core.errors import TaskhubError
-from taskhub.core.settings import SettingsError, load
-from taskhub.service import database, quotas
+from taskhub.cli.common import call, json_option, now, print_json, settings_or_exit
+from taskhub.service import quotas
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Refused(click.ClickException):
-    """A refused request, printed as ``Error: <field>: <message>``."""
-
-
-class InvalidInput(Refused):
-    """Bad input: exit 2, as every other command (README, "Commands")."""
-
-    exit_code = 2
-
-
-def _call(function: Any, *args: Any) -> Any:
-    """One service call in one transaction, as the other commands make it."""
-    try:
-        settings = load()
-    except SettingsError as error:
-        raise click.UsageError(str(error)) from None
-    try:
-        with database.engine_for(settings.database_url).begin() as conn:
-            return function(conn, *args, settings)
-    except TaskhubError as error:
-        raise (InvalidInput if error.code == "invalid" else Refused)(str(error)) from None
-
-
 def _show(shown: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(shown, indent=2, sort_keys=True))
+        print_json(shown)
         return
     click.echo(f"{'tenant:':<22}{shown['tenant']}")
     for name, limit in shown["limits"].items():
@@ -64,10 +38,10 @@ def limits_group() -> None:
 
 @limits_group.command("show")
 @click.argument("tenant")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 def limits_show(tenant: str, as_json: bool) -> None:
     """The limits in force for TENANT, where each comes from, and its tasks held."""
-    _show(_call(quotas.show, tenant), as_json)
+    _show(call(quotas.show, tenant, settings_or_exit()), as_json)
 
 
 def _limit_option(name: str, help_text: str) -> Callable[[F], F]:
@@ -85,7 +59,7 @@ def _limit_option(name: str, help_text: str) -> Callable[[F], F]:
 @_limit_option("min_interval_seconds", "Shortest time between two fires of a schedule (1-86400)")
 @_limit_option("runs_per_minute", "Run-now and redrive API calls per minute; 0: no limit")
 @_limit_option("requests_per_second", "API requests per second; 0: no limit")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 def limits_set(tenant: str, as_json: bool, **limits: str | None) -> None:
     """Give TENANT its own limits; the ones not named are kept. Stored tasks are never
     touched: a lower limit refuses only later creates and schedule changes."""
@@ -95,6 +69,6 @@ def limits_set(tenant: str, as_json: bool, **limits: str | None) -> None:
             "name at least one limit: "
             + ", ".join(f"--{name.replace('_', '-')}" for name in quotas.LIMIT_NAMES)
         )
-    now = datetime.now(UTC)
-    _call(lambda conn, settings: quotas.set_limits(conn, tenant, changes, now, settings))
-    _show(_call(quotas.show, tenant), as_json)
+    settings = settings_or_exit()
+    call(quotas.set_limits, tenant, changes, now(), settings)
+    _show(call(quotas.show, tenant, settings), as_json)

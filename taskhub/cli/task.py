@@ -1,0 +1,189 @@
+"""``taskhub task``: add, list, show, pause, resume, run, delete and preview tasks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from taskhub.cli.common import (
+    call,
+    json_option,
+    now,
+    print_json,
+    service_error,
+    show_page,
+    show_queued,
+    table,
+    tenant_option,
+)
+from taskhub.core.errors import ValidationError
+from taskhub.core.statuses import LastStatus
+from taskhub.service import task_service
+
+TASK_COLUMNS = ["id", "name", "status", "next_execution_time", "last_status", "execution_count"]
+
+#: Wide enough for the longest key (``auto_pause_after_failures:``) and a space.
+_KEY_WIDTH = 28
+
+
+def _show_task(task: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(task)
+        return
+    for key in (
+        "id",
+        "name",
+        "status",
+        "schedule",
+        "next_execution_time",
+        "last_status",
+        "last_execution_time",
+        "execution_count",
+        "consecutive_failures",
+        "misfire_policy",
+        "auto_pause_after_failures",
+        "paused_by",
+        "paused_reason",
+        "paused_at",
+        "tags",
+    ):
+        if key.startswith("paused_") and task[key] is None:
+            continue
+        click.echo(f"{key + ':':<{_KEY_WIDTH}}{_shown(key, task[key])}")
+    click.echo(f"{'target:':<{_KEY_WIDTH}}{task['target']['method']} {task['target']['url']}")
+
+
+def _shown(key: str, value: Any) -> str:
+    """A value as a person reads it: objects as JSON, unset values in words, never
+    Python's ``None``."""
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if value is None:
+        return "never" if key == "auto_pause_after_failures" else "-"
+    return str(value)
+
+
+@click.group("task")
+def task_group() -> None:
+    """Tasks: registered HTTP triggers."""
+
+
+@task_group.command("add")
+@click.argument("definition", type=click.File("r"))
+@tenant_option
+@json_option
+def task_add(definition: Any, tenant: str, as_json: bool) -> None:
+    """Create a task from a JSON file (``-`` for standard input), shaped as in SPEC.
+
+    Prints the new task's id (or the whole task with --json)."""
+    try:
+        data = json.load(definition)
+    except json.JSONDecodeError as error:
+        raise service_error(ValidationError("", f"the definition is not JSON: {error}")) from None
+    task = call(task_service.add_task, tenant, data, now())
+    print_json(task) if as_json else click.echo(task["id"])
+
+
+@task_group.command("list")
+@tenant_option
+@json_option
+@click.option("--status", type=click.Choice(["active", "paused", "finished"]))
+@click.option("--tag", "tags", multiple=True, help="key:value; repeat to require several.")
+@click.option("--name", help="Exact name.")
+@click.option("--name-prefix", help="Names starting with this.")
+@click.option("--last-status", type=click.Choice([s.value for s in LastStatus]))
+@click.option("--next-before", help="ISO 8601 time with offset.")
+@click.option("--next-after", help="ISO 8601 time with offset.")
+@click.option("--limit", type=int)
+@click.option("--cursor", help="Continue from a previous page.")
+def task_list(tenant: str, as_json: bool, tags: tuple[str, ...], **filters: Any) -> None:
+    """List tasks, oldest first, one page at a time."""
+    page = call(task_service.list_tasks, tenant, tags=list(tags), **filters)
+    show_page(page, TASK_COLUMNS, as_json)
+
+
+def _task_command(name: str, function: Callable[..., dict[str, Any]], doc: str) -> None:
+    @task_group.command(name, help=doc)
+    @click.argument("task_id")
+    @tenant_option
+    @json_option
+    def command(task_id: str, tenant: str, as_json: bool) -> None:
+        _show_task(call(function, tenant, task_id, now()), as_json)
+
+
+@task_group.command("pause")
+@click.argument("task_id")
+@click.option("--reason", help="Why; shown as the task's paused_reason.")
+@tenant_option
+@json_option
+def task_pause(task_id: str, reason: str | None, tenant: str, as_json: bool) -> None:
+    """Pause a task: it fires nothing until resumed."""
+    request = {} if reason is None else {"reason": reason}
+    _show_task(call(task_service.pause_task, tenant, task_id, now(), request), as_json)
+
+
+_task_command(
+    "resume", task_service.resume_task, "Resume a task; what fell due while paused is skipped."
+)
+
+
+@task_group.command("show")
+@click.argument("task_id")
+@tenant_option
+@json_option
+def task_show(task_id: str, tenant: str, as_json: bool) -> None:
+    """One task, with its state."""
+    _show_task(call(task_service.get_task, tenant, task_id), as_json)
+
+
+@task_group.command("run")
+@click.argument("task_id")
+@tenant_option
+@json_option
+def task_run(task_id: str, tenant: str, as_json: bool) -> None:
+    """Fire a task now: an extra occurrence, sent by the next tick (requested at once)."""
+    show_queued(call(task_service.run_task_now, tenant, task_id, now()), as_json)
+
+
+@task_group.command("delete")
+@click.argument("task_id")
+@tenant_option
+def task_delete(task_id: str, tenant: str) -> None:
+    """Delete a task with its executions."""
+    call(task_service.delete_task, tenant, task_id)
+    click.echo(f"deleted {task_id}")
+
+
+@task_group.command("preview")
+@click.argument("task_id", required=False)
+@click.option(
+    "--schedule",
+    "schedule_json",
+    help='Preview an unsaved schedule instead, e.g. \'{"cron": "0 9 * * 1-5"}\'.',
+)
+@click.option("--count", default=10, show_default=True)
+@tenant_option
+@json_option
+def task_preview(
+    task_id: str | None, schedule_json: str | None, count: int, tenant: str, as_json: bool
+) -> None:
+    """The next fire times of a task, or of an unsaved --schedule, in UTC and local time."""
+    if (task_id is None) == (schedule_json is None):
+        raise click.UsageError("give a TASK_ID or --schedule, not both")
+    if schedule_json is not None:
+        try:
+            schedule = json.loads(schedule_json)
+        except json.JSONDecodeError as error:
+            raise service_error(ValidationError("schedule", f"is not JSON: {error}")) from None
+        preview = call(
+            lambda _conn: task_service.preview_schedule({"schedule": schedule}, now(), count)
+        )
+    else:
+        preview = call(task_service.preview_task, tenant, task_id, now(), count)
+    if as_json:
+        print_json(preview)
+        return
+    table(preview["fire_times"], ["utc", "local"])
