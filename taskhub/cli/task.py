@@ -76,7 +76,7 @@ def task_group() -> None:
 @tenant_option
 @json_option
 def task_add(definition: Any, tenant: str, as_json: bool) -> None:
-    """Create a task from a JSON file (``-`` for standard input), shaped as in SPEC.
+    """Create a task from a JSON file (``-`` for standard input): a task definition.
 
     Prints the new task's id (or the whole task with --json)."""
     try:
