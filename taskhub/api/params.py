@@ -1,11 +1,16 @@
 """What the routes read from the query and the path, documented here and checked by
-the service (or, for execution ids, here)."""
+the service (or, for execution ids, here).
+
+The three lists of executions (a task's, the tenant's, its dead letters) share a due-time
+window and a page: :data:`ExecutionWindow` reads those four parameters for all of them.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Depends, Query
 from pydantic import WithJsonSchema
 
 from taskhub.core import paging
@@ -78,6 +83,34 @@ NextBeforeQuery = Annotated[
 NextAfterQuery = Annotated[
     str | None, Query(description="Next execution strictly after this time."), WithJsonSchema(_TIME)
 ]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Executions due in ``[since, until)``, one page of them."""
+
+    since: str | None
+    until: str | None
+    cursor: str | None
+    limit: int | None
+
+    def filters(self) -> dict[str, Any]:
+        """As the service's list functions take them."""
+        return {
+            "since": self.since,
+            "until": self.until,
+            "cursor": self.cursor,
+            "limit": self.limit,
+        }
+
+
+def window_of(
+    since: Since = None, until: Until = None, cursor: Cursor = None, limit: Limit = None
+) -> Window:
+    return Window(since, until, cursor, limit)
+
+
+ExecutionWindow = Annotated[Window, Depends(window_of)]
 
 
 def execution_ref(value: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks
 
 from taskhub.api.deps import Authed, JsonBody, RunAuthed
-from taskhub.api.params import Cursor, Limit, Since, TagQuery, TaskIdQuery, Until, execution_ref
+from taskhub.api.params import ExecutionWindow, TagQuery, TaskIdQuery, execution_ref
 from taskhub.api.schemas import (
     Execution,
     ExecutionPage,
@@ -29,23 +29,13 @@ router = APIRouter(tags=["dead letters"])
 )
 def list_dead_letters(
     caller: Authed,
+    window: ExecutionWindow,
     task_id: TaskIdQuery = None,
     tag: TagQuery = None,
-    since: Since = None,
-    until: Until = None,
-    cursor: Cursor = None,
-    limit: Limit = None,
 ) -> dict[str, Any]:
     return caller.run(
         lambda conn: executions.list_dead_letters(
-            conn,
-            caller.tenant,
-            task_id=task_id,
-            tags=tag,
-            since=since,
-            until=until,
-            cursor=cursor,
-            limit=limit,
+            conn, caller.tenant, task_id=task_id, tags=tag, **window.filters()
         )
     )
 

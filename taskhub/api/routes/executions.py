@@ -7,15 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from taskhub.api.deps import Authed
-from taskhub.api.params import (
-    Cursor,
-    ExecutionStatusQuery,
-    Limit,
-    Since,
-    TaskIdQuery,
-    Until,
-    execution_ref,
-)
+from taskhub.api.params import ExecutionStatusQuery, ExecutionWindow, TaskIdQuery, execution_ref
 from taskhub.api.schemas import Execution, ExecutionPage, error_responses
 from taskhub.service import executions
 
@@ -29,24 +21,11 @@ router = APIRouter(tags=["executions"])
     summary="A task's executions, newest first",
 )
 def list_task_executions(
-    caller: Authed,
-    task_id: str,
-    status: ExecutionStatusQuery = None,
-    since: Since = None,
-    until: Until = None,
-    cursor: Cursor = None,
-    limit: Limit = None,
+    caller: Authed, window: ExecutionWindow, task_id: str, status: ExecutionStatusQuery = None
 ) -> dict[str, Any]:
     return caller.run(
         lambda conn: executions.list_executions(
-            conn,
-            caller.tenant,
-            task_id=task_id,
-            status=status,
-            since=since,
-            until=until,
-            cursor=cursor,
-            limit=limit,
+            conn, caller.tenant, task_id=task_id, status=status, **window.filters()
         )
     )
 
@@ -59,23 +38,13 @@ def list_task_executions(
 )
 def list_all_executions(
     caller: Authed,
+    window: ExecutionWindow,
     task_id: TaskIdQuery = None,
     status: ExecutionStatusQuery = None,
-    since: Since = None,
-    until: Until = None,
-    cursor: Cursor = None,
-    limit: Limit = None,
 ) -> dict[str, Any]:
     return caller.run(
         lambda conn: executions.list_executions(
-            conn,
-            caller.tenant,
-            task_id=task_id,
-            status=status,
-            since=since,
-            until=until,
-            cursor=cursor,
-            limit=limit,
+            conn, caller.tenant, task_id=task_id, status=status, **window.filters()
         )
     )
 
