@@ -21,7 +21,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
-from taskhub.api.app import MAX_REQUEST_BYTES, create_app
+from taskhub.api.app import create_app
+from taskhub.api.deps import MAX_REQUEST_BYTES
 from taskhub.db import engines, queries
 from taskhub.db.models import attempts, executions, scheduled_tasks
 from taskhub.service import apikeys, quotas, task_service

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from taskhub.api.app import MAX_REQUEST_BYTES, create_app
+from taskhub.api.app import create_app
+from taskhub.api.deps import MAX_REQUEST_BYTES
 from taskhub.service import quotas
 from tests.integration.test_api import T0, Clock, client, dump, new_key
 

@@ -1,0 +1,150 @@
+"""What every route depends on: who calls, when, and the one transaction it runs in.
+
+Every ``/v1`` route authenticates its caller (``Authorization: Bearer <key>``) and counts
+the call against the tenant's rate limits before it looks at anything else, then opens
+one transaction around one service function of ``taskhub.service``: a refused request
+raises inside the transaction, so it rolls back and changes nothing. Bodies are read here
+as plain JSON, with a cap; the service validates them. Neither API keys nor request
+bodies are ever logged or echoed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Connection, Engine
+
+from taskhub.api.errors import TooLarge, Unauthorized
+from taskhub.core import definitions
+from taskhub.core.errors import ValidationError
+from taskhub.observability.metrics import Metrics
+from taskhub.service import apikeys, quotas
+
+T = TypeVar("T")
+
+#: The largest request body read: a task at every documented limit, JSON-escaped, fits.
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+def utcnow() -> datetime:
+    """The API's clock unless :func:`taskhub.api.app.create_app` is given another."""
+    return datetime.now(UTC)
+
+
+# --- the caller -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every route needs, set on ``app.state`` by
+    :func:`taskhub.api.app.create_app`."""
+
+    engine: Engine
+    clock: Callable[[], datetime]
+    tick: Callable[[], object]
+    metrics: Metrics
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated request: its tenant, and the one moment it is handled at."""
+
+    tenant: str
+    now: datetime
+    context: Context
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """One transaction around one service call: committed if it returns, rolled back
+        (nothing changed) if it raises."""
+        with self.context.engine.begin() as conn:
+            return work(conn)
+
+
+def context_of(request: Request) -> Context:
+    context: Context = request.app.state.taskhub
+    return context
+
+
+AppContext = Annotated[Context, Depends(context_of)]
+bearer = HTTPBearer(auto_error=False, description="An API key of your tenant.")
+
+
+def caller_of(
+    context: AppContext,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    """The caller's tenant; anything but a valid, unrevoked key is a 401. Resolved before
+    the query and the body are looked at, so a caller without a key learns nothing."""
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("send Authorization: Bearer <api key>")
+    now = context.clock()
+    with context.engine.begin() as conn:
+        tenant = apikeys.authenticate(conn, credentials.credentials, now)
+        if tenant is not None:
+            quotas.count_call(conn, tenant, quotas.REQUESTS, now)
+    if tenant is None:
+        raise Unauthorized("the API key is not valid")
+    return Caller(tenant, now, context)
+
+
+Authed = Annotated[Caller, Depends(caller_of)]
+
+
+def run_caller_of(caller: Authed) -> Caller:
+    """A run-now or redrive call: counted against the tenant's runs_per_minute first."""
+    caller.run(lambda conn: quotas.count_call(conn, caller.tenant, quotas.RUNS, caller.now))
+    return caller
+
+
+RunAuthed = Annotated[Caller, Depends(run_caller_of)]
+
+
+# --- request bodies -------------------------------------------------------------------
+
+
+async def json_body(request: Request) -> Any:
+    """The request body as parsed JSON, whatever it holds: the service functions say what
+    is wrong with it. Read with a cap, so a huge body costs nothing."""
+    raw = await _read_body(request)
+    if not raw.strip():
+        raise ValidationError("body", "is required: send a JSON object")
+    return _parse_json(raw)
+
+
+async def optional_json_body(request: Request) -> Any:
+    """As :func:`json_body`, but an empty body is ``{}``."""
+    raw = await _read_body(request)
+    return _parse_json(raw) if raw.strip() else {}
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        raise TooLarge(f"the request body exceeds {MAX_REQUEST_BYTES} bytes", "body")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_REQUEST_BYTES:
+            raise TooLarge(f"the request body exceeds {MAX_REQUEST_BYTES} bytes", "body")
+    return bytes(raw)
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ValidationError("body", "is not valid JSON") from None
+    # JSON may carry lone surrogates ("\ud800") that no column or header can hold: every
+    # body is refused for them here, whichever route it is for (previews, pause reasons).
+    definitions.refuse_unencodable(parsed)
+    return parsed
+
+
+JsonBody = Annotated[Any, Depends(json_body)]
+OptionalJsonBody = Annotated[Any, Depends(optional_json_body)]

@@ -1,0 +1,184 @@
+"""The tasks: registered HTTP triggers, their schedules, and what they fire next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, BackgroundTasks, Response
+
+from taskhub.api.deps import Authed, JsonBody, OptionalJsonBody, RunAuthed
+from taskhub.api.params import (
+    Count,
+    Cursor,
+    LastStatusQuery,
+    Limit,
+    NamePrefixQuery,
+    NameQuery,
+    NextAfterQuery,
+    NextBeforeQuery,
+    TagQuery,
+    TaskStatusQuery,
+)
+from taskhub.api.schemas import (
+    Execution,
+    PauseRequest,
+    Preview,
+    SchedulePreviewRequest,
+    Task,
+    TaskCreate,
+    TaskPage,
+    TaskPatch,
+    body_doc,
+    error_responses,
+)
+from taskhub.service import task_service
+
+router = APIRouter(tags=["tasks"])
+
+
+@router.post(
+    "/v1/tasks",
+    status_code=201,
+    response_model=Task,
+    responses=error_responses(409, 413),
+    openapi_extra=body_doc(TaskCreate),
+    summary="Create a task",
+)
+def create_task(caller: Authed, body: JsonBody, response: Response) -> dict[str, Any]:
+    task = caller.run(lambda conn: task_service.add_task(conn, caller.tenant, body, caller.now))
+    response.headers["Location"] = f"/v1/tasks/{task['id']}"
+    return task
+
+
+@router.get(
+    "/v1/tasks",
+    response_model=TaskPage,
+    responses=error_responses(),
+    summary="List tasks, oldest first",
+)
+def list_tasks(
+    caller: Authed,
+    status: TaskStatusQuery = None,
+    tag: TagQuery = None,
+    name: NameQuery = None,
+    name_prefix: NamePrefixQuery = None,
+    last_status: LastStatusQuery = None,
+    next_before: NextBeforeQuery = None,
+    next_after: NextAfterQuery = None,
+    cursor: Cursor = None,
+    limit: Limit = None,
+) -> dict[str, Any]:
+    return caller.run(
+        lambda conn: task_service.list_tasks(
+            conn,
+            caller.tenant,
+            status=status,
+            tags=tag,
+            name=name,
+            name_prefix=name_prefix,
+            last_status=last_status,
+            next_before=next_before,
+            next_after=next_after,
+            cursor=cursor,
+            limit=limit,
+        )
+    )
+
+
+@router.get(
+    "/v1/tasks/{task_id}",
+    response_model=Task,
+    responses=error_responses(404),
+    summary="One task",
+)
+def get_task(caller: Authed, task_id: str) -> dict[str, Any]:
+    return caller.run(lambda conn: task_service.get_task(conn, caller.tenant, task_id))
+
+
+@router.patch(
+    "/v1/tasks/{task_id}",
+    response_model=Task,
+    responses=error_responses(404, 409, 413),
+    openapi_extra=body_doc(TaskPatch),
+    summary="Change fields of a task; the next run is recomputed",
+)
+def update_task(caller: Authed, task_id: str, body: JsonBody) -> dict[str, Any]:
+    return caller.run(
+        lambda conn: task_service.update_task(conn, caller.tenant, task_id, body, caller.now)
+    )
+
+
+@router.delete(
+    "/v1/tasks/{task_id}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(404),
+    summary="Delete a task, with its executions",
+)
+def delete_task(caller: Authed, task_id: str) -> Response:
+    caller.run(lambda conn: task_service.delete_task(conn, caller.tenant, task_id))
+    return Response(status_code=204)
+
+
+@router.post(
+    "/v1/tasks/{task_id}/pause",
+    response_model=Task,
+    responses=error_responses(404, 409),
+    openapi_extra=body_doc(PauseRequest, required=False),
+    summary="Pause a task, optionally saying why",
+)
+def pause_task(caller: Authed, task_id: str, body: OptionalJsonBody) -> dict[str, Any]:
+    return caller.run(
+        lambda conn: task_service.pause_task(conn, caller.tenant, task_id, caller.now, body)
+    )
+
+
+@router.post(
+    "/v1/tasks/{task_id}/resume",
+    response_model=Task,
+    responses=error_responses(404, 409),
+    summary="Resume a task; occurrences that fell due while paused are skipped",
+)
+def resume_task(caller: Authed, task_id: str) -> dict[str, Any]:
+    return caller.run(
+        lambda conn: task_service.resume_task(conn, caller.tenant, task_id, caller.now)
+    )
+
+
+@router.post(
+    "/v1/tasks/{task_id}/run",
+    status_code=202,
+    response_model=Execution,
+    responses=error_responses(404, 409),
+    summary="Fire now: an extra occurrence, sent at once",
+)
+def run_task(caller: RunAuthed, task_id: str, background: BackgroundTasks) -> dict[str, Any]:
+    execution = caller.run(
+        lambda conn: task_service.run_task_now(conn, caller.tenant, task_id, caller.now)
+    )
+    background.add_task(caller.context.tick)
+    return execution
+
+
+@router.get(
+    "/v1/tasks/{task_id}/preview",
+    response_model=Preview,
+    responses=error_responses(404),
+    summary="The task's next fire times, in UTC and in its time zone",
+)
+def preview_task(caller: Authed, task_id: str, count: Count = 10) -> dict[str, Any]:
+    return caller.run(
+        lambda conn: task_service.preview_task(conn, caller.tenant, task_id, caller.now, count)
+    )
+
+
+@router.post(
+    "/v1/schedules/preview",
+    response_model=Preview,
+    responses=error_responses(413),
+    openapi_extra=body_doc(SchedulePreviewRequest),
+    summary="The next fire times of a schedule not saved (catch DST and cron mistakes)",
+)
+def preview_schedule(caller: Authed, body: JsonBody, count: Count = 10) -> dict[str, Any]:
+    # Reads nothing stored: no transaction.
+    return task_service.preview_schedule(body, caller.now, count)

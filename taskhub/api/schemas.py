@@ -1,0 +1,399 @@
+"""What the API receives and returns, as pydantic models for the OpenAPI document.
+
+Request bodies are read as plain JSON and validated by the service (which names the
+offending field exactly as the CLI does): the request models only describe them. The
+response models describe every response and also check each one on its way out.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+
+from taskhub.core import definitions
+from taskhub.core.statuses import ExecutionStatus, LastStatus, MisfirePolicy, PausedBy, TaskStatus
+from taskhub.service import task_service
+
+DateTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+Uuid = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+Tags = Annotated[
+    dict[str, str],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": definitions.MAX_TAGS,
+            "propertyNames": {"pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": definitions.MAX_TAG_VALUE_CHARS,
+            },
+        }
+    ),
+]
+Headers = Annotated[
+    dict[str, str],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": definitions.MAX_HEADERS,
+            "propertyNames": {
+                "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+                "maxLength": definitions.MAX_HEADER_NAME_CHARS,
+            },
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": definitions.MAX_HEADER_VALUE_CHARS,
+            },
+            "description": (
+                "Sent with every attempt. Not allowed: Idempotency-Key, X-Taskhub-*, Host, "
+                "Content-Length and hop-by-hop headers; at most "
+                f"{definitions.MAX_HEADERS_BYTES} bytes in all."
+            ),
+        }
+    ),
+]
+Url = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=definitions.MAX_URL_CHARS, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://"
+    ),
+]
+Body = Annotated[
+    str,
+    Field(description=f"Sent as is; at most {definitions.MAX_BODY_BYTES} bytes (UTF-8)."),
+]
+Timeout = Annotated[
+    float, Field(ge=definitions.MIN_TIMEOUT_S, le=definitions.MAX_TIMEOUT_S, allow_inf_nan=False)
+]
+Backoff = Annotated[float, Field(ge=0, le=definitions.MAX_BACKOFF_S, allow_inf_nan=False)]
+MaxExecutions = Annotated[int, Field(ge=1, le=2**31 - 1)]
+MisfirePolicyField = Annotated[
+    MisfirePolicy,
+    Field(
+        description="What a claim does with occurrences missed for longer than the misfire "
+        "grace: `fire_once` (one execution for them), `skip` (none), `fire_each` (one each, "
+        "at most TASKHUB_MISFIRE_FIRE_EACH_MAX, the newest)."
+    ),
+]
+AutoPause = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=definitions.MAX_AUTO_PAUSE_AFTER_FAILURES,
+        description="Pause the task after this many failed executions in a row; null: never.",
+    ),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskRateLimit(_Strict):
+    """Flow control of this task's requests, shared by every worker (with the host's
+    TASKHUB_HOST_LIMITS the tighter wins); at least one field."""
+
+    max_in_flight: int | None = Field(None, ge=1, le=definitions.MAX_RATE_IN_FLIGHT)
+    per_second: float | None = Field(None, gt=0, le=definitions.MAX_RATE_PER_SECOND)
+
+
+class TaskRateLimitShown(_Strict):
+    """A task's flow control as returned (null: no limit of that kind)."""
+
+    max_in_flight: int | None
+    per_second: float | None
+
+
+Spread = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=definitions.MAX_SPREAD_S,
+        description="Fire each occurrence at a stable pseudo-random offset within this many "
+        "seconds after its due time (derived from its Idempotency-Key); 0: on time.",
+    ),
+]
+
+
+class CronSchedule(_Strict):
+    cron: str = Field(
+        description="Five fields: minute hour day-of-month month day-of-week.",
+        examples=["0 9 * * 1-5"],
+    )
+    timezone: str = Field("UTC", description="An IANA time zone.", examples=["Asia/Taipei"])
+
+
+class IntervalSchedule(_Strict):
+    interval_seconds: int = Field(ge=definitions.MIN_INTERVAL_S, le=definitions.MAX_INTERVAL_S)
+
+
+class AtSchedule(_Strict):
+    at: DateTime = Field(description="One time; when creating, not in the past.")
+
+
+Schedule = CronSchedule | IntervalSchedule | AtSchedule
+
+
+# Responses are described without the input limits: a stored task stays readable even
+# if a limit is tightened later.
+
+
+class Target(_Strict):
+    url: str
+    method: Method
+    headers: dict[str, str] = Field(
+        description=(
+            "Credential headers (Authorization, Cookie, API-key headers, "
+            "TASKHUB_SECRET_HEADERS) are masked, e.g. `Bearer ****wxyz`; send a masked "
+            "value back unchanged to keep the stored one."
+        )
+    )
+    body: str | None
+    timeout_seconds: float
+
+
+class Retry(_Strict):
+    max_attempts: int
+    backoff_seconds: float
+    max_backoff_seconds: float
+
+
+class TargetCreate(_Strict):
+    url: Url
+    method: Method = Field("POST", description="Any case.")
+    headers: Headers | None = None
+    body: Body | None = None
+    timeout_seconds: Timeout = 30.0
+
+
+class TargetPatch(_Strict):
+    """Merged field by field into the task's target."""
+
+    url: Url | None = None
+    method: Method | None = None
+    headers: Headers | None = None
+    body: Body | None = None
+    timeout_seconds: Timeout | None = None
+
+
+class RetryCreate(_Strict):
+    max_attempts: int = Field(3, ge=1, le=definitions.MAX_ATTEMPTS)
+    backoff_seconds: Backoff = 10.0
+    max_backoff_seconds: Backoff = Field(600.0, description="Not below backoff_seconds.")
+
+
+class TaskCreate(_Strict):
+    """A task as sent: only ``name``, ``schedule`` and ``target.url`` are required."""
+
+    name: str = Field(min_length=1, max_length=definitions.MAX_NAME_CHARS)
+    schedule: Schedule
+    target: TargetCreate
+    retry: RetryCreate | None = None
+    start_at: DateTime | None = None
+    end_at: DateTime | None = None
+    max_executions: MaxExecutions | None = None
+    tags: Tags | None = None
+    misfire_policy: MisfirePolicyField | None = None
+    auto_pause_after_failures: AutoPause | None = None
+    rate_limit: TaskRateLimit | None = None
+    spread_seconds: Spread | None = None
+
+
+class TaskPatch(_Strict):
+    """The fields to change. ``target`` and ``retry`` merge field by field; every other
+    field is replaced whole. A changed schedule or window recomputes the next run."""
+
+    name: str | None = Field(None, min_length=1, max_length=definitions.MAX_NAME_CHARS)
+    schedule: Schedule | None = None
+    target: TargetPatch | None = None
+    retry: RetryCreate | None = None
+    start_at: DateTime | None = None
+    end_at: DateTime | None = None
+    max_executions: MaxExecutions | None = None
+    tags: Tags | None = None
+    misfire_policy: MisfirePolicyField | None = None
+    auto_pause_after_failures: AutoPause | None = None
+    rate_limit: TaskRateLimit | None = None
+    spread_seconds: Spread | None = None
+
+
+class PauseRequest(_Strict):
+    """Optional: why the task is paused (shown as its ``paused_reason``)."""
+
+    reason: str | None = Field(None, max_length=task_service.MAX_PAUSE_REASON_CHARS)
+
+
+class RedriveFilter(_Strict):
+    """Which dead letters to redrive: at least one filter, or ``{"all": true}``."""
+
+    task_id: Uuid | None = None
+    tags: Tags | None = Field(None, description="The task's tags; every one must match.")
+    since: DateTime | None = Field(None, description="Due at or after this time.")
+    until: DateTime | None = Field(None, description="Due before this time.")
+    all: Literal[True] | None = Field(None, description="Every dead letter; no other field.")
+
+
+class Redriven(_Strict):
+    redriven: int = Field(description="How many dead letters were sent again.")
+
+
+class SchedulePreviewRequest(_Strict):
+    schedule: Schedule
+    start_at: DateTime | None = None
+    end_at: DateTime | None = None
+    max_executions: MaxExecutions | None = None
+
+
+class Task(_Strict):
+    """A task as returned: what was sent, defaults filled in, plus its state."""
+
+    id: Uuid
+    name: str
+    schedule: Schedule
+    target: Target
+    retry: Retry
+    start_at: DateTime | None
+    end_at: DateTime | None
+    max_executions: int | None
+    tags: dict[str, str]
+    misfire_policy: MisfirePolicy
+    auto_pause_after_failures: int | None
+    rate_limit: TaskRateLimitShown | None
+    spread_seconds: int
+    status: TaskStatus
+    next_execution_time: DateTime | None
+    last_execution_time: DateTime | None
+    last_status: LastStatus | None
+    execution_count: int
+    consecutive_failures: int
+    paused_by: PausedBy | None = Field(
+        description="Who paused the task: `user`, or `auto_pause` (its failures in a row "
+        "reached auto_pause_after_failures); null while not paused."
+    )
+    paused_reason: str | None
+    paused_at: DateTime | None
+    created_at: DateTime
+    updated_at: DateTime
+
+
+class Execution(_Strict):
+    """The record of firing one occurrence of a task."""
+
+    id: int
+    task_id: Uuid
+    scheduled_for: DateTime
+    status: ExecutionStatus
+    attempts: int
+    http_status: int | None
+    duration_ms: int | None
+    error: str | None
+    response_excerpt: str | None = Field(description="The start of the last response body.")
+    idempotency_key: str = Field(description="Sent as Idempotency-Key with every attempt.")
+    next_attempt_at: DateTime | None = Field(description="When a queued execution is sent.")
+    started_at: DateTime | None
+    finished_at: DateTime | None
+    created_at: DateTime
+
+
+class TaskPage(_Strict):
+    items: list[Task]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+class ExecutionPage(_Strict):
+    items: list[Execution]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+class FireTime(_Strict):
+    utc: DateTime
+    local: DateTime = Field(description="The same instant in the schedule's time zone.")
+
+
+class Preview(_Strict):
+    timezone: str
+    fire_times: list[FireTime]
+
+
+class ErrorDetail(_Strict):
+    code: str = Field(examples=["invalid", "not_found", "conflict", "unauthorized"])
+    message: str
+    field: str | None = Field(description="Dotted path of the offending field, if one.")
+
+
+class Error(_Strict):
+    error: ErrorDetail
+
+
+class Health(_Strict):
+    status: Literal["ok"]
+
+
+class SigningSecret(_Strict):
+    """A signing secret as listed: a hint to tell it apart, never the secret."""
+
+    id: Uuid
+    tenant: str
+    hint: str = Field(description="`whsec_…` and the secret's last 4 characters.")
+    active: bool
+    created_at: DateTime
+    revoked_at: DateTime | None
+
+
+class SigningSecretCreated(SigningSecret):
+    """A new signing secret: the only response that ever holds the secret itself."""
+
+    secret: str = Field(description="Shown this once; store it in your receiver now.")
+
+
+class SigningSecretPage(_Strict):
+    items: list[SigningSecret]
+
+
+#: Request bodies: documented here, validated by the service functions.
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    TaskCreate,
+    TaskPatch,
+    SchedulePreviewRequest,
+    PauseRequest,
+    RedriveFilter,
+)
+
+
+def body_doc(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
+    """A route's ``openapi_extra``: its body is ``model``, read by the route as raw JSON."""
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
+        }
+    }
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A ``/v1`` route's error answers: the ones every such route can give, plus
+    ``statuses``."""
+    why = {
+        401: "No valid API key",
+        404: "No such object for this tenant",
+        409: "Conflicts with the current state",
+        413: "Request body too large",
+        422: "Invalid input; `field` names it",
+        429: "A rate limit of the tenant is reached; `Retry-After` says when to retry",
+        503: "The database is unavailable",
+    }
+    documented: dict[int | str, dict[str, Any]] = {
+        s: {"model": Error, "description": why[s]} for s in (401, 422, 429, 503, *statuses)
+    }
+    documented[429]["headers"] = {
+        "Retry-After": {"description": "Seconds", "schema": {"type": "integer", "minimum": 1}}
+    }
+    return documented
