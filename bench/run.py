@@ -619,7 +619,7 @@ def fill_table(engine: Engine, total: int, due_count: int) -> None:
             ),
             {"due": due_count, "due_at": due_at, "far": far, "total": total - 1},
         )
-        # The copies' next occurrences, as taskhub keeps them (queries.insert_task).
+        # The copies' next occurrences, as taskhub keeps them (task_queries.insert_task).
         conn.execute(
             sa.text(
                 "INSERT INTO next_occurrences (scheduled_for, task_id) "
@@ -700,7 +700,7 @@ def scenario_table(
     claims, and the claims skip each other's rows); the rate is everything published
     over the time until the last pass ended. ``env``: taskhub settings for the passes."""
     from taskhub.core.settings import load
-    from taskhub.db import queries
+    from taskhub.db import task_queries
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     with scratch_database() as (_name, url):
@@ -714,7 +714,9 @@ def scenario_table(
         }
         settings = load(pass_env)
         with engine.connect() as conn:
-            query = queries.claim_due_tasks_statement(datetime.now(UTC), settings.claim_batch_size)
+            query = task_queries.claim_due_tasks_statement(
+                datetime.now(UTC), settings.claim_batch_size
+            )
             compiled = query.compile(dialect=engine.dialect)
             plan = [
                 row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params).all()

@@ -183,7 +183,7 @@ next_occurrences = sa.Table(
     # One row per task that can fall due (active, not finished, with a next execution
     # time): that task's next occurrence, ``scheduled_tasks.next_execution_time``. A claim
     # deletes the rows it takes and inserts each task's next one; every other writer of
-    # those three columns keeps this table in step (``queries``). Its only index is its
+    # those three columns keeps this table in step (``task_queries``). Its only index is its
     # key, in due order: a claim reads its head and appends near its tail. No foreign
     # key, for the reason of migration 0006; rows go with their task.
     sa.Column("scheduled_for", UTCDateTime(), nullable=False),
@@ -197,7 +197,7 @@ executions = sa.Table(
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     # No foreign key (migration 0006): its check cost a lookup per inserted execution on
     # the claim's hot path. Executions are inserted only under their task's row lock, and
-    # go with their task (``queries.delete_task``).
+    # go with their task (``task_queries.delete_task``).
     sa.Column("task_id", sa.Uuid(), nullable=False),
     sa.Column("scheduled_for", UTCDateTime(), nullable=False),
     sa.Column("idempotency_key", sa.String(64), nullable=False),

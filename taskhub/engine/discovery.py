@@ -50,7 +50,7 @@ from taskhub.core.messages import TriggerRequest
 from taskhub.core.occurrences import idempotency_key, plan_ahead, spread_offset_s
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, MisfirePolicy
-from taskhub.db import queries
+from taskhub.db import execution_queries, key_queries, metric_queries, task_queries
 from taskhub.db.rows import rate_limit_of, schedule_of, window_of
 from taskhub.engine import holders
 from taskhub.observability import counters
@@ -121,7 +121,7 @@ def _request(
 def _secrets_by_tenant(conn: Connection, tenants: set[str]) -> dict[str, tuple[str, ...]]:
     """Each tenant's active sealed signing secrets, once per claim (a tenant without any
     has none)."""
-    found = queries.active_sealed_signing_secrets(conn, tenants)
+    found = key_queries.active_sealed_signing_secrets(conn, tenants)
     return {tenant: tuple(found.get(tenant, ())) for tenant in tenants}
 
 
@@ -150,7 +150,7 @@ def claim_occurrences(
     """
     horizon = now + timedelta(seconds=max(lookahead_s, settings.publish_lead_s))
     send_by_lead = now + timedelta(seconds=settings.publish_lead_s)
-    tasks = queries.claim_due_tasks(conn, horizon, settings.claim_batch_size)
+    tasks = task_queries.claim_due_tasks(conn, horizon, settings.claim_batch_size)
     new_rows: list[dict[str, object]] = []
     #: Per new row: its task's row (the id as text), its occurrence, key and send time.
     sends: list[tuple[RowMapping, datetime, str, datetime]] = []
@@ -171,7 +171,7 @@ def claim_occurrences(
             fire_each_max=settings.misfire_fire_each_max,
         )
         more = more or (plan.next_time is not None and plan.next_time <= horizon)
-        task_id: str = row["id"]  # text (queries.CLAIM_COLUMNS)
+        task_id: str = row["id"]  # text (task_queries.CLAIM_COLUMNS)
         spread_seconds = row["spread_seconds"]
         timeout_s = row["timeout_seconds"]
         for scheduled_for in plan.fire:
@@ -205,8 +205,8 @@ def claim_occurrences(
                 "b_finished": plan.next_time is None and not plan.fire,
             }
         )
-    inserted = queries.insert_executions(conn, new_rows, now)
-    queries.advance_tasks(conn, advances, now)
+    inserted = execution_queries.insert_executions(conn, new_rows, now)
+    task_queries.advance_tasks(conn, advances, now)
     index_of = {new["idempotency_key"]: i for i, new in enumerate(new_rows)}
     to_send: list[tuple[int, int]] = []  # (execution id, index of its new row)
     for ex in inserted:
@@ -242,14 +242,14 @@ def claim_redispatches(
     whose backoff ended, throttled sends, and sends whose lease ran out (message lost,
     callback lost, worker killed), or whose holder died (``holders``). Staged ones are
     first sends, not counted as sent again."""
-    rows = queries.claim_dispatchable_executions(
+    rows = execution_queries.claim_dispatchable_executions(
         conn,
         now,
         settings.claim_batch_size,
         lead_until=now + timedelta(seconds=settings.publish_lead_s),
         dead_holders=holders.dead_holders(conn, now, settings),
     )
-    queries.mark_dispatched(
+    execution_queries.mark_dispatched(
         conn,
         [
             {
@@ -348,7 +348,7 @@ def _claim_and_publish_batch(
     with engine.begin() as conn:
         result = claim(conn, now, settings, lookahead_s)
         # Counted in the claim's own transaction: exactly once, like the claim.
-        queries.add_to_counters(
+        metric_queries.add_to_counters(
             conn, counters.for_claim(claim is claim_occurrences, result.counted)
         )
     if result.requests:
@@ -402,8 +402,8 @@ def run_tick(
     )
     report.duration_s = time.monotonic() - started
     with engine.begin() as conn:
-        queries.add_to_counters(conn, counters.for_tick(report.duration_s))
-        queries.set_gauges(conn, {(counters.LAST_TICK, ""): clock().timestamp()})
+        metric_queries.add_to_counters(conn, counters.for_tick(report.duration_s))
+        metric_queries.set_gauges(conn, {(counters.LAST_TICK, ""): clock().timestamp()})
     log.info(
         "tick: %d occurrences claimed (%d staged), %d executions sent again, %d published"
         " in %.3f s",

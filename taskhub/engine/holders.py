@@ -43,7 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings
-from taskhub.db import queries
+from taskhub.db import heartbeat_queries, hold_queries
 from taskhub.engine import writeback
 from taskhub.observability import heartbeat
 
@@ -72,7 +72,7 @@ def start(
     ]
     with engine.begin() as conn:
         heartbeat.ensure_written(conn, now)
-        taken = queries.hold_executions(conn, holds, heartbeat.this_process(), message_id)
+        taken = hold_queries.hold_executions(conn, holds, heartbeat.this_process(), message_id)
     return [r for r in requests if r.execution_id in taken]
 
 
@@ -162,7 +162,7 @@ def renew_once(
     renewed = 0
     for message_id, held in due:
         with engine.begin() as conn:
-            renewed += queries.renew_holds(
+            renewed += hold_queries.renew_holds(
                 conn,
                 held.execution_ids,
                 heartbeat.this_process(),
@@ -180,7 +180,7 @@ def dead_holders(conn: Connection, now: datetime, settings: Settings) -> list[st
     if dead_after_s <= 0 or heartbeat.writing_for_s() < dead_after_s:
         return []
     seen_before = now - timedelta(seconds=dead_after_s)
-    return queries.stale_processes(
+    return heartbeat_queries.stale_processes(
         conn, seen_before, seen_since=seen_before - timedelta(seconds=heartbeat.STALE_AFTER_S)
     )
 
@@ -197,7 +197,7 @@ def recover_outcomes(
     that cannot answer changes nothing: the sends go out again, as before."""
     with engine.connect() as conn:
         dead = dead_holders(conn, now, settings)
-        rows = queries.held_sends_to_look_up(conn, now, dead, settings.claim_batch_size)
+        rows = hold_queries.held_sends_to_look_up(conn, now, dead, settings.claim_batch_size)
     if not rows:
         return 0
     wanted = {(row["id"], row["attempts"] + 1) for row in rows}

@@ -8,7 +8,7 @@ publish lead are published at once and held by a trigger worker until their send
 Two places make a change stick:
 
 - The writer. In its own transaction, under the task's row lock, it deletes the task's
-  occurrences that were written down and not sent (``queries.withdraw_unsent``) and puts
+  occurrences that were written down and not sent (``withdrawal_queries.withdraw_unsent``) and puts
   them back into the schedule (its ``next_execution_time`` and ``occurrence_count``).
   They are removed, not kept with a status: a resumed or changed task claims the same
   (task, ``scheduled_for``) again, which a kept row would block (executions are unique
@@ -37,7 +37,7 @@ from datetime import datetime
 from sqlalchemy.engine import Connection, Engine
 
 from taskhub.core.messages import TriggerRequest
-from taskhub.db import queries
+from taskhub.db import metric_queries, withdrawal_queries
 from taskhub.observability import counters
 
 #: The ``reason`` label of ``taskhub_occurrences_withdrawn_total``.
@@ -57,8 +57,8 @@ FIRING_FIELDS = frozenset(
 def withdraw(conn: Connection, task_ids: Sequence[uuid.UUID], now: datetime, reason: str) -> int:
     """Withdraw the tasks' unsent occurrences in the caller's transaction (which holds
     their row locks) and count them; returns how many."""
-    count = queries.withdraw_unsent(conn, task_ids, now)
-    queries.add_to_counters(conn, counters.for_withdrawn(reason, count))
+    count = withdrawal_queries.withdraw_unsent(conn, task_ids, now)
+    metric_queries.add_to_counters(conn, counters.for_withdrawn(reason, count))
     return count
 
 
@@ -66,4 +66,6 @@ def clear_to_send(engine: Engine, requests: Sequence[TriggerRequest], now: datet
     """The execution ids of ``requests`` that may be sent now (``trigger.fire``'s
     ``clear``); one short transaction."""
     with engine.begin() as conn:
-        return queries.clear_to_send(conn, {r.execution_id: r.attempt - 1 for r in requests}, now)
+        return withdrawal_queries.clear_to_send(
+            conn, {r.execution_id: r.attempt - 1 for r in requests}, now
+        )

@@ -24,7 +24,7 @@ from taskhub.core.messages import THROTTLED, TriggerOutcome
 from taskhub.core.retry_policy import RetryPolicy, decide
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, LastStatus, PausedBy
-from taskhub.db import queries
+from taskhub.db import execution_queries, metric_queries, task_queries
 from taskhub.engine import withdrawal
 from taskhub.observability import counters
 
@@ -69,7 +69,7 @@ def record_outcomes(
 ) -> RecordReport:
     report = RecordReport()
     with engine.begin() as conn:
-        current = queries.lock_executions(conn, (o.execution_id for o in outcomes))
+        current = execution_queries.lock_executions(conn, (o.execution_id for o in outcomes))
         fresh: list[tuple[TriggerOutcome, RowMapping]] = []
         deferred: list[dict[str, Any]] = []
         throttled_waits_s: list[float] = []
@@ -99,7 +99,7 @@ def record_outcomes(
             fresh.append((outcome, row))
             # Two outcomes of one attempt in one chunk: the first one wins.
             current.pop(outcome.execution_id)
-        tasks = queries.lock_tasks(conn, (row["task_id"] for _, row in fresh))
+        tasks = task_queries.lock_tasks(conn, (row["task_id"] for _, row in fresh))
 
         execution_updates: list[dict[str, Any]] = []
         attempt_rows: list[dict[str, Any]] = []
@@ -180,11 +180,11 @@ def record_outcomes(
                 )
             else:
                 report.retries_scheduled += 1
-        queries.defer_executions(conn, deferred)
-        queries.update_execution_results(conn, execution_updates)
-        queries.insert_attempts(conn, attempt_rows)
+        execution_queries.defer_executions(conn, deferred)
+        execution_queries.update_execution_results(conn, execution_updates)
+        execution_queries.insert_attempts(conn, attempt_rows)
         task_updates = _task_updates(tasks, ended, now)
-        still_open = queries.tasks_with_open_executions(
+        still_open = task_queries.tasks_with_open_executions(
             conn, (u["b_id"] for u in task_updates if u["b_is_finished"])
         )
         paused: list[uuid.UUID] = []
@@ -195,11 +195,11 @@ def record_outcomes(
             if _auto_pause(update, tasks[update["b_id"]], ended, now):
                 paused.append(update["b_id"])
         report.auto_paused = len(paused)
-        queries.update_task_results(conn, task_updates)
+        task_queries.update_task_results(conn, task_updates)
         report.withdrawn = withdrawal.withdraw(conn, paused, now, withdrawal.AUTO_PAUSE)
         # In the same transaction: an ignored (repeated) outcome is never counted.
-        queries.add_to_counters(conn, counters.for_attempts(measures))
-        queries.add_to_counters(
+        metric_queries.add_to_counters(conn, counters.for_attempts(measures))
+        metric_queries.add_to_counters(
             conn,
             counters.for_flow_control(
                 [o.flow_wait_s for o, _ in fresh if o.flow_wait_s > 0], throttled_waits_s

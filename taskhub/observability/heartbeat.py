@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from taskhub.db import queries, statement_clock
+from taskhub.db import heartbeat_queries, statement_clock
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def ensure_written(conn: Connection, now: datetime) -> None:
     before: a process that holds sends is known alive from its first one."""
     global _written
     if not _written:
-        queries.write_heartbeat(conn, measure(role(), None, now, now, 0))
+        heartbeat_queries.write_heartbeat(conn, measure(role(), None, now, now, 0))
         _written = True
 
 
@@ -134,7 +134,7 @@ def beat_once(engine: Engine, role: str, started_at: datetime, in_flight: InFlig
     global _written
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        queries.write_heartbeat(conn, measure(role, engine, started_at, now, in_flight()))
+        heartbeat_queries.write_heartbeat(conn, measure(role, engine, started_at, now, in_flight()))
     _written = True
 
 

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
 from taskhub.core.statuses import ExecutionStatus, PausedBy, TaskStatus, task_status
-from taskhub.db import queries
+from taskhub.db import heartbeat_queries, metric_queries
 from taskhub.observability import counters, heartbeat
 
 log = logging.getLogger(__name__)
@@ -72,12 +72,12 @@ class DatabaseCollector(Collector):
         now = self.clock()
         try:
             with self.engine.begin() as conn:
-                task_states = queries.count_tasks_by_state(conn)
-                paused = queries.count_paused_tasks(conn)
-                execution_statuses = queries.count_executions_by_status(conn)
-                backlog, oldest_due = queries.due_backlog(conn, now)
-                stored = queries.read_counters(conn)
-                processes = queries.live_heartbeats(conn, heartbeat.live_since(now))
+                task_states = metric_queries.count_tasks_by_state(conn)
+                paused = metric_queries.count_paused_tasks(conn)
+                execution_statuses = metric_queries.count_executions_by_status(conn)
+                backlog, oldest_due = metric_queries.due_backlog(conn, now)
+                stored = metric_queries.read_counters(conn)
+                processes = heartbeat_queries.live_heartbeats(conn, heartbeat.live_since(now))
         except sqlalchemy.exc.SQLAlchemyError as error:
             log.warning("metrics: cannot read the database (%s)", error.__class__.__name__)
             up.add_metric([], 0)

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core.statuses import ExecutionStatus, TaskStatus, task_status
-from taskhub.db import queries
+from taskhub.db import heartbeat_queries, metric_queries
 from taskhub.observability import counters, heartbeat
 
 
@@ -141,18 +141,18 @@ def summarize(
 
 
 def read(conn: Connection, now: datetime, window_s: float) -> Figures:
-    backlog, oldest_due = queries.due_backlog(conn, now)
+    backlog, oldest_due = metric_queries.due_backlog(conn, now)
     return summarize(
         now=now,
         window_s=window_s,
-        task_states=queries.count_tasks_by_state(conn),
-        paused_by=queries.count_paused_tasks(conn),
-        execution_statuses=queries.count_executions_by_status(conn),
+        task_states=metric_queries.count_tasks_by_state(conn),
+        paused_by=metric_queries.count_paused_tasks(conn),
+        execution_statuses=metric_queries.count_executions_by_status(conn),
         backlog=backlog,
         oldest_due=oldest_due,
-        stored=queries.read_counters(conn),
-        attempts=queries.attempt_outcomes_since(conn, now - timedelta(seconds=window_s)),
-        heartbeats=queries.live_heartbeats(conn, heartbeat.live_since(now)),
+        stored=metric_queries.read_counters(conn),
+        attempts=metric_queries.attempt_outcomes_since(conn, now - timedelta(seconds=window_s)),
+        heartbeats=heartbeat_queries.live_heartbeats(conn, heartbeat.live_since(now)),
     )
 
 

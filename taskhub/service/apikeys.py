@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core.errors import ValidationError
-from taskhub.db import queries
+from taskhub.db import key_queries
 
 __all__ = [
     "KEY_PREFIX",
@@ -151,7 +151,7 @@ def _new_prefix(conn: Connection) -> str:
     # unique violation abort the caller's transaction.
     for _ in range(10):
         prefix = "".join(secrets.choice(PREFIX_ALPHABET) for _ in range(PREFIX_LENGTH))
-        if not queries.api_key_prefix_taken(conn, prefix):
+        if not key_queries.api_key_prefix_taken(conn, prefix):
             return prefix
     raise RuntimeError("could not find a free API key prefix")  # pragma: no cover
 
@@ -162,7 +162,7 @@ def create_key(conn: Connection, tenant: str, now: datetime) -> tuple[str, ApiKe
     validate_tenant(tenant)
     prefix = _new_prefix(conn)
     secret = secrets.token_urlsafe(SECRET_BYTES)
-    row = queries.insert_api_key(
+    row = key_queries.insert_api_key(
         conn,
         {
             "id": uuid.uuid4(),
@@ -179,7 +179,7 @@ def list_keys(conn: Connection, tenant: str | None = None) -> list[ApiKey]:
     """Keys, newest first: one tenant's, or every tenant's when ``tenant`` is None."""
     if tenant is not None:
         validate_tenant(tenant)
-    return [_api_key(row) for row in queries.list_api_keys(conn, tenant)]
+    return [_api_key(row) for row in key_queries.list_api_keys(conn, tenant)]
 
 
 def _find(conn: Connection, key_id_or_prefix: str) -> ApiKey | None:
@@ -192,13 +192,13 @@ def _find(conn: Connection, key_id_or_prefix: str) -> ApiKey | None:
     except ValueError:
         pass
     else:
-        row = queries.get_api_key_public(conn, key_id)
+        row = key_queries.get_api_key_public(conn, key_id)
         return None if row is None else _api_key(row)
     parts = text.split("_", 2)
     prefix = parts[1] if len(parts) >= 2 and parts[0] == KEY_PREFIX else text
     if not _PREFIX_RE.fullmatch(prefix):
         return None
-    row = queries.get_api_key_public_by_prefix(conn, prefix)
+    row = key_queries.get_api_key_public_by_prefix(conn, prefix)
     return None if row is None else _api_key(row)
 
 
@@ -208,8 +208,8 @@ def revoke_key(conn: Connection, key_id_or_prefix: str, now: datetime) -> ApiKey
     key = _find(conn, key_id_or_prefix)
     if key is None or key.revoked:
         return key
-    queries.revoke_api_key(conn, key.id, now)
-    row = queries.get_api_key_public(conn, key.id)
+    key_queries.revoke_api_key(conn, key.id, now)
+    row = key_queries.get_api_key_public(conn, key.id)
     return None if row is None else _api_key(row)
 
 
@@ -222,7 +222,7 @@ def authenticate(conn: Connection, presented: str, now: datetime) -> str | None:
     if parts is None:
         return None
     prefix, secret = parts
-    row = queries.get_api_key_by_prefix(conn, prefix)
+    row = key_queries.get_api_key_by_prefix(conn, prefix)
     expected = _NO_DIGEST if row is None else str(row["secret_hash"])
     matches = hmac.compare_digest(_digest(secret), expected)
     if row is None or not matches or row["revoked_at"] is not None:
@@ -230,7 +230,7 @@ def authenticate(conn: Connection, presented: str, now: datetime) -> str | None:
     last_used: datetime | None = row["last_used_at"]
     stale_before = now - TOUCH_INTERVAL
     if last_used is None or last_used < stale_before:
-        queries.touch_api_key(conn, row["id"], now, stale_before)
+        key_queries.touch_api_key(conn, row["id"], now, stale_before)
     tenant: str = row["tenant"]
     return tenant
 

@@ -20,7 +20,7 @@ from taskhub.core import paging
 from taskhub.core.definitions import parse_tags, parse_time
 from taskhub.core.errors import Conflict, NotFound, ValidationError
 from taskhub.core.statuses import ExecutionStatus
-from taskhub.db import queries
+from taskhub.db import execution_queries
 from taskhub.service.task_service import execution_view, get_task, tag_filters
 
 STATUSES = frozenset(s.value for s in ExecutionStatus)
@@ -54,14 +54,14 @@ def list_executions(
         [before_id] = paging.decode(cursor, 1)
         if not isinstance(before_id, int) or isinstance(before_id, bool):
             raise ValidationError("cursor", "is not a cursor this API returned")
-    filters = queries.ExecutionFilters(
+    filters = execution_queries.ExecutionFilters(
         task_id=task_uuid,
         status=status,
         since=parse_time(since, "since"),
         until=parse_time(until, "until"),
         tags=tag_filters(tags or []),
     )
-    rows = queries.list_executions(conn, tenant, filters, before_id, size + 1)
+    rows = execution_queries.list_executions(conn, tenant, filters, before_id, size + 1)
     next_cursor = paging.encode([rows[size - 1]["id"]]) if len(rows) > size else None
     return {"items": [execution_view(r) for r in rows[:size]], "next_cursor": next_cursor}
 
@@ -78,7 +78,7 @@ def _execution_id(value: str | int) -> int:
 
 
 def get_execution(conn: Connection, tenant: str, execution_id: str | int) -> dict[str, Any]:
-    row = queries.get_tenant_execution(conn, tenant, _execution_id(execution_id))
+    row = execution_queries.get_tenant_execution(conn, tenant, _execution_id(execution_id))
     if row is None:
         raise NotFound("no such execution")
     return execution_view(row)
@@ -88,16 +88,18 @@ def redrive(
     conn: Connection, tenant: str, execution_id: str | int, now: datetime
 ) -> dict[str, Any]:
     """Send a dead letter again: the next tick picks it up (the caller may ask for one)."""
-    row = queries.get_tenant_execution(conn, tenant, _execution_id(execution_id))
+    row = execution_queries.get_tenant_execution(conn, tenant, _execution_id(execution_id))
     if row is None:
         raise NotFound("no such dead letter")
     if row["status"] != ExecutionStatus.DEAD.value:
         raise Conflict(f"the execution is {row['status']}, not dead", "status")
-    queries.redrive_execution(conn, row["id"], now)
+    execution_queries.redrive_execution(conn, row["id"], now)
     return get_execution(conn, tenant, row["id"])
 
 
-def parse_redrive_filter(conn: Connection, tenant: str, data: Any) -> queries.ExecutionFilters:
+def parse_redrive_filter(
+    conn: Connection, tenant: str, data: Any
+) -> execution_queries.ExecutionFilters:
     """A bulk redrive's body: ``{"task_id"?, "tags"?, "since"?, "until"?}`` with at least
     one filter, or ``{"all": true}``: redriving everything is never the default."""
     if not isinstance(data, Mapping):
@@ -123,7 +125,7 @@ def parse_redrive_filter(conn: Connection, tenant: str, data: Any) -> queries.Ex
             raise ValidationError("task_id", "must be a task id")
         task_uuid = uuid.UUID(get_task(conn, tenant, task_id)["id"])
     tags = parse_tags(data.get("tags"))
-    return queries.ExecutionFilters(
+    return execution_queries.ExecutionFilters(
         task_id=task_uuid,
         since=parse_time(data.get("since"), "since"),
         until=parse_time(data.get("until"), "until"),
@@ -149,8 +151,8 @@ def redrive_matching(
     after_id: int | None = None
     while True:
         with engine.begin() as conn:
-            ids = queries.lock_dead_letters(conn, tenant, filters, after_id, batch_size)
-            redriven += queries.redrive_executions(conn, ids, now)
+            ids = execution_queries.lock_dead_letters(conn, tenant, filters, after_id, batch_size)
+            redriven += execution_queries.redrive_executions(conn, ids, now)
         if len(ids) < batch_size:
             return {"redriven": redriven}
         after_id = ids[-1]

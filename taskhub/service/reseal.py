@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from taskhub.core import credentials
 from taskhub.core.sealing import sealer_for
 from taskhub.core.settings import Settings
-from taskhub.db import queries
+from taskhub.db import key_queries
 
 BATCH_SIZE = 500
 
@@ -34,7 +34,7 @@ def reseal(engine: Engine, settings: Settings, batch_size: int = BATCH_SIZE) -> 
     after: uuid.UUID | None = None
     while True:
         with engine.begin() as conn:
-            rows = queries.tasks_headers_after(conn, after, batch_size)
+            rows = key_queries.tasks_headers_after(conn, after, batch_size)
             updates = []
             for row in rows:
                 stored = dict(row["headers"])
@@ -51,14 +51,14 @@ def reseal(engine: Engine, settings: Settings, batch_size: int = BATCH_SIZE) -> 
                         "b_sealed": sealer.seal_json(secret) if secret else None,
                     }
                 )
-            queries.update_task_headers(conn, updates)
+            key_queries.update_task_headers(conn, updates)
             report.tasks_resealed += len(updates)
         if len(rows) < batch_size:
             break
         after = rows[-1]["id"]
     with engine.begin() as conn:
-        for row in queries.sealed_signing_secrets(conn):
+        for row in key_queries.sealed_signing_secrets(conn):
             resealed = sealer.seal(sealer.unseal(row["sealed_secret"]))
-            queries.update_sealed_signing_secret(conn, row["id"], resealed)
+            key_queries.update_sealed_signing_secret(conn, row["id"], resealed)
             report.signing_secrets_resealed += 1
     return report

@@ -21,7 +21,7 @@ from taskhub.core import signing
 from taskhub.core.errors import Conflict, NotFound
 from taskhub.core.sealing import sealer_for
 from taskhub.core.settings import Settings, load
-from taskhub.db import queries
+from taskhub.db import key_queries
 from taskhub.service.apikeys import validate_tenant
 
 __all__ = ["MAX_ACTIVE", "SigningSecret", "create_secret", "list_secrets", "revoke_secret"]
@@ -67,15 +67,15 @@ def create_secret(
     public fields. A third active secret is a :class:`Conflict`: revoke one first."""
     validate_tenant(tenant)
     settings = settings or load()
-    queries.lock_tenant_signing_secrets(conn, tenant)
-    if queries.count_active_signing_secrets(conn, tenant) >= MAX_ACTIVE:
+    key_queries.lock_tenant_signing_secrets(conn, tenant)
+    if key_queries.count_active_signing_secrets(conn, tenant) >= MAX_ACTIVE:
         raise Conflict(
             f"the tenant already has {MAX_ACTIVE} active signing secrets (the most at once, "
             "for rotation): revoke the old one first",
             "tenant",
         )
     secret = signing.new_secret()
-    row = queries.insert_signing_secret(
+    row = key_queries.insert_signing_secret(
         conn,
         {
             "id": uuid.uuid4(),
@@ -92,7 +92,7 @@ def list_secrets(conn: Connection, tenant: str | None = None) -> list[SigningSec
     """Secrets, newest first, revoked ones included (with ``revoked_at``)."""
     if tenant is not None:
         validate_tenant(tenant)
-    return [_secret(row) for row in queries.list_signing_secrets(conn, tenant)]
+    return [_secret(row) for row in key_queries.list_signing_secrets(conn, tenant)]
 
 
 def revoke_secret(
@@ -104,12 +104,12 @@ def revoke_secret(
         key = secret_id if isinstance(secret_id, uuid.UUID) else uuid.UUID(str(secret_id))
     except ValueError:
         raise NotFound("no such signing secret") from None
-    row = queries.get_signing_secret_public(conn, key, tenant)
+    row = key_queries.get_signing_secret_public(conn, key, tenant)
     if row is None:
         raise NotFound("no such signing secret")
     if row["revoked_at"] is None:
-        queries.lock_tenant_signing_secrets(conn, row["tenant"])
-        queries.revoke_signing_secret(conn, key, now)
-        row = queries.get_signing_secret_public(conn, key, tenant)
+        key_queries.lock_tenant_signing_secrets(conn, row["tenant"])
+        key_queries.revoke_signing_secret(conn, key, now)
+        row = key_queries.get_signing_secret_public(conn, key, tenant)
         assert row is not None
     return _secret(row)

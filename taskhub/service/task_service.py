@@ -41,7 +41,7 @@ from taskhub.core.schedules import (
 from taskhub.core.sealing import sealer_for
 from taskhub.core.settings import Settings, load
 from taskhub.core.statuses import ExecutionStatus, LastStatus, PausedBy, TaskStatus, task_status
-from taskhub.db import queries
+from taskhub.db import execution_queries, task_queries, withdrawal_queries
 from taskhub.db.rows import rate_limit_of, schedule_of, window_of
 from taskhub.engine import withdrawal
 from taskhub.service import quotas
@@ -208,7 +208,7 @@ def next_fire(
     row: RowMapping | Mapping[str, Any], unsent: tuple[datetime, int] | None
 ) -> datetime | None:
     """The next occurrence that will really fire: the earliest of the task's occurrences
-    written down but not sent yet (``unsent``, as ``queries.unsent_occurrences`` gives
+    written down but not sent yet (``unsent``, as ``withdrawal_queries.unsent_occurrences`` gives
     it), which its ``next_execution_time`` has already moved past, or that time."""
     stored: datetime | None = row["next_execution_time"]
     if unsent is None or not row["is_active"]:
@@ -250,7 +250,7 @@ def _task_id(value: str | uuid.UUID) -> uuid.UUID:
 
 
 def _row(conn: Connection, tenant: str, task_id: str | uuid.UUID, lock: bool = False) -> RowMapping:
-    find = queries.lock_tenant_task if lock else queries.get_tenant_task
+    find = task_queries.lock_tenant_task if lock else task_queries.get_tenant_task
     row = find(conn, tenant, _task_id(task_id))
     if row is None:
         raise NotFound("no such task")
@@ -264,12 +264,12 @@ def create_task(
     tenant: str = "default",
     settings: Settings | None = None,
 ) -> uuid.UUID:
-    if queries.task_name_taken(conn, tenant, definition.name):
+    if task_queries.task_name_taken(conn, tenant, definition.name):
         raise Conflict("a task with this name exists", "name")
     columns = _definition_columns(definition, settings)
     schedule = schedule_of({**columns, "created_at": now})
     first = first_occurrence(schedule, now, definition.window)
-    return queries.insert_task(
+    return task_queries.insert_task(
         conn,
         {
             **columns,
@@ -312,7 +312,7 @@ def _unsent(
 ) -> dict[uuid.UUID, tuple[datetime, int]]:
     """The active tasks' occurrences written down but not yet sent (:func:`next_fire`)."""
     active = [row["id"] for row in rows if row["is_active"] and not row["is_finished"]]
-    return queries.unsent_occurrences(conn, active, now or datetime.now(UTC))
+    return withdrawal_queries.unsent_occurrences(conn, active, now or datetime.now(UTC))
 
 
 def tag_filters(tags: list[str]) -> tuple[tuple[str, str], ...]:
@@ -355,7 +355,7 @@ def list_tasks(
         if created is None:
             raise ValidationError("cursor", "is not a cursor this API returned")
         after = (created, _cursor_uuid(last_id))
-    filters = queries.TaskFilters(
+    filters = task_queries.TaskFilters(
         status=status,
         tags=tag_filters(tags or []),
         name=name,
@@ -364,7 +364,7 @@ def list_tasks(
         next_before=parse_time(next_before, "next_before"),
         next_after=parse_time(next_after, "next_after"),
     )
-    rows = queries.list_tasks(conn, tenant, filters, after, size + 1)
+    rows = task_queries.list_tasks(conn, tenant, filters, after, size + 1)
     unsent = _unsent(conn, rows[:size], now)
     items = [task_view(row, unsent=unsent.get(row["id"])) for row in rows[:size]]
     next_cursor = None
@@ -429,7 +429,7 @@ def update_task(
     definition = _keep_masked(definition, stored_secrets)
     if "schedule" in patch:
         quotas.check_schedule(conn, tenant, definition.schedule, now, settings)
-    if queries.task_name_taken(conn, tenant, definition.name, except_id=row["id"]):
+    if task_queries.task_name_taken(conn, tenant, definition.name, except_id=row["id"]):
         raise Conflict("a task with this name exists", "name")
     if withdrawal.FIRING_FIELDS & set(patch) and withdrawal.withdraw(
         conn, [row["id"]], now, withdrawal.CHANGE
@@ -445,10 +445,10 @@ def update_task(
         else:
             next_time = first_occurrence(schedule, now, window)
         values["next_execution_time"] = next_time
-        values["is_finished"] = next_time is None and not queries.tasks_with_open_executions(
+        values["is_finished"] = next_time is None and not task_queries.tasks_with_open_executions(
             conn, [row["id"]]
         )
-    queries.update_task(conn, row["id"], values)
+    task_queries.update_task(conn, row["id"], values)
     return get_task(conn, tenant, row["id"], settings, now)
 
 
@@ -459,7 +459,7 @@ def delete_task(
     down and not yet sent are counted as withdrawn)."""
     row = _row(conn, tenant, task_id, lock=True)
     withdrawal.withdraw(conn, [row["id"]], now or datetime.now(UTC), withdrawal.DELETE)
-    queries.delete_task(conn, row["id"])
+    task_queries.delete_task(conn, row["id"])
 
 
 MAX_PAUSE_REASON_CHARS = 1000
@@ -499,7 +499,7 @@ def pause_task(
         raise Conflict("the task is finished", "status")
     if row["is_active"]:
         withdrawal.withdraw(conn, [row["id"]], now, withdrawal.PAUSE)
-        queries.update_task(
+        task_queries.update_task(
             conn,
             row["id"],
             {
@@ -533,7 +533,7 @@ def resume_task(
     }
     if not row["is_active"] and row["next_execution_time"] is not None:
         values["next_execution_time"] = _next_from(row, now)
-    queries.update_task(conn, row["id"], values)
+    task_queries.update_task(conn, row["id"], values)
     return get_task(conn, tenant, row["id"], now=now)
 
 
@@ -554,7 +554,7 @@ def run_task_now(
     The task's row stays locked until the caller commits: a delete waits, then takes this
     execution with it (executions have no foreign key to cascade on)."""
     row = _row(conn, tenant, task_id, lock=True)
-    execution = queries.insert_execution(
+    execution = execution_queries.insert_execution(
         conn,
         {
             "task_id": row["id"],

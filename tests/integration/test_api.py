@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from taskhub.api.app import create_app
 from taskhub.api.deps import MAX_REQUEST_BYTES
-from taskhub.db import engines, queries
+from taskhub.db import engines, task_queries
 from taskhub.db.models import attempts, executions, scheduled_tasks
 from taskhub.service import apikeys, quotas, task_service
 from taskhub.service import executions as executions_service
@@ -342,7 +342,7 @@ def test_pause_resume_and_run_now(api: Api) -> None:
     )  # an extra occurrence: the schedule is untouched
 
     with api.engine.begin() as conn:
-        queries.update_task(
+        task_queries.update_task(
             conn, uuid.UUID(task["id"]), {"is_finished": True, "next_execution_time": None}
         )
     for action in ("pause", "resume"):

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 
-from taskhub.db import queries
+from taskhub.db import heartbeat_queries, metric_queries
 from taskhub.engine import staging, writeback
 from taskhub.observability import counters, heartbeat
 from tests.integration.test_storage import NOW, SETTINGS, add_task, claim_all, outcome
@@ -16,7 +16,7 @@ from tests.integration.test_storage import NOW, SETTINGS, add_task, claim_all, o
 
 def stored(engine: Engine) -> dict[tuple[str, str], float]:
     with engine.connect() as conn:
-        return queries.read_counters(conn)
+        return metric_queries.read_counters(conn)
 
 
 def test_a_write_back_counts_its_attempts_once(engine: Engine) -> None:
@@ -40,7 +40,7 @@ def test_concurrent_writers_add_up(engine: Engine) -> None:
     def add() -> None:
         for _ in range(20):
             with engine.begin() as conn:
-                queries.add_to_counters(conn, {("x_total", ""): 1, ("y_total", ""): 2})
+                metric_queries.add_to_counters(conn, {("x_total", ""): 1, ("y_total", ""): 2})
 
     threads = [threading.Thread(target=add) for _ in range(4)]
     for thread in threads:
@@ -53,17 +53,19 @@ def test_concurrent_writers_add_up(engine: Engine) -> None:
 def test_heartbeats_replace_each_other_and_go_stale(engine: Engine) -> None:
     heartbeat.set_node("trigger@host")
     with engine.begin() as conn:
-        queries.write_heartbeat(conn, heartbeat.measure("trigger", engine, NOW, NOW, 3))
-        queries.write_heartbeat(
+        heartbeat_queries.write_heartbeat(conn, heartbeat.measure("trigger", engine, NOW, NOW, 3))
+        heartbeat_queries.write_heartbeat(
             conn, heartbeat.measure("trigger", engine, NOW, NOW + timedelta(seconds=10), 1)
         )
     with engine.begin() as conn:
-        [row] = queries.live_heartbeats(conn, heartbeat.live_since(NOW + timedelta(seconds=10)))
+        [row] = heartbeat_queries.live_heartbeats(
+            conn, heartbeat.live_since(NOW + timedelta(seconds=10))
+        )
     assert row["role"] == "trigger" and row["in_flight"] == 1 and row["started_at"] == NOW
     assert row["rss_bytes"] > 1_000_000 and row["process"].startswith("trigger@host:")
     later = NOW + timedelta(seconds=10 + heartbeat.STALE_AFTER_S + 1)
     with engine.begin() as conn:
-        assert queries.live_heartbeats(conn, heartbeat.live_since(later)) == []
+        assert heartbeat_queries.live_heartbeats(conn, heartbeat.live_since(later)) == []
 
 
 def test_the_staging_loop_sees_the_last_tick(engine: Engine) -> None:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from taskhub.core.messages import TriggerRequest
-from taskhub.db import queries
+from taskhub.db import heartbeat_queries, hold_queries
 from taskhub.db.models import executions, worker_heartbeats
 from taskhub.engine import discovery, holders, writeback
 from taskhub.observability import heartbeat
@@ -131,7 +131,7 @@ def test_a_backend_that_cannot_answer_leaves_the_lease_to_send_again(engine: Eng
 
 def beat_at(engine: Engine, process: str, seen_at: datetime) -> None:
     with engine.begin() as conn:
-        queries.write_heartbeat(
+        heartbeat_queries.write_heartbeat(
             conn, heartbeat.measure("trigger", None, seen_at, seen_at, 0) | {"process": process}
         )
 
@@ -142,7 +142,9 @@ def hold_as(engine: Engine, request: TriggerRequest, process: str, now: datetime
         holds = [
             {"b_id": request.execution_id, "b_attempt": request.attempt, "b_lease_until": lease}
         ]
-        assert queries.hold_executions(conn, holds, process, "message-1") == {request.execution_id}
+        assert hold_queries.hold_executions(conn, holds, process, "message-1") == {
+            request.execution_id
+        }
 
 
 def test_a_dead_holders_sends_go_out_again_before_their_lease(engine: Engine) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from taskhub.core import settings
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
-from taskhub.db import engines, queries, schema
+from taskhub.db import engines, execution_queries, metric_queries, schema, task_queries
 from taskhub.db.models import attempts, executions, next_occurrences, scheduled_tasks
 from taskhub.engine import discovery, writeback
 from taskhub.service import task_service
@@ -79,7 +79,7 @@ def execution_rows(engine: Engine) -> list[Any]:
 
 def task_row(engine: Engine, task_id: uuid.UUID) -> Any:
     with engine.connect() as conn:
-        return queries.get_task(conn, task_id)
+        return task_queries.get_task(conn, task_id)
 
 
 def test_migrations_upgrade_from_empty_without_drift(database_url: str) -> None:
@@ -221,7 +221,7 @@ def test_the_write_back_stores_any_text_exactly(engine: Engine, text: str) -> No
     [row] = execution_rows(engine)
     assert (row["error"], row["response_excerpt"]) == (text, text)
     with engine.connect() as conn:
-        [attempt] = queries.attempts_of_execution(conn, row["id"])
+        [attempt] = execution_queries.attempts_of_execution(conn, row["id"])
     assert (attempt["error"], attempt["started_at"]) == (text, NOW)
     assert task_row(engine, task_id)["last_status"] == "failed"
 
@@ -265,7 +265,9 @@ def test_retry_keeps_the_key_and_ends_succeeded(engine: Engine) -> None:
         True,
     )
     with engine.connect() as conn:
-        assert [a["http_status"] for a in queries.attempts_of_execution(conn, row["id"])] == [
+        assert [
+            a["http_status"] for a in execution_queries.attempts_of_execution(conn, row["id"])
+        ] == [
             503,
             200,
         ]
@@ -326,7 +328,7 @@ def test_lost_send_is_sent_again_after_its_lease(engine: Engine) -> None:
 def test_paused_tasks_are_not_claimed(engine: Engine) -> None:
     task_id = add_task(engine, "paused", {"interval_seconds": 60})
     with engine.begin() as conn:
-        queries.update_task(conn, task_id, {"is_active": False})
+        task_queries.update_task(conn, task_id, {"is_active": False})
     assert claim_all(engine, NOW) == []
 
 
@@ -375,7 +377,7 @@ def test_missed_occurrences_follow_the_tasks_misfire_policy(
     )
     task_id = add_task(engine, "minutely", {"cron": "* * * * *"}, misfire_policy=policy)
     with engine.begin() as conn:
-        queries.update_task(conn, task_id, {"next_execution_time": NOW - timedelta(hours=5)})
+        task_queries.update_task(conn, task_id, {"next_execution_time": NOW - timedelta(hours=5)})
     requests: list[TriggerRequest] = []
     discovery.run_tick(engine, policy_settings, requests.extend, lambda: NOW)
     fired = [r.scheduled_for for r in requests]
@@ -498,8 +500,8 @@ def test_a_throttled_send_goes_back_to_the_database_without_an_attempt(engine: E
     again = writeback.record_outcomes(engine, [throttled], SETTINGS, NOW, lambda: 0.5)
     assert (again.throttled, again.ignored) == (0, 1)
     with engine.connect() as conn:
-        counted = queries.read_counters(conn)
-        assert queries.attempts_of_execution(conn, row["id"]) == []
+        counted = metric_queries.read_counters(conn)
+        assert execution_queries.attempts_of_execution(conn, row["id"]) == []
     key = ("taskhub_flow_control_waits_total", '{"result":"throttled"}')
     assert counted[key] == 1
     # Sent again when its wait is over, as the same attempt 1 (it was never sent).
@@ -562,10 +564,10 @@ def test_insert_executions_returns_only_what_it_inserted(engine: Engine) -> None
 
     first, second = NOW, NOW + timedelta(minutes=1)
     with engine.begin() as conn:
-        inserted = queries.insert_executions(conn, [row(first)], NOW)
+        inserted = execution_queries.insert_executions(conn, [row(first)], NOW)
     assert [set(r.keys()) for r in inserted] == [{"execution_id", "idempotency_key"}]
     with engine.begin() as conn:
-        again = queries.insert_executions(conn, [row(first), row(second)], NOW)
+        again = execution_queries.insert_executions(conn, [row(first), row(second)], NOW)
     assert [r["idempotency_key"] for r in again] == [f"key-{second.isoformat()}"]
     assert again[0]["execution_id"] != inserted[0]["execution_id"]
     stored = {
@@ -587,22 +589,22 @@ def test_insert_executions_refuses_naive_instants(engine: Engine) -> None:
         "dispatch_count": 0,
     }
     with pytest.raises((ValueError, sa.exc.StatementError)), engine.begin() as conn:
-        queries.insert_executions(conn, [row], NOW)
+        execution_queries.insert_executions(conn, [row], NOW)
     assert execution_rows(engine) == []
 
 
 def test_the_claim_reads_only_the_columns_it_needs(engine: Engine) -> None:
     add_task(engine, "narrow", {"at": (NOW - timedelta(seconds=1)).isoformat()})
     with engine.begin() as conn:
-        [row] = queries.claim_due_tasks(conn, NOW, 10)
-    assert set(row.keys()) == {c.name for c in queries.CLAIM_COLUMNS}
+        [row] = task_queries.claim_due_tasks(conn, NOW, 10)
+    assert set(row.keys()) == {c.name for c in task_queries.CLAIM_COLUMNS}
     assert "tags" not in row
 
 
 def test_the_claim_reads_task_ids_as_their_canonical_text(engine: Engine) -> None:
     task_id = add_task(engine, "text-id", {"at": (NOW - timedelta(seconds=1)).isoformat()})
     with engine.connect() as conn:  # rolled back: the claim below takes it again
-        [row] = queries.claim_due_tasks(conn, NOW, 10)
+        [row] = task_queries.claim_due_tasks(conn, NOW, 10)
     assert row["id"] == str(task_id)  # the same text on both dialects: keys depend on it
     [request] = claim_all(engine, NOW)
     assert request.task_id == str(task_id)
@@ -630,8 +632,10 @@ def test_claimed_requests_carry_their_tasks_headers_exactly(engine: Engine) -> N
     # Tasks with the same headers share one decoded, read-only mapping.
     with engine.begin() as conn:
         for task_id in conn.execute(sa.select(scheduled_tasks.c.id)).scalars().all():
-            queries.update_task(conn, task_id, {"next_execution_time": NOW, "is_finished": False})
-        rows = queries.claim_due_tasks(conn, NOW, 100)
+            task_queries.update_task(
+                conn, task_id, {"next_execution_time": NOW, "is_finished": False}
+            )
+        rows = task_queries.claim_due_tasks(conn, NOW, 100)
     billing = [row["headers"] for row in rows if row["headers"].get("X-Team") == "billing"]
     assert len(billing) == 3 and all(h is billing[0] for h in billing)
     with pytest.raises(TypeError):
@@ -645,7 +649,7 @@ def next_occurrences_out_of_step(engine: Engine) -> set[Any]:
         expected = set(
             conn.execute(
                 sa.select(scheduled_tasks.c.next_execution_time, scheduled_tasks.c.id).where(
-                    queries.CAN_FALL_DUE
+                    task_queries.CAN_FALL_DUE
                 )
             ).tuples()
         )
@@ -718,7 +722,7 @@ def test_the_pg_claim_skips_a_task_its_writer_holds_and_leaves_it_due(pg_engine:
             claimer.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
             other.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
             writer.rollback()
-            [row] = queries.claim_due_tasks(claimer, NOW, 10)
+            [row] = task_queries.claim_due_tasks(claimer, NOW, 10)
             assert row["id"] == str(held)
             other.execute(
                 sa.select(scheduled_tasks.c.id)
@@ -810,7 +814,7 @@ def test_mark_dispatched_leases_only_the_given_executions(engine: Engine) -> Non
     first, second, third = execution_rows(engine)
     lease = (NOW + timedelta(minutes=5)).astimezone(ZoneInfo("Asia/Taipei"))
     with engine.begin() as conn:
-        queries.mark_dispatched(
+        execution_queries.mark_dispatched(
             conn,
             [
                 {"b_id": first["id"], "b_lease_until": lease},

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from taskhub.core import settings
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.occurrences import idempotency_key
-from taskhub.db import queries
+from taskhub.db import metric_queries, task_queries
 from taskhub.db.models import executions
 from taskhub.engine import discovery, withdrawal, writeback
 from taskhub.service import task_service
@@ -79,7 +79,7 @@ def of(requests: Sequence[TriggerRequest], task_id: uuid.UUID) -> list[datetime]
 
 def withdrawn(engine: Engine) -> dict[str, float]:
     with engine.connect() as conn:
-        counted = queries.read_counters(conn)
+        counted = metric_queries.read_counters(conn)
     return {
         labels: value
         for (name, labels), value in counted.items()
@@ -103,7 +103,7 @@ def rows_of(engine: Engine, task_id: uuid.UUID) -> list[Any]:
 
 
 def task_row(conn: Connection, task_id: uuid.UUID) -> RowMapping:
-    row = queries.get_task(conn, task_id)
+    row = task_queries.get_task(conn, task_id)
     assert row is not None
     return row
 

@@ -3,7 +3,7 @@
 The key's check cost PostgreSQL a lookup per inserted execution: 8 of the ~50 ms its
 statements take per 1,000 claimed occurrences (EXPLAIN ANALYZE). Executions are only
 inserted for a task whose row the inserter holds locked (a claim, or a run-now), and a
-task's executions go with it when it is deleted (``queries.delete_task``), so the key
+task's executions go with it when it is deleted (``task_queries.delete_task``), so the key
 guarded nothing the code does not.
 
 Revision ID: 0006

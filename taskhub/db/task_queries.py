@@ -1,0 +1,428 @@
+"""The SQL of tasks: their rows, their next occurrences (kept in step with every write),
+the claim of due tasks and the write-back's effect on them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from taskhub.core.statuses import ExecutionStatus
+from taskhub.db import json_rows
+from taskhub.db.dialects import as_uuid, one_of
+from taskhub.db.models import (
+    UTCDateTime,
+    executions,
+    next_occurrences,
+    read_as_json_object,
+    read_as_uuid_text,
+    scheduled_tasks,
+)
+
+T = scheduled_tasks.c
+D = next_occurrences.c
+E = executions.c
+
+#: The seed system's due predicate, less its time: a task that can fall due has a row in
+#: ``next_occurrences`` (at its ``next_execution_time``), and no other task has one.
+CAN_FALL_DUE = sa.and_(T.is_active, sa.not_(T.is_finished), T.next_execution_time.is_not(None))
+
+
+def insert_task(conn: Connection, values: Mapping[str, Any]) -> uuid.UUID:
+    row = conn.execute(sa.insert(scheduled_tasks).values(**values).returning(T.id)).one()
+    task_id: uuid.UUID = row.id
+    add_next_occurrences(conn, [task_id])
+    return task_id
+
+
+# Every writer of a task's next_execution_time, is_active or is_finished keeps its row in
+# ``next_occurrences`` in step: remove it (while the old values are stored), write, add it
+# again if the task can still fall due. The caller holds the task's row lock first (a
+# claim never waits for one: it skips locked rows, so the two never deadlock). A claim,
+# the hot path, does the same in its own statements (``claim_due_tasks``,
+# ``advance_tasks``).
+
+
+def remove_next_occurrences(conn: Connection, task_ids: Sequence[uuid.UUID]) -> None:
+    """The tasks' rows in ``next_occurrences``, found by their stored next execution time."""
+    if task_ids:
+        conn.execute(
+            sa.delete(next_occurrences).where(
+                sa.tuple_(D.scheduled_for, D.task_id).in_(
+                    sa.select(T.next_execution_time, T.id).where(one_of(conn, T.id, task_ids))
+                )
+            )
+        )
+
+
+def add_next_occurrences(conn: Connection, task_ids: Sequence[uuid.UUID]) -> None:
+    """A row in ``next_occurrences`` for each of the tasks that can fall due."""
+    if task_ids:
+        conn.execute(
+            sa.insert(next_occurrences).from_select(
+                ["scheduled_for", "task_id"],
+                sa.select(T.next_execution_time, T.id).where(
+                    one_of(conn, T.id, task_ids), CAN_FALL_DUE
+                ),
+            )
+        )
+
+
+def get_task(conn: Connection, task_id: uuid.UUID) -> RowMapping | None:
+    return conn.execute(sa.select(scheduled_tasks).where(T.id == task_id)).mappings().first()
+
+
+#: What a send needs of its task: the tenant (for its signing secrets) and the target.
+TARGET_COLUMNS = (
+    T.tenant,
+    T.url,
+    T.method,
+    read_as_json_object(T.headers),
+    T.sealed_headers,
+    T.body,
+    T.timeout_seconds,
+    T.rate_limit_max_in_flight,
+    T.rate_limit_per_second,
+)
+
+#: What a claim reads of a due task: its schedule, window and misfire rule (to plan) and
+#: its target (to send); not its name, tags or results. Fewer columns to read and decode
+#: (``tags`` is JSON) is a large part of a claim's cost at thousands of rows.
+#: The id comes as text (see ``UUIDText``).
+CLAIM_COLUMNS = (
+    read_as_uuid_text(T.id),
+    T.schedule_kind,
+    T.cron_expression,
+    T.timezone,
+    T.interval_seconds,
+    T.run_at,
+    T.start_at,
+    T.end_at,
+    T.max_executions,
+    T.created_at,
+    T.next_execution_time,
+    T.occurrence_count,
+    T.misfire_policy,
+    T.spread_seconds,
+    *TARGET_COLUMNS,
+)
+
+
+def _due_tasks(now: datetime, limit: int) -> sa.Select[Any]:
+    """The due query: the oldest ``limit`` next occurrences due by ``now``, with their
+    tasks' :data:`CLAIM_COLUMNS` (an index scan of ``next_occurrences``' key)."""
+    return (
+        sa.select(*CLAIM_COLUMNS)
+        .select_from(next_occurrences.join(scheduled_tasks, T.id == D.task_id))
+        .where(D.scheduled_for <= now)
+        .order_by(D.scheduled_for, D.task_id)
+        .limit(limit)
+    )
+
+
+def claim_due_tasks_statement(now: datetime, limit: int) -> sa.Select[Any]:
+    """PostgreSQL's claim, in one statement (the benchmark prints its plan: it must stay
+    an index scan).
+
+    It locks each due row of ``next_occurrences`` and its task row together, skipping
+    any that another transaction holds (a claimer, or a writer of the task), and deletes
+    the due rows it took. ``FOR NO KEY UPDATE`` on the task: the claim only changes
+    non-key columns, so it takes the lock its own UPDATE takes anyway, exclusive among
+    claimers. A due row locked whose task was skipped stays, unclaimed.
+    """
+    claimed = (
+        _due_tasks(now, limit)
+        .add_columns(sa.literal_column("next_occurrences.ctid").label("due_row"))
+        .with_for_update(of=next_occurrences, skip_locked=True)
+        .suffix_with("FOR NO KEY UPDATE OF scheduled_tasks SKIP LOCKED")
+        .cte("claimed")
+    )
+    taken = sa.func.array(sa.select(claimed.c.due_row).scalar_subquery())  # a TID scan
+    dequeued = (
+        sa.delete(next_occurrences)
+        .where(sa.literal_column("next_occurrences.ctid") == sa.any_(taken))
+        .cte("dequeued")
+    )
+    return sa.select(*(claimed.c[str(c.key)] for c in CLAIM_COLUMNS)).add_cte(dequeued)
+
+
+def claim_due_tasks(conn: Connection, now: datetime, limit: int) -> Sequence[RowMapping]:
+    """Lock up to ``limit`` due tasks, oldest first, and take their next occurrences out
+    of ``next_occurrences`` (:func:`advance_tasks` puts the following ones in); rows
+    another claimer holds are skipped.
+
+    Each row holds :data:`CLAIM_COLUMNS`."""
+    if conn.dialect.name == "postgresql":
+        return conn.execute(claim_due_tasks_statement(now, limit)).mappings().all()
+    # SQLite: the transaction began IMMEDIATE, so nobody else writes until it ends.
+    rows = conn.execute(_due_tasks(now, limit)).mappings().all()
+    if rows:
+        conn.execute(
+            sa.delete(next_occurrences).where(
+                D.scheduled_for == sa.bindparam("b_time"), D.task_id == sa.bindparam("b_id")
+            ),
+            [{"b_time": r["next_execution_time"], "b_id": as_uuid(r["id"])} for r in rows],
+        )
+    return rows
+
+
+def advance_tasks(conn: Connection, advances: Sequence[Mapping[str, Any]], now: datetime) -> None:
+    """Write each claimed task's new ``next_execution_time`` (by primary key), updated at
+    ``now``, and put it in ``next_occurrences`` (the claim took the old one out).
+
+    Each mapping has ``b_id`` (a UUID or its text), ``b_next``, ``b_occurrences`` (added
+    to the count) and ``b_finished``. A claimed task is active; one with a next time is
+    not finished.
+    """
+    if not advances:
+        return
+    if conn.dialect.name == "postgresql":
+        rows = [
+            {
+                "id": str(a["b_id"]),
+                "next_time": json_rows.instant_text(a["b_next"]),
+                "occurrences": a["b_occurrences"],
+                "finished": a["b_finished"],
+            }
+            for a in advances
+        ]
+        conn.execute(_ADVANCE_TASKS_PG, {"rows": json_rows.encode_plain(rows), "now": now})
+        return
+    advances = [{**a, "b_id": as_uuid(a["b_id"])} for a in advances]
+    conn.execute(
+        sa.update(scheduled_tasks)
+        .where(T.id == sa.bindparam("b_id"))
+        .values(
+            next_execution_time=sa.bindparam("b_next"),
+            occurrence_count=T.occurrence_count + sa.bindparam("b_occurrences"),
+            is_finished=sa.bindparam("b_finished"),
+            updated_at=now,
+        ),
+        advances,
+    )
+    following = [
+        {"scheduled_for": a["b_next"], "task_id": a["b_id"]}
+        for a in advances
+        if a["b_next"] is not None
+    ]
+    if following:
+        conn.execute(sa.insert(next_occurrences), following)
+
+
+_ADVANCE_TASKS_PG = sa.text(
+    """
+    WITH v AS (
+        SELECT * FROM json_to_recordset(CAST(:rows AS json))
+            AS v(id uuid, next_time timestamptz, occurrences integer, finished boolean)
+    ), advanced AS (
+        UPDATE scheduled_tasks AS t
+        SET next_execution_time = v.next_time,
+            occurrence_count = t.occurrence_count + v.occurrences,
+            is_finished = v.finished, updated_at = :now
+        FROM v
+        WHERE t.id = v.id
+    )
+    INSERT INTO next_occurrences (scheduled_for, task_id)
+    SELECT next_time, id FROM v WHERE next_time IS NOT NULL
+    """
+).bindparams(sa.bindparam("now", type_=UTCDateTime))
+
+
+def lock_tasks(conn: Connection, task_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, RowMapping]:
+    """Lock tasks in id order (a fixed order, so two callbacks never deadlock)."""
+    ids = sorted(set(task_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(*WRITE_BACK_TASK_COLUMNS)
+        .where(one_of(conn, T.id, ids))
+        .order_by(T.id)
+        .with_for_update()
+    ).mappings()
+    return {row["id"]: row for row in rows}
+
+
+#: What a chunk's write-back reads of a task: its retry policy and the columns it
+#: updates (not its target, schedule or tags, which it never reads).
+WRITE_BACK_TASK_COLUMNS = (
+    T.id,
+    T.max_attempts,
+    T.backoff_seconds,
+    T.max_backoff_seconds,
+    T.auto_pause_after_failures,
+    T.consecutive_failures,
+    T.execution_count,
+    T.is_active,
+    T.is_finished,
+    T.last_execution_time,
+    T.last_status,
+    T.next_execution_time,
+    T.paused_at,
+    T.paused_by,
+    T.paused_reason,
+)
+
+
+def update_task_results(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
+    """Write a chunk's effect on its tasks; each mapping holds ``b_id`` and every column.
+
+    A chunk never changes a task's next time, and never makes a task active or
+    unfinished: it only takes the next occurrences of tasks it pauses or finishes out."""
+    if not updates:
+        return
+    remove_next_occurrences(
+        conn,
+        [as_uuid(u["b_id"]) for u in updates if u["b_is_finished"] or not u["b_is_active"]],
+    )
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            _UPDATE_TASK_RESULTS_PG, {"rows": json_rows.encode(json_rows.unprefixed(updates))}
+        )
+        return
+    conn.execute(
+        sa.update(scheduled_tasks)
+        .where(T.id == sa.bindparam("b_id"))
+        .values(
+            last_execution_time=sa.bindparam("b_last_execution_time"),
+            last_status=sa.bindparam("b_last_status"),
+            execution_count=sa.bindparam("b_execution_count"),
+            consecutive_failures=sa.bindparam("b_consecutive_failures"),
+            is_finished=sa.bindparam("b_is_finished"),
+            is_active=sa.bindparam("b_is_active"),
+            paused_by=sa.bindparam("b_paused_by"),
+            paused_reason=sa.bindparam("b_paused_reason"),
+            paused_at=sa.bindparam("b_paused_at"),
+            updated_at=sa.bindparam("b_now"),
+        ),
+        list(updates),
+    )
+
+
+_UPDATE_TASK_RESULTS_PG = sa.text(
+    """
+    UPDATE scheduled_tasks AS t
+    SET last_execution_time = v.last_execution_time, last_status = v.last_status,
+        execution_count = v.execution_count, consecutive_failures = v.consecutive_failures,
+        is_finished = v.is_finished, is_active = v.is_active, paused_by = v.paused_by,
+        paused_reason = v.paused_reason, paused_at = v.paused_at, updated_at = v.now
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS v(id uuid, last_execution_time timestamptz, last_status varchar,
+              execution_count integer, consecutive_failures integer, is_finished boolean,
+              is_active boolean, paused_by varchar, paused_reason text,
+              paused_at timestamptz, now timestamptz)
+    WHERE t.id = v.id
+    """
+)
+
+
+def tasks_with_open_executions(conn: Connection, task_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    ids = list(set(task_ids))
+    if not ids:
+        return set()
+    open_statuses = [ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]
+    rows = conn.execute(
+        sa.select(E.task_id)
+        .where(one_of(conn, E.task_id, ids), E.status.in_(open_statuses))
+        .distinct()
+    )
+    return {row.task_id for row in rows}
+
+
+def get_tenant_task(conn: Connection, tenant: str, task_id: uuid.UUID) -> RowMapping | None:
+    return (
+        conn.execute(sa.select(scheduled_tasks).where(T.id == task_id, T.tenant == tenant))
+        .mappings()
+        .first()
+    )
+
+
+def lock_tenant_task(conn: Connection, tenant: str, task_id: uuid.UUID) -> RowMapping | None:
+    return (
+        conn.execute(
+            sa.select(scheduled_tasks).where(T.id == task_id, T.tenant == tenant).with_for_update()
+        )
+        .mappings()
+        .first()
+    )
+
+
+def task_name_taken(
+    conn: Connection, tenant: str, name: str, except_id: uuid.UUID | None = None
+) -> bool:
+    query = sa.select(T.id).where(T.tenant == tenant, T.name == name)
+    if except_id is not None:
+        query = query.where(T.id != except_id)
+    return conn.execute(query.limit(1)).first() is not None
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    status: str | None = None  # active | paused | finished
+    tags: tuple[tuple[str, str], ...] = ()
+    name: str | None = None
+    name_prefix: str | None = None
+    last_status: str | None = None
+    next_before: datetime | None = None
+    next_after: datetime | None = None
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def list_tasks(
+    conn: Connection,
+    tenant: str,
+    filters: TaskFilters,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[RowMapping]:
+    """A page of a tenant's tasks in creation order, keyset-paged on (created_at, id)."""
+    query = sa.select(scheduled_tasks).where(T.tenant == tenant)
+    if filters.status == "finished":
+        query = query.where(T.is_finished)
+    elif filters.status == "paused":
+        query = query.where(sa.not_(T.is_finished), sa.not_(T.is_active))
+    elif filters.status == "active":
+        query = query.where(sa.not_(T.is_finished), T.is_active)
+    for key, value in filters.tags:
+        query = query.where(T.tags[key].as_string() == value)
+    if filters.name is not None:
+        query = query.where(T.name == filters.name)
+    if filters.name_prefix is not None:
+        query = query.where(T.name.like(_like_prefix(filters.name_prefix), escape="\\"))
+    if filters.last_status is not None:
+        query = query.where(T.last_status == filters.last_status)
+    if filters.next_before is not None:
+        query = query.where(T.next_execution_time < filters.next_before)
+    if filters.next_after is not None:
+        query = query.where(T.next_execution_time > filters.next_after)
+    if after is not None:
+        created_at, last_id = after
+        query = query.where(
+            sa.or_(T.created_at > created_at, sa.and_(T.created_at == created_at, T.id > last_id))
+        )
+    query = query.order_by(T.created_at, T.id).limit(limit)
+    return conn.execute(query).mappings().all()
+
+
+def update_task(conn: Connection, task_id: uuid.UUID, values: Mapping[str, Any]) -> None:
+    """Change a task's columns, its row in ``next_occurrences`` with them. The caller
+    holds the task's row lock."""
+    remove_next_occurrences(conn, [task_id])
+    conn.execute(sa.update(scheduled_tasks).where(T.id == task_id).values(**values))
+    add_next_occurrences(conn, [task_id])
+
+
+def delete_task(conn: Connection, task_id: uuid.UUID) -> None:
+    """The task, its next occurrence, its executions and (by their foreign key) their
+    attempts. The caller holds the task's row lock, so no claim or run-now adds an
+    execution meanwhile."""
+    remove_next_occurrences(conn, [task_id])
+    conn.execute(sa.delete(executions).where(E.task_id == task_id))
+    conn.execute(sa.delete(scheduled_tasks).where(T.id == task_id))
