@@ -13,10 +13,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Query
 from pydantic import WithJsonSchema
 
-from taskhub.core import paging
+from taskhub.core import limits, paging
 from taskhub.core.errors import NotFound
 from taskhub.core.statuses import ExecutionStatus, LastStatus, TaskStatus
-from taskhub.service import task_service
 
 #: The largest execution id either database can hold (a signed 64-bit integer).
 MAX_EXECUTION_ID = 2**63 - 1
@@ -35,13 +34,18 @@ Cursor = Annotated[
 Limit = Annotated[
     int | None,
     Query(description=f"Page size (default {paging.DEFAULT_LIMIT})."),
-    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": paging.MAX_LIMIT}),
+    WithJsonSchema({"type": "integer", "minimum": paging.MIN_LIMIT, "maximum": paging.MAX_LIMIT}),
 ]
 Count = Annotated[
     int,
     Query(description="How many fire times."),
     WithJsonSchema(
-        {"type": "integer", "minimum": 1, "maximum": task_service.MAX_PREVIEW, "default": 10}
+        {
+            "type": "integer",
+            "minimum": limits.MIN_PREVIEW,
+            "maximum": limits.MAX_PREVIEW,
+            "default": limits.DEFAULT_PREVIEW,
+        }
     ),
 ]
 Since = Annotated[

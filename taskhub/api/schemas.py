@@ -11,23 +11,22 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
-from taskhub.core import definitions
+from taskhub.core import limits
+from taskhub.core.limits import Method
 from taskhub.core.statuses import ExecutionStatus, LastStatus, MisfirePolicy, PausedBy, TaskStatus
-from taskhub.service import task_service
 
 DateTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 Uuid = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
-Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 Tags = Annotated[
     dict[str, str],
     WithJsonSchema(
         {
             "type": "object",
-            "maxProperties": definitions.MAX_TAGS,
-            "propertyNames": {"pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+            "maxProperties": limits.MAX_TAGS,
+            "propertyNames": {"pattern": limits.TAG_KEY_PATTERN},
             "additionalProperties": {
                 "type": "string",
-                "maxLength": definitions.MAX_TAG_VALUE_CHARS,
+                "maxLength": limits.MAX_TAG_VALUE_CHARS,
             },
         }
     ),
@@ -37,38 +36,42 @@ Headers = Annotated[
     WithJsonSchema(
         {
             "type": "object",
-            "maxProperties": definitions.MAX_HEADERS,
+            "maxProperties": limits.MAX_HEADERS,
             "propertyNames": {
-                "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
-                "maxLength": definitions.MAX_HEADER_NAME_CHARS,
+                "pattern": limits.HEADER_NAME_PATTERN,
+                "maxLength": limits.MAX_HEADER_NAME_CHARS,
             },
             "additionalProperties": {
                 "type": "string",
-                "maxLength": definitions.MAX_HEADER_VALUE_CHARS,
+                "maxLength": limits.MAX_HEADER_VALUE_CHARS,
             },
             "description": (
                 "Sent with every attempt. Not allowed: Idempotency-Key, X-Taskhub-*, Host, "
                 "Content-Length and hop-by-hop headers; at most "
-                f"{definitions.MAX_HEADERS_BYTES} bytes in all."
+                f"{limits.MAX_HEADERS_BYTES} bytes in all."
             ),
         }
     ),
 ]
 Url = Annotated[
     str,
-    StringConstraints(
-        min_length=1, max_length=definitions.MAX_URL_CHARS, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://"
-    ),
+    StringConstraints(min_length=1, max_length=limits.MAX_URL_CHARS, pattern=limits.URL_PATTERN),
 ]
 Body = Annotated[
     str,
-    Field(description=f"Sent as is; at most {definitions.MAX_BODY_BYTES} bytes (UTF-8)."),
+    # A string of more characters than the bytes allowed is too long in any encoding.
+    Field(
+        max_length=limits.MAX_BODY_BYTES,
+        description=f"Sent as is; at most {limits.MAX_BODY_BYTES} bytes (UTF-8).",
+    ),
 ]
 Timeout = Annotated[
-    float, Field(ge=definitions.MIN_TIMEOUT_S, le=definitions.MAX_TIMEOUT_S, allow_inf_nan=False)
+    float, Field(ge=limits.MIN_TIMEOUT_S, le=limits.MAX_TIMEOUT_S, allow_inf_nan=False)
 ]
-Backoff = Annotated[float, Field(ge=0, le=definitions.MAX_BACKOFF_S, allow_inf_nan=False)]
-MaxExecutions = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Backoff = Annotated[
+    float, Field(ge=limits.MIN_BACKOFF_S, le=limits.MAX_BACKOFF_S, allow_inf_nan=False)
+]
+MaxExecutions = Annotated[int, Field(ge=limits.MIN_EXECUTIONS, le=limits.MAX_EXECUTIONS)]
 MisfirePolicyField = Annotated[
     MisfirePolicy,
     Field(
@@ -80,8 +83,8 @@ MisfirePolicyField = Annotated[
 AutoPause = Annotated[
     int,
     Field(
-        ge=1,
-        le=definitions.MAX_AUTO_PAUSE_AFTER_FAILURES,
+        ge=limits.MIN_AUTO_PAUSE_AFTER_FAILURES,
+        le=limits.MAX_AUTO_PAUSE_AFTER_FAILURES,
         description="Pause the task after this many failed executions in a row; null: never.",
     ),
 ]
@@ -95,8 +98,12 @@ class TaskRateLimit(_Strict):
     """Flow control of this task's requests, shared by every worker (with the host's
     TASKHUB_HOST_LIMITS the tighter wins); at least one field."""
 
-    max_in_flight: int | None = Field(None, ge=1, le=definitions.MAX_RATE_IN_FLIGHT)
-    per_second: float | None = Field(None, gt=0, le=definitions.MAX_RATE_PER_SECOND)
+    max_in_flight: int | None = Field(
+        None, ge=limits.MIN_RATE_IN_FLIGHT, le=limits.MAX_RATE_IN_FLIGHT
+    )
+    per_second: float | None = Field(
+        None, gt=limits.RATE_PER_SECOND_ABOVE, le=limits.MAX_RATE_PER_SECOND
+    )
 
 
 class TaskRateLimitShown(_Strict):
@@ -109,8 +116,8 @@ class TaskRateLimitShown(_Strict):
 Spread = Annotated[
     int,
     Field(
-        ge=0,
-        le=definitions.MAX_SPREAD_S,
+        ge=limits.MIN_SPREAD_S,
+        le=limits.MAX_SPREAD_S,
         description="Fire each occurrence at a stable pseudo-random offset within this many "
         "seconds after its due time (derived from its Idempotency-Key); 0: on time.",
     ),
@@ -122,11 +129,13 @@ class CronSchedule(_Strict):
         description="Five fields: minute hour day-of-month month day-of-week.",
         examples=["0 9 * * 1-5"],
     )
-    timezone: str = Field("UTC", description="An IANA time zone.", examples=["Asia/Taipei"])
+    timezone: str = Field(
+        limits.DEFAULT_TIMEZONE, description="An IANA time zone.", examples=["Asia/Taipei"]
+    )
 
 
 class IntervalSchedule(_Strict):
-    interval_seconds: int = Field(ge=definitions.MIN_INTERVAL_S, le=definitions.MAX_INTERVAL_S)
+    interval_seconds: int = Field(ge=limits.MIN_INTERVAL_S, le=limits.MAX_INTERVAL_S)
 
 
 class AtSchedule(_Strict):
@@ -162,10 +171,10 @@ class Retry(_Strict):
 
 class TargetCreate(_Strict):
     url: Url
-    method: Method = Field("POST", description="Any case.")
+    method: Method = Field(limits.DEFAULT_METHOD, description="Any case.")
     headers: Headers | None = None
     body: Body | None = None
-    timeout_seconds: Timeout = 30.0
+    timeout_seconds: Timeout = limits.DEFAULT_TIMEOUT_S
 
 
 class TargetPatch(_Strict):
@@ -179,15 +188,19 @@ class TargetPatch(_Strict):
 
 
 class RetryCreate(_Strict):
-    max_attempts: int = Field(3, ge=1, le=definitions.MAX_ATTEMPTS)
-    backoff_seconds: Backoff = 10.0
-    max_backoff_seconds: Backoff = Field(600.0, description="Not below backoff_seconds.")
+    max_attempts: int = Field(
+        limits.DEFAULT_MAX_ATTEMPTS, ge=limits.MIN_ATTEMPTS, le=limits.MAX_ATTEMPTS
+    )
+    backoff_seconds: Backoff = limits.DEFAULT_BACKOFF_S
+    max_backoff_seconds: Backoff = Field(
+        limits.DEFAULT_MAX_BACKOFF_S, description="Not below backoff_seconds."
+    )
 
 
 class TaskCreate(_Strict):
     """A task as sent: only ``name``, ``schedule`` and ``target.url`` are required."""
 
-    name: str = Field(min_length=1, max_length=definitions.MAX_NAME_CHARS)
+    name: str = Field(min_length=1, max_length=limits.MAX_NAME_CHARS)
     schedule: Schedule
     target: TargetCreate
     retry: RetryCreate | None = None
@@ -205,7 +218,7 @@ class TaskPatch(_Strict):
     """The fields to change. ``target`` and ``retry`` merge field by field; every other
     field is replaced whole. A changed schedule or window recomputes the next run."""
 
-    name: str | None = Field(None, min_length=1, max_length=definitions.MAX_NAME_CHARS)
+    name: str | None = Field(None, min_length=1, max_length=limits.MAX_NAME_CHARS)
     schedule: Schedule | None = None
     target: TargetPatch | None = None
     retry: RetryCreate | None = None
@@ -222,7 +235,7 @@ class TaskPatch(_Strict):
 class PauseRequest(_Strict):
     """Optional: why the task is paused (shown as its ``paused_reason``)."""
 
-    reason: str | None = Field(None, max_length=task_service.MAX_PAUSE_REASON_CHARS)
+    reason: str | None = Field(None, max_length=limits.MAX_PAUSE_REASON_CHARS)
 
 
 class RedriveFilter(_Strict):

@@ -19,6 +19,7 @@ from taskhub.cli.common import (
     table,
     tenant_option,
 )
+from taskhub.core import limits
 from taskhub.core.errors import ValidationError
 from taskhub.core.statuses import LastStatus
 from taskhub.service import task_service
@@ -164,7 +165,7 @@ def task_delete(task_id: str, tenant: str) -> None:
     "schedule_json",
     help='Preview an unsaved schedule instead, e.g. \'{"cron": "0 9 * * 1-5"}\'.',
 )
-@click.option("--count", default=10, show_default=True)
+@click.option("--count", default=limits.DEFAULT_PREVIEW, show_default=True)
 @tenant_option
 @json_option
 def task_preview(

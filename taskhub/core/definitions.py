@@ -1,8 +1,8 @@
 """Reading a task definition as the API documents it, and refusing anything unclear.
 
 Pure: no database, no HTTP. Every refusal is a :class:`ValidationError` naming the
-field by its dotted path. The limits below are documented in the README; they keep every
-trigger message far below a broker's size limit and keep taskhub's own headers its own.
+field by its dotted path. The limits and defaults are :mod:`taskhub.core.limits`', the
+same values the OpenAPI document states.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from taskhub.core import limits
 from taskhub.core.addresses import AddressPolicy, TargetURLError, parse_target_url, target_refusal
 from taskhub.core.errors import ScheduleError, ValidationError
 from taskhub.core.host_limits import HostLimit
@@ -28,46 +29,8 @@ from taskhub.core.schedules import (
 )
 from taskhub.core.statuses import MisfirePolicy
 
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-MAX_NAME_CHARS = 200
-MAX_URL_CHARS = 2048
-MAX_HEADERS = 50
-MAX_HEADER_NAME_CHARS = 256
-MAX_HEADER_VALUE_CHARS = 8192
-MAX_HEADERS_BYTES = 32 * 1024
-MAX_BODY_BYTES = 64 * 1024
-MIN_TIMEOUT_S = 1.0
-MAX_TIMEOUT_S = 300.0
-MIN_INTERVAL_S = 1
-MAX_INTERVAL_S = 366 * 24 * 3600
-MAX_ATTEMPTS = 20
-MAX_BACKOFF_S = 24 * 3600
-MAX_TAGS = 20
-MAX_TAG_VALUE_CHARS = 256
-MAX_AUTO_PAUSE_AFTER_FAILURES = 1000
-MAX_RATE_IN_FLIGHT = 10_000
-MAX_RATE_PER_SECOND = 100_000.0
-MAX_SPREAD_S = 3600
-
-#: Headers taskhub sets itself, and hop-by-hop headers that describe one connection.
-RESERVED_HEADERS = frozenset(
-    {
-        "idempotency-key",
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "upgrade",
-    }
-)
-RESERVED_HEADER_PREFIX = "x-taskhub-"
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_TAG_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_TOKEN = re.compile(limits.HEADER_NAME_PATTERN)
+_TAG_KEY = re.compile(limits.TAG_KEY_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 TOP_LEVEL = (
@@ -92,10 +55,10 @@ RETRY_FIELDS = ("max_attempts", "backoff_seconds", "max_backoff_seconds")
 @dataclass(frozen=True)
 class Target:
     url: str
-    method: str = "POST"
+    method: str = limits.DEFAULT_METHOD
     headers: dict[str, str] = field(default_factory=dict)
     body: str | None = None
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = limits.DEFAULT_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -106,13 +69,13 @@ class TaskDefinition:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     window: Window = field(default_factory=Window)
     tags: dict[str, str] = field(default_factory=dict)
-    misfire_policy: MisfirePolicy = MisfirePolicy.FIRE_ONCE
+    misfire_policy: MisfirePolicy = limits.DEFAULT_MISFIRE_POLICY
     #: Pause the task once this many executions in a row have failed; None: never.
     auto_pause_after_failures: int | None = None
     #: This task's flow control (with its host's TASKHUB_HOST_LIMITS, the tighter wins).
     rate_limit: HostLimit | None = None
     #: Fire each occurrence at a stable pseudo-random offset within this many seconds.
-    spread_seconds: int = 0
+    spread_seconds: int = limits.DEFAULT_SPREAD_S
 
 
 def _object(value: Any, name: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
@@ -166,13 +129,16 @@ def parse_schedule(data: Any, now: datetime, *, require_future_at: bool = True) 
     if kinds == ["cron"]:
         if not isinstance(data["cron"], str):
             raise ValidationError("schedule.cron", "must be a string")
-        timezone = data.get("timezone", "UTC")
+        timezone = data.get("timezone", limits.DEFAULT_TIMEZONE)
         if not isinstance(timezone, str):
             raise ValidationError("schedule.timezone", "must be a string")
         schedule = Cron(data["cron"], timezone)
     elif kinds == ["interval_seconds"]:
         seconds = _integer(
-            data["interval_seconds"], "schedule.interval_seconds", MIN_INTERVAL_S, MAX_INTERVAL_S
+            data["interval_seconds"],
+            "schedule.interval_seconds",
+            limits.MIN_INTERVAL_S,
+            limits.MAX_INTERVAL_S,
         )
         schedule = Interval(seconds, anchor=now)
     else:
@@ -194,32 +160,37 @@ def parse_headers(value: Any) -> dict[str, str]:
         return {}
     if not isinstance(value, Mapping):
         raise ValidationError("target.headers", "must be an object of string values")
-    if len(value) > MAX_HEADERS:
-        raise ValidationError("target.headers", f"at most {MAX_HEADERS} headers")
+    if len(value) > limits.MAX_HEADERS:
+        raise ValidationError("target.headers", f"at most {limits.MAX_HEADERS} headers")
     total = 0
     seen: set[str] = set()
     for name, header_value in value.items():
         where = f"target.headers.{name}"
-        if not isinstance(name, str) or not _TOKEN.match(name) or len(name) > MAX_HEADER_NAME_CHARS:
+        if (
+            not isinstance(name, str)
+            or not _TOKEN.match(name)
+            or len(name) > limits.MAX_HEADER_NAME_CHARS
+        ):
             raise ValidationError("target.headers", f"invalid header name {str(name)[:40]!r}")
         lowered = name.lower()
-        if lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_HEADER_PREFIX):
+        if lowered in limits.RESERVED_HEADERS or lowered.startswith(limits.RESERVED_HEADER_PREFIX):
             raise ValidationError(where, "is set by taskhub or describes one connection")
         if lowered in seen:
             raise ValidationError(where, "given twice (header names ignore case)")
         seen.add(lowered)
         if not isinstance(header_value, str):
             raise ValidationError(where, "must be a string")
-        if len(header_value) > MAX_HEADER_VALUE_CHARS or _CONTROL.search(
+        if len(header_value) > limits.MAX_HEADER_VALUE_CHARS or _CONTROL.search(
             header_value.replace("\t", "")
         ):
             raise ValidationError(
                 where,
-                f"must be at most {MAX_HEADER_VALUE_CHARS} characters without control characters",
+                f"must be at most {limits.MAX_HEADER_VALUE_CHARS} characters without control "
+                "characters",
             )
         total += len(name.encode()) + len(header_value.encode())
-    if total > MAX_HEADERS_BYTES:
-        raise ValidationError("target.headers", f"at most {MAX_HEADERS_BYTES} bytes in all")
+    if total > limits.MAX_HEADERS_BYTES:
+        raise ValidationError("target.headers", f"at most {limits.MAX_HEADERS_BYTES} bytes in all")
     return dict(value)
 
 
@@ -231,8 +202,8 @@ def parse_target(data: Any, address_policy: AddressPolicy | None = None) -> Targ
     url = data.get("url")
     if not isinstance(url, str) or not url:
         raise ValidationError("target.url", "is required")
-    if len(url) > MAX_URL_CHARS:
-        raise ValidationError("target.url", f"at most {MAX_URL_CHARS} characters")
+    if len(url) > limits.MAX_URL_CHARS:
+        raise ValidationError("target.url", f"at most {limits.MAX_URL_CHARS} characters")
     if _CONTROL.search(url) or " " in url:
         raise ValidationError("target.url", "must not contain spaces or control characters")
     try:
@@ -244,17 +215,20 @@ def parse_target(data: Any, address_policy: AddressPolicy | None = None) -> Targ
         refusal = target_refusal(target, address_policy)
         if refusal is not None:
             raise ValidationError("target.url", refusal)
-    method = data.get("method", "POST")
-    if not isinstance(method, str) or method.upper() not in METHODS:
-        raise ValidationError("target.method", f"must be one of {', '.join(METHODS)}")
+    method = data.get("method", limits.DEFAULT_METHOD)
+    if not isinstance(method, str) or method.upper() not in limits.METHODS:
+        raise ValidationError("target.method", f"must be one of {', '.join(limits.METHODS)}")
     body = data.get("body")
     if body is not None:
         if not isinstance(body, str):
             raise ValidationError("target.body", "must be a string (send JSON as a string)")
-        if len(body.encode("utf-8", errors="surrogatepass")) > MAX_BODY_BYTES:
-            raise ValidationError("target.body", f"at most {MAX_BODY_BYTES} bytes")
+        if len(body.encode("utf-8", errors="surrogatepass")) > limits.MAX_BODY_BYTES:
+            raise ValidationError("target.body", f"at most {limits.MAX_BODY_BYTES} bytes")
     timeout = _number(
-        data.get("timeout_seconds", 30), "target.timeout_seconds", MIN_TIMEOUT_S, MAX_TIMEOUT_S
+        data.get("timeout_seconds", limits.DEFAULT_TIMEOUT_S),
+        "target.timeout_seconds",
+        limits.MIN_TIMEOUT_S,
+        limits.MAX_TIMEOUT_S,
     )
     return Target(url, method.upper(), parse_headers(data.get("headers")), body, timeout)
 
@@ -262,10 +236,23 @@ def parse_target(data: Any, address_policy: AddressPolicy | None = None) -> Targ
 def parse_retry(data: Any) -> RetryPolicy:
     data = _object({} if data is None else data, "retry", RETRY_FIELDS)
     policy = RetryPolicy(
-        _integer(data.get("max_attempts", 3), "retry.max_attempts", 1, MAX_ATTEMPTS),
-        _number(data.get("backoff_seconds", 10), "retry.backoff_seconds", 0, MAX_BACKOFF_S),
+        _integer(
+            data.get("max_attempts", limits.DEFAULT_MAX_ATTEMPTS),
+            "retry.max_attempts",
+            limits.MIN_ATTEMPTS,
+            limits.MAX_ATTEMPTS,
+        ),
         _number(
-            data.get("max_backoff_seconds", 600), "retry.max_backoff_seconds", 0, MAX_BACKOFF_S
+            data.get("backoff_seconds", limits.DEFAULT_BACKOFF_S),
+            "retry.backoff_seconds",
+            limits.MIN_BACKOFF_S,
+            limits.MAX_BACKOFF_S,
+        ),
+        _number(
+            data.get("max_backoff_seconds", limits.DEFAULT_MAX_BACKOFF_S),
+            "retry.max_backoff_seconds",
+            limits.MIN_BACKOFF_S,
+            limits.MAX_BACKOFF_S,
         ),
     )
     if policy.max_backoff_seconds < policy.backoff_seconds:
@@ -278,24 +265,26 @@ def parse_tags(value: Any) -> dict[str, str]:
         return {}
     if not isinstance(value, Mapping):
         raise ValidationError("tags", "must be an object of string values")
-    if len(value) > MAX_TAGS:
-        raise ValidationError("tags", f"at most {MAX_TAGS} tags")
+    if len(value) > limits.MAX_TAGS:
+        raise ValidationError("tags", f"at most {limits.MAX_TAGS} tags")
     for key, tag_value in value.items():
         if not isinstance(key, str) or not _TAG_KEY.match(key):
             raise ValidationError(
                 "tags",
-                f"invalid tag key {str(key)[:40]!r}: use 1-64 of letters, digits, '_', '.', '-'",
+                f"invalid tag key {str(key)[:40]!r}: use 1-{limits.MAX_TAG_KEY_CHARS} of letters, "
+                "digits, '_', '.', '-'",
             )
-        if not isinstance(tag_value, str) or len(tag_value) > MAX_TAG_VALUE_CHARS:
+        if not isinstance(tag_value, str) or len(tag_value) > limits.MAX_TAG_VALUE_CHARS:
             raise ValidationError(
-                f"tags.{key}", f"must be a string of at most {MAX_TAG_VALUE_CHARS} characters"
+                f"tags.{key}",
+                f"must be a string of at most {limits.MAX_TAG_VALUE_CHARS} characters",
             )
     return dict(value)
 
 
 def parse_misfire_policy(value: Any) -> MisfirePolicy:
     if value is None:
-        return MisfirePolicy.FIRE_ONCE
+        return limits.DEFAULT_MISFIRE_POLICY
     if not isinstance(value, str) or value not in {p.value for p in MisfirePolicy}:
         raise ValidationError(
             "misfire_policy", f"must be one of {', '.join(p.value for p in MisfirePolicy)}"
@@ -306,7 +295,12 @@ def parse_misfire_policy(value: Any) -> MisfirePolicy:
 def parse_auto_pause(value: Any) -> int | None:
     if value is None:
         return None
-    return _integer(value, "auto_pause_after_failures", 1, MAX_AUTO_PAUSE_AFTER_FAILURES)
+    return _integer(
+        value,
+        "auto_pause_after_failures",
+        limits.MIN_AUTO_PAUSE_AFTER_FAILURES,
+        limits.MAX_AUTO_PAUSE_AFTER_FAILURES,
+    )
 
 
 def parse_rate_limit(value: Any) -> HostLimit | None:
@@ -321,24 +315,54 @@ def parse_rate_limit(value: Any) -> HostLimit | None:
     return HostLimit(
         None
         if in_flight is None
-        else _integer(in_flight, "rate_limit.max_in_flight", 1, MAX_RATE_IN_FLIGHT),
+        else _integer(
+            in_flight,
+            "rate_limit.max_in_flight",
+            limits.MIN_RATE_IN_FLIGHT,
+            limits.MAX_RATE_IN_FLIGHT,
+        ),
         None
         if per_second is None
-        else _positive(per_second, "rate_limit.per_second", MAX_RATE_PER_SECOND),
+        else _above(
+            per_second,
+            "rate_limit.per_second",
+            limits.RATE_PER_SECOND_ABOVE,
+            limits.MAX_RATE_PER_SECOND,
+        ),
     )
 
 
-def _positive(value: Any, name: str, high: float) -> float:
-    number = _number(value, name, 0, high)
-    if number <= 0:
-        raise ValidationError(name, f"must be above 0 and at most {high:g}")
+def _above(value: Any, name: str, low: float, high: float) -> float:
+    number = _number(value, name, low, high)
+    if number <= low:
+        raise ValidationError(name, f"must be above {low:g} and at most {high:g}")
     return number
 
 
 def parse_spread(value: Any) -> int:
     if value is None:
-        return 0
-    return _integer(value, "spread_seconds", 0, MAX_SPREAD_S)
+        return limits.DEFAULT_SPREAD_S
+    return _integer(value, "spread_seconds", limits.MIN_SPREAD_S, limits.MAX_SPREAD_S)
+
+
+def parse_window(data: Mapping[str, Any]) -> Window:
+    """``start_at``, ``end_at`` and ``max_executions`` of a task or of a schedule to
+    preview, read alike for both."""
+    max_executions = data.get("max_executions")
+    if max_executions is not None:
+        max_executions = _integer(
+            max_executions, "max_executions", limits.MIN_EXECUTIONS, limits.MAX_EXECUTIONS
+        )
+    window = Window(
+        start_at=parse_time(data.get("start_at"), "start_at"),
+        end_at=parse_time(data.get("end_at"), "end_at"),
+        max_executions=max_executions,
+    )
+    try:
+        validate_window(window)
+    except ScheduleError as error:
+        raise ValidationError(error.field, error.message) from None
+    return window
 
 
 def rate_limit_dict(limit: HostLimit | None) -> dict[str, Any] | None:
@@ -390,24 +414,15 @@ def parse_definition(
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ValidationError("name", "is required")
-    if len(name) > MAX_NAME_CHARS or _CONTROL.search(name):
-        raise ValidationError("name", f"at most {MAX_NAME_CHARS} characters, no control characters")
+    if len(name) > limits.MAX_NAME_CHARS or _CONTROL.search(name):
+        raise ValidationError(
+            "name", f"at most {limits.MAX_NAME_CHARS} characters, no control characters"
+        )
     if "schedule" not in data:
         raise ValidationError("schedule", "is required")
     if "target" not in data:
         raise ValidationError("target", "is required")
-    max_executions = data.get("max_executions")
-    if max_executions is not None:
-        max_executions = _integer(max_executions, "max_executions", 1, 2**31 - 1)
-    window = Window(
-        start_at=parse_time(data.get("start_at"), "start_at"),
-        end_at=parse_time(data.get("end_at"), "end_at"),
-        max_executions=max_executions,
-    )
-    try:
-        validate_window(window)
-    except ScheduleError as error:
-        raise ValidationError(error.field, error.message) from None
+    window = parse_window(data)
     return TaskDefinition(
         name=name,
         schedule=parse_schedule(data["schedule"], now, require_future_at=require_future_at),

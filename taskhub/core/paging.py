@@ -13,6 +13,7 @@ from typing import Any
 
 from taskhub.core.errors import ValidationError
 
+MIN_LIMIT = 1
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
@@ -37,6 +38,6 @@ def decode(cursor: str, length: int) -> list[Any]:
 def check_limit(limit: int | None) -> int:
     if limit is None:
         return DEFAULT_LIMIT
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValidationError("limit", f"must be between 1 and {MAX_LIMIT}")
+    if not MIN_LIMIT <= limit <= MAX_LIMIT:
+        raise ValidationError("limit", f"must be between {MIN_LIMIT} and {MAX_LIMIT}")
     return limit

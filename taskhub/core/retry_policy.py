@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from taskhub.core import limits
 from taskhub.core.statuses import ExecutionStatus
 
 RETRYABLE_STATUSES = frozenset({408, 429})
@@ -22,9 +23,9 @@ RETRYABLE_ERROR_KINDS = frozenset({"timeout", "connection", "dns", "tls", "confi
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 3
-    backoff_seconds: float = 10.0
-    max_backoff_seconds: float = 600.0
+    max_attempts: int = limits.DEFAULT_MAX_ATTEMPTS
+    backoff_seconds: float = limits.DEFAULT_BACKOFF_S
+    max_backoff_seconds: float = limits.DEFAULT_MAX_BACKOFF_S
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from functools import lru_cache
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from taskhub.core import wall_clock
+from taskhub.core import limits, wall_clock
 from taskhub.core.cron import CronSpec, parse_cron
 from taskhub.core.errors import ScheduleError
 from taskhub.core.wall_clock import zone
@@ -42,7 +42,7 @@ class Cron:
     """Five-field cron expression evaluated in an IANA time zone."""
 
     expression: str
-    timezone: str = "UTC"
+    timezone: str = limits.DEFAULT_TIMEZONE
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from taskhub.core.definitions import MAX_SPREAD_S
+from taskhub.core.limits import MAX_SPREAD_S
 from taskhub.core.statuses import ExecutionStatus
 from taskhub.db.dialects import one_of
 from taskhub.db.models import UTCDateTime, executions, scheduled_tasks

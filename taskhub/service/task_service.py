@@ -17,17 +17,18 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Connection, RowMapping
 
-from taskhub.core import credentials, paging
+from taskhub.core import credentials, limits, paging
 from taskhub.core.addresses import parse_target_url
 from taskhub.core.definitions import (
     TaskDefinition,
     parse_definition,
     parse_schedule,
     parse_time,
+    parse_window,
     rate_limit_dict,
     schedule_to_dict,
 )
-from taskhub.core.errors import Conflict, NotFound, ScheduleError, ValidationError
+from taskhub.core.errors import Conflict, NotFound, ValidationError
 from taskhub.core.occurrences import idempotency_key
 from taskhub.core.schedules import (
     Cron,
@@ -36,7 +37,6 @@ from taskhub.core.schedules import (
     Window,
     first_occurrence,
     upcoming,
-    validate_window,
 )
 from taskhub.core.sealing import sealer_for
 from taskhub.core.settings import Settings, load
@@ -48,7 +48,6 @@ from taskhub.service import quotas
 
 __all__ = ["ValidationError", "parse_definition"]
 
-MAX_PREVIEW = 100
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -462,9 +461,6 @@ def delete_task(
     task_queries.delete_task(conn, row["id"])
 
 
-MAX_PAUSE_REASON_CHARS = 1000
-
-
 def parse_pause_request(data: Any) -> str | None:
     """The optional body of a pause, ``{"reason": "..."}``; the reason."""
     if not isinstance(data, Mapping):
@@ -475,9 +471,9 @@ def parse_pause_request(data: Any) -> str | None:
     reason = data.get("reason")
     if reason is None:
         return None
-    if not isinstance(reason, str) or len(reason) > MAX_PAUSE_REASON_CHARS:
+    if not isinstance(reason, str) or len(reason) > limits.MAX_PAUSE_REASON_CHARS:
         raise ValidationError(
-            "reason", f"must be a string of at most {MAX_PAUSE_REASON_CHARS} characters"
+            "reason", f"must be a string of at most {limits.MAX_PAUSE_REASON_CHARS} characters"
         )
     return reason
 
@@ -593,8 +589,10 @@ def execution_view(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
 def _preview(
     schedule: Schedule, window: Window, now: datetime, count: int, occurrences_so_far: int
 ) -> dict[str, Any]:
-    if not 1 <= count <= MAX_PREVIEW:
-        raise ValidationError("count", f"must be between 1 and {MAX_PREVIEW}")
+    if not limits.MIN_PREVIEW <= count <= limits.MAX_PREVIEW:
+        raise ValidationError(
+            "count", f"must be between {limits.MIN_PREVIEW} and {limits.MAX_PREVIEW}"
+        )
     zone = ZoneInfo(schedule.timezone) if isinstance(schedule, Cron) else None
     # ``upcoming`` gives fire times strictly after its base; start a microsecond early so
     # an occurrence due exactly now is shown.
@@ -612,7 +610,11 @@ def _preview(
 
 
 def preview_task(
-    conn: Connection, tenant: str, task_id: str | uuid.UUID, now: datetime, count: int = 10
+    conn: Connection,
+    tenant: str,
+    task_id: str | uuid.UUID,
+    now: datetime,
+    count: int = limits.DEFAULT_PREVIEW,
 ) -> dict[str, Any]:
     """From the next occurrence that will really fire (:func:`next_fire`): one written
     down but not sent yet comes first, and counts as not yet fired."""
@@ -630,7 +632,9 @@ def preview_task(
     return _preview(schedule_of(row), window_of(row), start, count, so_far)
 
 
-def preview_schedule(data: Any, now: datetime, count: int = 10) -> dict[str, Any]:
+def preview_schedule(
+    data: Any, now: datetime, count: int = limits.DEFAULT_PREVIEW
+) -> dict[str, Any]:
     """The next fire times of a schedule that is not saved: ``{"schedule": {...},
     "start_at", "end_at", "max_executions"}`` (all but ``schedule`` optional)."""
     if not isinstance(data, Mapping):
@@ -641,22 +645,8 @@ def preview_schedule(data: Any, now: datetime, count: int = 10) -> dict[str, Any
     if "schedule" not in data:
         raise ValidationError("schedule", "is required")
     schedule = parse_schedule(data["schedule"], now)
-    max_executions = data.get("max_executions")
-    if max_executions is not None and (
-        not isinstance(max_executions, int)
-        or isinstance(max_executions, bool)
-        or max_executions < 1
-    ):
-        raise ValidationError("max_executions", "must be a positive integer")
-    window = Window(
-        parse_time(data.get("start_at"), "start_at"),
-        parse_time(data.get("end_at"), "end_at"),
-        max_executions,
-    )
-    try:
-        validate_window(window)
-    except ScheduleError as error:
-        raise ValidationError(error.field, error.message) from None
+    # Read as a task's window is, within the same bounds.
+    window = parse_window(data)
     if isinstance(schedule, Interval) and window.start_at is not None:
         # Counted from start_at, exactly as the saved task would be (``schedule_of``).
         schedule = Interval(schedule.interval_seconds, anchor=window.start_at)

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 
 from taskhub.api.app import create_app
 from taskhub.api.deps import MAX_REQUEST_BYTES
+from taskhub.core.limits import MAX_EXECUTIONS
 from taskhub.db import engines, task_queries
 from taskhub.db.models import attempts, executions, scheduled_tasks
 from taskhub.service import apikeys, quotas, task_service
@@ -447,6 +448,27 @@ def test_preview_of_an_unsaved_schedule(api: Api) -> None:
         refused = api.a.post("/v1/schedules/preview", json=body)
         assert refused.status_code == 422 and refused.json()["error"]["field"] == where
     assert api.a.get("/v1/tasks").json()["items"] == []
+
+
+def test_preview_bounds_max_executions_as_a_task_does(api: Api) -> None:
+    """The same values refused with the same error, the upper bound included."""
+    api.clock.now = datetime(2027, 1, 1, tzinfo=UTC)
+    schedule = {"cron": "0 * * * *"}
+    highest = api.a.post(
+        "/v1/schedules/preview",
+        params={"count": 1},
+        json={"schedule": schedule, "max_executions": MAX_EXECUTIONS},
+    )
+    assert highest.status_code == 200 and len(highest.json()["fire_times"]) == 1
+    for value in (MAX_EXECUTIONS + 1, 2**63, 0, -1, True, 1.5, "3"):
+        preview = api.a.post(
+            "/v1/schedules/preview", json={"schedule": schedule, "max_executions": value}
+        )
+        task = {"name": "bounded", "schedule": schedule, "target": {"url": "https://example.com"}}
+        created = api.a.post("/v1/tasks", json=task | {"max_executions": value})
+        assert preview.status_code == created.status_code == 422, value
+        assert preview.json() == created.json(), value
+        assert preview.json()["error"]["field"] == "max_executions"
 
 
 def test_unsaved_interval_preview_matches_the_saved_task(api: Api) -> None:

@@ -20,8 +20,9 @@ from taskhub.core.addresses import (
     literal_address,
     parse_networks,
 )
-from taskhub.core.definitions import MAX_BODY_BYTES, parse_definition
+from taskhub.core.definitions import parse_definition
 from taskhub.core.errors import ValidationError
+from taskhub.core.limits import MAX_BODY_BYTES
 from taskhub.core.schedules import Cron, Interval, OneTime
 from taskhub.core.settings import SettingsError, load
 from taskhub.core.statuses import MisfirePolicy

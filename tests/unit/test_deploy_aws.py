@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from taskhub.core import settings
-from taskhub.core.definitions import MAX_TIMEOUT_S
+from taskhub.core.limits import MAX_TIMEOUT_S
 from taskhub.worker.celery_app import celery_config, sqs_queue_name
 from taskhub.worker.queues import DISCOVERY_QUEUE, STATE_QUEUE, TRIGGER_QUEUE
 

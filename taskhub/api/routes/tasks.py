@@ -31,6 +31,7 @@ from taskhub.api.schemas import (
     body_doc,
     error_responses,
 )
+from taskhub.core import limits
 from taskhub.service import task_service
 
 router = APIRouter(tags=["tasks"])
@@ -166,7 +167,9 @@ def run_task(caller: RunAuthed, task_id: str, background: BackgroundTasks) -> di
     responses=error_responses(404),
     summary="The task's next fire times, in UTC and in its time zone",
 )
-def preview_task(caller: Authed, task_id: str, count: Count = 10) -> dict[str, Any]:
+def preview_task(
+    caller: Authed, task_id: str, count: Count = limits.DEFAULT_PREVIEW
+) -> dict[str, Any]:
     return caller.run(
         lambda conn: task_service.preview_task(conn, caller.tenant, task_id, caller.now, count)
     )
@@ -179,6 +182,8 @@ def preview_task(caller: Authed, task_id: str, count: Count = 10) -> dict[str, A
     openapi_extra=body_doc(SchedulePreviewRequest),
     summary="The next fire times of a schedule not saved (catch DST and cron mistakes)",
 )
-def preview_schedule(caller: Authed, body: JsonBody, count: Count = 10) -> dict[str, Any]:
+def preview_schedule(
+    caller: Authed, body: JsonBody, count: Count = limits.DEFAULT_PREVIEW
+) -> dict[str, Any]:
     # Reads nothing stored: no transaction.
     return task_service.preview_schedule(body, caller.now, count)

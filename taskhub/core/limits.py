@@ -1,0 +1,105 @@
+"""Every limit, default and pattern of a task definition and of the API's other inputs.
+
+The one source of these values: the validation (:mod:`taskhub.core.definitions` and the
+service functions) and the OpenAPI document (``taskhub/api/schemas.py`` and
+``params.py``) both read them from here, so the document cannot promise what the
+validation refuses. The limits keep every trigger message far below a broker's size
+limit and keep taskhub's own headers its own (docs/task-definition.md lists them).
+Pure: no imports of taskhub beyond the statuses.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from taskhub.core.statuses import MisfirePolicy
+
+# --- the task ---------------------------------------------------------------------------
+
+MAX_NAME_CHARS = 200
+#: ``max_executions``: the column is a signed 32-bit integer.
+MIN_EXECUTIONS = 1
+MAX_EXECUTIONS = 2**31 - 1
+DEFAULT_MISFIRE_POLICY = MisfirePolicy.FIRE_ONCE
+MIN_AUTO_PAUSE_AFTER_FAILURES = 1
+MAX_AUTO_PAUSE_AFTER_FAILURES = 1000
+MIN_SPREAD_S = 0
+MAX_SPREAD_S = 3600
+DEFAULT_SPREAD_S = 0
+
+# --- schedule ---------------------------------------------------------------------------
+
+#: A cron schedule's time zone when none is given (and the zone of every other kind).
+DEFAULT_TIMEZONE = "UTC"
+MIN_INTERVAL_S = 1
+MAX_INTERVAL_S = 366 * 24 * 3600
+
+# --- target -----------------------------------------------------------------------------
+
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+METHODS: tuple[str, ...] = get_args(Method)
+DEFAULT_METHOD: Method = "POST"
+MAX_URL_CHARS = 2048
+#: What the OpenAPI document says of a URL; the validation is the HTTP client's own
+#: parse (:func:`taskhub.core.addresses.parse_target_url`), which says more.
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://"
+MAX_HEADERS = 50
+#: A header name is an HTTP token (RFC 9110).
+HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+MAX_HEADER_NAME_CHARS = 256
+MAX_HEADER_VALUE_CHARS = 8192
+MAX_HEADERS_BYTES = 32 * 1024
+#: Headers taskhub sets itself, and hop-by-hop headers that describe one connection.
+RESERVED_HEADERS = frozenset(
+    {
+        "idempotency-key",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "upgrade",
+    }
+)
+RESERVED_HEADER_PREFIX = "x-taskhub-"
+MAX_BODY_BYTES = 64 * 1024
+MIN_TIMEOUT_S = 1.0
+MAX_TIMEOUT_S = 300.0
+DEFAULT_TIMEOUT_S = 30.0
+
+# --- retry ------------------------------------------------------------------------------
+
+MIN_ATTEMPTS = 1
+MAX_ATTEMPTS = 20
+DEFAULT_MAX_ATTEMPTS = 3
+MIN_BACKOFF_S = 0
+MAX_BACKOFF_S = 24 * 3600
+DEFAULT_BACKOFF_S = 10.0
+DEFAULT_MAX_BACKOFF_S = 600.0
+
+# --- tags -------------------------------------------------------------------------------
+
+MAX_TAGS = 20
+MAX_TAG_KEY_CHARS = 64
+TAG_KEY_PATTERN = rf"^[A-Za-z0-9_.-]{{1,{MAX_TAG_KEY_CHARS}}}$"
+MAX_TAG_VALUE_CHARS = 256
+
+# --- rate limit -------------------------------------------------------------------------
+
+MIN_RATE_IN_FLIGHT = 1
+MAX_RATE_IN_FLIGHT = 10_000
+#: ``per_second`` must be above this (and at most the maximum).
+RATE_PER_SECOND_ABOVE = 0
+MAX_RATE_PER_SECOND = 100_000.0
+
+# --- the API's other inputs -------------------------------------------------------------
+
+MAX_PAUSE_REASON_CHARS = 1000
+#: Fire times a preview shows (``count``).
+MIN_PREVIEW = 1
+MAX_PREVIEW = 100
+DEFAULT_PREVIEW = 10
