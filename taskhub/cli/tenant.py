@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from taskhub.cli.common import call, json_option, now, print_json, settings_or_exit
+from taskhub.core.settings import QUOTA_BOUNDS
 from taskhub.service import quotas
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -20,7 +21,7 @@ def _show(shown: dict[str, Any], as_json: bool) -> None:
     click.echo(f"{'tenant:':<22}{shown['tenant']}")
     for name, limit in shown["limits"].items():
         value = limit["value"]
-        off = " (no limit)" if value == 0 and quotas.BOUNDS[name][0] == 0 else ""
+        off = " (no limit)" if value == 0 and QUOTA_BOUNDS[name][0] == 0 else ""
         source = "its own" if limit["source"] == "tenant" else "the default"
         click.echo(f"{name + ':':<22}{value}{off}, {source}")
     click.echo(f"{'tasks held:':<22}{shown['tasks_held']}")
@@ -56,7 +57,12 @@ def _limit_option(name: str, help_text: str) -> Callable[[F], F]:
 @limits_group.command("set")
 @click.argument("tenant")
 @_limit_option("max_tasks", "Tasks the tenant may hold")
-@_limit_option("min_interval_seconds", "Shortest time between two fires of a schedule (1-86400)")
+@_limit_option(
+    "min_interval_seconds",
+    "Shortest time between two fires of a schedule ({}-{})".format(
+        *QUOTA_BOUNDS["min_interval_seconds"]
+    ),
+)
 @_limit_option("runs_per_minute", "Run-now and redrive API calls per minute; 0: no limit")
 @_limit_option("requests_per_second", "API requests per second; 0: no limit")
 @json_option

@@ -41,6 +41,14 @@ class TenantQuotas:
 MAX_MIN_INTERVAL_S = 86_400
 #: The most any other limit may be (they are stored as 32-bit integers).
 MAX_QUOTA = 1_000_000_000
+#: Each tenant limit's lowest and highest value, as a setting or a tenant's own (a
+#: lowest of 0 means 0 is allowed: no limit).
+QUOTA_BOUNDS: dict[str, tuple[int, int]] = {
+    "max_tasks": (1, MAX_QUOTA),
+    "min_interval_seconds": (1, MAX_MIN_INTERVAL_S),
+    "runs_per_minute": (0, MAX_QUOTA),
+    "requests_per_second": (0, MAX_QUOTA),
+}
 
 
 @dataclass(frozen=True)
@@ -238,19 +246,26 @@ def tenant_quotas(env: Mapping[str, str]) -> TenantQuotas:
     """The TASKHUB_TENANT_* settings alone (read on every API request, so cheaply)."""
     default = TenantQuotas()
     return TenantQuotas(
-        max_tasks=_integer(env, "TASKHUB_TENANT_MAX_TASKS", default.max_tasks, 1, MAX_QUOTA),
+        max_tasks=_integer(
+            env, "TASKHUB_TENANT_MAX_TASKS", default.max_tasks, *QUOTA_BOUNDS["max_tasks"]
+        ),
         min_interval_seconds=_integer(
             env,
             "TASKHUB_TENANT_MIN_INTERVAL_SECONDS",
             default.min_interval_seconds,
-            1,
-            MAX_MIN_INTERVAL_S,
+            *QUOTA_BOUNDS["min_interval_seconds"],
         ),
         runs_per_minute=_integer(
-            env, "TASKHUB_TENANT_RUNS_PER_MINUTE", default.runs_per_minute, 0, MAX_QUOTA
+            env,
+            "TASKHUB_TENANT_RUNS_PER_MINUTE",
+            default.runs_per_minute,
+            *QUOTA_BOUNDS["runs_per_minute"],
         ),
         requests_per_second=_integer(
-            env, "TASKHUB_TENANT_REQUESTS_PER_SECOND", default.requests_per_second, 0, MAX_QUOTA
+            env,
+            "TASKHUB_TENANT_REQUESTS_PER_SECOND",
+            default.requests_per_second,
+            *QUOTA_BOUNDS["requests_per_second"],
         ),
     )
 

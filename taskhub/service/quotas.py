@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core.errors import QuotaExceeded, RateLimited, ValidationError
 from taskhub.core.schedules import Cron, Interval, Schedule, shortest_gap
-from taskhub.core.settings import MAX_MIN_INTERVAL_S, MAX_QUOTA, Settings, TenantQuotas
+from taskhub.core.settings import QUOTA_BOUNDS, Settings, TenantQuotas
 from taskhub.core.settings import tenant_quotas as read_tenant_quotas
 from taskhub.db.models import scheduled_tasks, tenant_quotas
 from taskhub.service.apikeys import validate_tenant
@@ -38,13 +38,6 @@ from taskhub.service.apikeys import validate_tenant
 #: The limits, in the order they are shown; each is a column of ``tenant_quotas``, a
 #: field of ``TenantQuotas``, a ``TASKHUB_TENANT_*`` setting and a CLI option.
 LIMIT_NAMES = tuple(field.name for field in fields(TenantQuotas))
-#: Each limit's allowed values (0 switches a rate off).
-BOUNDS = {
-    "max_tasks": (1, MAX_QUOTA),
-    "min_interval_seconds": (1, MAX_MIN_INTERVAL_S),
-    "runs_per_minute": (0, MAX_QUOTA),
-    "requests_per_second": (0, MAX_QUOTA),
-}
 #: How far ahead a cron's gaps are judged across its zone's offset changes: a year.
 GAP_HORIZON = timedelta(days=367)
 
@@ -156,13 +149,13 @@ def _duration(gap: timedelta) -> str:
 def parse_limit(name: str, value: Any) -> int | None:
     """A limit's new value as an operator gives it: an integer within its bounds, or
     None (``default``: back to the setting's)."""
-    if name not in BOUNDS:
+    if name not in QUOTA_BOUNDS:
         raise ValidationError(name, f"unknown limit; the limits are {', '.join(LIMIT_NAMES)}")
     if value is None or value == "default":
         return None
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())
-    low, high = BOUNDS[name]
+    low, high = QUOTA_BOUNDS[name]
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         off = " (0: no limit)" if low == 0 else ""
         raise ValidationError(

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from taskhub.core.errors import ValidationError
 from taskhub.core.schedules import Cron, Interval, OneTime, shortest_gap
-from taskhub.core.settings import SettingsError, TenantQuotas, load, tenant_quotas
+from taskhub.core.settings import QUOTA_BOUNDS, SettingsError, TenantQuotas, load, tenant_quotas
 from taskhub.service import quotas
 
 NOW = datetime(2030, 1, 7, 12, 0, 20, tzinfo=UTC)
@@ -87,7 +87,7 @@ def test_schedule_limit_by_example() -> None:
 
 @given(name=st.sampled_from(quotas.LIMIT_NAMES), value=st.integers(-10, 2 * 10**9))
 def test_a_limit_value_is_taken_within_its_bounds_only(name: str, value: int) -> None:
-    low, high = quotas.BOUNDS[name]
+    low, high = QUOTA_BOUNDS[name]
     if low <= value <= high:
         assert quotas.parse_limit(name, value) == value
         assert quotas.parse_limit(name, str(value)) == value
@@ -138,4 +138,4 @@ def test_the_limits_are_the_settings_fields() -> None:
         "runs_per_minute",
         "requests_per_second",
     )
-    assert set(quotas.BOUNDS) == set(quotas.LIMIT_NAMES)
+    assert set(QUOTA_BOUNDS) == set(quotas.LIMIT_NAMES)
