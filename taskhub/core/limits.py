@@ -44,8 +44,9 @@ MAX_URL_CHARS = 2048
 #: parse (:func:`taskhub.core.addresses.parse_target_url`), which says more.
 URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://"
 MAX_HEADERS = 50
-#: A header name is an HTTP token (RFC 9110).
-HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+#: An HTTP token (RFC 9110): a header name, and a method; checked again at fire time.
+HTTP_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+HEADER_NAME_PATTERN = f"^{HTTP_TOKEN}$"
 MAX_HEADER_NAME_CHARS = 256
 MAX_HEADER_VALUE_CHARS = 8192
 MAX_HEADERS_BYTES = 32 * 1024

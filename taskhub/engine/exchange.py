@@ -48,7 +48,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from taskhub.core import credentials, signing
+from taskhub.core import credentials, limits, signing
 from taskhub.core.addresses import AddressPolicy, TargetURLError, a_or_an, parse_target_url
 from taskhub.core.messages import TriggerOutcome, TriggerRequest, as_utc
 from taskhub.core.sealing import SealingError, sealer_for
@@ -82,7 +82,7 @@ _TASKHUB_HEADERS: Final = frozenset(
 # could only contradict the body actually sent.
 _FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
 
-_TOKEN_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN_RE: Final = re.compile(limits.HTTP_TOKEN)
 _BAD_VALUE_RE: Final = re.compile(r"[\r\n\x00]")
 _DELTA_SECONDS_RE: Final = re.compile(r"[0-9]+(?:\.[0-9]*)?")
 

@@ -58,7 +58,7 @@ def _iso(value: datetime | None) -> str | None:
 def schedule_columns(schedule: Schedule) -> dict[str, Any]:
     columns: dict[str, Any] = {
         "cron_expression": None,
-        "timezone": "UTC",
+        "timezone": limits.DEFAULT_TIMEZONE,
         "interval_seconds": None,
         "run_at": None,
     }
@@ -598,7 +598,7 @@ def _preview(
     # an occurrence due exactly now is shown.
     times = upcoming(schedule, now - _MICROSECOND, window, count, occurrences_so_far)
     return {
-        "timezone": schedule.timezone if isinstance(schedule, Cron) else "UTC",
+        "timezone": schedule.timezone if isinstance(schedule, Cron) else limits.DEFAULT_TIMEZONE,
         "fire_times": [
             {
                 "utc": t.isoformat(),
