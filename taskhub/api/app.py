@@ -70,8 +70,11 @@ class TaskhubApp(FastAPI):
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for name, definition in extra.get("$defs", {}).items():
-            if components.setdefault(name, definition) != definition:
+            if components.get(name, definition) != definition:
                 raise RuntimeError(f"two different OpenAPI schemas are named {name}")
+            # pydantic's own: FastAPI's copy of a model a response also uses states its
+            # integer bounds as floats (``"minimum": 1.0``).
+            components[name] = definition
         self.openapi_schema = schema
         return schema
 
