@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,8 @@ from taskhub.db import engines
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 URL_PREFIX = "https://example.com/"
+#: The docs write ranges with an en dash.
+DASH = "\u2013"
 
 #: Where each request component sits in a task definition.
 PLACES: dict[str, tuple[str, ...]] = {
@@ -178,3 +181,64 @@ def test_the_document_names_exactly_the_fields_the_parser_reads() -> None:
     for component, fields in read.items():
         assert set(SCHEMAS[component]["properties"]) == set(fields), component
     assert {model.__name__ for model in REQUEST_MODELS} <= set(SCHEMAS)
+
+
+def _row(page: str, first_cell: str) -> str:
+    rows = [line for line in page.splitlines() if line.startswith(f"| {first_cell} |")]
+    assert len(rows) == 1, first_cell
+    return rows[0]
+
+
+def test_the_task_definition_page_states_the_same_limits() -> None:
+    """docs/task-definition.md is written by hand: its figures must be these."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "task-definition.md").read_text()
+    stated = {
+        "`name`": [f"1{DASH}{limits.MAX_NAME_CHARS} characters"],
+        "`max_executions`": [f"{limits.MIN_EXECUTIONS} to {limits.MAX_EXECUTIONS:,}"],
+        "`tags`": [
+            f"at most {limits.MAX_TAGS};",
+            f"keys 1{DASH}{limits.MAX_TAG_KEY_CHARS} of",
+            f"values at most {limits.MAX_TAG_VALUE_CHARS} characters",
+        ],
+        "`auto_pause_after_failures`": [
+            f"{limits.MIN_AUTO_PAUSE_AFTER_FAILURES}{DASH}{limits.MAX_AUTO_PAUSE_AFTER_FAILURES:,}"
+        ],
+        "`rate_limit`": [
+            f"{limits.MIN_RATE_IN_FLIGHT}{DASH}{limits.MAX_RATE_IN_FLIGHT:,}",
+            f"above {limits.RATE_PER_SECOND_ABOVE:g}, at most {limits.MAX_RATE_PER_SECOND:,.0f}",
+        ],
+        "`spread_seconds`": [
+            f"| {limits.DEFAULT_SPREAD_S} |",
+            f"{limits.MIN_SPREAD_S}{DASH}{limits.MAX_SPREAD_S:,}",
+        ],
+        "interval": [f"{limits.MIN_INTERVAL_S} s to {limits.MAX_INTERVAL_S // 86400} days"],
+        "`url`": [f"at most {limits.MAX_URL_CHARS:,} characters"],
+        "`method`": [f"| `{limits.DEFAULT_METHOD}` |", ", ".join(f"`{m}`" for m in limits.METHODS)],
+        "`headers`": [
+            f"at most {limits.MAX_HEADERS};",
+            f"tokens of at most {limits.MAX_HEADER_NAME_CHARS} characters",
+            f"values at most {limits.MAX_HEADER_VALUE_CHARS:,} characters",
+            f"{limits.MAX_HEADERS_BYTES // 1024} KiB in all",
+        ],
+        "`body`": [f"at most {limits.MAX_BODY_BYTES // 1024} KiB"],
+        "`timeout_seconds`": [
+            f"| {limits.DEFAULT_TIMEOUT_S:g} |",
+            f"{limits.MIN_TIMEOUT_S:g}{DASH}{limits.MAX_TIMEOUT_S:g}",
+        ],
+        "`max_attempts`": [
+            f"| {limits.DEFAULT_MAX_ATTEMPTS} |",
+            f"{limits.MIN_ATTEMPTS}{DASH}{limits.MAX_ATTEMPTS}",
+        ],
+        "`backoff_seconds`": [
+            f"| {limits.DEFAULT_BACKOFF_S:g} |",
+            f"{limits.MIN_BACKOFF_S}{DASH}{limits.MAX_BACKOFF_S:,}",
+        ],
+        "`max_backoff_seconds`": [
+            f"| {limits.DEFAULT_MAX_BACKOFF_S:g} |",
+            f"{limits.MIN_BACKOFF_S}{DASH}{limits.MAX_BACKOFF_S:,}",
+        ],
+    }
+    for first_cell, figures in stated.items():
+        row = _row(page, first_cell)
+        for figure in figures:
+            assert figure in row, (first_cell, figure)
