@@ -1,8 +1,8 @@
 """Reading a task definition as the API documents it, and refusing anything unclear.
 
 Pure: no database, no HTTP. Every refusal is a :class:`ValidationError` naming the
-field by its dotted path. The limits and defaults are :mod:`taskhub.core.limits`', the
-same values the OpenAPI document states.
+field by its dotted path. Its limits and defaults are those of :mod:`taskhub.core.limits`,
+which the OpenAPI document states too.
 """
 
 from __future__ import annotations
