@@ -1,0 +1,99 @@
+"""A hot write's rows declared once for both databases.
+
+The domain hands a hot write its rows as a ``NamedTuple`` (``taskhub.db.rows``); a
+:class:`Recordset` names the SQL type of each field. From that one declaration come
+PostgreSQL's source, ``json_to_recordset`` over one JSON parameter (one statement, no
+placeholder per value to build and parse), and SQLite's, one ``b_``-named bind
+parameter per field for an executemany. A statement is written once against
+:meth:`Recordset.source`, so a new column is added in one place.
+
+Values are converted a column at a time by C-level ``map`` calls (an instant's text is
+computed once per distinct instant), not by a Python call per value.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from taskhub.db import json_rows
+from taskhub.db.dialects import as_uuid
+
+R = TypeVar("R", bound=tuple[Any, ...])
+
+
+def _to_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return as_uuid(value)
+
+
+class Source(NamedTuple):
+    """Where a statement reads its rows' values: ``columns[name]`` per field, and on
+    PostgreSQL the common table expression ``v`` they come from (None on SQLite, where
+    they are bind parameters)."""
+
+    columns: dict[str, sa.ColumnElement[Any]]
+    cte: sa.CTE | None
+
+
+class Recordset(Generic[R]):
+    """The rows of one hot write: a ``NamedTuple`` type and each field's SQL type."""
+
+    def __init__(self, row: type[R], **types: sa.types.TypeEngine[Any]) -> None:
+        fields: tuple[str, ...] = row._fields  # type: ignore[attr-defined]
+        if tuple(types) != fields:
+            raise ValueError(f"types {tuple(types)} do not name the fields {fields} in order")
+        self.fields = fields
+        self._binds = tuple(f"b_{name}" for name in fields)
+        recordset = (
+            sa.func.json_to_recordset(sa.cast(sa.bindparam("rows"), postgresql.JSON))
+            .table_valued(*(sa.column(name, type_) for name, type_ in types.items()))
+            .render_derived(name="r", with_types=True)
+        )
+        cte = sa.select(recordset).cte("v")
+        self._postgresql = Source({name: cte.c[name] for name in fields}, cte)
+        self._sqlite = Source(
+            {name: sa.bindparam(f"b_{name}", type_=type_) for name, type_ in types.items()},
+            None,
+        )
+        # Per field, what makes its value a JSON value (PostgreSQL) or what SQLite's
+        # column binds (a task id claimed as text becomes a UUID again).
+        self._to_json: list[tuple[int, Callable[[Any], Any]]] = []
+        self._to_sqlite: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, type_ in enumerate(types.values()):
+            affinity = type_._type_affinity
+            if affinity is not None and issubclass(affinity, sa.Uuid):
+                self._to_json.append((i, str))
+                self._to_sqlite.append((i, _to_uuid))
+            elif affinity is not None and issubclass(affinity, sa.DateTime):
+                self._to_json.append((i, json_rows.instant_text))
+
+    def source(self, conn: Connection) -> Source:
+        return self._postgresql if conn.dialect.name == "postgresql" else self._sqlite
+
+    def params(self, conn: Connection, rows: Sequence[R]) -> Any:
+        """The parameters to execute a statement built on :meth:`source` with: one JSON
+        text on PostgreSQL, one bind mapping per row on SQLite."""
+        if conn.dialect.name == "postgresql":
+            values = self._columns(rows, self._to_json)
+            return {
+                "rows": json_rows.encode_plain(
+                    [dict(zip(self.fields, v, strict=True)) for v in values]
+                )
+            }
+        return [
+            dict(zip(self._binds, v, strict=True)) for v in self._columns(rows, self._to_sqlite)
+        ]
+
+    @staticmethod
+    def _columns(rows: Sequence[R], converters: list[tuple[int, Callable[[Any], Any]]]) -> Any:
+        if not converters or not rows:
+            return rows
+        columns: list[Any] = list(zip(*rows, strict=True))
+        for i, convert in converters:
+            columns[i] = map(convert, columns[i])
+        return zip(*columns, strict=True)
