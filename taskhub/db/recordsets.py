@@ -13,7 +13,6 @@ computed once per distinct instant), not by a Python call per value.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -25,10 +24,6 @@ from taskhub.db import json_rows
 from taskhub.db.dialects import as_uuid
 
 R = TypeVar("R", bound=tuple[Any, ...])
-
-
-def _to_uuid(value: uuid.UUID | str) -> uuid.UUID:
-    return as_uuid(value)
 
 
 class Source(NamedTuple):
@@ -68,7 +63,7 @@ class Recordset(Generic[R]):
             affinity = type_._type_affinity
             if affinity is not None and issubclass(affinity, sa.Uuid):
                 self._to_json.append((i, str))
-                self._to_sqlite.append((i, _to_uuid))
+                self._to_sqlite.append((i, as_uuid))
             elif affinity is not None and issubclass(affinity, sa.DateTime):
                 self._to_json.append((i, json_rows.instant_text))
 
@@ -76,18 +71,20 @@ class Recordset(Generic[R]):
         return self._postgresql if conn.dialect.name == "postgresql" else self._sqlite
 
     def params(self, conn: Connection, rows: Sequence[R]) -> Any:
-        """The parameters to execute a statement built on :meth:`source` with: one JSON
-        text on PostgreSQL, one bind mapping per row on SQLite."""
+        """The parameters to execute a statement built on :meth:`source` with."""
         if conn.dialect.name == "postgresql":
-            values = self._columns(rows, self._to_json)
-            return {
-                "rows": json_rows.encode_plain(
-                    [dict(zip(self.fields, v, strict=True)) for v in values]
-                )
-            }
-        return [
-            dict(zip(self._binds, v, strict=True)) for v in self._columns(rows, self._to_sqlite)
-        ]
+            return {"rows": self.json(rows)}
+        return self.binds(rows)
+
+    def json(self, rows: Sequence[R]) -> str:
+        """PostgreSQL's one parameter: the rows as a JSON array of objects."""
+        values = self._columns(rows, self._to_json)
+        return json_rows.encode_plain([dict(zip(self.fields, v, strict=True)) for v in values])
+
+    def binds(self, rows: Sequence[R]) -> list[dict[str, Any]]:
+        """SQLite's executemany: one mapping of ``b_``-named bind values per row."""
+        values = self._columns(rows, self._to_sqlite)
+        return [dict(zip(self._binds, v, strict=True)) for v in values]
 
     @staticmethod
     def _columns(rows: Sequence[R], converters: list[tuple[int, Callable[[Any], Any]]]) -> Any:

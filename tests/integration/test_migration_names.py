@@ -13,7 +13,7 @@ from taskhub.db import engines, schema
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def _columns(engine: sa.Engine) -> tuple[set[str], set[str]]:
+def _columns(engine: sa.Engine) -> tuple[set[str], set[str | None]]:
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
         columns = {c["name"] for c in inspector.get_columns("executions")}
