@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core.statuses import ExecutionStatus
-from taskhub.db.dialects import insert, one_of
+from taskhub.db.dialects import one_of
 from taskhub.db.models import UTCDateTime, attempts, executions, scheduled_tasks
 from taskhub.db.recordsets import Recordset
 from taskhub.db.rows import AttemptRow, Deferral, ExecutionResult, NewExecution, PublishLease
@@ -46,20 +46,11 @@ def insert_executions(
     """
     if not rows:
         return []
-    v = NEW_EXECUTIONS.source(conn)
-    values: dict[str, Any] = {
-        **v.columns,
-        "attempts": sa.literal(0),
-        "created_at": sa.literal(now, UTCDateTime()),
-    }
-    statement = insert(conn, executions)
-    if v.cte is not None:
-        statement = statement.from_select(list(values), sa.select(*values.values()))
-    else:
-        statement = statement.values(values)
-    statement = statement.on_conflict_do_nothing(
-        index_elements=["task_id", "scheduled_for"]
-    ).returning(E.id.label("execution_id"), E.idempotency_key)
+    statement = (
+        NEW_EXECUTIONS.insert(conn, executions, attempts=0, created_at=now)
+        .on_conflict_do_nothing(index_elements=["task_id", "scheduled_for"])
+        .returning(E.id.label("execution_id"), E.idempotency_key)
+    )
     return conn.execute(statement, NEW_EXECUTIONS.params(conn, rows)).mappings().all()
 
 
@@ -187,13 +178,7 @@ def update_execution_results(conn: Connection, updates: Sequence[ExecutionResult
     """Write each execution's every field (by its ``id``)."""
     if not updates:
         return
-    v = EXECUTION_RESULTS.source(conn).columns
-    conn.execute(
-        sa.update(executions)
-        .where(E.id == v["id"])
-        .values({name: column for name, column in v.items() if name != "id"}),
-        EXECUTION_RESULTS.params(conn, updates),
-    )
+    EXECUTION_RESULTS.update_by_id(conn, executions, updates)
 
 
 ATTEMPTS = Recordset(
@@ -212,14 +197,10 @@ def insert_attempts(conn: Connection, rows: Sequence[AttemptRow]) -> None:
     """Write the attempts; one already written is skipped."""
     if not rows:
         return
-    v = ATTEMPTS.source(conn)
-    statement = insert(conn, attempts)
-    if v.cte is not None:
-        statement = statement.from_select(list(v.columns), sa.select(*v.columns.values()))
-    else:
-        statement = statement.values(v.columns)
     conn.execute(
-        statement.on_conflict_do_nothing(index_elements=["execution_id", "number"]),
+        ATTEMPTS.insert(conn, attempts).on_conflict_do_nothing(
+            index_elements=["execution_id", "number"]
+        ),
         ATTEMPTS.params(conn, rows),
     )
 

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from taskhub.db import json_rows
-from taskhub.db.dialects import as_uuid
+from taskhub.db.dialects import as_uuid, insert
 
 R = TypeVar("R", bound=tuple[Any, ...])
 
@@ -75,6 +75,29 @@ class Recordset(Generic[R]):
         if conn.dialect.name == "postgresql":
             return {"rows": self.json(rows)}
         return self.binds(rows)
+
+    def insert(self, conn: Connection, table: sa.Table, **constants: Any) -> Any:
+        """The dialect's INSERT (which knows ``ON CONFLICT``) of each row's fields into
+        their columns, with ``constants`` the same in every row."""
+        source = self.source(conn)
+        values = {
+            **source.columns,
+            **{name: sa.literal(value, table.c[name].type) for name, value in constants.items()},
+        }
+        statement = insert(conn, table)
+        if source.cte is not None:
+            return statement.from_select(list(values), sa.select(*values.values()))
+        return statement.values(values)
+
+    def update_by_id(self, conn: Connection, table: sa.Table, rows: Sequence[R]) -> None:
+        """Write every field of each row but ``id`` into its column, by ``id``."""
+        columns = self.source(conn).columns
+        conn.execute(
+            sa.update(table)
+            .where(table.c.id == columns["id"])
+            .values({name: value for name, value in columns.items() if name != "id"}),
+            self.params(conn, rows),
+        )
 
     def json(self, rows: Sequence[R]) -> str:
         """PostgreSQL's one parameter: the rows as a JSON array of objects."""

@@ -282,13 +282,7 @@ def update_task_results(conn: Connection, updates: Sequence[TaskResult]) -> None
     remove_next_occurrences(
         conn, [as_uuid(u.id) for u in updates if u.is_finished or not u.is_active]
     )
-    v = TASK_RESULTS.source(conn).columns
-    conn.execute(
-        sa.update(scheduled_tasks)
-        .where(T.id == v["id"])
-        .values({name: column for name, column in v.items() if name != "id"}),
-        TASK_RESULTS.params(conn, updates),
-    )
+    TASK_RESULTS.update_by_id(conn, scheduled_tasks, updates)
 
 
 def tasks_with_open_executions(conn: Connection, task_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
