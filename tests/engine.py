@@ -115,7 +115,7 @@ def unsuccessful(engine: Engine) -> list[dict[str, Any]]:
                 executions.c.attempts,
                 executions.c.http_status,
                 executions.c.error,
-                executions.c.dispatch_count,
+                executions.c.publish_count,
             ).where(executions.c.status != "succeeded")
         ).mappings()
         return [dict(row) for row in rows]

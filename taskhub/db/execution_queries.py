@@ -1,4 +1,4 @@
-"""The SQL of executions and their attempts: the claim's inserts, sends and leases, the
+"""The SQL of executions and their attempts: the claim's inserts, publications and leases, the
 write-back's results, listings, and the redrive of dead letters."""
 
 from __future__ import annotations
@@ -13,92 +13,56 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core.statuses import ExecutionStatus
-from taskhub.db import json_rows
-from taskhub.db.dialects import as_uuid, insert, one_of
+from taskhub.db.dialects import one_of
 from taskhub.db.models import UTCDateTime, attempts, executions, scheduled_tasks
+from taskhub.db.recordsets import Recordset
+from taskhub.db.rows import AttemptRow, Deferral, ExecutionResult, NewExecution, PublishLease
 from taskhub.db.task_queries import TARGET_COLUMNS
 
 T = scheduled_tasks.c
 E = executions.c
 
 
+NEW_EXECUTIONS = Recordset(
+    NewExecution,
+    task_id=sa.Uuid(),
+    scheduled_for=UTCDateTime(),
+    idempotency_key=sa.String(),
+    status=sa.String(),
+    next_attempt_at=UTCDateTime(),
+    publish_count=sa.Integer(),
+)
+
+
 def insert_executions(
-    conn: Connection, rows: Sequence[Mapping[str, Any]], now: datetime
+    conn: Connection, rows: Sequence[NewExecution], now: datetime
 ) -> Sequence[RowMapping]:
     """Insert occurrences, created at ``now`` with no attempts yet; one that already has an
-    execution is skipped, not doubled.
+    execution is skipped, not doubled. (PostgreSQL: one statement over one JSON
+    parameter; SQLite: an executemany.)
 
-    Each mapping has ``task_id`` (a UUID or its text), ``scheduled_for``,
-    ``idempotency_key``, ``status``, ``next_dispatch_at`` and ``dispatch_count``.
     Returns the rows actually inserted, as ``execution_id`` and ``idempotency_key``
     (which names the occurrence: the caller has the rest).
     """
     if not rows:
         return []
-    if conn.dialect.name == "postgresql":
-        return _insert_executions_pg(conn, rows, now)
     statement = (
-        insert(conn, executions)
-        .values(created_at=now, attempts=0)
+        NEW_EXECUTIONS.insert(conn, executions, attempts=0, created_at=now)
         .on_conflict_do_nothing(index_elements=["task_id", "scheduled_for"])
         .returning(E.id.label("execution_id"), E.idempotency_key)
     )
-    return (
-        conn.execute(statement, [{**r, "task_id": as_uuid(r["task_id"])} for r in rows])
-        .mappings()
-        .all()
-    )
+    return conn.execute(statement, NEW_EXECUTIONS.params(conn, rows)).mappings().all()
 
 
-_INSERT_EXECUTIONS_PG = sa.text(
-    """
-    INSERT INTO executions (task_id, scheduled_for, idempotency_key, status, attempts,
-                            next_dispatch_at, dispatch_count, created_at)
-    SELECT task_id, scheduled_for, idempotency_key, status, 0, next_dispatch_at,
-           dispatch_count, :now
-    FROM json_to_recordset(CAST(:rows AS json))
-         AS v(task_id uuid, scheduled_for timestamptz, idempotency_key varchar,
-              status varchar, next_dispatch_at timestamptz, dispatch_count integer)
-    ON CONFLICT (task_id, scheduled_for) DO NOTHING
-    RETURNING id AS execution_id, idempotency_key
-    """
-).bindparams(sa.bindparam("now", type_=UTCDateTime))
-
-
-def _insert_executions_pg(
-    conn: Connection, rows: Sequence[Mapping[str, Any]], now: datetime
-) -> Sequence[RowMapping]:
-    """One statement over one JSON parameter: no per-row placeholders to build and parse
-    (an executemany's cost), no per-element array dumping (``unnest``'s). The rows are
-    spelled out field by field: a claim's thousand rows are its hottest loop, and the
-    generic encoder's per-value callback cost more than the rest of the encoding."""
-    encoded = [
-        {
-            "task_id": str(r["task_id"]),
-            "scheduled_for": json_rows.instant_text(r["scheduled_for"]),
-            "idempotency_key": r["idempotency_key"],
-            "status": r["status"],
-            "next_dispatch_at": json_rows.instant_text(r["next_dispatch_at"]),
-            "dispatch_count": r["dispatch_count"],
-        }
-        for r in rows
-    ]
-    return (
-        conn.execute(_INSERT_EXECUTIONS_PG, {"rows": json_rows.encode_plain(encoded), "now": now})
-        .mappings()
-        .all()
-    )
-
-
-def claim_dispatchable_executions(
+def claim_publishable_executions(
     conn: Connection,
     now: datetime,
     limit: int,
     lead_until: datetime | None = None,
     dead_holders: Sequence[str] = (),
 ) -> Sequence[RowMapping]:
-    """Lock executions whose retry backoff or dispatch lease has run out, or whose send
-    a process in ``dead_holders`` started, with what is needed to send them again (their
+    """Lock executions whose retry backoff or publish lease has run out, or whose fire
+    a process in ``dead_holders`` started, with what is needed to publish them again (their
     task's target and retry policy)."""
     query = (
         sa.select(
@@ -108,27 +72,27 @@ def claim_dispatchable_executions(
             E.idempotency_key,
             E.status,
             E.attempts,
-            E.dispatch_count,
-            E.next_dispatch_at,
+            E.publish_count,
+            E.next_attempt_at,
             *TARGET_COLUMNS,
         )
         .join(scheduled_tasks, T.id == E.task_id)
         .where(
             sa.or_(
-                E.next_dispatch_at <= now,
+                E.next_attempt_at <= now,
                 # Published ahead (held by the worker until then): only what was never
-                # sent or is waiting in the database. A running execution's lease is
+                # published or is waiting in the database. A running execution's lease is
                 # never anticipated: its outcome may still come back before the lease
-                # ends, and a send held until then would fire it a second time.
+                # ends, and a fire held until then would fire it a second time.
                 sa.and_(
                     E.status == ExecutionStatus.QUEUED.value,
-                    E.next_dispatch_at <= (lead_until or now),
+                    E.next_attempt_at <= (lead_until or now),
                 ),
                 # Started by a process that died: its outcome can no longer come back.
                 *_held_by_any(dead_holders),
             )
         )
-        .order_by(E.next_dispatch_at)
+        .order_by(E.next_attempt_at)
         .limit(limit)
         .with_for_update(of=executions, skip_locked=True)
     )
@@ -143,56 +107,40 @@ def _held_by_any(processes: Sequence[str]) -> list[sa.ColumnElement[bool]]:
     return [sa.and_(E.status == ExecutionStatus.RUNNING.value, E.held_by.in_(list(processes)))]
 
 
-def mark_dispatched(conn: Connection, leases: Sequence[Mapping[str, Any]]) -> None:
-    """Each mapping: ``b_id`` and ``b_lease_until`` (when a tick may send it again)."""
+PUBLISH_LEASES = Recordset(PublishLease, id=sa.BigInteger(), lease_until=UTCDateTime())
+
+
+def mark_published(conn: Connection, leases: Sequence[PublishLease]) -> None:
+    """The executions are published (again): ``running``, not held by any process, until
+    their lease ends (when a tick may publish them once more)."""
     if not leases:
         return
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            _MARK_DISPATCHED_PG,
-            {
-                "rows": json_rows.encode(
-                    [{"id": m["b_id"], "lease_until": m["b_lease_until"]} for m in leases]
-                )
-            },
-        )
-        return
+    v = PUBLISH_LEASES.source(conn)
     conn.execute(
         sa.update(executions)
-        .where(E.id == sa.bindparam("b_id"))
+        .where(E.id == v.columns["id"])
         .values(
             status=ExecutionStatus.RUNNING.value,
-            next_dispatch_at=sa.bindparam("b_lease_until"),
-            dispatch_count=E.dispatch_count + 1,
+            next_attempt_at=v.columns["lease_until"],
+            publish_count=E.publish_count + 1,
             held_by=None,
             message_id=None,
         ),
-        list(leases),
+        PUBLISH_LEASES.params(conn, leases),
     )
 
 
-_MARK_DISPATCHED_PG = sa.text(
-    """
-    UPDATE executions AS e
-    SET status = 'running', next_dispatch_at = v.lease_until,
-        dispatch_count = e.dispatch_count + 1, held_by = NULL, message_id = NULL
-    FROM json_to_recordset(CAST(:rows AS json)) AS v(id bigint, lease_until timestamptz)
-    WHERE e.id = v.id
-    """
-)
-
-
-def defer_executions(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Throttled sends: back to ``queued`` until ``b_next_dispatch_at`` (``b_id``)."""
+def defer_executions(conn: Connection, rows: Sequence[Deferral]) -> None:
+    """Throttled fires: back to ``queued`` until their ``next_attempt_at``."""
     if not rows:
         return
     conn.execute(
         sa.update(executions)
         .where(E.id == sa.bindparam("b_id"))
         .values(
-            status=ExecutionStatus.QUEUED.value, next_dispatch_at=sa.bindparam("b_next_dispatch_at")
+            status=ExecutionStatus.QUEUED.value, next_attempt_at=sa.bindparam("b_next_attempt_at")
         ),
-        list(rows),
+        [{"b_id": r.id, "b_next_attempt_at": r.next_attempt_at} for r in rows],
     )
 
 
@@ -211,73 +159,50 @@ def lock_executions(conn: Connection, execution_ids: Iterable[int]) -> dict[int,
     return {row["id"]: row for row in rows}
 
 
-def update_execution_results(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
-    """Each mapping holds ``b_id`` and every column written (``b_status`` ...)."""
+EXECUTION_RESULTS = Recordset(
+    ExecutionResult,
+    id=sa.BigInteger(),
+    status=sa.String(),
+    attempts=sa.Integer(),
+    next_attempt_at=UTCDateTime(),
+    http_status=sa.Integer(),
+    duration_ms=sa.Integer(),
+    error=sa.Text(),
+    response_excerpt=sa.Text(),
+    started_at=UTCDateTime(),
+    finished_at=UTCDateTime(),
+)
+
+
+def update_execution_results(conn: Connection, updates: Sequence[ExecutionResult]) -> None:
+    """Write each execution's every field (by its ``id``)."""
     if not updates:
         return
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            _UPDATE_EXECUTION_RESULTS_PG, {"rows": json_rows.encode(json_rows.unprefixed(updates))}
-        )
-        return
-    conn.execute(
-        sa.update(executions)
-        .where(E.id == sa.bindparam("b_id"))
-        .values(
-            status=sa.bindparam("b_status"),
-            attempts=sa.bindparam("b_attempts"),
-            next_dispatch_at=sa.bindparam("b_next_dispatch_at"),
-            http_status=sa.bindparam("b_http_status"),
-            duration_ms=sa.bindparam("b_duration_ms"),
-            error=sa.bindparam("b_error"),
-            response_excerpt=sa.bindparam("b_response_excerpt"),
-            started_at=sa.bindparam("b_started_at"),
-            finished_at=sa.bindparam("b_finished_at"),
-        ),
-        list(updates),
-    )
+    EXECUTION_RESULTS.update_by_id(conn, executions, updates)
 
 
-_UPDATE_EXECUTION_RESULTS_PG = sa.text(
-    """
-    UPDATE executions AS e
-    SET status = v.status, attempts = v.attempts, next_dispatch_at = v.next_dispatch_at,
-        http_status = v.http_status, duration_ms = v.duration_ms, error = v.error,
-        response_excerpt = v.response_excerpt, started_at = v.started_at,
-        finished_at = v.finished_at
-    FROM json_to_recordset(CAST(:rows AS json))
-         AS v(id bigint, status varchar, attempts integer, next_dispatch_at timestamptz,
-              http_status integer, duration_ms integer, error text, response_excerpt text,
-              started_at timestamptz, finished_at timestamptz)
-    WHERE e.id = v.id
-    """
+ATTEMPTS = Recordset(
+    AttemptRow,
+    execution_id=sa.BigInteger(),
+    number=sa.Integer(),
+    started_at=UTCDateTime(),
+    duration_ms=sa.Integer(),
+    http_status=sa.Integer(),
+    error_kind=sa.String(),
+    error=sa.Text(),
 )
 
 
-def insert_attempts(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Each mapping holds the columns of one attempt; one already written is skipped."""
+def insert_attempts(conn: Connection, rows: Sequence[AttemptRow]) -> None:
+    """Write the attempts; one already written is skipped."""
     if not rows:
         return
-    if conn.dialect.name == "postgresql":
-        conn.execute(_INSERT_ATTEMPTS_PG, {"rows": json_rows.encode(rows)})
-        return
     conn.execute(
-        insert(conn, attempts).on_conflict_do_nothing(index_elements=["execution_id", "number"]),
-        list(rows),
+        ATTEMPTS.insert(conn, attempts).on_conflict_do_nothing(
+            index_elements=["execution_id", "number"]
+        ),
+        ATTEMPTS.params(conn, rows),
     )
-
-
-_INSERT_ATTEMPTS_PG = sa.text(
-    """
-    INSERT INTO attempts (execution_id, number, started_at, duration_ms, http_status,
-                          error_kind, error)
-    SELECT execution_id, number, started_at, duration_ms, http_status, error_kind, error
-    FROM json_to_recordset(CAST(:rows AS json))
-         AS v(execution_id bigint, number integer, started_at timestamptz,
-              duration_ms integer, http_status integer, error_kind varchar, error text)
-    ON CONFLICT (execution_id, number) DO NOTHING
-    """
-)
 
 
 def executions_of_task(conn: Connection, task_id: uuid.UUID) -> Sequence[RowMapping]:
@@ -366,7 +291,7 @@ def redrive_execution(conn: Connection, execution_id: int, now: datetime) -> Non
         .where(E.id == execution_id, E.status == ExecutionStatus.DEAD.value)
         .values(
             status=ExecutionStatus.QUEUED.value,
-            next_dispatch_at=now,
+            next_attempt_at=now,
             attempt_offset=E.attempts,
             finished_at=None,
         )
@@ -401,7 +326,7 @@ def redrive_executions(conn: Connection, execution_ids: Sequence[int], now: date
         .where(E.id.in_(list(execution_ids)), E.status == ExecutionStatus.DEAD.value)
         .values(
             status=ExecutionStatus.QUEUED.value,
-            next_dispatch_at=now,
+            next_attempt_at=now,
             attempt_offset=E.attempts,
             finished_at=None,
         )

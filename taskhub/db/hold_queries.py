@@ -1,52 +1,57 @@
 """The SQL of holds: a trigger message takes its executions for its process before it
-sends them, renews their leases while they run, and leaves them to be looked up when
+fires them, renews their leases while they run, and leaves them to be looked up when
 the lease runs out or the process dies."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core.statuses import ExecutionStatus
-from taskhub.db import json_rows
 from taskhub.db.dialects import one_of
-from taskhub.db.models import executions
+from taskhub.db.models import UTCDateTime, executions
+from taskhub.db.recordsets import Recordset
+from taskhub.db.rows import Hold
 
 E = executions.c
 
 
+HOLDS = Recordset(Hold, id=sa.BigInteger(), attempt=sa.Integer(), lease_until=UTCDateTime())
+
+
 def hold_executions(
-    conn: Connection, holds: Sequence[Mapping[str, Any]], holder: str, message_id: str
+    conn: Connection, holds: Sequence[Hold], holder: str, message_id: str
 ) -> set[int]:
-    """A trigger message starts: take its executions for ``holder``. Each mapping holds
-    ``b_id``, ``b_attempt`` and ``b_lease_until`` (the lease, counted from now).
+    """A trigger message starts: take its executions for ``holder``, each until its
+    ``lease_until`` (counted from now).
 
     Only an execution still ``running``, waiting for exactly that attempt and not yet
-    started by any message is taken: of two messages carrying one send (a lease that ran
+    started by any message is taken: of two messages carrying one fire (a lease that ran
     out before the first one started, a broker's redelivery), one fires. Returns the ids
     taken; the others must not be fired."""
     if not holds:
         return set()
-    if conn.dialect.name == "postgresql":
+    v = HOLDS.source(conn)
+    if v.cte is not None:
+        c = v.columns
         rows = conn.execute(
-            _HOLD_EXECUTIONS_PG,
-            {
-                "rows": json_rows.encode(
-                    [
-                        {"id": h["b_id"], "attempt": h["b_attempt"], "lease": h["b_lease_until"]}
-                        for h in holds
-                    ]
-                ),
-                "holder": holder,
-                "message_id": message_id,
-            },
+            sa.update(executions)
+            .where(
+                E.id == c["id"],
+                E.status == ExecutionStatus.RUNNING.value,
+                E.attempts == c["attempt"] - 1,
+                E.held_by.is_(None),
+            )
+            .values(held_by=holder, message_id=message_id, next_attempt_at=c["lease_until"])
+            .returning(E.id),
+            HOLDS.params(conn, holds),
         )
         return {row[0] for row in rows}
-    wanted = {h["b_id"]: h for h in holds}
+    # SQLite: the transaction began IMMEDIATE; read, then write what may be taken.
+    wanted = {h.id: h for h in holds}
     found = conn.execute(
         sa.select(E.id, E.attempts).where(
             E.id.in_(sorted(wanted)),
@@ -54,36 +59,21 @@ def hold_executions(
             E.held_by.is_(None),
         )
     )
-    taken = [row.id for row in found if row.attempts == wanted[row.id]["b_attempt"] - 1]
+    taken = [row.id for row in found if row.attempts == wanted[row.id].attempt - 1]
     if taken:
         conn.execute(
             sa.update(executions)
             .where(E.id == sa.bindparam("b_id"))
-            .values(
-                held_by=holder, message_id=message_id, next_dispatch_at=sa.bindparam("b_lease")
-            ),
-            [{"b_id": i, "b_lease": wanted[i]["b_lease_until"]} for i in taken],
+            .values(held_by=holder, message_id=message_id, next_attempt_at=sa.bindparam("b_lease")),
+            [{"b_id": i, "b_lease": wanted[i].lease_until} for i in taken],
         )
     return set(taken)
-
-
-_HOLD_EXECUTIONS_PG = sa.text(
-    """
-    UPDATE executions AS e
-    SET held_by = :holder, message_id = :message_id, next_dispatch_at = v.lease
-    FROM json_to_recordset(CAST(:rows AS json))
-         AS v(id bigint, attempt integer, lease timestamptz)
-    WHERE e.id = v.id AND e.status = 'running' AND e.attempts = v.attempt - 1
-      AND e.held_by IS NULL
-    RETURNING e.id
-    """
-)
 
 
 def renew_holds(
     conn: Connection, execution_ids: Sequence[int], holder: str, message_id: str, lease: datetime
 ) -> int:
-    """Move the lease of the sends ``message_id`` still holds in ``holder`` to ``lease``
+    """Move the lease of the fires ``message_id`` still holds in ``holder`` to ``lease``
     (never earlier); returns how many."""
     if not execution_ids:
         return 0
@@ -94,19 +84,19 @@ def renew_holds(
             E.held_by == holder,
             E.message_id == message_id,
             E.status == ExecutionStatus.RUNNING.value,
-            E.next_dispatch_at < lease,
+            E.next_attempt_at < lease,
         )
-        .values(next_dispatch_at=lease)
+        .values(next_attempt_at=lease)
     )
     return int(result.rowcount)
 
 
-def held_sends_to_look_up(
+def held_fires_to_look_up(
     conn: Connection, now: datetime, dead_holders: Sequence[str], limit: int
 ) -> Sequence[RowMapping]:
-    """Started sends whose lease ran out, or whose holder is in ``dead_holders``: their
+    """Started fires whose lease ran out, or whose holder is in ``dead_holders``: their
     outcome may be in the result backend under ``message_id``."""
-    due: sa.ColumnElement[bool] = E.next_dispatch_at <= now
+    due: sa.ColumnElement[bool] = E.next_attempt_at <= now
     if dead_holders:
         due = sa.or_(due, E.held_by.in_(dead_holders))
     query = (

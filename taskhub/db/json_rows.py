@@ -12,27 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 
-def encode(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows as one JSON parameter for ``json_to_recordset``: one string, encoded in C,
-    where arrays (``unnest``) cost psycopg a Python call per element to dump. Instants
-    must be aware; they travel as ISO 8601 in UTC. (Flat rows: no cycle to look for.)
-
-    Each distinct value is converted once per call: a claim's rows share their instants
-    (one ``now``, occurrences due at the same second). Equal instants in other zones
-    convert to the same UTC text, so sharing a conversion between them is exact."""
-    converted: dict[Any, Any] = {}
-
-    def default(value: Any) -> Any:
-        text = converted.get(value)
-        if text is None:
-            text = converted[value] = json_value(value)
-        return text
-
-    return json.dumps(rows, default=default, separators=(",", ":"), check_circular=False)
-
-
 def encode_plain(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows of plain JSON values (instants already text, see :func:`instant_text`)."""
+    """Rows as one JSON parameter for ``json_to_recordset``: one string, encoded in C,
+    where arrays (``unnest``) cost psycopg a Python call per element to dump. The values
+    are plain JSON values already (instants as text, see :func:`instant_text`); flat
+    rows, so no cycle to look for."""
     return json.dumps(rows, separators=(",", ":"), check_circular=False)
 
 
@@ -53,8 +37,3 @@ def json_value(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     raise TypeError(f"{type(value).__name__} cannot be sent as a JSON row")
-
-
-def unprefixed(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Executemany's ``b_``-named parameters as a JSON row's fields (``b_id`` → ``id``)."""
-    return [{key.removeprefix("b_"): value for key, value in row.items()} for row in rows]

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.db.models import api_keys, scheduled_tasks, signing_secrets
+from taskhub.db.rows import TaskHeaders
 
 T = scheduled_tasks.c
 
@@ -168,15 +169,18 @@ def tasks_headers_after(
     return conn.execute(query.with_for_update()).mappings().all()
 
 
-def update_task_headers(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Each mapping: ``b_id``, ``b_headers``, ``b_sealed_headers``."""
+def update_task_headers(conn: Connection, rows: Sequence[TaskHeaders]) -> None:
+    """Write each task's plain and sealed headers (by its ``id``)."""
     if not rows:
         return
     conn.execute(
         sa.update(scheduled_tasks)
         .where(T.id == sa.bindparam("b_id"))
-        .values(headers=sa.bindparam("b_headers"), sealed_headers=sa.bindparam("b_sealed")),
-        list(rows),
+        .values(headers=sa.bindparam("b_headers"), sealed_headers=sa.bindparam("b_sealed_headers")),
+        [
+            {"b_id": r.id, "b_headers": r.headers, "b_sealed_headers": r.sealed_headers}
+            for r in rows
+        ],
     )
 
 

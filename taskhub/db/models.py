@@ -203,10 +203,10 @@ executions = sa.Table(
     sa.Column("idempotency_key", sa.String(64), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
-    # When a tick must (re)send this execution if no outcome has come back by then: the
-    # end of a retry backoff, or the end of a dispatch lease. NULL once terminal.
-    sa.Column("next_dispatch_at", UTCDateTime()),
-    sa.Column("dispatch_count", sa.Integer(), nullable=False, server_default="0"),
+    # When a tick must (re)publish this execution if no outcome has come back by then: the
+    # end of a retry backoff, or the end of a publish lease. NULL once terminal.
+    sa.Column("next_attempt_at", UTCDateTime()),
+    sa.Column("publish_count", sa.Integer(), nullable=False, server_default="0"),
     # Attempts made before the last redrive: a redriven dead letter gets a fresh budget
     # of max_attempts while its attempt numbers keep counting up.
     sa.Column("attempt_offset", sa.Integer(), nullable=False, server_default="0"),
@@ -217,10 +217,10 @@ executions = sa.Table(
     sa.Column("started_at", UTCDateTime()),
     sa.Column("finished_at", UTCDateTime()),
     sa.Column("created_at", UTCDateTime(), nullable=False),
-    # Who holds the current send (migration 0010): the heartbeat identity of the trigger
+    # Who holds the current fire (migration 0009): the heartbeat identity of the trigger
     # process that started it, and the id of the message that carried it (its outcome is
     # stored under that id in the result backend). NULL until a worker starts it; cleared
-    # whenever it is sent anew.
+    # whenever it is published anew.
     sa.Column("held_by", sa.String(200)),
     sa.Column("message_id", sa.String(64)),
     sa.UniqueConstraint("task_id", "scheduled_for"),
@@ -231,10 +231,10 @@ executions = sa.Table(
 )
 
 sa.Index(
-    "ix_executions_dispatch",
-    executions.c.next_dispatch_at,
-    postgresql_where=executions.c.next_dispatch_at.is_not(None),
-    sqlite_where=executions.c.next_dispatch_at.is_not(None),
+    "ix_executions_next_attempt_at",
+    executions.c.next_attempt_at,
+    postgresql_where=executions.c.next_attempt_at.is_not(None),
+    sqlite_where=executions.c.next_attempt_at.is_not(None),
 )
 sa.Index("ix_executions_task_id_id", executions.c.task_id, executions.c.id)
 #: A dead process's executions, found without reading every execution.

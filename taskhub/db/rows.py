@@ -1,13 +1,17 @@
-"""Stored rows read as the values of ``taskhub.core``: what a task row's columns mean.
+"""Rows crossing the line between the domain and SQL.
 
-The engine (a claim) and the service (a task's view) read the same columns the same
-way, here, so the meaning of a column is written once.
+Read: stored rows as the values of ``taskhub.core`` (what a task row's columns mean);
+the engine (a claim) and the service (a task's view) read the same columns the same
+way, here, so the meaning of a column is written once. Written: the typed rows the
+engine and the service hand the hot writes, so bind names stay inside ``taskhub.db``.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import RowMapping
 
@@ -34,3 +38,103 @@ def rate_limit_of(row: RowMapping | Mapping[str, Any]) -> HostLimit | None:
     """The task's own flow control (the columns of its ``rate_limit``), None if unset."""
     limit = HostLimit(row.get("rate_limit_max_in_flight"), row.get("rate_limit_per_second"))
     return None if limit.unlimited else limit
+
+
+# --- rows the hot writes take (``taskhub.db.recordsets`` declares their SQL types) ----
+
+
+class NewExecution(NamedTuple):
+    """An occurrence a claim writes down (``execution_queries.insert_executions``)."""
+
+    task_id: uuid.UUID | str
+    scheduled_for: datetime
+    idempotency_key: str
+    status: str
+    #: Staged: the second to publish it; published now: the end of its publish lease.
+    next_attempt_at: datetime
+    publish_count: int
+
+
+class TaskAdvance(NamedTuple):
+    """A claimed task's next occurrence (``task_queries.advance_tasks``)."""
+
+    id: uuid.UUID | str
+    next_time: datetime | None
+    #: Added to the task's ``occurrence_count``.
+    occurrences: int
+    finished: bool
+
+
+class PublishLease(NamedTuple):
+    """An execution published again, and when a tick may publish it once more if no
+    outcome came back (``execution_queries.mark_published``)."""
+
+    id: int
+    lease_until: datetime
+
+
+class Deferral(NamedTuple):
+    """A throttled fire: back to ``queued`` until ``next_attempt_at``."""
+
+    id: int
+    next_attempt_at: datetime
+
+
+class ExecutionResult(NamedTuple):
+    """An attempt's effect on its execution (``execution_queries.update_execution_results``)."""
+
+    id: int
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    http_status: int | None
+    duration_ms: int | None
+    error: str | None
+    response_excerpt: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class AttemptRow(NamedTuple):
+    """One attempt (``execution_queries.insert_attempts``)."""
+
+    execution_id: int
+    number: int
+    started_at: datetime
+    duration_ms: int | None
+    http_status: int | None
+    error_kind: str | None
+    error: str | None
+
+
+class TaskResult(NamedTuple):
+    """A write-back's effect on a task (``task_queries.update_task_results``)."""
+
+    id: uuid.UUID
+    last_execution_time: datetime | None
+    last_status: str | None
+    execution_count: int
+    consecutive_failures: int
+    is_finished: bool
+    is_active: bool
+    paused_by: str | None
+    paused_reason: str | None
+    paused_at: datetime | None
+    updated_at: datetime
+
+
+class Hold(NamedTuple):
+    """A fire a trigger message takes for its process (``hold_queries.hold_executions``):
+    only if the execution waits for exactly ``attempt``; held until ``lease_until``."""
+
+    id: int
+    attempt: int
+    lease_until: datetime
+
+
+class TaskHeaders(NamedTuple):
+    """A task's headers re-sealed (``key_queries.update_task_headers``)."""
+
+    id: uuid.UUID
+    headers: Mapping[str, Any]
+    sealed_headers: str | None

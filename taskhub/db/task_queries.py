@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core.statuses import ExecutionStatus
-from taskhub.db import json_rows
 from taskhub.db.dialects import as_uuid, one_of
 from taskhub.db.models import (
     UTCDateTime,
@@ -23,6 +22,8 @@ from taskhub.db.models import (
     read_as_uuid_text,
     scheduled_tasks,
 )
+from taskhub.db.recordsets import Recordset
+from taskhub.db.rows import TaskAdvance, TaskResult
 
 T = scheduled_tasks.c
 D = next_occurrences.c
@@ -77,7 +78,7 @@ def get_task(conn: Connection, task_id: uuid.UUID) -> RowMapping | None:
     return conn.execute(sa.select(scheduled_tasks).where(T.id == task_id)).mappings().first()
 
 
-#: What a send needs of its task: the tenant (for its signing secrets) and the target.
+#: What a fire needs of its task: the tenant (for its signing secrets) and the target.
 TARGET_COLUMNS = (
     T.tenant,
     T.url,
@@ -91,7 +92,7 @@ TARGET_COLUMNS = (
 )
 
 #: What a claim reads of a due task: its schedule, window and misfire rule (to plan) and
-#: its target (to send); not its name, tags or results. Fewer columns to read and decode
+#: its target (to fire); not its name, tags or results. Fewer columns to read and decode
 #: (``tags`` is JSON) is a large part of a claim's cost at thousands of rows.
 #: The id comes as text (see ``UUIDText``).
 CLAIM_COLUMNS = (
@@ -171,66 +172,53 @@ def claim_due_tasks(conn: Connection, now: datetime, limit: int) -> Sequence[Row
     return rows
 
 
-def advance_tasks(conn: Connection, advances: Sequence[Mapping[str, Any]], now: datetime) -> None:
+TASK_ADVANCES = Recordset(
+    TaskAdvance,
+    id=sa.Uuid(),
+    next_time=UTCDateTime(),
+    occurrences=sa.Integer(),
+    finished=sa.Boolean(),
+)
+
+
+def advance_tasks(conn: Connection, advances: Sequence[TaskAdvance], now: datetime) -> None:
     """Write each claimed task's new ``next_execution_time`` (by primary key), updated at
     ``now``, and put it in ``next_occurrences`` (the claim took the old one out).
 
-    Each mapping has ``b_id`` (a UUID or its text), ``b_next``, ``b_occurrences`` (added
-    to the count) and ``b_finished``. A claimed task is active; one with a next time is
-    not finished.
+    A claimed task is active; one with a next time is not finished.
     """
     if not advances:
         return
-    if conn.dialect.name == "postgresql":
-        rows = [
-            {
-                "id": str(a["b_id"]),
-                "next_time": json_rows.instant_text(a["b_next"]),
-                "occurrences": a["b_occurrences"],
-                "finished": a["b_finished"],
-            }
-            for a in advances
-        ]
-        conn.execute(_ADVANCE_TASKS_PG, {"rows": json_rows.encode_plain(rows), "now": now})
-        return
-    advances = [{**a, "b_id": as_uuid(a["b_id"])} for a in advances]
-    conn.execute(
+    v = TASK_ADVANCES.source(conn)
+    c = v.columns
+    advance = (
         sa.update(scheduled_tasks)
-        .where(T.id == sa.bindparam("b_id"))
+        .where(T.id == c["id"])
         .values(
-            next_execution_time=sa.bindparam("b_next"),
-            occurrence_count=T.occurrence_count + sa.bindparam("b_occurrences"),
-            is_finished=sa.bindparam("b_finished"),
+            next_execution_time=c["next_time"],
+            occurrence_count=T.occurrence_count + c["occurrences"],
+            is_finished=c["finished"],
             updated_at=now,
-        ),
-        advances,
+        )
     )
-    following = [
-        {"scheduled_for": a["b_next"], "task_id": a["b_id"]}
+    params = TASK_ADVANCES.params(conn, advances)
+    if v.cte is not None:  # one statement: the update, then the following occurrences
+        following = sa.select(c["next_time"], c["id"]).where(c["next_time"].is_not(None))
+        conn.execute(
+            sa.insert(next_occurrences)
+            .from_select(["scheduled_for", "task_id"], following)
+            .add_cte(advance.cte("advanced")),
+            params,
+        )
+        return
+    conn.execute(advance, params)
+    following_rows = [
+        {"scheduled_for": a.next_time, "task_id": as_uuid(a.id)}
         for a in advances
-        if a["b_next"] is not None
+        if a.next_time is not None
     ]
-    if following:
-        conn.execute(sa.insert(next_occurrences), following)
-
-
-_ADVANCE_TASKS_PG = sa.text(
-    """
-    WITH v AS (
-        SELECT * FROM json_to_recordset(CAST(:rows AS json))
-            AS v(id uuid, next_time timestamptz, occurrences integer, finished boolean)
-    ), advanced AS (
-        UPDATE scheduled_tasks AS t
-        SET next_execution_time = v.next_time,
-            occurrence_count = t.occurrence_count + v.occurrences,
-            is_finished = v.finished, updated_at = :now
-        FROM v
-        WHERE t.id = v.id
-    )
-    INSERT INTO next_occurrences (scheduled_for, task_id)
-    SELECT next_time, id FROM v WHERE next_time IS NOT NULL
-    """
-).bindparams(sa.bindparam("now", type_=UTCDateTime))
+    if following_rows:
+        conn.execute(sa.insert(next_occurrences), following_rows)
 
 
 def lock_tasks(conn: Connection, task_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, RowMapping]:
@@ -268,56 +256,33 @@ WRITE_BACK_TASK_COLUMNS = (
 )
 
 
-def update_task_results(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
-    """Write a chunk's effect on its tasks; each mapping holds ``b_id`` and every column.
+TASK_RESULTS = Recordset(
+    TaskResult,
+    id=sa.Uuid(),
+    last_execution_time=UTCDateTime(),
+    last_status=sa.String(),
+    execution_count=sa.Integer(),
+    consecutive_failures=sa.Integer(),
+    is_finished=sa.Boolean(),
+    is_active=sa.Boolean(),
+    paused_by=sa.String(),
+    paused_reason=sa.Text(),
+    paused_at=UTCDateTime(),
+    updated_at=UTCDateTime(),
+)
+
+
+def update_task_results(conn: Connection, updates: Sequence[TaskResult]) -> None:
+    """Write a chunk's effect on its tasks: every field, by the task's ``id``.
 
     A chunk never changes a task's next time, and never makes a task active or
     unfinished: it only takes the next occurrences of tasks it pauses or finishes out."""
     if not updates:
         return
     remove_next_occurrences(
-        conn,
-        [as_uuid(u["b_id"]) for u in updates if u["b_is_finished"] or not u["b_is_active"]],
+        conn, [as_uuid(u.id) for u in updates if u.is_finished or not u.is_active]
     )
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            _UPDATE_TASK_RESULTS_PG, {"rows": json_rows.encode(json_rows.unprefixed(updates))}
-        )
-        return
-    conn.execute(
-        sa.update(scheduled_tasks)
-        .where(T.id == sa.bindparam("b_id"))
-        .values(
-            last_execution_time=sa.bindparam("b_last_execution_time"),
-            last_status=sa.bindparam("b_last_status"),
-            execution_count=sa.bindparam("b_execution_count"),
-            consecutive_failures=sa.bindparam("b_consecutive_failures"),
-            is_finished=sa.bindparam("b_is_finished"),
-            is_active=sa.bindparam("b_is_active"),
-            paused_by=sa.bindparam("b_paused_by"),
-            paused_reason=sa.bindparam("b_paused_reason"),
-            paused_at=sa.bindparam("b_paused_at"),
-            updated_at=sa.bindparam("b_now"),
-        ),
-        list(updates),
-    )
-
-
-_UPDATE_TASK_RESULTS_PG = sa.text(
-    """
-    UPDATE scheduled_tasks AS t
-    SET last_execution_time = v.last_execution_time, last_status = v.last_status,
-        execution_count = v.execution_count, consecutive_failures = v.consecutive_failures,
-        is_finished = v.is_finished, is_active = v.is_active, paused_by = v.paused_by,
-        paused_reason = v.paused_reason, paused_at = v.paused_at, updated_at = v.now
-    FROM json_to_recordset(CAST(:rows AS json))
-         AS v(id uuid, last_execution_time timestamptz, last_status varchar,
-              execution_count integer, consecutive_failures integer, is_finished boolean,
-              is_active boolean, paused_by varchar, paused_reason text,
-              paused_at timestamptz, now timestamptz)
-    WHERE t.id = v.id
-    """
-)
+    TASK_RESULTS.update_by_id(conn, scheduled_tasks, updates)
 
 
 def tasks_with_open_executions(conn: Connection, task_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:

@@ -1,5 +1,5 @@
-"""The SQL of withdrawal: the occurrences of a task written down and not yet sent, taken
-back into its schedule when the task changes, and the send's clearance that races it."""
+"""The SQL of withdrawal: the occurrences of a task written down and not yet fired, taken
+back into its schedule when the task changes, and the fire's clearance that races it."""
 
 from __future__ import annotations
 
@@ -19,30 +19,30 @@ from taskhub.db.task_queries import add_next_occurrences, remove_next_occurrence
 T = scheduled_tasks.c
 E = executions.c
 
-#: How far before ``now`` an unsent occurrence is looked for (a range of the unique index
+#: How far before ``now`` an unfired occurrence is looked for (a range of the unique index
 #: on (task, scheduled_for), never a task's whole history). A staged occurrence is due at
-#: most ``spread_seconds`` (at most an hour) before its send time; one still unsent an
-#: hour past that means no tick ran for an hour, and is left to the tick that sends it.
-UNSENT_LOOKBACK = timedelta(seconds=MAX_SPREAD_S) + timedelta(hours=1)
+#: most ``spread_seconds`` (at most an hour) before its fire time; one still unfired an
+#: hour past that means no tick ran for an hour, and is left to the tick that publishes it.
+UNFIRED_LOOKBACK = timedelta(seconds=MAX_SPREAD_S) + timedelta(hours=1)
 
 
-def _unsent(now: datetime) -> sa.ColumnElement[bool]:
-    """Occurrences of a task's schedule written down and not yet sent (see ``withdrawal``).
+def _unfired(now: datetime) -> sa.ColumnElement[bool]:
+    """Occurrences of a task's schedule written down and not yet fired (see ``withdrawal``).
 
-    Staged: ``queued``, never dispatched, written before its send time (a run-now is
-    written due at once, ``next_dispatch_at = created_at``; a retry, a redrive or a
-    throttled send was dispatched). Published ahead: ``running`` with no attempt, that
-    no trigger worker has cleared to send (``started_at`` unset, see
-    :func:`clear_to_send`), due after ``now`` (so never a run-now, nor an occurrence
+    Staged: ``queued``, never published, written before its fire time (a run-now is
+    written due at once, ``next_attempt_at = created_at``; a retry, a redrive or a
+    throttled fire was published). Published ahead: ``running`` with no attempt, that
+    no trigger worker has cleared to fire (``started_at`` unset, see
+    :func:`clear_to_fire`), due after ``now`` (so never a run-now, nor an occurrence
     already due when the writer came: that one goes out).
     """
     return sa.and_(
-        E.scheduled_for >= now - UNSENT_LOOKBACK,
+        E.scheduled_for >= now - UNFIRED_LOOKBACK,
         sa.or_(
             sa.and_(
                 E.status == ExecutionStatus.QUEUED.value,
-                E.dispatch_count == 0,
-                E.next_dispatch_at > E.created_at,
+                E.publish_count == 0,
+                E.next_attempt_at > E.created_at,
             ),
             sa.and_(
                 E.status == ExecutionStatus.RUNNING.value,
@@ -54,24 +54,24 @@ def _unsent(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
-def unsent_occurrences(
+def unfired_occurrences(
     conn: Connection, task_ids: Sequence[uuid.UUID], now: datetime
 ) -> dict[uuid.UUID, tuple[datetime, int]]:
-    """Per task, its earliest unsent occurrence and how many it has (tasks with none are
+    """Per task, its earliest unfired occurrence and how many it has (tasks with none are
     left out): what fires before its ``next_execution_time``."""
     ids = sorted(set(task_ids))
     if not ids:
         return {}
     rows = conn.execute(
         sa.select(E.task_id, sa.func.min(E.scheduled_for), sa.func.count())
-        .where(one_of(conn, E.task_id, ids), _unsent(now))
+        .where(one_of(conn, E.task_id, ids), _unfired(now))
         .group_by(E.task_id)
     )
     return {task_id: (earliest, int(count)) for task_id, earliest, count in rows}
 
 
-def withdraw_unsent(conn: Connection, task_ids: Sequence[uuid.UUID], now: datetime) -> int:
-    """Delete the tasks' unsent occurrences and put them back into their schedule: each
+def withdraw_unfired(conn: Connection, task_ids: Sequence[uuid.UUID], now: datetime) -> int:
+    """Delete the tasks' unfired occurrences and put them back into their schedule: each
     task's ``occurrence_count`` drops by what it lost and its ``next_execution_time``
     moves back to the earliest of them (its row in ``next_occurrences`` with it). The
     caller holds the task rows' locks and then writes what its change means (a pause,
@@ -79,14 +79,14 @@ def withdraw_unsent(conn: Connection, task_ids: Sequence[uuid.UUID], now: dateti
     due times (the deleted rows no longer hold their (task, scheduled_for)).
 
     Returns how many were withdrawn. A trigger worker holding one of them finds it gone
-    when it asks to send it (:func:`clear_to_send`), and drops it.
+    when it asks to fire it (:func:`clear_to_fire`), and drops it.
     """
     ids = sorted(set(task_ids))
     if not ids:
         return 0
     withdrawn = conn.execute(
         sa.delete(executions)
-        .where(one_of(conn, E.task_id, ids), _unsent(now))
+        .where(one_of(conn, E.task_id, ids), _unfired(now))
         .returning(E.task_id, E.scheduled_for)
     ).all()
     if not withdrawn:
@@ -118,15 +118,15 @@ def withdraw_unsent(conn: Connection, task_ids: Sequence[uuid.UUID], now: dateti
     return len(withdrawn)
 
 
-def clear_to_send(conn: Connection, expected: Mapping[int, int], now: datetime) -> set[int]:
-    """Which of these executions a trigger worker may send now; ``expected`` maps each
+def clear_to_fire(conn: Connection, expected: Mapping[int, int], now: datetime) -> set[int]:
+    """Which of these executions a trigger worker may fire now; ``expected`` maps each
     execution id to the attempts its request expects written (``attempt - 1``).
 
     One that is still ``running`` and waiting for exactly that attempt may go. A first
     send is marked (``started_at = now``, which the write-back replaces with the
     attempt's own start) in the same statement, under the row's lock: a writer's
-    :func:`withdraw_unsent` then no longer takes it, and one that committed first has
-    deleted it, so it is not sent. Exactly one of the two wins.
+    :func:`withdraw_unfired` then no longer takes it, and one that committed first has
+    deleted it, so it is not fired. Exactly one of the two wins.
     """
     ids = sorted(expected)
     if not ids:

@@ -1,7 +1,7 @@
-"""Clearance: a request published ahead is sent only if the database still wants it.
+"""Clearance: a request published ahead is fired only if the database still wants it.
 
-With a ``clear`` function (``withdrawal.clear_to_send``), a request is sent only if the
-database clears it when its send time has come: one call for every request of a batch
+With a ``clear`` function (``withdrawal.clear_to_fire``), a request is fired only if the
+database clears it when its fire time has come: one call for every request of a batch
 due by then, run off the loop, and shared with the other batches of the process that ask
 meanwhile (:class:`Clearances`). A request not cleared (its task was paused, changed or
 deleted since it was published, or the database could not be asked) is dropped and has
@@ -22,18 +22,18 @@ log = logging.getLogger(__name__)
 #: The longest a batch waits for its clearance before it drops what it asked about.
 CLEAR_TIMEOUT_S: Final = 10.0
 
-#: Which execution ids of these requests may be sent now (``withdrawal.clear_to_send``).
+#: Which execution ids of these requests may be fired now (``withdrawal.clear_to_fire``).
 Clear = Callable[[Sequence[TriggerRequest]], Collection[int]]
 
 
 class Clearances:
     """The clearances this process's batches ask for, asked of ``clear`` together.
 
-    Every message held for one send time wakes at that instant; asked one by one, a
+    Every message held for one fire time wakes at that instant; asked one by one, a
     burst of 10,000 in 40 messages costs 40 statements at the moment the targets should
     be called, queued on the loop's few executor threads. Here the batches that ask
     while a call is running wait for it to end and are asked about in one call, so one
-    send time costs one or two statements per process. Lives on the loop thread.
+    fire time costs one or two statements per process. Lives on the loop thread.
     """
 
     def __init__(self, clear: Clear) -> None:
@@ -54,8 +54,8 @@ class Clearances:
             return await asyncio.wait_for(asyncio.shield(answer), CLEAR_TIMEOUT_S)
         except TimeoutError:
             log.warning(
-                "no clearance for %d requests within %.0f s; not sending them (their leases"
-                " send them again)",
+                "no clearance for %d requests within %.0f s; not firing them (their leases"
+                " publish them again)",
                 len(requests),
                 CLEAR_TIMEOUT_S,
             )
@@ -87,7 +87,7 @@ class Clearances:
             cleared = set(await loop.run_in_executor(None, self.clear, list(asked.values())))
         except Exception:
             log.warning(
-                "could not clear %d requests to send; not sending them (their leases send"
+                "could not clear %d requests to fire; not firing them (their leases publish"
                 " them again)",
                 len(asked),
                 exc_info=True,

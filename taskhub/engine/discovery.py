@@ -6,27 +6,27 @@ Two kinds of work are claimed, each in short transactions of at most
 1. due occurrences of tasks: each becomes an execution row (unique on task and
    ``scheduled_for``) and the task's ``next_execution_time`` advances, in the same
    transaction;
-2. executions whose retry backoff or dispatch lease has run out: they are sent again,
-   with the same idempotency key.
+2. executions whose retry backoff or publish lease has run out: they are published
+   again, with the same idempotency key.
 
-Every execution leaves a claim with a lease (``next_dispatch_at``). Publishing happens
+Every execution leaves a claim with a lease (``next_attempt_at``). Publishing happens
 after the commit; if the process dies before or while publishing, or the broker loses
 the message, or the chord callback never runs, the lease runs out and a later tick
-sends the execution again. The database is the only memory. (A worker that starts a
-send counts its lease again and renews it while it runs; an outcome found in the result
-backend is recorded instead of sent again; a dead worker's sends go out again from its
-heartbeats: ``holders``.)
+publishes the execution again. The database is the only memory. (A worker that starts
+a fire counts its lease again and renews it while it runs; an outcome found in the
+result backend is recorded instead of fired again; a dead worker's executions are
+published again from its heartbeats: ``holders``.)
 
 Second precision. Beat ticks once a minute, but occurrences are due at any second. The
 minute's tick claims what falls due before the next tick (``lookahead_s``) and writes it
-down as ``queued`` executions whose ``next_dispatch_at`` is the moment to send them (the
+down as ``queued`` executions whose ``next_attempt_at`` is the moment to fire them (the
 due time plus the task's ``spread_seconds`` offset): the database is the staging area,
 nothing waits on the broker (a countdown or ETA past a visibility timeout is
-delivered twice). The staging loop (``staging.py``) sends them at their second; if no
-loop runs, the next tick sends them (late, never lost, never twice).
+delivered twice). The staging loop (``staging.py``) publishes them at their second; if
+no loop runs, the next tick does (late, never lost, never twice).
 
 Publishing lead. What is due within ``publish_lead_s`` (5 s) is published now, each
-request carrying ``not_before`` = its send time; the trigger worker's asyncio client
+request carrying ``not_before`` = its fire time; the trigger worker's asyncio client
 holds it until then (a few seconds in a worker's hands, far below any visibility
 timeout). Claiming, publishing and Celery's delivery thus happen before the due time,
 and a 10,000-occurrence minute starts firing at its first millisecond.
@@ -51,7 +51,14 @@ from taskhub.core.occurrences import idempotency_key, plan_ahead, spread_offset_
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, MisfirePolicy
 from taskhub.db import execution_queries, key_queries, metric_queries, task_queries
-from taskhub.db.rows import rate_limit_of, schedule_of, window_of
+from taskhub.db.rows import (
+    NewExecution,
+    PublishLease,
+    TaskAdvance,
+    rate_limit_of,
+    schedule_of,
+    window_of,
+)
 from taskhub.engine import holders
 from taskhub.observability import counters
 
@@ -64,17 +71,17 @@ Clock = Callable[[], datetime]
 @dataclass
 class TickReport:
     occurrences_claimed: int = 0
-    #: Of those, how many were written down to be sent later, at their second.
+    #: Of those, how many were written down to be published later, at their second.
     occurrences_staged: int = 0
     executions_redispatched: int = 0
-    #: Outcomes found in the result backend and recorded instead of sent again.
+    #: Outcomes found in the result backend and recorded instead of fired again.
     outcomes_recovered: int = 0
     published: int = 0
     duration_s: float = 0.0
 
 
 def lease_until(now: datetime, timeout_s: float, settings: Settings) -> datetime:
-    """When a sent execution counts as lost: one attempt's timeout plus the lease.
+    """When a published execution counts as lost: one attempt's timeout plus the lease.
 
     A worker may start the attempt until ``now + dispatch_lease_s`` (the request's
     ``send_by``), so an attempt that starts in time has ended before the lease does.
@@ -94,8 +101,9 @@ def _request(
     signing_secrets: tuple[str, ...],
     not_before: datetime | None = None,
 ) -> TriggerRequest:
-    """``target`` holds the task's target columns and tenant. ``send_by`` is the end of the send's
-    grace (``now`` plus the dispatch lease: one value for a whole claim), and
+    """``target`` holds the task's target columns and tenant. ``send_by`` is the end of the
+    fire's grace (``now`` plus the publish lease, ``dispatch_lease_s``: one value for a
+    whole claim), and
     ``signing_secrets`` the task's tenant's. Credential headers and signing secrets go
     out still sealed: the broker never carries them in plaintext."""
     return TriggerRequest(
@@ -127,8 +135,8 @@ def _secrets_by_tenant(conn: Connection, tenants: set[str]) -> dict[str, tuple[s
 
 @dataclass
 class Claim:
-    """One claim batch: whether more may be waiting, the requests to send now, and what
-    to count (occurrences claimed and staged, or executions sent again)."""
+    """One claim batch: whether more may be waiting, the requests to publish now, and
+    what to count (occurrences claimed and staged, or executions published again)."""
 
     more: bool
     requests: list[TriggerRequest]
@@ -140,21 +148,21 @@ def claim_occurrences(
     conn: Connection, now: datetime, settings: Settings, lookahead_s: float = 0.0
 ) -> Claim:
     """One batch of tasks due by ``now + lookahead_s`` → execution rows, advanced tasks,
-    and the requests to send now.
+    and the requests to publish now.
 
-    An occurrence whose send time (due time plus its spread offset) is still ahead is
-    written as a ``queued`` execution with ``next_dispatch_at`` = its send time: staged,
-    sent by the staging loop (or a tick) when that comes. Returns whether more may be due
-    (a full batch, or a task with more occurrences than one claim fires) and the requests
-    to send now.
+    An occurrence whose fire time (due time plus its spread offset) is still ahead of the
+    publishing lead is written as a ``queued`` execution with ``next_attempt_at`` = its
+    fire time: staged, published by the staging loop (or a tick) when that comes.
+    Returns whether more may be due (a full batch, or a task with more occurrences than
+    one claim fires) and the requests to publish now.
     """
     horizon = now + timedelta(seconds=max(lookahead_s, settings.publish_lead_s))
-    send_by_lead = now + timedelta(seconds=settings.publish_lead_s)
+    lead_until = now + timedelta(seconds=settings.publish_lead_s)
     tasks = task_queries.claim_due_tasks(conn, horizon, settings.claim_batch_size)
-    new_rows: list[dict[str, object]] = []
-    #: Per new row: its task's row (the id as text), its occurrence, key and send time.
-    sends: list[tuple[RowMapping, datetime, str, datetime]] = []
-    advances: list[dict[str, object]] = []
+    new_rows: list[NewExecution] = []
+    #: Per new row: its task's row (the id as text), its occurrence, key and fire time.
+    planned: list[tuple[RowMapping, datetime, str, datetime]] = []
+    advances: list[TaskAdvance] = []
     more = len(tasks) == settings.claim_batch_size
     queued, running = ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value
     for row in tasks:
@@ -176,48 +184,46 @@ def claim_occurrences(
         timeout_s = row["timeout_seconds"]
         for scheduled_for in plan.fire:
             key = idempotency_key(task_id, scheduled_for)
-            send_at = (
+            fire_at = (
                 scheduled_for + timedelta(seconds=spread_offset_s(key, spread_seconds))
                 if spread_seconds > 0
                 else scheduled_for
             )
-            staged = send_at > send_by_lead
+            staged = fire_at > lead_until
             new_rows.append(
-                {
-                    "task_id": task_id,
-                    "scheduled_for": scheduled_for,
-                    "idempotency_key": key,
-                    "status": queued if staged else running,
-                    "next_dispatch_at": send_at
-                    if staged
-                    else lease_until(max(now, send_at), timeout_s, settings),
-                    "dispatch_count": 0 if staged else 1,
-                }
+                NewExecution(
+                    task_id,
+                    scheduled_for,
+                    key,
+                    queued if staged else running,
+                    fire_at if staged else lease_until(max(now, fire_at), timeout_s, settings),
+                    0 if staged else 1,
+                )
             )
-            sends.append((row, scheduled_for, key, send_at))
+            planned.append((row, scheduled_for, key, fire_at))
         advances.append(
-            {
-                "b_id": task_id,
-                "b_next": plan.next_time,
-                "b_occurrences": len(plan.fire),
+            TaskAdvance(
+                task_id,
+                plan.next_time,
+                len(plan.fire),
                 # Nothing to fire and nothing ahead (e.g. end_at passed): done now. Otherwise
                 # the chord callback finishes the task once its last execution has ended.
-                "b_finished": plan.next_time is None and not plan.fire,
-            }
+                plan.next_time is None and not plan.fire,
+            )
         )
     inserted = execution_queries.insert_executions(conn, new_rows, now)
     task_queries.advance_tasks(conn, advances, now)
-    index_of = {new["idempotency_key"]: i for i, new in enumerate(new_rows)}
-    to_send: list[tuple[int, int]] = []  # (execution id, index of its new row)
+    index_of = {new.idempotency_key: i for i, new in enumerate(new_rows)}
+    to_publish: list[tuple[int, int]] = []  # (execution id, index of its new row)
     for ex in inserted:
         i = index_of[ex["idempotency_key"]]
-        if new_rows[i]["status"] == running:
-            to_send.append((ex["execution_id"], i))
-    secrets = _secrets_by_tenant(conn, {sends[i][0]["tenant"] for _, i in to_send})
+        if new_rows[i].status == running:
+            to_publish.append((ex["execution_id"], i))
+    secrets = _secrets_by_tenant(conn, {planned[i][0]["tenant"] for _, i in to_publish})
     send_by = now + timedelta(seconds=settings.dispatch_lease_s)
     requests: list[TriggerRequest] = []
-    for execution_id, i in to_send:
-        row, scheduled_for, key, send_at = sends[i]
+    for execution_id, i in to_publish:
+        row, scheduled_for, key, fire_at = planned[i]
         requests.append(
             _request(
                 row,
@@ -229,33 +235,32 @@ def claim_occurrences(
                 now,
                 send_by,
                 secrets[row["tenant"]],
-                send_at,
+                fire_at,
             )
         )
-    return Claim(more, requests, counted=len(inserted), staged=len(inserted) - len(to_send))
+    return Claim(more, requests, counted=len(inserted), staged=len(inserted) - len(to_publish))
 
 
-def claim_redispatches(
+def claim_publishable(
     conn: Connection, now: datetime, settings: Settings, lookahead_s: float = 0.0
 ) -> Claim:
-    """One batch of executions to send: staged occurrences whose second has come, retries
-    whose backoff ended, throttled sends, and sends whose lease ran out (message lost,
-    callback lost, worker killed), or whose holder died (``holders``). Staged ones are
-    first sends, not counted as sent again."""
-    rows = execution_queries.claim_dispatchable_executions(
+    """One batch of executions to publish: staged occurrences whose second has come,
+    retries whose backoff ended, throttled fires, and executions whose publish lease ran
+    out (message lost, callback lost, worker killed), or whose holder died (``holders``).
+    Staged ones are first publications, not counted as published again."""
+    rows = execution_queries.claim_publishable_executions(
         conn,
         now,
         settings.claim_batch_size,
         lead_until=now + timedelta(seconds=settings.publish_lead_s),
         dead_holders=holders.dead_holders(conn, now, settings),
     )
-    execution_queries.mark_dispatched(
+    execution_queries.mark_published(
         conn,
         [
-            {
-                "b_id": r["execution_id"],
-                "b_lease_until": lease_until(_send_at(r, now), r["timeout_seconds"], settings),
-            }
+            PublishLease(
+                r["execution_id"], lease_until(_fire_at(r, now), r["timeout_seconds"], settings)
+            )
             for r in rows
         ],
     )
@@ -275,22 +280,22 @@ def claim_redispatches(
                 now,
                 send_by,
                 secrets[row["tenant"]],
-                _send_at(row, now),
+                _fire_at(row, now),
             )
             for row in rows
         ],
-        counted=sum(1 for row in rows if row["dispatch_count"] > 0),
+        counted=sum(1 for row in rows if row["publish_count"] > 0),
     )
 
 
-def _send_at(row: RowMapping, now: datetime) -> datetime:
-    """When to send a claimed execution: a queued one at its ``next_dispatch_at`` (a
-    staged send time, the end of a backoff), a running one now (its lease ran out, or its
+def _fire_at(row: RowMapping, now: datetime) -> datetime:
+    """When to fire a claimed execution: a queued one at its ``next_attempt_at`` (a
+    staged fire time, the end of a backoff), a running one now (its lease ran out, or its
     holder died before the lease did)."""
     if row["status"] == ExecutionStatus.RUNNING.value:
         return now
-    send_at: datetime = row["next_dispatch_at"]
-    return max(now, send_at)
+    fire_at: datetime = row["next_attempt_at"]
+    return max(now, fire_at)
 
 
 def claim_and_publish(
@@ -313,12 +318,12 @@ def claim_and_publish(
     share the cores.) A publish that fails stops the pass and raises: what was claimed
     but not published comes back when its lease runs out, as after a crash.
 
-    With ``lookup`` (the result backend), outcomes of held sends that are due to go out
+    With ``lookup`` (the result backend), outcomes of held fires that are due to go out
     again are looked up first, and those found are recorded instead (``holders``).
     """
     started = time.monotonic()
-    for claim in (claim_occurrences, claim_redispatches):
-        if claim is claim_redispatches and lookup is not None:
+    for claim in (claim_occurrences, claim_publishable):
+        if claim is claim_publishable and lookup is not None:
             report.outcomes_recovered += holders.recover_outcomes(
                 engine, settings, clock(), lookup, random.random
             )
@@ -405,7 +410,7 @@ def run_tick(
         metric_queries.add_to_counters(conn, counters.for_tick(report.duration_s))
         metric_queries.set_gauges(conn, {(counters.LAST_TICK, ""): clock().timestamp()})
     log.info(
-        "tick: %d occurrences claimed (%d staged), %d executions sent again, %d published"
+        "tick: %d occurrences claimed (%d staged), %d executions published again, %d published"
         " in %.3f s",
         report.occurrences_claimed,
         report.occurrences_staged,

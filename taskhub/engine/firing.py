@@ -185,7 +185,7 @@ async def _attempt(
             waited_s,
         )
     try:
-        outcome = await _send(client, request, settings)
+        outcome = await _fire_one(client, request, settings)
     finally:
         await limiter.release(slot)
     if outcome.http_status == 429:
@@ -238,8 +238,8 @@ async def _fire_batch(
                 continue
             # The task owns the slot from here: it is scheduled before this batch's
             # next step, so it has started (and will release) by any cancellation.
-            send = _send(client, request, settings, admitted)
-            tasks.append(asyncio.ensure_future(send))
+            firing = _fire_one(client, request, settings, admitted)
+            tasks.append(asyncio.ensure_future(firing))
         outcomes = [task if isinstance(task, TriggerOutcome) else await task for task in tasks]
     finally:  # what is left when the batch itself is cancelled (the loop is going away)
         for task in tasks:
@@ -249,7 +249,7 @@ async def _fire_batch(
     return [by_index[i] for i in range(len(requests)) if i in by_index]
 
 
-async def _send(
+async def _fire_one(
     client: _Client,
     request: TriggerRequest,
     settings: Settings,

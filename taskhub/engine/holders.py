@@ -1,27 +1,27 @@
-"""Who holds a send, so that a send is repeated only when its outcome is really lost.
+"""Who holds a fire, so that a fire is repeated only when its outcome is really lost.
 
-A claim writes a dispatch lease (``discovery.lease_until``); without more, the lease is
+A claim writes a publish lease (``discovery.lease_until``); without more, the lease is
 the only way to tell a lost send from a slow one, and it ran out under load while a
 message still waited in a live worker's queue or its outcome waited for the chord
-callback: the send was repeated though nothing was lost. Three things narrow it:
+callback: the fire was repeated though nothing was lost. Three things narrow it:
 
-1. **A message takes its sends when it starts** (:func:`start`): each execution still
+1. **A message takes its fires when it starts** (:func:`start`): each execution still
    ``running``, waiting for exactly that attempt and not yet taken, is marked with the
    process that took it (its heartbeat identity, ``held_by``) and the message's id
    (``message_id``), and its lease is counted again from now. Of two messages carrying
-   one send (the lease ran out before the first started, or the broker delivered it
+   one fire (the lease ran out before the first started, or the broker delivered it
    twice) only the first to start fires it.
-2. **An outcome in the result backend is recorded, not sent again**
+2. **An outcome in the result backend is recorded, not published again**
    (:func:`recover_outcomes`): a chord header's result is stored under its message's
-   id; before a tick sends again what a message held, it looks there, and records what
+   id; before a tick publishes again what a message held, it looks there, and records what
    it finds, as the chord callback would have.
 3. **A live holder renews its leases** (:func:`renewing`): a message still running a
    third of a lease after it started (slow targets, a busy process) has the leases of
-   its sends counted again from now, every third of a lease, so the lease never runs
+   its fires counted again from now, every third of a lease, so the lease never runs
    out under a message that is still at work (up to ``MAX_HELD_S``).
 4. **A dead holder is noticed from its heartbeats** (:func:`dead_holders`): once a
    process has not written its heartbeat for ``worker_dead_after_s``, what it held is
-   sent again without waiting for the lease, which stays long enough for slow targets.
+   published again without waiting for the lease, which stays long enough for slow targets.
    Only a process that has itself written its heartbeat for that long judges others, so
    a database outage, which silences everyone, kills no one.
 """
@@ -44,6 +44,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings
 from taskhub.db import heartbeat_queries, hold_queries
+from taskhub.db.rows import Hold
 from taskhub.engine import writeback
 from taskhub.observability import heartbeat
 
@@ -61,14 +62,13 @@ def start(
     message_id: str,
     now: datetime,
 ) -> list[TriggerRequest]:
-    """Take the sends of a message that starts in this process; returns the requests to
+    """Take the fires of a message that starts in this process; returns the requests to
     fire (the others were taken by another message, or have ended). ``leases`` holds
     each request's new lease, counted from its start."""
     if not requests:
         return []
     holds = [
-        {"b_id": r.execution_id, "b_attempt": r.attempt, "b_lease_until": lease}
-        for r, lease in zip(requests, leases, strict=True)
+        Hold(r.execution_id, r.attempt, lease) for r, lease in zip(requests, leases, strict=True)
     ]
     with engine.begin() as conn:
         heartbeat.ensure_written(conn, now)
@@ -152,7 +152,7 @@ def renew_once(
     engine: Engine, period_s: float, lease_of: LeaseOf, now: datetime, monotonic_now: float
 ) -> int:
     """Renew the leases of this process's messages that have run for ``period_s`` or
-    more (and less than ``MAX_HELD_S``); returns how many sends were renewed."""
+    more (and less than ``MAX_HELD_S``); returns how many fires were renewed."""
     with _held_lock:
         due = [
             (message_id, held)
@@ -192,12 +192,12 @@ def recover_outcomes(
     lookup: Lookup,
     rand: Callable[[], float],
 ) -> int:
-    """Record the outcomes that reached the result backend of sends about to be sent
+    """Record the outcomes that reached the result backend of fires about to be published
     again (lease run out, or holder dead); returns how many were recorded. A backend
-    that cannot answer changes nothing: the sends go out again, as before."""
+    that cannot answer changes nothing: the executions are published again, as before."""
     with engine.connect() as conn:
         dead = dead_holders(conn, now, settings)
-        rows = hold_queries.held_sends_to_look_up(conn, now, dead, settings.claim_batch_size)
+        rows = hold_queries.held_fires_to_look_up(conn, now, dead, settings.claim_batch_size)
     if not rows:
         return 0
     wanted = {(row["id"], row["attempts"] + 1) for row in rows}
@@ -219,7 +219,7 @@ def recover_outcomes(
     if recorded:
         log.info(
             "recorded %d outcomes found in the result backend (their write-back was late"
-            " or lost): not sent again",
+            " or lost): not published again",
             recorded,
         )
     return recorded

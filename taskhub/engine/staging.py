@@ -1,14 +1,14 @@
 """The staging loop: second precision while beat ticks once a minute.
 
 The minute's tick writes what falls due before the next tick as ``queued`` executions
-with ``next_dispatch_at`` = the second to send them (``discovery``). This loop runs in a
+with ``next_attempt_at`` = the second to fire them (``discovery``). This loop runs in a
 thread of every worker that consumes the discovery queue and, on each whole second,
 claims and publishes what has come due: staged occurrences, retries whose backoff
-ended, throttled sends, and occurrences of tasks created or changed since the tick.
+ended, throttled fires, and occurrences of tasks created or changed since the tick.
 
 Nothing waits on the broker, and the loop holds no state: the database is the staging
 area. Two loops (two discovery workers) are harmless, the claims skip each other's
-rows; no loop (its worker died) only makes those sends wait for the next tick.
+rows; no loop (its worker died) only makes those fires wait for the next tick.
 
 Beat is the clock. The loop refines the minute's tick, it does not replace it: it
 claims only while a tick has ended within the last ``TICKS_BEFORE_IDLE`` tick periods
@@ -97,7 +97,7 @@ def run(
                 log.info("staging: ticks seen; claiming at each second")
         if report.published:
             log.info(
-                "staging: %d occurrences claimed, %d executions sent again, %d published",
+                "staging: %d occurrences claimed, %d executions published again, %d published",
                 report.occurrences_claimed,
                 report.executions_redispatched,
                 report.published,

@@ -1,31 +1,32 @@
 """Withdrawing what a change to a task makes obsolete: once a pause, an auto-pause, a
 delete, or a change of the schedule, window, target or spread has committed, no
-occurrence of the task's old state is sent.
+occurrence of the task's old state is fired.
 
 The minute's tick writes down what falls due before the next tick (``discovery``):
-occurrences to be sent later are staged (``queued`` executions), those due within the
-publish lead are published at once and held by a trigger worker until their send time.
+occurrences to be fired later are staged (``queued`` executions), those due within the
+publish lead are published at once and held by a trigger worker until their fire time.
 Two places make a change stick:
 
 - The writer. In its own transaction, under the task's row lock, it deletes the task's
-  occurrences that were written down and not sent (``withdrawal_queries.withdraw_unsent``) and puts
-  them back into the schedule (its ``next_execution_time`` and ``occurrence_count``).
+  occurrences that were written down and not fired
+  (``withdrawal_queries.withdraw_unfired``) and puts them back into the schedule (its
+  ``next_execution_time`` and ``occurrence_count``).
   They are removed, not kept with a status: a resumed or changed task claims the same
   (task, ``scheduled_for``) again, which a kept row would block (executions are unique
   on it). Each is counted in ``taskhub_occurrences_withdrawn_total{reason}``. A run-now
   is never withdrawn: it is an extra occurrence, not one of the schedule's. Neither is
-  an occurrence already due when the change came, nor one whose send has begun: those
+  an occurrence already due when the change came, nor one whose fire has begun: those
   go out and are recorded.
-- The send. A published request may already be in a worker's hands. At its send time
-  the worker asks the database whether it may go (:func:`clear_to_send`): one statement
-  for every request of a message whose send time has come, so a message of occurrences
+- The fire. A published request may already be in a worker's hands. At its fire time
+  the worker asks the database whether it may go (:func:`clear_to_fire`): one statement
+  for every request of a message whose fire time has come, so a message of occurrences
   due at one second costs one statement, never one per request. The statement marks a
-  first send as begun under the row's lock, so a writer and a send never both win: the
+  first fire as begun under the row's lock, so a writer and a fire never both win: the
   writer's delete came first and the request is dropped (no outcome; its row is gone),
-  or the send came first and the writer leaves it alone. If the database cannot be
-  reached the request is not sent either; its lease sends it again later, as after a
+  or the fire came first and the writer leaves it alone. If the database cannot be
+  reached the request is not fired either; its lease publishes it again later, as after a
   lost message. (A database-free check cannot be exact: nothing else knows, at the
-  moment of sending, what a writer committed a millisecond earlier.)
+  moment of firing, what a writer committed a millisecond earlier.)
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ AUTO_PAUSE = "auto_pause"
 CHANGE = "change"
 DELETE = "delete"
 
-#: The fields of a PATCH that change what or when a task fires: the task's unsent
+#: The fields of a PATCH that change what or when a task fires: the task's unfired
 #: occurrences are withdrawn and claimed again as the changed task says. Any other field
 #: (name, tags, retry, ...) leaves them as they are.
 FIRING_FIELDS = frozenset(
@@ -55,17 +56,17 @@ FIRING_FIELDS = frozenset(
 
 
 def withdraw(conn: Connection, task_ids: Sequence[uuid.UUID], now: datetime, reason: str) -> int:
-    """Withdraw the tasks' unsent occurrences in the caller's transaction (which holds
+    """Withdraw the tasks' unfired occurrences in the caller's transaction (which holds
     their row locks) and count them; returns how many."""
-    count = withdrawal_queries.withdraw_unsent(conn, task_ids, now)
+    count = withdrawal_queries.withdraw_unfired(conn, task_ids, now)
     metric_queries.add_to_counters(conn, counters.for_withdrawn(reason, count))
     return count
 
 
-def clear_to_send(engine: Engine, requests: Sequence[TriggerRequest], now: datetime) -> set[int]:
-    """The execution ids of ``requests`` that may be sent now (``trigger.fire``'s
+def clear_to_fire(engine: Engine, requests: Sequence[TriggerRequest], now: datetime) -> set[int]:
+    """The execution ids of ``requests`` that may be fired now (``firing.fire``'s
     ``clear``); one short transaction."""
     with engine.begin() as conn:
-        return withdrawal_queries.clear_to_send(
+        return withdrawal_queries.clear_to_fire(
             conn, {r.execution_id: r.attempt - 1 for r in requests}, now
         )

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy.engine import Engine, RowMapping
 
@@ -25,6 +25,7 @@ from taskhub.core.retry_policy import RetryPolicy, decide
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, LastStatus, PausedBy
 from taskhub.db import execution_queries, metric_queries, task_queries
+from taskhub.db.rows import AttemptRow, Deferral, ExecutionResult, TaskResult
 from taskhub.engine import withdrawal
 from taskhub.observability import counters
 
@@ -71,7 +72,7 @@ def record_outcomes(
     with engine.begin() as conn:
         current = execution_queries.lock_executions(conn, (o.execution_id for o in outcomes))
         fresh: list[tuple[TriggerOutcome, RowMapping]] = []
-        deferred: list[dict[str, Any]] = []
+        deferred: list[Deferral] = []
         throttled_waits_s: list[float] = []
         for outcome in outcomes:
             row = current.get(outcome.execution_id)
@@ -87,11 +88,9 @@ def record_outcomes(
                     report.ignored += 1
                     continue
                 deferred.append(
-                    {
-                        "b_id": row["id"],
-                        "b_next_dispatch_at": now
-                        + timedelta(seconds=max(outcome.retry_after_s or 1.0, 0.0)),
-                    }
+                    Deferral(
+                        row["id"], now + timedelta(seconds=max(outcome.retry_after_s or 1.0, 0.0))
+                    )
                 )
                 throttled_waits_s.append(outcome.flow_wait_s)
                 report.throttled += 1
@@ -101,8 +100,8 @@ def record_outcomes(
             current.pop(outcome.execution_id)
         tasks = task_queries.lock_tasks(conn, (row["task_id"] for _, row in fresh))
 
-        execution_updates: list[dict[str, Any]] = []
-        attempt_rows: list[dict[str, Any]] = []
+        execution_updates: list[ExecutionResult] = []
+        attempt_rows: list[AttemptRow] = []
         measures: list[counters.AttemptMeasure] = []
         # Per task: (scheduled_for, status, started_at, redriven) of each execution that ended.
         ended: dict[uuid.UUID, list[Ended]] = {}
@@ -123,35 +122,35 @@ def record_outcomes(
             )
             terminal = decision.status.is_terminal
             execution_updates.append(
-                {
-                    "b_id": row["id"],
-                    "b_status": decision.status.value,
-                    "b_attempts": outcome.attempt,
-                    "b_next_dispatch_at": None
+                ExecutionResult(
+                    id=row["id"],
+                    status=decision.status.value,
+                    attempts=outcome.attempt,
+                    next_attempt_at=None
                     if terminal
                     else now + timedelta(seconds=decision.retry_in_s or 0.0),
-                    "b_http_status": outcome.http_status,
-                    "b_duration_ms": outcome.duration_ms,
-                    "b_error": outcome.error,
-                    "b_response_excerpt": outcome.response_excerpt,
-                    # The first attempt's own start (the send's clearance marked the
+                    http_status=outcome.http_status,
+                    duration_ms=outcome.duration_ms,
+                    error=outcome.error,
+                    response_excerpt=outcome.response_excerpt,
+                    # The first attempt's own start (the fire's clearance marked the
                     # row when it let it go); a later attempt keeps the first's.
-                    "b_started_at": outcome.started_at
+                    started_at=outcome.started_at
                     if row["attempts"] == 0
                     else row["started_at"] or outcome.started_at,
-                    "b_finished_at": now if terminal else None,
-                }
+                    finished_at=now if terminal else None,
+                )
             )
             attempt_rows.append(
-                {
-                    "execution_id": row["id"],
-                    "number": outcome.attempt,
-                    "started_at": outcome.started_at,
-                    "duration_ms": outcome.duration_ms,
-                    "http_status": outcome.http_status,
-                    "error_kind": outcome.error_kind,
-                    "error": outcome.error,
-                }
+                AttemptRow(
+                    row["id"],
+                    outcome.attempt,
+                    outcome.started_at,
+                    outcome.duration_ms,
+                    outcome.http_status,
+                    outcome.error_kind,
+                    outcome.error,
+                )
             )
             measures.append(
                 counters.AttemptMeasure(
@@ -185,15 +184,17 @@ def record_outcomes(
         execution_queries.insert_attempts(conn, attempt_rows)
         task_updates = _task_updates(tasks, ended, now)
         still_open = task_queries.tasks_with_open_executions(
-            conn, (u["b_id"] for u in task_updates if u["b_is_finished"])
+            conn, (u.id for u in task_updates if u.is_finished)
         )
         paused: list[uuid.UUID] = []
-        for update in task_updates:
-            if update["b_is_finished"] and update["b_id"] in still_open:
-                update["b_is_finished"] = False
-            report.finished += int(update["b_is_finished"])
-            if _auto_pause(update, tasks[update["b_id"]], ended, now):
-                paused.append(update["b_id"])
+        for i, update in enumerate(task_updates):
+            if update.is_finished and update.id in still_open:
+                update = task_updates[i] = update._replace(is_finished=False)
+            report.finished += int(update.is_finished)
+            pause = _auto_pause(update, tasks[update.id], ended, now)
+            if pause is not None:
+                task_updates[i] = pause
+                paused.append(update.id)
         report.auto_paused = len(paused)
         task_queries.update_task_results(conn, task_updates)
         report.withdrawn = withdrawal.withdraw(conn, paused, now, withdrawal.AUTO_PAUSE)
@@ -245,7 +246,7 @@ def _task_updates(
     tasks: dict[uuid.UUID, RowMapping],
     ended: dict[uuid.UUID, list[Ended]],
     now: datetime,
-) -> list[dict[str, Any]]:
+) -> list[TaskResult]:
     """Fold each task's newly ended executions, in occurrence order, into its counters."""
     updates = []
     for task_id, results in ended.items():
@@ -263,44 +264,43 @@ def _task_updates(
         # No occurrence left: the task finishes once none of its executions is open.
         exhausted = task["next_execution_time"] is None
         updates.append(
-            {
-                "b_id": task_id,
-                "b_last_execution_time": last_time,
-                "b_last_status": last_status,
+            TaskResult(
+                id=task_id,
+                last_execution_time=last_time,
+                last_status=last_status,
                 # A redriven execution was counted when it first ended.
-                "b_execution_count": task["execution_count"]
+                execution_count=task["execution_count"]
                 + sum(1 for result in results if not result.redriven),
-                "b_consecutive_failures": failures,
-                "b_is_finished": task["is_finished"] or exhausted,
-                "b_is_active": task["is_active"],
-                "b_paused_by": task["paused_by"],
-                "b_paused_reason": task["paused_reason"],
-                "b_paused_at": task["paused_at"],
-                "b_now": now,
-            }
+                consecutive_failures=failures,
+                is_finished=task["is_finished"] or exhausted,
+                is_active=task["is_active"],
+                paused_by=task["paused_by"],
+                paused_reason=task["paused_reason"],
+                paused_at=task["paused_at"],
+                updated_at=now,
+            )
         )
     return updates
 
 
 def _auto_pause(
-    update: dict[str, Any], task: RowMapping, ended: dict[uuid.UUID, list[Ended]], now: datetime
-) -> bool:
-    """Pause the task in this same write-back if its failures in a row reached its
+    update: TaskResult, task: RowMapping, ended: dict[uuid.UUID, list[Ended]], now: datetime
+) -> TaskResult | None:
+    """The task paused in this same write-back if its failures in a row reached its
     ``auto_pause_after_failures``: no further occurrence is claimed until a user resumes
-    it. A task already paused (by anyone) or finished is left as it is."""
+    it. A task already paused (by anyone) or finished is left as it is (None)."""
     limit = task["auto_pause_after_failures"]
-    failures = update["b_consecutive_failures"]
-    if limit is None or failures < limit or not task["is_active"] or update["b_is_finished"]:
-        return False
+    failures = update.consecutive_failures
+    if limit is None or failures < limit or not task["is_active"] or update.is_finished:
+        return None
     count, reached = _limit_reached(task["consecutive_failures"], ended[task["id"]], limit)
-    update.update(
-        b_is_active=False,
-        b_paused_by=PausedBy.AUTO_PAUSE.value,
-        b_paused_reason=f"auto-paused after {count} consecutive failure{'' if count == 1 else 's'}"
+    return update._replace(
+        is_active=False,
+        paused_by=PausedBy.AUTO_PAUSE.value,
+        paused_reason=f"auto-paused after {count} consecutive failure{'' if count == 1 else 's'}"
         f" (auto_pause_after_failures: {limit}; last: {reached.error or reached.status.value})",
-        b_paused_at=now,
+        paused_at=now,
     )
-    return True
 
 
 def _limit_reached(before: int, results: list[Ended], limit: int) -> tuple[int, Ended]:

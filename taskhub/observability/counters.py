@@ -71,12 +71,14 @@ FAMILIES: Final[Mapping[str, Family]] = {
     ),
     "taskhub_occurrences_withdrawn": Family(
         "counter",
-        "Occurrences written down but not yet sent, withdrawn (deleted) in the transaction "
+        "Occurrences written down but not yet fired, withdrawn (deleted) in the transaction "
         "of a change to their task, by reason: pause, auto_pause, change (of its schedule, "
         "window or target), delete",
     ),
     "taskhub_executions_redispatched": Family(
-        "counter", "Executions sent again by a tick: retries after their backoff, lost sends"
+        "counter",
+        "Executions published again: retries after their backoff, throttled fires, and "
+        "those whose lease ran out or whose holder died",
     ),
     "taskhub_attempts": Family(
         "counter",
@@ -97,8 +99,8 @@ FAMILIES: Final[Mapping[str, Family]] = {
     ),
     "taskhub_flow_control_waits": Family(
         "counter",
-        "Requests that waited for their host's flow-control budget, by result: sent, or "
-        "throttled (no slot in time: not sent, sent again later by the database)",
+        "Requests that waited for their host's flow-control budget, by result: sent (fired), "
+        "or throttled (no slot in time: not fired, published again later from the database)",
     ),
     "taskhub_flow_control_wait_seconds": Family(
         "histogram", "How long a request waited for its host's flow-control slot"
@@ -211,7 +213,7 @@ def _one_label(name: str, value: str) -> str:
 def for_flow_control(
     sent_waits_s: Sequence[float], throttled_waits_s: Sequence[float]
 ) -> Increments:
-    """Waits for a host's flow-control slot, of requests then sent and of throttled ones."""
+    """Waits for a host's flow-control slot, of requests then fired and of throttled ones."""
     increments: Increments = {}
     for result, waits in (("sent", sent_waits_s), ("throttled", throttled_waits_s)):
         if waits:
@@ -221,7 +223,7 @@ def for_flow_control(
 
 
 def for_claim(occurrences: bool, count: int) -> Increments:
-    """One claim batch: new occurrences, or executions sent again."""
+    """One claim batch: new occurrences, or executions published again."""
     if count == 0:
         return {}
     name = "taskhub_occurrences_claimed" if occurrences else "taskhub_executions_redispatched"
@@ -229,7 +231,7 @@ def for_claim(occurrences: bool, count: int) -> Increments:
 
 
 def for_withdrawn(reason: str, count: int) -> Increments:
-    """Occurrences a change of their task withdrew before they were sent."""
+    """Occurrences a change of their task withdrew before they were fired."""
     if count == 0:
         return {}
     return {("taskhub_occurrences_withdrawn_total", _one_label("reason", reason)): float(count)}

@@ -17,6 +17,7 @@ from taskhub.core import credentials
 from taskhub.core.sealing import sealer_for
 from taskhub.core.settings import Settings
 from taskhub.db import key_queries
+from taskhub.db.rows import TaskHeaders
 
 BATCH_SIZE = 500
 
@@ -45,11 +46,7 @@ def reseal(engine: Engine, settings: Settings, batch_size: int = BATCH_SIZE) -> 
                     continue
                 report.headers_moved += sum(1 for name in row["headers"] if name in secret)
                 updates.append(
-                    {
-                        "b_id": row["id"],
-                        "b_headers": plain,
-                        "b_sealed": sealer.seal_json(secret) if secret else None,
-                    }
+                    TaskHeaders(row["id"], plain, sealer.seal_json(secret) if secret else None)
                 )
             key_queries.update_task_headers(conn, updates)
             report.tasks_resealed += len(updates)

@@ -207,7 +207,7 @@ def next_fire(
     row: RowMapping | Mapping[str, Any], unsent: tuple[datetime, int] | None
 ) -> datetime | None:
     """The next occurrence that will really fire: the earliest of the task's occurrences
-    written down but not sent yet (``unsent``, as ``withdrawal_queries.unsent_occurrences`` gives
+    written down but not sent yet (``unsent``, as ``withdrawal_queries.unfired_occurrences`` gives
     it), which its ``next_execution_time`` has already moved past, or that time."""
     stored: datetime | None = row["next_execution_time"]
     if unsent is None or not row["is_active"]:
@@ -303,15 +303,15 @@ def get_task(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     row = _row(conn, tenant, task_id)
-    return task_view(row, settings, _unsent(conn, [row], now).get(row["id"]))
+    return task_view(row, settings, _unfired(conn, [row], now).get(row["id"]))
 
 
-def _unsent(
+def _unfired(
     conn: Connection, rows: Sequence[RowMapping], now: datetime | None
 ) -> dict[uuid.UUID, tuple[datetime, int]]:
     """The active tasks' occurrences written down but not yet sent (:func:`next_fire`)."""
     active = [row["id"] for row in rows if row["is_active"] and not row["is_finished"]]
-    return withdrawal_queries.unsent_occurrences(conn, active, now or datetime.now(UTC))
+    return withdrawal_queries.unfired_occurrences(conn, active, now or datetime.now(UTC))
 
 
 def tag_filters(tags: list[str]) -> tuple[tuple[str, str], ...]:
@@ -364,7 +364,7 @@ def list_tasks(
         next_after=parse_time(next_after, "next_after"),
     )
     rows = task_queries.list_tasks(conn, tenant, filters, after, size + 1)
-    unsent = _unsent(conn, rows[:size], now)
+    unsent = _unfired(conn, rows[:size], now)
     items = [task_view(row, unsent=unsent.get(row["id"])) for row in rows[:size]]
     next_cursor = None
     if len(rows) > size:
@@ -558,7 +558,7 @@ def run_task_now(
             "idempotency_key": idempotency_key(row["id"], now),
             "status": ExecutionStatus.QUEUED.value,
             "attempts": 0,
-            "next_dispatch_at": now,
+            "next_attempt_at": now,
             "created_at": now,
         },
     )
@@ -577,7 +577,7 @@ def execution_view(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
         "error": row["error"],
         "response_excerpt": row["response_excerpt"],
         "idempotency_key": row["idempotency_key"],
-        "next_attempt_at": _iso(row["next_dispatch_at"])
+        "next_attempt_at": _iso(row["next_attempt_at"])
         if row["status"] == ExecutionStatus.QUEUED.value
         else None,
         "started_at": _iso(row["started_at"]),
@@ -619,7 +619,7 @@ def preview_task(
     """From the next occurrence that will really fire (:func:`next_fire`): one written
     down but not sent yet comes first, and counts as not yet fired."""
     row = _row(conn, tenant, task_id)
-    unsent = _unsent(conn, [row], now).get(row["id"])
+    unsent = _unfired(conn, [row], now).get(row["id"])
     if row["is_finished"] or next_fire(row, unsent) is None:
         return _preview(schedule_of(row), window_of(row), now, count, 0) | {"fire_times": []}
     so_far = row["occurrence_count"]

@@ -310,7 +310,7 @@ def fire_triggers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             len(requests) - len(fresh),
         )
     with holders.renewing(engine, message_id, held or [], settings.dispatch_lease_s, _lease_of):
-        outcomes = firing.fire(fresh, settings, clear=clear_to_send)
+        outcomes = firing.fire(fresh, settings, clear=clear_to_fire)
     if len(outcomes) < len(fresh):
         log.info("not firing %d requests not cleared to send", len(fresh) - len(outcomes))
     return [outcome.to_message() for outcome in outcomes]
@@ -339,13 +339,13 @@ def _within_send_by(requests: list[TriggerRequest], now: datetime) -> list[Trigg
     return [r for r in requests if r.send_by is None or r.send_by > now]
 
 
-def clear_to_send(requests: Sequence[TriggerRequest]) -> set[int]:
+def clear_to_fire(requests: Sequence[TriggerRequest]) -> set[int]:
     """``firing.fire``'s clearance: what the database still wants sent. If the database
     cannot be reached, everything is: as when a message cannot take its sends
     (``_take``), a database outage must not stop what is already on the broker."""
     engine = engines.get_engine(settings.database_url)
     try:
-        return withdrawal.clear_to_send(engine, requests, utcnow())
+        return withdrawal.clear_to_fire(engine, requests, utcnow())
     except SQLAlchemyError as error:
         log.warning(
             "could not clear %d requests (%s); sending them",

@@ -408,7 +408,7 @@ def test_worker_restarted_during_a_retry_backoff(
         )
 
     assert wait_until(waiting, 60, every_s=0.05), stack.logs()
-    first_retry_at = min(r["next_dispatch_at"] for r in execution_rows(pg_engine))
+    first_retry_at = min(r["next_attempt_at"] for r in execution_rows(pg_engine))
     stack.kill("worker-1")
     healed_at = now_utc()
     stack.start("worker-2", "all")

@@ -142,5 +142,5 @@ def test_requests_waiting_in_a_live_worker_past_their_lease_are_sent_once(
     assert arrivals[-1] - arrivals[0] > 12, "the requests did not wait for the one slot"
     assert len(arrivals) == 10 and set(target.keys().values()) == {1}
     with pg_engine.connect() as conn:
-        counts = conn.execute(sa.select(executions.c.dispatch_count)).scalars().all()
+        counts = conn.execute(sa.select(executions.c.publish_count)).scalars().all()
     assert counts == [1] * 10

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from taskhub.core.messages import TriggerRequest
 from taskhub.db import heartbeat_queries, hold_queries
 from taskhub.db.models import executions, worker_heartbeats
+from taskhub.db.rows import Hold
 from taskhub.engine import discovery, holders, writeback
 from taskhub.observability import heartbeat
 from tests.integration.test_storage import NOW, SETTINGS, add_task, execution_rows, outcome
@@ -64,7 +65,7 @@ def test_a_send_is_fired_by_the_first_message_that_starts_it(engine: Engine) -> 
     [row] = execution_rows(engine)
     assert (row["held_by"], row["message_id"]) == (heartbeat.this_process(), "message-1")
     # The lease counts from the start, not from the claim.
-    assert row["next_dispatch_at"] == started + timedelta(seconds=LEASE_S)
+    assert row["next_attempt_at"] == started + timedelta(seconds=LEASE_S)
     with engine.connect() as conn:
         holders_seen = conn.execute(sa.select(worker_heartbeats.c.process)).scalars().all()
     assert holders_seen == [heartbeat.this_process()], "the holder is known alive at once"
@@ -79,7 +80,7 @@ def test_a_message_that_waited_past_its_lease_and_its_resend_fire_once(engine: E
     assert start(engine, [request], "first", late) == [request]
     assert start(engine, [again], "second", late) == []
     [row] = execution_rows(engine)
-    assert (row["dispatch_count"], row["message_id"]) == (2, "first")
+    assert (row["publish_count"], row["message_id"]) == (2, "first")
 
 
 def test_an_ended_or_retried_send_is_not_fired_again(engine: Engine) -> None:
@@ -111,7 +112,7 @@ def test_an_outcome_in_the_result_backend_is_recorded_not_sent_again(engine: Eng
     assert [r.execution_id for r in sent] == [other.execution_id]
     rows = {r["id"]: r for r in execution_rows(engine)}
     assert rows[request.execution_id]["status"] == "succeeded"
-    assert rows[request.execution_id]["dispatch_count"] == 1
+    assert rows[request.execution_id]["publish_count"] == 1
     # The late callback then changes nothing.
     late = writeback.record_outcomes(engine, [outcome(request)], SETTINGS, NOW, lambda: 0.5)
     assert (late.applied, late.ignored) == (0, 1)
@@ -139,9 +140,7 @@ def beat_at(engine: Engine, process: str, seen_at: datetime) -> None:
 def hold_as(engine: Engine, request: TriggerRequest, process: str, now: datetime) -> None:
     with engine.begin() as conn:
         lease = discovery.lease_until(now, request.timeout_s, SETTINGS)
-        holds = [
-            {"b_id": request.execution_id, "b_attempt": request.attempt, "b_lease_until": lease}
-        ]
+        holds = [Hold(request.execution_id, request.attempt, lease)]
         assert hold_queries.hold_executions(conn, holds, process, "message-1") == {
             request.execution_id
         }
@@ -161,7 +160,7 @@ def test_a_dead_holders_sends_go_out_again_before_their_lease(engine: Engine) ->
     assert sent[0].not_before is None, "sent at once, not at its old lease's end"
     rows = {r["id"]: r for r in execution_rows(engine)}
     assert rows[dying.execution_id]["held_by"] is None
-    assert rows[dying.execution_id]["dispatch_count"] == 2
+    assert rows[dying.execution_id]["publish_count"] == 2
     assert rows[living.execution_id]["held_by"] == "host:2"
 
 
@@ -185,7 +184,7 @@ def test_a_send_claimed_again_forgets_its_holder(engine: Engine) -> None:
     tick(engine, NOW + timedelta(seconds=LEASE_S))
     with engine.connect() as conn:
         row = conn.execute(sa.select(executions)).mappings().one()
-    assert (row["held_by"], row["message_id"], row["dispatch_count"]) == (None, None, 2)
+    assert (row["held_by"], row["message_id"], row["publish_count"]) == (None, None, 2)
 
 
 def test_a_running_message_renews_its_leases_until_it_ends(
@@ -211,8 +210,8 @@ def test_a_running_message_renews_its_leases_until_it_ends(
         assert holders.renew_once(engine, period_s, lease_of, later, too_long) == 0
     assert holders.renew_once(engine, period_s, lease_of, later, started + period_s) == 0
     rows = {r["id"]: r for r in execution_rows(engine)}
-    assert rows[request.execution_id]["next_dispatch_at"] == later + timedelta(seconds=LEASE_S)
-    assert rows[other.execution_id]["next_dispatch_at"] == NOW + timedelta(seconds=LEASE_S)
+    assert rows[request.execution_id]["next_attempt_at"] == later + timedelta(seconds=LEASE_S)
+    assert rows[other.execution_id]["next_attempt_at"] == NOW + timedelta(seconds=LEASE_S)
     # Renewed: not sent again when the first lease would have run out (its holder is
     # alive); the other one's lease was not renewed.
     beat_at(engine, heartbeat.this_process(), NOW + timedelta(seconds=LEASE_S))

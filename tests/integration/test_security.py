@@ -137,13 +137,13 @@ def test_configured_secret_header_names_are_sealed(
     assert stored(api.engine, task["id"])["headers"] == {}
 
 
-def test_dispatch_carries_credentials_sealed_and_the_worker_sends_them(
+def test_publish_carries_credentials_sealed_and_the_worker_fires_them(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TASKHUB_ALLOW_PRIVATE_TARGETS", "1")
     settings = load()
     with running_target() as target:
-        requests = dispatch_once(engine, settings, target, headers=HEADERS)
+        requests = publish_once(engine, settings, target, headers=HEADERS)
         message = json.dumps([r.to_message() for r in requests])
         assert "sk_live" not in message and "0123456789abcdef-cookie" not in message
         [outcome] = firing.fire([TriggerRequest.from_message(json.loads(message)[0])], settings)
@@ -160,7 +160,7 @@ def test_dispatch_carries_credentials_sealed_and_the_worker_sends_them(
 _moments = iter(range(1, 10_000))
 
 
-def dispatch_once(
+def publish_once(
     engine: Engine, settings: Settings, target: Target, **target_fields: Any
 ) -> list[TriggerRequest]:
     """Create (once) a task at the target, fire it now, run a tick: what it publishes."""
@@ -183,7 +183,7 @@ def dispatch_once(
 def fire_and_receive(
     engine: Engine, settings: Settings, target: Target
 ) -> tuple[str, bytes, list[str]]:
-    requests = dispatch_once(engine, settings, target)
+    requests = publish_once(engine, settings, target)
     count = len(target.snapshot())
     [outcome] = firing.fire(requests, settings)
     assert outcome.http_status == 200, outcome.error
@@ -209,7 +209,7 @@ def test_signed_requests_verify_and_rotate(engine: Engine, monkeypatch: pytest.M
         assert len(macs) == 2
         assert verify(header, body, [old]) and verify(header, body, [new])
 
-        # After revoking the old one, the next dispatched attempt carries only the new.
+        # After revoking the old one, the next attempt fired carries only the new.
         with engine.begin() as conn:
             signing_secrets.revoke_secret(conn, old_stored.id, T0, "acme")
         header, body, macs = fire_and_receive(engine, settings, target)
@@ -236,7 +236,7 @@ def test_a_tenant_without_secrets_sends_no_signature(
     with engine.begin() as conn:
         signing_secrets.create_secret(conn, "other", T0, settings)  # not acme's
     with running_target() as target:
-        requests = dispatch_once(engine, settings, target)
+        requests = publish_once(engine, settings, target)
         assert requests[0].sealed_signing_secrets == ()
         firing.fire(requests, settings)
         [received] = target.wait_for(1, 5)

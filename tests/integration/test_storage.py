@@ -22,6 +22,7 @@ from taskhub.core import settings
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.db import engines, execution_queries, metric_queries, schema, task_queries
 from taskhub.db.models import attempts, executions, next_occurrences, scheduled_tasks
+from taskhub.db.rows import NewExecution, PublishLease
 from taskhub.engine import discovery, writeback
 from taskhub.service import task_service
 
@@ -156,7 +157,7 @@ def test_due_tasks_become_one_execution_per_occurrence(engine: Engine) -> None:
     # queued execution to be sent at its second.
     assert task_row(engine, cron)["next_execution_time"] == NOW + timedelta(minutes=2)
     staged = [r for r in execution_rows(engine) if r["status"] == "queued"]
-    assert [(r["scheduled_for"], r["next_dispatch_at"]) for r in staged] == [
+    assert [(r["scheduled_for"], r["next_attempt_at"]) for r in staged] == [
         (NOW + timedelta(minutes=1), NOW + timedelta(minutes=1))
     ]
     assert task_row(engine, one_time)["next_execution_time"] is None
@@ -249,7 +250,7 @@ def test_retry_keeps_the_key_and_ends_succeeded(engine: Engine) -> None:
     report = writeback.record_outcomes(engine, [outcome(first, 503)], SETTINGS, NOW, lambda: 1.0)
     assert report.retries_scheduled == 1
     [row] = execution_rows(engine)
-    assert row["status"] == "queued" and row["next_dispatch_at"] == NOW + timedelta(seconds=10)
+    assert row["status"] == "queued" and row["next_attempt_at"] == NOW + timedelta(seconds=10)
     assert claim_all(engine, NOW + timedelta(seconds=7)) == []
     # Published up to TASKHUB_PUBLISH_LEAD_SECONDS (2 s) ahead, held until its time.
     [second] = claim_all(engine, NOW + timedelta(seconds=9))
@@ -257,7 +258,7 @@ def test_retry_keeps_the_key_and_ends_succeeded(engine: Engine) -> None:
     assert second.not_before == NOW + timedelta(seconds=10)
     writeback.record_outcomes(engine, [outcome(second, 200)], SETTINGS, NOW, lambda: 1.0)
     [row] = execution_rows(engine)
-    assert (row["status"], row["attempts"], row["next_dispatch_at"]) == ("succeeded", 2, None)
+    assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("succeeded", 2, None)
     task = task_row(engine, task_id)
     assert (task["last_status"], task["consecutive_failures"], task["is_finished"]) == (
         "succeeded",
@@ -278,7 +279,7 @@ def test_client_error_fails_at_once(engine: Engine) -> None:
     [request] = claim_all(engine, NOW)
     writeback.record_outcomes(engine, [outcome(request, 404)], SETTINGS, NOW, lambda: 0.5)
     [row] = execution_rows(engine)
-    assert (row["status"], row["attempts"], row["next_dispatch_at"]) == ("failed", 1, None)
+    assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("failed", 1, None)
     assert claim_all(engine, NOW + timedelta(days=1)) == []
     task = task_row(engine, task_id)
     assert (task["last_status"], task["consecutive_failures"]) == ("failed", 1)
@@ -322,7 +323,7 @@ def test_lost_send_is_sent_again_after_its_lease(engine: Engine) -> None:
     )
     assert (report.applied, report.ignored) == (1, 1)
     [row] = execution_rows(engine)
-    assert (row["status"], row["dispatch_count"]) == ("succeeded", 2)
+    assert (row["status"], row["publish_count"]) == ("succeeded", 2)
 
 
 def test_paused_tasks_are_not_claimed(engine: Engine) -> None:
@@ -495,7 +496,7 @@ def test_a_throttled_send_goes_back_to_the_database_without_an_attempt(engine: E
     assert (report.throttled, report.applied) == (1, 0)
     [row] = execution_rows(engine)
     assert (row["status"], row["attempts"]) == ("queued", 0)
-    assert row["next_dispatch_at"] == NOW + timedelta(seconds=3)
+    assert row["next_attempt_at"] == NOW + timedelta(seconds=3)
     # A repeated callback defers nothing twice, and counts nothing twice.
     again = writeback.record_outcomes(engine, [throttled], SETTINGS, NOW, lambda: 0.5)
     assert (again.throttled, again.ignored) == (0, 1)
@@ -541,9 +542,9 @@ def test_spread_occurrences_are_staged_at_their_stable_offset(engine: Engine) ->
     assert claim_all(engine, NOW) == []  # due within the tick: staged, not sent
     [row] = execution_rows(engine)
     offset = spread_offset_s(row["idempotency_key"], 600)
-    assert row["status"] == "queued" and row["dispatch_count"] == 0
-    assert row["next_dispatch_at"] == row["scheduled_for"] + timedelta(seconds=offset)
-    send_at = row["next_dispatch_at"]
+    assert row["status"] == "queued" and row["publish_count"] == 0
+    assert row["next_attempt_at"] == row["scheduled_for"] + timedelta(seconds=offset)
+    send_at = row["next_attempt_at"]
     [request] = claim_all(engine, send_at)
     assert request.scheduled_for == NOW + timedelta(seconds=30)
     assert request.not_before is None  # its time has come: no hold
@@ -552,15 +553,8 @@ def test_spread_occurrences_are_staged_at_their_stable_offset(engine: Engine) ->
 def test_insert_executions_returns_only_what_it_inserted(engine: Engine) -> None:
     task_id = add_task(engine, "dup", {"at": NOW.isoformat()})
 
-    def row(at: datetime) -> dict[str, Any]:
-        return {
-            "task_id": task_id,
-            "scheduled_for": at,
-            "idempotency_key": f"key-{at.isoformat()}",
-            "status": "queued",
-            "next_dispatch_at": at,
-            "dispatch_count": 0,
-        }
+    def row(at: datetime) -> NewExecution:
+        return NewExecution(task_id, at, f"key-{at.isoformat()}", "queued", at, 0)
 
     first, second = NOW, NOW + timedelta(minutes=1)
     with engine.begin() as conn:
@@ -571,7 +565,7 @@ def test_insert_executions_returns_only_what_it_inserted(engine: Engine) -> None
     assert [r["idempotency_key"] for r in again] == [f"key-{second.isoformat()}"]
     assert again[0]["execution_id"] != inserted[0]["execution_id"]
     stored = {
-        (r["scheduled_for"], r["next_dispatch_at"], r["created_at"], r["attempts"])
+        (r["scheduled_for"], r["next_attempt_at"], r["created_at"], r["attempts"])
         for r in execution_rows(engine)
     }
     assert stored == {(first, first, NOW, 0), (second, second, NOW, 0)}
@@ -580,14 +574,7 @@ def test_insert_executions_returns_only_what_it_inserted(engine: Engine) -> None
 def test_insert_executions_refuses_naive_instants(engine: Engine) -> None:
     task_id = add_task(engine, "naive", {"at": NOW.isoformat()})
     naive = NOW.replace(tzinfo=None)
-    row = {
-        "task_id": task_id,
-        "scheduled_for": naive,
-        "idempotency_key": "k",
-        "status": "queued",
-        "next_dispatch_at": naive,
-        "dispatch_count": 0,
-    }
+    row = NewExecution(task_id, naive, "k", "queued", naive, 0)
     with pytest.raises((ValueError, sa.exc.StatementError)), engine.begin() as conn:
         execution_queries.insert_executions(conn, [row], NOW)
     assert execution_rows(engine) == []
@@ -805,7 +792,7 @@ def test_a_failed_publish_stops_the_claims_and_its_leases_send_it_again(
     assert len(execution_rows(engine)) == 7
 
 
-def test_mark_dispatched_leases_only_the_given_executions(engine: Engine) -> None:
+def test_mark_published_leases_only_the_given_executions(engine: Engine) -> None:
     from zoneinfo import ZoneInfo
 
     for i in range(3):
@@ -814,18 +801,18 @@ def test_mark_dispatched_leases_only_the_given_executions(engine: Engine) -> Non
     first, second, third = execution_rows(engine)
     lease = (NOW + timedelta(minutes=5)).astimezone(ZoneInfo("Asia/Taipei"))
     with engine.begin() as conn:
-        execution_queries.mark_dispatched(
+        execution_queries.mark_published(
             conn,
             [
-                {"b_id": first["id"], "b_lease_until": lease},
-                {"b_id": third["id"], "b_lease_until": lease + timedelta(seconds=1)},
+                PublishLease(first["id"], lease),
+                PublishLease(third["id"], lease + timedelta(seconds=1)),
             ],
         )
     after = {r["id"]: r for r in execution_rows(engine)}
     assert after[first["id"]]["status"] == "running"
-    assert after[first["id"]]["dispatch_count"] == first["dispatch_count"] + 1
-    assert after[first["id"]]["next_dispatch_at"] == lease
-    assert after[third["id"]]["next_dispatch_at"] == lease + timedelta(seconds=1)
+    assert after[first["id"]]["publish_count"] == first["publish_count"] + 1
+    assert after[first["id"]]["next_attempt_at"] == lease
+    assert after[third["id"]]["next_attempt_at"] == lease + timedelta(seconds=1)
     assert after[second["id"]] == second
 
 

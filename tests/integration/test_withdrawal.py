@@ -2,7 +2,7 @@
 and SQLite, through the engine's own path at the default 60 s tick: the minute's tick
 (``discovery.run_tick``) with a controlled clock, the staging loop's passes
 (``discovery.claim_and_publish``, one per second) and the trigger worker's clearance at
-each request's send time (``withdrawal.clear_to_send``)."""
+each request's send time (``withdrawal.clear_to_fire``)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _clock(at: datetime) -> discovery.Clock:
 
 def sent(engine: Engine, requests: Sequence[TriggerRequest], at: datetime) -> list[TriggerRequest]:
     """What a trigger worker holding ``requests`` sends at ``at``: what is cleared."""
-    cleared = withdrawal.clear_to_send(engine, requests, at) if requests else set()
+    cleared = withdrawal.clear_to_fire(engine, requests, at) if requests else set()
     return [r for r in requests if r.execution_id in cleared]
 
 
@@ -215,7 +215,7 @@ def test_a_pause_racing_the_staging_loops_claim_still_withdraws(engine: Engine) 
         args=(engine, lambda c: task_service.pause_task(c, "default", task, M + seconds(56))),
     )
     with engine.begin() as conn:  # the loop's claim at 12:00:55, not yet committed
-        claim = discovery.claim_redispatches(conn, M + seconds(55), DEFAULTS)
+        claim = discovery.claim_publishable(conn, M + seconds(55), DEFAULTS)
         assert of(claim.requests, task) == [M + MINUTE]
         pausing.start()
         pausing.join(0.5)

@@ -127,13 +127,13 @@ def test_without_the_database_a_request_received_after_its_send_by_is_not_fired(
         celery_app, "settings", replace(celery_app.settings, database_url=unreachable)
     )
     asked: list[int] = []
-    clear = celery_module.clear_to_send
+    clear = celery_module.clear_to_fire
 
     def spy(requests: Sequence[TriggerRequest]) -> set[int]:
         asked.extend(r.execution_id for r in requests)
         return clear(requests)
 
-    monkeypatch.setattr(celery_module, "clear_to_send", spy)
+    monkeypatch.setattr(celery_module, "clear_to_fire", spy)
     now = datetime.now(UTC)
     stale = replace(request(1), url="http://127.0.0.1:9/", send_by=now - timedelta(seconds=1))
     fresh = replace(request(2), url="http://127.0.0.1:9/", send_by=now + timedelta(minutes=1))
@@ -147,7 +147,7 @@ def test_without_the_database_a_request_received_after_its_send_by_is_not_fired(
 def test_a_request_the_database_does_not_clear_is_not_fired(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(celery_module, "clear_to_send", lambda requests: set())
+    monkeypatch.setattr(celery_module, "clear_to_fire", lambda requests: set())
     later = datetime.now(UTC) + timedelta(minutes=1)
     message = replace(request(3), url="http://127.0.0.1:9/", send_by=later).to_message()
     assert fire_triggers.run([message]) == []
