@@ -27,7 +27,7 @@ from taskhub.db import engines, task_queries
 from taskhub.db.models import attempts, executions, scheduled_tasks
 from taskhub.service import apikeys, quotas, task_service
 from taskhub.service import executions as executions_service
-from tests.engine import make_dead
+from tests.support.engine import make_dead
 
 T0 = datetime(2030, 1, 7, tzinfo=UTC)  # a Monday, 08:00 in Taipei
 SPEC_TASK: dict[str, Any] = {

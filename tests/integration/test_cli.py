@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from taskhub.db import engines
-from tests.engine import make_dead
+from tests.support.engine import make_dead
 
 
 class Cli:

@@ -16,7 +16,7 @@ from taskhub.engine import discovery, firing, writeback
 from taskhub.service import task_service
 from tests.integration.test_api import dump
 from tests.integration.test_security import COOKIE, HEADERS, T0, TOKEN, Api, secrets_of, task_body
-from tests.target import Target, running_target
+from tests.support.target import Target, running_target
 
 SHOWN = {"X-Team": "billing", "Authorization": "Bearer ****WXYZ", "Cookie": "****okie"}
 

@@ -30,10 +30,10 @@ from taskhub.core.errors import QuotaExceeded, RateLimited
 from taskhub.db import schema
 from taskhub.db.models import executions, scheduled_tasks, tenant_quotas, tenant_rate_windows
 from taskhub.service import quotas, task_service
-from tests.engine import make_dead
 from tests.integration.test_api import Clock, client, dump, new_key
 from tests.integration.test_cli import Cli
-from tests.processes import free_port, wait_until
+from tests.support.engine import make_dead
+from tests.support.processes import free_port, wait_until
 
 T0 = datetime(2030, 1, 7, 12, 0, 20, tzinfo=UTC)  # 20 s into a minute
 

@@ -31,11 +31,11 @@ from taskhub.db.models import scheduled_tasks
 from taskhub.db.models import signing_secrets as signing_table
 from taskhub.engine import discovery, firing, writeback
 from taskhub.service import executions, signing_secrets, task_service
-from tests.engine import all_ended
 from tests.integration.test_api import Clock, client, dump, new_key
 from tests.integration.test_apikeys import Cli
-from tests.processes import Stack, wait_until
-from tests.target import Target, running_target
+from tests.support.engine import all_ended
+from tests.support.processes import Stack, wait_until
+from tests.support.target import Target, running_target
 
 T0 = datetime(2030, 1, 7, tzinfo=UTC)
 TOKEN = "Bearer sk_live_0123456789abcdefWXYZ"

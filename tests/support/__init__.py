@@ -1,0 +1,1 @@
+"""Helpers the tests share; nothing here is collected as a test."""
