@@ -28,26 +28,11 @@ from taskhub.db.models import attempts, executions, scheduled_tasks
 from taskhub.service import apikeys, quotas, task_service
 from taskhub.service import executions as executions_service
 from tests.support.engine import make_dead
+from tests.support.example import example_task
 
 T0 = datetime(2030, 1, 7, tzinfo=UTC)  # a Monday, 08:00 in Taipei
-SPEC_TASK: dict[str, Any] = {
-    "name": "nightly-report",
-    "schedule": {"cron": "0 9 * * 1-5", "timezone": "Asia/Taipei"},
-    "target": {
-        "url": "https://example.com/hook",
-        "method": "POST",
-        "headers": {"X-Team": "billing"},
-        "body": '{"kind": "nightly"}',
-        "timeout_seconds": 30,
-    },
-    "retry": {"max_attempts": 3, "backoff_seconds": 10, "max_backoff_seconds": 600},
-    "start_at": None,
-    "end_at": None,
-    "max_executions": None,
-    "tags": {"team": "billing"},
-}
 TASK_FIELDS = {
-    *SPEC_TASK,
+    *example_task(),
     "id",
     "status",
     "next_execution_time",
@@ -164,13 +149,13 @@ def at(text: str) -> datetime:
 
 
 def test_create_returns_201_with_every_spec_field(api: Api) -> None:
-    response = api.a.post("/v1/tasks", json=SPEC_TASK)
+    response = api.a.post("/v1/tasks", json=example_task())
     assert response.status_code == 201
     task = response.json()
     assert set(task) >= TASK_FIELDS
     assert response.headers["location"] == f"/v1/tasks/{task['id']}"
     uuid.UUID(task["id"])
-    for key, value in SPEC_TASK.items():
+    for key, value in example_task().items():
         assert task[key] == value, key
     assert task["status"] == "active"
     # Monday 08:00 in Taipei: the next weekday 09:00 there is in an hour.
@@ -282,7 +267,7 @@ def test_list_filters(api: Api) -> None:
 
 
 def test_patch_recomputes_the_next_run_only_when_the_schedule_changes(api: Api) -> None:
-    task = api.a.post("/v1/tasks", json=SPEC_TASK).json()
+    task = api.a.post("/v1/tasks", json=example_task()).json()
     api.clock.now = T0 + timedelta(minutes=30)
     retargeted = api.a.patch(
         f"/v1/tasks/{task['id']}", json={"target": {"url": "https://example.com/v2"}}
@@ -317,7 +302,7 @@ def test_delete_is_204_then_404(api: Api) -> None:
 
 
 def test_pause_resume_and_run_now(api: Api) -> None:
-    task = api.a.post("/v1/tasks", json=SPEC_TASK).json()
+    task = api.a.post("/v1/tasks", json=example_task()).json()
     paused = api.a.post(f"/v1/tasks/{task['id']}/pause")
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
     assert paused.json()["paused_by"] == "user" and paused.json()["paused_reason"] is None
