@@ -62,7 +62,7 @@ from bench.target import Record, read_dump
 from taskhub.db import engines, schema
 from taskhub.db.models import attempts, executions, scheduled_tasks, worker_heartbeats
 from taskhub.service import task_service
-from tests.processes import Stack, wait_until
+from tests.support.processes import Stack, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("TASKHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1/test")

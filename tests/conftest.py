@@ -19,9 +19,9 @@ from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import Engine
 
 from taskhub.db import engines, schema
-from tests.engine import running_stack
-from tests.processes import Stack
-from tests.target import Target, running_target
+from tests.support.engine import running_stack
+from tests.support.processes import Stack
+from tests.support.target import Target, running_target
 
 # Tests check behaviour, never speed: no per-example deadline (on a loaded 2-core machine
 # a correct example can take over hypothesis's default 200 ms and fail as "flaky").

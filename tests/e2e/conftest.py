@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests import faultreport
+from tests.support import faultreport
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

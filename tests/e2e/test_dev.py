@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import free_port, wait_until
-from tests.target import Target
+from tests.support.processes import free_port, wait_until
+from tests.support.target import Target
 
 pytestmark = pytest.mark.slow
 

@@ -21,9 +21,9 @@ from taskhub.core.settings import load
 from taskhub.db.models import executions, scheduled_tasks
 from taskhub.engine.lane_shares import share_of
 from taskhub.service import task_service
-from tests.engine import running_stack
-from tests.processes import Stack, wait_until
-from tests.target import Received, running_target
+from tests.support.engine import running_stack
+from tests.support.processes import Stack, wait_until
+from tests.support.target import Received, running_target
 
 pytestmark = pytest.mark.slow
 

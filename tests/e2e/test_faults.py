@@ -31,12 +31,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping, make_url
 
 from taskhub.db.models import attempts, executions
-from tests import faultreport
-from tests.engine import TERMINAL, add_tasks, all_ended, running_stack, statuses, unsuccessful
-from tests.faultproxy import running_proxy
-from tests.faultreport import ScenarioResult
-from tests.processes import Stack, wait_until
-from tests.target import Received, Target
+from tests.support import faultreport
+from tests.support.engine import (
+    TERMINAL,
+    add_tasks,
+    all_ended,
+    running_stack,
+    statuses,
+    unsuccessful,
+)
+from tests.support.faultproxy import running_proxy
+from tests.support.faultreport import ScenarioResult
+from tests.support.processes import Stack, wait_until
+from tests.support.target import Received, Target
 
 pytestmark = pytest.mark.slow
 

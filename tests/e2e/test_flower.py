@@ -9,9 +9,9 @@ import pytest
 import requests
 from sqlalchemy.engine import Engine
 
-from tests.engine import add_tasks, all_ended, soon
-from tests.processes import Stack, free_port, wait_until
-from tests.target import Target
+from tests.support.engine import add_tasks, all_ended, soon
+from tests.support.processes import Stack, free_port, wait_until
+from tests.support.target import Target
 
 pytestmark = pytest.mark.slow
 

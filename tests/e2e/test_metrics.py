@@ -17,9 +17,9 @@ from sqlalchemy.engine import Engine
 
 from taskhub.api.app import create_app
 from taskhub.service import task_service
-from tests.engine import add_tasks, all_ended, soon
-from tests.processes import Stack, wait_until
-from tests.target import Target
+from tests.support.engine import add_tasks, all_ended, soon
+from tests.support.processes import Stack, wait_until
+from tests.support.target import Target
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import free_port, wait_until
+from tests.support.processes import free_port, wait_until
 
 pytestmark = pytest.mark.slow
 

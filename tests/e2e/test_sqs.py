@@ -25,9 +25,9 @@ from taskhub.db.models import scheduled_tasks
 from taskhub.worker.celery_app import sqs_queue_name
 from taskhub.worker.queues import DISCOVERY_QUEUE, STATE_QUEUE, TRIGGER_QUEUE
 from tests.conftest import service_missing
-from tests.engine import add_tasks, all_ended, soon, statuses
-from tests.processes import Stack, free_port, wait_until
-from tests.target import Target
+from tests.support.engine import add_tasks, all_ended, soon, statuses
+from tests.support.processes import Stack, free_port, wait_until
+from tests.support.target import Target
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ from sqlalchemy.engine import Engine
 
 from taskhub.db.models import executions
 from taskhub.service import task_service
-from tests.engine import add_tasks
-from tests.processes import Stack, wait_until
-from tests.target import Target
+from tests.support.engine import add_tasks
+from tests.support.processes import Stack, wait_until
+from tests.support.target import Target
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,6 @@ import base64
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,30 +23,16 @@ from taskhub.api.app import create_app
 from taskhub.api.deps import MAX_REQUEST_BYTES
 from taskhub.core.limits import MAX_EXECUTIONS
 from taskhub.db import engines, task_queries
-from taskhub.db.models import attempts, executions, scheduled_tasks
+from taskhub.db.models import executions, scheduled_tasks
 from taskhub.service import apikeys, quotas, task_service
 from taskhub.service import executions as executions_service
-from tests.engine import make_dead
+from tests.support.api import Api, Clock, client, dump, new_key
+from tests.support.engine import make_dead
+from tests.support.example import example_task
 
 T0 = datetime(2030, 1, 7, tzinfo=UTC)  # a Monday, 08:00 in Taipei
-SPEC_TASK: dict[str, Any] = {
-    "name": "nightly-report",
-    "schedule": {"cron": "0 9 * * 1-5", "timezone": "Asia/Taipei"},
-    "target": {
-        "url": "https://example.com/hook",
-        "method": "POST",
-        "headers": {"X-Team": "billing"},
-        "body": '{"kind": "nightly"}',
-        "timeout_seconds": 30,
-    },
-    "retry": {"max_attempts": 3, "backoff_seconds": 10, "max_backoff_seconds": 600},
-    "start_at": None,
-    "end_at": None,
-    "max_executions": None,
-    "tags": {"team": "billing"},
-}
 TASK_FIELDS = {
-    *SPEC_TASK,
+    *example_task(),
     "id",
     "status",
     "next_execution_time",
@@ -80,81 +64,9 @@ EXECUTION_FIELDS = {
 }
 
 
-class Clock:
-    """The app's clock: set by the test, one microsecond later at every reading, so that
-    two requests never share a moment (run-now keys an occurrence by its time)."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            self.now += timedelta(microseconds=1)
-            return self.now
-
-
-@dataclass
-class Api:
-    engine: Engine
-    clock: Clock
-    a: TestClient  # tenant "acme"
-    b: TestClient  # tenant "other"
-    anonymous: TestClient
-    ticks: list[str] = field(default_factory=list)
-
-    def task(self, name: str = "t", **fields: Any) -> dict[str, Any]:
-        body = {"name": name, "schedule": {"interval_seconds": 3600}}
-        body["target"] = {"url": "https://example.com/hook"}
-        response = self.a.post("/v1/tasks", json=body | fields)
-        assert response.status_code == 201, response.text
-        task: dict[str, Any] = response.json()
-        return task
-
-    def dead_letter(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """A task of tenant A with one dead execution (a 503 on its only attempt)."""
-        task = self.task(f"flaky-{uuid.uuid4().hex[:6]}", retry={"max_attempts": 1})
-        execution = self.a.post(f"/v1/tasks/{task['id']}/run").json()
-        make_dead(self.engine, execution["id"])
-        return task, self.a.get(f"/v1/executions/{execution['id']}").json()
-
-
-def new_key(engine: Engine, tenant: str) -> str:
-    with engine.begin() as conn:
-        key, _record = apikeys.create_key(conn, tenant, datetime.now(UTC))
-    return key
-
-
-def client(app: Any, key: str | None) -> TestClient:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return TestClient(app, headers=headers)
-
-
 @pytest.fixture
-def api(engine: Engine) -> Iterator[Api]:
-    clock = Clock(T0)
-    ticks: list[str] = []
-    app = create_app(engine=engine, clock=clock, request_tick=lambda: ticks.append("tick"))
-    yield Api(
-        engine,
-        clock,
-        client(app, new_key(engine, "acme")),
-        client(app, new_key(engine, "other")),
-        client(app, None),
-        ticks,
-    )
-
-
-def dump(engine: Engine) -> dict[str, list[dict[str, Any]]]:
-    """Every stored task, execution and attempt: what a refused request must not change."""
-    with engine.connect() as conn:
-        return {
-            table.name: [
-                dict(row)
-                for row in conn.execute(sa.select(table).order_by(*table.primary_key)).mappings()
-            ]
-            for table in (scheduled_tasks, executions, attempts)
-        }
+def api(engine: Engine) -> Api:
+    return Api(engine, T0)
 
 
 def at(text: str) -> datetime:
@@ -165,13 +77,13 @@ def at(text: str) -> datetime:
 
 
 def test_create_returns_201_with_every_spec_field(api: Api) -> None:
-    response = api.a.post("/v1/tasks", json=SPEC_TASK)
+    response = api.a.post("/v1/tasks", json=example_task())
     assert response.status_code == 201
     task = response.json()
     assert set(task) >= TASK_FIELDS
     assert response.headers["location"] == f"/v1/tasks/{task['id']}"
     uuid.UUID(task["id"])
-    for key, value in SPEC_TASK.items():
+    for key, value in example_task().items():
         assert task[key] == value, key
     assert task["status"] == "active"
     # Monday 08:00 in Taipei: the next weekday 09:00 there is in an hour.
@@ -283,7 +195,7 @@ def test_list_filters(api: Api) -> None:
 
 
 def test_patch_recomputes_the_next_run_only_when_the_schedule_changes(api: Api) -> None:
-    task = api.a.post("/v1/tasks", json=SPEC_TASK).json()
+    task = api.a.post("/v1/tasks", json=example_task()).json()
     api.clock.now = T0 + timedelta(minutes=30)
     retargeted = api.a.patch(
         f"/v1/tasks/{task['id']}", json={"target": {"url": "https://example.com/v2"}}
@@ -318,7 +230,7 @@ def test_delete_is_204_then_404(api: Api) -> None:
 
 
 def test_pause_resume_and_run_now(api: Api) -> None:
-    task = api.a.post("/v1/tasks", json=SPEC_TASK).json()
+    task = api.a.post("/v1/tasks", json=example_task()).json()
     paused = api.a.post(f"/v1/tasks/{task['id']}/pause")
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
     assert paused.json()["paused_by"] == "user" and paused.json()["paused_reason"] is None

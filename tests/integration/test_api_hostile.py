@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from taskhub.api.app import create_app
 from taskhub.api.deps import MAX_REQUEST_BYTES
 from taskhub.service import quotas
-from tests.integration.test_api import T0, Clock, client, dump, new_key
+from tests.integration.test_api import T0
+from tests.support.api import Api, dump
 
 EXAMPLES = 40
 
@@ -194,8 +194,7 @@ class Hostile:
         # Hundreds of requests at one instant of the test clock: rates are not tested here.
         with engine.begin() as conn:
             quotas.set_limits(conn, "acme", {"requests_per_second": 0}, T0)
-        app = create_app(engine=engine, clock=Clock(T0), request_tick=lambda: None)
-        self.client: TestClient = client(app, new_key(engine, "acme"))
+        self.client: TestClient = Api(engine, T0).a
         seeded = self.client.post("/v1/tasks", json={**VALID, "name": "seeded"})
         assert seeded.status_code == 201, seeded.text
         self.task_id = seeded.json()["id"]

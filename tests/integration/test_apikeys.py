@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,9 +18,9 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from taskhub.core.errors import ValidationError
-from taskhub.db import engines
 from taskhub.db.models import api_keys
 from taskhub.service import apikeys
+from tests.support.cli import Cli
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -260,35 +257,6 @@ def test_good_tenant_names_are_accepted(engine: Engine, tenant: str) -> None:
 
 
 # --- the command -----------------------------------------------------------------------
-
-
-class Cli:
-    def __init__(self, directory: Path) -> None:
-        self.url = f"sqlite:///{directory / 'taskhub.db'}"
-        self.directory = directory
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TASKHUB_")}
-        self.env["TASKHUB_DATABASE_URL"] = self.url
-        self.env["TASKHUB_DATA_DIR"] = str(directory / "data")
-
-    def __call__(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "taskhub.cli", *args],
-            cwd=self.directory,
-            env=self.env,
-            text=True,
-            capture_output=True,
-            timeout=120,
-        )
-        assert done.returncode == expect, (args, done.stdout, done.stderr)
-        return done
-
-    def authenticate(self, key: str) -> str | None:
-        engine = engines.create_engine(self.url)
-        try:
-            with engine.begin() as conn:
-                return apikeys.authenticate(conn, key, datetime.now(UTC))
-        finally:
-            engine.dispose()
 
 
 @pytest.fixture

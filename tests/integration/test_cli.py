@@ -4,9 +4,6 @@ would drive it: output, --json and exit codes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,33 +11,8 @@ from typing import Any
 import pytest
 
 from taskhub.db import engines
-from tests.engine import make_dead
-
-
-class Cli:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TASKHUB_")}
-        self.env["TASKHUB_DATABASE_URL"] = f"sqlite:///{directory / 'taskhub.db'}"
-        self.env["TASKHUB_DATA_DIR"] = str(directory / "data")
-
-    def __call__(
-        self, *args: str, stdin: str | None = None, expect: int = 0
-    ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "taskhub.cli", *args],
-            cwd=self.directory,
-            env=self.env,
-            input=stdin,
-            text=True,
-            capture_output=True,
-            timeout=120,
-        )
-        assert done.returncode == expect, (args, done.stdout, done.stderr)
-        return done
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self(*args, "--json").stdout)
+from tests.support.cli import Cli
+from tests.support.engine import make_dead
 
 
 @pytest.fixture

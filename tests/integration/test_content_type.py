@@ -13,7 +13,7 @@ from taskhub.core.messages import TriggerRequest
 from taskhub.core.settings import load
 from taskhub.engine import discovery, firing, writeback
 from taskhub.service import task_service
-from tests.target import running_target
+from tests.support.target import running_target
 
 NOW = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
 

@@ -14,16 +14,16 @@ from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings, load
 from taskhub.engine import discovery, firing, writeback
 from taskhub.service import task_service
-from tests.integration.test_api import dump
-from tests.integration.test_security import COOKIE, HEADERS, T0, TOKEN, Api, secrets_of, task_body
-from tests.target import Target, running_target
+from tests.integration.test_security import COOKIE, HEADERS, T0, TOKEN, secrets_of
+from tests.support.api import Api, dump, task_body
+from tests.support.target import Target, running_target
 
 SHOWN = {"X-Team": "billing", "Authorization": "Bearer ****WXYZ", "Cookie": "****okie"}
 
 
 @pytest.fixture
 def api(engine: Engine) -> Api:
-    return Api(engine)
+    return Api(engine, T0)
 
 
 def test_a_move_that_would_keep_stored_credentials_is_refused(api: Api) -> None:

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from taskhub.db.models import executions, scheduled_tasks
-from tests.engine import add_tasks, all_ended, soon, statuses
-from tests.processes import Stack, wait_until
-from tests.target import Target
+from tests.support.engine import add_tasks, all_ended, soon, statuses
+from tests.support.processes import Stack, wait_until
+from tests.support.target import Target
 
 pytestmark = pytest.mark.slow
 

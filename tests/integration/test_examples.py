@@ -4,13 +4,12 @@ one is taken by ``taskhub task add`` as a user runs it, and reads back as writte
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.cli import Cli
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.json"))
 
@@ -21,26 +20,10 @@ def test_there_are_examples() -> None:
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.name)
 def test_taskhub_task_add_takes_the_example(example: Path, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKHUB_")}
-    env["TASKHUB_DATABASE_URL"] = f"sqlite:///{tmp_path / 'taskhub.db'}"
-    env["TASKHUB_DATA_DIR"] = str(tmp_path / "data")
-
-    def taskhub(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "taskhub.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
-    taskhub("db", "upgrade")
-    task_id = taskhub("task", "add", str(example), "--tenant", "acme")
-    shown: dict[str, Any] = json.loads(
-        taskhub("task", "show", task_id, "--tenant", "acme", "--json")
-    )
+    cli = Cli(tmp_path)
+    cli("db", "upgrade")
+    task_id = cli("task", "add", str(example), "--tenant", "acme").stdout.strip()
+    shown: dict[str, Any] = cli.json("task", "show", task_id, "--tenant", "acme")
     written: dict[str, Any] = json.loads(example.read_text())
     assert shown["status"] == "active" and shown["next_execution_time"]
     for field, value in written.items():

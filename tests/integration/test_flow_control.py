@@ -16,9 +16,9 @@ from sqlalchemy.engine import Engine
 from taskhub.core.host_limits import HostLimit
 from taskhub.db.models import executions
 from taskhub.engine.flow_control import RedisLimiter, Slot
-from tests.engine import add_tasks, all_ended, running_stack, statuses
-from tests.processes import wait_until
-from tests.target import Target
+from tests.support.engine import add_tasks, all_ended, running_stack, statuses
+from tests.support.processes import wait_until
+from tests.support.target import Target
 
 
 def test_two_processes_share_one_budget_and_a_dead_holders_slot_comes_back(

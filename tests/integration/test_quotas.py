@@ -19,31 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import httpx2
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from taskhub.api.app import create_app
 from taskhub.core.errors import QuotaExceeded, RateLimited
 from taskhub.db import schema
 from taskhub.db.models import executions, scheduled_tasks, tenant_quotas, tenant_rate_windows
 from taskhub.service import quotas, task_service
-from tests.engine import make_dead
-from tests.integration.test_api import Clock, client, dump, new_key
-from tests.integration.test_cli import Cli
-from tests.processes import free_port, wait_until
+from tests.support.api import Api, dump, new_key, task_body
+from tests.support.cli import Cli
+from tests.support.engine import make_dead
+from tests.support.processes import free_port, wait_until
 
 T0 = datetime(2030, 1, 7, 12, 0, 20, tzinfo=UTC)  # 20 s into a minute
-
-
-def task_body(name: str, schedule: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "name": name,
-        "schedule": schedule or {"interval_seconds": 3600},
-        "target": {"url": "https://example.com/hook"},
-    }
 
 
 def set_limits(engine: Engine, tenant: str, **limits: int | None) -> None:
@@ -51,29 +40,9 @@ def set_limits(engine: Engine, tenant: str, **limits: int | None) -> None:
         quotas.set_limits(conn, tenant, limits, datetime.now(UTC))
 
 
-class Api:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.clock = Clock(T0)
-        app = create_app(engine=engine, clock=self.clock, request_tick=lambda: None)
-        self.a: TestClient = client(app, new_key(engine, "acme"))
-        self.b: TestClient = client(app, new_key(engine, "other"))
-
-    def create(self, name: str, schedule: dict[str, Any] | None = None) -> httpx2.Response:
-        response: httpx2.Response = self.a.post("/v1/tasks", json=task_body(name, schedule))
-        return response
-
-    def error(self, response: httpx2.Response, status: int) -> dict[str, Any]:
-        assert response.status_code == status, response.text
-        body: dict[str, Any] = response.json()
-        assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "field"}
-        error: dict[str, Any] = body["error"]
-        return error
-
-
 @pytest.fixture
 def api(engine: Engine) -> Api:
-    return Api(engine)
+    return Api(engine, T0)
 
 
 # --- tasks held -----------------------------------------------------------------------
@@ -125,7 +94,7 @@ def test_a_schedule_denser_than_the_limit_is_refused_naming_its_field(api: Api) 
     assert api.create("daily", {"cron": "0 9 * * *", "timezone": "Asia/Taipei"}).status_code == 201
     assert api.create("once", {"at": "2030-02-01T00:00:00Z"}).status_code == 201
     # Another tenant keeps the default.
-    other = api.b.post("/v1/tasks", json=task_body("five", {"cron": "*/5 * * * *"}))
+    other = api.b.post("/v1/tasks", json=task_body("five", schedule={"cron": "*/5 * * * *"}))
     assert other.status_code == 201
 
 
@@ -325,7 +294,7 @@ def test_the_cli_sets_and_shows_limits_and_obeys_them(tmp_path: Path, database_u
     assert shown["limits"]["runs_per_minute"] == {"value": 60, "source": "default"}
 
     def add(name: str, schedule: dict[str, Any], expect: int) -> str:
-        body = task_body(name, schedule)
+        body = task_body(name, schedule=schedule)
         done = cli("task", "add", "-", "--tenant", "acme", stdin=json.dumps(body), expect=expect)
         return done.stderr
 
@@ -340,15 +309,9 @@ def test_the_cli_sets_and_shows_limits_and_obeys_them(tmp_path: Path, database_u
     wrong = cli("tenant", "limits", "set", "acme", "--runs-per-minute", "-5", expect=2)
     assert "runs_per_minute: must be a whole number" in wrong.stderr
     cli("tenant", "limits", "set", "acme", expect=2)  # no limit named
-    with_env = {**cli.env, "TASKHUB_TENANT_MAX_TASKS": "0"}
-    done = subprocess.run(
-        [sys.executable, "-m", "taskhub.cli", "tenant", "limits", "show", "acme"],
-        env=with_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2 and "TASKHUB_TENANT_MAX_TASKS" in done.stderr
+    cli.env["TASKHUB_TENANT_MAX_TASKS"] = "0"
+    refused_setting = cli("tenant", "limits", "show", "acme", expect=2)
+    assert "TASKHUB_TENANT_MAX_TASKS" in refused_setting.stderr
 
 
 def test_limits_are_stored_per_tenant(engine: Engine) -> None:

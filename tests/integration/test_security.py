@@ -19,10 +19,8 @@ from typing import Any
 import pytest
 import redis
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from taskhub.api.app import create_app
 from taskhub.core import signing
 from taskhub.core.messages import TriggerRequest
 from taskhub.core.settings import Settings, load
@@ -31,11 +29,11 @@ from taskhub.db.models import scheduled_tasks
 from taskhub.db.models import signing_secrets as signing_table
 from taskhub.engine import discovery, firing, writeback
 from taskhub.service import executions, signing_secrets, task_service
-from tests.engine import all_ended
-from tests.integration.test_api import Clock, client, dump, new_key
-from tests.integration.test_apikeys import Cli
-from tests.processes import Stack, wait_until
-from tests.target import Target, running_target
+from tests.support.api import Api, dump, task_body
+from tests.support.cli import Cli
+from tests.support.engine import all_ended
+from tests.support.processes import Stack, wait_until
+from tests.support.target import Target, running_target
 
 T0 = datetime(2030, 1, 7, tzinfo=UTC)
 TOKEN = "Bearer sk_live_0123456789abcdefWXYZ"
@@ -43,26 +41,9 @@ COOKIE = "session=0123456789abcdef-cookie"
 HEADERS = {"X-Team": "billing", "Authorization": TOKEN, "Cookie": COOKIE}
 
 
-def task_body(name: str = "hook", url: str = "https://example.com/hook", **target: Any) -> Any:
-    return {
-        "name": name,
-        "schedule": {"interval_seconds": 3600},
-        "target": {"url": url, **target},
-    }
-
-
-class Api:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.clock = Clock(T0)
-        app = create_app(engine=engine, clock=self.clock, request_tick=lambda: None)
-        self.a: TestClient = client(app, new_key(engine, "acme"))
-        self.b: TestClient = client(app, new_key(engine, "other"))
-
-
 @pytest.fixture
 def api(engine: Engine) -> Api:
-    return Api(engine)
+    return Api(engine, T0)
 
 
 def stored(engine: Engine, task_id: str) -> dict[str, Any]:

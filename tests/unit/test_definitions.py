@@ -26,29 +26,13 @@ from taskhub.core.limits import MAX_BODY_BYTES
 from taskhub.core.schedules import Cron, Interval, OneTime
 from taskhub.core.settings import SettingsError, load
 from taskhub.core.statuses import MisfirePolicy
+from tests.support.example import example_task
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
-SPEC_EXAMPLE: dict[str, Any] = {
-    "name": "nightly-report",
-    "schedule": {"cron": "0 9 * * 1-5", "timezone": "Asia/Taipei"},
-    "target": {
-        "url": "https://example.com/hook",
-        "method": "POST",
-        "headers": {"X-Team": "billing"},
-        "body": '{"kind": "nightly"}',
-        "timeout_seconds": 30,
-    },
-    "retry": {"max_attempts": 3, "backoff_seconds": 10, "max_backoff_seconds": 600},
-    "start_at": None,
-    "end_at": None,
-    "max_executions": None,
-    "tags": {"team": "billing"},
-}
-
 
 def test_the_spec_example_is_accepted() -> None:
-    definition = parse_definition(SPEC_EXAMPLE, NOW)
+    definition = parse_definition(example_task(), NOW)
     assert definition.schedule == Cron("0 9 * * 1-5", "Asia/Taipei")
     assert definition.target.headers == {"X-Team": "billing"}
     assert definition.retry.max_attempts == 3
@@ -78,9 +62,7 @@ def test_only_name_schedule_and_url_are_required() -> None:
 
 
 def with_(path: str, value: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        k: (dict(v) if isinstance(v, dict) else v) for k, v in SPEC_EXAMPLE.items()
-    }
+    data = example_task()
     *parents, last = path.split(".")
     node = data
     for parent in parents:
@@ -150,11 +132,11 @@ def test_bad_input_names_the_field(data: dict[str, Any], field: str) -> None:
 
 
 def test_misfire_policy_and_auto_pause_default_and_parse() -> None:
-    definition = parse_definition(SPEC_EXAMPLE, NOW)
+    definition = parse_definition(example_task(), NOW)
     assert definition.misfire_policy is MisfirePolicy.FIRE_ONCE
     assert definition.auto_pause_after_failures is None
     chosen = parse_definition(
-        SPEC_EXAMPLE | {"misfire_policy": "fire_each", "auto_pause_after_failures": 1000}, NOW
+        example_task() | {"misfire_policy": "fire_each", "auto_pause_after_failures": 1000}, NOW
     )
     assert chosen.misfire_policy is MisfirePolicy.FIRE_EACH
     assert chosen.auto_pause_after_failures == 1000
@@ -173,7 +155,7 @@ def test_misfire_policy_and_auto_pause_default_and_parse() -> None:
 )
 def test_bad_policies_are_refused_naming_the_field(change: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as refused:
-        parse_definition(SPEC_EXAMPLE | change, NOW)
+        parse_definition(example_task() | change, NOW)
     assert refused.value.field == field
 
 
@@ -210,7 +192,7 @@ BLOCKED_LITERAL_HOSTS = [
 
 
 def _with_url(url: str) -> dict[str, Any]:
-    return {**SPEC_EXAMPLE, "target": {**SPEC_EXAMPLE["target"], "url": url}}
+    return {**example_task(), "target": {**example_task()["target"], "url": url}}
 
 
 @pytest.mark.parametrize(("host", "needle"), BLOCKED_LITERAL_HOSTS)
@@ -317,18 +299,18 @@ def test_literal_address_forms() -> None:
 def test_rate_limit_and_spread_default_and_parse() -> None:
     from taskhub.core.host_limits import HostLimit
 
-    plain = parse_definition(SPEC_EXAMPLE, NOW)
+    plain = parse_definition(example_task(), NOW)
     assert plain.rate_limit is None and plain.spread_seconds == 0
     limited = parse_definition(
         {
-            **SPEC_EXAMPLE,
+            **example_task(),
             "rate_limit": {"max_in_flight": 5, "per_second": 20},
             "spread_seconds": 90,
         },
         NOW,
     )
     assert limited.rate_limit == HostLimit(5, 20.0) and limited.spread_seconds == 90
-    only_rate = parse_definition({**SPEC_EXAMPLE, "rate_limit": {"per_second": 0.5}}, NOW)
+    only_rate = parse_definition({**example_task(), "rate_limit": {"per_second": 0.5}}, NOW)
     assert only_rate.rate_limit == HostLimit(None, 0.5)
 
 
@@ -349,7 +331,7 @@ def test_rate_limit_and_spread_default_and_parse() -> None:
 )
 def test_bad_flow_control_is_refused_naming_the_field(change: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        parse_definition({**SPEC_EXAMPLE, **change}, NOW)
+        parse_definition({**example_task(), **change}, NOW)
     assert caught.value.field == field
 
 

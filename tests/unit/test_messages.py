@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,26 +17,9 @@ from taskhub.core.messages import (
     json_str_bytes,
     message_bytes,
 )
+from tests.unit.firing.support import req
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
-SCHEDULED = NOW
-
-
-def req(url: str, **overrides: Any) -> TriggerRequest:
-    values: dict[str, Any] = {
-        "execution_id": 41,
-        "attempt": 1,
-        "task_id": "task-7",
-        "scheduled_for": SCHEDULED,
-        "idempotency_key": "idem-41",
-        "url": url,
-        "method": "GET",
-        "headers": {},
-        "body": None,
-        "timeout_s": 5.0,
-    }
-    values.update(overrides)
-    return TriggerRequest(**values)
 
 
 # --------------------------------------------------------------------------- round trips

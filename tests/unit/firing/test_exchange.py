@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from taskhub.engine.exchange import attempt_headers, parse_retry_after
-from tests.processes import free_port
+from tests.support.processes import free_port
 from tests.unit.firing.support import (
     LoopThread,
     RawServer,

@@ -13,7 +13,7 @@ from taskhub.core.messages import TriggerRequest
 from taskhub.core.sealing import Sealer, generate_key, sealer_for
 from taskhub.core.signing import new_secret, verify
 from taskhub.engine import exchange
-from tests.processes import free_port
+from tests.support.processes import free_port
 from tests.unit.firing.support import (
     OPEN,
     Target,

@@ -24,7 +24,7 @@ from taskhub.core.addresses import blocked_reason
 from taskhub.core.messages import ERROR_KINDS, TriggerOutcome, TriggerRequest
 from taskhub.engine import firing
 from taskhub.engine.firing import fire
-from tests.processes import free_port
+from tests.support.processes import free_port
 from tests.unit.firing.support import (
     GUARDED,
     OPEN,

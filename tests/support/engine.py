@@ -25,7 +25,7 @@ from taskhub.core.settings import load
 from taskhub.db.models import executions
 from taskhub.engine import writeback
 from taskhub.service import task_service
-from tests.processes import Stack
+from tests.support.processes import Stack
 
 TERMINAL = ("succeeded", "failed", "dead")
 
