@@ -28,10 +28,11 @@ from starlette.routing import BaseRoute, Match
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskhub.api.deps import Context, utcnow
+from taskhub.api.deps import Context
 from taskhub.api.errors import error_response
 from taskhub.api.routes import dead_letters, executions, operations, signing_secrets, tasks
 from taskhub.api.schemas import REQUEST_MODELS
+from taskhub.core.clock import utcnow
 from taskhub.core.errors import RateLimited, TaskhubError
 from taskhub.core.sealing import SealingError
 from taskhub.core.settings import load

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -30,11 +30,6 @@ T = TypeVar("T")
 
 #: The largest request body read: a task at every documented limit, JSON-escaped, fits.
 MAX_REQUEST_BYTES = 1024 * 1024
-
-
-def utcnow() -> datetime:
-    """The API's clock unless :func:`taskhub.api.app.create_app` is given another."""
-    return datetime.now(UTC)
 
 
 # --- the caller -----------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -55,10 +54,6 @@ _ERRORS: dict[str, type[ServiceError]] = {
 
 def service_error(error: TaskhubError) -> ServiceError:
     return _ERRORS.get(error.code, ServiceError)(str(error))
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -11,7 +11,6 @@ import click
 from taskhub.cli.common import (
     call,
     json_option,
-    now,
     print_json,
     service_error,
     show_page,
@@ -19,6 +18,7 @@ from taskhub.cli.common import (
     table,
     tenant_option,
 )
+from taskhub.core.clock import utcnow
 from taskhub.core.errors import ValidationError
 from taskhub.core.statuses import LastStatus
 from taskhub.service import task_service
@@ -83,7 +83,7 @@ def task_add(definition: Any, tenant: str, as_json: bool) -> None:
         data = json.load(definition)
     except json.JSONDecodeError as error:
         raise service_error(ValidationError("", f"the definition is not JSON: {error}")) from None
-    task = call(task_service.add_task, tenant, data, now())
+    task = call(task_service.add_task, tenant, data, utcnow())
     print_json(task) if as_json else click.echo(task["id"])
 
 
@@ -111,7 +111,7 @@ def _task_command(name: str, function: Callable[..., dict[str, Any]], doc: str) 
     @tenant_option
     @json_option
     def command(task_id: str, tenant: str, as_json: bool) -> None:
-        _show_task(call(function, tenant, task_id, now()), as_json)
+        _show_task(call(function, tenant, task_id, utcnow()), as_json)
 
 
 @task_group.command("pause")
@@ -122,7 +122,7 @@ def _task_command(name: str, function: Callable[..., dict[str, Any]], doc: str) 
 def task_pause(task_id: str, reason: str | None, tenant: str, as_json: bool) -> None:
     """Pause a task: it fires nothing until resumed."""
     request = {} if reason is None else {"reason": reason}
-    _show_task(call(task_service.pause_task, tenant, task_id, now(), request), as_json)
+    _show_task(call(task_service.pause_task, tenant, task_id, utcnow(), request), as_json)
 
 
 _task_command(
@@ -145,7 +145,7 @@ def task_show(task_id: str, tenant: str, as_json: bool) -> None:
 @json_option
 def task_run(task_id: str, tenant: str, as_json: bool) -> None:
     """Fire a task now: an extra occurrence, sent by the next tick (requested at once)."""
-    show_queued(call(task_service.run_task_now, tenant, task_id, now()), as_json)
+    show_queued(call(task_service.run_task_now, tenant, task_id, utcnow()), as_json)
 
 
 @task_group.command("delete")
@@ -179,10 +179,10 @@ def task_preview(
         except json.JSONDecodeError as error:
             raise service_error(ValidationError("schedule", f"is not JSON: {error}")) from None
         preview = call(
-            lambda _conn: task_service.preview_schedule({"schedule": schedule}, now(), count)
+            lambda _conn: task_service.preview_schedule({"schedule": schedule}, utcnow(), count)
         )
     else:
-        preview = call(task_service.preview_task, tenant, task_id, now(), count)
+        preview = call(task_service.preview_task, tenant, task_id, utcnow(), count)
     if as_json:
         print_json(preview)
         return
