@@ -16,7 +16,7 @@ from pydantic import WithJsonSchema
 from taskhub.core import paging
 from taskhub.core.errors import NotFound
 from taskhub.core.statuses import ExecutionStatus, LastStatus, TaskStatus
-from taskhub.service import task_service
+from taskhub.service import task_views
 
 #: The largest execution id either database can hold (a signed 64-bit integer).
 MAX_EXECUTION_ID = 2**63 - 1
@@ -41,7 +41,7 @@ Count = Annotated[
     int,
     Query(description="How many fire times."),
     WithJsonSchema(
-        {"type": "integer", "minimum": 1, "maximum": task_service.MAX_PREVIEW, "default": 10}
+        {"type": "integer", "minimum": 1, "maximum": task_views.MAX_PREVIEW, "default": 10}
     ),
 ]
 Since = Annotated[

@@ -11,15 +11,27 @@ import click
 
 from taskhub.core.errors import TaskhubError
 from taskhub.core.sealing import SealingError
-from taskhub.core.settings import SettingsError, load
+from taskhub.core.settings import Settings, SettingsError, load
 from taskhub.service import database
 
 
-def settings_or_exit() -> Any:
+def settings_or_exit() -> Settings:
+    """The settings, read from the environment once per command (kept in the click
+    context, which every nested command shares) and passed to every service call."""
+    context = click.get_current_context(silent=True)
+    if context is not None and _SETTINGS in context.meta:
+        settings: Settings = context.meta[_SETTINGS]
+        return settings
     try:
-        return load()
+        settings = load()
     except SettingsError as error:
         raise click.UsageError(str(error)) from None
+    if context is not None:
+        context.meta[_SETTINGS] = settings
+    return settings
+
+
+_SETTINGS = "taskhub.settings"
 
 
 class ServiceError(click.ClickException):

@@ -21,7 +21,7 @@ from taskhub.cli.common import (
 )
 from taskhub.core.clock import utcnow
 from taskhub.core.errors import TaskhubError
-from taskhub.service import executions, task_service
+from taskhub.service import executions, task_views
 
 EXECUTION_COLUMNS = ["id", "task_id", "scheduled_for", "status", "attempts", "http_status", "error"]
 DEAD_LETTER_COLUMNS = ["id", "task_id", "scheduled_for", "attempts", "http_status", "error"]
@@ -112,6 +112,6 @@ def dlq_redrive(
 
 def _tag_pairs(tags: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     try:
-        return task_service.tag_filters(list(tags))
+        return task_views.tag_filters(list(tags))
     except TaskhubError as error:
         raise service_error(error) from None

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from taskhub.api.app import create_app
 from taskhub.api.deps import MAX_REQUEST_BYTES
+from taskhub.core.settings import load
 from taskhub.service import quotas
 from tests.integration.test_api import T0, Clock, client, dump, new_key
 
@@ -193,7 +194,7 @@ class Hostile:
         self.engine = engine
         # Hundreds of requests at one instant of the test clock: rates are not tested here.
         with engine.begin() as conn:
-            quotas.set_limits(conn, "acme", {"requests_per_second": 0}, T0)
+            quotas.set_limits(conn, "acme", {"requests_per_second": 0}, T0, load())
         app = create_app(engine=engine, clock=Clock(T0), request_tick=lambda: None)
         self.client: TestClient = client(app, new_key(engine, "acme"))
         seeded = self.client.post("/v1/tasks", json={**VALID, "name": "seeded"})

@@ -31,7 +31,7 @@ from taskhub.api.schemas import (
     body_doc,
     error_responses,
 )
-from taskhub.service import task_service
+from taskhub.service import task_service, task_views
 
 router = APIRouter(tags=["tasks"])
 
@@ -45,7 +45,9 @@ router = APIRouter(tags=["tasks"])
     summary="Create a task",
 )
 def create_task(caller: Authed, body: JsonBody, response: Response) -> dict[str, Any]:
-    task = caller.run(lambda conn: task_service.add_task(conn, caller.tenant, body, caller.now))
+    task = caller.run(
+        lambda conn: task_service.add_task(conn, caller.tenant, body, caller.now, caller.settings)
+    )
     response.headers["Location"] = f"/v1/tasks/{task['id']}"
     return task
 
@@ -69,9 +71,10 @@ def list_tasks(
     limit: Limit = None,
 ) -> dict[str, Any]:
     return caller.run(
-        lambda conn: task_service.list_tasks(
+        lambda conn: task_views.list_tasks(
             conn,
             caller.tenant,
+            caller.settings,
             status=status,
             tags=tag,
             name=name,
@@ -92,7 +95,9 @@ def list_tasks(
     summary="One task",
 )
 def get_task(caller: Authed, task_id: str) -> dict[str, Any]:
-    return caller.run(lambda conn: task_service.get_task(conn, caller.tenant, task_id))
+    return caller.run(
+        lambda conn: task_views.get_task(conn, caller.tenant, task_id, caller.settings)
+    )
 
 
 @router.patch(
@@ -104,7 +109,9 @@ def get_task(caller: Authed, task_id: str) -> dict[str, Any]:
 )
 def update_task(caller: Authed, task_id: str, body: JsonBody) -> dict[str, Any]:
     return caller.run(
-        lambda conn: task_service.update_task(conn, caller.tenant, task_id, body, caller.now)
+        lambda conn: task_service.update_task(
+            conn, caller.tenant, task_id, body, caller.now, caller.settings
+        )
     )
 
 
@@ -129,7 +136,9 @@ def delete_task(caller: Authed, task_id: str) -> Response:
 )
 def pause_task(caller: Authed, task_id: str, body: OptionalJsonBody) -> dict[str, Any]:
     return caller.run(
-        lambda conn: task_service.pause_task(conn, caller.tenant, task_id, caller.now, body)
+        lambda conn: task_service.pause_task(
+            conn, caller.tenant, task_id, caller.now, caller.settings, body
+        )
     )
 
 
@@ -141,7 +150,9 @@ def pause_task(caller: Authed, task_id: str, body: OptionalJsonBody) -> dict[str
 )
 def resume_task(caller: Authed, task_id: str) -> dict[str, Any]:
     return caller.run(
-        lambda conn: task_service.resume_task(conn, caller.tenant, task_id, caller.now)
+        lambda conn: task_service.resume_task(
+            conn, caller.tenant, task_id, caller.now, caller.settings
+        )
     )
 
 
@@ -168,7 +179,7 @@ def run_task(caller: RunAuthed, task_id: str, background: BackgroundTasks) -> di
 )
 def preview_task(caller: Authed, task_id: str, count: Count = 10) -> dict[str, Any]:
     return caller.run(
-        lambda conn: task_service.preview_task(conn, caller.tenant, task_id, caller.now, count)
+        lambda conn: task_views.preview_task(conn, caller.tenant, task_id, caller.now, count)
     )
 
 
@@ -181,4 +192,4 @@ def preview_task(caller: Authed, task_id: str, count: Count = 10) -> dict[str, A
 )
 def preview_schedule(caller: Authed, body: JsonBody, count: Count = 10) -> dict[str, Any]:
     # Reads nothing stored: no transaction.
-    return task_service.preview_schedule(body, caller.now, count)
+    return task_views.preview_schedule(body, caller.now, count)
