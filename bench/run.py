@@ -46,7 +46,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -59,6 +59,9 @@ from sqlalchemy.engine import Engine
 
 from bench import http_clients
 from bench.target import Record, read_dump
+from taskhub.core.clock import utcnow
+from taskhub.core.definitions import parse_definition
+from taskhub.core.settings import Settings, load
 from taskhub.db import engines, schema
 from taskhub.db.models import attempts, executions, scheduled_tasks, worker_heartbeats
 from taskhub.service import task_service
@@ -243,18 +246,17 @@ def scratch_database() -> Iterator[tuple[str, str]]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def load_tasks(engine: Engine, definitions: list[dict[str, Any]]) -> None:
-    """Through taskhub's own validation, like the API (in transactions of 1,000). A
-    definition's ``tenant`` key (not part of a task) names its tenant."""
-    now = datetime.now(UTC)
+def load_tasks(engine: Engine, definitions: list[dict[str, Any]], settings: Settings) -> None:
+    """Through taskhub's own validation, like the API (in transactions of 1,000), with
+    the settings of the processes that will fire them. A definition's ``tenant`` key (not
+    part of a task) names its tenant."""
+    now = utcnow()
     for start in range(0, len(definitions), 1000):
         with engine.begin() as conn:
             for data in definitions[start : start + 1000]:
                 task = {k: v for k, v in data.items() if k != "tenant"}
                 tenant = data.get("tenant", "default")
-                task_service.create_task(
-                    conn, task_service.parse_definition(task, now), now, tenant
-                )
+                task_service.create_task(conn, parse_definition(task, now), now, settings, tenant)
 
 
 def next_minute(after: datetime) -> datetime:
@@ -263,7 +265,7 @@ def next_minute(after: datetime) -> datetime:
 
 def due_minute(count: int) -> datetime:
     """A minute boundary far enough ahead to load ``count`` tasks and start the workers."""
-    return next_minute(datetime.now(UTC) + timedelta(seconds=25 + count * 0.004))
+    return next_minute(utcnow() + timedelta(seconds=25 + count * 0.004))
 
 
 # --------------------------------------------------------------------------- taskhub
@@ -307,8 +309,9 @@ def run_taskhub(
     target.reset()
     with scratch_database() as (name, url):
         engine = engines.create_engine(url)
-        load_tasks(engine, definitions)
-        stack = Stack(taskhub_env(url, scratch, env_extra), scratch / "logs" / label)
+        env = taskhub_env(url, scratch, env_extra)
+        load_tasks(engine, definitions, load(env))
+        stack = Stack(env, scratch / "logs" / label)
         stack.log_dir.mkdir(parents=True, exist_ok=True)
         before = pg_counts(engine, name)
         stack.start("trigger", "trigger")
@@ -598,11 +601,11 @@ def scenario_spread(
 def fill_table(engine: Engine, total: int, due_count: int) -> None:
     """``total`` stored tasks, ``due_count`` of them due now and the rest spread over the
     next month: one task through the service, then copies of it made by the server."""
-    now = datetime.now(UTC)
+    now = utcnow()
     columns = [c.name for c in scheduled_tasks.columns if c.name not in ("id", "name")]
     due_at = now - timedelta(seconds=1)
     far = now + timedelta(days=30)
-    load_tasks(engine, [definition("seed", "http://127.0.0.1:9/ok", far)])
+    load_tasks(engine, [definition("seed", "http://127.0.0.1:9/ok", far)], load())
     with engine.begin() as conn:
         select = ", ".join(
             "(CASE WHEN g <= :due THEN CAST(:due_at AS timestamptz) "
@@ -642,17 +645,16 @@ def scenario_writeback(count: int, env: dict[str, str] | None = None) -> dict[st
     import random
 
     from taskhub.core.messages import TriggerOutcome
-    from taskhub.core.settings import load
     from taskhub.engine import discovery, writeback
 
     with scratch_database() as (_name, url):
         engine = engines.create_engine(url)
         fill_table(engine, count + 1, count)  # the seed task is not due
         settings = load({**(env or {}), "TASKHUB_DATABASE_URL": url})
-        discovery.run_tick(engine, settings, lambda requests: None, lambda: datetime.now(UTC))
+        discovery.run_tick(engine, settings, lambda requests: None, utcnow)
         with engine.connect() as conn:
             ids = [row.id for row in conn.execute(sa.select(executions.c.id))]
-        now = datetime.now(UTC)
+        now = utcnow()
         outcomes = [
             TriggerOutcome(
                 execution_id=execution_id,
@@ -672,9 +674,7 @@ def scenario_writeback(count: int, env: dict[str, str] | None = None) -> dict[st
         applied = 0
         for i in range(0, len(outcomes), settings.chunk_size):
             chunk = outcomes[i : i + settings.chunk_size]
-            report = writeback.record_outcomes(
-                engine, chunk, settings, datetime.now(UTC), random.random
-            )
+            report = writeback.record_outcomes(engine, chunk, settings, utcnow(), random.random)
             applied += report.applied
         elapsed_s = time.perf_counter() - started
         own_s, servers_s = time.process_time() - own_before, servers_cpu_since(servers_before)
@@ -699,7 +699,6 @@ def scenario_table(
     (what that many state workers do with a backlog: each worker's tick or staging pass
     claims, and the claims skip each other's rows); the rate is everything published
     over the time until the last pass ended. ``env``: taskhub settings for the passes."""
-    from taskhub.core.settings import load
     from taskhub.db import task_queries
 
     redis.Redis.from_url(REDIS_URL).flushdb()
@@ -714,9 +713,7 @@ def scenario_table(
         }
         settings = load(pass_env)
         with engine.connect() as conn:
-            query = task_queries.claim_due_tasks_statement(
-                datetime.now(UTC), settings.claim_batch_size
-            )
+            query = task_queries.claim_due_tasks_statement(utcnow(), settings.claim_batch_size)
             compiled = query.compile(dialect=engine.dialect)
             plan = [
                 row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params).all()
@@ -774,7 +771,6 @@ def discovery_pass(
     measured: Any,
 ) -> None:
     """One process's discovery pass (a tick), from ``start_at``, connected beforehand."""
-    from taskhub.core.settings import load
     from taskhub.engine import discovery
     from taskhub.worker import celery_app as taskhub_celery
 
@@ -792,7 +788,7 @@ def discovery_pass(
     taskhub_celery.exempt_startup_objects_from_gc()  # as a worker does once it is ready
     time.sleep(max(0.0, start_at - time.time()))
     cpu_before = time.process_time()
-    report = discovery.run_tick(engine, settings, taskhub_celery.publish, lambda: datetime.now(UTC))
+    report = discovery.run_tick(engine, settings, taskhub_celery.publish, utcnow)
     done.put(
         {
             "ended_at": time.time(),
@@ -963,7 +959,7 @@ def main() -> None:
                     "python": sys.version.split()[0],
                     "uname": " ".join(os.uname()[2:5]),
                     "load_avg": os.getloadavg(),
-                    "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "started_at": utcnow().isoformat(timespec="seconds"),
                 }
             },
         )

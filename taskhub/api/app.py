@@ -28,13 +28,14 @@ from starlette.routing import BaseRoute, Match
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskhub.api.deps import Context, utcnow
+from taskhub.api.deps import Context
 from taskhub.api.errors import error_response
 from taskhub.api.routes import dead_letters, executions, operations, signing_secrets, tasks
 from taskhub.api.schemas import REQUEST_MODELS
+from taskhub.core.clock import utcnow
 from taskhub.core.errors import RateLimited, TaskhubError
 from taskhub.core.sealing import SealingError
-from taskhub.core.settings import load
+from taskhub.core.settings import Settings, load
 from taskhub.observability.metrics import Metrics
 from taskhub.service import database
 
@@ -243,17 +244,22 @@ def _serve_docs(app: FastAPI) -> None:
 def create_app(
     database_url: str | None = None,
     *,
+    settings: Settings | None = None,
     engine: Engine | None = None,
     clock: Callable[[], datetime] = utcnow,
     request_tick: Callable[[], object] = celery_tick,
 ) -> FastAPI:
     """The API over ``database_url`` (default: the settings'), or over ``engine``.
 
+    ``settings`` are read from the environment once, here, unless given: every request
+    uses these, none reads the environment again.
+
     ``request_tick`` runs after a run-now or a redrive has committed (after the response
     is sent), so the work goes out without waiting for beat.
     """
+    settings = load() if settings is None else settings
     if engine is None:
-        engine = database.engine_for(database_url or load().database_url)
+        engine = database.engine_for(database_url or settings.database_url)
     metrics = Metrics(engine, clock)
     app = TaskhubApp(
         title="taskhub",
@@ -269,7 +275,7 @@ def create_app(
             {"name": "operations", "description": "Liveness and Prometheus metrics"},
         ],
     )
-    app.state.taskhub = Context(engine, clock, request_tick, metrics)
+    app.state.taskhub = Context(engine, clock, request_tick, metrics, settings)
     _install_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=metrics, routes=app.routes)
     for router in (

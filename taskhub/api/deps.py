@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from taskhub.api.errors import TooLarge, Unauthorized
 from taskhub.core import definitions
 from taskhub.core.errors import ValidationError
+from taskhub.core.settings import Settings
 from taskhub.observability.metrics import Metrics
 from taskhub.service import apikeys, quotas
 
@@ -30,11 +31,6 @@ T = TypeVar("T")
 
 #: The largest request body read: a task at every documented limit, JSON-escaped, fits.
 MAX_REQUEST_BYTES = 1024 * 1024
-
-
-def utcnow() -> datetime:
-    """The API's clock unless :func:`taskhub.api.app.create_app` is given another."""
-    return datetime.now(UTC)
 
 
 # --- the caller -----------------------------------------------------------------------
@@ -49,6 +45,8 @@ class Context:
     clock: Callable[[], datetime]
     tick: Callable[[], object]
     metrics: Metrics
+    #: The process's settings, built once: every service call is given them.
+    settings: Settings
 
 
 @dataclass(frozen=True)
@@ -58,6 +56,10 @@ class Caller:
     tenant: str
     now: datetime
     context: Context
+
+    @property
+    def settings(self) -> Settings:
+        return self.context.settings
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """One transaction around one service call: committed if it returns, rolled back
@@ -87,7 +89,7 @@ def caller_of(
     with context.engine.begin() as conn:
         tenant = apikeys.authenticate(conn, credentials.credentials, now)
         if tenant is not None:
-            quotas.count_call(conn, tenant, quotas.REQUESTS, now)
+            quotas.count_call(conn, tenant, quotas.REQUESTS, now, context.settings)
     if tenant is None:
         raise Unauthorized("the API key is not valid")
     return Caller(tenant, now, context)
@@ -98,7 +100,11 @@ Authed = Annotated[Caller, Depends(caller_of)]
 
 def run_caller_of(caller: Authed) -> Caller:
     """A run-now or redrive call: counted against the tenant's runs_per_minute first."""
-    caller.run(lambda conn: quotas.count_call(conn, caller.tenant, quotas.RUNS, caller.now))
+    caller.run(
+        lambda conn: quotas.count_call(
+            conn, caller.tenant, quotas.RUNS, caller.now, caller.settings
+        )
+    )
     return caller
 
 

@@ -5,22 +5,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from taskhub.core.errors import TaskhubError
 from taskhub.core.sealing import SealingError
-from taskhub.core.settings import SettingsError, load
+from taskhub.core.settings import Settings, SettingsError, load
 from taskhub.service import database
 
 
-def settings_or_exit() -> Any:
+def settings_or_exit() -> Settings:
+    """The settings, read from the environment once per command (kept in the click
+    context, which every nested command shares) and passed to every service call."""
+    context = click.get_current_context(silent=True)
+    if context is not None and _SETTINGS in context.meta:
+        settings: Settings = context.meta[_SETTINGS]
+        return settings
     try:
-        return load()
+        settings = load()
     except SettingsError as error:
         raise click.UsageError(str(error)) from None
+    if context is not None:
+        context.meta[_SETTINGS] = settings
+    return settings
+
+
+_SETTINGS = "taskhub.settings"
 
 
 class ServiceError(click.ClickException):
@@ -55,10 +66,6 @@ _ERRORS: dict[str, type[ServiceError]] = {
 
 def service_error(error: TaskhubError) -> ServiceError:
     return _ERRORS.get(error.code, ServiceError)(str(error))
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

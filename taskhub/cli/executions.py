@@ -12,7 +12,6 @@ from taskhub.cli.common import (
     call,
     call_on_engine,
     json_option,
-    now,
     print_json,
     request_tick,
     service_error,
@@ -20,8 +19,9 @@ from taskhub.cli.common import (
     show_queued,
     tenant_option,
 )
+from taskhub.core.clock import utcnow
 from taskhub.core.errors import TaskhubError
-from taskhub.service import executions, task_service
+from taskhub.service import executions, task_views
 
 EXECUTION_COLUMNS = ["id", "task_id", "scheduled_for", "status", "attempts", "http_status", "error"]
 DEAD_LETTER_COLUMNS = ["id", "task_id", "scheduled_for", "attempts", "http_status", "error"]
@@ -93,7 +93,7 @@ def dlq_redrive(
             "give an execution ID, or filters (--task/--tag/--since/--until) or --all"
         )
     if execution_id is not None:
-        show_queued(call(executions.redrive, tenant, execution_id, now()), as_json)
+        show_queued(call(executions.redrive, tenant, execution_id, utcnow()), as_json)
         return
     data: dict[str, Any] = {"all": True} if everything else {}
     if task_id is not None:
@@ -104,7 +104,7 @@ def dlq_redrive(
         data["since"] = since
     if until is not None:
         data["until"] = until
-    result = call_on_engine(executions.redrive_matching, tenant, data, now())
+    result = call_on_engine(executions.redrive_matching, tenant, data, utcnow())
     if result["redriven"]:
         request_tick()
     print_json(result) if as_json else click.echo(f"{result['redriven']} dead letters redriven")
@@ -112,6 +112,6 @@ def dlq_redrive(
 
 def _tag_pairs(tags: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     try:
-        return task_service.tag_filters(list(tags))
+        return task_views.tag_filters(list(tags))
     except TaskhubError as error:
         raise service_error(error) from None

@@ -25,7 +25,7 @@ from taskhub.worker import roles
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def run_role(role: str, celery_args: tuple[str, ...]) -> None:
     """Run one process role (trigger, state, beat, all, flower) with its launch profile."""
-    argv = [*roles.celery_argv(role), *celery_args]
+    argv = [*roles.celery_argv(role, settings_or_exit()), *celery_args]
     os.execvp(argv[0], argv)
 
 
@@ -62,8 +62,8 @@ def dev(port: int) -> None:
     )
     children = [
         subprocess.Popen([sys.executable, "-m", "taskhub.cli", "api", "--port", str(port)]),
-        subprocess.Popen(roles.celery_argv("all")),
-        subprocess.Popen(roles.celery_argv("beat")),
+        subprocess.Popen(roles.celery_argv("all", settings)),
+        subprocess.Popen(roles.celery_argv("beat", settings)),
     ]
     stopping = False
 

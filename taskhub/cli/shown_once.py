@@ -12,7 +12,8 @@ from typing import Any, Generic, Protocol, TypeVar
 import click
 from sqlalchemy.engine import Connection
 
-from taskhub.cli.common import call, json_option, now, print_json, table
+from taskhub.cli.common import call, json_option, print_json, table
+from taskhub.core.clock import utcnow
 
 
 class Stored(Protocol):
@@ -56,7 +57,7 @@ def add_commands(group: click.Group, kind: Kind[S]) -> None:
     @group.command("create", help=kind.create_help[0])
     @click.option("--tenant", required=True, help=kind.create_help[1])
     def create(tenant: str) -> None:
-        secret, stored = call(kind.create, tenant, now())
+        secret, stored = call(kind.create, tenant, utcnow())
         click.echo(secret)
         click.echo(kind.created(stored), err=True)
 
@@ -73,7 +74,7 @@ def add_commands(group: click.Group, kind: Kind[S]) -> None:
     @group.command("revoke", help=kind.revoke_help[0])
     @click.argument("identifier", metavar=kind.revoke_help[1].upper())
     def revoke(identifier: str) -> None:
-        moment = now()
+        moment = utcnow()
         stored = call(kind.revoke, identifier, moment)
         already = "" if stored.revoked_at == moment else "already "
         click.echo(f"{already}revoked {kind.revoked(stored)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from taskhub.cli.common import settings_or_exit
 from taskhub.cli.shown_once import Kind, add_commands
 from taskhub.service import signing_secrets
 
@@ -16,7 +17,9 @@ def signing_secret_group() -> None:
 add_commands(
     signing_secret_group,
     Kind(
-        create=signing_secrets.create_secret,
+        create=lambda conn, tenant, now: signing_secrets.create_secret(
+            conn, tenant, now, settings_or_exit()
+        ),
         listing=signing_secrets.list_secrets,
         revoke=signing_secrets.revoke_secret,
         columns=["id", "tenant", "hint", "active", "created_at", "revoked_at"],

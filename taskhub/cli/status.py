@@ -8,7 +8,8 @@ import time
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from taskhub.cli.common import call, now, print_json, settings_or_exit
+from taskhub.cli.common import call, print_json, settings_or_exit
+from taskhub.core.clock import utcnow
 from taskhub.service import database
 
 
@@ -30,7 +31,7 @@ def stats_command(once: bool, as_json: bool, interval: float, window: float) -> 
     from taskhub.observability import stats
 
     def view() -> stats.Figures:
-        figures: stats.Figures = call(lambda conn: stats.read(conn, now(), window))
+        figures: stats.Figures = call(lambda conn: stats.read(conn, utcnow(), window))
         return figures
 
     if as_json:
@@ -69,7 +70,7 @@ def health_command(max_tick_age: float | None) -> None:
         click.echo(f"unhealthy: the database is unavailable ({error.__class__.__name__})", err=True)
         sys.exit(1)
     if max_tick_age is not None:
-        age_s = None if last_tick is None else now().timestamp() - last_tick
+        age_s = None if last_tick is None else utcnow().timestamp() - last_tick
         if age_s is None or age_s > max_tick_age:
             shown = "never" if age_s is None else f"{age_s:.0f} s ago"
             click.echo(f"unhealthy: the last tick ended {shown}", err=True)

@@ -11,18 +11,19 @@ import click
 from taskhub.cli.common import (
     call,
     json_option,
-    now,
     print_json,
     service_error,
+    settings_or_exit,
     show_page,
     show_queued,
     table,
     tenant_option,
 )
 from taskhub.core import limits
+from taskhub.core.clock import utcnow
 from taskhub.core.errors import ValidationError
 from taskhub.core.statuses import LastStatus
-from taskhub.service import task_service
+from taskhub.service import task_service, task_views
 
 TASK_COLUMNS = ["id", "name", "status", "next_execution_time", "last_status", "execution_count"]
 
@@ -84,7 +85,7 @@ def task_add(definition: Any, tenant: str, as_json: bool) -> None:
         data = json.load(definition)
     except json.JSONDecodeError as error:
         raise service_error(ValidationError("", f"the definition is not JSON: {error}")) from None
-    task = call(task_service.add_task, tenant, data, now())
+    task = call(task_service.add_task, tenant, data, utcnow(), settings_or_exit())
     print_json(task) if as_json else click.echo(task["id"])
 
 
@@ -102,7 +103,7 @@ def task_add(definition: Any, tenant: str, as_json: bool) -> None:
 @click.option("--cursor", help="Continue from a previous page.")
 def task_list(tenant: str, as_json: bool, tags: tuple[str, ...], **filters: Any) -> None:
     """List tasks, oldest first, one page at a time."""
-    page = call(task_service.list_tasks, tenant, tags=list(tags), **filters)
+    page = call(task_views.list_tasks, tenant, settings_or_exit(), tags=list(tags), **filters)
     show_page(page, TASK_COLUMNS, as_json)
 
 
@@ -112,7 +113,7 @@ def _task_command(name: str, function: Callable[..., dict[str, Any]], doc: str) 
     @tenant_option
     @json_option
     def command(task_id: str, tenant: str, as_json: bool) -> None:
-        _show_task(call(function, tenant, task_id, now()), as_json)
+        _show_task(call(function, tenant, task_id, utcnow(), settings_or_exit()), as_json)
 
 
 @task_group.command("pause")
@@ -123,7 +124,10 @@ def _task_command(name: str, function: Callable[..., dict[str, Any]], doc: str) 
 def task_pause(task_id: str, reason: str | None, tenant: str, as_json: bool) -> None:
     """Pause a task: it fires nothing until resumed."""
     request = {} if reason is None else {"reason": reason}
-    _show_task(call(task_service.pause_task, tenant, task_id, now(), request), as_json)
+    _show_task(
+        call(task_service.pause_task, tenant, task_id, utcnow(), settings_or_exit(), request),
+        as_json,
+    )
 
 
 _task_command(
@@ -137,7 +141,7 @@ _task_command(
 @json_option
 def task_show(task_id: str, tenant: str, as_json: bool) -> None:
     """One task, with its state."""
-    _show_task(call(task_service.get_task, tenant, task_id), as_json)
+    _show_task(call(task_views.get_task, tenant, task_id, settings_or_exit()), as_json)
 
 
 @task_group.command("run")
@@ -146,7 +150,7 @@ def task_show(task_id: str, tenant: str, as_json: bool) -> None:
 @json_option
 def task_run(task_id: str, tenant: str, as_json: bool) -> None:
     """Fire a task now: an extra occurrence, sent by the next tick (requested at once)."""
-    show_queued(call(task_service.run_task_now, tenant, task_id, now()), as_json)
+    show_queued(call(task_service.run_task_now, tenant, task_id, utcnow()), as_json)
 
 
 @task_group.command("delete")
@@ -180,10 +184,10 @@ def task_preview(
         except json.JSONDecodeError as error:
             raise service_error(ValidationError("schedule", f"is not JSON: {error}")) from None
         preview = call(
-            lambda _conn: task_service.preview_schedule({"schedule": schedule}, now(), count)
+            lambda _conn: task_views.preview_schedule({"schedule": schedule}, utcnow(), count)
         )
     else:
-        preview = call(task_service.preview_task, tenant, task_id, now(), count)
+        preview = call(task_views.preview_task, tenant, task_id, utcnow(), count)
     if as_json:
         print_json(preview)
         return

@@ -7,7 +7,8 @@ from typing import Any, TypeVar
 
 import click
 
-from taskhub.cli.common import call, json_option, now, print_json, settings_or_exit
+from taskhub.cli.common import call, json_option, print_json, settings_or_exit
+from taskhub.core.clock import utcnow
 from taskhub.core.settings import QUOTA_BOUNDS
 from taskhub.service import quotas
 
@@ -76,5 +77,5 @@ def limits_set(tenant: str, as_json: bool, **limits: str | None) -> None:
             + ", ".join(f"--{name.replace('_', '-')}" for name in quotas.LIMIT_NAMES)
         )
     settings = settings_or_exit()
-    call(quotas.set_limits, tenant, changes, now(), settings)
+    call(quotas.set_limits, tenant, changes, utcnow(), settings)
     _show(call(quotas.show, tenant, settings), as_json)

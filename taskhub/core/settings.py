@@ -37,6 +37,25 @@ class TenantQuotas:
     requests_per_second: int = 50
 
 
+@dataclass(frozen=True)
+class LaunchSettings:
+    """How ``taskhub run ROLE`` starts each process role (``taskhub.worker.roles``)."""
+
+    #: ``-P`` of the trigger workers (TASKHUB_TRIGGER_POOL): threads, see docs/decisions.
+    trigger_pool: str = "threads"
+    #: ``-c`` of the trigger workers: messages in flight per process.
+    trigger_concurrency: int = 128
+    #: ``-P`` of the discovery/state workers (TASKHUB_STATE_POOL).
+    state_pool: str = "threads"
+    #: ``-c`` of the discovery/state workers.
+    state_concurrency: int = 4
+    #: ``-c`` of the all-queues worker (``taskhub dev``); its pool is threads.
+    worker_concurrency: int = 16
+    #: Where Flower listens (TASKHUB_FLOWER_ADDRESS, TASKHUB_FLOWER_PORT).
+    flower_address: str = "127.0.0.1"
+    flower_port: int = 5555
+
+
 #: The most a min_interval_seconds limit may be: a schedule's gaps are judged up to a day.
 MAX_MIN_INTERVAL_S = 86_400
 #: The most any other limit may be (they are stored as 32-bit integers).
@@ -110,6 +129,9 @@ class Settings:
     #: A process whose heartbeat is this much older is dead: the sends it started go
     #: out again without waiting for their lease. 0: only the lease sends them again.
     worker_dead_after_s: float = 30.0
+    #: The launch profiles (``taskhub run ROLE``): each worker role's pool (``-P``) and
+    #: threads or children (``-c``), and where Flower listens.
+    launch: LaunchSettings = LaunchSettings()
 
     # Cached: both are read for every request a trigger worker sends.
     @cached_property
@@ -243,7 +265,7 @@ def _stage_interval(env: Mapping[str, str], name: str) -> float:
 
 
 def tenant_quotas(env: Mapping[str, str]) -> TenantQuotas:
-    """The TASKHUB_TENANT_* settings alone (read on every API request, so cheaply)."""
+    """The TASKHUB_TENANT_* settings: every tenant's limits unless it has its own."""
     default = TenantQuotas()
     return TenantQuotas(
         max_tasks=_integer(
@@ -267,6 +289,26 @@ def tenant_quotas(env: Mapping[str, str]) -> TenantQuotas:
             default.requests_per_second,
             *QUOTA_BOUNDS["requests_per_second"],
         ),
+    )
+
+
+def launch_settings(env: Mapping[str, str]) -> LaunchSettings:
+    """The TASKHUB_*_POOL, *_CONCURRENCY and TASKHUB_FLOWER_* settings."""
+    default = LaunchSettings()
+    return LaunchSettings(
+        trigger_pool=_get(env, "TASKHUB_TRIGGER_POOL", default.trigger_pool),
+        trigger_concurrency=_integer(
+            env, "TASKHUB_TRIGGER_CONCURRENCY", default.trigger_concurrency, minimum=1
+        ),
+        state_pool=_get(env, "TASKHUB_STATE_POOL", default.state_pool),
+        state_concurrency=_integer(
+            env, "TASKHUB_STATE_CONCURRENCY", default.state_concurrency, minimum=1
+        ),
+        worker_concurrency=_integer(
+            env, "TASKHUB_WORKER_CONCURRENCY", default.worker_concurrency, minimum=1
+        ),
+        flower_address=_get(env, "TASKHUB_FLOWER_ADDRESS", default.flower_address),
+        flower_port=_integer(env, "TASKHUB_FLOWER_PORT", default.flower_port, 1, 65535),
     )
 
 
@@ -364,4 +406,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         fast_lane_share_percent=_number(env, "TASKHUB_FAST_LANE_SHARE_PERCENT", 10, 1, 100),
         slow_lane_share_percent=_number(env, "TASKHUB_SLOW_LANE_SHARE_PERCENT", 50, 1, 100),
         worker_dead_after_s=_worker_dead_after(env, "TASKHUB_WORKER_DEAD_AFTER_SECONDS"),
+        launch=launch_settings(env),
     )

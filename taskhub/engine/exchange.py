@@ -40,7 +40,7 @@ import socket
 import ssl
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import aiohttp
@@ -50,6 +50,7 @@ from yarl import URL
 
 from taskhub.core import credentials, limits, signing
 from taskhub.core.addresses import AddressPolicy, TargetURLError, a_or_an, parse_target_url
+from taskhub.core.clock import utcnow
 from taskhub.core.messages import TriggerOutcome, TriggerRequest, as_utc
 from taskhub.core.sealing import SealingError, sealer_for
 from taskhub.core.settings import Settings
@@ -398,7 +399,7 @@ async def make_attempt(
     session: aiohttp.ClientSession, request: TriggerRequest, settings: Settings
 ) -> TriggerOutcome:
     """One attempt, from the moment it has a slot: its clock starts here."""
-    started_at = datetime.now(UTC)
+    started_at = utcnow()
     t0 = time.monotonic()
 
     def outcome(
@@ -452,9 +453,7 @@ async def make_attempt(
             ) as response:
                 phase = "body"
                 status = response.status
-                retry_after = parse_retry_after(
-                    response.headers.get("Retry-After"), datetime.now(UTC)
-                )
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), utcnow())
                 body, truncated = await _read_capped(response, settings.max_response_bytes)
                 if truncated:
                     response.close()  # stop reading; the connection is not reused

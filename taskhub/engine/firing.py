@@ -45,6 +45,7 @@ from yarl import URL
 
 from taskhub.core import host_limits
 from taskhub.core.addresses import AddressPolicy
+from taskhub.core.clock import utcnow
 from taskhub.core.messages import THROTTLED, TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings
 from taskhub.engine import exchange, flow_control
@@ -88,7 +89,7 @@ def _throttled(
     return TriggerOutcome(
         execution_id=request.execution_id,
         attempt=request.attempt,
-        started_at=datetime.now(UTC),
+        started_at=utcnow(),
         duration_ms=0,
         http_status=None,
         error_kind=THROTTLED,
@@ -102,7 +103,7 @@ def _throttled(
 def _due_by(requests: Sequence[TriggerRequest], order: Sequence[int], start: int) -> int:
     """The end of the run of ``order`` from ``start`` (at least one) whose send time has
     come: they are cleared together."""
-    now = datetime.now(UTC)
+    now = utcnow()
     end = start + 1
     while end < len(order):
         not_before = requests[order[end]].not_before
@@ -142,7 +143,7 @@ def _host_key(url: str) -> str:
 async def _hold(request: TriggerRequest) -> None:
     """Until a request published ahead may be sent (at most ``MAX_HOLD_S``)."""
     if request.not_before is not None:
-        hold_s = (request.not_before - datetime.now(UTC)).total_seconds()
+        hold_s = (request.not_before - utcnow()).total_seconds()
         if hold_s > 0:
             await asyncio.sleep(min(hold_s, MAX_HOLD_S))
 
@@ -172,7 +173,7 @@ async def _attempt(
     coroutine only), send, hand the slot back, and pause the budget after a 429."""
     max_wait_s = settings.flow_control_max_wait_s
     if request.send_by is not None:
-        max_wait_s = min(max_wait_s, (request.send_by - datetime.now(UTC)).total_seconds())
+        max_wait_s = min(max_wait_s, (request.send_by - utcnow()).total_seconds())
     lease_s = request.timeout_s + flow_control.LEASE_MARGIN_S
     slot, waited_s, retry_in_s = await flow_control.acquire(
         limiter, host, limit, lease_s, max(0.0, max_wait_s)

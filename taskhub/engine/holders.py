@@ -35,12 +35,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from taskhub.core.clock import utcnow
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings
 from taskhub.db import heartbeat_queries, hold_queries
@@ -143,7 +144,7 @@ def _renew_forever(engine: Engine, period_s: float, lease_of: LeaseOf) -> None:
     while True:
         time.sleep(period_s)
         try:
-            renew_once(engine, period_s, lease_of, datetime.now(UTC), time.monotonic())
+            renew_once(engine, period_s, lease_of, utcnow(), time.monotonic())
         except SQLAlchemyError as error:  # the database is away: the leases may run out
             log.warning("leases of running messages not renewed (%s)", error.__class__.__name__)
 

@@ -18,12 +18,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from taskhub.core.clock import utcnow
 from taskhub.db import heartbeat_queries, statement_clock
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ InFlight = Callable[[], int]
 
 def beat_once(engine: Engine, role: str, started_at: datetime, in_flight: InFlight) -> None:
     global _written
-    now = datetime.now(UTC)
+    now = utcnow()
     with engine.begin() as conn:
         heartbeat_queries.write_heartbeat(conn, measure(role, engine, started_at, now, in_flight()))
     _written = True
@@ -143,7 +144,7 @@ def start(engine: Engine, role: str, in_flight: InFlight = lambda: 0) -> threadi
 
     A failed write (the database is down) is logged and retried at the next interval;
     it never stops the process."""
-    started_at = datetime.now(UTC)
+    started_at = utcnow()
 
     def run() -> None:
         global _writing_since

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy.exc
@@ -26,6 +26,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
+from taskhub.core.clock import utcnow
 from taskhub.core.statuses import ExecutionStatus, PausedBy, TaskStatus, task_status
 from taskhub.db import heartbeat_queries, metric_queries
 from taskhub.observability import counters, heartbeat
@@ -37,10 +38,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: Latency buckets for API calls, in seconds (one database transaction each).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class DatabaseCollector(Collector):

@@ -9,7 +9,6 @@ transaction, so that redriving a million never holds a million row locks.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -21,7 +20,7 @@ from taskhub.core.definitions import parse_tags, parse_time
 from taskhub.core.errors import Conflict, NotFound, ValidationError
 from taskhub.core.statuses import ExecutionStatus
 from taskhub.db import execution_queries
-from taskhub.service.task_service import execution_view, get_task, tag_filters
+from taskhub.service.task_views import execution_view, owned_task_id, tag_filters
 
 STATUSES = frozenset(s.value for s in ExecutionStatus)
 #: Dead letters redriven per transaction by a bulk redrive.
@@ -45,7 +44,7 @@ def list_executions(
     otherwise every task's of the tenant. ``tags`` (``key:value``) filter on the task's."""
     task_uuid = None
     if task_id is not None:
-        task_uuid = uuid.UUID(get_task(conn, tenant, task_id)["id"])
+        task_uuid = owned_task_id(conn, tenant, task_id)
     if status is not None and status not in STATUSES:
         raise ValidationError("status", f"must be one of {', '.join(sorted(STATUSES))}")
     size = paging.check_limit(limit)
@@ -123,7 +122,7 @@ def parse_redrive_filter(
     if task_id is not None:
         if not isinstance(task_id, str):
             raise ValidationError("task_id", "must be a task id")
-        task_uuid = uuid.UUID(get_task(conn, tenant, task_id)["id"])
+        task_uuid = owned_task_id(conn, tenant, task_id)
     tags = parse_tags(data.get("tags"))
     return execution_queries.ExecutionFilters(
         task_id=task_uuid,

@@ -17,11 +17,9 @@ so its transaction rolls back and changes nothing (not even the counter).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,8 +28,11 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core.errors import QuotaExceeded, RateLimited, ValidationError
 from taskhub.core.schedules import Cron, Interval, Schedule, shortest_gap
-from taskhub.core.settings import QUOTA_BOUNDS, Settings, TenantQuotas
-from taskhub.core.settings import tenant_quotas as read_tenant_quotas
+from taskhub.core.settings import (
+    QUOTA_BOUNDS,
+    Settings,
+    TenantQuotas,
+)
 from taskhub.db.models import scheduled_tasks, tenant_quotas
 from taskhub.service.apikeys import validate_tenant
 
@@ -167,22 +168,6 @@ def parse_limit(name: str, value: Any) -> int | None:
 # --- limits in force ------------------------------------------------------------------
 
 
-_VARIABLES = tuple(f"TASKHUB_TENANT_{name.upper()}" for name in LIMIT_NAMES)
-
-
-@lru_cache(maxsize=8)
-def _defaults_from(values: tuple[str, ...]) -> TenantQuotas:
-    return read_tenant_quotas(dict(zip(_VARIABLES, values, strict=True)))
-
-
-def default_limits(settings: Settings | None = None) -> TenantQuotas:
-    """The settings' limits; without ``settings``, read from the environment cheaply (the
-    API reads them on every request)."""
-    if settings is not None:
-        return settings.tenant_quotas
-    return _defaults_from(tuple(os.environ.get(name, "") for name in _VARIABLES))
-
-
 def _limits(tenant: str, row: RowMapping | None, defaults: TenantQuotas) -> Limits:
     own = {n: row[n] for n in LIMIT_NAMES if row is not None and row[n] is not None}
     values = {n: own.get(n, getattr(defaults, n)) for n in LIMIT_NAMES}
@@ -193,9 +178,9 @@ def _limits(tenant: str, row: RowMapping | None, defaults: TenantQuotas) -> Limi
 _READ_LIMITS = sa.select(tenant_quotas).where(Q.tenant == sa.bindparam("tenant"))
 
 
-def limits_of(conn: Connection, tenant: str, settings: Settings | None = None) -> Limits:
+def limits_of(conn: Connection, tenant: str, settings: Settings) -> Limits:
     row = conn.execute(_READ_LIMITS, {"tenant": tenant}).mappings().first()
-    return _limits(tenant, row, default_limits(settings))
+    return _limits(tenant, row, settings.tenant_quotas)
 
 
 def _insert(conn: Connection) -> Any:
@@ -204,7 +189,7 @@ def _insert(conn: Connection) -> Any:
     )
 
 
-def _lock(conn: Connection, tenant: str, settings: Settings | None) -> Limits:
+def _lock(conn: Connection, tenant: str, settings: Settings) -> Limits:
     """The tenant's limits, its row locked until the caller's transaction ends (made
     first if it has none): creates of one tenant take turns from here on."""
     query = sa.select(tenant_quotas).where(Q.tenant == tenant).with_for_update()
@@ -212,7 +197,7 @@ def _lock(conn: Connection, tenant: str, settings: Settings | None) -> Limits:
     if row is None:
         conn.execute(_insert(conn).values(tenant=tenant).on_conflict_do_nothing())
         row = conn.execute(query).mappings().one()
-    return _limits(tenant, row, default_limits(settings))
+    return _limits(tenant, row, settings.tenant_quotas)
 
 
 def tasks_held(conn: Connection, tenant: str) -> int:
@@ -229,7 +214,7 @@ def admit_task(
     tenant: str,
     schedule: Schedule,
     now: datetime,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> None:
     """Before a create: refuse a schedule denser than the tenant's limit (422) or a task
     beyond its count (409). The tenant's row stays locked until the create commits."""
@@ -248,14 +233,14 @@ def check_schedule(
     tenant: str,
     schedule: Schedule,
     now: datetime,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> None:
     """Before a schedule is changed: refuse one denser than the tenant's limit (422)."""
     check_schedule_limit(schedule, limits_of(conn, tenant, settings).min_interval_seconds, now)
 
 
 def count_call(
-    conn: Connection, tenant: str, rate: Rate, now: datetime, settings: Settings | None = None
+    conn: Connection, tenant: str, rate: Rate, now: datetime, settings: Settings
 ) -> None:
     """Count one call of the tenant against ``rate``; over the limit, raise
     :class:`RateLimited` (the caller rolls back, so a refused call is not counted)."""
@@ -285,7 +270,7 @@ def set_limits(
     tenant: str,
     changes: Mapping[str, Any],
     now: datetime,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> Limits:
     """Give the tenant its own value of each named limit (None or ``default``: the
     setting's again); the others are kept. Existing tasks are never touched: a lowered
@@ -304,7 +289,7 @@ def set_limits(
     return limits_of(conn, tenant, settings)
 
 
-def show(conn: Connection, tenant: str, settings: Settings | None = None) -> dict[str, Any]:
+def show(conn: Connection, tenant: str, settings: Settings) -> dict[str, Any]:
     """The tenant's limits in force, where each comes from, and its tasks held."""
     validate_tenant(tenant)
     return {**limits_of(conn, tenant, settings).to_dict(), "tasks_held": tasks_held(conn, tenant)}

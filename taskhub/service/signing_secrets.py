@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from taskhub.core import signing
 from taskhub.core.errors import Conflict, NotFound
 from taskhub.core.sealing import sealer_for
-from taskhub.core.settings import Settings, load
+from taskhub.core.settings import Settings
 from taskhub.db import key_queries
 from taskhub.service.apikeys import validate_tenant
 
@@ -61,12 +61,11 @@ def _secret(row: RowMapping) -> SigningSecret:
 
 
 def create_secret(
-    conn: Connection, tenant: str, now: datetime, settings: Settings | None = None
+    conn: Connection, tenant: str, now: datetime, settings: Settings
 ) -> tuple[str, SigningSecret]:
     """A new active secret for ``tenant``: the plaintext (never obtainable again) and its
     public fields. A third active secret is a :class:`Conflict`: revoke one first."""
     validate_tenant(tenant)
-    settings = settings or load()
     key_queries.lock_tenant_signing_secrets(conn, tenant)
     if key_queries.count_active_signing_secrets(conn, tenant) >= MAX_ACTIVE:
         raise Conflict(

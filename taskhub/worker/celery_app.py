@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Celery, signals, states
@@ -26,6 +26,7 @@ from kombu import Queue
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from taskhub.core.clock import utcnow
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings, load
 from taskhub.db import engines
@@ -47,10 +48,6 @@ log = logging.getLogger(__name__)
 
 
 settings = load()
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def beat_schedule(settings: Settings) -> dict[str, Any]:

@@ -16,18 +16,21 @@ production split described in the README is the one that runs.
 - ``all``: one worker for every queue (what ``celery -A taskhub worker`` does too);
   used by ``taskhub dev``.
 - ``flower``: Celery's monitor, on ``TASKHUB_FLOWER_ADDRESS``:``TASKHUB_FLOWER_PORT``.
+
+Pools, concurrencies, the log level and Flower's address come from the process's
+``Settings`` (``LaunchSettings``), which name the variables that change them.
   It sees the workers through Celery events, which exist on Redis, not on SQS.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from operator import attrgetter
 from typing import Final
 
+from taskhub.core.settings import LaunchSettings, Settings
 from taskhub.worker.queues import DISCOVERY_QUEUE, STATE_QUEUE, TRIGGER_QUEUE
 
 ROLES = ("trigger", "state", "beat", "all", "flower")
@@ -35,44 +38,43 @@ ROLES = ("trigger", "state", "beat", "all", "flower")
 
 @dataclass(frozen=True)
 class _Worker:
-    """A worker role's command line: which queues (all when None), which pool and how
-    many threads, each with the variable that changes it."""
+    """A worker role's command line: which queues (all when None), and which of the
+    launch settings give its pool and its concurrency."""
 
     queues: tuple[str, ...] | None
-    pool_variable: str | None
-    concurrency_variable: str
-    default_concurrency: int
+    pool: Callable[[LaunchSettings], str]
+    concurrency: Callable[[LaunchSettings], int]
 
 
 _WORKERS: Final = {
     "trigger": _Worker(
-        (TRIGGER_QUEUE,), "TASKHUB_TRIGGER_POOL", "TASKHUB_TRIGGER_CONCURRENCY", 128
+        (TRIGGER_QUEUE,), attrgetter("trigger_pool"), attrgetter("trigger_concurrency")
     ),
     "state": _Worker(
-        (DISCOVERY_QUEUE, STATE_QUEUE), "TASKHUB_STATE_POOL", "TASKHUB_STATE_CONCURRENCY", 4
+        (DISCOVERY_QUEUE, STATE_QUEUE), attrgetter("state_pool"), attrgetter("state_concurrency")
     ),
-    "all": _Worker(None, None, "TASKHUB_WORKER_CONCURRENCY", 16),
+    "all": _Worker(None, lambda _launch: "threads", attrgetter("worker_concurrency")),
 }
 
 
-def celery_argv(role: str, env: Mapping[str, str] | None = None) -> list[str]:
-    env = os.environ if env is None else env
-    loglevel = env.get("TASKHUB_LOG_LEVEL") or "INFO"
+def celery_argv(role: str, settings: Settings) -> list[str]:
+    """The command line of ``role`` under ``settings`` (the process's, built once)."""
+    launch = settings.launch
+    loglevel = settings.log_level
     # This interpreter's celery, so an unactivated virtualenv still runs its own. Worker
     # and beat run celery's own commands without the umbrella's plugins (worker.command).
     base = [sys.executable, "-m", "taskhub.worker.command"]
     worker = _WORKERS.get(role)
     if worker is not None:
         queues = [] if worker.queues is None else ["-Q", ",".join(worker.queues)]
-        pool = (worker.pool_variable and env.get(worker.pool_variable)) or "threads"
-        concurrency = env.get(worker.concurrency_variable) or str(worker.default_concurrency)
+        pool = worker.pool(launch)
+        concurrency = str(worker.concurrency(launch))
         name = f"{role}@%h"
         return [*base, "worker", *queues, "-P", pool, "-c", concurrency, "-n", name,
                 "--loglevel", loglevel]  # fmt: skip
     if role == "beat":
-        data_dir = Path(env.get("TASKHUB_DATA_DIR") or ".taskhub")
-        data_dir.mkdir(parents=True, exist_ok=True)
-        schedule = str(data_dir / "celerybeat-schedule")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        schedule = str(settings.data_dir / "celerybeat-schedule")
         return [*base, "beat", "--schedule", schedule, "--loglevel", loglevel]
     if role == "flower":
         return [
@@ -82,7 +84,7 @@ def celery_argv(role: str, env: Mapping[str, str] | None = None) -> list[str]:
             "-A",
             "taskhub",
             "flower",
-            f"--address={env.get('TASKHUB_FLOWER_ADDRESS') or '127.0.0.1'}",
-            f"--port={env.get('TASKHUB_FLOWER_PORT') or '5555'}",
+            f"--address={launch.flower_address}",
+            f"--port={launch.flower_port}",
         ]
     raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")

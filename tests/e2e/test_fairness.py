@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from taskhub.core.definitions import parse_definition
 from taskhub.core.settings import load
 from taskhub.db.models import executions, scheduled_tasks
 from taskhub.engine.lane_shares import share_of
@@ -47,9 +48,7 @@ def add(
                 "retry": {"max_attempts": 1},
             }
             ids.add(
-                task_service.create_task(
-                    conn, task_service.parse_definition(data, now), now, tenant
-                )
+                task_service.create_task(conn, parse_definition(data, now), now, load(), tenant)
             )
     return ids
 

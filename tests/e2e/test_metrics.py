@@ -16,6 +16,8 @@ from prometheus_client.samples import Sample
 from sqlalchemy.engine import Engine
 
 from taskhub.api.app import create_app
+from taskhub.core.definitions import parse_definition
+from taskhub.core.settings import load
 from taskhub.service import task_service
 from tests.support.engine import add_tasks, all_ended, soon
 from tests.support.processes import Stack, wait_until
@@ -170,7 +172,7 @@ def test_worker_logs_are_json_lines_with_ids_and_without_secrets(
     }
     with pg_engine.begin() as conn:
         task_id = task_service.create_task(
-            conn, task_service.parse_definition(definition, now), now
+            conn, parse_definition(definition, now), now, load(stack.env)
         )
     stack.env["TASKHUB_LOG_FORMAT"] = "json"
     stack.start("all", "all")

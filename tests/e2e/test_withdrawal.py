@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from taskhub.core.settings import load
 from taskhub.db.models import executions
 from taskhub.service import task_service
 from tests.support.engine import add_tasks
@@ -45,7 +46,7 @@ def test_a_minutely_task_paused_mid_minute_does_not_fire_at_the_next_minute(
     stack.start("beat", "beat")  # ticks at once: stages the next minute's occurrences
     assert wait_until(lambda: staged(pg_engine, next_minute) == {paused, control}, 40), stack.logs()
     with pg_engine.begin() as conn:
-        task_service.pause_task(conn, "default", paused, datetime.now(UTC))
+        task_service.pause_task(conn, "default", paused, datetime.now(UTC), load())
     assert datetime.now(UTC) < next_minute - timedelta(seconds=1), "paused too late to tell"
     assert wait_until(lambda: len(target.snapshot()) >= 1, 90), stack.logs()
     time.sleep(3)  # what else would come at the minute

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from taskhub.api.app import create_app
 from taskhub.api.deps import MAX_REQUEST_BYTES
 from taskhub.core.limits import MAX_EXECUTIONS
+from taskhub.core.settings import load
 from taskhub.db import engines, task_queries
 from taskhub.db.models import executions, scheduled_tasks
 from taskhub.service import apikeys, quotas, task_service
@@ -936,7 +937,11 @@ class Churn(threading.Thread):
                     continue
                 with self.engine.begin() as conn:
                     new = task_service.add_task(
-                        conn, "acme", VALID | {"name": f"churn-{uuid.uuid4().hex}"}, self.clock()
+                        conn,
+                        "acme",
+                        VALID | {"name": f"churn-{uuid.uuid4().hex}"},
+                        self.clock(),
+                        load(),
                     )
                     if self.doomed:
                         task_service.delete_task(conn, "acme", self.doomed.pop(0))
@@ -965,7 +970,7 @@ def page_through(api: Api, path: str, limit: int, churn: Churn) -> tuple[list[An
 
 def test_paging_neither_skips_nor_repeats_while_tasks_come_and_go(api: Api) -> None:
     with api.engine.begin() as conn:  # 60 creates and the paging at one instant of the clock
-        quotas.set_limits(conn, "acme", {"requests_per_second": 0}, T0)
+        quotas.set_limits(conn, "acme", {"requests_per_second": 0}, T0, load())
     stable: list[str] = []
     doomed: list[str] = []
     for i in range(30):

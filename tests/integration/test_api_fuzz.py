@@ -60,6 +60,7 @@ def _seed(engine: Engine) -> None:
                 "tags": {"team": "fuzz"},
             },
             now,
+            load(),
         )
         dead = task_service.run_task_now(conn, "fuzz", task["id"], now)
         conn.execute(
@@ -98,7 +99,11 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         key, _ = apikeys.create_key(conn, "fuzz", datetime.now(UTC))
         # As fast as it can: a rate limit would answer for most operations (test_quotas).
         quotas.set_limits(
-            conn, "fuzz", {"requests_per_second": 0, "runs_per_minute": 0}, datetime.now(UTC)
+            conn,
+            "fuzz",
+            {"requests_per_second": 0, "runs_per_minute": 0},
+            datetime.now(UTC),
+            load(),
         )
     yield Target(create_app(engine=engine, request_tick=lambda: None), key)
     engine.dispose()

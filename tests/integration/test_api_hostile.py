@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from taskhub.api.deps import MAX_REQUEST_BYTES
+from taskhub.core.settings import load
 from taskhub.service import quotas
 from tests.integration.test_api import T0
 from tests.support.api import Api, dump
@@ -193,7 +194,7 @@ class Hostile:
         self.engine = engine
         # Hundreds of requests at one instant of the test clock: rates are not tested here.
         with engine.begin() as conn:
-            quotas.set_limits(conn, "acme", {"requests_per_second": 0}, T0)
+            quotas.set_limits(conn, "acme", {"requests_per_second": 0}, T0, load())
         self.client: TestClient = Api(engine, T0).a
         seeded = self.client.post("/v1/tasks", json={**VALID, "name": "seeded"})
         assert seeded.status_code == 201, seeded.text

@@ -6,23 +6,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy.engine import Engine
 
 from taskhub.core.messages import TriggerRequest
-from taskhub.core.settings import load
 from taskhub.engine import discovery, firing, writeback
-from taskhub.service import task_service
+from taskhub.service import task_service, task_views
+from tests.support.api import with_env
 from tests.support.target import running_target
 
 NOW = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
 
 
-def test_a_json_body_without_content_type_arrives_as_json(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TASKHUB_ALLOW_PRIVATE_TARGETS", "1")
-    settings = load()
+def test_a_json_body_without_content_type_arrives_as_json(engine: Engine) -> None:
+    settings = with_env(TASKHUB_ALLOW_PRIVATE_TARGETS="1")
     cases = {
         "json": ('{"kind": "nightly"}', {}, "application/json"),
         "given": ('{"kind": "nightly"}', {"content-type": "text/plain"}, "text/plain"),
@@ -57,7 +53,7 @@ def test_a_json_body_without_content_type_arrives_as_json(
         received = {r.headers["X-Taskhub-Task-Id"]: r for r in target.wait_for(len(cases), 5)}
 
     with engine.connect() as conn:
-        stored = {t["name"]: t for t in task_service.list_tasks(conn, "acme")["items"]}
+        stored = {t["name"]: t for t in task_views.list_tasks(conn, "acme", settings)["items"]}
     for name, (body, headers, expected) in cases.items():
         task = stored[name]
         seen = received[task["id"]]

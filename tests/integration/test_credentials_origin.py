@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
-from taskhub.core.settings import Settings, load
+from taskhub.core.settings import Settings
 from taskhub.engine import discovery, firing, writeback
 from taskhub.service import task_service
 from tests.integration.test_security import COOKIE, HEADERS, T0, TOKEN, secrets_of
-from tests.support.api import Api, dump, task_body
+from tests.support.api import Api, dump, task_body, with_env
 from tests.support.target import Target, running_target
 
 SHOWN = {"X-Team": "billing", "Authorization": "Bearer ****WXYZ", "Cookie": "****okie"}
@@ -91,10 +91,8 @@ def test_the_same_origin_keeps_them_and_a_move_needs_them_in_full_or_gone(api: A
     assert moved.status_code == 200, moved.text
 
 
-def test_a_credential_named_by_setting_is_guarded_too(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TASKHUB_SECRET_HEADERS", "X-Signature-Token")
+def test_a_credential_named_by_setting_is_guarded_too(engine: Engine) -> None:
+    api = Api(engine, T0, with_env(TASKHUB_SECRET_HEADERS="X-Signature-Token"))
     body = task_body(headers={"X-Signature-Token": "abcdefghijklmnopqrstuvwxyz"})
     task = api.a.post("/v1/tasks", json=body).json()
     refused = api.a.patch(f"/v1/tasks/{task['id']}", json={"target": {"url": "https://x.example"}})
@@ -124,11 +122,9 @@ def received_authorizations(target: Target) -> list[str | None]:
     return [r.headers.get("Authorization") for r in target.snapshot()]
 
 
-def test_the_new_host_never_receives_the_old_credential(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TASKHUB_ALLOW_PRIVATE_TARGETS", "1")
-    settings = load()
+def test_the_new_host_never_receives_the_old_credential(engine: Engine) -> None:
+    settings = with_env(TASKHUB_ALLOW_PRIVATE_TARGETS="1")
+    api = Api(engine, T0, settings)
     with running_target() as old_host, running_target() as new_host:
         body: dict[str, Any] = task_body(url=old_host.url("/ok"), headers={"Authorization": TOKEN})
         body["schedule"] = {"cron": "0 0 1 1 *"}  # not due: only run-now fires

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from taskhub.core.errors import QuotaExceeded, RateLimited
+from taskhub.core.settings import load
 from taskhub.db import schema
 from taskhub.db.models import executions, scheduled_tasks, tenant_quotas, tenant_rate_windows
 from taskhub.service import quotas, task_service
@@ -32,12 +33,14 @@ from tests.support.cli import Cli
 from tests.support.engine import make_dead
 from tests.support.processes import free_port, wait_until
 
+#: The default settings: every limit the TASKHUB_TENANT_* defaults.
+DEFAULTS = load({})
 T0 = datetime(2030, 1, 7, 12, 0, 20, tzinfo=UTC)  # 20 s into a minute
 
 
 def set_limits(engine: Engine, tenant: str, **limits: int | None) -> None:
     with engine.begin() as conn:
-        quotas.set_limits(conn, tenant, limits, datetime.now(UTC))
+        quotas.set_limits(conn, tenant, limits, datetime.now(UTC), DEFAULTS)
 
 
 @pytest.fixture
@@ -65,8 +68,8 @@ def test_a_create_beyond_max_tasks_is_refused_naming_the_limit(api: Api) -> None
     assert api.error(api.create("t4"), 409)["code"] == "quota_exceeded"
 
 
-def test_max_tasks_defaults_to_the_setting(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TASKHUB_TENANT_MAX_TASKS", "2")
+def test_max_tasks_defaults_to_the_setting(engine: Engine) -> None:
+    api = Api(engine, T0, load({"TASKHUB_TENANT_MAX_TASKS": "2"}))
     assert [api.create(f"t{i}").status_code for i in range(3)] == [201, 201, 409]
     set_limits(api.engine, "acme", max_tasks=5)  # its own limit wins
     assert api.create("t2").status_code == 201
@@ -182,7 +185,7 @@ def test_concurrent_creates_end_at_exactly_the_limit(engine: Engine) -> None:
             try:
                 with engine.begin() as conn:
                     task_service.add_task(
-                        conn, "acme", task_body(f"t{thread}-{i}"), datetime.now(UTC)
+                        conn, "acme", task_body(f"t{thread}-{i}"), datetime.now(UTC), DEFAULTS
                     )
                 outcomes["created"] += 1
             except QuotaExceeded:
@@ -319,7 +322,7 @@ def test_limits_are_stored_per_tenant(engine: Engine) -> None:
     set_limits(engine, "acme", max_tasks=8)
     with engine.connect() as conn:
         rows = conn.execute(sa.select(tenant_quotas)).mappings().all()
-        assert quotas.limits_of(conn, "other").own == frozenset()
+        assert quotas.limits_of(conn, "other", DEFAULTS).own == frozenset()
     assert [(r["tenant"], r["max_tasks"], r["requests_per_second"]) for r in rows] == [
         ("acme", 8, 0)
     ]
@@ -338,10 +341,10 @@ def test_migration_0008_adds_the_quota_tables_and_takes_them_back(database_url: 
         schema.upgrade(database_url)
         set_limits(engine, "acme", max_tasks=1, runs_per_minute=0)
         with engine.begin() as conn:
-            task_service.add_task(conn, "acme", task_body("kept"), datetime.now(UTC))
-            quotas.count_call(conn, "acme", quotas.REQUESTS, datetime.now(UTC))
+            task_service.add_task(conn, "acme", task_body("kept"), datetime.now(UTC), DEFAULTS)
+            quotas.count_call(conn, "acme", quotas.REQUESTS, datetime.now(UTC), DEFAULTS)
         with pytest.raises(QuotaExceeded), engine.begin() as conn:
-            task_service.add_task(conn, "acme", task_body("refused"), datetime.now(UTC))
+            task_service.add_task(conn, "acme", task_body("refused"), datetime.now(UTC), DEFAULTS)
         command.downgrade(schema.alembic_config(database_url), "0007")
         with engine.connect() as conn:
             names = sa.inspect(conn).get_table_names()
@@ -350,7 +353,7 @@ def test_migration_0008_adds_the_quota_tables_and_takes_them_back(database_url: 
         assert stored == ["kept"]
         schema.upgrade(database_url)
         with engine.connect() as conn:
-            assert quotas.limits_of(conn, "acme").own == frozenset()  # defaults again
+            assert quotas.limits_of(conn, "acme", DEFAULTS).own == frozenset()  # defaults again
     finally:
         engine.dispose()
 
@@ -359,12 +362,12 @@ def test_a_call_from_a_lagging_clock_counts_toward_the_later_window(engine: Engi
     set_limits(engine, "acme", requests_per_second=2)
     for moment in (T0 + timedelta(seconds=1), T0):  # the second process's clock lags
         with engine.begin() as conn:
-            quotas.count_call(conn, "acme", quotas.REQUESTS, moment)
+            quotas.count_call(conn, "acme", quotas.REQUESTS, moment, DEFAULTS)
     with pytest.raises(RateLimited) as refused, engine.begin() as conn:
-        quotas.count_call(conn, "acme", quotas.REQUESTS, T0)
+        quotas.count_call(conn, "acme", quotas.REQUESTS, T0, DEFAULTS)
     assert refused.value.retry_after_s == 2  # until the later window ends
     with engine.connect() as conn:
         row = conn.execute(sa.select(tenant_rate_windows)).mappings().one()
     assert (row["window_start"], row["hits"]) == (int(T0.timestamp()) + 1, 2)
     with engine.begin() as conn:  # the next window starts afresh
-        quotas.count_call(conn, "acme", quotas.REQUESTS, T0 + timedelta(seconds=2))
+        quotas.count_call(conn, "acme", quotas.REQUESTS, T0 + timedelta(seconds=2), DEFAULTS)

@@ -15,7 +15,7 @@ from taskhub.core.sealing import SealingError, sealer_for
 from taskhub.core.settings import Settings, load
 from taskhub.db.models import scheduled_tasks
 from taskhub.db.models import signing_secrets as signing_secrets_table
-from taskhub.service import reseal, signing_secrets, task_service
+from taskhub.service import reseal, signing_secrets, task_service, task_views
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
@@ -70,6 +70,6 @@ def test_reseal_lets_the_old_key_go_and_moves_newly_secret_headers(
     assert sealer_for(only_new).unseal(sealed_secret) == secret
     with pytest.raises(SealingError):
         sealer_for(settings_with(tmp_path, OLD)).unseal(sealed_secret)
-    shown = task_service.task_view(row, only_new)["target"]["headers"]
+    shown = task_views.task_view(row, only_new)["target"]["headers"]
     assert shown == {"Authorization": "Bearer ****mnop", "X-Partner-Ref": "****cdef"}
     assert task["id"] == str(row["id"])

@@ -28,8 +28,8 @@ from taskhub.core.signing import verify
 from taskhub.db.models import scheduled_tasks
 from taskhub.db.models import signing_secrets as signing_table
 from taskhub.engine import discovery, firing, writeback
-from taskhub.service import executions, signing_secrets, task_service
-from tests.support.api import Api, dump, task_body
+from taskhub.service import executions, signing_secrets, task_service, task_views
+from tests.support.api import Api, dump, task_body, with_env
 from tests.support.cli import Cli
 from tests.support.engine import all_ended
 from tests.support.processes import Stack, wait_until
@@ -105,24 +105,19 @@ def test_patch_with_the_masked_value_keeps_the_secret(api: Api) -> None:
 
 
 def secrets_of(engine: Engine, task_id: str) -> dict[str, str]:
-    return task_service._stored_secrets(stored(engine, task_id), load())
+    return task_views.stored_secrets(stored(engine, task_id), load())
 
 
-def test_configured_secret_header_names_are_sealed(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TASKHUB_SECRET_HEADERS", "X-Partner-Ref, X-Other")
+def test_configured_secret_header_names_are_sealed(engine: Engine) -> None:
+    api = Api(engine, T0, with_env(TASKHUB_SECRET_HEADERS="X-Partner-Ref, X-Other"))
     body = task_body(headers={"X-Partner-Ref": "abcdefghijklmnopqrstuvwxyz"})
     task = api.a.post("/v1/tasks", json=body).json()
     assert task["target"]["headers"] == {"X-Partner-Ref": "****wxyz"}
     assert stored(api.engine, task["id"])["headers"] == {}
 
 
-def test_publish_carries_credentials_sealed_and_the_worker_fires_them(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TASKHUB_ALLOW_PRIVATE_TARGETS", "1")
-    settings = load()
+def test_dispatch_carries_credentials_sealed_and_the_worker_sends_them(engine: Engine) -> None:
+    settings = with_env(TASKHUB_ALLOW_PRIVATE_TARGETS="1")
     with running_target() as target:
         requests = publish_once(engine, settings, target, headers=HEADERS)
         message = json.dumps([r.to_message() for r in requests])
@@ -147,7 +142,7 @@ def publish_once(
     """Create (once) a task at the target, fire it now, run a tick: what it publishes."""
     now = T0 + timedelta(minutes=next(_moments))
     with engine.begin() as conn:
-        found = task_service.list_tasks(conn, "acme", name="signed")["items"]
+        found = task_views.list_tasks(conn, "acme", settings, name="signed")["items"]
         if found:
             task_id = found[0]["id"]
         else:
@@ -173,9 +168,8 @@ def fire_and_receive(
     return header, received.body.encode(), header.split(",")[1:]
 
 
-def test_signed_requests_verify_and_rotate(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TASKHUB_ALLOW_PRIVATE_TARGETS", "1")
-    settings = load()
+def test_signed_requests_verify_and_rotate(engine: Engine) -> None:
+    settings = with_env(TASKHUB_ALLOW_PRIVATE_TARGETS="1")
     with engine.begin() as conn:
         old, old_stored = signing_secrets.create_secret(conn, "acme", T0, settings)
     with running_target() as target:
@@ -209,11 +203,8 @@ def test_signed_requests_verify_and_rotate(engine: Engine, monkeypatch: pytest.M
     assert all(old not in str(dict(r)) and new not in str(dict(r)) for r in rows)
 
 
-def test_a_tenant_without_secrets_sends_no_signature(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TASKHUB_ALLOW_PRIVATE_TARGETS", "1")
-    settings = load()
+def test_a_tenant_without_secrets_sends_no_signature(engine: Engine) -> None:
+    settings = with_env(TASKHUB_ALLOW_PRIVATE_TARGETS="1")
     with engine.begin() as conn:
         signing_secrets.create_secret(conn, "other", T0, settings)  # not acme's
     with running_target() as target:
@@ -283,15 +274,16 @@ def test_blocked_literal_targets_are_refused_at_creation_and_patch(api: Api, url
     assert dump(api.engine) == before
 
 
-def test_private_targets_setting_and_allowed_networks(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TASKHUB_ALLOWED_TARGET_NETWORKS", "10.1.0.0/16")
+def test_private_targets_setting_and_allowed_networks(engine: Engine) -> None:
+    api = Api(engine, T0, with_env(TASKHUB_ALLOWED_TARGET_NETWORKS="10.1.0.0/16"))
     ok = api.a.post("/v1/tasks", json=task_body("a", url="http://10.1.2.3/hook"))
     assert ok.status_code == 201, ok.text
     refused = api.a.post("/v1/tasks", json=task_body("b", url="http://10.2.0.1/hook"))
     assert refused.status_code == 422
-    monkeypatch.setenv("TASKHUB_ALLOW_PRIVATE_TARGETS", "1")
+    private = with_env(
+        TASKHUB_ALLOWED_TARGET_NETWORKS="10.1.0.0/16", TASKHUB_ALLOW_PRIVATE_TARGETS="1"
+    )
+    api = Api(engine, T0, private)
     assert api.a.post("/v1/tasks", json=task_body("c", url="http://127.0.0.1/")).status_code == 201
 
 
@@ -328,10 +320,13 @@ def test_urls_are_read_as_the_http_client_reads_them_at_creation(
     ],
 )
 def test_metadata_services_stay_closed_with_private_targets_allowed(
-    api: Api, monkeypatch: pytest.MonkeyPatch, url: str
+    engine: Engine, url: str
 ) -> None:
-    monkeypatch.setenv("TASKHUB_ALLOW_PRIVATE_TARGETS", "1")
-    monkeypatch.setenv("TASKHUB_ALLOWED_TARGET_NETWORKS", "169.254.0.0/16, fd00::/8")
+    allowed = with_env(
+        TASKHUB_ALLOW_PRIVATE_TARGETS="1",
+        TASKHUB_ALLOWED_TARGET_NETWORKS="169.254.0.0/16, fd00::/8",
+    )
+    api = Api(engine, T0, allowed)
     assert api.a.post("/v1/tasks", json=task_body("local", "http://127.0.0.1/")).status_code == 201
     before = dump(api.engine)
     refused = api.a.post("/v1/tasks", json=task_body(url=url))
@@ -341,18 +336,16 @@ def test_metadata_services_stay_closed_with_private_targets_allowed(
     assert dump(api.engine) == before
 
 
-def test_naming_a_metadata_address_opens_it(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TASKHUB_ALLOWED_TARGET_NETWORKS", "169.254.170.2/32")
+def test_naming_a_metadata_address_opens_it(engine: Engine) -> None:
+    api = Api(engine, T0, with_env(TASKHUB_ALLOWED_TARGET_NETWORKS="169.254.170.2/32"))
     url = "http://169.254.170.2/v2/metadata"
     assert api.a.post("/v1/tasks", json=task_body(url=url)).status_code == 201
     other = api.a.post("/v1/tasks", json=task_body(url="http://169.254.169.254/"))
     assert other.status_code == 422
 
 
-def test_the_port_allow_list_at_creation_and_patch(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TASKHUB_ALLOWED_TARGET_PORTS", "443, 8443")
+def test_the_port_allow_list_at_creation_and_patch(engine: Engine) -> None:
+    api = Api(engine, T0, with_env(TASKHUB_ALLOWED_TARGET_PORTS="443, 8443"))
     before = dump(api.engine)
     refused = api.a.post("/v1/tasks", json=task_body(url="http://example.com:8080/hook"))
     assert refused.status_code == 422

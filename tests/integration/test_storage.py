@@ -19,6 +19,7 @@ from alembic import command
 from sqlalchemy.engine import Connection, Engine
 
 from taskhub.core import settings
+from taskhub.core.definitions import parse_definition
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.db import engines, execution_queries, metric_queries, schema, task_queries
 from taskhub.db.models import attempts, executions, next_occurrences, scheduled_tasks
@@ -46,8 +47,9 @@ def add_task(engine: Engine, name: str, schedule: dict[str, Any], **extra: Any) 
     with engine.begin() as conn:
         return task_service.create_task(
             conn,
-            task_service.parse_definition(data, NOW - timedelta(hours=1)),
+            parse_definition(data, NOW - timedelta(hours=1)),
             NOW - timedelta(hours=1),
+            SETTINGS,
         )
 
 
@@ -442,7 +444,9 @@ def test_failures_in_a_row_auto_pause_the_task_in_the_write_back(engine: Engine)
     assert claim_all(engine, NOW + timedelta(hours=2)) == []
     # Resume clears who and why, and resets nothing else.
     with engine.begin() as conn:
-        resumed = task_service.resume_task(conn, "default", task_id, NOW + timedelta(hours=2))
+        resumed = task_service.resume_task(
+            conn, "default", task_id, NOW + timedelta(hours=2), SETTINGS
+        )
     assert resumed["status"] == "active" and resumed["consecutive_failures"] == 4
     assert (resumed["paused_by"], resumed["paused_reason"], resumed["paused_at"]) == (
         None,
@@ -521,7 +525,7 @@ def test_claimed_and_resent_requests_carry_their_tasks_tenant(engine: Engine) ->
         }
         with engine.begin() as conn:
             task_service.create_task(
-                conn, task_service.parse_definition(data, created), created, tenant
+                conn, parse_definition(data, created), created, SETTINGS, tenant
             )
     requests = claim_all(engine, NOW)
     assert sorted(str(r.tenant) for r in requests) == ["acme", "globex"]
@@ -611,7 +615,7 @@ def test_claimed_requests_carry_their_tasks_headers_exactly(engine: Engine) -> N
         data = {"name": f"h{i}", "schedule": {"at": at}, "target": target}
         created = NOW - timedelta(hours=1)
         with engine.begin() as conn:
-            task_service.create_task(conn, task_service.parse_definition(data, created), created)
+            task_service.create_task(conn, parse_definition(data, created), created, SETTINGS)
     requests = claim_all(engine, NOW)
     assert sorted(sorted(r.headers.items()) for r in requests) == sorted(
         sorted(h.items()) for h in headers * 3
@@ -667,11 +671,13 @@ def test_every_writer_keeps_next_occurrences_in_step(engine: Engine) -> None:
 
     steps: list[Callable[[Connection], object]] = [
         lambda conn: task_service.update_task(
-            conn, "default", cron, {"schedule": {"interval_seconds": 120}}, NOW
+            conn, "default", cron, {"schedule": {"interval_seconds": 120}}, NOW, SETTINGS
         ),
-        lambda conn: task_service.update_task(conn, "default", cron, {"name": "renamed"}, NOW),
-        lambda conn: task_service.pause_task(conn, "default", interval, NOW),
-        lambda conn: task_service.resume_task(conn, "default", interval, later),
+        lambda conn: task_service.update_task(
+            conn, "default", cron, {"name": "renamed"}, NOW, SETTINGS
+        ),
+        lambda conn: task_service.pause_task(conn, "default", interval, NOW, SETTINGS),
+        lambda conn: task_service.resume_task(conn, "default", interval, later, SETTINGS),
         lambda conn: task_service.delete_task(conn, "default", cron),
     ]
     for step in steps:

@@ -16,12 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from taskhub.core import settings
+from taskhub.core.definitions import parse_definition
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.occurrences import idempotency_key
 from taskhub.db import metric_queries, task_queries
 from taskhub.db.models import executions
 from taskhub.engine import discovery, withdrawal, writeback
-from taskhub.service import task_service
+from taskhub.service import task_service, task_views
 
 #: The shipped timing: a tick a minute, requests published 5 s ahead of their send time.
 DEFAULTS = settings.load({})
@@ -39,7 +40,7 @@ def add_task(engine: Engine, name: str, schedule: dict[str, Any], **extra: Any) 
     data = {"name": name, "schedule": schedule, "target": {"url": "http://old.test/hook"}}
     with engine.begin() as conn:
         return task_service.create_task(
-            conn, task_service.parse_definition({**data, **extra}, created), created
+            conn, parse_definition({**data, **extra}, created), created, DEFAULTS
         )
 
 
@@ -110,7 +111,7 @@ def task_row(conn: Connection, task_id: uuid.UUID) -> RowMapping:
 
 def shown(engine: Engine, task_id: uuid.UUID, at: datetime) -> dict[str, Any]:
     with engine.connect() as conn:
-        return task_service.get_task(conn, "default", task_id, now=at)
+        return task_views.get_task(conn, "default", task_id, DEFAULTS, at)
 
 
 def write(engine: Engine, change: Any) -> Any:
@@ -146,14 +147,20 @@ def test_a_pause_withdraws_what_the_tick_staged(engine: Engine) -> None:
     assert [(r["scheduled_for"], r["status"]) for r in rows_of(engine, task)][1:] == [
         (M + MINUTE, "queued")
     ]
-    write(engine, lambda conn: task_service.pause_task(conn, "default", task, M + seconds(20)))
+    write(
+        engine,
+        lambda conn: task_service.pause_task(conn, "default", task, M + seconds(20), DEFAULTS),
+    )
     assert [r["scheduled_for"] for r in rows_of(engine, task)] == [M]
     assert withdrawn(engine) == {reason("pause"): 1}
     published = staging_loop(engine, M + seconds(21), M + seconds(65))
     published += tick(engine, M + MINUTE) + tick(engine, M + 2 * MINUTE)
     assert of(published, task) == []
     # Resumed later, it fires from then on: nothing of what fell due while paused.
-    write(engine, lambda conn: task_service.resume_task(conn, "default", task, M + seconds(130)))
+    write(
+        engine,
+        lambda conn: task_service.resume_task(conn, "default", task, M + seconds(130), DEFAULTS),
+    )
     published = staging_loop(engine, M + seconds(131), M + seconds(180))
     assert of(published, task) == [M + 3 * MINUTE]
 
@@ -163,8 +170,14 @@ def test_a_task_resumed_within_the_minute_stages_the_same_occurrence_again(
 ) -> None:
     task = add_task(engine, "minutely", {"cron": "* * * * *"})
     tick(engine, M)
-    write(engine, lambda conn: task_service.pause_task(conn, "default", task, M + seconds(20)))
-    write(engine, lambda conn: task_service.resume_task(conn, "default", task, M + seconds(30)))
+    write(
+        engine,
+        lambda conn: task_service.pause_task(conn, "default", task, M + seconds(20), DEFAULTS),
+    )
+    write(
+        engine,
+        lambda conn: task_service.resume_task(conn, "default", task, M + seconds(30), DEFAULTS),
+    )
     assert shown(engine, task, M + seconds(30))["next_execution_time"] == (M + MINUTE).isoformat()
     # The withdrawn row is gone, so (task, 12:01) can be claimed again: once.
     published = staging_loop(engine, M + seconds(31), M + seconds(60)) + tick(engine, M + MINUTE)
@@ -185,14 +198,20 @@ def test_a_pause_drops_a_request_the_worker_holds_and_a_begun_send_is_kept(
     held = staging_loop(engine, M + SECOND, M + seconds(56))
     assert [(r.scheduled_for, r.not_before) for r in held] == [(M + MINUTE, M + MINUTE)] * 2
     # 12:00:58: the held one's task is paused while a worker holds its request.
-    write(engine, lambda conn: task_service.pause_task(conn, "default", held_task, M + seconds(58)))
+    write(
+        engine,
+        lambda conn: task_service.pause_task(conn, "default", held_task, M + seconds(58), DEFAULTS),
+    )
     assert withdrawn(engine) == {reason("pause"): 1}
     [gone] = [r for r in held if r.task_id == str(held_task)]
     [kept] = [r for r in held if r.task_id == str(going)]
     assert sent(engine, held, M + MINUTE) == [kept]
     # The other is paused a moment after its send began: it is not withdrawn, and its
     # outcome is recorded.
-    write(engine, lambda conn: task_service.pause_task(conn, "default", going, M + seconds(60.5)))
+    write(
+        engine,
+        lambda conn: task_service.pause_task(conn, "default", going, M + seconds(60.5), DEFAULTS),
+    )
     assert withdrawn(engine) == {reason("pause"): 1}
     outcomes = [outcome(r, 200, M + MINUTE) for r in [*first, kept]]
     assert (
@@ -212,7 +231,10 @@ def test_a_pause_racing_the_staging_loops_claim_still_withdraws(engine: Engine) 
     tick(engine, M)
     pausing = threading.Thread(
         target=write,
-        args=(engine, lambda c: task_service.pause_task(c, "default", task, M + seconds(56))),
+        args=(
+            engine,
+            lambda c: task_service.pause_task(c, "default", task, M + seconds(56), DEFAULTS),
+        ),
     )
     with engine.begin() as conn:  # the loop's claim at 12:00:55, not yet committed
         claim = discovery.claim_publishable(conn, M + seconds(55), DEFAULTS)
@@ -232,7 +254,10 @@ def test_run_now_is_not_withdrawn_by_a_pause_and_fires_while_paused(engine: Engi
     run = write(
         engine, lambda conn: task_service.run_task_now(conn, "default", task, M + seconds(30))
     )
-    write(engine, lambda conn: task_service.pause_task(conn, "default", task, M + seconds(30.5)))
+    write(
+        engine,
+        lambda conn: task_service.pause_task(conn, "default", task, M + seconds(30.5), DEFAULTS),
+    )
     assert withdrawn(engine) == {reason("pause"): 1}  # 12:01, not the run-now
     published = staging_loop(engine, M + seconds(31), M + seconds(31))
     assert [r.execution_id for r in sent(engine, published, M + seconds(31))] == [run["id"]]
@@ -250,7 +275,7 @@ def test_a_changed_schedule_withdraws_the_old_schedules_occurrence(engine: Engin
     changed = write(
         engine,
         lambda conn: task_service.update_task(
-            conn, "default", task, {"schedule": {"cron": "0 0 1 1 *"}}, M + seconds(20)
+            conn, "default", task, {"schedule": {"cron": "0 0 1 1 *"}}, M + seconds(20), DEFAULTS
         ),
     )
     assert changed["next_execution_time"] == "2027-01-01T00:00:00+00:00"
@@ -267,7 +292,9 @@ def test_a_changed_target_gets_the_occurrences_not_yet_sent(engine: Engine) -> N
     # Staged (12:00:20): withdrawn, and still the next occurrence, now to the new target.
     changed = write(
         engine,
-        lambda conn: task_service.update_task(conn, "default", staged, new_target, M + seconds(20)),
+        lambda conn: task_service.update_task(
+            conn, "default", staged, new_target, M + seconds(20), DEFAULTS
+        ),
     )
     assert changed["next_execution_time"] == (M + MINUTE).isoformat()
     # Held by a worker (12:00:58): dropped there, published again to the new target.
@@ -277,7 +304,9 @@ def test_a_changed_target_gets_the_occurrences_not_yet_sent(engine: Engine) -> N
     )
     write(
         engine,
-        lambda conn: task_service.update_task(conn, "default", held, new_target, M + seconds(58)),
+        lambda conn: task_service.update_task(
+            conn, "default", held, new_target, M + seconds(58), DEFAULTS
+        ),
     )
     assert withdrawn(engine) == {reason("change"): 2}
     new = staging_loop(engine, M + seconds(59), M + seconds(60)) + tick(engine, M + MINUTE)
@@ -304,9 +333,14 @@ def test_a_lowered_end_at_or_max_executions_withdraws_what_they_no_longer_allow(
     assert len(rows_of(engine, ends)) == len(rows_of(engine, counted)) == 7
     at = M + seconds(2)
     end_at = {"end_at": (M + seconds(25)).isoformat()}
-    write(engine, lambda conn: task_service.update_task(conn, "default", ends, end_at, at))
     write(
-        engine, lambda c: task_service.update_task(c, "default", counted, {"max_executions": 3}, at)
+        engine, lambda conn: task_service.update_task(conn, "default", ends, end_at, at, DEFAULTS)
+    )
+    write(
+        engine,
+        lambda c: task_service.update_task(
+            c, "default", counted, {"max_executions": 3}, at, DEFAULTS
+        ),
     )
     assert withdrawn(engine) == {reason("change"): 12}
     published = staging_loop(engine, M + seconds(3), M + seconds(70)) + tick(engine, M + MINUTE)
@@ -321,7 +355,9 @@ def test_a_changed_name_or_tags_withdraws_nothing(engine: Engine) -> None:
     renamed = {"name": "renamed", "tags": {"team": "ops"}, "retry": {"max_attempts": 2}}
     write(
         engine,
-        lambda conn: task_service.update_task(conn, "default", task, renamed, M + seconds(20)),
+        lambda conn: task_service.update_task(
+            conn, "default", task, renamed, M + seconds(20), DEFAULTS
+        ),
     )
     assert withdrawn(engine) == {}
     published = staging_loop(engine, M + seconds(21), M + seconds(60))
@@ -398,9 +434,9 @@ def test_next_execution_time_and_preview_name_the_staged_occurrence(engine: Engi
     at = M + seconds(10)
     with engine.connect() as conn:
         stored = {t: task_row(conn, t)["next_execution_time"] for t in (minutely, once, last)}
-        listed = task_service.list_tasks(conn, "default", now=at)["items"]
+        listed = task_views.list_tasks(conn, "default", DEFAULTS, now=at)["items"]
         previews = {
-            t: task_service.preview_task(conn, "default", t, at, 3) for t in (minutely, once, last)
+            t: task_views.preview_task(conn, "default", t, at, 3) for t in (minutely, once, last)
         }
     assert stored == {minutely: M + 2 * MINUTE, once: None, last: None}
     expected = {

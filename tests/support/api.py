@@ -3,6 +3,7 @@ with keys made as ``taskhub apikey create`` makes them."""
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from taskhub.api.app import create_app
+from taskhub.core.settings import Settings, load
 from taskhub.db.models import attempts, executions, scheduled_tasks
 from taskhub.service import apikeys
 from tests.support.engine import make_dead
@@ -73,16 +75,19 @@ def task_body(
 
 
 class Api:
-    """One app over ``engine`` whose clock starts at ``start``, with a client per tenant
-    ("acme" and "other") and one without a key; ``ticks`` records each tick the API asks
-    for."""
+    """One app over ``engine`` whose clock starts at ``start`` (on ``settings``, else the
+    environment's), with a client per tenant ("acme" and "other") and one without a key;
+    ``ticks`` records each tick the API asks for."""
 
-    def __init__(self, engine: Engine, start: datetime) -> None:
+    def __init__(self, engine: Engine, start: datetime, settings: Settings | None = None) -> None:
         self.engine = engine
         self.clock = Clock(start)
         self.ticks: list[str] = []
         app = create_app(
-            engine=engine, clock=self.clock, request_tick=lambda: self.ticks.append("tick")
+            settings=settings,
+            engine=engine,
+            clock=self.clock,
+            request_tick=lambda: self.ticks.append("tick"),
         )
         self.a: TestClient = client(app, new_key(engine, "acme"))
         self.b: TestClient = client(app, new_key(engine, "other"))
@@ -117,3 +122,9 @@ class Api:
         assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "field"}
         error: dict[str, Any] = body["error"]
         return error
+
+
+def with_env(**env: str) -> Settings:
+    """This run's settings (its encryption key) with ``env`` on top, built once, as a
+    process builds its own."""
+    return load({**os.environ, **env})

@@ -20,6 +20,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from taskhub.core.definitions import parse_definition
 from taskhub.core.messages import TriggerOutcome
 from taskhub.core.settings import load
 from taskhub.db.models import executions
@@ -80,9 +81,7 @@ def add_tasks(
                 "target": {"url": url, "timeout_seconds": timeout_s},
                 **extra,
             }
-            ids.append(
-                task_service.create_task(conn, task_service.parse_definition(data, now), now)
-            )
+            ids.append(task_service.create_task(conn, parse_definition(data, now), now, load()))
     return ids
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from taskhub.core.settings import load
 from taskhub.worker import roles
 
 
@@ -38,7 +39,7 @@ class Stack:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, role: str, *extra: str) -> subprocess.Popen[bytes]:
-        argv = [*roles.celery_argv(role, self.env), *extra]
+        argv = [*roles.celery_argv(role, load(self.env)), *extra]
         if role not in ("beat", "flower"):
             argv += ["-n", f"{name}@%h"]
         if role == "beat":

@@ -15,10 +15,12 @@ import yaml
 from click.testing import CliRunner
 
 from taskhub.cli.main import main
+from taskhub.core.settings import SettingsError, load
 from taskhub.db import schema
 from taskhub.worker import roles
 
 ROOT = Path(__file__).resolve().parents[2]
+DEFAULTS = load({})
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 
@@ -74,7 +76,7 @@ def test_every_command_exists(service: str, command: list[str]) -> None:
 
 
 def test_role_command_lines() -> None:
-    assert roles.celery_argv("trigger", {})[1:] == [
+    assert roles.celery_argv("trigger", DEFAULTS)[1:] == [
         "-m",
         "taskhub.worker.command",
         "worker",
@@ -89,9 +91,40 @@ def test_role_command_lines() -> None:
         "--loglevel",
         "INFO",
     ]
-    assert "taskhub.discovery,taskhub.state" in roles.celery_argv("state", {})
+    assert "taskhub.discovery,taskhub.state" in roles.celery_argv("state", DEFAULTS)
     with pytest.raises(ValueError, match="unknown role"):
-        roles.celery_argv("nope", {})
+        roles.celery_argv("nope", DEFAULTS)
+
+
+def test_role_command_lines_follow_the_launch_settings(tmp_path: Path) -> None:
+    settings = load(
+        {
+            "TASKHUB_TRIGGER_POOL": "gevent",
+            "TASKHUB_TRIGGER_CONCURRENCY": "7",
+            "TASKHUB_STATE_POOL": "solo",
+            "TASKHUB_STATE_CONCURRENCY": "1",
+            "TASKHUB_WORKER_CONCURRENCY": "3",
+            "TASKHUB_LOG_LEVEL": "debug",
+            "TASKHUB_FLOWER_ADDRESS": "0.0.0.0",
+            "TASKHUB_FLOWER_PORT": "5600",
+            "TASKHUB_DATA_DIR": str(tmp_path / "data"),
+        }
+    )
+
+    def pool_and_concurrency(role: str) -> list[str]:
+        argv = roles.celery_argv(role, settings)
+        assert argv[-2:] == ["--loglevel", "DEBUG"]
+        return argv[argv.index("-P") : argv.index("-P") + 4]
+
+    assert pool_and_concurrency("trigger") == ["-P", "gevent", "-c", "7"]
+    assert pool_and_concurrency("state") == ["-P", "solo", "-c", "1"]
+    assert pool_and_concurrency("all") == ["-P", "threads", "-c", "3"]
+    beat = roles.celery_argv("beat", settings)
+    assert beat[beat.index("--schedule") + 1] == str(tmp_path / "data" / "celerybeat-schedule")
+    assert (tmp_path / "data").is_dir()
+    assert roles.celery_argv("flower", settings)[-2:] == ["--address=0.0.0.0", "--port=5600"]
+    with pytest.raises(SettingsError, match="TASKHUB_TRIGGER_CONCURRENCY must be at least 1"):
+        load({"TASKHUB_TRIGGER_CONCURRENCY": "0"})
 
 
 def test_every_long_running_taskhub_service_has_a_health_check(tmp_path: Path) -> None:

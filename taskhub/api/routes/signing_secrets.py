@@ -22,7 +22,7 @@ router = APIRouter(tags=["signing secrets"])
 )
 def create_signing_secret(caller: Authed) -> dict[str, Any]:
     secret, stored = caller.run(
-        lambda conn: signing_secrets.create_secret(conn, caller.tenant, caller.now)
+        lambda conn: signing_secrets.create_secret(conn, caller.tenant, caller.now, caller.settings)
     )
     return {**stored.to_dict(), "secret": secret}
 

@@ -32,7 +32,7 @@ from taskhub.api.schemas import (
     error_responses,
 )
 from taskhub.core import limits
-from taskhub.service import task_service
+from taskhub.service import task_service, task_views
 
 router = APIRouter(tags=["tasks"])
 
@@ -46,7 +46,9 @@ router = APIRouter(tags=["tasks"])
     summary="Create a task",
 )
 def create_task(caller: Authed, body: JsonBody, response: Response) -> dict[str, Any]:
-    task = caller.run(lambda conn: task_service.add_task(conn, caller.tenant, body, caller.now))
+    task = caller.run(
+        lambda conn: task_service.add_task(conn, caller.tenant, body, caller.now, caller.settings)
+    )
     response.headers["Location"] = f"/v1/tasks/{task['id']}"
     return task
 
@@ -70,9 +72,10 @@ def list_tasks(
     limit: Limit = None,
 ) -> dict[str, Any]:
     return caller.run(
-        lambda conn: task_service.list_tasks(
+        lambda conn: task_views.list_tasks(
             conn,
             caller.tenant,
+            caller.settings,
             status=status,
             tags=tag,
             name=name,
@@ -93,7 +96,9 @@ def list_tasks(
     summary="One task",
 )
 def get_task(caller: Authed, task_id: str) -> dict[str, Any]:
-    return caller.run(lambda conn: task_service.get_task(conn, caller.tenant, task_id))
+    return caller.run(
+        lambda conn: task_views.get_task(conn, caller.tenant, task_id, caller.settings)
+    )
 
 
 @router.patch(
@@ -105,7 +110,9 @@ def get_task(caller: Authed, task_id: str) -> dict[str, Any]:
 )
 def update_task(caller: Authed, task_id: str, body: JsonBody) -> dict[str, Any]:
     return caller.run(
-        lambda conn: task_service.update_task(conn, caller.tenant, task_id, body, caller.now)
+        lambda conn: task_service.update_task(
+            conn, caller.tenant, task_id, body, caller.now, caller.settings
+        )
     )
 
 
@@ -130,7 +137,9 @@ def delete_task(caller: Authed, task_id: str) -> Response:
 )
 def pause_task(caller: Authed, task_id: str, body: OptionalJsonBody) -> dict[str, Any]:
     return caller.run(
-        lambda conn: task_service.pause_task(conn, caller.tenant, task_id, caller.now, body)
+        lambda conn: task_service.pause_task(
+            conn, caller.tenant, task_id, caller.now, caller.settings, body
+        )
     )
 
 
@@ -142,7 +151,9 @@ def pause_task(caller: Authed, task_id: str, body: OptionalJsonBody) -> dict[str
 )
 def resume_task(caller: Authed, task_id: str) -> dict[str, Any]:
     return caller.run(
-        lambda conn: task_service.resume_task(conn, caller.tenant, task_id, caller.now)
+        lambda conn: task_service.resume_task(
+            conn, caller.tenant, task_id, caller.now, caller.settings
+        )
     )
 
 
@@ -171,7 +182,7 @@ def preview_task(
     caller: Authed, task_id: str, count: Count = limits.DEFAULT_PREVIEW
 ) -> dict[str, Any]:
     return caller.run(
-        lambda conn: task_service.preview_task(conn, caller.tenant, task_id, caller.now, count)
+        lambda conn: task_views.preview_task(conn, caller.tenant, task_id, caller.now, count)
     )
 
 
@@ -186,4 +197,4 @@ def preview_schedule(
     caller: Authed, body: JsonBody, count: Count = limits.DEFAULT_PREVIEW
 ) -> dict[str, Any]:
     # Reads nothing stored: no transaction.
-    return task_service.preview_schedule(body, caller.now, count)
+    return task_views.preview_schedule(body, caller.now, count)
