@@ -60,7 +60,7 @@ from taskhub.db.rows import (
     window_of,
 )
 from taskhub.engine import holders
-from taskhub.observability import counters
+from taskhub.observability import counters, metric_names
 
 log = logging.getLogger(__name__)
 
@@ -408,7 +408,7 @@ def run_tick(
     report.duration_s = time.monotonic() - started
     with engine.begin() as conn:
         metric_queries.add_to_counters(conn, counters.for_tick(report.duration_s))
-        metric_queries.set_gauges(conn, {(counters.LAST_TICK, ""): clock().timestamp()})
+        metric_queries.set_gauges(conn, {(metric_names.LAST_TICK, ""): clock().timestamp()})
     log.info(
         "tick: %d occurrences claimed (%d staged), %d executions published again, %d published"
         " in %.3f s",

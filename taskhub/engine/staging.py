@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from taskhub.core.settings import Settings
 from taskhub.db import metric_queries
 from taskhub.engine import discovery, holders
-from taskhub.observability import counters
+from taskhub.observability import metric_names
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def beat_is_ticking(last_tick_s: float | None, now_s: float, tick_s: float) -> b
 
 def last_tick_s(engine: Engine) -> float | None:
     with engine.connect() as conn:
-        return metric_queries.read_gauge(conn, counters.LAST_TICK)
+        return metric_queries.read_gauge(conn, metric_names.LAST_TICK)
 
 
 def next_pass_at(now_s: float, interval_s: float) -> float:

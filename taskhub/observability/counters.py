@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 
+from taskhub.observability import metric_names
+
 Key = tuple[str, str]
 Increments = dict[Key, float]
 Kind = Literal["counter", "histogram", "gauge"]
@@ -53,56 +55,52 @@ class Family:
     help: str
 
 
-#: The gauge each tick sets when it ends: metrics show a stalled beat, the staging loop
-#: claims only while it is recent, and ``taskhub health`` and ``stats`` read it.
-LAST_TICK: Final = "taskhub_last_tick_timestamp_seconds"
-
 #: Every family kept in ``metric_counters``: what /metrics renders, with its help text.
 FAMILIES: Final[Mapping[str, Family]] = {
-    "taskhub_ticks": Family("counter", "Ticks run by discovery"),
-    "taskhub_tick_duration_seconds": Family(
+    metric_names.TICKS: Family("counter", "Ticks run by discovery"),
+    metric_names.TICK_DURATION_SECONDS: Family(
         "histogram", "How long one tick took to claim and publish"
     ),
-    LAST_TICK: Family(
+    metric_names.LAST_TICK: Family(
         "gauge", "Unix time at which the last tick ended (stale: beat or discovery is down)"
     ),
-    "taskhub_occurrences_claimed": Family(
+    metric_names.OCCURRENCES_CLAIMED: Family(
         "counter", "Occurrences claimed by ticks, each written as one execution"
     ),
-    "taskhub_occurrences_withdrawn": Family(
+    metric_names.OCCURRENCES_WITHDRAWN: Family(
         "counter",
         "Occurrences written down but not yet fired, withdrawn (deleted) in the transaction "
         "of a change to their task, by reason: pause, auto_pause, change (of its schedule, "
         "window or target), delete",
     ),
-    "taskhub_executions_redispatched": Family(
+    metric_names.EXECUTIONS_REDISPATCHED: Family(
         "counter",
         "Executions published again: retries after their backoff, throttled fires, and "
         "those whose lease ran out or whose holder died",
     ),
-    "taskhub_attempts": Family(
+    metric_names.ATTEMPTS: Family(
         "counter",
         "Attempts written back, by outcome: success, http_3xx, http_4xx, http_5xx, or the "
         "error kind (timeout, connection, dns, tls, blocked_address, invalid_request)",
     ),
-    "taskhub_retries_scheduled": Family(
+    metric_names.RETRIES_SCHEDULED: Family(
         "counter", "Attempts whose outcome scheduled another attempt after a backoff"
     ),
-    "taskhub_executions_finished": Family(
+    metric_names.EXECUTIONS_FINISHED: Family(
         "counter", "Executions that ended, by status (succeeded, failed, dead)"
     ),
-    "taskhub_fire_lag_seconds": Family(
+    metric_names.FIRE_LAG_SECONDS: Family(
         "histogram", "First attempt's start minus the occurrence's due time"
     ),
-    "taskhub_target_latency_seconds": Family(
+    metric_names.TARGET_LATENCY_SECONDS: Family(
         "histogram", "How long each attempt took, from connect to the last byte read"
     ),
-    "taskhub_flow_control_waits": Family(
+    metric_names.FLOW_CONTROL_WAITS: Family(
         "counter",
         "Requests that waited for their host's flow-control budget, by result: sent (fired), "
         "or throttled (no slot in time: not fired, published again later from the database)",
     ),
-    "taskhub_flow_control_wait_seconds": Family(
+    metric_names.FLOW_CONTROL_WAIT_SECONDS: Family(
         "histogram", "How long a request waited for its host's flow-control slot"
     ),
 }
@@ -120,6 +118,11 @@ def parse_labels(text: str) -> dict[str, str]:
 def _add(increments: Increments, name: str, label_text: str, amount: float) -> None:
     key = (name, label_text)
     increments[key] = increments.get(key, 0.0) + amount
+
+
+def _count(increments: Increments, counter: str, label_text: str, amount: float) -> None:
+    """Adds to a counter family's ``_total`` sample."""
+    _add(increments, f"{counter}_total", label_text, amount)
 
 
 def observe(
@@ -191,16 +194,17 @@ def for_attempts(measures: Iterable[AttemptMeasure]) -> Increments:
     lags_s: list[float] = []
     for m in measures:
         outcome = attempt_outcome(m.http_status, m.error_kind)
-        _add(increments, "taskhub_attempts_total", _one_label("outcome", outcome), 1)
+        _count(increments, metric_names.ATTEMPTS, _one_label("outcome", outcome), 1)
         latencies_s.append(m.duration_ms / 1000)
         if m.first:
             lags_s.append(max(0.0, (m.started_at - m.scheduled_for).total_seconds()))
         if m.status == "queued":
-            _add(increments, "taskhub_retries_scheduled_total", "", 1)
+            _count(increments, metric_names.RETRIES_SCHEDULED, "", 1)
         elif m.status in ("succeeded", "failed", "dead"):
-            _add(increments, "taskhub_executions_finished_total", _one_label("status", m.status), 1)
-    observe(increments, "taskhub_target_latency_seconds", latencies_s, TARGET_LATENCY_BUCKETS_S)
-    observe(increments, "taskhub_fire_lag_seconds", lags_s, FIRE_LAG_BUCKETS_S)
+            finished = _one_label("status", m.status)
+            _count(increments, metric_names.EXECUTIONS_FINISHED, finished, 1)
+    observe(increments, metric_names.TARGET_LATENCY_SECONDS, latencies_s, TARGET_LATENCY_BUCKETS_S)
+    observe(increments, metric_names.FIRE_LAG_SECONDS, lags_s, FIRE_LAG_BUCKETS_S)
     return increments
 
 
@@ -217,8 +221,8 @@ def for_flow_control(
     increments: Increments = {}
     for result, waits in (("sent", sent_waits_s), ("throttled", throttled_waits_s)):
         if waits:
-            _add(increments, "taskhub_flow_control_waits_total", labels(result=result), len(waits))
-        observe(increments, "taskhub_flow_control_wait_seconds", waits, FLOW_WAIT_BUCKETS_S)
+            _count(increments, metric_names.FLOW_CONTROL_WAITS, labels(result=result), len(waits))
+        observe(increments, metric_names.FLOW_CONTROL_WAIT_SECONDS, waits, FLOW_WAIT_BUCKETS_S)
     return increments
 
 
@@ -226,21 +230,25 @@ def for_claim(occurrences: bool, count: int) -> Increments:
     """One claim batch: new occurrences, or executions published again."""
     if count == 0:
         return {}
-    name = "taskhub_occurrences_claimed" if occurrences else "taskhub_executions_redispatched"
-    return {(f"{name}_total", ""): float(count)}
+    name = metric_names.OCCURRENCES_CLAIMED if occurrences else metric_names.EXECUTIONS_REDISPATCHED
+    increments: Increments = {}
+    _count(increments, name, "", count)
+    return increments
 
 
 def for_withdrawn(reason: str, count: int) -> Increments:
     """Occurrences a change of their task withdrew before they were fired."""
     if count == 0:
         return {}
-    return {("taskhub_occurrences_withdrawn_total", _one_label("reason", reason)): float(count)}
+    increments: Increments = {}
+    _count(increments, metric_names.OCCURRENCES_WITHDRAWN, _one_label("reason", reason), count)
+    return increments
 
 
 def for_tick(duration_s: float) -> Increments:
     increments: Increments = {}
-    _add(increments, "taskhub_ticks_total", "", 1)
-    observe(increments, "taskhub_tick_duration_seconds", [duration_s], TICK_DURATION_BUCKETS_S)
+    _count(increments, metric_names.TICKS, "", 1)
+    observe(increments, metric_names.TICK_DURATION_SECONDS, [duration_s], TICK_DURATION_BUCKETS_S)
     return increments
 
 

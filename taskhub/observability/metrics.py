@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from taskhub.core.clock import utcnow
 from taskhub.core.statuses import ExecutionStatus, PausedBy, TaskStatus, task_status
 from taskhub.db import heartbeat_queries, metric_queries
-from taskhub.observability import counters, heartbeat
+from taskhub.observability import counters, heartbeat, metric_names
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +51,20 @@ class DatabaseCollector(Collector):
     def describe(self) -> Iterable[Metric]:
         # Declared without reading the database, so registering the collector is free.
         return [
-            GaugeMetricFamily("taskhub_database_up", ""),
-            GaugeMetricFamily("taskhub_tasks", "", labels=["status"]),
-            GaugeMetricFamily("taskhub_tasks_paused", "", labels=["paused_by"]),
-            GaugeMetricFamily("taskhub_executions", "", labels=["status"]),
-            GaugeMetricFamily("taskhub_due_backlog", ""),
-            GaugeMetricFamily("taskhub_oldest_due_age_seconds", ""),
-            GaugeMetricFamily("taskhub_dead_letters", ""),
+            GaugeMetricFamily(metric_names.DATABASE_UP, ""),
+            GaugeMetricFamily(metric_names.TASKS, "", labels=["status"]),
+            GaugeMetricFamily(metric_names.TASKS_PAUSED, "", labels=["paused_by"]),
+            GaugeMetricFamily(metric_names.EXECUTIONS, "", labels=["status"]),
+            GaugeMetricFamily(metric_names.DUE_BACKLOG, ""),
+            GaugeMetricFamily(metric_names.OLDEST_DUE_AGE_SECONDS, ""),
+            GaugeMetricFamily(metric_names.DEAD_LETTERS, ""),
             *(GaugeMetricFamily(name, "") for name in counters.FAMILIES),
             *(GaugeMetricFamily(name, "") for name in PROCESS_FAMILIES),
         ]
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily(
-            "taskhub_database_up", "1 if this scrape could read the database, else 0"
+            metric_names.DATABASE_UP, "1 if this scrape could read the database, else 0"
         )
         now = self.clock()
         try:
@@ -83,7 +83,7 @@ class DatabaseCollector(Collector):
         up.add_metric([], 1)
         yield up
 
-        tasks = GaugeMetricFamily("taskhub_tasks", "Tasks by status", labels=["status"])
+        tasks = GaugeMetricFamily(metric_names.TASKS, "Tasks by status", labels=["status"])
         by_status = dict.fromkeys((s.value for s in TaskStatus), 0)
         for (is_active, is_finished), count in task_states.items():
             by_status[task_status(is_active=is_active, is_finished=is_finished).value] += count
@@ -92,7 +92,7 @@ class DatabaseCollector(Collector):
         yield tasks
 
         paused_tasks = GaugeMetricFamily(
-            "taskhub_tasks_paused",
+            metric_names.TASKS_PAUSED,
             "Paused tasks by who paused them: user, or auto_pause (failures in a row)",
             labels=["paused_by"],
         )
@@ -105,25 +105,25 @@ class DatabaseCollector(Collector):
         yield paused_tasks
 
         executions = GaugeMetricFamily(
-            "taskhub_executions", "Executions by status", labels=["status"]
+            metric_names.EXECUTIONS, "Executions by status", labels=["status"]
         )
         for status in ExecutionStatus:
             executions.add_metric([status.value], execution_statuses.get(status.value, 0))
         yield executions
 
         yield GaugeMetricFamily(
-            "taskhub_due_backlog",
+            metric_names.DUE_BACKLOG,
             "Active tasks whose next execution time has come and that no tick has claimed yet",
             value=backlog,
         )
         age = 0.0 if oldest_due is None else max(0.0, (now - oldest_due).total_seconds())
         yield GaugeMetricFamily(
-            "taskhub_oldest_due_age_seconds",
+            metric_names.OLDEST_DUE_AGE_SECONDS,
             "How long the longest-waiting due task has waited to be claimed (0 if none)",
             value=age,
         )
         yield GaugeMetricFamily(
-            "taskhub_dead_letters",
+            metric_names.DEAD_LETTERS,
             "Executions that exhausted their attempts and wait for a redrive",
             value=execution_statuses.get(ExecutionStatus.DEAD.value, 0),
         )
@@ -171,12 +171,12 @@ def _histogram(
 
 
 PROCESS_FAMILIES = (
-    "taskhub_process_resident_memory_bytes",
-    "taskhub_process_triggers_in_flight",
-    "taskhub_db_pool_size",
-    "taskhub_db_pool_checked_out",
-    "taskhub_db_queries",
-    "taskhub_db_query_seconds",
+    metric_names.PROCESS_RESIDENT_MEMORY_BYTES,
+    metric_names.PROCESS_TRIGGERS_IN_FLIGHT,
+    metric_names.DB_POOL_SIZE,
+    metric_names.DB_POOL_CHECKED_OUT,
+    metric_names.DB_QUERIES,
+    metric_names.DB_QUERY_SECONDS,
 )
 
 
@@ -185,27 +185,27 @@ def process_families(processes: Iterable[Mapping[str, Any]]) -> Iterator[Metric]
     label_names = ["process", "role"]
     gauges = {
         "rss_bytes": GaugeMetricFamily(
-            "taskhub_process_resident_memory_bytes", "Resident memory", labels=label_names
+            metric_names.PROCESS_RESIDENT_MEMORY_BYTES, "Resident memory", labels=label_names
         ),
         "in_flight": GaugeMetricFamily(
-            "taskhub_process_triggers_in_flight",
+            metric_names.PROCESS_TRIGGERS_IN_FLIGHT,
             "Trigger requests handed to the process's HTTP client and not yet ended",
             labels=label_names,
         ),
         "db_pool_size": GaugeMetricFamily(
-            "taskhub_db_pool_size", "Connections the process's pool keeps", labels=label_names
+            metric_names.DB_POOL_SIZE, "Connections the process's pool keeps", labels=label_names
         ),
         "db_pool_checked_out": GaugeMetricFamily(
-            "taskhub_db_pool_checked_out",
+            metric_names.DB_POOL_CHECKED_OUT,
             "Connections of the process's pool in use",
             labels=label_names,
         ),
     }
     query_count = CounterMetricFamily(
-        "taskhub_db_queries", "Database statements the process ran", labels=label_names
+        metric_names.DB_QUERIES, "Database statements the process ran", labels=label_names
     )
     query_time = CounterMetricFamily(
-        "taskhub_db_query_seconds",
+        metric_names.DB_QUERY_SECONDS,
         "Time the process spent in database statements",
         labels=label_names,
     )
@@ -227,13 +227,13 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(DatabaseCollector(engine, clock))
         self.api_requests = Counter(
-            "taskhub_api_requests",
+            metric_names.API_REQUESTS,
             "API requests by method, route template and response status",
             ["method", "route", "status"],
             registry=self.registry,
         )
         self.api_latency = Histogram(
-            "taskhub_api_request_duration_seconds",
+            metric_names.API_REQUEST_DURATION_SECONDS,
             "API request latency by method and route template",
             ["method", "route"],
             buckets=LATENCY_BUCKETS,

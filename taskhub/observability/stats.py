@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core.statuses import ExecutionStatus, TaskStatus, task_status
 from taskhub.db import heartbeat_queries, metric_queries
-from taskhub.observability import counters, heartbeat
+from taskhub.observability import counters, heartbeat, metric_names
 
 
 def quantile(values: Sequence[float], q: float) -> float | None:
@@ -98,9 +98,9 @@ def summarize(
     ]
     latencies = [a["duration_ms"] / 1000 for a in attempts]
     waited_s = 0.0 if oldest_due is None else max(0.0, (now - oldest_due).total_seconds())
-    last_tick = stored.get((counters.LAST_TICK, ""))
-    tick_count = stored.get(("taskhub_tick_duration_seconds_count", ""), 0.0)
-    tick_sum = stored.get(("taskhub_tick_duration_seconds_sum", ""), 0.0)
+    last_tick = stored.get((metric_names.LAST_TICK, ""))
+    tick_count = stored.get((f"{metric_names.TICK_DURATION_SECONDS}_count", ""), 0.0)
+    tick_sum = stored.get((f"{metric_names.TICK_DURATION_SECONDS}_sum", ""), 0.0)
     return Figures(
         at=now.isoformat(),
         window_s=window_s,

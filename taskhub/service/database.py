@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from taskhub.db import engines, metric_queries, schema
-from taskhub.observability import counters
+from taskhub.observability import metric_names
 
 
 def engine_for(url: str) -> Engine:
@@ -24,4 +24,4 @@ def last_tick_timestamp(engine: Engine) -> float | None:
     """When the last tick ended (Unix time), None if none has; raises SQLAlchemyError
     if the database does not answer."""
     with engine.connect() as conn:
-        return metric_queries.read_counters(conn).get((counters.LAST_TICK, ""))
+        return metric_queries.read_counters(conn).get((metric_names.LAST_TICK, ""))
