@@ -77,7 +77,7 @@ def at(text: str) -> datetime:
 # --- every endpoint ---------------------------------------------------------------------
 
 
-def test_create_returns_201_with_every_spec_field(api: Api) -> None:
+def test_create_returns_201_with_the_definition_and_every_task_field(api: Api) -> None:
     response = api.a.post("/v1/tasks", json=example_task())
     assert response.status_code == 201
     task = response.json()

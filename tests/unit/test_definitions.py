@@ -31,7 +31,7 @@ from tests.support.example import example_task
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def test_the_spec_example_is_accepted() -> None:
+def test_the_documented_example_task_is_accepted() -> None:
     definition = parse_definition(example_task(), NOW)
     assert definition.schedule == Cron("0 9 * * 1-5", "Asia/Taipei")
     assert definition.target.headers == {"X-Team": "billing"}
