@@ -27,11 +27,10 @@ from taskhub.db import engines, task_queries
 from taskhub.db.models import executions, scheduled_tasks
 from taskhub.service import apikeys, quotas, task_service
 from taskhub.service import executions as executions_service
-from tests.support.api import Api, Clock, client, dump, new_key
+from tests.support.api import T0, Api, Clock, client, dump, new_key
 from tests.support.engine import make_dead
 from tests.support.example import example_task
 
-T0 = datetime(2030, 1, 7, tzinfo=UTC)  # a Monday, 08:00 in Taipei
 TASK_FIELDS = {
     *example_task(),
     "id",

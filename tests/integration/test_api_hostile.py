@@ -22,8 +22,7 @@ from sqlalchemy.engine import Engine
 from taskhub.api.deps import MAX_REQUEST_BYTES
 from taskhub.core.settings import load
 from taskhub.service import quotas
-from tests.integration.test_api import T0
-from tests.support.api import Api, dump
+from tests.support.api import T0, Api, dump
 
 EXAMPLES = 40
 

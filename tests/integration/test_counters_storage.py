@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from taskhub.db import heartbeat_queries, metric_queries
 from taskhub.engine import staging, writeback
 from taskhub.observability import counters, heartbeat
-from tests.integration.test_storage import NOW, SETTINGS, add_task, claim_all, outcome
+from tests.support.storage import NOW, SETTINGS, add_task, claim_all, outcome
 
 
 def stored(engine: Engine) -> dict[tuple[str, str], float]:

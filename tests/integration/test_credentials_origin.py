@@ -14,8 +14,8 @@ from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings
 from taskhub.engine import discovery, firing, writeback
 from taskhub.service import task_service
-from tests.integration.test_security import COOKIE, HEADERS, T0, TOKEN, secrets_of
-from tests.support.api import Api, dump, task_body, with_env
+from tests.support.api import T0, Api, dump, task_body, with_env
+from tests.support.credentials import COOKIE, HEADERS, TOKEN, secrets_of
 from tests.support.target import Target, running_target
 
 SHOWN = {"X-Team": "billing", "Authorization": "Bearer ****WXYZ", "Cookie": "****okie"}

@@ -21,7 +21,7 @@ from taskhub.db.models import executions, worker_heartbeats
 from taskhub.db.rows import Hold
 from taskhub.engine import discovery, holders, writeback
 from taskhub.observability import heartbeat
-from tests.integration.test_storage import NOW, SETTINGS, add_task, execution_rows, outcome
+from tests.support.storage import NOW, SETTINGS, add_task, execution_rows, outcome
 
 #: The lease of a claim at NOW: SETTINGS' 60 s plus the task's default timeout (30 s).
 LEASE_S = SETTINGS.dispatch_lease_s + 30

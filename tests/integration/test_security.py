@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import stat
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,31 +24,20 @@ from taskhub.core import signing
 from taskhub.core.messages import TriggerRequest
 from taskhub.core.settings import Settings, load
 from taskhub.core.signing import verify
-from taskhub.db.models import scheduled_tasks
 from taskhub.db.models import signing_secrets as signing_table
 from taskhub.engine import discovery, firing, writeback
 from taskhub.service import executions, signing_secrets, task_service, task_views
-from tests.support.api import Api, dump, task_body, with_env
+from tests.support.api import T0, Api, dump, task_body, with_env
 from tests.support.cli import Cli
+from tests.support.credentials import COOKIE, HEADERS, TOKEN, secrets_of, stored
 from tests.support.engine import all_ended
 from tests.support.processes import Stack, wait_until
 from tests.support.target import Target, running_target
-
-T0 = datetime(2030, 1, 7, tzinfo=UTC)
-TOKEN = "Bearer sk_live_0123456789abcdefWXYZ"
-COOKIE = "session=0123456789abcdef-cookie"
-HEADERS = {"X-Team": "billing", "Authorization": TOKEN, "Cookie": COOKIE}
 
 
 @pytest.fixture
 def api(engine: Engine) -> Api:
     return Api(engine, T0)
-
-
-def stored(engine: Engine, task_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        query = sa.select(scheduled_tasks).where(scheduled_tasks.c.id == uuid.UUID(task_id))
-        return dict(conn.execute(query).mappings().one())
 
 
 # --- credential headers ---------------------------------------------------------------
@@ -102,10 +90,6 @@ def test_patch_with_the_masked_value_keeps_the_secret(api: Api) -> None:
     assert secrets_of(api.engine, task["id"]) == {"Authorization": new_token}
     api.a.patch(f"/v1/tasks/{task['id']}", json={"target": {"headers": {}}})
     assert stored(api.engine, task["id"])["sealed_headers"] is None
-
-
-def secrets_of(engine: Engine, task_id: str) -> dict[str, str]:
-    return task_views.stored_secrets(stored(engine, task_id), load())
 
 
 def test_configured_secret_header_names_are_sealed(engine: Engine) -> None:

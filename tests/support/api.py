@@ -20,6 +20,9 @@ from taskhub.db.models import attempts, executions, scheduled_tasks
 from taskhub.service import apikeys
 from tests.support.engine import make_dead
 
+#: Where the API tests' clock starts: a Monday, 08:00 in Taipei.
+T0 = datetime(2030, 1, 7, tzinfo=UTC)
+
 
 class Clock:
     """The app's clock: set by the test, one microsecond later at every reading, so that
