@@ -17,7 +17,7 @@ from taskhub.core.messages import (
     json_str_bytes,
     message_bytes,
 )
-from tests.unit.firing.support import req
+from tests.support.messages import req
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 

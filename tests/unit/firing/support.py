@@ -1,5 +1,5 @@
-"""What the firing tests share: the loopback guard's log, the servers they fire at,
-settings, and a request builder."""
+"""What the firing tests share: the loopback guard's log, the servers they fire at, and
+settings."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -22,7 +21,6 @@ from taskhub.core.settings import Settings
 from taskhub.engine.firing import fire
 
 T = TypeVar("T")
-SCHEDULED = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -223,23 +221,6 @@ def lanes_only(**env: str) -> Settings:
     return make_settings(
         True, TASKHUB_FAST_LANE_SHARE_PERCENT="100", TASKHUB_SLOW_LANE_SHARE_PERCENT="100", **env
     )
-
-
-def req(url: str, **overrides: Any) -> TriggerRequest:
-    values: dict[str, Any] = {
-        "execution_id": 41,
-        "attempt": 1,
-        "task_id": "task-7",
-        "scheduled_for": SCHEDULED,
-        "idempotency_key": "idem-41",
-        "url": url,
-        "method": "GET",
-        "headers": {},
-        "body": None,
-        "timeout_s": 5.0,
-    }
-    values.update(overrides)
-    return TriggerRequest(**values)
 
 
 def fire_one(request: TriggerRequest, settings: Settings = OPEN) -> TriggerOutcome:

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from taskhub.engine.exchange import attempt_headers, parse_retry_after
+from tests.support.messages import req
 from tests.support.processes import free_port
 from tests.unit.firing.support import (
     LoopThread,
@@ -29,7 +30,6 @@ from tests.unit.firing.support import (
     Target,
     fire_one,
     make_settings,
-    req,
 )
 
 # --------------------------------------------------------------------------- responses

@@ -13,13 +13,13 @@ from taskhub.core.messages import TriggerRequest
 from taskhub.core.sealing import Sealer, generate_key, sealer_for
 from taskhub.core.signing import new_secret, verify
 from taskhub.engine import exchange
+from tests.support.messages import req
 from tests.support.processes import free_port
 from tests.unit.firing.support import (
     OPEN,
     Target,
     fire_one,
     make_settings,
-    req,
 )
 
 # --------------------------------------------------------------------------- credentials

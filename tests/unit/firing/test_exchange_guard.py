@@ -16,6 +16,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from taskhub.core.addresses import blocked_reason
 from taskhub.core.settings import Settings
 from taskhub.engine import exchange
+from tests.support.messages import req
 from tests.unit.firing.support import (
     GUARDED,
     OPEN,
@@ -23,7 +24,6 @@ from tests.unit.firing.support import (
     Target,
     fire_one,
     make_settings,
-    req,
 )
 
 # --------------------------------------------------------------------------- SSRF

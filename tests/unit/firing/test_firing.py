@@ -24,6 +24,7 @@ from taskhub.core.addresses import blocked_reason
 from taskhub.core.messages import ERROR_KINDS, TriggerOutcome, TriggerRequest
 from taskhub.engine import firing
 from taskhub.engine.firing import fire
+from tests.support.messages import req
 from tests.support.processes import free_port
 from tests.unit.firing.support import (
     GUARDED,
@@ -32,7 +33,6 @@ from tests.unit.firing.support import (
     fire_one,
     lanes_only,
     make_settings,
-    req,
 )
 
 

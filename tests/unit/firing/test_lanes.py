@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 from taskhub.core.messages import TriggerOutcome
 from taskhub.engine.firing import fire
+from tests.support.messages import req
 from tests.unit.firing.support import (
     Target,
     lanes_only,
     make_settings,
-    req,
 )
 
 
