@@ -169,14 +169,6 @@ class Retry(_Strict):
     max_backoff_seconds: float
 
 
-class TargetCreate(_Strict):
-    url: Url
-    method: Method = Field(limits.DEFAULT_METHOD, description="Any case.")
-    headers: Headers | None = None
-    body: Body | None = None
-    timeout_seconds: Timeout = limits.DEFAULT_TIMEOUT_S
-
-
 class TargetPatch(_Strict):
     """Merged field by field into the task's target."""
 
@@ -187,6 +179,13 @@ class TargetPatch(_Strict):
     timeout_seconds: Timeout | None = None
 
 
+class TargetCreate(TargetPatch):
+    # The patch's fields, in its order; a create requires ``url`` and fills defaults.
+    url: Url
+    method: Method = Field(limits.DEFAULT_METHOD, description="Any case.")
+    timeout_seconds: Timeout = limits.DEFAULT_TIMEOUT_S
+
+
 class RetryCreate(_Strict):
     max_attempts: int = Field(
         limits.DEFAULT_MAX_ATTEMPTS, ge=limits.MIN_ATTEMPTS, le=limits.MAX_ATTEMPTS
@@ -195,23 +194,6 @@ class RetryCreate(_Strict):
     max_backoff_seconds: Backoff = Field(
         limits.DEFAULT_MAX_BACKOFF_S, description="Not below backoff_seconds."
     )
-
-
-class TaskCreate(_Strict):
-    """A task as sent: only ``name``, ``schedule`` and ``target.url`` are required."""
-
-    name: str = Field(min_length=1, max_length=limits.MAX_NAME_CHARS)
-    schedule: Schedule
-    target: TargetCreate
-    retry: RetryCreate | None = None
-    start_at: DateTime | None = None
-    end_at: DateTime | None = None
-    max_executions: MaxExecutions | None = None
-    tags: Tags | None = None
-    misfire_policy: MisfirePolicyField | None = None
-    auto_pause_after_failures: AutoPause | None = None
-    rate_limit: TaskRateLimit | None = None
-    spread_seconds: Spread | None = None
 
 
 class TaskPatch(_Strict):
@@ -230,6 +212,16 @@ class TaskPatch(_Strict):
     auto_pause_after_failures: AutoPause | None = None
     rate_limit: TaskRateLimit | None = None
     spread_seconds: Spread | None = None
+
+
+class TaskCreate(TaskPatch):
+    """A task as sent: only ``name``, ``schedule`` and ``target.url`` are required."""
+
+    # The patch's fields, in its order (a task's fields are declared once); a create
+    # requires these three.
+    name: str = Field(min_length=1, max_length=limits.MAX_NAME_CHARS)
+    schedule: Schedule
+    target: TargetCreate
 
 
 class PauseRequest(_Strict):

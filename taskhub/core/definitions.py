@@ -155,13 +155,20 @@ def parse_schedule(data: Any, now: datetime, *, require_future_at: bool = True) 
     return schedule
 
 
-def parse_headers(value: Any) -> dict[str, str]:
+def _object_of_strings(value: Any, field: str, most: int, noun: str) -> Mapping[Any, Any]:
+    """``value`` as an object of at most ``most`` entries (None: none), before its entries
+    are checked; the headers and the tags are refused alike."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ValidationError("target.headers", "must be an object of string values")
-    if len(value) > limits.MAX_HEADERS:
-        raise ValidationError("target.headers", f"at most {limits.MAX_HEADERS} headers")
+        raise ValidationError(field, "must be an object of string values")
+    if len(value) > most:
+        raise ValidationError(field, f"at most {most} {noun}")
+    return value
+
+
+def parse_headers(value: Any) -> dict[str, str]:
+    value = _object_of_strings(value, "target.headers", limits.MAX_HEADERS, "headers")
     total = 0
     seen: set[str] = set()
     for name, header_value in value.items():
@@ -261,12 +268,7 @@ def parse_retry(data: Any) -> RetryPolicy:
 
 
 def parse_tags(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValidationError("tags", "must be an object of string values")
-    if len(value) > limits.MAX_TAGS:
-        raise ValidationError("tags", f"at most {limits.MAX_TAGS} tags")
+    value = _object_of_strings(value, "tags", limits.MAX_TAGS, "tags")
     for key, tag_value in value.items():
         if not isinstance(key, str) or not _TAG_KEY.match(key):
             raise ValidationError(

@@ -9,13 +9,17 @@ from __future__ import annotations
 import base64
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 from taskhub.core.addresses import AddressPolicy, Network, PortRange, parse_networks, parse_ports
 from taskhub.core.host_limits import HostLimit, parse_host_limits
+
+#: What a numeric setting is read as: a float or an int.
+N = TypeVar("N", int, float)
 
 
 class SettingsError(ValueError):
@@ -165,33 +169,42 @@ def _optional(env: Mapping[str, str], name: str) -> str | None:
 def _number(
     env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float = math.inf
 ) -> float:
-    raw = _get(env, name, str(default))
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    raw, value = _converted(env, name, str(default), float, "a number")
     if not math.isfinite(value):
         raise SettingsError(f"{name} must be a finite number, got {raw!r}")
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum:g}, got {raw!r}")
-    if value > maximum:
-        raise SettingsError(f"{name} must be at most {maximum:g}, got {raw!r}")
+    _check_bounds(name, raw, value, minimum, maximum, "g")
     return value
 
 
 def _integer(
     env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None
 ) -> int:
-    raw = _get(env, name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
-    if maximum is not None and value > maximum:
-        raise SettingsError(f"{name} must be at most {maximum}, got {raw!r}")
+    raw, value = _converted(env, name, str(default), int, "an integer")
+    _check_bounds(name, raw, value, minimum, math.inf if maximum is None else maximum, "")
     return value
+
+
+def _converted(
+    env: Mapping[str, str], name: str, default: str, convert: Callable[[str], N], kind: str
+) -> tuple[str, N]:
+    """The setting as given and as ``convert`` reads it; one that does not read is
+    refused as not ``kind``."""
+    raw = _get(env, name, default)
+    try:
+        return raw, convert(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None
+
+
+def _check_bounds(
+    name: str, raw: str, value: float, minimum: float, maximum: float, spec: str
+) -> None:
+    """Refuse ``value`` outside ``[minimum, maximum]``, the bounds shown with the format
+    ``spec`` (a number's ``g``, an integer's digits): both kinds say it alike."""
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum:{spec}}, got {raw!r}")
+    if value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum:{spec}}, got {raw!r}")
 
 
 def _choice(

@@ -8,15 +8,27 @@ engine and the service hand the hot writes, so bind names stay inside ``taskhub.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from sqlalchemy.engine import RowMapping
 
 from taskhub.core.host_limits import HostLimit
 from taskhub.core.schedules import Cron, Interval, OneTime, Schedule, Window
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+D = TypeVar("D", bound="DataclassInstance")
+
+
+def dataclass_of(cls: type[D], row: RowMapping | Mapping[str, Any]) -> D:
+    """``cls`` built from the columns of ``row`` named like its fields: a public row
+    (an API key, a signing secret) is copied column by column in one place."""
+    return cls(**{field.name: row[field.name] for field in dataclasses.fields(cls)})
 
 
 def schedule_of(row: RowMapping | Mapping[str, Any]) -> Schedule:

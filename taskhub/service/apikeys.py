@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core.errors import ValidationError
 from taskhub.db import key_queries
+from taskhub.db.rows import dataclass_of
 
 __all__ = [
     "KEY_PREFIX",
@@ -99,14 +100,7 @@ class ApiKey:
 
 
 def _api_key(row: RowMapping) -> ApiKey:
-    return ApiKey(
-        id=row["id"],
-        tenant=row["tenant"],
-        prefix=row["prefix"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-        last_used_at=row["last_used_at"],
-    )
+    return dataclass_of(ApiKey, row)
 
 
 def validate_tenant(tenant: str) -> str:

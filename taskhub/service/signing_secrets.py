@@ -22,6 +22,7 @@ from taskhub.core.errors import Conflict, NotFound
 from taskhub.core.sealing import sealer_for
 from taskhub.core.settings import Settings
 from taskhub.db import key_queries
+from taskhub.db.rows import dataclass_of
 from taskhub.service.apikeys import validate_tenant
 
 __all__ = ["MAX_ACTIVE", "SigningSecret", "create_secret", "list_secrets", "revoke_secret"]
@@ -51,13 +52,7 @@ class SigningSecret:
 
 
 def _secret(row: RowMapping) -> SigningSecret:
-    return SigningSecret(
-        id=row["id"],
-        tenant=row["tenant"],
-        hint=row["hint"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
+    return dataclass_of(SigningSecret, row)
 
 
 def create_secret(

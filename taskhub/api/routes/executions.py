@@ -23,11 +23,8 @@ router = APIRouter(tags=["executions"])
 def list_task_executions(
     caller: Authed, window: ExecutionWindow, task_id: str, status: ExecutionStatusQuery = None
 ) -> dict[str, Any]:
-    return caller.run(
-        lambda conn: executions.list_executions(
-            conn, caller.tenant, task_id=task_id, status=status, **window.filters()
-        )
-    )
+    # The tenant-wide listing filtered by the path's task: one listing, two addresses.
+    return list_all_executions(caller, window, task_id=task_id, status=status)
 
 
 @router.get(
