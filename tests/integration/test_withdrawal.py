@@ -17,12 +17,13 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from taskhub.core import settings
 from taskhub.core.definitions import parse_definition
-from taskhub.core.messages import TriggerOutcome, TriggerRequest
+from taskhub.core.messages import TriggerRequest
 from taskhub.core.occurrences import idempotency_key
 from taskhub.db import metric_queries, task_queries
 from taskhub.db.models import executions
 from taskhub.engine import discovery, withdrawal, writeback
 from taskhub.service import task_service, task_views
+from tests.support.storage import outcome
 
 #: The shipped timing: a tick a minute, requests published 5 s ahead of their send time.
 DEFAULTS = settings.load({})
@@ -119,23 +120,9 @@ def write(engine: Engine, change: Any) -> Any:
         return change(conn)
 
 
-def outcome(request: TriggerRequest, http_status: int, at: datetime) -> TriggerOutcome:
-    return TriggerOutcome(
-        execution_id=request.execution_id,
-        attempt=request.attempt,
-        started_at=at,
-        duration_ms=5,
-        http_status=http_status,
-        error_kind=None,
-        error=None if http_status < 300 else f"HTTP {http_status}",
-        retry_after_s=None,
-        response_excerpt=None,
-    )
-
-
 def succeed(engine: Engine, requests: Sequence[TriggerRequest], at: datetime) -> None:
     """Send what is cleared at ``at`` and write back a 200 for each."""
-    outcomes = [outcome(r, 200, at) for r in sent(engine, requests, at)]
+    outcomes = [outcome(r, 200, at=at) for r in sent(engine, requests, at)]
     writeback.record_outcomes(engine, outcomes, DEFAULTS, at + SECOND, lambda: 0.5)
 
 
@@ -213,7 +200,7 @@ def test_a_pause_drops_a_request_the_worker_holds_and_a_begun_send_is_kept(
         lambda conn: task_service.pause_task(conn, "default", going, M + seconds(60.5), DEFAULTS),
     )
     assert withdrawn(engine) == {reason("pause"): 1}
-    outcomes = [outcome(r, 200, M + MINUTE) for r in [*first, kept]]
+    outcomes = [outcome(r, 200, at=M + MINUTE) for r in [*first, kept]]
     assert (
         writeback.record_outcomes(engine, outcomes, DEFAULTS, M + seconds(61), lambda: 0.5).applied
         == 3
@@ -392,7 +379,7 @@ def test_an_auto_pause_withdraws_what_was_due_after_it(engine: Engine) -> None:
     # 12:00:07: the first occurrence's failure is written back; 12:00:10 is held by a
     # worker, 12:00:20 ... 12:01:00 are staged.
     report = writeback.record_outcomes(
-        engine, [outcome(r, 500, M) for r in first], DEFAULTS, M + seconds(7), lambda: 0.5
+        engine, [outcome(r, 500, at=M) for r in first], DEFAULTS, M + seconds(7), lambda: 0.5
     )
     assert (report.auto_paused, report.withdrawn) == (1, 6)
     assert withdrawn(engine) == {reason("auto_pause"): 6}
@@ -417,7 +404,7 @@ def test_the_reason_names_the_limit_when_one_chunk_fails_past_it(engine: Engine)
     )
     due = tick(engine, M)  # 11:59:50 and 12:00:00, written back in one chunk
     assert of(due, task) == [M - seconds(10), M]
-    outcomes = [outcome(r, 503, M) for r in sent(engine, due, M)]
+    outcomes = [outcome(r, 503, at=M) for r in sent(engine, due, M)]
     writeback.record_outcomes(engine, outcomes, DEFAULTS, M + SECOND, lambda: 0.5)
     paused = shown(engine, task, M + SECOND)
     assert paused["consecutive_failures"] == 2

@@ -45,12 +45,16 @@ def add_task(engine: Engine, name: str, schedule: dict[str, Any], **extra: Any) 
 
 
 def outcome(
-    request: TriggerRequest, http_status: int | None = 200, error_kind: str | None = None
+    request: TriggerRequest,
+    http_status: int | None = 200,
+    error_kind: str | None = None,
+    at: datetime = NOW,
 ) -> TriggerOutcome:
+    """The outcome a trigger worker would report for ``request``, its attempt started ``at``."""
     return TriggerOutcome(
         execution_id=request.execution_id,
         attempt=request.attempt,
-        started_at=NOW,
+        started_at=at,
         duration_ms=12,
         http_status=http_status,
         error_kind=error_kind,
