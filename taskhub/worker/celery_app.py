@@ -219,7 +219,8 @@ def _start_heartbeat() -> None:
     heartbeat.start(engine, heartbeat.role(), firing.in_flight)
 
 
-_publishing = 0
+_publishing = 0  # threads inside _joins_denied
+_restore = False  # the flag's value before the first of them
 _publishing_lock = threading.Lock()
 
 
@@ -242,9 +243,6 @@ def _joins_denied() -> Iterator[None]:
             _publishing -= 1
             if _publishing == 0:
                 celery_state._set_task_join_will_block(_restore)  # type: ignore[attr-defined]
-
-
-_restore = False
 
 
 def publish(requests: Sequence[TriggerRequest]) -> None:
