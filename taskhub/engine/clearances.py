@@ -24,6 +24,8 @@ CLEAR_TIMEOUT_S: Final = 10.0
 
 #: Which execution ids of these requests may be fired now (``withdrawal.clear_to_fire``).
 Clear = Callable[[Sequence[TriggerRequest]], Collection[int]]
+#: One batch's question: its requests, and where its answer goes.
+_Asked = tuple[list[TriggerRequest], "asyncio.Future[set[int]]"]
 
 
 class Clearances:
@@ -38,18 +40,17 @@ class Clearances:
 
     def __init__(self, clear: Clear) -> None:
         self.clear = clear
-        self.waiting: list[tuple[list[TriggerRequest], asyncio.Future[set[int]]]] = []
-        self.asking = False
+        self.waiting: list[_Asked] = []
+        # The running call's task, kept referenced (the loop holds tasks only weakly).
+        self.asking: asyncio.Task[None] | None = None
 
     async def ask(self, requests: Sequence[TriggerRequest]) -> set[int]:
         """What ``clear`` lets go of ``requests``; nothing if it fails or does not answer
         within ``CLEAR_TIMEOUT_S``."""
         answer: asyncio.Future[set[int]] = asyncio.get_running_loop().create_future()
         self.waiting.append((list(requests), answer))
-        if not self.asking:
-            self.asking = True
-            # Soon, not now: the batches that wake in this same loop turn join this call.
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._run()))
+        if self.asking is None:
+            self.asking = asyncio.get_running_loop().create_task(self._run())
         try:
             return await asyncio.wait_for(asyncio.shield(answer), CLEAR_TIMEOUT_S)
         except TimeoutError:
@@ -63,17 +64,20 @@ class Clearances:
 
     async def _run(self) -> None:
         try:
+            # A turn later, not now: the batches that wake in this same loop turn (their
+            # steps are queued behind this task's first one) join this call.
+            await asyncio.sleep(0)
             while self.waiting:
                 await self._ask_once()
         finally:
-            self.asking = False
+            self.asking = None
 
     async def _ask_once(self) -> None:
         """One call for what waits, but never two requests of one execution expecting
         different attempts (the call answers per execution): those wait for the next."""
         expected: dict[int, int] = {}
-        taken: list[tuple[list[TriggerRequest], asyncio.Future[set[int]]]] = []
-        later: list[tuple[list[TriggerRequest], asyncio.Future[set[int]]]] = []
+        taken: list[_Asked] = []
+        later: list[_Asked] = []
         for requests, answer in self.waiting:
             if any(expected.get(r.execution_id, r.attempt) != r.attempt for r in requests):
                 later.append((requests, answer))
