@@ -9,11 +9,17 @@ from taskhub.core.errors import TaskhubError
 
 
 class Unauthorized(TaskhubError):
+    """No API key, or one that is unknown or revoked: the caller learns nothing more (the
+    answer carries ``WWW-Authenticate: Bearer``)."""
+
     code = "unauthorized"
     http_status = 401
 
 
 class TooLarge(TaskhubError):
+    """A request body over :data:`taskhub.api.deps.MAX_REQUEST_BYTES`, refused while it is
+    still being read, so a huge body costs nothing."""
+
     code = "too_large"
     http_status = 413
 
