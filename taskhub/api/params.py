@@ -3,15 +3,17 @@ the service (or, for execution ids, here).
 
 The three lists of executions (a task's, the tenant's, its dead letters) share a due-time
 window and a page: :data:`ExecutionWindow` reads those four parameters for all of them.
+The list of tasks reads all its parameters into one :class:`TaskFilters`
+(:data:`TaskQuery`), handed whole to the service.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import Depends, Query
-from pydantic import WithJsonSchema
+from pydantic import BaseModel, WithJsonSchema
 
 from taskhub.core import limits, paging
 from taskhub.core.errors import NotFound
@@ -26,11 +28,15 @@ MAX_EXECUTION_ID = 2**63 - 1
 _STRING: dict[str, Any] = {"type": "string"}
 _TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
 
-Cursor = Annotated[
-    str | None,
-    Query(description="The `next_cursor` of the previous page."),
-    WithJsonSchema(_STRING),
-]
+OptionalString = Annotated[str | None, WithJsonSchema(_STRING)]
+OptionalTime = Annotated[str | None, WithJsonSchema(_TIME)]
+
+
+def _one_of(values: type[StrEnum]) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "enum": [value.value for value in values]})
+
+
+Cursor = Annotated[OptionalString, Query(description="The `next_cursor` of the previous page.")]
 Limit = Annotated[
     int | None,
     Query(description=f"Page size (default {paging.DEFAULT_LIMIT})."),
@@ -48,70 +54,61 @@ Count = Annotated[
         }
     ),
 ]
-Since = Annotated[
-    str | None,
-    Query(description="Only occurrences due at or after this time."),
-    WithJsonSchema(_TIME),
-]
-Until = Annotated[
-    str | None, Query(description="Only occurrences due before this time."), WithJsonSchema(_TIME)
-]
-TaskStatusQuery = Annotated[
-    str | None, Query(), WithJsonSchema({"type": "string", "enum": [s.value for s in TaskStatus]})
-]
-LastStatusQuery = Annotated[
-    str | None, Query(), WithJsonSchema({"type": "string", "enum": [s.value for s in LastStatus]})
-]
-ExecutionStatusQuery = Annotated[
-    str | None,
-    Query(),
-    WithJsonSchema({"type": "string", "enum": [s.value for s in ExecutionStatus]}),
-]
-TaskIdQuery = Annotated[
-    str | None, Query(description="Only this task's (404 if it is none)."), WithJsonSchema(_STRING)
-]
-TagQuery = Annotated[
+Since = Annotated[OptionalTime, Query(description="Only occurrences due at or after this time.")]
+Until = Annotated[OptionalTime, Query(description="Only occurrences due before this time.")]
+TaskStatusQuery = Annotated[str | None, Query(), _one_of(TaskStatus)]
+LastStatusQuery = Annotated[str | None, Query(), _one_of(LastStatus)]
+ExecutionStatusQuery = Annotated[str | None, Query(), _one_of(ExecutionStatus)]
+TaskIdQuery = Annotated[OptionalString, Query(description="Only this task's (404 if it is none).")]
+#: Named ``tags`` in code, as the service names them; ``tag`` in the query, once per tag.
+TagsQuery = Annotated[
     list[str] | None,
-    Query(description="`key:value`; repeat to require several tags."),
+    Query(alias="tag", description="`key:value`; repeat to require several tags."),
     WithJsonSchema({"type": "array", "items": {"type": "string", "pattern": "^[^:]+:"}}),
 ]
-NameQuery = Annotated[str | None, Query(description="Exactly this name."), WithJsonSchema(_STRING)]
-NamePrefixQuery = Annotated[
-    str | None, Query(description="Names that start so."), WithJsonSchema(_STRING)
-]
+NameQuery = Annotated[OptionalString, Query(description="Exactly this name.")]
+NamePrefixQuery = Annotated[OptionalString, Query(description="Names that start so.")]
 NextBeforeQuery = Annotated[
-    str | None,
-    Query(description="Next execution strictly before this time."),
-    WithJsonSchema(_TIME),
+    OptionalTime, Query(description="Next execution strictly before this time.")
 ]
 NextAfterQuery = Annotated[
-    str | None, Query(description="Next execution strictly after this time."), WithJsonSchema(_TIME)
+    OptionalTime, Query(description="Next execution strictly after this time.")
 ]
 
 
-@dataclass(frozen=True)
-class Window:
-    """Executions due in ``[since, until)``, one page of them."""
+class TaskFilters(BaseModel):
+    """The query of the list of tasks: its filters and its page, named as
+    :func:`taskhub.service.task_views.list_tasks` takes them."""
 
-    since: str | None
-    until: str | None
-    cursor: str | None
-    limit: int | None
-
-    def filters(self) -> dict[str, Any]:
-        """As the service's list functions take them."""
-        return {
-            "since": self.since,
-            "until": self.until,
-            "cursor": self.cursor,
-            "limit": self.limit,
-        }
+    status: TaskStatusQuery = None
+    tags: TagsQuery = None
+    name: NameQuery = None
+    name_prefix: NamePrefixQuery = None
+    last_status: LastStatusQuery = None
+    next_before: NextBeforeQuery = None
+    next_after: NextAfterQuery = None
+    cursor: Cursor = None
+    limit: Limit = None
 
 
-def window_of(
-    since: Since = None, until: Until = None, cursor: Cursor = None, limit: Limit = None
-) -> Window:
-    return Window(since, until, cursor, limit)
+#: The list of tasks' query parameters, read together into :class:`TaskFilters`.
+TaskQuery = Annotated[TaskFilters, Query()]
+
+
+class Window(BaseModel):
+    """Executions due in ``[since, until)``, one page of them, named as the service's list
+    functions take them."""
+
+    since: Since = None
+    until: Until = None
+    cursor: Cursor = None
+    limit: Limit = None
+
+
+def window_of(window: Annotated[Window, Query()]) -> Window:
+    """A dependency of its own, so that the window's parameters follow each route's own
+    in the OpenAPI document."""
+    return window
 
 
 ExecutionWindow = Annotated[Window, Depends(window_of)]

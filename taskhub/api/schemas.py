@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from taskhub.core import limits
@@ -402,3 +403,12 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         "Retry-After": {"description": "Seconds", "schema": {"type": "integer", "minimum": 1}}
     }
     return documented
+
+
+def answers(model: type[BaseModel] | None, *errors: int, summary: str) -> dict[str, Any]:
+    """A ``/v1`` route's documented options, said once: it answers ``model`` (``None``:
+    nothing, a 204), or an error of :func:`error_responses` with ``errors``."""
+    answer: dict[str, Any] = (
+        {"response_model": model} if model else {"status_code": 204, "response_class": Response}
+    )
+    return {**answer, "responses": error_responses(*errors), "summary": summary}

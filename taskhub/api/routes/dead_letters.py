@@ -7,15 +7,9 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks
 
 from taskhub.api.deps import Authed, JsonBody, RunAuthed
-from taskhub.api.params import ExecutionWindow, TagQuery, TaskIdQuery, execution_ref
-from taskhub.api.schemas import (
-    Execution,
-    ExecutionPage,
-    RedriveFilter,
-    Redriven,
-    body_doc,
-    error_responses,
-)
+from taskhub.api.params import ExecutionWindow, TagsQuery, TaskIdQuery, execution_ref
+from taskhub.api.routes.executions import page
+from taskhub.api.schemas import Execution, ExecutionPage, RedriveFilter, Redriven, answers, body_doc
 from taskhub.service import executions
 
 router = APIRouter(tags=["dead letters"])
@@ -23,29 +17,23 @@ router = APIRouter(tags=["dead letters"])
 
 @router.get(
     "/v1/dead-letters",
-    response_model=ExecutionPage,
-    responses=error_responses(404),
-    summary="Executions that exhausted their attempts, newest first",
+    **answers(ExecutionPage, 404, summary="Executions that exhausted their attempts, newest first"),
 )
 def list_dead_letters(
-    caller: Authed,
-    window: ExecutionWindow,
-    task_id: TaskIdQuery = None,
-    tag: TagQuery = None,
+    caller: Authed, window: ExecutionWindow, task_id: TaskIdQuery = None, tags: TagsQuery = None
 ) -> dict[str, Any]:
-    return caller.run(
-        lambda conn: executions.list_dead_letters(
-            conn, caller.tenant, task_id=task_id, tags=tag, **window.filters()
-        )
-    )
+    return page(caller, executions.list_dead_letters, window, task_id=task_id, tags=tags)
 
 
 @router.post(
     "/v1/dead-letters/redrive",
-    response_model=Redriven,
-    responses=error_responses(404, 413),
     openapi_extra=body_doc(RedriveFilter),
-    summary="Redrive every dead letter that matches a filter (or all, explicitly)",
+    **answers(
+        Redriven,
+        404,
+        413,
+        summary="Redrive every dead letter that matches a filter (or all, explicitly)",
+    ),
 )
 def redrive_matching(
     caller: RunAuthed, body: JsonBody, background: BackgroundTasks
@@ -58,9 +46,12 @@ def redrive_matching(
 
 @router.post(
     "/v1/dead-letters/{execution_id}/redrive",
-    response_model=Execution,
-    responses=error_responses(404, 409),
-    summary="Send a dead letter again: same idempotency key, a fresh budget of attempts",
+    **answers(
+        Execution,
+        404,
+        409,
+        summary="Send a dead letter again: same idempotency key, a fresh budget of attempts",
+    ),
 )
 def redrive(caller: RunAuthed, execution_id: str, background: BackgroundTasks) -> dict[str, Any]:
     ref = execution_ref(execution_id)

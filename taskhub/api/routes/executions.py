@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
 
-from taskhub.api.deps import Authed
-from taskhub.api.params import ExecutionStatusQuery, ExecutionWindow, TaskIdQuery, execution_ref
-from taskhub.api.schemas import Execution, ExecutionPage, error_responses
+from taskhub.api.deps import Authed, Caller
+from taskhub.api.params import (
+    ExecutionStatusQuery,
+    ExecutionWindow,
+    TaskIdQuery,
+    Window,
+    execution_ref,
+)
+from taskhub.api.schemas import Execution, ExecutionPage, answers
 from taskhub.service import executions
 
 router = APIRouter(tags=["executions"])
 
+#: A service function that lists the tenant's executions, newest first, a page at a time.
+Listing = Callable[..., dict[str, Any]]
+
+
+def page(caller: Caller, listing: Listing, window: Window, **filters: Any) -> dict[str, Any]:
+    """One page of ``listing`` in ``window``: the lists of executions (dead letters too)
+    differ only in their filters."""
+    return caller.run(lambda conn: listing(conn, caller.tenant, **filters, **window.model_dump()))
+
 
 @router.get(
     "/v1/tasks/{task_id}/executions",
-    response_model=ExecutionPage,
-    responses=error_responses(404),
-    summary="A task's executions, newest first",
+    **answers(ExecutionPage, 404, summary="A task's executions, newest first"),
 )
 def list_task_executions(
     caller: Authed, window: ExecutionWindow, task_id: str, status: ExecutionStatusQuery = None
@@ -29,9 +43,7 @@ def list_task_executions(
 
 @router.get(
     "/v1/executions",
-    response_model=ExecutionPage,
-    responses=error_responses(404),
-    summary="Executions of all the tenant's tasks, newest first",
+    **answers(ExecutionPage, 404, summary="Executions of all the tenant's tasks, newest first"),
 )
 def list_all_executions(
     caller: Authed,
@@ -39,19 +51,10 @@ def list_all_executions(
     task_id: TaskIdQuery = None,
     status: ExecutionStatusQuery = None,
 ) -> dict[str, Any]:
-    return caller.run(
-        lambda conn: executions.list_executions(
-            conn, caller.tenant, task_id=task_id, status=status, **window.filters()
-        )
-    )
+    return page(caller, executions.list_executions, window, task_id=task_id, status=status)
 
 
-@router.get(
-    "/v1/executions/{execution_id}",
-    response_model=Execution,
-    responses=error_responses(404),
-    summary="One execution",
-)
+@router.get("/v1/executions/{execution_id}", **answers(Execution, 404, summary="One execution"))
 def get_execution(caller: Authed, execution_id: str) -> dict[str, Any]:
     ref = execution_ref(execution_id)
     return caller.run(lambda conn: executions.get_execution(conn, caller.tenant, ref))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 
 from taskhub.api.deps import Authed
-from taskhub.api.schemas import SigningSecretCreated, SigningSecretPage, error_responses
+from taskhub.api.schemas import SigningSecretCreated, SigningSecretPage, answers
 from taskhub.service import signing_secrets
 
 router = APIRouter(tags=["signing secrets"])
@@ -16,9 +16,11 @@ router = APIRouter(tags=["signing secrets"])
 @router.post(
     "/v1/signing-secrets",
     status_code=201,
-    response_model=SigningSecretCreated,
-    responses=error_responses(409),
-    summary="Create a signing secret (shown once); at most two active at once",
+    **answers(
+        SigningSecretCreated,
+        409,
+        summary="Create a signing secret (shown once); at most two active at once",
+    ),
 )
 def create_signing_secret(caller: Authed) -> dict[str, Any]:
     secret, stored = caller.run(
@@ -29,9 +31,7 @@ def create_signing_secret(caller: Authed) -> dict[str, Any]:
 
 @router.get(
     "/v1/signing-secrets",
-    response_model=SigningSecretPage,
-    responses=error_responses(),
-    summary="The tenant's signing secrets, newest first (hints only)",
+    **answers(SigningSecretPage, summary="The tenant's signing secrets, newest first (hints only)"),
 )
 def list_signing_secrets(caller: Authed) -> dict[str, Any]:
     found = caller.run(lambda conn: signing_secrets.list_secrets(conn, caller.tenant))
@@ -40,13 +40,13 @@ def list_signing_secrets(caller: Authed) -> dict[str, Any]:
 
 @router.delete(
     "/v1/signing-secrets/{secret_id}",
-    status_code=204,
-    response_class=Response,
-    responses=error_responses(404),
-    summary="Revoke a signing secret: attempts from now on no longer carry its signature",
+    **answers(
+        None,
+        404,
+        summary="Revoke a signing secret: attempts from now on no longer carry its signature",
+    ),
 )
-def revoke_signing_secret(caller: Authed, secret_id: str) -> Response:
+def revoke_signing_secret(caller: Authed, secret_id: str) -> None:
     caller.run(
         lambda conn: signing_secrets.revoke_secret(conn, secret_id, caller.now, caller.tenant)
     )
-    return Response(status_code=204)

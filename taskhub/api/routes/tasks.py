@@ -7,18 +7,7 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, Response
 
 from taskhub.api.deps import Authed, JsonBody, OptionalJsonBody, RunAuthed
-from taskhub.api.params import (
-    Count,
-    Cursor,
-    LastStatusQuery,
-    Limit,
-    NamePrefixQuery,
-    NameQuery,
-    NextAfterQuery,
-    NextBeforeQuery,
-    TagQuery,
-    TaskStatusQuery,
-)
+from taskhub.api.params import Count, TaskQuery
 from taskhub.api.schemas import (
     Execution,
     PauseRequest,
@@ -28,8 +17,8 @@ from taskhub.api.schemas import (
     TaskCreate,
     TaskPage,
     TaskPatch,
+    answers,
     body_doc,
-    error_responses,
 )
 from taskhub.core import limits
 from taskhub.service import task_service, task_views
@@ -40,10 +29,8 @@ router = APIRouter(tags=["tasks"])
 @router.post(
     "/v1/tasks",
     status_code=201,
-    response_model=Task,
-    responses=error_responses(409, 413),
     openapi_extra=body_doc(TaskCreate),
-    summary="Create a task",
+    **answers(Task, 409, 413, summary="Create a task"),
 )
 def create_task(caller: Authed, body: JsonBody, response: Response) -> dict[str, Any]:
     task = caller.run(
@@ -53,48 +40,15 @@ def create_task(caller: Authed, body: JsonBody, response: Response) -> dict[str,
     return task
 
 
-@router.get(
-    "/v1/tasks",
-    response_model=TaskPage,
-    responses=error_responses(),
-    summary="List tasks, oldest first",
-)
-def list_tasks(
-    caller: Authed,
-    status: TaskStatusQuery = None,
-    tag: TagQuery = None,
-    name: NameQuery = None,
-    name_prefix: NamePrefixQuery = None,
-    last_status: LastStatusQuery = None,
-    next_before: NextBeforeQuery = None,
-    next_after: NextAfterQuery = None,
-    cursor: Cursor = None,
-    limit: Limit = None,
-) -> dict[str, Any]:
+@router.get("/v1/tasks", **answers(TaskPage, summary="List tasks, oldest first"))
+def list_tasks(caller: Authed, query: TaskQuery) -> dict[str, Any]:
+    filters = query.model_dump()
     return caller.run(
-        lambda conn: task_views.list_tasks(
-            conn,
-            caller.tenant,
-            caller.settings,
-            status=status,
-            tags=tag,
-            name=name,
-            name_prefix=name_prefix,
-            last_status=last_status,
-            next_before=next_before,
-            next_after=next_after,
-            cursor=cursor,
-            limit=limit,
-        )
+        lambda conn: task_views.list_tasks(conn, caller.tenant, caller.settings, **filters)
     )
 
 
-@router.get(
-    "/v1/tasks/{task_id}",
-    response_model=Task,
-    responses=error_responses(404),
-    summary="One task",
-)
+@router.get("/v1/tasks/{task_id}", **answers(Task, 404, summary="One task"))
 def get_task(caller: Authed, task_id: str) -> dict[str, Any]:
     return caller.run(
         lambda conn: task_views.get_task(conn, caller.tenant, task_id, caller.settings)
@@ -103,10 +57,8 @@ def get_task(caller: Authed, task_id: str) -> dict[str, Any]:
 
 @router.patch(
     "/v1/tasks/{task_id}",
-    response_model=Task,
-    responses=error_responses(404, 409, 413),
     openapi_extra=body_doc(TaskPatch),
-    summary="Change fields of a task; the next run is recomputed",
+    **answers(Task, 404, 409, 413, summary="Change fields of a task; the next run is recomputed"),
 )
 def update_task(caller: Authed, task_id: str, body: JsonBody) -> dict[str, Any]:
     return caller.run(
@@ -117,23 +69,16 @@ def update_task(caller: Authed, task_id: str, body: JsonBody) -> dict[str, Any]:
 
 
 @router.delete(
-    "/v1/tasks/{task_id}",
-    status_code=204,
-    response_class=Response,
-    responses=error_responses(404),
-    summary="Delete a task, with its executions",
+    "/v1/tasks/{task_id}", **answers(None, 404, summary="Delete a task, with its executions")
 )
-def delete_task(caller: Authed, task_id: str) -> Response:
+def delete_task(caller: Authed, task_id: str) -> None:
     caller.run(lambda conn: task_service.delete_task(conn, caller.tenant, task_id))
-    return Response(status_code=204)
 
 
 @router.post(
     "/v1/tasks/{task_id}/pause",
-    response_model=Task,
-    responses=error_responses(404, 409),
     openapi_extra=body_doc(PauseRequest, required=False),
-    summary="Pause a task, optionally saying why",
+    **answers(Task, 404, 409, summary="Pause a task, optionally saying why"),
 )
 def pause_task(caller: Authed, task_id: str, body: OptionalJsonBody) -> dict[str, Any]:
     return caller.run(
@@ -145,9 +90,9 @@ def pause_task(caller: Authed, task_id: str, body: OptionalJsonBody) -> dict[str
 
 @router.post(
     "/v1/tasks/{task_id}/resume",
-    response_model=Task,
-    responses=error_responses(404, 409),
-    summary="Resume a task; occurrences that fell due while paused are skipped",
+    **answers(
+        Task, 404, 409, summary="Resume a task; occurrences that fell due while paused are skipped"
+    ),
 )
 def resume_task(caller: Authed, task_id: str) -> dict[str, Any]:
     return caller.run(
@@ -160,9 +105,7 @@ def resume_task(caller: Authed, task_id: str) -> dict[str, Any]:
 @router.post(
     "/v1/tasks/{task_id}/run",
     status_code=202,
-    response_model=Execution,
-    responses=error_responses(404, 409),
-    summary="Fire now: an extra occurrence, sent at once",
+    **answers(Execution, 404, 409, summary="Fire now: an extra occurrence, sent at once"),
 )
 def run_task(caller: RunAuthed, task_id: str, background: BackgroundTasks) -> dict[str, Any]:
     execution = caller.run(
@@ -174,9 +117,7 @@ def run_task(caller: RunAuthed, task_id: str, background: BackgroundTasks) -> di
 
 @router.get(
     "/v1/tasks/{task_id}/preview",
-    response_model=Preview,
-    responses=error_responses(404),
-    summary="The task's next fire times, in UTC and in its time zone",
+    **answers(Preview, 404, summary="The task's next fire times, in UTC and in its time zone"),
 )
 def preview_task(
     caller: Authed, task_id: str, count: Count = limits.DEFAULT_PREVIEW
@@ -188,10 +129,12 @@ def preview_task(
 
 @router.post(
     "/v1/schedules/preview",
-    response_model=Preview,
-    responses=error_responses(413),
     openapi_extra=body_doc(SchedulePreviewRequest),
-    summary="The next fire times of a schedule not saved (catch DST and cron mistakes)",
+    **answers(
+        Preview,
+        413,
+        summary="The next fire times of a schedule not saved (catch DST and cron mistakes)",
+    ),
 )
 def preview_schedule(
     caller: Authed, body: JsonBody, count: Count = limits.DEFAULT_PREVIEW
