@@ -47,7 +47,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from taskhub.core.messages import TriggerRequest
-from taskhub.core.occurrences import idempotency_key, plan_ahead, spread_offset_s
+from taskhub.core.occurrences import ClaimRules, idempotency_key, plan_claim, spread_offset_s
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, MisfirePolicy
 from taskhub.db import execution_queries, key_queries, metric_queries, task_queries
@@ -144,6 +144,19 @@ class Claim:
     staged: int = 0
 
 
+def _claim_rules(settings: Settings) -> dict[MisfirePolicy, ClaimRules]:
+    """A claim's rules for each misfire policy, made once per claim batch, not per task."""
+    return {
+        policy: ClaimRules(
+            misfire_grace_s=settings.misfire_grace_s,
+            max_per_claim=settings.claim_batch_size,
+            misfire_policy=policy,
+            fire_each_max=settings.misfire_fire_each_max,
+        )
+        for policy in MisfirePolicy
+    }
+
+
 def claim_occurrences(
     conn: Connection, now: datetime, settings: Settings, lookahead_s: float = 0.0
 ) -> Claim:
@@ -165,18 +178,16 @@ def claim_occurrences(
     advances: list[TaskAdvance] = []
     more = len(tasks) == settings.claim_batch_size
     queued, running = ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value
+    rules = _claim_rules(settings)
     for row in tasks:
-        plan = plan_ahead(
+        plan = plan_claim(
             schedule_of(row),
             window_of(row),
+            rules[MisfirePolicy(row["misfire_policy"])],
             first_due=row["next_execution_time"],
             now=now,
-            horizon=horizon,
             occurrences_so_far=row["occurrence_count"],
-            misfire_grace_s=settings.misfire_grace_s,
-            max_per_claim=settings.claim_batch_size,
-            misfire_policy=MisfirePolicy(row["misfire_policy"]),
-            fire_each_max=settings.misfire_fire_each_max,
+            horizon=horizon,
         )
         more = more or (plan.next_time is not None and plan.next_time <= horizon)
         task_id: str = row["id"]  # text (task_queries.CLAIM_COLUMNS)
