@@ -184,13 +184,35 @@ class TriggerOutcome:
     attempt: int
     started_at: datetime
     duration_ms: int
-    http_status: int | None
-    error_kind: str | None
-    error: str | None
-    retry_after_s: float | None
-    response_excerpt: str | None
+    http_status: int | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    retry_after_s: float | None = None
+    response_excerpt: str | None = None
     #: Seconds this request waited for its host's flow-control slot.
     flow_wait_s: float = 0.0
+
+    @classmethod
+    def throttled(
+        cls,
+        request: TriggerRequest,
+        at: datetime,
+        error: str,
+        retry_after_s: float,
+        flow_wait_s: float = 0.0,
+    ) -> TriggerOutcome:
+        """Not sent, so not an attempt (no status, no duration): the database sends it
+        again after ``retry_after_s``, with the same attempt number."""
+        return cls(
+            request.execution_id,
+            request.attempt,
+            at,
+            0,
+            error_kind=THROTTLED,
+            error=error,
+            retry_after_s=retry_after_s,
+            flow_wait_s=flow_wait_s,
+        )
 
     def to_message(self) -> dict[str, Any]:
         return {

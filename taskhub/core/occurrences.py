@@ -75,43 +75,63 @@ class Plan:
     next_time: datetime | None
 
 
+@dataclass(frozen=True)
+class ClaimRules:
+    """How a claim treats one task's due occurrences: the grace and bounds the settings
+    give every claim, and the task's own misfire policy. One value per policy serves a
+    whole claim batch."""
+
+    misfire_grace_s: float
+    max_per_claim: int
+    misfire_policy: MisfirePolicy = MisfirePolicy.FIRE_ONCE
+    fire_each_max: int = 100
+
+    def __post_init__(self) -> None:
+        if self.max_per_claim < 1:
+            raise ValueError("max_per_claim must be at least 1")
+        if self.fire_each_max < 1:
+            raise ValueError("fire_each_max must be at least 1")
+
+
 def plan_claim(
     schedule: Schedule,
     window: Window,
+    rules: ClaimRules,
     *,
     first_due: datetime,
     now: datetime,
     occurrences_so_far: int,
-    misfire_grace_s: float,
-    max_per_claim: int,
-    misfire_policy: MisfirePolicy = MisfirePolicy.FIRE_ONCE,
-    fire_each_max: int = 100,
+    horizon: datetime | None = None,
 ) -> Plan:
-    """The occurrences due at ``now`` starting at the task's ``next_execution_time``.
+    """The occurrences due at ``now`` starting at the task's ``next_execution_time``; with
+    ``horizon``, also those after ``now`` up to it (what falls due before the next tick, to
+    be staged). The misfire rules are measured from the real ``now``: nothing after it can
+    be missed, whatever the grace.
 
-    At most ``max_per_claim`` are returned; if more are due, ``next_time`` stays in the
-    past and the next claim continues from there (whatever was already fired is never
-    returned again: ``next_time`` is always after every fired time).
+    At most ``rules.max_per_claim`` are returned; if more are due, ``next_time`` stays
+    due (in the past, or before ``horizon``) and the next claim continues from there
+    (whatever was already fired is never returned again: ``next_time`` is always after
+    every fired time).
     """
-    if max_per_claim < 1:
-        raise ValueError("max_per_claim must be at least 1")
-    if fire_each_max < 1:
-        raise ValueError("fire_each_max must be at least 1")
+    max_per_claim = rules.max_per_claim
     fire: list[datetime] = []
     count = occurrences_so_far
     current: datetime | None = first_due
-    horizon = now - timedelta(seconds=misfire_grace_s)
+    grace_horizon = now - timedelta(seconds=rules.misfire_grace_s)
     # Occurrences exactly ``misfire_grace_s`` late are still within the grace.
-    just_before_horizon = horizon - _MICROSECOND
-    if current is not None and current < horizon:
-        if misfire_policy is MisfirePolicy.FIRE_ONCE:
+    just_before_horizon = grace_horizon - _MICROSECOND
+    if current is not None and current < grace_horizon:
+        policy = rules.misfire_policy
+        if policy is MisfirePolicy.FIRE_ONCE:
             fire.append(current)
             count += 1
             current = next_occurrence(schedule, max(current, just_before_horizon), window, count)
-        elif misfire_policy is MisfirePolicy.SKIP:
+        elif policy is MisfirePolicy.SKIP:
             current = next_occurrence(schedule, just_before_horizon, window, count)
         else:
-            missed = newest_missed(schedule, window, current, horizon, count, fire_each_max)
+            missed = newest_missed(
+                schedule, window, current, grace_horizon, count, rules.fire_each_max
+            )
             for index, instant in enumerate(missed):
                 if len(fire) == max_per_claim:
                     # The rest are among the newest still: the next claim goes on from here.
@@ -120,7 +140,8 @@ def plan_claim(
                 count += 1
             after = max(missed[-1], just_before_horizon) if missed else just_before_horizon
             current = next_occurrence(schedule, after, window, count)
-    while current is not None and current <= now and len(fire) < max_per_claim:
+    until = now if horizon is None else max(now, horizon)
+    while current is not None and current <= until and len(fire) < max_per_claim:
         fire.append(current)
         count += 1
         current = next_occurrence(schedule, current, window, count)
@@ -163,47 +184,3 @@ def newest_missed(
         if seen >= limit or start == first_due:
             return list(newest)
         span *= 4
-
-
-def plan_ahead(
-    schedule: Schedule,
-    window: Window,
-    *,
-    first_due: datetime,
-    now: datetime,
-    horizon: datetime,
-    occurrences_so_far: int,
-    misfire_grace_s: float,
-    max_per_claim: int,
-    misfire_policy: MisfirePolicy = MisfirePolicy.FIRE_ONCE,
-    fire_each_max: int = 100,
-) -> Plan:
-    """:func:`plan_claim` at ``now`` (the misfire rules measured from the real now), then
-    the occurrences after ``now`` up to ``horizon``: what falls due before the next tick,
-    to be staged. None of those can be missed, whatever the grace."""
-    due = plan_claim(
-        schedule,
-        window,
-        first_due=first_due,
-        now=now,
-        occurrences_so_far=occurrences_so_far,
-        misfire_grace_s=misfire_grace_s,
-        max_per_claim=max_per_claim,
-        misfire_policy=misfire_policy,
-        fire_each_max=fire_each_max,
-    )
-    room = max_per_claim - len(due.fire)
-    if due.next_time is None or not now < due.next_time <= horizon or room < 1:
-        return due
-    ahead = plan_claim(
-        schedule,
-        window,
-        first_due=due.next_time,
-        now=horizon,
-        occurrences_so_far=occurrences_so_far + len(due.fire),
-        misfire_grace_s=(horizon - now).total_seconds(),
-        max_per_claim=room,
-        misfire_policy=misfire_policy,
-        fire_each_max=fire_each_max,
-    )
-    return Plan(due.fire + ahead.fire, ahead.next_time)

@@ -47,7 +47,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from taskhub.core.messages import TriggerRequest
-from taskhub.core.occurrences import idempotency_key, plan_ahead, spread_offset_s
+from taskhub.core.occurrences import ClaimRules, idempotency_key, plan_claim, spread_offset_s
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, MisfirePolicy
 from taskhub.db import execution_queries, key_queries, metric_queries, task_queries
@@ -89,48 +89,53 @@ def lease_until(now: datetime, timeout_s: float, settings: Settings) -> datetime
     return now + timedelta(seconds=settings.dispatch_lease_s + timeout_s)
 
 
-def _request(
-    target: RowMapping | Mapping[str, Any],
-    execution_id: int,
-    attempt: int,
-    task_id: str,
-    scheduled_for: datetime,
-    idempotency_key: str,
-    now: datetime,
-    send_by: datetime,
-    signing_secrets: tuple[str, ...],
-    not_before: datetime | None = None,
-) -> TriggerRequest:
-    """``target`` holds the task's target columns and tenant. ``send_by`` is the end of the
-    fire's grace (``now`` plus the publish lease, ``dispatch_lease_s``: one value for a
-    whole claim), and
-    ``signing_secrets`` the task's tenant's. Credential headers and signing secrets go
-    out still sealed: the broker never carries them in plaintext."""
-    return TriggerRequest(
-        send_by=send_by,
-        execution_id=execution_id,
-        attempt=attempt,
-        task_id=task_id,
-        scheduled_for=scheduled_for,
-        idempotency_key=idempotency_key,
-        url=target["url"],
-        method=target["method"],
-        headers=target["headers"],  # copied by TriggerRequest
-        body=target["body"],
-        timeout_s=float(target["timeout_seconds"]),
-        sealed_headers=target["sealed_headers"],
-        sealed_signing_secrets=signing_secrets,
-        rate_limit=rate_limit_of(target),
-        not_before=not_before if not_before is not None and not_before > now else None,
-        tenant=target["tenant"],
-    )
+class _Requests:
+    """What the requests of one claim share, worked out once per claim: its ``now``, the
+    end of each fire's grace (``send_by``: ``now`` plus the publish lease,
+    ``dispatch_lease_s``) and the active sealed signing secrets of its tenants (a tenant
+    without any has none)."""
 
+    __slots__ = ("now", "secrets", "send_by")
 
-def _secrets_by_tenant(conn: Connection, tenants: set[str]) -> dict[str, tuple[str, ...]]:
-    """Each tenant's active sealed signing secrets, once per claim (a tenant without any
-    has none)."""
-    found = key_queries.active_sealed_signing_secrets(conn, tenants)
-    return {tenant: tuple(found.get(tenant, ())) for tenant in tenants}
+    def __init__(
+        self, conn: Connection, tenants: set[str], now: datetime, settings: Settings
+    ) -> None:
+        found = key_queries.active_sealed_signing_secrets(conn, tenants)
+        self.secrets = {tenant: tuple(found.get(tenant, ())) for tenant in tenants}
+        self.now = now
+        self.send_by = now + timedelta(seconds=settings.dispatch_lease_s)
+
+    def make(
+        self,
+        target: RowMapping | Mapping[str, Any],
+        execution_id: int,
+        attempt: int,
+        task_id: str,
+        scheduled_for: datetime,
+        idempotency_key: str,
+        fire_at: datetime,
+    ) -> TriggerRequest:
+        """``target`` holds the task's target columns and tenant; a ``fire_at`` still
+        ahead is the request's ``not_before``. Credential headers and signing secrets go
+        out still sealed: the broker never carries them in plaintext."""
+        return TriggerRequest(
+            execution_id=execution_id,
+            attempt=attempt,
+            task_id=task_id,
+            scheduled_for=scheduled_for,
+            idempotency_key=idempotency_key,
+            url=target["url"],
+            method=target["method"],
+            headers=target["headers"],  # copied by TriggerRequest
+            body=target["body"],
+            timeout_s=float(target["timeout_seconds"]),
+            send_by=self.send_by,
+            sealed_headers=target["sealed_headers"],
+            sealed_signing_secrets=self.secrets[target["tenant"]],
+            rate_limit=rate_limit_of(target),
+            not_before=fire_at if fire_at > self.now else None,
+            tenant=target["tenant"],
+        )
 
 
 @dataclass
@@ -142,6 +147,19 @@ class Claim:
     requests: list[TriggerRequest]
     counted: int
     staged: int = 0
+
+
+def _claim_rules(settings: Settings) -> dict[MisfirePolicy, ClaimRules]:
+    """A claim's rules for each misfire policy, made once per claim batch, not per task."""
+    return {
+        policy: ClaimRules(
+            misfire_grace_s=settings.misfire_grace_s,
+            max_per_claim=settings.claim_batch_size,
+            misfire_policy=policy,
+            fire_each_max=settings.misfire_fire_each_max,
+        )
+        for policy in MisfirePolicy
+    }
 
 
 def claim_occurrences(
@@ -165,18 +183,16 @@ def claim_occurrences(
     advances: list[TaskAdvance] = []
     more = len(tasks) == settings.claim_batch_size
     queued, running = ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value
+    rules = _claim_rules(settings)
     for row in tasks:
-        plan = plan_ahead(
+        plan = plan_claim(
             schedule_of(row),
             window_of(row),
+            rules[MisfirePolicy(row["misfire_policy"])],
             first_due=row["next_execution_time"],
             now=now,
-            horizon=horizon,
             occurrences_so_far=row["occurrence_count"],
-            misfire_grace_s=settings.misfire_grace_s,
-            max_per_claim=settings.claim_batch_size,
-            misfire_policy=MisfirePolicy(row["misfire_policy"]),
-            fire_each_max=settings.misfire_fire_each_max,
+            horizon=horizon,
         )
         more = more or (plan.next_time is not None and plan.next_time <= horizon)
         task_id: str = row["id"]  # text (task_queries.CLAIM_COLUMNS)
@@ -219,25 +235,11 @@ def claim_occurrences(
         i = index_of[ex["idempotency_key"]]
         if new_rows[i].status == running:
             to_publish.append((ex["execution_id"], i))
-    secrets = _secrets_by_tenant(conn, {planned[i][0]["tenant"] for _, i in to_publish})
-    send_by = now + timedelta(seconds=settings.dispatch_lease_s)
+    make = _Requests(conn, {planned[i][0]["tenant"] for _, i in to_publish}, now, settings).make
     requests: list[TriggerRequest] = []
     for execution_id, i in to_publish:
         row, scheduled_for, key, fire_at = planned[i]
-        requests.append(
-            _request(
-                row,
-                execution_id,
-                1,
-                row["id"],
-                scheduled_for,
-                key,
-                now,
-                send_by,
-                secrets[row["tenant"]],
-                fire_at,
-            )
-        )
+        requests.append(make(row, execution_id, 1, row["id"], scheduled_for, key, fire_at))
     return Claim(more, requests, counted=len(inserted), staged=len(inserted) - len(to_publish))
 
 
@@ -265,21 +267,17 @@ def claim_publishable(
         ],
     )
     more = len(rows) == settings.claim_batch_size
-    secrets = _secrets_by_tenant(conn, {row["tenant"] for row in rows})
-    send_by = now + timedelta(seconds=settings.dispatch_lease_s)
+    make = _Requests(conn, {row["tenant"] for row in rows}, now, settings).make
     return Claim(
         more,
         [
-            _request(
+            make(
                 row,
                 row["execution_id"],
                 row["attempts"] + 1,
                 str(row["task_id"]),
                 row["scheduled_for"],
                 row["idempotency_key"],
-                now,
-                send_by,
-                secrets[row["tenant"]],
                 _fire_at(row, now),
             )
             for row in rows

@@ -46,7 +46,7 @@ from yarl import URL
 from taskhub.core import host_limits
 from taskhub.core.addresses import AddressPolicy
 from taskhub.core.clock import utcnow
-from taskhub.core.messages import THROTTLED, TriggerOutcome, TriggerRequest
+from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings
 from taskhub.engine import exchange, flow_control
 from taskhub.engine.clearances import Clear, Clearances
@@ -82,24 +82,6 @@ def _host_of(request: TriggerRequest) -> str | None:
     return host.lower() if host else None
 
 
-def _throttled(
-    request: TriggerRequest, error: str, retry_in_s: float, waited_s: float = 0.0
-) -> TriggerOutcome:
-    """Not sent (not an attempt): the database sends it again after ``retry_in_s``."""
-    return TriggerOutcome(
-        execution_id=request.execution_id,
-        attempt=request.attempt,
-        started_at=utcnow(),
-        duration_ms=0,
-        http_status=None,
-        error_kind=THROTTLED,
-        error=error,
-        retry_after_s=retry_in_s,
-        response_excerpt=None,
-        flow_wait_s=waited_s,
-    )
-
-
 def _due_by(requests: Sequence[TriggerRequest], order: Sequence[int], start: int) -> int:
     """The end of the run of ``order`` from ``start`` (at least one) whose send time has
     come: they are cleared together."""
@@ -119,8 +101,9 @@ def _share_full(request: TriggerRequest) -> TriggerOutcome:
     slots it waits for are held at most, for a target like its own), at most
     ``SHARE_FULL_RETRY_MAX_S``; never sooner than 1 s."""
     retry_in_s = min(max(request.timeout_s, 1.0), SHARE_FULL_RETRY_MAX_S)
-    return _throttled(
+    return TriggerOutcome.throttled(
         request,
+        utcnow(),
         "not sent: its host or tenant held its share of the worker's in-flight slots",
         retry_in_s if math.isfinite(retry_in_s) else SHARE_FULL_RETRY_MAX_S,
     )
@@ -179,8 +162,9 @@ async def _attempt(
         limiter, host, limit, lease_s, max(0.0, max_wait_s)
     )
     if slot is None:
-        return _throttled(
+        return TriggerOutcome.throttled(
             request,
+            utcnow(),
             f"not sent: its host's flow-control budget had no slot for {waited_s:.1f} s",
             retry_in_s,
             waited_s,

@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.core.occurrences import IDEMPOTENCY_NAMESPACE, Plan, idempotency_key, plan_claim
+from taskhub.core.occurrences import (
+    IDEMPOTENCY_NAMESPACE,
+    ClaimRules,
+    Plan,
+    idempotency_key,
+    plan_claim,
+)
 from taskhub.core.schedules import Cron, Interval, OneTime, Window
 from taskhub.core.statuses import MisfirePolicy
 
@@ -55,11 +61,10 @@ def test_plan_table(
     plan = plan_claim(
         schedule,
         Window(),
+        ClaimRules(misfire_grace_s=grace_s, max_per_claim=1000),
         first_due=first_due,
         now=NOW,
         occurrences_so_far=0,
-        misfire_grace_s=grace_s,
-        max_per_claim=1000,
     )
     assert plan.fire == fired
     assert plan.next_time == next_time
@@ -69,21 +74,19 @@ def test_plan_honours_max_executions_and_end_at() -> None:
     plan = plan_claim(
         MINUTELY,
         Window(max_executions=5),
+        ClaimRules(misfire_grace_s=3600, max_per_claim=1000),
         first_due=at(-10.5),
         now=NOW,
         occurrences_so_far=3,
-        misfire_grace_s=3600,
-        max_per_claim=1000,
     )
     assert plan.fire == [at(-10.5), at(-9.5)] and plan.next_time is None
     plan = plan_claim(
         MINUTELY,
         Window(end_at=at(-2)),
+        ClaimRules(misfire_grace_s=3600, max_per_claim=1000),
         first_due=at(-3.5),
         now=NOW,
         occurrences_so_far=0,
-        misfire_grace_s=3600,
-        max_per_claim=1000,
     )
     assert plan.fire == [at(-3.5), at(-2.5)] and plan.next_time is None
 
@@ -92,11 +95,10 @@ def test_plan_stops_at_max_per_claim_and_leaves_the_rest_due() -> None:
     plan = plan_claim(
         MINUTELY,
         Window(),
+        ClaimRules(misfire_grace_s=3600, max_per_claim=4),
         first_due=at(-10.5),
         now=NOW,
         occurrences_so_far=0,
-        misfire_grace_s=3600,
-        max_per_claim=4,
     )
     assert len(plan.fire) == 4 and plan.next_time == at(-6.5)
 
@@ -110,11 +112,10 @@ def test_plan_fires_everything_within_the_grace_in_order(minutes_late: int, grac
     plan = plan_claim(
         MINUTELY,
         Window(),
+        ClaimRules(misfire_grace_s=grace_s, max_per_claim=100_000),
         first_due=first,
         now=NOW,
         occurrences_so_far=0,
-        misfire_grace_s=grace_s,
-        max_per_claim=100_000,
     )
     assert plan.fire[0] == first
     assert plan.fire == sorted(set(plan.fire))
@@ -174,13 +175,15 @@ def plan(
     return plan_claim(
         schedule,
         window or Window(),
+        ClaimRules(
+            misfire_grace_s=grace_s,
+            max_per_claim=max_per_claim,
+            misfire_policy=policy,
+            fire_each_max=fire_each_max,
+        ),
         first_due=first_due,
         now=now,
         occurrences_so_far=occurrences_so_far,
-        misfire_grace_s=grace_s,
-        max_per_claim=max_per_claim,
-        misfire_policy=policy,
-        fire_each_max=fire_each_max,
     )
 
 
@@ -300,11 +303,10 @@ def upcoming_between(schedule: Cron | Interval, first: datetime, end: datetime) 
         following = plan_claim(
             schedule,
             Window(),
+            ClaimRules(misfire_grace_s=0, max_per_claim=1),
             first_due=times[-1],
             now=times[-1],
             occurrences_so_far=0,
-            misfire_grace_s=0,
-            max_per_claim=1,
         ).next_time
         if following is None or following > end:
             return times

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskhub.core.occurrences import idempotency_key, plan_ahead, spread_offset_s
+from taskhub.core.occurrences import ClaimRules, idempotency_key, plan_claim, spread_offset_s
 from taskhub.core.schedules import Cron, Interval, Window
 from taskhub.core.statuses import MisfirePolicy
 from taskhub.engine.staging import beat_is_ticking, next_pass_at
@@ -65,16 +65,16 @@ def test_spread_offsets_spread() -> None:
     assert buckets == {0, 1, 2, 3, 4, 5}  # all six 10-second slices are used
 
 
-def test_plan_ahead_adds_what_falls_due_before_the_horizon() -> None:
-    plan = plan_ahead(
+def test_planning_ahead_adds_what_falls_due_before_the_horizon() -> None:
+    plan = plan_claim(
         Cron("* * * * *", "UTC"),
         Window(),
+        # Even with no grace, what lies ahead is never "missed".
+        ClaimRules(misfire_grace_s=0, max_per_claim=100),
         first_due=NOW.replace(second=0),
         now=NOW,
-        horizon=NOW + timedelta(seconds=60),
         occurrences_so_far=0,
-        misfire_grace_s=0,  # even with no grace, what lies ahead is never "missed"
-        max_per_claim=100,
+        horizon=NOW + timedelta(seconds=60),
     )
     assert plan.fire == [
         datetime(2026, 11, 22, 12, 0, tzinfo=UTC),
@@ -83,17 +83,15 @@ def test_plan_ahead_adds_what_falls_due_before_the_horizon() -> None:
     assert plan.next_time == datetime(2026, 11, 22, 12, 2, tzinfo=UTC)
 
 
-def test_plan_ahead_keeps_the_misfire_rules_measured_from_now() -> None:
-    plan = plan_ahead(
+def test_planning_ahead_keeps_the_misfire_rules_measured_from_now() -> None:
+    plan = plan_claim(
         Interval(10, NOW - timedelta(hours=1)),
         Window(),
+        ClaimRules(misfire_grace_s=30, max_per_claim=100, misfire_policy=MisfirePolicy.SKIP),
         first_due=NOW - timedelta(hours=1),
         now=NOW,
-        horizon=NOW + timedelta(seconds=25),
         occurrences_so_far=0,
-        misfire_grace_s=30,
-        max_per_claim=100,
-        misfire_policy=MisfirePolicy.SKIP,
+        horizon=NOW + timedelta(seconds=25),
     )
     # Missed beyond the 30 s grace: skipped; within it: 12:00:00, :10, :20, :30; ahead
     # up to 12:00:55: :40, :50.
@@ -101,15 +99,46 @@ def test_plan_ahead_keeps_the_misfire_rules_measured_from_now() -> None:
     assert all(t.minute == 0 for t in plan.fire)
 
 
-def test_plan_ahead_respects_the_batch_bound() -> None:
-    plan = plan_ahead(
+def test_planning_ahead_respects_the_batch_bound() -> None:
+    plan = plan_claim(
         Interval(1, NOW),
         Window(),
+        ClaimRules(misfire_grace_s=3600, max_per_claim=10),
         first_due=NOW,
         now=NOW,
-        horizon=NOW + timedelta(seconds=60),
         occurrences_so_far=0,
-        misfire_grace_s=3600,
-        max_per_claim=10,
+        horizon=NOW + timedelta(seconds=60),
     )
     assert len(plan.fire) == 10 and plan.next_time == NOW + timedelta(seconds=10)
+
+
+@given(
+    minutes_late=st.integers(min_value=0, max_value=3000),
+    grace_s=st.integers(min_value=0, max_value=7200),
+    ahead_s=st.integers(min_value=0, max_value=120),
+    policy=st.sampled_from(list(MisfirePolicy)),
+    max_per_claim=st.integers(min_value=1, max_value=200),
+    interval_s=st.sampled_from([None, 1, 7, 60]),
+)
+def test_planning_ahead_extends_the_plan_at_now(
+    minutes_late: int,
+    grace_s: int,
+    ahead_s: int,
+    policy: MisfirePolicy,
+    max_per_claim: int,
+    interval_s: int | None,
+) -> None:
+    first = NOW - timedelta(minutes=minutes_late, seconds=15)
+    schedule = Cron("* * * * *", "UTC") if interval_s is None else Interval(interval_s, first)
+    rules = ClaimRules(grace_s, max_per_claim, policy, fire_each_max=20)
+    horizon = NOW + timedelta(seconds=ahead_s)
+    at_now = plan_claim(schedule, Window(), rules, first_due=first, now=NOW, occurrences_so_far=0)
+    ahead = plan_claim(
+        schedule, Window(), rules, first_due=first, now=NOW, occurrences_so_far=0, horizon=horizon
+    )
+    # The misfire rules are measured from now: what is due by then is planned alike.
+    assert ahead.fire[: len(at_now.fire)] == at_now.fire
+    assert all(NOW < t <= horizon for t in ahead.fire[len(at_now.fire) :])
+    assert len(ahead.fire) <= max_per_claim
+    if len(ahead.fire) < max_per_claim:  # not cut short: everything up to the horizon
+        assert ahead.next_time is not None and ahead.next_time > horizon
