@@ -107,13 +107,19 @@ def task_list(tenant: str, as_json: bool, tags: tuple[str, ...], **filters: Any)
     show_page(page, TASK_COLUMNS, as_json)
 
 
-def _task_command(name: str, function: Callable[..., dict[str, Any]], doc: str) -> None:
-    @task_group.command(name, help=doc)
-    @click.argument("task_id")
-    @tenant_option
-    @json_option
-    def command(task_id: str, tenant: str, as_json: bool) -> None:
-        _show_task(call(function, tenant, task_id, utcnow(), settings_or_exit()), as_json)
+OneTask = Callable[[str, str, bool], None]
+
+
+def _one_task_command(name: str) -> Callable[[OneTask], click.Command]:
+    """``taskhub task NAME TASK_ID`` with ``--tenant`` and ``--json``: a command on one
+    task, named ``name``, its help the function's docstring."""
+
+    def register(command: OneTask) -> click.Command:
+        for option in reversed((click.argument("task_id"), tenant_option, json_option)):
+            command = option(command)
+        return task_group.command(name)(command)
+
+    return register
 
 
 @task_group.command("pause")
@@ -130,24 +136,20 @@ def task_pause(task_id: str, reason: str | None, tenant: str, as_json: bool) -> 
     )
 
 
-_task_command(
-    "resume", task_service.resume_task, "Resume a task; what fell due while paused is skipped."
-)
+@_one_task_command("resume")
+def task_resume(task_id: str, tenant: str, as_json: bool) -> None:
+    """Resume a task; what fell due while paused is skipped."""
+    task = call(task_service.resume_task, tenant, task_id, utcnow(), settings_or_exit())
+    _show_task(task, as_json)
 
 
-@task_group.command("show")
-@click.argument("task_id")
-@tenant_option
-@json_option
+@_one_task_command("show")
 def task_show(task_id: str, tenant: str, as_json: bool) -> None:
     """One task, with its state."""
     _show_task(call(task_views.get_task, tenant, task_id, settings_or_exit()), as_json)
 
 
-@task_group.command("run")
-@click.argument("task_id")
-@tenant_option
-@json_option
+@_one_task_command("run")
 def task_run(task_id: str, tenant: str, as_json: bool) -> None:
     """Fire a task now: an extra occurrence, sent by the next tick (requested at once)."""
     show_queued(call(task_service.run_task_now, tenant, task_id, utcnow()), as_json)

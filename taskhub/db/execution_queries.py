@@ -23,15 +23,7 @@ T = scheduled_tasks.c
 E = executions.c
 
 
-NEW_EXECUTIONS = Recordset(
-    NewExecution,
-    task_id=sa.Uuid(),
-    scheduled_for=UTCDateTime(),
-    idempotency_key=sa.String(),
-    status=sa.String(),
-    next_attempt_at=UTCDateTime(),
-    publish_count=sa.Integer(),
-)
+NEW_EXECUTIONS = Recordset.of_table(NewExecution, executions)
 
 
 def insert_executions(
@@ -107,7 +99,7 @@ def _held_by_any(processes: Sequence[str]) -> list[sa.ColumnElement[bool]]:
     return [sa.and_(E.status == ExecutionStatus.RUNNING.value, E.held_by.in_(list(processes)))]
 
 
-PUBLISH_LEASES = Recordset(PublishLease, id=sa.BigInteger(), lease_until=UTCDateTime())
+PUBLISH_LEASES = Recordset.of_table(PublishLease, executions, lease_until=UTCDateTime())
 
 
 def mark_published(conn: Connection, leases: Sequence[PublishLease]) -> None:
@@ -130,18 +122,14 @@ def mark_published(conn: Connection, leases: Sequence[PublishLease]) -> None:
     )
 
 
+DEFERRALS = Recordset.of_table(Deferral, executions)
+
+
 def defer_executions(conn: Connection, rows: Sequence[Deferral]) -> None:
     """Throttled fires: back to ``queued`` until their ``next_attempt_at``."""
     if not rows:
         return
-    conn.execute(
-        sa.update(executions)
-        .where(E.id == sa.bindparam("b_id"))
-        .values(
-            status=ExecutionStatus.QUEUED.value, next_attempt_at=sa.bindparam("b_next_attempt_at")
-        ),
-        [{"b_id": r.id, "b_next_attempt_at": r.next_attempt_at} for r in rows],
-    )
+    DEFERRALS.update_by_id(conn, executions, rows, status=ExecutionStatus.QUEUED.value)
 
 
 def lock_executions(conn: Connection, execution_ids: Iterable[int]) -> dict[int, RowMapping]:
@@ -159,19 +147,7 @@ def lock_executions(conn: Connection, execution_ids: Iterable[int]) -> dict[int,
     return {row["id"]: row for row in rows}
 
 
-EXECUTION_RESULTS = Recordset(
-    ExecutionResult,
-    id=sa.BigInteger(),
-    status=sa.String(),
-    attempts=sa.Integer(),
-    next_attempt_at=UTCDateTime(),
-    http_status=sa.Integer(),
-    duration_ms=sa.Integer(),
-    error=sa.Text(),
-    response_excerpt=sa.Text(),
-    started_at=UTCDateTime(),
-    finished_at=UTCDateTime(),
-)
+EXECUTION_RESULTS = Recordset.of_table(ExecutionResult, executions)
 
 
 def update_execution_results(conn: Connection, updates: Sequence[ExecutionResult]) -> None:
@@ -181,16 +157,7 @@ def update_execution_results(conn: Connection, updates: Sequence[ExecutionResult
     EXECUTION_RESULTS.update_by_id(conn, executions, updates)
 
 
-ATTEMPTS = Recordset(
-    AttemptRow,
-    execution_id=sa.BigInteger(),
-    number=sa.Integer(),
-    started_at=UTCDateTime(),
-    duration_ms=sa.Integer(),
-    http_status=sa.Integer(),
-    error_kind=sa.String(),
-    error=sa.Text(),
-)
+ATTEMPTS = Recordset.of_table(AttemptRow, attempts)
 
 
 def insert_attempts(conn: Connection, rows: Sequence[AttemptRow]) -> None:

@@ -19,7 +19,7 @@ from taskhub.db.rows import Hold
 E = executions.c
 
 
-HOLDS = Recordset(Hold, id=sa.BigInteger(), attempt=sa.Integer(), lease_until=UTCDateTime())
+HOLDS = Recordset.of_table(Hold, executions, attempt=sa.Integer(), lease_until=UTCDateTime())
 
 
 def hold_executions(

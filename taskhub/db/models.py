@@ -32,6 +32,10 @@ NAMING_CONVENTION = {
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
+#: The width of every ``tenant`` column: a longer tenant name is refused before it is
+#: stored (``service.apikeys.validate_tenant``).
+TENANT_MAX_LENGTH = 100
+
 #: 64-bit ids on PostgreSQL; SQLite only auto-increments a plain INTEGER primary key.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -113,7 +117,7 @@ scheduled_tasks = sa.Table(
     "scheduled_tasks",
     metadata,
     sa.Column("id", sa.Uuid(), primary_key=True, default=uuid.uuid4),
-    sa.Column("tenant", sa.String(100), nullable=False, server_default="default"),
+    sa.Column("tenant", sa.String(TENANT_MAX_LENGTH), nullable=False, server_default="default"),
     sa.Column("name", sa.String(200), nullable=False),
     # schedule: exactly one kind
     sa.Column("schedule_kind", sa.String(16), nullable=False),
@@ -268,7 +272,7 @@ api_keys = sa.Table(
     "api_keys",
     metadata,
     sa.Column("id", sa.Uuid(), primary_key=True, default=uuid.uuid4),
-    sa.Column("tenant", sa.String(100), nullable=False),
+    sa.Column("tenant", sa.String(TENANT_MAX_LENGTH), nullable=False),
     # The key's public part, shown in listings and used to find the row; the secret part
     # is stored only as a SHA-256 digest (keys are random, so a slow hash adds nothing).
     sa.Column("prefix", sa.String(16), nullable=False, unique=True),
@@ -283,7 +287,7 @@ signing_secrets = sa.Table(
     "signing_secrets",
     metadata,
     sa.Column("id", sa.Uuid(), primary_key=True, default=uuid.uuid4),
-    sa.Column("tenant", sa.String(100), nullable=False),
+    sa.Column("tenant", sa.String(TENANT_MAX_LENGTH), nullable=False),
     # The secret itself, sealed with the installation's encryption key: taskhub must be
     # able to sign with it, so it cannot be stored as a one-way digest like an API key.
     sa.Column("sealed_secret", sa.Text(), nullable=False),
@@ -331,7 +335,7 @@ tenant_quotas = sa.Table(
     # differ from the settings (null: the setting's default), and the row a task create
     # locks before it counts the tenant's tasks, so two processes never both take the
     # last slot.
-    sa.Column("tenant", sa.String(100), primary_key=True),
+    sa.Column("tenant", sa.String(TENANT_MAX_LENGTH), primary_key=True),
     sa.Column("max_tasks", sa.Integer()),
     sa.Column("min_interval_seconds", sa.Integer()),
     sa.Column("runs_per_minute", sa.Integer()),
@@ -344,7 +348,7 @@ tenant_rate_windows = sa.Table(
     metadata,
     # Fixed-window counters of the API's rate limits, shared by every API process: the
     # calls of one kind a tenant made in the window that starts at window_start (unix s).
-    sa.Column("tenant", sa.String(100), primary_key=True),
+    sa.Column("tenant", sa.String(TENANT_MAX_LENGTH), primary_key=True),
     sa.Column("kind", sa.String(16), primary_key=True),
     sa.Column("window_start", sa.BigInteger(), nullable=False),
     sa.Column("hits", sa.Integer(), nullable=False),

@@ -1,10 +1,11 @@
 """A hot write's rows declared once for both databases.
 
 The domain hands a hot write its rows as a ``NamedTuple`` (``taskhub.db.rows``); a
-:class:`Recordset` names the SQL type of each field. From that one declaration come
-PostgreSQL's source, ``json_to_recordset`` over one JSON parameter (one statement, no
-placeholder per value to build and parse), and SQLite's, one ``b_``-named bind
-parameter per field for an executemany. A statement is written once against
+:class:`Recordset` names the SQL type of each field (a field named after a column of the
+table it writes takes that column's: :meth:`Recordset.of_table`). From that one
+declaration come PostgreSQL's source, ``json_to_recordset`` over one JSON parameter (one
+statement, no placeholder per value to build and parse), and SQLite's, one ``b_``-named
+bind parameter per field for an executemany. A statement is written once against
 :meth:`Recordset.source`, so a new column is added in one place.
 
 Values are converted a column at a time by C-level ``map`` calls (an instant's text is
@@ -67,6 +68,21 @@ class Recordset(Generic[R]):
             elif affinity is not None and issubclass(affinity, sa.DateTime):
                 self._to_json.append((i, json_rows.instant_text))
 
+    @classmethod
+    def of_table(
+        cls, row: type[R], table: sa.Table, **types: sa.types.TypeEngine[Any]
+    ) -> Recordset[R]:
+        """Rows written into ``table``: a field takes its column's SQL type there, so the
+        type is declared once; ``types`` give those of the fields that are no column."""
+        fields: tuple[str, ...] = row._fields  # type: ignore[attr-defined]
+        if unknown := set(types) - set(fields):
+            raise ValueError(f"types {sorted(unknown)} name no field of {fields}")
+        if untyped := [name for name in fields if name not in types and name not in table.c]:
+            raise ValueError(f"fields {untyped} are no column of {table.name}: give their types")
+        return cls(
+            row, **{name: types[name] if name in types else table.c[name].type for name in fields}
+        )
+
     def source(self, conn: Connection) -> Source:
         return self._postgresql if conn.dialect.name == "postgresql" else self._sqlite
 
@@ -89,13 +105,15 @@ class Recordset(Generic[R]):
             return statement.from_select(list(values), sa.select(*values.values()))
         return statement.values(values)
 
-    def update_by_id(self, conn: Connection, table: sa.Table, rows: Sequence[R]) -> None:
-        """Write every field of each row but ``id`` into its column, by ``id``."""
+    def update_by_id(
+        self, conn: Connection, table: sa.Table, rows: Sequence[R], **constants: Any
+    ) -> None:
+        """Write every field of each row but ``id`` into its column, by ``id``, with
+        ``constants`` the same in every row."""
         columns = self.source(conn).columns
+        values = {name: value for name, value in columns.items() if name != "id"}
         conn.execute(
-            sa.update(table)
-            .where(table.c.id == columns["id"])
-            .values({name: value for name, value in columns.items() if name != "id"}),
+            sa.update(table).where(table.c.id == columns["id"]).values({**values, **constants}),
             self.params(conn, rows),
         )
 

@@ -172,9 +172,9 @@ def claim_due_tasks(conn: Connection, now: datetime, limit: int) -> Sequence[Row
     return rows
 
 
-TASK_ADVANCES = Recordset(
+TASK_ADVANCES = Recordset.of_table(
     TaskAdvance,
-    id=sa.Uuid(),
+    scheduled_tasks,
     next_time=UTCDateTime(),
     occurrences=sa.Integer(),
     finished=sa.Boolean(),
@@ -256,20 +256,7 @@ WRITE_BACK_TASK_COLUMNS = (
 )
 
 
-TASK_RESULTS = Recordset(
-    TaskResult,
-    id=sa.Uuid(),
-    last_execution_time=UTCDateTime(),
-    last_status=sa.String(),
-    execution_count=sa.Integer(),
-    consecutive_failures=sa.Integer(),
-    is_finished=sa.Boolean(),
-    is_active=sa.Boolean(),
-    paused_by=sa.String(),
-    paused_reason=sa.Text(),
-    paused_at=UTCDateTime(),
-    updated_at=UTCDateTime(),
-)
+TASK_RESULTS = Recordset.of_table(TaskResult, scheduled_tasks)
 
 
 def update_task_results(conn: Connection, updates: Sequence[TaskResult]) -> None:

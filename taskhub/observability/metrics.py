@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy.exc
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -170,54 +170,68 @@ def _histogram(
     return metric
 
 
-PROCESS_FAMILIES = (
-    metric_names.PROCESS_RESIDENT_MEMORY_BYTES,
-    metric_names.PROCESS_TRIGGERS_IN_FLIGHT,
-    metric_names.DB_POOL_SIZE,
-    metric_names.DB_POOL_CHECKED_OUT,
-    metric_names.DB_QUERIES,
-    metric_names.DB_QUERY_SECONDS,
+class ProcessFigure(NamedTuple):
+    """One figure every process measures of itself: its heartbeat column, and the family
+    /metrics shows it as (a gauge, or a counter for the totals that only grow)."""
+
+    column: str
+    kind: type[GaugeMetricFamily] | type[CounterMetricFamily]
+    family: str
+    help: str
+
+
+PROCESS_FIGURES = (
+    ProcessFigure(
+        "rss_bytes",
+        GaugeMetricFamily,
+        metric_names.PROCESS_RESIDENT_MEMORY_BYTES,
+        "Resident memory",
+    ),
+    ProcessFigure(
+        "in_flight",
+        GaugeMetricFamily,
+        metric_names.PROCESS_TRIGGERS_IN_FLIGHT,
+        "Trigger requests handed to the process's HTTP client and not yet ended",
+    ),
+    ProcessFigure(
+        "db_pool_size",
+        GaugeMetricFamily,
+        metric_names.DB_POOL_SIZE,
+        "Connections the process's pool keeps",
+    ),
+    ProcessFigure(
+        "db_pool_checked_out",
+        GaugeMetricFamily,
+        metric_names.DB_POOL_CHECKED_OUT,
+        "Connections of the process's pool in use",
+    ),
+    ProcessFigure(
+        "db_queries",
+        CounterMetricFamily,
+        metric_names.DB_QUERIES,
+        "Database statements the process ran",
+    ),
+    ProcessFigure(
+        "db_query_seconds",
+        CounterMetricFamily,
+        metric_names.DB_QUERY_SECONDS,
+        "Time the process spent in database statements",
+    ),
 )
+PROCESS_FAMILIES = tuple(figure.family for figure in PROCESS_FIGURES)
 
 
 def process_families(processes: Iterable[Mapping[str, Any]]) -> Iterator[Metric]:
     """Each live process's own figures (from its heartbeat; the scraping API's, live)."""
-    label_names = ["process", "role"]
-    gauges = {
-        "rss_bytes": GaugeMetricFamily(
-            metric_names.PROCESS_RESIDENT_MEMORY_BYTES, "Resident memory", labels=label_names
-        ),
-        "in_flight": GaugeMetricFamily(
-            metric_names.PROCESS_TRIGGERS_IN_FLIGHT,
-            "Trigger requests handed to the process's HTTP client and not yet ended",
-            labels=label_names,
-        ),
-        "db_pool_size": GaugeMetricFamily(
-            metric_names.DB_POOL_SIZE, "Connections the process's pool keeps", labels=label_names
-        ),
-        "db_pool_checked_out": GaugeMetricFamily(
-            metric_names.DB_POOL_CHECKED_OUT,
-            "Connections of the process's pool in use",
-            labels=label_names,
-        ),
+    families = {
+        figure.column: figure.kind(figure.family, figure.help, labels=["process", "role"])
+        for figure in PROCESS_FIGURES
     }
-    query_count = CounterMetricFamily(
-        metric_names.DB_QUERIES, "Database statements the process ran", labels=label_names
-    )
-    query_time = CounterMetricFamily(
-        metric_names.DB_QUERY_SECONDS,
-        "Time the process spent in database statements",
-        labels=label_names,
-    )
     for p in processes:
         labels = [str(p["process"]), str(p["role"])]
-        for column, gauge in gauges.items():
-            gauge.add_metric(labels, float(p[column]))
-        query_count.add_metric(labels, float(p["db_queries"]))
-        query_time.add_metric(labels, float(p["db_query_seconds"]))
-    yield from gauges.values()
-    yield query_count
-    yield query_time
+        for column, family in families.items():
+            family.add_metric(labels, float(p[column]))
+    yield from families.values()
 
 
 class Metrics:

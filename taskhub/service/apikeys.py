@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core.errors import ValidationError
 from taskhub.db import key_queries
+from taskhub.db.models import TENANT_MAX_LENGTH
 from taskhub.db.rows import dataclass_of
 
 __all__ = [
@@ -48,10 +49,9 @@ PREFIX_LENGTH = 8
 SECRET_BYTES = 24  # token_urlsafe(24) is exactly 32 characters
 SECRET_LENGTH = 32
 
-#: A tenant name: 1 to 100 characters, lower-case letters, digits, ".", "_" and "-",
-#: starting with a letter or a digit.
-TENANT_MAX_LENGTH = 100
-TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+#: A tenant name: 1 to ``TENANT_MAX_LENGTH`` characters (its columns' width), lower-case
+#: letters, digits, ".", "_" and "-", starting with a letter or a digit.
+TENANT_PATTERN = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{TENANT_MAX_LENGTH - 1}}}")
 
 #: ``last_used_at`` is written at most this often per key: not a write per request.
 TOUCH_INTERVAL = timedelta(minutes=1)

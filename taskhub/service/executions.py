@@ -133,11 +133,7 @@ def parse_redrive_filter(
 
 
 def redrive_matching(
-    engine: Engine,
-    tenant: str,
-    data: Any,
-    now: datetime,
-    batch_size: int = REDRIVE_BATCH_SIZE,
+    engine: Engine, tenant: str, data: Any, now: datetime, batch_size: int = REDRIVE_BATCH_SIZE
 ) -> dict[str, int]:
     """Redrive every dead letter of the tenant that matches the filter ``data`` (see
     :func:`parse_redrive_filter`): each as :func:`redrive` does, in batches of

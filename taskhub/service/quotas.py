@@ -210,11 +210,7 @@ def tasks_held(conn: Connection, tenant: str) -> int:
 
 
 def admit_task(
-    conn: Connection,
-    tenant: str,
-    schedule: Schedule,
-    now: datetime,
-    settings: Settings,
+    conn: Connection, tenant: str, schedule: Schedule, now: datetime, settings: Settings
 ) -> None:
     """Before a create: refuse a schedule denser than the tenant's limit (422) or a task
     beyond its count (409). The tenant's row stays locked until the create commits."""
@@ -229,11 +225,7 @@ def admit_task(
 
 
 def check_schedule(
-    conn: Connection,
-    tenant: str,
-    schedule: Schedule,
-    now: datetime,
-    settings: Settings,
+    conn: Connection, tenant: str, schedule: Schedule, now: datetime, settings: Settings
 ) -> None:
     """Before a schedule is changed: refuse one denser than the tenant's limit (422)."""
     check_schedule_limit(schedule, limits_of(conn, tenant, settings).min_interval_seconds, now)

@@ -33,6 +33,7 @@ from taskhub.db.rows import schedule_of, window_of
 from taskhub.engine import withdrawal
 from taskhub.service import quotas
 from taskhub.service.task_views import (
+    TaskId,
     definition_dict,
     execution_view,
     get_task,
@@ -184,12 +185,7 @@ def _merge(current: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def update_task(
-    conn: Connection,
-    tenant: str,
-    task_id: str | uuid.UUID,
-    patch: Any,
-    now: datetime,
-    settings: Settings,
+    conn: Connection, tenant: str, task_id: TaskId, patch: Any, now: datetime, settings: Settings
 ) -> dict[str, Any]:
     """Change fields; the next run is recomputed from now. A credential header sent back
     masked is kept, but only while the target's origin stays the same
@@ -242,7 +238,7 @@ def update_task(
 
 
 def delete_task(
-    conn: Connection, tenant: str, task_id: str | uuid.UUID, now: datetime | None = None
+    conn: Connection, tenant: str, task_id: TaskId, now: datetime | None = None
 ) -> None:
     """Deletes the task and, with it, its executions and their attempts (those written
     down and not yet sent are counted as withdrawn)."""
@@ -271,7 +267,7 @@ def parse_pause_request(data: Any) -> str | None:
 def pause_task(
     conn: Connection,
     tenant: str,
-    task_id: str | uuid.UUID,
+    task_id: TaskId,
     now: datetime,
     settings: Settings,
     request: Any = None,
@@ -301,7 +297,7 @@ def pause_task(
 
 
 def resume_task(
-    conn: Connection, tenant: str, task_id: str | uuid.UUID, now: datetime, settings: Settings
+    conn: Connection, tenant: str, task_id: TaskId, now: datetime, settings: Settings
 ) -> dict[str, Any]:
     """Occurrences that fell due while paused are skipped: the next run is from now.
 
@@ -331,9 +327,7 @@ def _next_from(row: RowMapping, now: datetime) -> datetime | None:
     return first_occurrence(schedule_of(row), now, window)
 
 
-def run_task_now(
-    conn: Connection, tenant: str, task_id: str | uuid.UUID, now: datetime
-) -> dict[str, Any]:
+def run_task_now(conn: Connection, tenant: str, task_id: TaskId, now: datetime) -> dict[str, Any]:
     """An extra occurrence, due now: the next tick sends it (the caller may ask for a tick
     at once). It does not count against ``max_executions``, and is allowed while the
     task is paused (a pause never withdraws it).

@@ -37,6 +37,9 @@ from taskhub.db.rows import rate_limit_of, schedule_of, window_of
 
 _MICROSECOND = timedelta(microseconds=1)
 
+#: A task's id as a caller names it: the text of a path or a command line, or a UUID.
+TaskId = str | uuid.UUID
+
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
@@ -149,7 +152,7 @@ def execution_view(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _task_id(value: str | uuid.UUID) -> uuid.UUID:
+def _task_id(value: TaskId) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
     try:
@@ -158,9 +161,7 @@ def _task_id(value: str | uuid.UUID) -> uuid.UUID:
         raise NotFound("no such task") from None
 
 
-def task_row(
-    conn: Connection, tenant: str, task_id: str | uuid.UUID, lock: bool = False
-) -> RowMapping:
+def task_row(conn: Connection, tenant: str, task_id: TaskId, lock: bool = False) -> RowMapping:
     """The tenant's task, locked until the caller commits if ``lock``; another tenant's
     is :class:`NotFound`, exactly like a missing one."""
     find = task_queries.lock_tenant_task if lock else task_queries.get_tenant_task
@@ -171,11 +172,7 @@ def task_row(
 
 
 def get_task(
-    conn: Connection,
-    tenant: str,
-    task_id: str | uuid.UUID,
-    settings: Settings,
-    now: datetime | None = None,
+    conn: Connection, tenant: str, task_id: TaskId, settings: Settings, now: datetime | None = None
 ) -> dict[str, Any]:
     row = task_row(conn, tenant, task_id)
     return task_view(row, settings, _unfired(conn, [row], now).get(row["id"]))
@@ -249,7 +246,7 @@ def list_tasks(
     return {"items": items, "next_cursor": next_cursor}
 
 
-def owned_task_id(conn: Connection, tenant: str, task_id: str | uuid.UUID) -> uuid.UUID:
+def owned_task_id(conn: Connection, tenant: str, task_id: TaskId) -> uuid.UUID:
     """The id of the tenant's task (:class:`NotFound` if it is not the tenant's): what a
     filter by task checks before it reads anything else."""
     found: uuid.UUID = task_row(conn, tenant, task_id)["id"]
@@ -289,7 +286,7 @@ def _preview(
 def preview_task(
     conn: Connection,
     tenant: str,
-    task_id: str | uuid.UUID,
+    task_id: TaskId,
     now: datetime,
     count: int = limits.DEFAULT_PREVIEW,
 ) -> dict[str, Any]:

@@ -88,3 +88,36 @@ def test_a_naive_instant_is_refused_even_beside_its_aware_twin() -> None:
 def test_the_types_must_name_the_fields_in_order() -> None:
     with pytest.raises(ValueError, match="in order"):
         Recordset(Row, at=UTCDateTime(), id=sa.Uuid(), number=sa.Integer(), note=sa.Text())
+
+
+TABLE = sa.Table(
+    "rows",
+    sa.MetaData(),
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("at", UTCDateTime()),
+    sa.Column("note", sa.String(40)),
+)
+
+
+def test_a_recordset_of_a_table_takes_each_columns_type() -> None:
+    of_table = Recordset.of_table(Row, TABLE, number=sa.Integer())
+    with sa.create_engine("sqlite://").connect() as conn:
+        sqlite = of_table.source(conn)
+    assert [type(c.type) for c in sqlite.columns.values()] == [
+        sa.Uuid,
+        UTCDateTime,
+        sa.Integer,
+        sa.String,
+    ]
+    one = uuid.UUID(int=1)
+    at = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+    given_rows = [Row(str(one), at, 1, "x"), Row(one, None, None, None)]
+    assert of_table.json(given_rows) == ROWS.json(given_rows)
+    assert of_table.binds(given_rows) == ROWS.binds(given_rows)
+
+
+def test_a_field_of_no_column_needs_its_type() -> None:
+    with pytest.raises(ValueError, match="no column of rows"):
+        Recordset.of_table(Row, TABLE)
+    with pytest.raises(ValueError, match="name no field"):
+        Recordset.of_table(Row, TABLE, number=sa.Integer(), other=sa.Integer())
