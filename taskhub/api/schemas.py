@@ -173,11 +173,17 @@ class Retry(_Strict):
 class TargetPatch(_Strict):
     """Merged field by field into the task's target."""
 
-    url: Url | None = None
+    url: Url | None = Field(
+        None, description="http or https; a private or cloud-metadata address is refused."
+    )
     method: Method | None = None
-    headers: Headers | None = None
+    headers: Headers | None = Field(
+        None, description="Credential headers are sealed at rest and masked in answers."
+    )
     body: Body | None = None
-    timeout_seconds: Timeout | None = None
+    timeout_seconds: Timeout | None = Field(
+        None, description="Per attempt, counted from when it gets a sending slot."
+    )
 
 
 class TargetCreate(TargetPatch):

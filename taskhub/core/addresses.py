@@ -19,9 +19,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, TypeVar
 
 from yarl import URL
 
@@ -46,8 +47,13 @@ Address = IPv4Address | IPv6Address
 PortRange = tuple[int, int]
 
 
-def _v4(cidr: str) -> IPv4Network:
-    return IPv4Network(cidr)
+_N = TypeVar("_N", bound=Network)
+
+
+def _table(network: Callable[[str], _N], text: str) -> tuple[tuple[_N, str], ...]:
+    """A block list written as a table: a network and its label per line (``#``: a note)."""
+    rows = (line.split(maxsplit=1) for line in text.splitlines())
+    return tuple((network(row[0]), row[1]) for row in rows if row and row[0] != "#")
 
 
 def _v6(cidr: str) -> IPv6Network:
@@ -58,55 +64,64 @@ def _v6(cidr: str) -> IPv6Network:
 #: out the machine's own credentials (on AWS the worker's IAM role, the same role that
 #: reads SQS), so they stay closed even with ``TASKHUB_ALLOW_PRIVATE_TARGETS=1``: only an
 #: allowed network no wider than the entry itself opens one (see :class:`AddressPolicy`).
-CLOUD_METADATA: Final[tuple[tuple[Network, str], ...]] = (
+CLOUD_METADATA: Final[tuple[tuple[Network, str], ...]] = _table(
+    ipaddress.ip_network,
+    """
     # EC2 IMDS; also Google Cloud, Azure IMDS, Oracle Cloud, OpenStack, DigitalOcean.
-    (_v4("169.254.169.254/32"), "instance metadata service"),
-    (_v4("169.254.170.2/32"), "ECS task metadata and credentials endpoint"),
-    (_v4("169.254.170.23/32"), "EKS Pod Identity credentials endpoint"),
-    (_v4("100.100.100.200/32"), "Alibaba Cloud metadata service"),
-    (_v4("168.63.129.16/32"), "Azure platform endpoint (WireServer)"),
-    (_v6("fd00:ec2::254/128"), "instance metadata service (EC2, IPv6)"),
-    (_v6("fd00:ec2::23/128"), "EKS Pod Identity credentials endpoint (IPv6)"),
+    169.254.169.254/32    instance metadata service
+    169.254.170.2/32      ECS task metadata and credentials endpoint
+    169.254.170.23/32     EKS Pod Identity credentials endpoint
+    100.100.100.200/32    Alibaba Cloud metadata service
+    168.63.129.16/32      Azure platform endpoint (WireServer)
+    fd00:ec2::254/128     instance metadata service (EC2, IPv6)
+    fd00:ec2::23/128      EKS Pod Identity credentials endpoint (IPv6)
+""",
 )
 
 # Most specific first: the first match names the class.
-_V4_BLOCKS: Final[tuple[tuple[IPv4Network, str], ...]] = (
-    (_v4("0.0.0.0/32"), "unspecified address"),
-    (_v4("0.0.0.0/8"), "reserved address (this network)"),
-    (_v4("127.0.0.0/8"), "loopback address"),
-    (_v4("10.0.0.0/8"), "private address (RFC 1918)"),
-    (_v4("172.16.0.0/12"), "private address (RFC 1918)"),
-    (_v4("192.168.0.0/16"), "private address (RFC 1918)"),
-    (_v4("100.64.0.0/10"), "private address (shared address space, RFC 6598)"),
-    (_v4("169.254.0.0/16"), "link-local address"),
-    (_v4("192.0.0.0/24"), "reserved address (IETF protocol assignments)"),
-    (_v4("192.0.2.0/24"), "reserved address (documentation)"),
-    (_v4("198.51.100.0/24"), "reserved address (documentation)"),
-    (_v4("203.0.113.0/24"), "reserved address (documentation)"),
-    (_v4("192.88.99.0/24"), "reserved address (6to4 relay anycast)"),
-    (_v4("198.18.0.0/15"), "reserved address (benchmarking)"),
-    (_v4("224.0.0.0/4"), "multicast address"),
-    (_v4("255.255.255.255/32"), "reserved address (broadcast)"),
-    (_v4("240.0.0.0/4"), "reserved address"),
+_V4_BLOCKS: Final[tuple[tuple[IPv4Network, str], ...]] = _table(
+    IPv4Network,
+    """
+    0.0.0.0/32            unspecified address
+    0.0.0.0/8             reserved address (this network)
+    127.0.0.0/8           loopback address
+    10.0.0.0/8            private address (RFC 1918)
+    172.16.0.0/12         private address (RFC 1918)
+    192.168.0.0/16        private address (RFC 1918)
+    100.64.0.0/10         private address (shared address space, RFC 6598)
+    169.254.0.0/16        link-local address
+    192.0.0.0/24          reserved address (IETF protocol assignments)
+    192.0.2.0/24          reserved address (documentation)
+    198.51.100.0/24       reserved address (documentation)
+    203.0.113.0/24        reserved address (documentation)
+    192.88.99.0/24        reserved address (6to4 relay anycast)
+    198.18.0.0/15         reserved address (benchmarking)
+    224.0.0.0/4           multicast address
+    255.255.255.255/32    reserved address (broadcast)
+    240.0.0.0/4           reserved address
+""",
 )
 
 _V6_MAPPED: Final = _v6("::ffff:0:0/96")
 _V6_NAT64: Final = _v6("64:ff9b::/96")
 _V6_6TO4: Final = _v6("2002::/16")
 _V6_GLOBAL_UNICAST: Final = _v6("2000::/3")
-_V6_BLOCKS: Final[tuple[tuple[IPv6Network, str], ...]] = (
-    (_v6("::/128"), "unspecified address"),
-    (_v6("::1/128"), "loopback address"),
-    (_v6("::/96"), "reserved address (IPv4-compatible)"),
-    (_v6("64:ff9b:1::/48"), "private address (local-use NAT64)"),
-    (_v6("100::/64"), "reserved address (discard-only)"),
-    (_v6("2001:db8::/32"), "reserved address (documentation)"),
-    (_v6("3fff::/20"), "reserved address (documentation)"),
-    (_v6("2001::/23"), "reserved address (IETF protocol assignments)"),
-    (_v6("fc00::/7"), "unique-local address"),
-    (_v6("fe80::/10"), "link-local address"),
-    (_v6("fec0::/10"), "site-local address"),
-    (_v6("ff00::/8"), "multicast address"),
+_V6_BLOCKS: Final[tuple[tuple[IPv6Network, str], ...]] = _table(
+    IPv6Network,
+    """
+    ::/128                unspecified address
+    ::1/128               loopback address
+    ::/96                 reserved address (IPv4-compatible)
+    64:ff9b:1::/48        private address (local-use NAT64)
+    100::/64              reserved address (discard-only)
+    2001:db8::/32         reserved address (documentation)
+    3fff::/20             reserved address (documentation)
+    2001::/23             reserved address (IETF protocol assignments)
+    fc00::/7              unique-local address
+    fe80::/10             link-local address
+    fec0::/10             site-local address
+    ff00::/8              multicast address
+""",
 )
 
 
@@ -138,13 +153,7 @@ def blocked_reason(address: IPv4Address | IPv6Address) -> str | None:
     6to4).
     """
     if isinstance(address, IPv4Address):
-        metadata = _metadata_entry(address)
-        if metadata is not None:
-            return f"cloud metadata address ({metadata[1]})"
-        for network, reason in _V4_BLOCKS:
-            if address in network:
-                return reason
-        return None
+        return _listed_reason(address, _V4_BLOCKS)
     plain = IPv6Address(int(address))  # drop any %scope
     if plain in _V6_MAPPED:
         inner = blocked_reason(IPv4Address(int(plain) & 0xFFFFFFFF))
@@ -156,15 +165,18 @@ def blocked_reason(address: IPv4Address | IPv6Address) -> str | None:
         embedded = plain.sixtofour
         inner = None if embedded is None else blocked_reason(embedded)
         return None if inner is None else f"6to4 address embedding {a_or_an(inner)}"
-    metadata6 = _metadata_entry(plain)
-    if metadata6 is not None:
-        return f"cloud metadata address ({metadata6[1]})"
-    for network6, reason in _V6_BLOCKS:
-        if plain in network6:
-            return reason
-    if plain not in _V6_GLOBAL_UNICAST:
+    reason = _listed_reason(plain, _V6_BLOCKS)
+    if reason is None and plain not in _V6_GLOBAL_UNICAST:
         return "reserved address"
-    return None
+    return reason
+
+
+def _listed_reason(address: Address, blocks: Sequence[tuple[Network, str]]) -> str | None:
+    """The class of ``address`` by the block lists (its own version's), or None."""
+    metadata = _metadata_entry(address)
+    if metadata is not None:
+        return f"cloud metadata address ({metadata[1]})"
+    return next((reason for network, reason in blocks if address in network), None)
 
 
 def a_or_an(reason: str) -> str:

@@ -70,6 +70,8 @@ Clock = Callable[[], datetime]
 
 @dataclass
 class TickReport:
+    """What one tick did: logged, and returned as the tick task's result."""
+
     occurrences_claimed: int = 0
     #: Of those, how many were written down to be published later, at their second.
     occurrences_staged: int = 0

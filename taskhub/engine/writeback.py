@@ -47,6 +47,9 @@ OPEN = frozenset({ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value})
 
 @dataclass
 class RecordReport:
+    """What one chunk's write-back did with its outcomes: logged, and returned as the
+    ``record_chunk`` task's result."""
+
     applied: int = 0
     throttled: int = 0
     ignored: int = 0
