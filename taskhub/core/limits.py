@@ -72,6 +72,26 @@ MIN_TIMEOUT_S = 1.0
 MAX_TIMEOUT_S = 300.0
 DEFAULT_TIMEOUT_S = 30.0
 
+# --- Celery target -----------------------------------------------------------------------
+
+#: Celery's default queue, and the broker name of taskhub's own broker.
+DEFAULT_CELERY_QUEUE = "celery"
+DEFAULT_CELERY_BROKER = "default"
+MAX_CELERY_TASK_NAME_CHARS = 200
+#: A dotted name of identifiers, as Celery names a task after its module and function.
+CELERY_TASK_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+#: A queue name Redis, RabbitMQ and SQS all accept (SQS: at most 80 characters of
+#: letters, digits, ``-`` and ``_``; a ``.`` only in its ``.fifo`` suffix, which kombu
+#: maps: it writes ``.`` as ``-``).
+MAX_CELERY_QUEUE_CHARS = 80
+CELERY_QUEUE_PATTERN = rf"^[A-Za-z0-9_.-]{{1,{MAX_CELERY_QUEUE_CHARS}}}$"
+#: The names in TASKHUB_CELERY_BROKERS and TASKHUB_CELERY_RESULT_BACKENDS.
+CELERY_BROKER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+#: ``args`` and ``kwargs``, each, as JSON: a Celery message stays far below SQS's 256 KiB.
+MAX_CELERY_ARGUMENTS_BYTES = 64 * 1024
+MIN_CELERY_EXPIRES_S = 1.0
+MAX_CELERY_EXPIRES_S = 7 * 24 * 3600.0
+
 # --- retry ------------------------------------------------------------------------------
 
 MIN_ATTEMPTS = 1

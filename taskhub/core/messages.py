@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from taskhub.core import host_limits
+from taskhub.core.celery_calls import CeleryCall
 
 #: Not an attempt: the request was not sent because its host's budget had no slot.
 THROTTLED: Final = "throttled"
@@ -111,6 +112,9 @@ class TriggerRequest:
     not_before: datetime | None = None
     #: The task's tenant: its share of a worker's in-flight slots (``lane_shares``).
     tenant: str | None = None
+    #: A Celery target: the Celery task to publish instead of an HTTP call (``url``,
+    #: ``method``, ``headers`` and ``body`` are then empty).
+    celery: CeleryCall | None = None
 
     def __post_init__(self) -> None:
         # A private copy, so a caller mutating its dict later cannot change this value.
@@ -140,6 +144,8 @@ class TriggerRequest:
             message["tenant"] = self.tenant
         if self.rate_limit is not None:  # only when set: most messages stay as small
             message["rate_limit"] = [self.rate_limit.max_in_flight, self.rate_limit.per_second]
+        if self.celery is not None:
+            message["celery"] = self.celery.to_dict()
         return message
 
     @classmethod
@@ -165,6 +171,7 @@ class TriggerRequest:
             else host_limits.HostLimit(_opt_int(limit[0]), _opt_float(limit[1])),
             not_before=None if not data.get("not_before") else _parse_time(data["not_before"]),
             tenant=_opt_str(data.get("tenant")),
+            celery=None if not data.get("celery") else CeleryCall.from_dict(data["celery"]),
         )
 
 
@@ -312,4 +319,6 @@ def message_bytes(request: TriggerRequest) -> int:
         limit = request.rate_limit
         size += len(', "rate_limit": [, ]') + len(json.dumps(limit.max_in_flight))
         size += len(json.dumps(limit.per_second))
+    if request.celery is not None:  # rare and bounded by its limits: encoded
+        size += len(', "celery": ') + len(json.dumps(request.celery.to_dict()))
     return size
