@@ -179,11 +179,13 @@ class TriggerRequest:
 class TriggerOutcome:
     """What happened to one attempt.
 
-    Exactly one of ``http_status`` and ``error_kind`` is set: a response that arrived
-    (status line, headers and the body up to the byte cap) has its status and no
-    ``error_kind``, whatever the status; anything else has an ``error_kind`` and no
-    status. ``error`` is human-readable and never echoes request headers, the body or
-    the URL's path, query or credentials; ``response_excerpt`` holds none of the
+    Exactly one of ``http_status``, ``error_kind`` and ``accepted`` is set: a response
+    that arrived (status line, headers and the body up to the byte cap) has its status,
+    whatever the status; a Celery target's message that its broker accepted is
+    ``accepted`` (there is no HTTP status); anything else has an ``error_kind``.
+    ``result_due_by`` is set only with ``accepted``, for a tracked Celery call. ``error``
+    is human-readable and never echoes request headers, the body or the URL's path,
+    query or credentials (nor a broker's URL); ``response_excerpt`` holds none of the
     request's own credential values.
     """
 
@@ -198,6 +200,12 @@ class TriggerOutcome:
     response_excerpt: str | None = None
     #: Seconds this request waited for its host's flow-control slot.
     flow_wait_s: float = 0.0
+    #: A Celery target's message its broker accepted (written, or confirmed where the
+    #: transport confirms): the attempt succeeded without an HTTP status.
+    accepted: bool = False
+    #: With ``accepted``, for a tracked Celery call: the latest its result may arrive;
+    #: until then the execution stays running and only the result check ends it.
+    result_due_by: datetime | None = None
 
     @classmethod
     def throttled(
@@ -222,7 +230,7 @@ class TriggerOutcome:
         )
 
     def to_message(self) -> dict[str, Any]:
-        return {
+        message: dict[str, Any] = {
             "execution_id": self.execution_id,
             "attempt": self.attempt,
             "started_at": as_utc(self.started_at).isoformat(),
@@ -234,6 +242,11 @@ class TriggerOutcome:
             "response_excerpt": self.response_excerpt,
             "flow_wait_s": self.flow_wait_s,
         }
+        if self.accepted:  # only for a Celery target: an HTTP outcome stays as small
+            message["accepted"] = True
+            if self.result_due_by is not None:
+                message["result_due_by"] = as_utc(self.result_due_by).isoformat()
+        return message
 
     @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> TriggerOutcome:
@@ -248,6 +261,10 @@ class TriggerOutcome:
             retry_after_s=_opt_float(data.get("retry_after_s")),
             response_excerpt=_opt_str(data.get("response_excerpt")),
             flow_wait_s=float(data.get("flow_wait_s") or 0.0),
+            accepted=bool(data.get("accepted", False)),
+            result_due_by=None
+            if data.get("result_due_by") is None
+            else _parse_time(data["result_due_by"]),
         )
 
 

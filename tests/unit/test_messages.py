@@ -83,6 +83,17 @@ def test_outcome_message_round_trip() -> None:
     assert TriggerOutcome.from_message(json.loads(json.dumps(message))) == outcome
     failed = TriggerOutcome(5, 1, NOW, 5000, None, "timeout", "no response", None, None)
     assert TriggerOutcome.from_message(failed.to_message()) == failed
+    assert "accepted" not in message and "result_due_by" not in failed.to_message()
+
+
+def test_a_celery_outcome_carries_its_acceptance_and_its_result_due_time() -> None:
+    sent = TriggerOutcome(5, 1, NOW, 3, accepted=True)
+    tracked = TriggerOutcome(6, 2, NOW, 4, accepted=True, result_due_by=NOW.replace(minute=5))
+    for outcome in (sent, tracked):
+        message = json.loads(json.dumps(outcome.to_message()))
+        assert message["http_status"] is None and message["error_kind"] is None
+        assert TriggerOutcome.from_message(message) == outcome
+    assert tracked.to_message()["result_due_by"] == "2026-11-22T09:05:00+00:00"
 
 
 # --------------------------------------------------------------------------- sizing
