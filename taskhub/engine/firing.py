@@ -1,10 +1,13 @@
 """Fire a batch of trigger attempts: :func:`fire`, and the per-process loop that runs them.
 
-It knows nothing of cron, Celery or databases (the database's say comes in through
+It knows nothing of cron or databases (the database's say comes in through
 ``clear``), and it decides nothing about retries: every request ends as a
 :class:`TriggerOutcome` value, whatever the target or the network did. :func:`fire`
 never raises for anything a request can do. One attempt over HTTP is
-``taskhub.engine.exchange``'s business; the slots it runs in are ``taskhub.engine.lanes``'s.
+``taskhub.engine.exchange``'s business, one to a Celery target (sending the Celery task
+to the user's broker) ``taskhub.engine.celery_publishing``'s; the slots both run in are
+``taskhub.engine.lanes``'s. A Celery target's "host", for its lane shares and its flow
+control, is its broker: ``celery:<broker name>``.
 
 Concurrency model. One asyncio event loop per process runs in a daemon thread, created
 lazily on first use and re-created after ``fork`` (the pid is compared on every call).
@@ -35,7 +38,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, TypeVar
@@ -48,7 +51,7 @@ from taskhub.core.addresses import AddressPolicy
 from taskhub.core.clock import utcnow
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings
-from taskhub.engine import exchange, flow_control
+from taskhub.engine import celery_publishing, exchange, flow_control
 from taskhub.engine.clearances import Clear, Clearances
 from taskhub.engine.lanes import InFlight, Lanes
 
@@ -68,13 +71,17 @@ DEFAULT_429_PAUSE_S: Final = 1.0
 
 @dataclass
 class _Client:
-    """One address policy's session and the lanes its attempts run in."""
+    """One address policy's session and the lanes its attempts run in, and this
+    process's Celery publisher (one for every client)."""
 
     session: aiohttp.ClientSession
     lanes: Lanes
+    publisher: celery_publishing.Publisher
 
 
 def _host_of(request: TriggerRequest) -> str | None:
+    if request.celery is not None:
+        return celery_publishing.host_key(request.celery.broker)
     try:
         host = URL(request.url).host
     except (ValueError, TypeError, UnicodeError):
@@ -107,6 +114,13 @@ def _share_full(request: TriggerRequest) -> TriggerOutcome:
         "not sent: its host or tenant held its share of the worker's in-flight slots",
         retry_in_s if math.isfinite(retry_in_s) else SHARE_FULL_RETRY_MAX_S,
     )
+
+
+def _lane_key(request: TriggerRequest) -> str:
+    """The host whose share of the lanes a request takes (a Celery target's broker)."""
+    if request.celery is not None:
+        return celery_publishing.host_key(request.celery.broker)
+    return _host_key(request.url)
 
 
 def _host_key(url: str) -> str:
@@ -148,6 +162,7 @@ async def _attempt(
     client: _Client,
     request: TriggerRequest,
     settings: Settings,
+    brokers: Mapping[str, str],
     limiter: flow_control.Limiter,
     host: str,
     limit: host_limits.HostLimit,
@@ -170,7 +185,7 @@ async def _attempt(
             waited_s,
         )
     try:
-        outcome = await _fire_one(client, request, settings)
+        outcome = await _fire_one(client, request, settings, brokers)
     finally:
         await limiter.release(slot)
     if outcome.http_status == 429:
@@ -186,6 +201,7 @@ async def _fire_batch(
     settings: Settings,
     limiter: flow_control.Limiter,
     clearances: Clearances | None = None,
+    brokers: Mapping[str, str] | None = None,
 ) -> list[TriggerOutcome]:
     """Every request of one message, started in send-time order as slots free up; with
     ``clearances``, only those cleared (the others have no outcome).
@@ -194,6 +210,8 @@ async def _fire_batch(
     for that host's budget, so other hosts go on): a burst of 10,000 requests held in
     a worker costs a hundred waiting batches, not 10,000 waiting tasks (~2 KB each).
     """
+    if brokers is None:
+        brokers = celery_publishing.configured_brokers(settings)
     far_past = datetime.min.replace(tzinfo=UTC)
     order = sorted(range(len(requests)), key=lambda i: requests[i].not_before or far_past)
     tasks: list[asyncio.Future[TriggerOutcome] | TriggerOutcome] = []
@@ -214,16 +232,16 @@ async def _fire_batch(
             started.append(i)
             limited = _flow_limit(request, settings)
             if limited is not None:
-                attempt = _attempt(client, request, settings, limiter, *limited)
+                attempt = _attempt(client, request, settings, brokers, limiter, *limited)
                 tasks.append(asyncio.ensure_future(attempt))
                 continue
-            admitted = await client.lanes.admit(_host_key(request.url), request.tenant)
+            admitted = await client.lanes.admit(_lane_key(request), request.tenant)
             if admitted is None:  # its host or tenant holds its share: not sent
                 tasks.append(_share_full(request))
                 continue
             # The task owns the slot from here: it is scheduled before this batch's
             # next step, so it has started (and will release) by any cancellation.
-            firing = _fire_one(client, request, settings, admitted)
+            firing = _fire_one(client, request, settings, brokers, admitted)
             tasks.append(asyncio.ensure_future(firing))
         outcomes = [task if isinstance(task, TriggerOutcome) else await task for task in tasks]
     finally:  # what is left when the batch itself is cancelled (the loop is going away)
@@ -238,13 +256,18 @@ async def _fire_one(
     client: _Client,
     request: TriggerRequest,
     settings: Settings,
+    brokers: Mapping[str, str],
     admitted: InFlight | None = None,
 ) -> TriggerOutcome:
     """The attempt in the lanes; ``admitted``: the fast slot the caller already holds."""
     if admitted is None:
-        admitted = await client.lanes.admit(_host_key(request.url), request.tenant)
+        admitted = await client.lanes.admit(_lane_key(request), request.tenant)
         if admitted is None:
             return _share_full(request)
+    if request.celery is not None:
+        return await client.lanes.run(
+            lambda: celery_publishing.send(client.publisher, request, brokers), admitted
+        )
     return await client.lanes.run(
         lambda: exchange.make_attempt(client.session, request, settings), admitted
     )
@@ -262,6 +285,7 @@ class _Runtime:
         self.clients: dict[tuple[AddressPolicy, int, int, float, float, float], _Client] = {}
         self.limiters: dict[str | None, flow_control.Limiter] = {}
         self.clearances: dict[Clear, Clearances] = {}
+        self.publisher = celery_publishing.Publisher()
         self.thread = threading.Thread(
             target=self._run, name=f"taskhub-trigger-loop-{self.pid}", daemon=True
         )
@@ -282,7 +306,7 @@ class _Runtime:
         if client is None:
             session = exchange.new_session(settings, fast + slow)
             lanes = Lanes(fast, slow, settings.slow_after_s, fast_share, slow_share)
-            client = self.clients[key] = _Client(session, lanes)
+            client = self.clients[key] = _Client(session, lanes, self.publisher)
         return client
 
     def _limiter(self, settings: Settings) -> flow_control.Limiter:
@@ -301,6 +325,7 @@ class _Runtime:
         settings: Settings,
         limiter: flow_control.Limiter | None = None,
         clear: Clear | None = None,
+        brokers: Mapping[str, str] | None = None,
     ) -> list[TriggerOutcome]:
         client = self._client(settings)
         clearances = None
@@ -309,13 +334,14 @@ class _Runtime:
             if clearances is None:
                 clearances = self.clearances[clear] = Clearances(clear)
         return await _fire_batch(
-            client, requests, settings, limiter or self._limiter(settings), clearances
+            client, requests, settings, limiter or self._limiter(settings), clearances, brokers
         )
 
     async def aclose(self) -> None:
         clients, self.clients = list(self.clients.values()), {}
         for client in clients:
             await client.session.close()
+        self.publisher.close()
         limiters, self.limiters = list(self.limiters.values()), {}
         for limiter in limiters:
             if isinstance(limiter, flow_control.RedisLimiter):
@@ -370,6 +396,7 @@ def fire(
     settings: Settings,
     limiter: flow_control.Limiter | None = None,
     clear: Clear | None = None,
+    brokers: Mapping[str, str] | None = None,
 ) -> list[TriggerOutcome]:
     """Make every attempt concurrently; one outcome per request, in the same order
     (with ``clear``: per request it cleared, see ``taskhub.engine.clearances``).
@@ -377,7 +404,8 @@ def fire(
     Synchronous and thread-safe. Never raises for anything a request or a target can
     do; only programming errors raise. ``limiter`` replaces the process's flow-control
     limiter (tests); by default it is Redis-backed when ``settings.flow_control_url``
-    is set, per process otherwise.
+    is set, per process otherwise. ``brokers``: the Celery brokers' URLs by name
+    (by default the configured ones).
     """
     global _in_flight
     batch = list(requests)
@@ -387,7 +415,7 @@ def fire(
     with _in_flight_lock:
         _in_flight += len(batch)
     try:
-        return runtime.call(lambda: runtime.run_batch(batch, settings, limiter, clear))
+        return runtime.call(lambda: runtime.run_batch(batch, settings, limiter, clear, brokers))
     finally:
         with _in_flight_lock:
             _in_flight -= len(batch)

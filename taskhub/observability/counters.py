@@ -165,8 +165,8 @@ def _bucket_labels(buckets: Sequence[float], label_values: Mapping[str, str]) ->
 def attempt_outcome(http_status: int | None, error_kind: str | None) -> str:
     if error_kind is not None:
         return error_kind
-    if http_status is None:
-        return "invalid_request"
+    if http_status is None:  # no status and no error: a Celery message its broker accepted
+        return "success"
     if 200 <= http_status < 300:
         return "success"
     return f"http_{http_status // 100}xx"
