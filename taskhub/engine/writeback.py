@@ -7,6 +7,11 @@ ran out, changes nothing the second time. A task whose failures in a row reach i
 ``auto_pause_after_failures`` is paused in the same transaction, so no tick can claim
 another occurrence of it in between, and its occurrences written down but not yet sent
 are withdrawn with it (``withdrawal``).
+
+A Celery target's attempt is the sending of its message: one its broker accepted
+(``accepted``) succeeds, with no HTTP status; a tracked one stays ``running`` with no
+lease (``next_attempt_at`` NULL), so nothing sends it again, until the result check
+ends it. One that could not be sent is retried as any connection error is.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import NamedTuple
 from sqlalchemy.engine import Engine, RowMapping
 
 from taskhub.core.messages import THROTTLED, TriggerOutcome
-from taskhub.core.retry_policy import RetryPolicy, decide
+from taskhub.core.retry_policy import Decision, RetryPolicy, decide
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, LastStatus, PausedBy
 from taskhub.db import execution_queries, metric_queries, task_queries
@@ -55,6 +60,8 @@ class RecordReport:
     ignored: int = 0
     retries_scheduled: int = 0
     finished: int = 0
+    #: Tracked Celery tasks sent: running until their result comes or is overdue.
+    awaiting_result: int = 0
     auto_paused: int = 0
     #: Unsent occurrences of the tasks it auto-paused, withdrawn.
     withdrawn: int = 0
@@ -62,6 +69,26 @@ class RecordReport:
 
 def _policy(task: RowMapping) -> RetryPolicy:
     return RetryPolicy(task["max_attempts"], task["backoff_seconds"], task["max_backoff_seconds"])
+
+
+def _decide(
+    outcome: TriggerOutcome, row: RowMapping, task: RowMapping, settings: Settings, rand: float
+) -> Decision:
+    """The execution's status after this attempt. A Celery message its broker accepted
+    has no HTTP status: it succeeds, or, tracked, runs on until its result comes."""
+    if outcome.accepted:
+        awaiting = outcome.result_due_by is not None
+        return Decision(ExecutionStatus.RUNNING if awaiting else ExecutionStatus.SUCCEEDED)
+    return decide(
+        # Counted from the last redrive, which grants a fresh budget.
+        attempt=outcome.attempt - row["attempt_offset"],
+        http_status=outcome.http_status,
+        error_kind=outcome.error_kind,
+        retry_after_s=outcome.retry_after_s,
+        policy=_policy(task),
+        rand=rand,
+        retry_after_cap_s=settings.retry_after_cap_s,
+    )
 
 
 def record_outcomes(
@@ -113,24 +140,17 @@ def record_outcomes(
             if task is None:  # deleted meanwhile; its executions went with it
                 report.ignored += 1
                 continue
-            decision = decide(
-                # Counted from the last redrive, which grants a fresh budget.
-                attempt=outcome.attempt - row["attempt_offset"],
-                http_status=outcome.http_status,
-                error_kind=outcome.error_kind,
-                retry_after_s=outcome.retry_after_s,
-                policy=_policy(task),
-                rand=rand(),
-                retry_after_cap_s=settings.retry_after_cap_s,
-            )
+            decision = _decide(outcome, row, task, settings, rand())
             terminal = decision.status.is_terminal
+            awaiting = decision.status is ExecutionStatus.RUNNING
             execution_updates.append(
                 ExecutionResult(
                     id=row["id"],
                     status=decision.status.value,
                     attempts=outcome.attempt,
+                    # Awaiting its result: no lease, so no one sends it again.
                     next_attempt_at=None
-                    if terminal
+                    if terminal or awaiting
                     else now + timedelta(seconds=decision.retry_in_s or 0.0),
                     http_status=outcome.http_status,
                     duration_ms=outcome.duration_ms,
@@ -180,6 +200,8 @@ def record_outcomes(
                         or (None if outcome.http_status is None else f"HTTP {outcome.http_status}"),
                     )
                 )
+            elif awaiting:
+                report.awaiting_result += 1
             else:
                 report.retries_scheduled += 1
         execution_queries.defer_executions(conn, deferred)
@@ -233,7 +255,7 @@ def _log_attempt(row: RowMapping, outcome: TriggerOutcome, status: ExecutionStat
         scheduled_for,
         outcome.attempt,
         status.value,
-        outcome.error or f"HTTP {outcome.http_status}",
+        _described(outcome),
         extra={
             "task_id": str(row["task_id"]),
             "execution_id": row["id"],
@@ -243,6 +265,14 @@ def _log_attempt(row: RowMapping, outcome: TriggerOutcome, status: ExecutionStat
             "http_status": outcome.http_status,
         },
     )
+
+
+def _described(outcome: TriggerOutcome) -> str:
+    if outcome.error:
+        return outcome.error
+    if outcome.accepted:
+        return "the Celery broker accepted the message"
+    return f"HTTP {outcome.http_status}"
 
 
 def _task_updates(
