@@ -1,10 +1,6 @@
-"""Send a Celery target's task: one attempt as an ordinary Celery task message.
+"""Send a Celery target's task: one attempt as an ordinary Celery task message
+(``celery_messages``) published to one of the operator's brokers, by name.
 
-The message is Celery's protocol 2, built here from the request alone (no Celery app,
-no user code): any Celery 5 worker of the user's app consumes it unchanged. Its
-Celery task id is the occurrence's idempotency key, so a repeat has the same id, and
-it carries the headers ``taskhub_task_id``, ``taskhub_scheduled_for`` and
-``taskhub_attempt``, which a bound task reads as ``self.request.taskhub_task_id`` etc.
 It goes where Celery's default routing sends a task to a named queue: the default
 exchange with the queue's name as routing key, the queue declared as a Celery worker
 started with ``-Q <queue>`` declares it.
@@ -19,16 +15,17 @@ broker by its name, never by its URL, within about :data:`SEND_TIMEOUT_S`.
 kombu's calls block, so they run on a few threads per broker
 (:data:`THREADS_PER_BROKER`), each with its own connection from the broker's pool (a
 kombu connection and producer are not safe to share between threads); the asyncio
-loop only awaits them. A broker that is down holds only its own threads.
+loop only awaits them. Requests waiting for one broker are published in chunks (one
+Redis round trip each). A broker that is down holds only its own threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno as errno_codes
 import os
-import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -39,34 +36,18 @@ from typing import Any, Final
 
 import amqp.exceptions
 import kombu
-from celery.utils.saferepr import saferepr
+import kombu.common
 
 from taskhub.core import limits
 from taskhub.core.clock import utcnow
-from taskhub.core.messages import TriggerOutcome, TriggerRequest, as_utc
+from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings
+from taskhub.engine.celery_messages import TaskMessage, task_message
 
-__all__ = [
-    "ATTEMPT_HEADER",
-    "SCHEDULED_FOR_HEADER",
-    "TASK_ID_HEADER",
-    "Publisher",
-    "configured_brokers",
-    "host_key",
-    "send",
-    "task_message",
-]
+__all__ = ["Publisher", "configured_brokers", "host_key", "send"]
 
-TASK_ID_HEADER: Final = "taskhub_task_id"
-SCHEDULED_FOR_HEADER: Final = "taskhub_scheduled_for"
-ATTEMPT_HEADER: Final = "taskhub_attempt"
-#: Who sent it, as Celery's ``origin`` header names the sending node.
-ORIGIN: Final = f"taskhub@{socket.gethostname()}"
-#: Celery's own bound for ``argsrepr`` and ``kwargsrepr`` (``Celery.amqp.argsrepr_maxsize``).
-REPR_MAX_CHARS: Final = 1024
-
-#: The longest a send may take, connecting included; past it the attempt is a
-#: ``connection`` error (the broker may still take the message: a repeat has its id).
+#: The longest a send may take, waiting and connecting included; past it the attempt
+#: is a ``connection`` error (the broker may still take the message: a repeat has its id).
 SEND_TIMEOUT_S: Final = 5.0
 #: Connecting to a broker, per try (a refused connection is tried twice).
 CONNECT_TIMEOUT_S: Final = 2.0
@@ -74,9 +55,13 @@ CONNECT_TIMEOUT_S: Final = 2.0
 ANSWER_TIMEOUT_S: Final = 3.0
 #: Threads (and so connections) per broker and process.
 THREADS_PER_BROKER: Final = 4
-#: kombu's reconnect policy, for the connect and for a connection lost under a send:
-#: one more try, soon; taskhub's retry policy does the rest.
-_RETRY_POLICY: Final = {
+#: Requests a thread takes at once: one round trip on Redis.
+CHUNK: Final = 100
+#: Another thread starts for each this many requests waiting (AMQP confirms one
+#: message at a time: its connections work side by side).
+_WAITING_PER_THREAD: Final = 10
+#: Connecting: one more try, soon; taskhub's retry policy does the rest.
+_CONNECT_RETRIES: Final = {
     "max_retries": 1,
     "interval_start": 0.0,
     "interval_step": 0.2,
@@ -95,72 +80,6 @@ def host_key(broker: str) -> str:
     """The "host" a Celery request goes to, for flow control and lane shares:
     ``celery:<broker name>`` (``TASKHUB_HOST_LIMITS`` may name it)."""
     return f"celery:{broker}"
-
-
-# --------------------------------------------------------------------------- the message
-
-
-@dataclass(frozen=True)
-class TaskMessage:
-    """A protocol 2 task message: what kombu publishes."""
-
-    headers: dict[str, Any]
-    properties: dict[str, Any]
-    #: ``(args, kwargs, embed)``, serialized as JSON.
-    body: tuple[list[Any], dict[str, Any], dict[str, Any]]
-    queue: str
-
-
-def _iso_z(request: TriggerRequest) -> str:
-    """The same text as the HTTP header ``X-Taskhub-Scheduled-For``."""
-    return as_utc(request.scheduled_for).replace(tzinfo=None).isoformat() + "Z"
-
-
-def task_message(request: TriggerRequest) -> TaskMessage:
-    """The Celery task message of a request with ``celery`` set: the fields Celery's
-    ``app.amqp.as_task_v2`` writes, with the Celery task id = the idempotency key and
-    taskhub's three headers beside Celery's (a worker copies every header onto
-    ``self.request``)."""
-    call = request.celery
-    if call is None:
-        raise ValueError("not a Celery target")
-    task_id = request.idempotency_key
-    args, kwargs = list(call.args), dict(call.kwargs)
-    expires = None
-    if call.expires_seconds is not None:
-        due = as_utc(request.scheduled_for) + timedelta(seconds=call.expires_seconds)
-        expires = due.isoformat()
-    headers: dict[str, Any] = {
-        "lang": "py",
-        "task": call.task,
-        "id": task_id,
-        "shadow": None,
-        "eta": None,
-        "expires": expires,
-        "group": None,
-        "group_index": None,
-        "retries": 0,
-        "timelimit": [None, None],
-        "root_id": task_id,
-        "parent_id": None,
-        "argsrepr": saferepr(tuple(args), REPR_MAX_CHARS),
-        "kwargsrepr": saferepr(kwargs, REPR_MAX_CHARS),
-        "origin": ORIGIN,
-        "ignore_result": False,
-        "replaced_task_nesting": 0,
-        "stamped_headers": None,
-        "stamps": {},
-        TASK_ID_HEADER: request.task_id,
-        SCHEDULED_FOR_HEADER: _iso_z(request),
-        ATTEMPT_HEADER: request.attempt,
-    }
-    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-    return TaskMessage(
-        headers=headers,
-        properties={"correlation_id": task_id, "reply_to": ""},
-        body=(args, kwargs, embed),
-        queue=call.queue,
-    )
 
 
 # --------------------------------------------------------------------------- errors
@@ -214,13 +133,13 @@ def _connection(url: str) -> kombu.Connection:
     """A connection that fails within seconds: bounded connects, reads and confirms."""
     scheme = url.partition("://")[0].lower()
     options: dict[str, Any] = {
-        **_RETRY_POLICY,
+        **_CONNECT_RETRIES,
         "socket_connect_timeout": CONNECT_TIMEOUT_S,  # Redis
         "socket_timeout": ANSWER_TIMEOUT_S,  # Redis
     }
     if scheme in _AMQP_SCHEMES:
         options = {
-            **_RETRY_POLICY,
+            **_CONNECT_RETRIES,
             "confirm_publish": True,
             "read_timeout": ANSWER_TIMEOUT_S,
             "write_timeout": ANSWER_TIMEOUT_S,
@@ -228,8 +147,19 @@ def _connection(url: str) -> kombu.Connection:
     return kombu.Connection(url, connect_timeout=CONNECT_TIMEOUT_S, transport_options=options)
 
 
+@dataclass
+class _Send:
+    """One request waiting for its broker's publisher; ``done`` is settled on the loop."""
+
+    request: TriggerRequest
+    done: asyncio.Future[None]
+
+
 class _Broker:
-    """One broker's threads and pooled connections (each used by one thread at a time)."""
+    """One broker's publisher: requests wait in one line and are published in chunks
+    of up to :data:`CHUNK` by at most :data:`THREADS_PER_BROKER` threads at once, each
+    on a pooled connection it alone uses meanwhile. A chunk goes in one round trip where
+    kombu can batch (Redis: a pipeline) and is built on its thread, not on the loop."""
 
     def __init__(self, name: str, url: str) -> None:
         self.name = name
@@ -237,67 +167,190 @@ class _Broker:
         self.executor = ThreadPoolExecutor(
             max_workers=THREADS_PER_BROKER, thread_name_prefix=f"taskhub-celery-{name}"
         )
+        #: Appended on the loop, taken by the threads (a deque's ends are thread-safe).
+        self._waiting: collections.deque[_Send] = collections.deque()
+        self._threads = 0  # publishing now; read and written on the loop only
         self._lock = threading.Lock()
         self._idle: list[tuple[kombu.Connection, kombu.Producer]] = []
         self._queues: dict[str, kombu.Queue] = {}
         #: Queues that exist with arguments of their own (e.g. quorum): not declared.
         self._declared_elsewhere: set[str] = set()
 
-    def _queue(self, name: str) -> kombu.Queue:
-        """The queue as Celery declares a queue named on its own (``-Q name``)."""
-        queue = self._queues.get(name)
-        if queue is None:
-            queue = self._queues[name] = kombu.Queue(name, kombu.Exchange(name), routing_key=name)
-        return queue
+    async def publish(self, request: TriggerRequest) -> None:
+        """Until the broker has taken the message; raises why it has not."""
+        loop = asyncio.get_running_loop()
+        send = _Send(request, loop.create_future())
+        self._waiting.append(send)
+        self._start(loop)
+        await send.done
 
-    def _take(self) -> tuple[kombu.Connection, kombu.Producer]:
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A thread when none runs, more while many requests wait."""
+        wanted = min(THREADS_PER_BROKER, 1 + len(self._waiting) // _WAITING_PER_THREAD)
+        while self._waiting and self._threads < wanted:
+            self._threads += 1
+            running = loop.run_in_executor(self.executor, self._drain, loop)
+            running.add_done_callback(lambda _: self._ended(loop))
+
+    def _ended(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._threads -= 1
+        if self._waiting:  # came after that thread last looked
+            self._start(loop)
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On a thread: publish chunks until no request waits."""
+        while True:
+            chunk: list[_Send] = []
+            while len(chunk) < CHUNK and self._waiting:
+                try:
+                    send = self._waiting.popleft()
+                except IndexError:  # another thread took the last one
+                    break
+                if not send.done.done():  # its sender gave up waiting: not sent at all
+                    chunk.append(send)
+            if not chunk:
+                return
+            errors = self._publish_chunk([send.request for send in chunk])
+            try:
+                loop.call_soon_threadsafe(_settle, chunk, errors)
+            except RuntimeError:  # the loop closed meanwhile (shutdown)
+                return
+
+    def _publish_chunk(self, requests: list[TriggerRequest]) -> list[BaseException | None]:
+        """Each request's error, None for each the broker took. A pooled connection that
+        fails is dropped and what was not sent tried again on a new one (the broker may
+        have closed it while it was idle), as after a queue's declaration was refused;
+        a new one that fails fails the rest."""
+        errors: list[BaseException | None] = [None] * len(requests)
+        try:
+            messages = [task_message(request) for request in requests]
+        except Exception as error:  # reported per request, never raised
+            return [error] * len(requests)
+        sent = 0  # taken by the broker for sure
+        failure: BaseException | None = None
+        for _ in range(3):
+            connection, producer, pooled = self._take()
+            try:
+                sent += self._publish_all(producer, messages[sent:])
+            except _Partly as partly:
+                sent += partly.sent
+                _close(connection)
+                failure = partly.__cause__ or partly
+                if pooled:  # the others idle as long are as likely gone
+                    self._drop_idle()
+                    continue
+                if isinstance(failure, amqp.exceptions.PreconditionFailed):
+                    continue  # now not declared: it exists, with arguments of its own
+                break
+            else:
+                self._give_back(connection, producer)
+                return errors
+        errors[sent:] = [failure] * (len(messages) - sent)
+        return errors
+
+    def _publish_all(self, producer: kombu.Producer, messages: list[TaskMessage]) -> int:
+        """Publish ``messages`` in order, in one batch where the transport batches;
+        :class:`_Partly` says how many went before an error (none of a failed batch)."""
+        sent = 0
+        try:
+            self._declare(producer, {message.queue for message in messages})
+            batching = _batches(producer)
+            batch: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+            if batching:  # kombu 5.7's, which its type stubs do not know yet
+                batch = producer.batch(max_size=len(messages))  # type: ignore[attr-defined]
+            with batch:
+                for message in messages:
+                    _publish_one(producer, message)
+                    sent += 0 if batching else 1
+        except Exception as error:
+            raise _Partly(sent) from error
+        return len(messages)
+
+    def _declare(self, producer: kombu.Producer, queues: set[str]) -> None:
+        """Each queue as a Celery worker started with ``-Q <queue>`` declares it (once per
+        connection), so a message sent before any worker started waits in it. A queue
+        that exists with other arguments (quorum, a TTL) is there to receive it as it is."""
+        for name in sorted(queues - self._declared_elsewhere):
+            queue = self._queues.get(name)
+            if queue is None:
+                queue = self._queues[name] = kombu.Queue(
+                    name, kombu.Exchange(name), routing_key=name
+                )
+            try:
+                kombu.common.maybe_declare(queue, _channel(producer))
+            except amqp.exceptions.PreconditionFailed:
+                self._declared_elsewhere.add(name)
+                raise  # the channel is closed: the chunk goes again, on a new connection
+
+    def _take(self) -> tuple[kombu.Connection, kombu.Producer, bool]:
+        """A connection no other thread uses, and whether it came from the pool."""
         with self._lock:
             if self._idle:
-                return self._idle.pop()
+                return (*self._idle.pop(), True)
         connection = _connection(self.url)
-        return connection, kombu.Producer(connection, auto_declare=False)
+        return connection, kombu.Producer(connection, auto_declare=False), False
 
-    def publish(self, message: TaskMessage) -> None:
-        """Publish on this thread; raises what kombu raises. A connection that failed is
-        dropped, not pooled again."""
-        try:
-            self._publish(message)
-        except amqp.exceptions.PreconditionFailed:
-            # The queue exists with other arguments (a quorum queue, a TTL): it is there
-            # to receive the message, so publish without declaring it.
-            self._declared_elsewhere.add(message.queue)
-            self._publish(message)
-
-    def _publish(self, message: TaskMessage) -> None:
-        connection, producer = self._take()
-        declare = [] if message.queue in self._declared_elsewhere else [self._queue(message.queue)]
-        try:
-            producer.publish(
-                message.body,
-                exchange="",
-                routing_key=message.queue,
-                headers=message.headers,
-                serializer="json",
-                delivery_mode=2,
-                declare=declare,
-                retry=True,
-                retry_policy=dict(_RETRY_POLICY),
-                timeout=ANSWER_TIMEOUT_S,
-                confirm_timeout=ANSWER_TIMEOUT_S,
-                **message.properties,
-            )
-        except BaseException:
-            _close(connection)
-            raise
+    def _give_back(self, connection: kombu.Connection, producer: kombu.Producer) -> None:
         with self._lock:
             self._idle.append((connection, producer))
 
-    def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+    def _drop_idle(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
         for connection, _producer in idle:
             _close(connection)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._drop_idle()
+
+
+class _Partly(Exception):
+    """A chunk that failed after ``sent`` of its messages were taken."""
+
+    def __init__(self, sent: int) -> None:
+        super().__init__(f"failed after {sent} sent")
+        self.sent = sent
+
+
+def _channel(producer: kombu.Producer) -> Any:
+    return producer.channel  # connects if need be
+
+
+def _batches(producer: kombu.Producer) -> bool:
+    """Whether kombu batches publishes on this transport (5.7 and later: Redis's
+    pipeline); elsewhere each publish is its own (AMQP: confirmed one by one)."""
+    channel = _channel(producer)
+    return (
+        hasattr(producer, "batch")
+        and callable(getattr(channel, "create_publish_batch", None))
+        and bool(getattr(channel, "supports_batch_publish", True))
+    )
+
+
+def _publish_one(producer: kombu.Producer, message: TaskMessage) -> None:
+    producer.publish(
+        message.body,
+        exchange="",  # Celery's default routing to a named queue: the default exchange
+        routing_key=message.queue,
+        headers=message.headers,
+        serializer="json",
+        delivery_mode=2,  # persistent
+        timeout=ANSWER_TIMEOUT_S,
+        confirm_timeout=ANSWER_TIMEOUT_S,
+        **message.properties,
+    )
+
+
+def _settle(chunk: list[_Send], errors: list[BaseException | None]) -> None:
+    """On the loop: each waiting sender learns its message's fate."""
+    for send, error in zip(chunk, errors, strict=True):
+        if send.done.done():  # gave up waiting meanwhile
+            continue
+        if error is None:
+            send.done.set_result(None)
+        else:
+            send.done.set_exception(error)
 
 
 def _close(connection: kombu.Connection) -> None:
@@ -313,8 +366,8 @@ class Publisher:
         self._brokers: dict[tuple[str, str], _Broker] = {}
 
     def broker(self, name: str, url: str) -> _Broker:
-        """The broker's threads and connections; the first time, its transport is loaded
-        (raises ImportError, KeyError or ValueError for one kombu cannot use)."""
+        """The broker's publisher; the first time, its transport is loaded (raises
+        ImportError, KeyError or ValueError for one kombu cannot use)."""
         broker = self._brokers.get((name, url))
         if broker is None:
             kombu.Connection(url).get_transport_cls()
@@ -373,7 +426,6 @@ async def _send(publisher: Publisher, request: TriggerRequest, brokers: Mapping[
             "configuration",
             f"the Celery broker {name!r} is not configured (TASKHUB_CELERY_BROKERS)",
         )
-    message = task_message(request)
     try:
         broker = publisher.broker(name, url)
     except (ImportError, KeyError, ValueError) as error:  # a URL kombu cannot use
@@ -382,10 +434,9 @@ async def _send(publisher: Publisher, request: TriggerRequest, brokers: Mapping[
             f"the Celery broker {name!r} has a URL whose transport cannot be used "
             f"({type(error).__name__})",
         ) from None
-    loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(SEND_TIMEOUT_S):
-            await loop.run_in_executor(broker.executor, broker.publish, message)
+            await broker.publish(request)
     except TimeoutError:
         raise _Failed(
             "connection",

@@ -6,11 +6,14 @@ from __future__ import annotations
 import dataclasses
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import kombu
 import pytest
 from sqlalchemy.engine import Engine
 
@@ -20,8 +23,9 @@ from taskhub.core.settings import Settings, load
 from taskhub.db import execution_queries
 from taskhub.engine import firing, flow_control, writeback
 from tests.support.celery_user import user_worker
+from tests.support.faultproxy import running_proxy
 from tests.support.messages import req
-from tests.support.processes import free_port
+from tests.support.processes import free_port, wait_until
 from tests.support.storage import NOW, SETTINGS, add_task, claim_all, execution_rows
 
 TASK = "userapp.tasks.record"
@@ -152,6 +156,90 @@ def test_a_broker_that_is_down_fails_fast_as_a_connection_error_naming_it(
     assert unknown.error == (
         "the Celery broker 'unknown' is not configured (TASKHUB_CELERY_BROKERS)"
     )
+
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def amqp_reachable() -> bool:
+    try:
+        with kombu.Connection(AMQP_URL, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("transport", ["redis", "amqp"])
+def test_a_broker_that_went_away_and_came_back_is_sent_to_again(
+    transport: str, redis_url: str
+) -> None:
+    """A pooled connection the broker dropped while it was idle costs nothing: the send
+    goes again on a new one. While the broker is away, sends fail fast."""
+    if transport == "amqp" and not amqp_reachable():
+        pytest.skip("RabbitMQ is not reachable at 127.0.0.1:5672")
+    queue = f"taskhub-test-comeback-{uuid.uuid4().hex[:8]}"
+    upstream = urlsplit(redis_url if transport == "redis" else AMQP_URL)
+    assert upstream.hostname is not None and upstream.port is not None
+    with running_proxy(upstream.hostname, upstream.port) as proxy:
+        url = urlunsplit(
+            upstream._replace(netloc=upstream.netloc.replace(f":{upstream.port}", f":{proxy.port}"))
+        )
+
+        def fire(n: int) -> TriggerOutcome:
+            request = celery_request(n, CeleryCall(TASK, args=(n,), queue=queue))
+            [outcome] = firing.fire([request], settings(), brokers={"default": url})
+            return outcome
+
+        assert_accepted(fire(1))
+        proxy.cut()  # the pooled connection is reset, and new ones are refused
+        t0 = time.monotonic()
+        away = fire(2)
+        assert time.monotonic() - t0 < 5
+        assert away.error_kind == "connection" and away.error is not None
+        assert away.error.startswith("cannot send to the Celery broker 'default': ")
+        proxy.heal()
+        assert_accepted(fire(3))
+        proxy.cut()  # reset while idle, and back at once
+        proxy.heal()
+        assert_accepted(fire(4))
+        firing.shutdown()  # its connections closed before the proxy is
+    with kombu.Connection(redis_url if transport == "redis" else AMQP_URL) as connection:
+        bound = kombu.Queue(queue, kombu.Exchange(queue), routing_key=queue)(connection.channel())
+        messages = [bound.get(no_ack=True) for _ in range(4)]
+        ids = sorted(message.headers["id"] for message in messages if message is not None)
+        bound.delete()
+        bound.exchange.delete()
+    assert ids == ["idem-1", "idem-3", "idem-4"]
+
+
+def test_an_amqp_queue_declared_with_arguments_of_its_own_receives_the_task() -> None:
+    """A user's worker may declare its queue otherwise than Celery's default (here a
+    quorum queue): taskhub's declaration is refused, and the message goes all the same."""
+    if not amqp_reachable():
+        pytest.skip("RabbitMQ is not reachable at 127.0.0.1:5672")
+    queue = f"taskhub-test-quorum-{uuid.uuid4().hex[:8]}"
+    with kombu.Connection(AMQP_URL) as connection:
+        quorum = kombu.Queue(
+            queue,
+            kombu.Exchange(queue),
+            routing_key=queue,
+            queue_arguments={"x-queue-type": "quorum"},
+        )(connection.channel())
+        quorum.declare()
+        try:
+            request = celery_request(1, CeleryCall(TASK, queue=queue))
+            [outcome] = firing.fire([request], settings(), brokers={"default": AMQP_URL})
+            assert_accepted(outcome)
+            channel: Any = quorum.channel
+
+            def waiting() -> int:
+                return int(channel.queue_declare(queue, passive=True).message_count)
+
+            assert wait_until(lambda: waiting() == 1, 5)
+        finally:
+            quorum.delete()
+            quorum.exchange.delete()
 
 
 def test_flow_control_and_lane_shares_apply_per_broker(redis_url: str, tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ from kombu.exceptions import OperationalError
 from taskhub.core.celery_calls import CeleryCall
 from taskhub.core.host_limits import HostLimit, parse_host_limits
 from taskhub.core.messages import TriggerRequest
-from taskhub.engine import celery_publishing, exchange, firing
-from taskhub.engine.celery_publishing import Publisher, _reason, task_message
+from taskhub.engine import celery_messages, celery_publishing, exchange, firing
+from taskhub.engine.celery_messages import task_message
+from taskhub.engine.celery_publishing import Publisher, _reason
 from taskhub.observability import counters
 from tests.support.messages import req
 
@@ -67,7 +68,7 @@ def test_expires_counts_from_the_occurrences_due_time() -> None:
 
 def test_long_arguments_are_shown_cut_as_celery_cuts_them() -> None:
     message = task_message(celery_request(CeleryCall("a.b", args=("x" * 5000,))))
-    assert len(message.headers["argsrepr"]) <= celery_publishing.REPR_MAX_CHARS + 10
+    assert len(message.headers["argsrepr"]) <= celery_messages.REPR_MAX_CHARS + 10
     assert message.body[0] == ["x" * 5000]
 
 
