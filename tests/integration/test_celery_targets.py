@@ -8,7 +8,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -69,12 +69,19 @@ def test_each_celery_task_runs_once_with_its_id_headers_arguments_and_queue(
         ),
         celery_request(2, CeleryCall(TASK, args=(), kwargs={"n": [1, 2]}, queue="reports")),
         celery_request(3, CeleryCall(TASK, args=(3,)), attempt=4),  # Celery's default queue
+        # Due an hour ago and expired a minute after: the user's worker discards it.
+        celery_request(
+            4,
+            CeleryCall(TASK, queue="reports", expires_seconds=60),
+            scheduled_for=datetime.now(UTC) - timedelta(hours=1),
+        ),
     ]
     with user_worker(redis_url, redis_url, tmp_path, queues="reports,celery") as worker:
         outcomes = firing.fire(requests, settings(), brokers={"default": redis_url})
         for outcome in outcomes:
             assert_accepted(outcome)
         worker.wait_for_calls(3)
+        assert wait_until(lambda: "Discarding revoked task" in worker.logs(), 10), worker.logs()
         time.sleep(1.5)  # nothing more comes: each ran once
         calls = {call["id"]: call for call in worker.calls()}
     assert len(worker.calls()) == 3 and set(calls) == {"idem-1", "idem-2", "idem-3"}

@@ -41,9 +41,10 @@ def record(self: Any, *args: Any, **kwargs: Any) -> str:
     request = self.request
     call = {
         "id": request.id,
-        "taskhub_task_id": request.get("taskhub_task_id"),
-        "taskhub_scheduled_for": request.get("taskhub_scheduled_for"),
-        "taskhub_attempt": request.get("taskhub_attempt"),
+        # As docs/sending.md shows it ("Celery targets").
+        "taskhub_task_id": getattr(request, "taskhub_task_id", None),
+        "taskhub_scheduled_for": getattr(request, "taskhub_scheduled_for", None),
+        "taskhub_attempt": getattr(request, "taskhub_attempt", None),
         "args": list(args),
         "kwargs": kwargs,
         "queue": (request.delivery_info or {}).get("routing_key"),
