@@ -390,29 +390,20 @@ async def send(
     here. ``brokers``: the operator's broker URLs by name."""
     started_at = utcnow()
     t0 = time.monotonic()
-
-    def outcome(kind: str | None = None, error: str | None = None) -> TriggerOutcome:
-        call = request.celery
-        accepted = kind is None
-        due_by = None
-        if accepted and call is not None and call.track:
-            due_by = started_at + timedelta(seconds=request.timeout_s)
-        return TriggerOutcome(
-            execution_id=request.execution_id,
-            attempt=request.attempt,
-            started_at=started_at,
-            duration_ms=max(0, round((time.monotonic() - t0) * 1000)),
-            error_kind=kind,
-            error=error,
-            accepted=accepted,
-            result_due_by=due_by,
-        )
-
+    kind = error = due_by = None
     try:
         await _send(publisher, request, brokers)
     except _Failed as failed:
-        return outcome(failed.kind, failed.message)
-    return outcome()
+        kind, error = failed.kind, failed.message
+    else:
+        if request.celery is not None and request.celery.track:
+            due_by = started_at + timedelta(seconds=request.timeout_s)
+    duration_ms = max(0, round((time.monotonic() - t0) * 1000))
+    identity = (request.execution_id, request.attempt, started_at, duration_ms)
+    accepted = kind is None
+    return TriggerOutcome(
+        *identity, error_kind=kind, error=error, accepted=accepted, result_due_by=due_by
+    )
 
 
 async def _send(publisher: Publisher, request: TriggerRequest, brokers: Mapping[str, str]) -> None:
