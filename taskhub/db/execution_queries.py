@@ -157,6 +157,19 @@ def update_execution_results(conn: Connection, updates: Sequence[ExecutionResult
     EXECUTION_RESULTS.update_by_id(conn, executions, updates)
 
 
+def release_to_result_check(conn: Connection, execution_ids: Sequence[int]) -> None:
+    """Tracked Celery tasks whose message was accepted: no process holds them and no
+    message carries them any more, so neither a dead holder's recovery nor a look-up of
+    its message sends them again; only the result check ends them."""
+    if not execution_ids:
+        return
+    conn.execute(
+        sa.update(executions)
+        .where(one_of(conn, E.id, list(execution_ids)))
+        .values(held_by=None, message_id=None)
+    )
+
+
 ATTEMPTS = Recordset.of_table(AttemptRow, attempts)
 
 

@@ -132,6 +132,7 @@ def record_outcomes(
 
         execution_updates: list[ExecutionResult] = []
         attempt_rows: list[AttemptRow] = []
+        awaiting_ids: list[int] = []  # tracked Celery tasks sent: their result decides
         measures: list[counters.AttemptMeasure] = []
         # Per task: (scheduled_for, status, started_at, redriven) of each execution that ended.
         ended: dict[uuid.UUID, list[Ended]] = {}
@@ -201,11 +202,13 @@ def record_outcomes(
                     )
                 )
             elif awaiting:
+                awaiting_ids.append(row["id"])
                 report.awaiting_result += 1
             else:
                 report.retries_scheduled += 1
         execution_queries.defer_executions(conn, deferred)
         execution_queries.update_execution_results(conn, execution_updates)
+        execution_queries.release_to_result_check(conn, awaiting_ids)
         execution_queries.insert_attempts(conn, attempt_rows)
         task_updates = _task_updates(tasks, ended, now)
         still_open = task_queries.tasks_with_open_executions(

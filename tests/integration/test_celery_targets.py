@@ -20,7 +20,8 @@ from sqlalchemy.engine import Engine
 from taskhub.core.celery_calls import CeleryCall
 from taskhub.core.messages import THROTTLED, TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings, load
-from taskhub.db import execution_queries
+from taskhub.db import execution_queries, hold_queries
+from taskhub.db.rows import Hold
 from taskhub.engine import firing, flow_control, writeback
 from tests.support.celery_user import user_worker
 from tests.support.faultproxy import running_proxy
@@ -306,6 +307,9 @@ def test_an_accepted_message_succeeds_and_a_failed_send_is_retried(engine: Engin
 def test_a_tracked_message_accepted_stays_running_with_no_lease(engine: Engine) -> None:
     add_task(engine, "tracked", {"at": NOW.isoformat()})
     [request] = claim_all(engine, NOW)
+    with engine.begin() as conn:  # taken by a trigger process that will die later
+        hold = Hold(request.execution_id, request.attempt, NOW + timedelta(seconds=60))
+        assert hold_queries.hold_executions(conn, [hold], "trigger@dead", "message-1")
     due_by = NOW + timedelta(seconds=30)
     report = writeback.record_outcomes(
         engine, [sent(request, result_due_by=due_by)], SETTINGS, NOW, lambda: 1.0
@@ -314,5 +318,11 @@ def test_a_tracked_message_accepted_stays_running_with_no_lease(engine: Engine) 
     [row] = execution_rows(engine)
     assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("running", 1, None)
     assert row["finished_at"] is None
-    # No lease runs out: nothing sends it again, however long it waits.
+    # No lease runs out: nothing sends it again, however long it waits, nor when the
+    # process that sent it dies.
     assert claim_all(engine, NOW + timedelta(days=1)) == []
+    later = NOW + timedelta(days=1)
+    with engine.begin() as conn:
+        dead = ["trigger@dead"]
+        assert execution_queries.claim_publishable_executions(conn, later, 10, None, dead) == []
+        assert hold_queries.held_fires_to_look_up(conn, later, dead, 10) == []
