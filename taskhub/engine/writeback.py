@@ -143,7 +143,7 @@ def record_outcomes(
                 continue
             decision = _decide(outcome, row, task, settings, rand())
             terminal = decision.status.is_terminal
-            awaiting = decision.status is ExecutionStatus.RUNNING
+            waits = decision.status is ExecutionStatus.RUNNING
             execution_updates.append(
                 ExecutionResult(
                     id=row["id"],
@@ -151,7 +151,7 @@ def record_outcomes(
                     attempts=outcome.attempt,
                     # Awaiting its result: no lease, so no one sends it again.
                     next_attempt_at=None
-                    if terminal or awaiting
+                    if terminal or waits
                     else now + timedelta(seconds=decision.retry_in_s or 0.0),
                     http_status=outcome.http_status,
                     duration_ms=outcome.duration_ms,
@@ -201,7 +201,7 @@ def record_outcomes(
                         or (None if outcome.http_status is None else f"HTTP {outcome.http_status}"),
                     )
                 )
-            elif awaiting:
+            elif outcome.result_due_by is not None:  # sent, tracked: its result decides
                 awaiting_ids.append(row["id"])
                 report.awaiting_result += 1
             else:
