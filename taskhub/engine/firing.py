@@ -102,12 +102,20 @@ def _due_by(requests: Sequence[TriggerRequest], order: Sequence[int], start: int
     return end
 
 
+def _attempt_s(request: TriggerRequest) -> float:
+    """The longest an attempt holds its slot: its timeout, or for a Celery target the
+    send alone (a tracked one's timeout is the wait for its result, slot-free)."""
+    if request.celery is not None:
+        return celery_publishing.SEND_TIMEOUT_S
+    return request.timeout_s
+
+
 def _share_full(request: TriggerRequest) -> TriggerOutcome:
     """Not sent: its host or tenant holds its share of this process's slots. Sent again
     by the database once some of those may have ended: after its own timeout (what the
     slots it waits for are held at most, for a target like its own), at most
     ``SHARE_FULL_RETRY_MAX_S``; never sooner than 1 s."""
-    retry_in_s = min(max(request.timeout_s, 1.0), SHARE_FULL_RETRY_MAX_S)
+    retry_in_s = min(max(_attempt_s(request), 1.0), SHARE_FULL_RETRY_MAX_S)
     return TriggerOutcome.throttled(
         request,
         utcnow(),
@@ -172,7 +180,7 @@ async def _attempt(
     max_wait_s = settings.flow_control_max_wait_s
     if request.send_by is not None:
         max_wait_s = min(max_wait_s, (request.send_by - utcnow()).total_seconds())
-    lease_s = request.timeout_s + flow_control.LEASE_MARGIN_S
+    lease_s = _attempt_s(request) + flow_control.LEASE_MARGIN_S
     slot, waited_s, retry_in_s = await flow_control.acquire(
         limiter, host, limit, lease_s, max(0.0, max_wait_s)
     )

@@ -81,6 +81,12 @@ def test_a_broker_is_a_host_for_flow_control_and_lane_shares() -> None:
     assert firing._lane_key(req("https://API.example:8443/x")) == "api.example"
 
 
+def test_a_celery_send_holds_its_slot_for_the_send_not_for_the_result() -> None:
+    tracked = celery_request(CeleryCall("a.b", track=True), timeout_s=3600.0)
+    assert firing._attempt_s(tracked) == celery_publishing.SEND_TIMEOUT_S
+    assert firing._attempt_s(req("https://api.example/", timeout_s=12.0)) == 12.0
+
+
 def test_an_accepted_attempt_counts_as_a_success() -> None:
     assert counters.attempt_outcome(None, None) == "success"
     assert counters.attempt_outcome(None, "connection") == "connection"
