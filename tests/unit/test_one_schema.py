@@ -233,6 +233,17 @@ def test_the_task_definition_page_states_the_same_limits() -> None:
             f"| {limits.DEFAULT_TIMEOUT_S:g} |",
             f"{limits.MIN_TIMEOUT_S:g}{DASH}{limits.MAX_TIMEOUT_S:g}",
         ],
+        "`task`": [f"at most {limits.MAX_CELERY_TASK_NAME_CHARS} characters"],
+        "`args`": [f"at most {limits.MAX_CELERY_ARGUMENTS_BYTES // 1024} KiB as JSON"],
+        "`kwargs`": [f"at most {limits.MAX_CELERY_ARGUMENTS_BYTES // 1024} KiB as JSON"],
+        "`queue`": [
+            f"| `{limits.DEFAULT_CELERY_QUEUE}` |",
+            f"1{DASH}{limits.MAX_CELERY_QUEUE_CHARS} letters",
+        ],
+        "`broker`": [f"| `{limits.DEFAULT_CELERY_BROKER}` |"],
+        "`expires_seconds`": [
+            f"{limits.MIN_CELERY_EXPIRES_S:g}{DASH}{limits.MAX_CELERY_EXPIRES_S:,.0f}"
+        ],
         "`max_attempts`": [
             f"| {limits.DEFAULT_MAX_ATTEMPTS} |",
             f"{limits.MIN_ATTEMPTS}{DASH}{limits.MAX_ATTEMPTS}",
