@@ -110,10 +110,15 @@ def parse_celery_call(
                 f"{where}.{name}", f"at most {limits.MAX_CELERY_ARGUMENTS_BYTES} bytes as JSON"
             )
     queue = data.get("queue", limits.DEFAULT_CELERY_QUEUE)
-    if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
+    if (
+        not isinstance(queue, str)
+        or not _QUEUE_NAME.fullmatch(queue)
+        or queue.startswith(limits.RESERVED_CELERY_QUEUE_PREFIX)
+    ):
         raise ValidationError(
             f"{where}.queue",
-            f"must be 1 to {limits.MAX_CELERY_QUEUE_CHARS} letters, digits, '-', '_' or '.' "
+            f"must be 1 to {limits.MAX_CELERY_QUEUE_CHARS} letters, digits, '-', '_' or '.', "
+            f"starting with a letter or digit and not with {limits.RESERVED_CELERY_QUEUE_PREFIX!r} "
             "(a name every broker accepts)",
         )
     broker = data.get("broker", limits.DEFAULT_CELERY_BROKER)

@@ -112,6 +112,8 @@ def test_a_null_celery_is_no_celery_target() -> None:
         ({"celery": {**CALL, "queue": "reports\n"}}, "target.celery.queue", "letters, digits"),
         ({"celery": {**CALL, "queue": "q" * 81}}, "target.celery.queue", "letters, digits"),
         ({"celery": {**CALL, "queue": 5}}, "target.celery.queue", "letters, digits"),
+        ({"celery": {**CALL, "queue": "amq.reports"}}, "target.celery.queue", "letters, digits"),
+        ({"celery": {**CALL, "queue": "-reports"}}, "target.celery.queue", "letters, digits"),
         ({"celery": {**CALL, "broker": "Default"}}, "target.celery.broker", "configured"),
         ({"celery": {**CALL, "track": "yes"}}, "target.celery.track", "true or false"),
         ({"celery": {**CALL, "expires_seconds": 0}}, "target.celery.expires_seconds", "between"),
@@ -164,7 +166,9 @@ CALLS = st.fixed_dictionaries(
     optional={
         "args": st.lists(JSON_VALUES, max_size=4),
         "kwargs": st.dictionaries(IDENTIFIERS, JSON_VALUES, max_size=4),
-        "queue": st.text(string.ascii_letters + string.digits + "_.-", min_size=1, max_size=80),
+        "queue": st.from_regex(limits.CELERY_QUEUE_PATTERN, fullmatch=True).filter(
+            lambda queue: not queue.startswith(limits.RESERVED_CELERY_QUEUE_PREFIX)
+        ),
         "broker": st.from_regex(limits.CELERY_BROKER_NAME_PATTERN, fullmatch=True),
         "track": st.booleans(),
         "expires_seconds": st.floats(limits.MIN_CELERY_EXPIRES_S, limits.MAX_CELERY_EXPIRES_S)
