@@ -33,7 +33,7 @@ _READ_TIMEOUT_S = 30
 
 
 def read(url: str, key_prefix: str, timezone: str, default_queue: str) -> list[Entry]:
-    """Every entry redbeat schedules under ``key_prefix`` at ``url``, in its order."""
+    """Every entry redbeat schedules under ``key_prefix`` at ``url``, by name."""
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -53,10 +53,11 @@ def read(url: str, key_prefix: str, timezone: str, default_queue: str) -> list[E
                 definitions = pipe.execute()
     except (redis.RedisError, ValueError) as error:
         raise ValidationError("--redis-url", f"cannot read redbeat's entries: {error}") from None
-    return [
+    entries = [
         entry_of(key, raw, key_prefix, timezone, default_queue)
         for key, raw in zip(keys, definitions, strict=True)
     ]
+    return sorted(entries, key=lambda entry: entry.name)
 
 
 def _schedule(data: Any, timezone: str) -> dict[str, Any]:
