@@ -33,12 +33,14 @@ def cli(tmp_path: Path) -> Cli:
     cli = Cli(tmp_path)
     cli.env["PYTHONDONTWRITEBYTECODE"] = "1"  # beatapp.py is changed within a second
     cli("db", "upgrade")
+    # Entries every 10 or 30 seconds, as in the sources: below the default quota.
+    cli("tenant", "limits", "set", TENANT, "--min-interval-seconds", "1")
     return cli
 
 
-def plan(cli: Cli, *args: str, expect: int = 0) -> dict[str, tuple[str, str]]:
+def plan(cli: Cli, *args: str, expect: int = 0, tenant: str = TENANT) -> dict[str, tuple[str, str]]:
     """The plan of one run, by entry name: (action, detail)."""
-    done = cli(*args, "--tenant", TENANT, "--json", expect=expect)
+    done = cli(*args, "--tenant", tenant, "--json", expect=expect)
     return {s["name"]: (s["action"], s["detail"]) for s in json.loads(done.stdout)["steps"]}
 
 
@@ -154,6 +156,13 @@ def test_the_app_is_found_in_the_current_directory_as_celery_a_finds_it(cli: Cli
     assert "nightly-report" in done.stdout
     missing = cli("import", "celery-beat", "nowhere:app", "--tenant", TENANT, expect=2)
     assert "cannot load 'nowhere:app'" in missing.stderr
+    # A tenant's quotas hold as for any task: said in the plan, the rest imported.
+    quota = plan(cli, "import", "celery-beat", "beatapp:app", tenant="strict", expect=2)
+    assert quota["ping-every-10s"] == (
+        "refused",
+        "schedule.interval_seconds: must be at least 60: the tenant's min_interval_seconds limit",
+    )
+    assert quota["nightly-report"] == ("create", "")
 
 
 # --- django-celery-beat ---------------------------------------------------------------
