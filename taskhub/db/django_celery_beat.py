@@ -9,7 +9,7 @@ the caller takes as UTC.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
@@ -18,61 +18,51 @@ from sqlalchemy.pool import NullPool
 from taskhub.db.engines import PG_CONNECT_TIMEOUT_S, normalize_url
 
 metadata: Final = sa.MetaData()
+_TEXT: Final = sa.String()
+_NUMBER: Final = sa.Integer()
+_INSTANT: Final = sa.DateTime(timezone=True)
 
-periodic_tasks: Final = sa.Table(
-    "django_celery_beat_periodictask",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String),
-    sa.Column("task", sa.String),
-    sa.Column("args", sa.Text),
-    sa.Column("kwargs", sa.Text),
-    sa.Column("queue", sa.String),
-    sa.Column("exchange", sa.String),
-    sa.Column("routing_key", sa.String),
-    sa.Column("headers", sa.Text),
-    sa.Column("priority", sa.Integer),
-    sa.Column("expires", sa.DateTime(timezone=True)),
-    sa.Column("expire_seconds", sa.Integer),
-    sa.Column("one_off", sa.Boolean),
-    sa.Column("start_time", sa.DateTime(timezone=True)),
-    sa.Column("enabled", sa.Boolean),
-    sa.Column("total_run_count", sa.Integer),
-    sa.Column("interval_id", sa.Integer),
-    sa.Column("crontab_id", sa.Integer),
-    sa.Column("solar_id", sa.Integer),
-    sa.Column("clocked_id", sa.Integer),
+
+def _table(table: str, /, **columns: sa.types.TypeEngine[Any]) -> sa.Table:
+    """``django_celery_beat_<table>``: its ``id`` and the columns read here."""
+    return sa.Table(
+        f"django_celery_beat_{table}",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        *(sa.Column(column, kind) for column, kind in columns.items()),
+    )
+
+
+periodic_tasks: Final = _table(
+    "periodictask",
+    name=_TEXT,
+    task=_TEXT,
+    args=_TEXT,
+    kwargs=_TEXT,
+    queue=_TEXT,
+    exchange=_TEXT,
+    routing_key=_TEXT,
+    headers=_TEXT,
+    priority=_NUMBER,
+    expires=_INSTANT,
+    expire_seconds=_NUMBER,
+    one_off=sa.Boolean(),
+    start_time=_INSTANT,
+    enabled=sa.Boolean(),
+    total_run_count=_NUMBER,
+    interval_id=_NUMBER,
+    crontab_id=_NUMBER,
+    solar_id=_NUMBER,
+    clocked_id=_NUMBER,
 )
-crontab_schedules: Final = sa.Table(
-    "django_celery_beat_crontabschedule",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("minute", sa.String),
-    sa.Column("hour", sa.String),
-    sa.Column("day_of_week", sa.String),
-    sa.Column("day_of_month", sa.String),
-    sa.Column("month_of_year", sa.String),
-    sa.Column("timezone", sa.String),
+crontab_schedules: Final = _table(
+    "crontabschedule",
+    **dict.fromkeys(("minute", "hour", "day_of_week", "day_of_month", "month_of_year"), _TEXT),
+    timezone=_TEXT,
 )
-interval_schedules: Final = sa.Table(
-    "django_celery_beat_intervalschedule",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("every", sa.Integer),
-    sa.Column("period", sa.String),
-)
-clocked_schedules: Final = sa.Table(
-    "django_celery_beat_clockedschedule",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("clocked_time", sa.DateTime(timezone=True)),
-)
-solar_schedules: Final = sa.Table(
-    "django_celery_beat_solarschedule",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("event", sa.String),
-)
+interval_schedules: Final = _table("intervalschedule", every=_NUMBER, period=_TEXT)
+clocked_schedules: Final = _table("clockedschedule", clocked_time=_INSTANT)
+solar_schedules: Final = _table("solarschedule", event=_TEXT)
 
 P = periodic_tasks.c
 C = crontab_schedules.c
@@ -80,24 +70,11 @@ I = interval_schedules.c  # noqa: E741 - the interval table's columns, as P and 
 K = clocked_schedules.c
 S = solar_schedules.c
 
-#: Each periodic task with its schedule's columns (a row has exactly one schedule).
+#: Each periodic task, all its columns, with its schedule's (exactly one of
+#: ``crontab_id``, ``interval_id``, ``clocked_id`` and ``solar_id`` is set).
 _TASKS_WITH_SCHEDULES: Final = (
     sa.select(
-        P.name,
-        P.task,
-        P.args,
-        P.kwargs,
-        P.queue,
-        P.exchange,
-        P.routing_key,
-        P.headers,
-        P.priority,
-        P.expires,
-        P.expire_seconds,
-        P.one_off,
-        P.start_time,
-        P.enabled,
-        P.total_run_count,
+        periodic_tasks,
         C.minute,
         C.hour,
         C.day_of_week,
@@ -108,10 +85,6 @@ _TASKS_WITH_SCHEDULES: Final = (
         I.period,
         K.clocked_time,
         S.event.label("solar_event"),
-        (P.crontab_id.is_not(None)).label("has_crontab"),
-        (P.interval_id.is_not(None)).label("has_interval"),
-        (P.clocked_id.is_not(None)).label("has_clocked"),
-        (P.solar_id.is_not(None)).label("has_solar"),
     )
     .select_from(
         periodic_tasks.outerjoin(crontab_schedules, P.crontab_id == C.id)

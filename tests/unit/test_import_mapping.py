@@ -309,10 +309,10 @@ def _row(**columns: Any) -> dict[str, Any]:
         one_off=False,
         enabled=True,
         total_run_count=0,
-        has_crontab=False,
-        has_interval=False,
-        has_clocked=False,
-        has_solar=False,
+        crontab_id=None,
+        interval_id=None,
+        clocked_id=None,
+        solar_id=None,
     )
     row.update(columns)
     return row
@@ -321,7 +321,7 @@ def _row(**columns: Any) -> dict[str, Any]:
 def test_django_rows_become_tasks() -> None:
     cron = django_beat.entry_of(
         _row(
-            has_crontab=True,
+            crontab_id=1,
             minute="*/15",
             hour="9-17",
             day_of_week="mon-fri",
@@ -352,7 +352,7 @@ def test_django_rows_become_tasks() -> None:
         "end_at": None,
         "max_executions": None,
     }
-    interval = django_beat.entry_of(_row(has_interval=True, every=2, period="hours"), "q")
+    interval = django_beat.entry_of(_row(interval_id=1, every=2, period="hours"), "q")
     assert interval.definition is not None
     assert interval.definition["schedule"] == {"interval_seconds": 7200}
     assert interval.definition["target"]["celery"]["queue"] == "q"
@@ -360,23 +360,21 @@ def test_django_rows_become_tasks() -> None:
 
 def test_django_expires_ends_the_schedule_and_one_off_runs_once() -> None:
     expires = datetime(2031, 1, 1, tzinfo=UTC)
-    row = _row(has_interval=True, every=30, period="seconds", expires=expires, expire_seconds=9)
+    row = _row(interval_id=1, every=30, period="seconds", expires=expires, expire_seconds=9)
     entry = django_beat.entry_of(row, "celery")
     assert entry.definition is not None
     assert entry.definition["end_at"] == "2031-01-01T00:00:00+00:00"
     # As django-celery-beat: with ``expires`` set, ``expire_seconds`` is not used.
     assert "expires_seconds" not in entry.definition["target"]["celery"]
-    one_off = django_beat.entry_of(
-        _row(has_interval=True, every=1, period="days", one_off=True), "c"
-    )
+    one_off = django_beat.entry_of(_row(interval_id=1, every=1, period="days", one_off=True), "c")
     assert one_off.definition is not None and one_off.definition["max_executions"] == 1
     assert not one_off.paused
-    ran = _row(has_interval=True, every=1, period="days", one_off=True, total_run_count=1)
+    ran = _row(interval_id=1, every=1, period="days", one_off=True, total_run_count=1)
     assert django_beat.entry_of(ran, "c").paused
     assert django_beat.entry_of(
-        _row(has_interval=True, every=5, period="minutes", enabled=False), "c"
+        _row(interval_id=1, every=5, period="minutes", enabled=False), "c"
     ).paused
-    clocked = _row(has_clocked=True, clocked_time=datetime(2030, 6, 1, 12, 0), one_off=True)
+    clocked = _row(clocked_id=1, clocked_time=datetime(2030, 6, 1, 12, 0), one_off=True)
     at = django_beat.entry_of(clocked, "c").definition
     assert at is not None
     assert at["schedule"] == {"at": "2030-06-01T12:00:00+00:00"} and at["max_executions"] is None
@@ -385,12 +383,12 @@ def test_django_expires_ends_the_schedule_and_one_off_runs_once() -> None:
 @pytest.mark.parametrize(
     ("columns", "reason"),
     [
-        ({"has_solar": True, "solar_event": "sunrise"}, "solar schedule \\(sunrise\\)"),
+        ({"solar_id": 1, "solar_event": "sunrise"}, "solar schedule \\(sunrise\\)"),
         ({}, "no schedule"),
-        ({"has_interval": True, "every": 10, "period": "seconds", "args": "{"}, "args is not JSON"),
-        ({"has_interval": True, "every": 10, "period": "seconds", "kwargs": "[]"}, "JSON object"),
-        ({"has_interval": True, "every": 10, "period": "seconds", "priority": 3}, "priority"),
-        ({"has_interval": True, "every": 5, "period": "microseconds"}, "whole number"),
+        ({"interval_id": 1, "every": 10, "period": "seconds", "args": "{"}, "args is not JSON"),
+        ({"interval_id": 1, "every": 10, "period": "seconds", "kwargs": "[]"}, "JSON object"),
+        ({"interval_id": 1, "every": 10, "period": "seconds", "priority": 3}, "priority"),
+        ({"interval_id": 1, "every": 5, "period": "microseconds"}, "whole number"),
     ],
 )
 def test_django_rows_taskhub_cannot_carry_are_refused(columns: dict[str, Any], reason: str) -> None:

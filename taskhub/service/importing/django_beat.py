@@ -67,9 +67,9 @@ def _json(text: str | None, column: str, empty: Any) -> Any:
 
 
 def _schedule(row: Mapping[str, Any]) -> dict[str, Any]:
-    if row["has_solar"]:
+    if row["solar_id"] is not None:
         raise Unmappable(solar_refusal(row["solar_event"]))
-    if row["has_crontab"]:
+    if row["crontab_id"] is not None:
         try:
             tab = crontab(
                 minute=row["minute"],
@@ -81,12 +81,12 @@ def _schedule(row: Mapping[str, Any]) -> dict[str, Any]:
         except ValueError as error:
             raise Unmappable(f"its crontab is not one Celery reads: {error}") from None
         return {"cron": cron_of(tab), "timezone": row["timezone"] or "UTC"}
-    if row["has_interval"]:
+    if row["interval_id"] is not None:
         unit = PERIOD_SECONDS.get(row["period"])
         if unit is None:
             raise Unmappable(f"interval period {row['period']!r} is not one Celery knows")
         return interval_schedule(timedelta(seconds=row["every"] * unit), False, None)
-    if row["has_clocked"]:
+    if row["clocked_id"] is not None:
         return {"at": iso(row["clocked_time"])}
     raise Unmappable("it has no schedule")
 
