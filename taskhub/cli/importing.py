@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -36,6 +36,12 @@ _PAST = {
 }
 
 dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+broker_option = click.option(
+    "--broker",
+    default=limits.DEFAULT_CELERY_BROKER,
+    show_default=True,
+    help="The broker (a name in TASKHUB_CELERY_BROKERS) the tasks send their Celery tasks to.",
+)
 default_queue_option = click.option(
     "--default-queue",
     default=limits.DEFAULT_CELERY_QUEUE,
@@ -53,9 +59,11 @@ def _read(reader: Callable[..., list[Entry]], *args: Any) -> list[Entry]:
 
 def _run(
     entries: Sequence[Entry],
+    *,
     tenant: str,
     as_json: bool,
     dry_run: bool,
+    broker: str,
     sync: str | None = None,
     prune: bool = False,
 ) -> None:
@@ -69,6 +77,7 @@ def _run(
         dry_run=dry_run,
         sync=sync,
         prune=prune,
+        broker=broker,
     )
     if as_json:
         print_json({"dry_run": dry_run, "steps": [step.to_dict() for step in steps]})
@@ -84,6 +93,17 @@ def _run(
         click.get_current_context().exit(REFUSED_EXIT)
 
 
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def plan_options(command: F) -> F:
+    """What every import and sync takes: ``--broker``, ``--tenant``, ``--dry-run``,
+    ``--json``."""
+    for option in reversed((broker_option, tenant_option, dry_run_option, json_option)):
+        command = option(command)
+    return command
+
+
 @click.group("import")
 def import_group() -> None:
     """Move schedules over from celery beat, django-celery-beat or redbeat: one task per
@@ -92,29 +112,22 @@ def import_group() -> None:
 
 @import_group.command("celery-beat")
 @click.argument("app", metavar="MODULE:APP")
-@tenant_option
-@dry_run_option
-@json_option
-def import_celery_beat(app: str, tenant: str, dry_run: bool, as_json: bool) -> None:
+@plan_options
+def import_celery_beat(app: str, **run: Any) -> None:
     """The app's beat_schedule (the app found as celery -A finds it)."""
     loaded = _read(celery_apps.load_app, app)
-    _run(_read(celery_apps.beat_entries, loaded), tenant, as_json, dry_run)
+    _run(_read(celery_apps.beat_entries, loaded), **run)
 
 
 @import_group.command("django-celery-beat")
 @click.option(
-    "--database-url", required=True, help="django-celery-beat's database (SQLAlchemy URL)."
+    "--database-url", required=True, help="django-celery-beat's database (an SQLAlchemy URL)."
 )
 @default_queue_option
-@tenant_option
-@dry_run_option
-@json_option
-def import_django_celery_beat(
-    database_url: str, default_queue: str, tenant: str, dry_run: bool, as_json: bool
-) -> None:
+@plan_options
+def import_django_celery_beat(database_url: str, default_queue: str, **run: Any) -> None:
     """django-celery-beat's periodic tasks, read from its tables."""
-    entries = _read(django_beat.read, database_url, default_queue)
-    _run(entries, tenant, as_json, dry_run)
+    _run(_read(django_beat.read, database_url, default_queue), **run)
 
 
 @import_group.command("redbeat")
@@ -127,21 +140,12 @@ def import_django_celery_beat(
     help="The zone of the crontabs (redbeat stores none: your app's timezone).",
 )
 @default_queue_option
-@tenant_option
-@dry_run_option
-@json_option
+@plan_options
 def import_redbeat(
-    redis_url: str,
-    key_prefix: str,
-    timezone: str,
-    default_queue: str,
-    tenant: str,
-    dry_run: bool,
-    as_json: bool,
+    redis_url: str, key_prefix: str, timezone: str, default_queue: str, **run: Any
 ) -> None:
     """redbeat's entries, read from Redis."""
-    entries = _read(redbeat.read, redis_url, key_prefix, timezone, default_queue)
-    _run(entries, tenant, as_json, dry_run)
+    _run(_read(redbeat.read, redis_url, key_prefix, timezone, default_queue), **run)
 
 
 @click.command("sync")
@@ -151,11 +155,9 @@ def import_redbeat(
     is_flag=True,
     help="Delete the tasks a sync of this app made that it no longer declares.",
 )
-@tenant_option
-@dry_run_option
-@json_option
-def sync_command(app: str, prune: bool, tenant: str, dry_run: bool, as_json: bool) -> None:
+@plan_options
+def sync_command(app: str, prune: bool, **run: Any) -> None:
     """Make the tenant's tasks match the app: its beat_schedule and the schedules declared
     with @periodic (taskhub.periodic) on its tasks."""
     loaded = _read(celery_apps.load_app, app)
-    _run(_read(celery_apps.sync_entries, loaded), tenant, as_json, dry_run, app, prune)
+    _run(_read(celery_apps.sync_entries, loaded), sync=app, prune=prune, **run)

@@ -163,6 +163,10 @@ def test_the_app_is_found_in_the_current_directory_as_celery_a_finds_it(cli: Cli
         "schedule.interval_seconds: must be at least 60: the tenant's min_interval_seconds limit",
     )
     assert quota["nightly-report"] == ("create", "")
+    # Tasks send to a broker the operator configured, never to one a tenant names.
+    unknown = plan(cli, "import", "celery-beat", "beatapp:app", "--broker", "nope", expect=2)
+    assert unknown["nightly-report"][0] == "refused"
+    assert unknown["nightly-report"][1].startswith("target.celery.broker: ")
 
 
 # --- django-celery-beat ---------------------------------------------------------------

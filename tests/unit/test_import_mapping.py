@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 
 from taskhub.core.schedules import Cron, next_fire_time
 from taskhub.service.importing import celery_apps, django_beat, plan, redbeat
-from taskhub.service.importing.entries import DISABLED_AT_SOURCE, celery_target, plain_json
+from taskhub.service.importing.entries import (
+    DISABLED_AT_SOURCE,
+    Entry,
+    celery_target,
+    plain_json,
+)
 from taskhub.service.importing.schedules import (
     CRON_FIELDS,
     Unmappable,
@@ -499,6 +504,7 @@ def _desired(**fields: Any) -> dict[str, Any]:
                 "args": [1],
                 "kwargs": {"region": "eu"},
                 "queue": "reports",
+                "broker": "billing",
                 "expires_seconds": 600.0,
             }
         },
@@ -528,13 +534,17 @@ def test_only_what_differs_is_patched_and_taskhub_s_own_fields_are_kept() -> Non
                 "args": [True],
                 "kwargs": {"region": "eu"},
                 "queue": "reports",
-                "broker": "billing",  # set in taskhub, not by the import: kept
-                "track": True,
+                "broker": "billing",
+                "track": True,  # set in taskhub, not by the import: kept
                 "expires_seconds": None,
             }
         }
     }
     assert plan.changes(_stored(), _desired(max_executions=1), {}, _NOW) == {"max_executions": 1}
+    moved = plan.with_broker(Entry("nightly", _desired()), "default").definition
+    assert moved is not None
+    patch = plan.changes(_stored(), moved, {}, _NOW)
+    assert patch["target"]["celery"]["broker"] == "default"
 
 
 def test_a_sync_tags_its_tasks_keeping_their_other_tags() -> None:

@@ -7,10 +7,10 @@ rolled back: every refusal the service would make (a definition it refuses, a qu
 name taken) shows in the plan, and nothing changes. Each entry is applied in a savepoint
 of its own, so a refused entry leaves the others applied.
 
-An import decides a task's schedule, its Celery call (task, args, kwargs, queue,
+An import decides a task's schedule, its Celery call (task, args, kwargs, queue, broker,
 expiry), its window (``start_at``, ``end_at``, ``max_executions``) and whether it is
-paused; everything else (retry policy, misfire policy, rate limit, the Celery target's
-broker and tracking, ...) is left as it is set in taskhub.
+paused; everything else (retry policy, misfire policy, rate limit, whether the Celery
+task's result is tracked, ...) is left as it is set in taskhub.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy.engine import Connection, Engine
 
+from taskhub.core import limits
 from taskhub.core.celery_calls import CeleryCall
 from taskhub.core.definitions import parse_schedule, parse_time, schedule_to_dict
 from taskhub.core.errors import TaskhubError
@@ -41,7 +42,7 @@ DELETE: Final = "delete"
 #: ``--prune`` deletes only tasks that carry it.
 SYNC_TAG: Final = "taskhub-sync"
 #: The fields of ``target.celery`` an import decides.
-CELERY_FIELDS: Final = ("task", "args", "kwargs", "queue", "expires_seconds")
+CELERY_FIELDS: Final = ("task", "args", "kwargs", "queue", "broker", "expires_seconds")
 _WINDOW_INSTANTS: Final = ("start_at", "end_at")
 
 
@@ -69,10 +70,13 @@ def apply(
     dry_run: bool = False,
     sync: str | None = None,
     prune: bool = False,
+    broker: str = limits.DEFAULT_CELERY_BROKER,
 ) -> list[Step]:
-    """Make the tenant's tasks match ``entries``. ``sync``: the app a sync reads (its
-    tasks are tagged with it); ``prune`` then deletes its tagged tasks no entry names."""
+    """Make the tenant's tasks match ``entries``, their Celery tasks sent to ``broker``
+    (a name of ``TASKHUB_CELERY_BROKERS``). ``sync``: the app a sync reads (its tasks are
+    tagged with it); ``prune`` then deletes its tagged tasks no entry names."""
     tags = {} if sync is None else {SYNC_TAG: sync}
+    entries = [with_broker(entry, broker) for entry in entries]
     counts = Counter(entry.name for entry in entries)
     with engine.connect() as conn:
         transaction = conn.begin()
@@ -93,6 +97,14 @@ def apply(
         else:
             transaction.commit()
     return steps
+
+
+def with_broker(entry: Entry, broker: str) -> Entry:
+    if entry.definition is None:
+        return entry
+    target = entry.definition["target"]
+    celery = {**target["celery"], "broker": broker}
+    return replace(entry, definition={**entry.definition, "target": {**target, "celery": celery}})
 
 
 def _apply_one(
