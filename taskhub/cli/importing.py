@@ -21,8 +21,8 @@ from taskhub.cli.common import (
 from taskhub.core import limits
 from taskhub.core.clock import utcnow
 from taskhub.core.errors import TaskhubError
-from taskhub.service.importing import celery_apps, django_beat, plan, redbeat
-from taskhub.service.importing.entries import Entry
+from taskhub.service.importing import plan
+from taskhub.service.importing.entries import REDBEAT_KEY_PREFIX, Entry
 
 #: The exit code when an entry was refused (the others are applied): bad input, as the
 #: other commands' refusals.
@@ -115,6 +115,8 @@ def import_group() -> None:
 @plan_options
 def import_celery_beat(app: str, **run: Any) -> None:
     """The app's beat_schedule (the app found as celery -A finds it)."""
+    from taskhub.service.importing import celery_apps  # Celery only when asked for
+
     loaded = _read(celery_apps.load_app, app)
     _run(_read(celery_apps.beat_entries, loaded), **run)
 
@@ -127,12 +129,14 @@ def import_celery_beat(app: str, **run: Any) -> None:
 @plan_options
 def import_django_celery_beat(database_url: str, default_queue: str, **run: Any) -> None:
     """django-celery-beat's periodic tasks, read from its tables."""
+    from taskhub.service.importing import django_beat
+
     _run(_read(django_beat.read, database_url, default_queue), **run)
 
 
 @import_group.command("redbeat")
 @click.option("--redis-url", required=True, help="The Redis redbeat keeps its entries in.")
-@click.option("--key-prefix", default=redbeat.DEFAULT_KEY_PREFIX, show_default=True)
+@click.option("--key-prefix", default=REDBEAT_KEY_PREFIX, show_default=True)
 @click.option(
     "--timezone",
     default=limits.DEFAULT_TIMEZONE,
@@ -145,6 +149,8 @@ def import_redbeat(
     redis_url: str, key_prefix: str, timezone: str, default_queue: str, **run: Any
 ) -> None:
     """redbeat's entries, read from Redis."""
+    from taskhub.service.importing import redbeat
+
     _run(_read(redbeat.read, redis_url, key_prefix, timezone, default_queue), **run)
 
 
@@ -159,5 +165,7 @@ def import_redbeat(
 def sync_command(app: str, prune: bool, **run: Any) -> None:
     """Make the tenant's tasks match the app: its beat_schedule and the schedules declared
     with @periodic (taskhub.periodic) on its tasks."""
+    from taskhub.service.importing import celery_apps
+
     loaded = _read(celery_apps.load_app, app)
     _run(_read(celery_apps.sync_entries, loaded), sync=app, prune=prune, **run)

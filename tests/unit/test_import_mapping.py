@@ -20,12 +20,12 @@ from taskhub.service.importing import celery_apps, django_beat, plan, redbeat
 from taskhub.service.importing.entries import (
     DISABLED_AT_SOURCE,
     Entry,
+    Unmappable,
     celery_target,
     plain_json,
 )
 from taskhub.service.importing.schedules import (
     CRON_FIELDS,
-    Unmappable,
     cron_of,
     render_field,
     taskhub_schedule,

@@ -16,8 +16,14 @@ from taskhub import periodic
 from taskhub.core import limits
 from taskhub.core.errors import ValidationError
 from taskhub.service.importing import entries
-from taskhub.service.importing.entries import Entry, celery_target, definition, refused
-from taskhub.service.importing.schedules import Unmappable, taskhub_schedule
+from taskhub.service.importing.entries import (
+    Entry,
+    Unmappable,
+    celery_target,
+    definition,
+    refused,
+)
+from taskhub.service.importing.schedules import taskhub_schedule
 
 #: The keys of a ``beat_schedule`` entry (celery.beat.ScheduleEntry's).
 BEAT_KEYS: Final = ("task", "schedule", "args", "kwargs", "options", "relative")

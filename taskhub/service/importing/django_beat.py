@@ -22,9 +22,15 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from taskhub.core.errors import ValidationError
 from taskhub.db import django_celery_beat
-from taskhub.service.importing.entries import Entry, celery_target, definition, iso, refused
-from taskhub.service.importing.schedules import (
+from taskhub.service.importing.entries import (
+    Entry,
     Unmappable,
+    celery_target,
+    definition,
+    iso,
+    refused,
+)
+from taskhub.service.importing.schedules import (
     cron_of,
     interval_schedule,
     solar_refusal,

@@ -1,6 +1,7 @@
 """One entry of a source as taskhub will hold it: a task definition in the API's shape
 (with a Celery target), or a refusal with its reason. What every source shares: the
-Celery call (task, arguments, queue, expiry) and the definition around it.
+Celery call (task, arguments, queue, expiry) and the definition around it. Nothing of
+Celery or of a source's client is imported here: the CLI reads it when it starts.
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from taskhub.core import limits
-from taskhub.service.importing.schedules import Unmappable
 
+#: redbeat's default ``redbeat_key_prefix``.
+REDBEAT_KEY_PREFIX: Final = "redbeat:"
 #: What a paused task's ``paused_reason`` says when its source disabled the entry; an
 #: import resumes only the tasks it paused itself (never a pause of the user's own).
 DISABLED_AT_SOURCE: Final = "disabled at its source (taskhub import/sync)"
+
+
+class Unmappable(ValueError):
+    """An entry taskhub cannot carry over; the message is the reason shown in the plan."""
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,19 @@ import redis
 from celery.schedules import crontab
 
 from taskhub.core.errors import ValidationError
-from taskhub.service.importing.entries import Entry, celery_target, definition, refused
+from taskhub.service.importing.entries import (
+    Entry,
+    Unmappable,
+    celery_target,
+    definition,
+    refused,
+)
 from taskhub.service.importing.schedules import (
     CRON_FIELDS,
-    Unmappable,
     cron_of,
     interval_schedule,
 )
 
-#: redbeat's default ``redbeat_key_prefix``.
-DEFAULT_KEY_PREFIX = "redbeat:"
 _READ_TIMEOUT_S = 30
 
 

@@ -18,6 +18,7 @@ from celery.schedules import BaseSchedule, crontab, schedule, solar
 
 from taskhub.core.cron import parse_cron
 from taskhub.core.errors import ScheduleError
+from taskhub.service.importing.entries import Unmappable
 
 #: Celery's crontab fields in cron's order, with their bounds (Sunday is 0).
 CRON_FIELDS: Final = (
@@ -30,10 +31,6 @@ CRON_FIELDS: Final = (
 _MINUTE_S: Final = 60
 _HOUR_S: Final = 3600
 _DAY_S: Final = 86400
-
-
-class Unmappable(ValueError):
-    """An entry taskhub cannot carry over; the message is the reason shown in the plan."""
 
 
 def render_field(values: Iterable[int], low: int, high: int) -> str:
