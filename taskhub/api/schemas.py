@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema
 
+from taskhub.api.celery_schemas import STRICT, CeleryCallCreate, CeleryTarget
 from taskhub.core import limits
 from taskhub.core.limits import Method
 from taskhub.core.statuses import ExecutionStatus, LastStatus, MisfirePolicy, PausedBy, TaskStatus
@@ -92,7 +93,7 @@ AutoPause = Annotated[
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
 
 class TaskRateLimit(_Strict):
@@ -171,7 +172,9 @@ class Retry(_Strict):
 
 
 class TargetPatch(_Strict):
-    """Merged field by field into the task's target."""
+    """Merged field by field into the task's target. Giving ``celery`` to an HTTP target
+    switches it to a Celery target (``url``, ``method``, ``headers`` and ``body`` are
+    dropped), and ``url`` to a Celery target switches it back."""
 
     url: Url | None = Field(
         None, description="http or https; a private or cloud-metadata address is refused."
@@ -181,15 +184,22 @@ class TargetPatch(_Strict):
         None, description="Credential headers are sealed at rest and masked in answers."
     )
     body: Body | None = None
+    celery: CeleryCallCreate | None = Field(
+        None,
+        description="A Celery task to send instead of an HTTP call (then no url, method, "
+        "headers or body); replaced whole by a patch.",
+    )
     timeout_seconds: Timeout | None = Field(
         None, description="Per attempt, counted from when it gets a sending slot."
     )
 
 
 class TargetCreate(TargetPatch):
-    # The patch's fields, in its order; a create requires ``url`` and fills defaults.
-    url: Url
-    method: Method = Field(limits.DEFAULT_METHOD, description="Any case.")
+    """Exactly one of ``url`` (an HTTP call, with ``method``, ``headers`` and ``body``)
+    and ``celery`` (a Celery task to send); ``timeout_seconds`` applies to both."""
+
+    # The patch's fields, in its order; a create fills defaults.
+    method: Method = Field(limits.DEFAULT_METHOD, description="Any case; only with url.")
     timeout_seconds: Timeout = limits.DEFAULT_TIMEOUT_S
 
 
@@ -222,7 +232,8 @@ class TaskPatch(_Strict):
 
 
 class TaskCreate(TaskPatch):
-    """A task as sent: only ``name``, ``schedule`` and ``target.url`` are required."""
+    """A task as sent: only ``name``, ``schedule`` and ``target.url`` (or, for a Celery
+    target, ``target.celery.task``) are required."""
 
     # The patch's fields, in its order (a task's fields are declared once); a create
     # requires these three.
@@ -264,7 +275,7 @@ class Task(_Strict):
     id: Uuid
     name: str
     schedule: Schedule
-    target: Target
+    target: Target | CeleryTarget
     retry: Retry
     start_at: DateTime | None
     end_at: DateTime | None

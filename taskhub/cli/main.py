@@ -7,6 +7,7 @@ import click
 from taskhub.cli.apikey import apikey_group
 from taskhub.cli.db import db_group
 from taskhub.cli.executions import dlq_group, executions_list
+from taskhub.cli.importing import import_group, sync_command
 from taskhub.cli.processes import api, dev, run_role
 from taskhub.cli.reseal import reseal_command
 from taskhub.cli.signing_secret import signing_secret_group
@@ -34,6 +35,8 @@ for command in (
     health_command,
     reseal_command,
     tenant_group,
+    import_group,
+    sync_command,
 ):
     main.add_command(command)
 

@@ -55,7 +55,15 @@ def _show_task(task: dict[str, Any], as_json: bool) -> None:
         if key.startswith("paused_") and task[key] is None:
             continue
         click.echo(f"{key + ':':<{_KEY_WIDTH}}{_shown(key, task[key])}")
-    click.echo(f"{'target:':<{_KEY_WIDTH}}{task['target']['method']} {task['target']['url']}")
+    click.echo(f"{'target:':<{_KEY_WIDTH}}{_target(task['target'])}")
+
+
+def _target(target: dict[str, Any]) -> str:
+    """``POST https://...``, or the Celery task and where it is sent."""
+    celery = target.get("celery")
+    if celery is None:
+        return f"{target['method']} {target['url']}"
+    return f"Celery task {celery['task']} (broker {celery['broker']}, queue {celery['queue']})"
 
 
 def _shown(key: str, value: Any) -> str:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from taskhub.core import limits
 from taskhub.core.errors import ValidationError
+from taskhub.core.fields import number, object_of
 
 #: The fields of ``target.celery``, in the order the API documents them.
 FIELDS: Final = ("task", "args", "kwargs", "queue", "broker", "track", "expires_seconds")
@@ -71,19 +72,21 @@ class CeleryCall:
         )
 
 
-def parse_celery_call(data: Any, brokers: Sequence[str] | None = None) -> CeleryCall:
+def parse_celery_call(
+    data: Any,
+    brokers: Collection[str] | None = None,
+    result_backends: Collection[str] | None = None,
+) -> CeleryCall:
     """``target.celery`` as the API documents it. ``brokers``, when given, are the broker
-    names the operator configured: another name is refused (tenants never see URLs)."""
+    names the operator configured: another name is refused (tenants never see URLs);
+    ``result_backends`` likewise the result backends' names, one of which ``track``
+    needs (the broker's name)."""
     where = "target.celery"
-    if not isinstance(data, Mapping):
-        raise ValidationError(where, "must be an object")
-    unknown = sorted(str(key) for key in data if key not in FIELDS)
-    if unknown:
-        raise ValidationError(f"{where}.{unknown[0]}", "unknown field")
+    data = object_of(data, where, FIELDS)
     task = data.get("task")
     if not isinstance(task, str) or not task:
         raise ValidationError(f"{where}.task", "is required")
-    if len(task) > limits.MAX_CELERY_TASK_NAME_CHARS or not _TASK_NAME.match(task):
+    if len(task) > limits.MAX_CELERY_TASK_NAME_CHARS or not _TASK_NAME.fullmatch(task):
         raise ValidationError(
             f"{where}.task",
             "must be a dotted name of identifiers (e.g. billing.tasks.nightly_report), "
@@ -107,14 +110,19 @@ def parse_celery_call(data: Any, brokers: Sequence[str] | None = None) -> Celery
                 f"{where}.{name}", f"at most {limits.MAX_CELERY_ARGUMENTS_BYTES} bytes as JSON"
             )
     queue = data.get("queue", limits.DEFAULT_CELERY_QUEUE)
-    if not isinstance(queue, str) or not _QUEUE_NAME.match(queue):
+    if (
+        not isinstance(queue, str)
+        or not _QUEUE_NAME.fullmatch(queue)
+        or queue.startswith(limits.RESERVED_CELERY_QUEUE_PREFIX)
+    ):
         raise ValidationError(
             f"{where}.queue",
-            f"must be 1 to {limits.MAX_CELERY_QUEUE_CHARS} letters, digits, '-', '_' or '.' "
+            f"must be 1 to {limits.MAX_CELERY_QUEUE_CHARS} letters, digits, '-', '_' or '.', "
+            f"starting with a letter or digit and not with {limits.RESERVED_CELERY_QUEUE_PREFIX!r} "
             "(a name every broker accepts)",
         )
     broker = data.get("broker", limits.DEFAULT_CELERY_BROKER)
-    if not isinstance(broker, str) or not _BROKER_NAME.match(broker):
+    if not isinstance(broker, str) or not _BROKER_NAME.fullmatch(broker):
         raise ValidationError(f"{where}.broker", "must be the name of a configured broker")
     if brokers is not None and broker not in brokers:
         raise ValidationError(
@@ -123,17 +131,12 @@ def parse_celery_call(data: Any, brokers: Sequence[str] | None = None) -> Celery
     track = data.get("track", False)
     if not isinstance(track, bool):
         raise ValidationError(f"{where}.track", "must be true or false")
-    expires = data.get("expires_seconds")
-    if expires is not None and (
-        isinstance(expires, bool)
-        or not isinstance(expires, int | float)
-        or not limits.MIN_CELERY_EXPIRES_S <= expires <= limits.MAX_CELERY_EXPIRES_S
-    ):
+    if track and result_backends is not None and broker not in result_backends:
         raise ValidationError(
-            f"{where}.expires_seconds",
-            f"must be a number from {limits.MIN_CELERY_EXPIRES_S:g} to "
-            f"{limits.MAX_CELERY_EXPIRES_S:g}",
+            f"{where}.track",
+            f"needs a result backend named like the broker ({broker}), and none is configured",
         )
+    expires = data.get("expires_seconds")
     return CeleryCall(
         task=task,
         args=tuple(args),
@@ -141,5 +144,12 @@ def parse_celery_call(data: Any, brokers: Sequence[str] | None = None) -> Celery
         queue=queue,
         broker=broker,
         track=track,
-        expires_seconds=None if expires is None else float(expires),
+        expires_seconds=None
+        if expires is None
+        else number(
+            expires,
+            f"{where}.expires_seconds",
+            limits.MIN_CELERY_EXPIRES_S,
+            limits.MAX_CELERY_EXPIRES_S,
+        ),
     )

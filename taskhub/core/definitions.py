@@ -8,14 +8,16 @@ which the OpenAPI document states too.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from taskhub.core import limits
 from taskhub.core.addresses import AddressPolicy, TargetURLError, parse_target_url, target_refusal
+from taskhub.core.celery_calls import CeleryCall, parse_celery_call
 from taskhub.core.errors import ScheduleError, ValidationError
+from taskhub.core.fields import integer, number, object_of
 from taskhub.core.host_limits import HostLimit
 from taskhub.core.retry_policy import RetryPolicy
 from taskhub.core.schedules import (
@@ -48,17 +50,23 @@ TOP_LEVEL = (
     "spread_seconds",
 )
 RATE_LIMIT_FIELDS = ("max_in_flight", "per_second")
-TARGET_FIELDS = ("url", "method", "headers", "body", "timeout_seconds")
+TARGET_FIELDS = ("url", "method", "headers", "body", "celery", "timeout_seconds")
+#: The fields of an HTTP target that a Celery target does not take.
+URL_TARGET_FIELDS = ("url", "method", "headers", "body")
 RETRY_FIELDS = ("max_attempts", "backoff_seconds", "max_backoff_seconds")
 
 
 @dataclass(frozen=True)
 class Target:
-    url: str
+    """Exactly one of an HTTP call (``url`` and its method, headers and body) and a
+    Celery task to send (``celery``: ``url`` is None, the HTTP fields their defaults)."""
+
+    url: str | None
     method: str = limits.DEFAULT_METHOD
     headers: dict[str, str] = field(default_factory=dict)
     body: str | None = None
     timeout_seconds: float = limits.DEFAULT_TIMEOUT_S
+    celery: CeleryCall | None = None
 
 
 @dataclass(frozen=True)
@@ -78,32 +86,6 @@ class TaskDefinition:
     spread_seconds: int = limits.DEFAULT_SPREAD_S
 
 
-def _object(value: Any, name: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ValidationError(name, "must be an object")
-    for key in value:
-        if key not in allowed:
-            prefix = f"{name}." if name else ""
-            raise ValidationError(f"{prefix}{key}", "unknown field")
-    return value
-
-
-def _number(value: Any, name: str, low: float, high: float) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
-        raise ValidationError(name, "must be a number")
-    if not low <= value <= high:
-        raise ValidationError(name, f"must be between {low:g} and {high:g}")
-    return float(value)
-
-
-def _integer(value: Any, name: str, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValidationError(name, "must be an integer")
-    if not low <= value <= high:
-        raise ValidationError(name, f"must be between {low} and {high}")
-    return value
-
-
 def parse_time(value: Any, name: str) -> datetime | None:
     if value is None:
         return None
@@ -119,7 +101,7 @@ def parse_time(value: Any, name: str) -> datetime | None:
 
 
 def parse_schedule(data: Any, now: datetime, *, require_future_at: bool = True) -> Schedule:
-    data = _object(data, "schedule", ("cron", "timezone", "interval_seconds", "at"))
+    data = object_of(data, "schedule", ("cron", "timezone", "interval_seconds", "at"))
     kinds = [k for k in ("cron", "interval_seconds", "at") if k in data]
     if len(kinds) != 1:
         raise ValidationError("schedule", "give exactly one of cron, interval_seconds, at")
@@ -134,7 +116,7 @@ def parse_schedule(data: Any, now: datetime, *, require_future_at: bool = True) 
             raise ValidationError("schedule.timezone", "must be a string")
         schedule = Cron(data["cron"], timezone)
     elif kinds == ["interval_seconds"]:
-        seconds = _integer(
+        seconds = integer(
             data["interval_seconds"],
             "schedule.interval_seconds",
             limits.MIN_INTERVAL_S,
@@ -201,11 +183,20 @@ def parse_headers(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-def parse_target(data: Any, address_policy: AddressPolicy | None = None) -> Target:
-    """``address_policy``, when given, refuses an IP-literal host in a blocked address
+def parse_target(
+    data: Any,
+    address_policy: AddressPolicy | None = None,
+    celery_brokers: Collection[str] | None = None,
+    celery_result_backends: Collection[str] | None = None,
+) -> Target:
+    """Exactly one of ``url`` and ``celery`` (a null one counts as not given).
+    ``address_policy``, when given, refuses an IP-literal host in a blocked address
     class and a port it does not allow (host names are checked when they resolve, at
-    fire time)."""
-    data = _object(data, "target", TARGET_FIELDS)
+    fire time); ``celery_brokers`` and ``celery_result_backends``, the names the
+    operator configured, which a Celery target may name (:func:`parse_celery_call`)."""
+    data = object_of(data, "target", TARGET_FIELDS)
+    if data.get("celery") is not None:
+        return _celery_target(data, celery_brokers, celery_result_backends)
     url = data.get("url")
     if not isinstance(url, str) or not url:
         raise ValidationError("target.url", "is required")
@@ -231,31 +222,51 @@ def parse_target(data: Any, address_policy: AddressPolicy | None = None) -> Targ
             raise ValidationError("target.body", "must be a string (send JSON as a string)")
         if len(body.encode("utf-8", errors="surrogatepass")) > limits.MAX_BODY_BYTES:
             raise ValidationError("target.body", f"at most {limits.MAX_BODY_BYTES} bytes")
-    timeout = _number(
-        data.get("timeout_seconds", limits.DEFAULT_TIMEOUT_S),
+    timeout = _timeout(data)
+    return Target(url, method.upper(), parse_headers(data.get("headers")), body, timeout)
+
+
+def _timeout(target: Mapping[str, Any]) -> float:
+    """``target.timeout_seconds``, of either kind of target."""
+    return number(
+        target.get("timeout_seconds", limits.DEFAULT_TIMEOUT_S),
         "target.timeout_seconds",
         limits.MIN_TIMEOUT_S,
         limits.MAX_TIMEOUT_S,
     )
-    return Target(url, method.upper(), parse_headers(data.get("headers")), body, timeout)
+
+
+def _celery_target(
+    data: Mapping[str, Any],
+    brokers: Collection[str] | None,
+    result_backends: Collection[str] | None,
+) -> Target:
+    """A target with ``celery``: none of an HTTP target's fields besides it."""
+    if data.get("url") is not None:
+        raise ValidationError("target.celery", "give exactly one of target.url and target.celery")
+    for name in URL_TARGET_FIELDS:
+        if data.get(name) is not None:
+            raise ValidationError(f"target.{name}", "only for a url target")
+    call = parse_celery_call(data["celery"], brokers, result_backends)
+    return Target(url=None, timeout_seconds=_timeout(data), celery=call)
 
 
 def parse_retry(data: Any) -> RetryPolicy:
-    data = _object({} if data is None else data, "retry", RETRY_FIELDS)
+    data = object_of({} if data is None else data, "retry", RETRY_FIELDS)
     policy = RetryPolicy(
-        _integer(
+        integer(
             data.get("max_attempts", limits.DEFAULT_MAX_ATTEMPTS),
             "retry.max_attempts",
             limits.MIN_ATTEMPTS,
             limits.MAX_ATTEMPTS,
         ),
-        _number(
+        number(
             data.get("backoff_seconds", limits.DEFAULT_BACKOFF_S),
             "retry.backoff_seconds",
             limits.MIN_BACKOFF_S,
             limits.MAX_BACKOFF_S,
         ),
-        _number(
+        number(
             data.get("max_backoff_seconds", limits.DEFAULT_MAX_BACKOFF_S),
             "retry.max_backoff_seconds",
             limits.MIN_BACKOFF_S,
@@ -297,7 +308,7 @@ def parse_misfire_policy(value: Any) -> MisfirePolicy:
 def parse_auto_pause(value: Any) -> int | None:
     if value is None:
         return None
-    return _integer(
+    return integer(
         value,
         "auto_pause_after_failures",
         limits.MIN_AUTO_PAUSE_AFTER_FAILURES,
@@ -309,7 +320,7 @@ def parse_rate_limit(value: Any) -> HostLimit | None:
     """``{"max_in_flight": N, "per_second": R}``, at least one of them; null: none."""
     if value is None:
         return None
-    data = _object(value, "rate_limit", RATE_LIMIT_FIELDS)
+    data = object_of(value, "rate_limit", RATE_LIMIT_FIELDS)
     in_flight = data.get("max_in_flight")
     per_second = data.get("per_second")
     if in_flight is None and per_second is None:
@@ -317,7 +328,7 @@ def parse_rate_limit(value: Any) -> HostLimit | None:
     return HostLimit(
         None
         if in_flight is None
-        else _integer(
+        else integer(
             in_flight,
             "rate_limit.max_in_flight",
             limits.MIN_RATE_IN_FLIGHT,
@@ -335,16 +346,16 @@ def parse_rate_limit(value: Any) -> HostLimit | None:
 
 
 def _above(value: Any, name: str, low: float, high: float) -> float:
-    number = _number(value, name, low, high)
-    if number <= low:
+    read = number(value, name, low, high)
+    if read <= low:
         raise ValidationError(name, f"must be above {low:g} and at most {high:g}")
-    return number
+    return read
 
 
 def parse_spread(value: Any) -> int:
     if value is None:
         return limits.DEFAULT_SPREAD_S
-    return _integer(value, "spread_seconds", limits.MIN_SPREAD_S, limits.MAX_SPREAD_S)
+    return integer(value, "spread_seconds", limits.MIN_SPREAD_S, limits.MAX_SPREAD_S)
 
 
 def parse_window(data: Mapping[str, Any]) -> Window:
@@ -352,7 +363,7 @@ def parse_window(data: Mapping[str, Any]) -> Window:
     preview, read alike for both."""
     max_executions = data.get("max_executions")
     if max_executions is not None:
-        max_executions = _integer(
+        max_executions = integer(
             max_executions, "max_executions", limits.MIN_EXECUTIONS, limits.MAX_EXECUTIONS
         )
     window = Window(
@@ -407,12 +418,16 @@ def parse_definition(
     *,
     require_future_at: bool = True,
     address_policy: AddressPolicy | None = None,
+    celery_brokers: Collection[str] | None = None,
+    celery_result_backends: Collection[str] | None = None,
 ) -> TaskDefinition:
     """A task as the API documents it. ``require_future_at`` is off when a change leaves an
     existing one-time schedule as it was; ``address_policy`` refuses blocked IP-literal
-    targets (the service passes the settings' policy)."""
+    targets, ``celery_brokers`` and ``celery_result_backends`` the Celery brokers and
+    result backends not configured (the service passes the settings': ``None`` checks
+    none)."""
     refuse_unencodable(data)
-    data = _object(data, "", TOP_LEVEL)
+    data = object_of(data, "", TOP_LEVEL)
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ValidationError("name", "is required")
@@ -428,7 +443,7 @@ def parse_definition(
     return TaskDefinition(
         name=name,
         schedule=parse_schedule(data["schedule"], now, require_future_at=require_future_at),
-        target=parse_target(data["target"], address_policy),
+        target=parse_target(data["target"], address_policy, celery_brokers, celery_result_backends),
         retry=parse_retry(data.get("retry")),
         window=window,
         tags=parse_tags(data.get("tags")),

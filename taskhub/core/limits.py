@@ -84,9 +84,12 @@ CELERY_TASK_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$
 #: letters, digits, ``-`` and ``_``; a ``.`` only in its ``.fifo`` suffix, which kombu
 #: maps: it writes ``.`` as ``-``).
 MAX_CELERY_QUEUE_CHARS = 80
-CELERY_QUEUE_PATTERN = rf"^[A-Za-z0-9_.-]{{1,{MAX_CELERY_QUEUE_CHARS}}}$"
+CELERY_QUEUE_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_CELERY_QUEUE_CHARS - 1}}}$"
+#: RabbitMQ refuses to declare a queue whose name starts with this.
+RESERVED_CELERY_QUEUE_PREFIX = "amq."
 #: The names in TASKHUB_CELERY_BROKERS and TASKHUB_CELERY_RESULT_BACKENDS.
-CELERY_BROKER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+MAX_CELERY_BROKER_NAME_CHARS = 64
+CELERY_BROKER_NAME_PATTERN = rf"^[a-z0-9][a-z0-9_-]{{0,{MAX_CELERY_BROKER_NAME_CHARS - 1}}}$"
 #: ``args`` and ``kwargs``, each, as JSON: a Celery message stays far below SQS's 256 KiB.
 MAX_CELERY_ARGUMENTS_BYTES = 64 * 1024
 MIN_CELERY_EXPIRES_S = 1.0

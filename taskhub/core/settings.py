@@ -10,13 +10,15 @@ import base64
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TypeVar
 
+from taskhub.core import limits
 from taskhub.core.addresses import AddressPolicy, Network, PortRange, parse_networks, parse_ports
 from taskhub.core.host_limits import HostLimit, parse_host_limits
+from taskhub.core.named_urls import NamedURLs, parse_named_urls
 
 #: What a numeric setting is read as: a float or an int.
 N = TypeVar("N", int, float)
@@ -136,6 +138,12 @@ class Settings:
     #: The launch profiles (``taskhub run ROLE``): each worker role's pool (``-P``) and
     #: threads or children (``-c``), and where Flower listens.
     launch: LaunchSettings = LaunchSettings()
+    #: The brokers a Celery target may name (``target.celery.broker``), by name; tenants
+    #: see only the names (TASKHUB_CELERY_BROKERS; by default ``default``: taskhub's own).
+    celery_brokers: NamedURLs = field(default_factory=NamedURLs)
+    #: The result backends of tracked Celery targets, named as their brokers
+    #: (TASKHUB_CELERY_RESULT_BACKENDS; by default ``default``: taskhub's own).
+    celery_result_backends: NamedURLs = field(default_factory=NamedURLs)
 
     # Cached: both are read for every request a trigger worker sends.
     @cached_property
@@ -265,6 +273,18 @@ def _ports(env: Mapping[str, str], name: str) -> tuple[PortRange, ...]:
 def _host_limits(env: Mapping[str, str], name: str) -> tuple[tuple[str, HostLimit], ...]:
     try:
         return tuple(parse_host_limits(_get(env, name, "")).items())
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from None
+
+
+def _named_urls(env: Mapping[str, str], name: str, default: str) -> NamedURLs:
+    """``name=url, ...``; unset: one, named ``default`` (the name a Celery target takes
+    when it names none), at the URL ``default``."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return NamedURLs({limits.DEFAULT_CELERY_BROKER: default})
+    try:
+        return parse_named_urls(raw)
     except ValueError as error:
         raise SettingsError(f"{name}: {error}") from None
 
@@ -420,4 +440,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         slow_lane_share_percent=_number(env, "TASKHUB_SLOW_LANE_SHARE_PERCENT", 50, 1, 100),
         worker_dead_after_s=_worker_dead_after(env, "TASKHUB_WORKER_DEAD_AFTER_SECONDS"),
         launch=launch_settings(env),
+        celery_brokers=_named_urls(env, "TASKHUB_CELERY_BROKERS", broker_url),
+        celery_result_backends=_named_urls(env, "TASKHUB_CELERY_RESULT_BACKENDS", result_backend),
     )

@@ -109,8 +109,11 @@ def read_as_uuid_text(column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
     return sa.type_coerce(sa.cast(column, sa.Text), UUIDText()).label(column.key)
 
 
-def _json() -> sa.types.TypeEngine[Any]:
-    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+def _json(*, none_as_null: bool = False) -> sa.types.TypeEngine[Any]:
+    """JSONB on PostgreSQL; ``none_as_null``: None is SQL NULL, not the JSON ``null``."""
+    return sa.JSON(none_as_null=none_as_null).with_variant(
+        postgresql.JSONB(none_as_null=none_as_null), "postgresql"
+    )
 
 
 scheduled_tasks = sa.Table(
@@ -128,8 +131,10 @@ scheduled_tasks = sa.Table(
     sa.Column("start_at", UTCDateTime()),
     sa.Column("end_at", UTCDateTime()),
     sa.Column("max_executions", sa.Integer()),
-    # target
-    sa.Column("url", sa.Text(), nullable=False),
+    # target: exactly one of an HTTP call (url, method, headers, body) and a Celery task
+    # to send (celery: CeleryCall.to_dict(); then url is NULL, headers {} and body NULL)
+    sa.Column("url", sa.Text()),
+    sa.Column("celery", _json(none_as_null=True)),
     sa.Column("method", sa.String(10), nullable=False, server_default="POST"),
     sa.Column("headers", _json(), nullable=False),
     sa.Column("body", sa.Text()),
@@ -173,6 +178,7 @@ scheduled_tasks = sa.Table(
     sa.CheckConstraint(
         "misfire_policy IN ('fire_once', 'skip', 'fire_each')", name="misfire_policy_known"
     ),
+    sa.CheckConstraint("(url IS NULL) <> (celery IS NULL)", name="one_target_kind"),
 )
 
 # No index on next_execution_time, is_active or is_finished (migration 0007): a claim
@@ -227,6 +233,10 @@ executions = sa.Table(
     # whenever it is published anew.
     sa.Column("held_by", sa.String(200)),
     sa.Column("message_id", sa.String(64)),
+    # A tracked Celery task's (migration 0011): its message was accepted and the
+    # execution, ``running`` with no lease (``next_attempt_at`` NULL), waits for its
+    # result until this instant; only the result check finishes it. NULL otherwise.
+    sa.Column("result_due_by", UTCDateTime()),
     sa.UniqueConstraint("task_id", "scheduled_for"),
     sa.CheckConstraint(
         "status IN ('queued', 'running', 'succeeded', 'failed', 'dead')",
@@ -241,6 +251,13 @@ sa.Index(
     sqlite_where=executions.c.next_attempt_at.is_not(None),
 )
 sa.Index("ix_executions_task_id_id", executions.c.task_id, executions.c.id)
+#: The executions waiting for a Celery result, found without reading the others.
+sa.Index(
+    "ix_executions_result_due_by",
+    executions.c.result_due_by,
+    postgresql_where=executions.c.result_due_by.is_not(None),
+    sqlite_where=executions.c.result_due_by.is_not(None),
+)
 #: A dead process's executions, found without reading every execution.
 sa.Index(
     "ix_executions_held_by",

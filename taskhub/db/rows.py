@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from sqlalchemy.engine import RowMapping
 
+from taskhub.core.celery_calls import CeleryCall
 from taskhub.core.host_limits import HostLimit
 from taskhub.core.schedules import Cron, Interval, OneTime, Schedule, Window
 
@@ -44,6 +45,12 @@ def schedule_of(row: RowMapping | Mapping[str, Any]) -> Schedule:
 
 def window_of(row: RowMapping | Mapping[str, Any]) -> Window:
     return Window(row["start_at"], row["end_at"], row["max_executions"])
+
+
+def celery_call_of(row: RowMapping | Mapping[str, Any]) -> CeleryCall | None:
+    """The Celery task a task sends (its ``celery`` column), None for an HTTP target."""
+    stored = row.get("celery")
+    return None if stored is None else CeleryCall.from_dict(stored)
 
 
 def rate_limit_of(row: RowMapping | Mapping[str, Any]) -> HostLimit | None:

@@ -78,7 +78,8 @@ def get_task(conn: Connection, task_id: uuid.UUID) -> RowMapping | None:
     return conn.execute(sa.select(scheduled_tasks).where(T.id == task_id)).mappings().first()
 
 
-#: What a fire needs of its task: the tenant (for its signing secrets) and the target.
+#: What a fire needs of its task: the tenant (for its signing secrets) and the target,
+#: an HTTP call or a Celery task (``rows.celery_call_of``).
 TARGET_COLUMNS = (
     T.tenant,
     T.url,
@@ -86,6 +87,7 @@ TARGET_COLUMNS = (
     read_as_json_object(T.headers),
     T.sealed_headers,
     T.body,
+    read_as_json_object(T.celery),
     T.timeout_seconds,
     T.rate_limit_max_in_flight,
     T.rate_limit_per_second,

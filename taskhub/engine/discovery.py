@@ -55,6 +55,7 @@ from taskhub.db.rows import (
     NewExecution,
     PublishLease,
     TaskAdvance,
+    celery_call_of,
     rate_limit_of,
     schedule_of,
     window_of,
@@ -119,24 +120,29 @@ class _Requests:
     ) -> TriggerRequest:
         """``target`` holds the task's target columns and tenant; a ``fire_at`` still
         ahead is the request's ``not_before``. Credential headers and signing secrets go
-        out still sealed: the broker never carries them in plaintext."""
+        out still sealed: the broker never carries them in plaintext. A Celery target's
+        request carries its Celery task and none of an HTTP call's parts (no URL, method,
+        headers, body or secrets)."""
+        celery = celery_call_of(target)
+        http = celery is None
         return TriggerRequest(
             execution_id=execution_id,
             attempt=attempt,
             task_id=task_id,
             scheduled_for=scheduled_for,
             idempotency_key=idempotency_key,
-            url=target["url"],
-            method=target["method"],
-            headers=target["headers"],  # copied by TriggerRequest
-            body=target["body"],
+            url=target["url"] if http else "",
+            method=target["method"] if http else "",
+            headers=target["headers"] if http else {},  # copied by TriggerRequest
+            body=target["body"] if http else None,
             timeout_s=float(target["timeout_seconds"]),
             send_by=self.send_by,
-            sealed_headers=target["sealed_headers"],
-            sealed_signing_secrets=self.secrets[target["tenant"]],
+            sealed_headers=target["sealed_headers"] if http else None,
+            sealed_signing_secrets=self.secrets[target["tenant"]] if http else (),
             rate_limit=rate_limit_of(target),
             not_before=fire_at if fire_at > self.now else None,
             tenant=target["tenant"],
+            celery=celery,
         )
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from taskhub.core import credentials, limits
 from taskhub.core.addresses import parse_target_url
 from taskhub.core.clock import utcnow
-from taskhub.core.definitions import TaskDefinition, parse_definition
+from taskhub.core.definitions import URL_TARGET_FIELDS, TaskDefinition, parse_definition
 from taskhub.core.errors import Conflict, ValidationError
 from taskhub.core.occurrences import idempotency_key
 from taskhub.core.schedules import Cron, Interval, Schedule, first_occurrence
@@ -81,13 +81,14 @@ def _origin(url: str) -> tuple[str, str, int]:
 
 
 def _refuse_moved_credentials(
-    definition: TaskDefinition, old_url: str, stored: Mapping[str, str]
+    definition: TaskDefinition, old_url: str | None, stored: Mapping[str, str]
 ) -> None:
     """Stored credentials belong to their target's origin: a change of scheme, host or
     port that would keep one without sending it again in full (a masked value sent back,
     or ``target.headers`` not sent at all) is refused, so nobody who can read the task's
     masked headers can send its real credentials to a host of their choosing."""
-    if not stored or _origin(definition.target.url) == _origin(old_url):
+    new_url = definition.target.url
+    if not stored or old_url is None or new_url is None or _origin(new_url) == _origin(old_url):
         return
     by_name = {name.lower(): value for name, value in stored.items()}
     carried = [
@@ -117,6 +118,7 @@ def _definition_columns(definition: TaskDefinition, settings: Settings) -> dict[
         "headers": plain,
         "sealed_headers": sealer_for(settings).seal_json(secret) if secret else None,
         "body": definition.target.body,
+        "celery": None if definition.target.celery is None else definition.target.celery.to_dict(),
         "timeout_seconds": definition.target.timeout_seconds,
         "max_attempts": definition.retry.max_attempts,
         "backoff_seconds": definition.retry.backoff_seconds,
@@ -160,13 +162,28 @@ def create_task(
     )
 
 
+def parse_task(
+    data: Any, now: datetime, settings: Settings, *, require_future_at: bool = True
+) -> TaskDefinition:
+    """A task definition as this installation takes it: an IP-literal target in a
+    blocked address class is refused here (``target.url``), not only when it fires, and
+    a Celery target may name only the brokers and result backends configured."""
+    return parse_definition(
+        data,
+        now,
+        require_future_at=require_future_at,
+        address_policy=settings.address_policy,
+        celery_brokers=settings.celery_brokers.keys(),
+        celery_result_backends=settings.celery_result_backends.keys(),
+    )
+
+
 def add_task(
     conn: Connection, tenant: str, data: Any, now: datetime, settings: Settings
 ) -> dict[str, Any]:
-    """Create a task from what a user sent; an IP-literal target in a blocked address
-    class is refused here (``target.url``), not only when it fires. The tenant's quotas
+    """Create a task from what a user sent (:func:`parse_task`). The tenant's quotas
     apply here (:func:`create_task`, which loaders and tests call, checks none)."""
-    definition = parse_definition(data, now, address_policy=settings.address_policy)
+    definition = parse_task(data, now, settings)
     quotas.admit_task(conn, tenant, definition.schedule, now, settings)
     task_id = create_task(conn, definition, now, settings, tenant)
     return get_task(conn, tenant, task_id, settings, now)
@@ -174,14 +191,27 @@ def add_task(
 
 def _merge(current: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     """Merge-patch: ``target`` and ``retry`` merge field by field; every other field,
-    ``schedule`` and ``tags`` included, is replaced whole."""
+    ``schedule`` and ``tags`` included, is replaced whole. A target patch that gives the
+    other kind (``celery`` to an HTTP target, ``url`` to a Celery one) switches it: the
+    old kind's fields are dropped, ``timeout_seconds`` stays."""
     merged = dict(current)
     for key, value in patch.items():
-        if key in ("target", "retry") and isinstance(value, Mapping) and key in merged:
+        if key == "target" and isinstance(value, Mapping) and key in merged:
+            merged[key] = {**_switched(merged[key], value), **value}
+        elif key == "retry" and isinstance(value, Mapping) and key in merged:
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
     return merged
+
+
+def _switched(target: Mapping[str, Any], patch: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``target`` less the fields of the kind ``patch`` switches away from."""
+    if patch.get("celery") is not None:
+        return {k: v for k, v in target.items() if k not in URL_TARGET_FIELDS}
+    if patch.get("url") is not None:
+        return {k: v for k, v in target.items() if k != "celery"}
+    return target
 
 
 def update_task(
@@ -203,12 +233,7 @@ def update_task(
             "cannot be changed (use pause and resume for status)",
         )
     merged = _merge(definition_dict(row, settings), patch)
-    definition = parse_definition(
-        merged,
-        now,
-        require_future_at="schedule" in patch,
-        address_policy=settings.address_policy,
-    )
+    definition = parse_task(merged, now, settings, require_future_at="schedule" in patch)
     stored = stored_secrets(row, settings)
     _refuse_moved_credentials(definition, row["url"], stored)
     definition = _keep_masked(definition, stored)

@@ -33,7 +33,7 @@ from taskhub.core.sealing import sealer_for
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, LastStatus, TaskStatus, task_status
 from taskhub.db import task_queries, withdrawal_queries
-from taskhub.db.rows import rate_limit_of, schedule_of, window_of
+from taskhub.db.rows import celery_call_of, rate_limit_of, schedule_of, window_of
 
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -66,19 +66,28 @@ def _shown_headers(row: RowMapping | Mapping[str, Any], settings: Settings) -> d
     return {**plain, **credentials.masked(stored_secrets(row, settings))}
 
 
+def target_dict(row: RowMapping | Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """The task's target as a user would send it: its HTTP call, credential header values
+    masked, or its Celery task with every field."""
+    celery = celery_call_of(row)
+    if celery is not None:
+        return {"celery": celery.to_dict(), "timeout_seconds": row["timeout_seconds"]}
+    return {
+        "url": row["url"],
+        "method": row["method"],
+        "headers": _shown_headers(row, settings),
+        "body": row["body"],
+        "timeout_seconds": row["timeout_seconds"],
+    }
+
+
 def definition_dict(row: RowMapping | Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     """The task as a user would send it (the fields of a task definition), credential
     header values masked."""
     return {
         "name": row["name"],
         "schedule": schedule_to_dict(schedule_of(row)),
-        "target": {
-            "url": row["url"],
-            "method": row["method"],
-            "headers": _shown_headers(row, settings),
-            "body": row["body"],
-            "timeout_seconds": row["timeout_seconds"],
-        },
+        "target": target_dict(row, settings),
         "retry": {
             "max_attempts": row["max_attempts"],
             "backoff_seconds": row["backoff_seconds"],

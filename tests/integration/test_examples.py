@@ -1,5 +1,6 @@
-"""The task definitions under ``examples/`` are what docs/task-definition.md shows: each
-one is taken by ``taskhub task add`` as a user runs it, and reads back as written."""
+"""The task definitions under ``examples/`` are what docs/task-definition.md shows (an
+HTTP target and a Celery target): each one is taken by ``taskhub task add`` as a user
+runs it, and reads back as written."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ def test_taskhub_task_add_takes_the_example(example: Path, tmp_path: Path) -> No
     for field, value in written.items():
         if field in ("start_at", "end_at"):
             assert shown[field] == value.replace("Z", "+00:00"), field
+        elif field == "target" and "celery" in value:
+            # A Celery target comes back as written, and as nothing else.
+            assert shown["target"] == value
         elif field == "target":
             for key, item in value.items():
                 if key != "headers":
@@ -37,3 +41,7 @@ def test_taskhub_task_add_takes_the_example(example: Path, tmp_path: Path) -> No
             assert shown["target"]["headers"].keys() == value.get("headers", {}).keys()
         else:
             assert shown[field] == value, field
+    # Shown to a person too: the target in one line.
+    lines = cli("task", "show", task_id, "--tenant", "acme").stdout.splitlines()
+    [target] = [line for line in lines if line.startswith("target:")]
+    assert (written["target"].get("url") or written["target"]["celery"]["task"]) in target

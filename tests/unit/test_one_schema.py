@@ -7,6 +7,7 @@ constraint written into one and not the other shows here.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ import pytest
 
 from taskhub.api.app import create_app
 from taskhub.api.schemas import REQUEST_MODELS
-from taskhub.core import definitions, limits
+from taskhub.core import celery_calls, definitions, limits
 from taskhub.core.definitions import parse_definition
 from taskhub.core.errors import ValidationError
 from taskhub.db import engines
@@ -34,7 +35,10 @@ PLACES: dict[str, tuple[str, ...]] = {
     "RetryCreate": ("retry",),
     "TaskRateLimit": ("rate_limit",),
     "IntervalSchedule": ("schedule",),
+    "CeleryCallCreate": ("target", "celery"),
 }
+#: The smallest Celery target: where its fields are tried, the target is this one.
+CELERY_TARGET = {"celery": {"task": "billing.tasks.nightly_report"}}
 
 
 def _document() -> dict[str, Any]:
@@ -46,19 +50,22 @@ def _document() -> dict[str, Any]:
 SCHEMAS = _document()
 
 
-def _base() -> dict[str, Any]:
-    """Valid, with room on every side: backoff 0 under a cap at its maximum."""
+def _base(place: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Valid, with room on every side: backoff 0 under a cap at its maximum; a Celery
+    target's fields are tried on a Celery target."""
     return {
         "name": "bounded",
         "schedule": {"interval_seconds": 3600},
-        "target": {"url": URL_PREFIX},
+        "target": copy.deepcopy(CELERY_TARGET)
+        if place[:2] == ("target", "celery")
+        else {"url": URL_PREFIX},
         "retry": {"backoff_seconds": 0, "max_backoff_seconds": limits.MAX_BACKOFF_S},
         "rate_limit": {"max_in_flight": 1},
     }
 
 
 def _with(place: tuple[str, ...], name: str, value: Any) -> dict[str, Any]:
-    data = _base()
+    data = _base(place)
     holder = data
     for key in place:
         holder = holder[key]
@@ -143,7 +150,7 @@ def test_every_documented_bound_is_where_the_parser_starts_refusing(
         _refused_at(_with(place, name, {"k": "v" * (longest + 1)}), where)
     if "default" in schema:
         given = parse_definition(_with(place, name, schema["default"]), NOW)
-        left_out = _base()
+        left_out = _base(place)
         holder = left_out
         for key in place:
             holder = holder[key]
@@ -177,6 +184,7 @@ def test_the_document_names_exactly_the_fields_the_parser_reads() -> None:
         "TargetCreate": definitions.TARGET_FIELDS,
         "RetryCreate": definitions.RETRY_FIELDS,
         "TaskRateLimit": definitions.RATE_LIMIT_FIELDS,
+        "CeleryCallCreate": celery_calls.FIELDS,
     }
     for component, fields in read.items():
         assert set(SCHEMAS[component]["properties"]) == set(fields), component
@@ -224,6 +232,17 @@ def test_the_task_definition_page_states_the_same_limits() -> None:
         "`timeout_seconds`": [
             f"| {limits.DEFAULT_TIMEOUT_S:g} |",
             f"{limits.MIN_TIMEOUT_S:g}{DASH}{limits.MAX_TIMEOUT_S:g}",
+        ],
+        "`task`": [f"at most {limits.MAX_CELERY_TASK_NAME_CHARS} characters"],
+        "`args`": [f"at most {limits.MAX_CELERY_ARGUMENTS_BYTES // 1024} KiB as JSON"],
+        "`kwargs`": [f"at most {limits.MAX_CELERY_ARGUMENTS_BYTES // 1024} KiB as JSON"],
+        "`queue`": [
+            f"| `{limits.DEFAULT_CELERY_QUEUE}` |",
+            f"1{DASH}{limits.MAX_CELERY_QUEUE_CHARS} letters",
+        ],
+        "`broker`": [f"| `{limits.DEFAULT_CELERY_BROKER}` |"],
+        "`expires_seconds`": [
+            f"{limits.MIN_CELERY_EXPIRES_S:g}{DASH}{limits.MAX_CELERY_EXPIRES_S:,.0f}"
         ],
         "`max_attempts`": [
             f"| {limits.DEFAULT_MAX_ATTEMPTS} |",
