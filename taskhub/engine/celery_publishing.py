@@ -38,7 +38,6 @@ import amqp.exceptions
 import kombu
 import kombu.common
 
-from taskhub.core import limits
 from taskhub.core.clock import utcnow
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings
@@ -71,9 +70,8 @@ _AMQP_SCHEMES: Final = frozenset({"amqp", "amqps", "pyamqp"})
 
 
 def configured_brokers(settings: Settings) -> Mapping[str, str]:
-    """The operator's Celery brokers' URLs by name (``TASKHUB_CELERY_BROKERS``): by
-    default one, ``default``, taskhub's own broker."""
-    return {limits.DEFAULT_CELERY_BROKER: settings.broker_url}
+    """The operator's Celery brokers' URLs by name (``TASKHUB_CELERY_BROKERS``)."""
+    return settings.celery_brokers
 
 
 def host_key(broker: str) -> str:
