@@ -16,7 +16,14 @@ from taskhub.core.statuses import ExecutionStatus
 from taskhub.db.dialects import one_of
 from taskhub.db.models import UTCDateTime, attempts, executions, scheduled_tasks
 from taskhub.db.recordsets import Recordset
-from taskhub.db.rows import AttemptRow, Deferral, ExecutionResult, NewExecution, PublishLease
+from taskhub.db.rows import (
+    AttemptRow,
+    AwaitingResult,
+    Deferral,
+    ExecutionResult,
+    NewExecution,
+    PublishLease,
+)
 from taskhub.db.task_queries import TARGET_COLUMNS
 
 T = scheduled_tasks.c
@@ -157,17 +164,17 @@ def update_execution_results(conn: Connection, updates: Sequence[ExecutionResult
     EXECUTION_RESULTS.update_by_id(conn, executions, updates)
 
 
-def release_to_result_check(conn: Connection, execution_ids: Sequence[int]) -> None:
-    """Tracked Celery tasks whose message was accepted: no process holds them and no
-    message carries them any more, so neither a dead holder's recovery nor a look-up of
-    its message sends them again; only the result check ends them."""
-    if not execution_ids:
+AWAITING_RESULTS = Recordset.of_table(AwaitingResult, executions)
+
+
+def release_to_result_check(conn: Connection, rows: Sequence[AwaitingResult]) -> None:
+    """Tracked Celery tasks whose message was accepted: due for their result by
+    ``result_due_by``, held by no process and carried by no message any more, so neither
+    a dead holder's recovery nor a look-up of its message sends them again; only the
+    result check ends them."""
+    if not rows:
         return
-    conn.execute(
-        sa.update(executions)
-        .where(one_of(conn, E.id, list(execution_ids)))
-        .values(held_by=None, message_id=None)
-    )
+    AWAITING_RESULTS.update_by_id(conn, executions, rows, held_by=None, message_id=None)
 
 
 ATTEMPTS = Recordset.of_table(AttemptRow, attempts)

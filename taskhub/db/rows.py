@@ -99,6 +99,13 @@ class Deferral(NamedTuple):
     next_attempt_at: datetime
 
 
+class AwaitingResult(NamedTuple):
+    """A tracked Celery task sent: its result is due by ``result_due_by``."""
+
+    id: int
+    result_due_by: datetime
+
+
 class ExecutionResult(NamedTuple):
     """An attempt's effect on its execution (``execution_queries.update_execution_results``)."""
 

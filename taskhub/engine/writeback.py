@@ -30,7 +30,7 @@ from taskhub.core.retry_policy import Decision, RetryPolicy, decide
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, LastStatus, PausedBy
 from taskhub.db import execution_queries, metric_queries, task_queries
-from taskhub.db.rows import AttemptRow, Deferral, ExecutionResult, TaskResult
+from taskhub.db.rows import AttemptRow, AwaitingResult, Deferral, ExecutionResult, TaskResult
 from taskhub.engine import withdrawal
 from taskhub.observability import counters
 
@@ -132,7 +132,7 @@ def record_outcomes(
 
         execution_updates: list[ExecutionResult] = []
         attempt_rows: list[AttemptRow] = []
-        awaiting_ids: list[int] = []  # tracked Celery tasks sent: their result decides
+        awaiting: list[AwaitingResult] = []  # tracked Celery tasks sent: their result decides
         measures: list[counters.AttemptMeasure] = []
         # Per task: (scheduled_for, status, started_at, redriven) of each execution that ended.
         ended: dict[uuid.UUID, list[Ended]] = {}
@@ -202,13 +202,13 @@ def record_outcomes(
                     )
                 )
             elif outcome.result_due_by is not None:  # sent, tracked: its result decides
-                awaiting_ids.append(row["id"])
+                awaiting.append(AwaitingResult(row["id"], outcome.result_due_by))
                 report.awaiting_result += 1
             else:
                 report.retries_scheduled += 1
         execution_queries.defer_executions(conn, deferred)
         execution_queries.update_execution_results(conn, execution_updates)
-        execution_queries.release_to_result_check(conn, awaiting_ids)
+        execution_queries.release_to_result_check(conn, awaiting)
         execution_queries.insert_attempts(conn, attempt_rows)
         task_updates = _task_updates(tasks, ended, now)
         still_open = task_queries.tasks_with_open_executions(
