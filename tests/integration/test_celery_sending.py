@@ -15,18 +15,24 @@ from urllib.parse import urlsplit, urlunsplit
 
 import kombu
 import pytest
+import redis
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from taskhub.core.celery_calls import CeleryCall
+from taskhub.core.definitions import parse_definition
 from taskhub.core.messages import THROTTLED, TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings, load
 from taskhub.db import execution_queries, hold_queries
+from taskhub.db.models import attempts, executions
 from taskhub.db.rows import Hold
 from taskhub.engine import firing, flow_control, writeback
+from taskhub.service import task_service
 from tests.support.celery_user import user_worker
+from tests.support.engine import soon, statuses
 from tests.support.faultproxy import running_proxy
 from tests.support.messages import req
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import Stack, free_port, wait_until
 from tests.support.storage import NOW, SETTINGS, add_task, claim_all, execution_rows
 
 TASK = "userapp.tasks.record"
@@ -276,6 +282,47 @@ def test_flow_control_and_lane_shares_apply_per_broker(redis_url: str, tmp_path:
     assert len(worker.calls()) == len(calls) == 4
 
 
+@pytest.mark.slow
+def test_the_whole_engine_sends_each_occurrence_once_to_the_users_worker(
+    stack: Stack, pg_engine: Engine, redis_url: str, tmp_path: Path
+) -> None:
+    """taskhub's own worker and beat, on the broker the tasks name (``default``: taskhub's
+    own, as TASKHUB_CELERY_BROKERS has it unset): one-time and interval tasks."""
+    now = datetime.now(UTC)
+    call = {"task": TASK, "kwargs": {"region": "eu"}, "queue": "engine"}
+    definitions = [
+        {"name": f"once-{i}", "schedule": {"at": soon(3)}, "target": {"celery": call}}
+        for i in range(10)
+    ]
+    definitions.append(
+        {"name": "every-2s", "schedule": {"interval_seconds": 2}, "target": {"celery": call}}
+    )
+    with pg_engine.begin() as conn:
+        for data in definitions:
+            task_service.create_task(conn, parse_definition(data, now), now, load())
+    with user_worker(redis_url, redis_url, tmp_path, queues="engine") as worker:
+        stack.start("worker", "all")
+        stack.start("beat", "beat")
+        assert wait_until(lambda: statuses(pg_engine)["succeeded"] >= 13, 60), stack.logs()
+        stack.stop("beat")
+        stack.stop("worker")  # nothing more is sent: what was sent arrives
+        queue = redis.Redis.from_url(redis_url)
+        assert wait_until(lambda: queue.llen("engine") == 0, 10), worker.logs()
+        time.sleep(1)  # and runs
+        calls = worker.calls()
+    with pg_engine.connect() as conn:
+        rows = conn.execute(sa.select(executions)).mappings().all()
+        attempt_rows = conn.execute(sa.select(attempts)).mappings().all()
+    keys = {row["idempotency_key"] for row in rows if row["status"] == "succeeded"}
+    ids = [call["id"] for call in calls]
+    assert len(ids) == len(set(ids)), "an occurrence ran twice"
+    assert keys <= set(ids) and len(keys) >= 13
+    assert all(c["kwargs"] == {"region": "eu"} and c["queue"] == "engine" for c in calls)
+    assert all(not c["taskhub_imported"] for c in calls)
+    assert {a["http_status"] for a in attempt_rows} == {None}
+    assert {a["error_kind"] for a in attempt_rows} == {None}
+
+
 def sent(request: TriggerRequest, **fields: Any) -> TriggerOutcome:
     """What ``celery_publishing.send`` reports for a message its broker accepted."""
     accepted = TriggerOutcome(request.execution_id, request.attempt, NOW, 3, accepted=True)
@@ -317,7 +364,8 @@ def test_a_tracked_message_accepted_stays_running_with_no_lease(engine: Engine) 
     assert (report.applied, report.awaiting_result, report.finished) == (1, 1, 0)
     [row] = execution_rows(engine)
     assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("running", 1, None)
-    assert row["finished_at"] is None
+    assert row["finished_at"] is None and row["result_due_by"] == due_by
+    assert (row["held_by"], row["message_id"]) == (None, None)
     # No lease runs out: nothing sends it again, however long it waits, nor when the
     # process that sent it dies.
     assert claim_all(engine, NOW + timedelta(days=1)) == []
