@@ -168,6 +168,7 @@ class _Broker:
         #: Appended on the loop, taken by the threads (a deque's ends are thread-safe).
         self._waiting: collections.deque[_Send] = collections.deque()
         self._threads = 0  # publishing now; read and written on the loop only
+        self._closed = False
         self._lock = threading.Lock()
         self._idle: list[tuple[kombu.Connection, kombu.Producer]] = []
         self._queues: dict[str, kombu.Queue] = {}
@@ -185,7 +186,7 @@ class _Broker:
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         """A thread when none runs, more while many requests wait."""
         wanted = min(THREADS_PER_BROKER, 1 + len(self._waiting) // _WAITING_PER_THREAD)
-        while self._waiting and self._threads < wanted:
+        while self._waiting and self._threads < wanted and not self._closed:
             self._threads += 1
             running = loop.run_in_executor(self.executor, self._drain, loop)
             running.add_done_callback(lambda _: self._ended(loop))
@@ -299,6 +300,7 @@ class _Broker:
             _close(connection)
 
     def close(self) -> None:
+        self._closed = True  # what still waits times out: the loop is going away
         self.executor.shutdown(wait=False, cancel_futures=True)
         self._drop_idle()
 
