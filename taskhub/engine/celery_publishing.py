@@ -40,10 +40,9 @@ import kombu.common
 
 from taskhub.core.clock import utcnow
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
-from taskhub.core.settings import Settings
 from taskhub.engine.celery_messages import TaskMessage, task_message
 
-__all__ = ["Publisher", "configured_brokers", "host_key", "send"]
+__all__ = ["Publisher", "host_key", "send"]
 
 #: The longest a send may take, waiting and connecting included; past it the attempt
 #: is a ``connection`` error (the broker may still take the message: a repeat has its id).
@@ -67,11 +66,6 @@ _CONNECT_RETRIES: Final = {
     "interval_max": 0.5,
 }
 _AMQP_SCHEMES: Final = frozenset({"amqp", "amqps", "pyamqp"})
-
-
-def configured_brokers(settings: Settings) -> Mapping[str, str]:
-    """The operator's Celery brokers' URLs by name (``TASKHUB_CELERY_BROKERS``)."""
-    return settings.celery_brokers
 
 
 def host_key(broker: str) -> str:

@@ -38,7 +38,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, TypeVar
@@ -170,7 +170,6 @@ async def _attempt(
     client: _Client,
     request: TriggerRequest,
     settings: Settings,
-    brokers: Mapping[str, str],
     limiter: flow_control.Limiter,
     host: str,
     limit: host_limits.HostLimit,
@@ -193,7 +192,7 @@ async def _attempt(
             waited_s,
         )
     try:
-        outcome = await _fire_one(client, request, settings, brokers)
+        outcome = await _fire_one(client, request, settings)
     finally:
         await limiter.release(slot)
     if outcome.http_status == 429:
@@ -209,7 +208,6 @@ async def _fire_batch(
     settings: Settings,
     limiter: flow_control.Limiter,
     clearances: Clearances | None = None,
-    brokers: Mapping[str, str] | None = None,
 ) -> list[TriggerOutcome]:
     """Every request of one message, started in send-time order as slots free up; with
     ``clearances``, only those cleared (the others have no outcome).
@@ -218,8 +216,6 @@ async def _fire_batch(
     for that host's budget, so other hosts go on): a burst of 10,000 requests held in
     a worker costs a hundred waiting batches, not 10,000 waiting tasks (~2 KB each).
     """
-    if brokers is None:
-        brokers = celery_publishing.configured_brokers(settings)
     far_past = datetime.min.replace(tzinfo=UTC)
     order = sorted(range(len(requests)), key=lambda i: requests[i].not_before or far_past)
     tasks: list[asyncio.Future[TriggerOutcome] | TriggerOutcome] = []
@@ -240,7 +236,7 @@ async def _fire_batch(
             started.append(i)
             limited = _flow_limit(request, settings)
             if limited is not None:
-                attempt = _attempt(client, request, settings, brokers, limiter, *limited)
+                attempt = _attempt(client, request, settings, limiter, *limited)
                 tasks.append(asyncio.ensure_future(attempt))
                 continue
             admitted = await client.lanes.admit(_lane_key(request), request.tenant)
@@ -249,7 +245,7 @@ async def _fire_batch(
                 continue
             # The task owns the slot from here: it is scheduled before this batch's
             # next step, so it has started (and will release) by any cancellation.
-            firing = _fire_one(client, request, settings, brokers, admitted)
+            firing = _fire_one(client, request, settings, admitted)
             tasks.append(asyncio.ensure_future(firing))
         outcomes = [task if isinstance(task, TriggerOutcome) else await task for task in tasks]
     finally:  # what is left when the batch itself is cancelled (the loop is going away)
@@ -264,7 +260,6 @@ async def _fire_one(
     client: _Client,
     request: TriggerRequest,
     settings: Settings,
-    brokers: Mapping[str, str],
     admitted: InFlight | None = None,
 ) -> TriggerOutcome:
     """The attempt in the lanes; ``admitted``: the fast slot the caller already holds."""
@@ -274,7 +269,8 @@ async def _fire_one(
             return _share_full(request)
     if request.celery is not None:
         return await client.lanes.run(
-            lambda: celery_publishing.send(client.publisher, request, brokers), admitted
+            lambda: celery_publishing.send(client.publisher, request, settings.celery_brokers),
+            admitted,
         )
     return await client.lanes.run(
         lambda: exchange.make_attempt(client.session, request, settings), admitted
@@ -333,7 +329,6 @@ class _Runtime:
         settings: Settings,
         limiter: flow_control.Limiter | None = None,
         clear: Clear | None = None,
-        brokers: Mapping[str, str] | None = None,
     ) -> list[TriggerOutcome]:
         client = self._client(settings)
         clearances = None
@@ -342,7 +337,7 @@ class _Runtime:
             if clearances is None:
                 clearances = self.clearances[clear] = Clearances(clear)
         return await _fire_batch(
-            client, requests, settings, limiter or self._limiter(settings), clearances, brokers
+            client, requests, settings, limiter or self._limiter(settings), clearances
         )
 
     async def aclose(self) -> None:
@@ -404,7 +399,6 @@ def fire(
     settings: Settings,
     limiter: flow_control.Limiter | None = None,
     clear: Clear | None = None,
-    brokers: Mapping[str, str] | None = None,
 ) -> list[TriggerOutcome]:
     """Make every attempt concurrently; one outcome per request, in the same order
     (with ``clear``: per request it cleared, see ``taskhub.engine.clearances``).
@@ -412,8 +406,7 @@ def fire(
     Synchronous and thread-safe. Never raises for anything a request or a target can
     do; only programming errors raise. ``limiter`` replaces the process's flow-control
     limiter (tests); by default it is Redis-backed when ``settings.flow_control_url``
-    is set, per process otherwise. ``brokers``: the Celery brokers' URLs by name
-    (by default the configured ones).
+    is set, per process otherwise. Celery targets go to ``settings.celery_brokers``.
     """
     global _in_flight
     batch = list(requests)
@@ -423,7 +416,7 @@ def fire(
     with _in_flight_lock:
         _in_flight += len(batch)
     try:
-        return runtime.call(lambda: runtime.run_batch(batch, settings, limiter, clear, brokers))
+        return runtime.call(lambda: runtime.run_batch(batch, settings, limiter, clear))
     finally:
         with _in_flight_lock:
             _in_flight -= len(batch)

@@ -42,6 +42,11 @@ def settings(**env: str) -> Settings:
     return load({"TASKHUB_BROKER_URL": "filesystem://", **env})
 
 
+def named_urls(urls: dict[str, str]) -> str:
+    """``TASKHUB_CELERY_BROKERS``'s text for ``urls``."""
+    return ",".join(f"{name}={url}" for name, url in urls.items())
+
+
 def celery_request(n: int, call: CeleryCall, **overrides: object) -> TriggerRequest:
     values: dict[str, object] = {
         "execution_id": n,
@@ -84,7 +89,7 @@ def test_each_celery_task_runs_once_with_its_id_headers_arguments_and_queue(
         ),
     ]
     with user_worker(redis_url, redis_url, tmp_path, queues="reports,celery") as worker:
-        outcomes = firing.fire(requests, settings(), brokers={"default": redis_url})
+        outcomes = firing.fire(requests, settings(TASKHUB_CELERY_BROKERS=f"default={redis_url}"))
         for outcome in outcomes:
             assert_accepted(outcome)
         worker.wait_for_calls(3)
@@ -110,10 +115,10 @@ def test_each_celery_task_runs_once_with_its_id_headers_arguments_and_queue(
 def test_a_repeat_carries_the_same_celery_task_id(redis_url: str, tmp_path: Path) -> None:
     request = celery_request(7, CeleryCall(TASK, args=("once",), queue="repeats"))
     with user_worker(redis_url, redis_url, tmp_path, queues="repeats") as worker:
-        [first] = firing.fire([request], settings(), brokers={"default": redis_url})
-        [again] = firing.fire([request], settings(), brokers={"default": redis_url})
+        [first] = firing.fire([request], settings(TASKHUB_CELERY_BROKERS=f"default={redis_url}"))
+        [again] = firing.fire([request], settings(TASKHUB_CELERY_BROKERS=f"default={redis_url}"))
         retried = dataclasses.replace(request, attempt=2)
-        [second] = firing.fire([retried], settings(), brokers={"default": redis_url})
+        [second] = firing.fire([retried], settings(TASKHUB_CELERY_BROKERS=f"default={redis_url}"))
         calls = worker.wait_for_calls(3)
     for outcome in (first, again, second):
         assert_accepted(outcome)
@@ -126,7 +131,7 @@ def test_a_tracked_call_is_accepted_and_awaits_its_result_until_its_timeout(
     redis_url: str, tmp_path: Path
 ) -> None:
     request = celery_request(8, CeleryCall(TASK, queue="tracked", track=True), timeout_s=90.0)
-    [outcome] = firing.fire([request], settings(), brokers={"default": redis_url})
+    [outcome] = firing.fire([request], settings(TASKHUB_CELERY_BROKERS=f"default={redis_url}"))
     assert outcome.accepted and outcome.error_kind is None and outcome.http_status is None
     assert outcome.result_due_by is not None
     assert (outcome.result_due_by - outcome.started_at).total_seconds() == 90.0
@@ -151,7 +156,7 @@ def test_a_broker_that_is_down_fails_fast_as_a_connection_error_naming_it(
     ]
     try:
         t0 = time.monotonic()
-        outcomes = firing.fire(requests, settings(), brokers=brokers)
+        outcomes = firing.fire(requests, settings(TASKHUB_CELERY_BROKERS=named_urls(brokers)))
         elapsed = time.monotonic() - t0
     finally:
         silent.close()
@@ -202,7 +207,7 @@ def test_a_broker_that_went_away_and_came_back_is_sent_to_again(
 
         def fire(n: int) -> TriggerOutcome:
             request = celery_request(n, CeleryCall(TASK, args=(n,), queue=queue))
-            [outcome] = firing.fire([request], settings(), brokers={"default": url})
+            [outcome] = firing.fire([request], settings(TASKHUB_CELERY_BROKERS=f"default={url}"))
             return outcome
 
         assert_accepted(fire(1))
@@ -243,7 +248,9 @@ def test_an_amqp_queue_declared_with_arguments_of_its_own_receives_the_task() ->
         quorum.declare()
         try:
             request = celery_request(1, CeleryCall(TASK, queue=queue))
-            [outcome] = firing.fire([request], settings(), brokers={"default": AMQP_URL})
+            [outcome] = firing.fire(
+                [request], settings(TASKHUB_CELERY_BROKERS=f"default={AMQP_URL}")
+            )
             assert_accepted(outcome)
             channel: Any = quorum.channel
 
@@ -263,16 +270,14 @@ def test_flow_control_and_lane_shares_apply_per_broker(redis_url: str, tmp_path:
     limited = settings(
         TASKHUB_HOST_LIMITS="celery:slow=/1",
         TASKHUB_FLOW_CONTROL_MAX_WAIT_SECONDS="0",
+        TASKHUB_CELERY_BROKERS=named_urls({"default": redis_url, "slow": redis_url}),
     )
-    brokers = {"default": redis_url, "slow": redis_url}
     requests = [
         celery_request(n, CeleryCall(TASK, args=(n,), queue="limited", broker=broker))
         for n, broker in enumerate(["slow"] * 3 + ["default"] * 3, start=1)
     ]
     with user_worker(redis_url, redis_url, tmp_path, queues="limited") as worker:
-        outcomes = firing.fire(
-            requests, limited, limiter=flow_control.LocalLimiter(), brokers=brokers
-        )
+        outcomes = firing.fire(requests, limited, limiter=flow_control.LocalLimiter())
         calls = worker.wait_for_calls(4)
         time.sleep(1)
     slow, default = outcomes[:3], outcomes[3:]
