@@ -106,6 +106,16 @@ class AwaitingResult(NamedTuple):
     result_due_by: datetime
 
 
+class ResultEnd(NamedTuple):
+    """A tracked Celery task's execution ended by its result, or by its timeout
+    (``result_queries.end_awaiting``)."""
+
+    id: int
+    status: str
+    error: str | None
+    finished_at: datetime
+
+
 class ExecutionResult(NamedTuple):
     """An attempt's effect on its execution (``execution_queries.update_execution_results``)."""
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from taskhub.core.messages import THROTTLED, TriggerOutcome
 from taskhub.core.retry_policy import Decision, RetryPolicy, decide
@@ -210,22 +210,9 @@ def record_outcomes(
         execution_queries.update_execution_results(conn, execution_updates)
         execution_queries.release_to_result_check(conn, awaiting)
         execution_queries.insert_attempts(conn, attempt_rows)
-        task_updates = _task_updates(tasks, ended, now)
-        still_open = task_queries.tasks_with_open_executions(
-            conn, (u.id for u in task_updates if u.is_finished)
+        report.finished, report.auto_paused, report.withdrawn = finish_tasks(
+            conn, tasks, ended, now
         )
-        paused: list[uuid.UUID] = []
-        for i, update in enumerate(task_updates):
-            if update.is_finished and update.id in still_open:
-                update = task_updates[i] = update._replace(is_finished=False)
-            report.finished += int(update.is_finished)
-            pause = _auto_pause(update, tasks[update.id], ended, now)
-            if pause is not None:
-                task_updates[i] = pause
-                paused.append(update.id)
-        report.auto_paused = len(paused)
-        task_queries.update_task_results(conn, task_updates)
-        report.withdrawn = withdrawal.withdraw(conn, paused, now, withdrawal.AUTO_PAUSE)
         # In the same transaction: an ignored (repeated) outcome is never counted.
         metric_queries.add_to_counters(conn, counters.for_attempts(measures))
         metric_queries.add_to_counters(
@@ -235,6 +222,35 @@ def record_outcomes(
             ),
         )
     return report
+
+
+def finish_tasks(
+    conn: Connection,
+    tasks: dict[uuid.UUID, RowMapping],
+    ended: dict[uuid.UUID, list[Ended]],
+    now: datetime,
+) -> tuple[int, int, int]:
+    """Fold the executions that ended into their (locked) tasks: last status, failures in
+    a row, execution count, finished, and the auto-pause with its withdrawal. The
+    write-back and the result check (``celery_results``) both end executions through
+    here. Returns how many tasks finished, were auto-paused, and occurrences withdrawn."""
+    task_updates = _task_updates(tasks, ended, now)
+    still_open = task_queries.tasks_with_open_executions(
+        conn, (u.id for u in task_updates if u.is_finished)
+    )
+    paused: list[uuid.UUID] = []
+    finished = 0
+    for i, update in enumerate(task_updates):
+        if update.is_finished and update.id in still_open:
+            update = task_updates[i] = update._replace(is_finished=False)
+        finished += int(update.is_finished)
+        pause = _auto_pause(update, tasks[update.id], ended, now)
+        if pause is not None:
+            task_updates[i] = pause
+            paused.append(update.id)
+    task_queries.update_task_results(conn, task_updates)
+    withdrawn = withdrawal.withdraw(conn, paused, now, withdrawal.AUTO_PAUSE)
+    return finished, len(paused), withdrawn
 
 
 def _log_attempt(row: RowMapping, outcome: TriggerOutcome, status: ExecutionStatus) -> None:

@@ -200,11 +200,27 @@ def for_attempts(measures: Iterable[AttemptMeasure]) -> Increments:
             lags_s.append(max(0.0, (m.started_at - m.scheduled_for).total_seconds()))
         if m.status == "queued":
             _count(increments, metric_names.RETRIES_SCHEDULED, "", 1)
-        elif m.status in ("succeeded", "failed", "dead"):
-            finished = _one_label("status", m.status)
-            _count(increments, metric_names.EXECUTIONS_FINISHED, finished, 1)
+        elif m.status in FINISHED_STATUSES:
+            _count_finished(increments, m.status)
     observe(increments, metric_names.TARGET_LATENCY_SECONDS, latencies_s, TARGET_LATENCY_BUCKETS_S)
     observe(increments, metric_names.FIRE_LAG_SECONDS, lags_s, FIRE_LAG_BUCKETS_S)
+    return increments
+
+
+FINISHED_STATUSES: Final = ("succeeded", "failed", "dead")
+
+
+def _count_finished(increments: Increments, status: str) -> None:
+    _count(increments, metric_names.EXECUTIONS_FINISHED, _one_label("status", status), 1)
+
+
+def for_finished(statuses: Iterable[str]) -> Increments:
+    """Executions ended with no attempt of their own: tracked Celery tasks whose result
+    came, or did not come in time (the attempt, their send, was counted by the
+    write-back)."""
+    increments: Increments = {}
+    for status in statuses:
+        _count_finished(increments, status)
     return increments
 
 

@@ -30,7 +30,15 @@ from taskhub.core.clock import utcnow
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings, load
 from taskhub.db import engines
-from taskhub.engine import discovery, firing, holders, staging, withdrawal, writeback
+from taskhub.engine import (
+    celery_results,
+    discovery,
+    firing,
+    holders,
+    staging,
+    withdrawal,
+    writeback,
+)
 from taskhub.engine.fanout import build_chords
 from taskhub.observability import heartbeat, logs
 from taskhub.worker import embedded_broker
@@ -187,6 +195,8 @@ def _on_worker_ready(**_: Any) -> None:
     if consumes_discovery():
         engine = engines.get_engine(settings.database_url)
         staging.start(engine, settings, publish, utcnow, stored_outcomes)
+        # Tracked Celery tasks' results: read here, never on a trigger thread.
+        celery_results.start(engine, settings.celery_result_backends, utcnow)
     exempt_startup_objects_from_gc()
 
 

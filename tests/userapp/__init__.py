@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import celery
@@ -38,7 +39,29 @@ _records = redis.Redis.from_url(os.environ.get("USERAPP_RECORD_URL", "redis://12
 def record(self: Any, *args: Any, **kwargs: Any) -> str:
     """Record this call: its Celery task id, taskhub's three headers as the task reads
     them, its arguments and the queue it came from."""
-    request = self.request
+    return _record(self.request, args, kwargs)
+
+
+class QuotaExceeded(Exception):
+    """A user's own exception class, which taskhub's process cannot import."""
+
+
+@app.task(bind=True, name="userapp.tasks.fail")
+def fail(self: Any, *args: Any, **kwargs: Any) -> None:
+    """Record this call, then fail with the user's own exception and ``args``."""
+    _record(self.request, args, kwargs)
+    raise QuotaExceeded(*args)
+
+
+@app.task(bind=True, name="userapp.tasks.sleep")
+def sleep(self: Any, *args: Any, **kwargs: Any) -> str:
+    """Record this call, then take ``args[0]`` seconds before succeeding."""
+    _record(self.request, args, kwargs)
+    time.sleep(float(args[0]))
+    return "slept"
+
+
+def _record(request: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     call = {
         "id": request.id,
         # As docs/sending.md shows it ("Celery targets").
