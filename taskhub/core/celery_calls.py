@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from taskhub.core import limits
+from taskhub.core import celery_results, limits
 from taskhub.core.errors import ValidationError
 from taskhub.core.fields import number, object_of
 
@@ -80,7 +80,8 @@ def parse_celery_call(
     """``target.celery`` as the API documents it. ``brokers``, when given, are the broker
     names the operator configured: another name is refused (tenants never see URLs);
     ``result_backends`` likewise the result backends' names, one of which ``track``
-    needs (the broker's name)."""
+    needs (the broker's name); given as name to URL, a backend whose results taskhub
+    cannot read is refused too (only its scheme is named: URLs hold secrets)."""
     where = "target.celery"
     data = object_of(data, where, FIELDS)
     task = data.get("task")
@@ -136,6 +137,14 @@ def parse_celery_call(
             f"{where}.track",
             f"needs a result backend named like the broker ({broker}), and none is configured",
         )
+    if track and isinstance(result_backends, Mapping):
+        scheme = celery_results.unreadable_scheme(result_backends[broker])
+        if scheme is not None:
+            raise ValidationError(
+                f"{where}.track",
+                f"needs a result backend taskhub reads (redis://, rediss:// or db+...); "
+                f"the one named {broker} is {scheme}",
+            )
     expires = data.get("expires_seconds")
     return CeleryCall(
         task=task,

@@ -59,11 +59,18 @@ def backend_kind(url: str) -> str | None:
     return None
 
 
+def unreadable_scheme(url: str) -> str | None:
+    """``"<scheme>:"`` of a backend taskhub cannot read (None: it reads it); the scheme
+    only, as URLs hold secrets."""
+    if backend_kind(url) is not None:
+        return None
+    return url.split(":", 1)[0] + ":" if ":" in url else "a URL with no scheme"
+
+
 def unsupported_backend_error(url: str) -> str:
-    """Why a tracked task's result cannot be read (the scheme only: URLs hold secrets)."""
-    scheme = url.split(":", 1)[0] if ":" in url else "?"
+    """Why a tracked task's result cannot be read."""
     return (
-        f"taskhub cannot read results from a {scheme}: result backend "
+        f"taskhub cannot read results from a {unreadable_scheme(url)} result backend "
         "(it reads redis://, rediss:// and db+ backends)"
     )
 

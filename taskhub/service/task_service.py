@@ -174,7 +174,8 @@ def parse_task(
         require_future_at=require_future_at,
         address_policy=settings.address_policy,
         celery_brokers=settings.celery_brokers.keys(),
-        celery_result_backends=settings.celery_result_backends.keys(),
+        # By URL: a tracked task's backend must be one whose results taskhub reads.
+        celery_result_backends=settings.celery_result_backends,
     )
 
 

@@ -337,3 +337,19 @@ def test_migration_0011_keeps_http_tasks_and_holds_one_target_kind(database_url:
         schema.upgrade(database_url)
     finally:
         engine.dispose()
+
+
+def test_tracking_a_broker_whose_result_backend_taskhub_cannot_read_is_refused(
+    engine: Engine,
+) -> None:
+    env = with_env(
+        TASKHUB_CELERY_BROKERS="default=redis://127.0.0.1:6379/9",
+        TASKHUB_CELERY_RESULT_BACKENDS="default=file:///srv/secret-results",
+    )
+    api = Api(engine, T0, env)
+    answer = api.a.post("/v1/tasks", json=celery_task(broker="default", track=True))
+    error = Api.error(answer, 422)
+    assert error["field"] == "target.celery.track"
+    assert "file:" in error["message"] and "secret" not in error["message"]
+    untracked = api.a.post("/v1/tasks", json=celery_task(broker="default"))
+    assert untracked.status_code == 201

@@ -259,3 +259,25 @@ def test_a_password_never_survives_masking(password: str) -> None:
     for user in ("user", ""):
         url = f"redis://{user}:{password}@host:6379/0"
         assert masked_url(url) == f"redis://{user}:[redacted]@host:6379/0"
+
+
+def test_tracking_needs_a_result_backend_whose_results_taskhub_reads() -> None:
+    backends = {"default": "redis://:pw@r:6379/1", "files": "file:///srv/results"}
+    configured: dict[str, Any] = {
+        "celery_brokers": ("default", "files"),
+        "celery_result_backends": backends,
+    }
+    error = refused(celery_task(broker="files", track=True), **configured)
+    assert error.field == "target.celery.track"
+    assert error.message == (
+        "needs a result backend taskhub reads (redis://, rediss:// or db+...); "
+        "the one named files is file:"
+    )
+    assert "/srv/results" not in error.message
+    assert parse_definition(celery_task(broker="files"), NOW, **configured).target.celery
+    tracked = parse_definition(celery_task(track=True), NOW, **configured).target.celery
+    assert tracked is not None and tracked.track
+    database = {"default": "db+postgresql+psycopg2://u:pw@h/db"}
+    assert parse_definition(
+        celery_task(track=True), NOW, celery_result_backends=database
+    ).target.celery
