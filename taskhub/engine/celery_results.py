@@ -28,15 +28,15 @@ from datetime import datetime
 from typing import Final, Protocol
 
 import redis
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 
 from taskhub.core import celery_results
 from taskhub.core.celery_results import Settled
 from taskhub.core.named_urls import masked_url
 from taskhub.core.statuses import ExecutionStatus
-from taskhub.db import metric_queries, result_queries, task_queries
+from taskhub.db import celery_taskmeta, metric_queries, result_queries, task_queries
 from taskhub.db.rows import ResultEnd
+from taskhub.engine.once_threads import OnceThread
 from taskhub.engine.writeback import Ended, finish_tasks
 from taskhub.observability import counters
 
@@ -48,10 +48,6 @@ CHECK_INTERVAL_S: Final = 1.0
 PAGE_SIZE: Final = 1000
 #: A backend that does not answer within this many seconds is read again next pass.
 BACKEND_TIMEOUT_S: Final = 2.0
-
-_TASKMETA: Final = sa.text(
-    "SELECT task_id, status, result FROM celery_taskmeta WHERE task_id IN :ids"
-).bindparams(sa.bindparam("ids", expanding=True))
 
 
 class Reader(Protocol):
@@ -89,15 +85,14 @@ class Backends:
     def _read_database(self, url: str, task_ids: Sequence[str]) -> Mapping[str, Settled]:
         engine = self._databases.get(url)
         if engine is None:
-            engine = self._databases[url] = sa.create_engine(
-                url.removeprefix(celery_results.DATABASE_PREFIX), pool_pre_ping=True
+            engine = self._databases[url] = celery_taskmeta.connect(
+                url.removeprefix(celery_results.DATABASE_PREFIX)
             )
         found = {}
-        with engine.connect() as conn:
-            for task_id, status, result in conn.execute(_TASKMETA, {"ids": list(task_ids)}):
-                settled = celery_results.from_database(status, result)
-                if settled is not None:
-                    found[task_id] = settled
+        for task_id, status, result in celery_taskmeta.read_results(engine, task_ids):
+            settled = celery_results.from_database(status, result)
+            if settled is not None:
+                found[task_id] = settled
         return found
 
     def close(self) -> None:
@@ -286,22 +281,11 @@ def run(
         backends.close()
 
 
-_started: threading.Event | None = None
-_lock = threading.Lock()
+_thread = OnceThread("taskhub-results")
 
 
 def start(
     engine: Engine, backend_urls: Mapping[str, str], now: Callable[[], datetime]
 ) -> threading.Event:
     """Start this process's result check (once); returns the event that stops it."""
-    global _started
-    with _lock:
-        if _started is None:
-            _started = threading.Event()
-            threading.Thread(
-                target=run,
-                args=(engine, backend_urls, now, _started),
-                name="taskhub-results",
-                daemon=True,
-            ).start()
-        return _started
+    return _thread.start(lambda stop: run(engine, backend_urls, now, stop))

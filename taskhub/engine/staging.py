@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 from taskhub.core.settings import Settings
 from taskhub.db import metric_queries
 from taskhub.engine import discovery, holders
+from taskhub.engine.once_threads import OnceThread
 from taskhub.observability import metric_names
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,7 @@ def run(
             )
 
 
-_started: threading.Event | None = None
-_lock = threading.Lock()
+_thread = OnceThread("taskhub-staging")
 
 
 def start(
@@ -118,16 +118,6 @@ def start(
     """Start this process's loop (once); returns the event that stops it, or None when
     staging is switched off (``TASKHUB_STAGE_INTERVAL_SECONDS=0``). ``lookup`` reads
     outcomes from the result backend (``holders``)."""
-    global _started
     if settings.stage_interval_s <= 0:
         return None
-    with _lock:
-        if _started is None:
-            _started = threading.Event()
-            threading.Thread(
-                target=run,
-                args=(engine, settings, publish, clock, _started, lookup),
-                name="taskhub-staging",
-                daemon=True,
-            ).start()
-        return _started
+    return _thread.start(lambda stop: run(engine, settings, publish, clock, stop, lookup))
