@@ -254,11 +254,12 @@ def finish_tasks(
 
 
 def _log_attempt(row: RowMapping, outcome: TriggerOutcome, status: ExecutionStatus) -> None:
-    """One line per written-back attempt, with the ids a log search needs; successes at
-    DEBUG (thousands a minute), retries at INFO, failures and dead letters at WARNING."""
+    """One line per written-back attempt, with the ids a log search needs; successes (and
+    tracked Celery sends, still running) at DEBUG (thousands a minute), retries at INFO,
+    failures and dead letters at WARNING."""
     level = (
         logging.DEBUG
-        if status is ExecutionStatus.SUCCEEDED
+        if status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.RUNNING)
         else logging.INFO
         if status is ExecutionStatus.QUEUED
         else logging.WARNING
