@@ -17,9 +17,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,19 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping, make_url
 
-from taskhub.db.models import attempts, executions
+from taskhub.db.models import attempts
 from tests.support import faultreport
 from tests.support.engine import (
     TERMINAL,
+    Occurrence,
     add_tasks,
     all_ended,
+    at_second,
+    execution_rows,
+    interval,
+    one_time,
     running_stack,
+    start_ready,
     statuses,
     unsuccessful,
 )
@@ -46,8 +51,6 @@ from tests.support.processes import Stack, wait_until
 from tests.support.target import Received, Target
 
 pytestmark = pytest.mark.slow
-
-Occurrence = tuple[uuid.UUID, datetime]
 
 #: The seed system's requirement: back to normal within five minutes of a fault.
 RECOVERY_BOUND_S = 300
@@ -74,45 +77,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def at_second(seconds_from_now: float) -> datetime:
-    return (datetime.now(UTC) + timedelta(seconds=seconds_from_now)).replace(microsecond=0)
-
-
-def one_time(ids: Iterable[uuid.UUID], at: datetime) -> set[Occurrence]:
-    return {(task_id, at) for task_id in ids}
-
-
-def interval(
-    ids: Iterable[uuid.UUID], start: datetime, every_s: int, end: datetime
-) -> set[Occurrence]:
-    """start + k * every_s for k >= 0, up to end inclusive (the interval rule, counted by hand)."""
-    due = set()
-    for task_id in ids:
-        when = start
-        while when <= end:
-            due.add((task_id, when))
-            when += timedelta(seconds=every_s)
-    return due
-
-
-def wait_log(stack: Stack, name: str, needle: str, timeout_s: float = 60) -> None:
-    path = stack.log_dir / f"{name}.log"
-    ok = wait_until(lambda: path.exists() and needle in path.read_text(errors="replace"), timeout_s)
-    assert ok, f"{name} never logged {needle!r}\n{stack.logs()}"
-
-
-def start_ready(stack: Stack, name: str, role: str, *extra: str) -> None:
-    stack.start(name, role, *extra)
-    wait_log(stack, name, "Scheduler: Sending" if role == "beat" else " ready.")
-
-
 def ended(engine: Engine, due: set[Occurrence]) -> bool:
     return all_ended(engine, len(due))
-
-
-def execution_rows(engine: Engine) -> list[RowMapping]:
-    with engine.connect() as conn:
-        return list(conn.execute(sa.select(executions)).mappings())
 
 
 def attempt_rows(engine: Engine) -> dict[int, list[RowMapping]]:
@@ -145,32 +111,11 @@ def check(
     rows = execution_rows(engine)
     tried = attempt_rows(engine)
     by_key = received_by_key(target)
-    per_occurrence = Counter((r["task_id"], r["scheduled_for"]) for r in rows)
     terminal = [r for r in rows if r["status"] in TERMINAL]
-    done = {(r["task_id"], r["scheduled_for"]) for r in terminal}
-    lost = sorted(due - done)
-    doubled = sum(n - 1 for n in per_occurrence.values() if n > 1)
     received = sum(len(v) for v in by_key.values())
-    finished = max((r["finished_at"] for r in terminal), default=healed_at)
-    result = ScenarioResult(
-        scenario=scenario,
-        due=len(due),
-        executed=len(terminal),
-        received=received,
-        repeated=received - sum(r["attempts"] for r in terminal),
-        repeat_bound=repeat_bound,
-        lost=len(lost),
-        doubled=doubled,
-        recovery_s=round(max(0.0, (finished - healed_at).total_seconds()), 1),
-        healed=healed,
+    result = faultreport.tally(
+        scenario, rows, due, received, healed_at, healed, repeat_bound, recovery_bound_s
     )
-    faultreport.RESULTS.append(result)
-    print(f"\n{scenario}: {result}")
-
-    assert not lost, f"occurrences lost: {lost[:5]}"
-    assert doubled == 0, [o for o, n in per_occurrence.items() if n > 1][:5]
-    assert set(per_occurrence) == due, "an execution for an occurrence that was not due"
-    assert result.recovery_s < recovery_bound_s
     repeated_keys = [
         key
         for key, requests in by_key.items()

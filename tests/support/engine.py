@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, RowMapping
 
 from taskhub.core.definitions import parse_definition
 from taskhub.core.messages import TriggerOutcome
@@ -26,9 +26,11 @@ from taskhub.core.settings import load
 from taskhub.db.models import executions
 from taskhub.engine import writeback
 from taskhub.service import task_service
-from tests.support.processes import Stack
+from tests.support.processes import Stack, wait_until
 
 TERMINAL = ("succeeded", "failed", "dead")
+
+Occurrence = tuple[uuid.UUID, datetime]
 
 
 def stack_env(
@@ -139,3 +141,41 @@ def make_dead(engine: Engine, execution_id: int) -> None:
         response_excerpt="down",
     )
     writeback.record_outcomes(engine, [outcome], load({}), datetime.now(UTC), lambda: 0.5)
+
+
+def at_second(seconds_from_now: float) -> datetime:
+    return (datetime.now(UTC) + timedelta(seconds=seconds_from_now)).replace(microsecond=0)
+
+
+def one_time(ids: Iterable[uuid.UUID], at: datetime) -> set[Occurrence]:
+    return {(task_id, at) for task_id in ids}
+
+
+def interval(
+    ids: Iterable[uuid.UUID], start: datetime, every_s: int, end: datetime
+) -> set[Occurrence]:
+    """start + k * every_s for k >= 0, up to end inclusive (the interval rule, counted by hand)."""
+    due = set()
+    for task_id in ids:
+        when = start
+        while when <= end:
+            due.add((task_id, when))
+            when += timedelta(seconds=every_s)
+    return due
+
+
+def wait_log(stack: Stack, name: str, needle: str, timeout_s: float = 60) -> None:
+    path = stack.log_dir / f"{name}.log"
+    ok = wait_until(lambda: path.exists() and needle in path.read_text(errors="replace"), timeout_s)
+    assert ok, f"{name} never logged {needle!r}\n{stack.logs()}"
+
+
+def start_ready(stack: Stack, name: str, role: str, *extra: str) -> None:
+    """Start a process and wait until it is ready (a beat: until it sent its first tick)."""
+    stack.start(name, role, *extra)
+    wait_log(stack, name, "Scheduler: Sending" if role == "beat" else " ready.")
+
+
+def execution_rows(engine: Engine) -> list[RowMapping]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(executions)).mappings())
