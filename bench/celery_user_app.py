@@ -5,7 +5,7 @@ benchmark's db: one string per call, ``"<unix time> <name> <Celery task id>
 <taskhub_scheduled_for or ->"``, one ``RPUSH`` each. The same worker consumes what
 taskhub sends and what celery-redbeat sends (queue ``bench-user``):
 
-    celery -A bench.celery_user_app worker -Q bench-user -P threads -c 64
+    celery -A bench.celery_user_app worker -Q bench-user -P threads -c 32   # two of them
 """
 
 from __future__ import annotations

@@ -563,11 +563,14 @@ def run_redbeat(
         wait_until(lambda: arrived() >= count, 300, every_s=2)
         time.sleep(2)
         figures = stack_figures(stack)
+        exited = {n: p.returncode for n, p in stack.processes.items() if p.poll() is not None}
     finally:
         stack.stop_all()
     records, extra = recorder.records()
     result, lags = summarize(work.label, records, count, due.timestamp())
     result.update(processes=figures, **own_figures(figures), worker=" ".join(worker_argv))
+    if exited:  # its peak RSS is gone with it (counted as 0)
+        result["exited_early"] = exited
     if "celery_task_ids" in extra:
         result["celery_task_ids"] = extra["celery_task_ids"]
     client.flushdb()
@@ -1116,11 +1119,11 @@ def main() -> None:
     parser.add_argument("--no-redbeat", action="store_true")
     parser.add_argument(
         "--user-worker",
-        default="-P threads -c 64",
-        help="celery scenario: the user's Celery worker's pool options",
+        default="-P threads -c 32",
+        help="celery scenario: each user Celery worker's pool options",
     )
     parser.add_argument(
-        "--user-workers", type=int, default=1, help="celery scenario: user worker processes"
+        "--user-workers", type=int, default=2, help="celery scenario: user worker processes"
     )
     parser.add_argument(
         "--redbeat-worker", default="-P threads -c 128", help="the peer's worker pool options"
