@@ -24,7 +24,9 @@ schedules, 10,000 due: discovery's claim+publish rate in one and in two processe
 CPU it took and ``EXPLAIN`` of the due query), ``writeback`` (10,000 outcomes written
 back as the chord callbacks do, and the CPU it took), ``clients`` (the fastest
 keep-alive Python client against the target, and taskhub's burst rate as a fraction of
-it).
+it), ``celery`` (N one-time Celery-target tasks due at one minute, sent to the user's own
+Celery workers, ``bench/celery_user_app.py``; then redbeat sending the same N Celery
+tasks into the same workers: lag at the user worker's receipt).
 """
 
 from __future__ import annotations
@@ -624,6 +626,42 @@ def scenario_celery(
     return run_taskhub("celery", user, defs, due.timestamp(), scratch, env, user_worker=user)
 
 
+def user_workers_capacity(user: CeleryUserWorker, count: int, scratch: Path) -> dict[str, Any]:
+    """How fast the user's workers receive when ``count`` Celery tasks already wait in
+    their queue (sent by the bench itself): the floor of any scheduler's lag at receipt
+    in this scenario is about ``count`` / this rate."""
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    app = celery_user_app.app
+    with app.connection_for_write(REDIS_URL) as connection:
+        producer = app.amqp.Producer(connection)
+        for i in range(count):
+            app.send_task(
+                celery_user_app.TASK,
+                args=[f"capacity-{i}"],
+                queue=celery_user_app.QUEUE,
+                producer=producer,
+            )
+    logs = scratch / "logs" / "user-capacity"
+    logs.mkdir(parents=True, exist_ok=True)
+    stack = Stack(os.environ, logs)
+    user.start(stack)
+    try:
+        received = user.wait_for(count, 300)
+    finally:
+        stack.stop_all()
+    arrivals = [at for at, _, _, _ in user.records()[0]]
+    user.reset()
+    spent = max(arrivals) - min(arrivals) if len(arrivals) > 1 else 0.0
+    return {
+        "user_workers_capacity": {
+            "tasks": count,
+            "received": len(arrivals),
+            "finished": received,
+            "receipts_per_s": round(len(arrivals) / max(spent, 1e-3)),
+        }
+    }
+
+
 def comparison(name: str, ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
     """taskhub's run beside redbeat's: lag, and the ratio of each lag figure."""
     return {
@@ -1042,9 +1080,11 @@ def run_celery(
     results: list[dict[str, Any]],
     series: dict[str, list[float]],
 ) -> None:
-    """The ``celery`` scenario ``--repeat`` times, then redbeat sending the same Celery
-    tasks into the same user workers, and the comparison with taskhub's median run."""
+    """The user workers' own receipt rate, the ``celery`` scenario ``--repeat`` times,
+    then redbeat sending the same Celery tasks into the same user workers, and the
+    comparison with taskhub's median run."""
     user = CeleryUserWorker(args.user_worker.split(), args.user_workers)
+    emit(results, user_workers_capacity(user, args.tasks, scratch))
     runs = []
     for _ in range(max(1, args.repeat)):
         run, lags = scenario_celery(user, args.tasks, scratch, env)
