@@ -30,6 +30,9 @@ app.conf.update(
     redbeat_redis_url=REDIS_URL,
     redbeat_key_prefix="bench-redbeat:",
     beat_max_loop_interval=1,
+    # redbeat's lock lives 5 loop intervals by default (5 s here): a tick that sends
+    # thousands of tasks outlives it and beat dies with LockNotOwnedError after sending.
+    redbeat_lock_timeout=60,
     task_default_queue="redbeat-bench",
 )
 

@@ -24,7 +24,9 @@ schedules, 10,000 due: discovery's claim+publish rate in one and in two processe
 CPU it took and ``EXPLAIN`` of the due query), ``writeback`` (10,000 outcomes written
 back as the chord callbacks do, and the CPU it took), ``clients`` (the fastest
 keep-alive Python client against the target, and taskhub's burst rate as a fraction of
-it).
+it), ``celery`` (N one-time Celery-target tasks due at one minute, sent to the user's own
+Celery workers, ``bench/celery_user_app.py``; then redbeat sending the same N Celery
+tasks into the same workers: lag at the user worker's receipt).
 """
 
 from __future__ import annotations
@@ -43,12 +45,12 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -57,7 +59,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bench import http_clients
+from bench import celery_user_app, http_clients
 from bench.target import Record, read_dump
 from taskhub.core.clock import utcnow
 from taskhub.core.definitions import parse_definition
@@ -209,6 +211,87 @@ class RunningTarget:
         urllib.request.urlopen(self.url("/__reset"), timeout=30).read()
 
 
+class Recorder(Protocol):
+    """Where a run's arrivals are read: the HTTP target or the user's Celery worker."""
+
+    def reset(self) -> None: ...
+
+    def records(self) -> tuple[list[Record], dict[str, Any]]: ...
+
+
+def celery_worker(
+    app: str, queue: str, argv: list[str], env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """``celery -A <app> worker -Q <queue> <argv>``, as a user starts theirs."""
+    quiet = ("--without-gossip", "--without-mingle", "--loglevel", "WARNING")
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queue, *argv, *quiet],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+@dataclass
+class CeleryUserWorker:
+    """The user's Celery workers (``bench/celery_user_app.py``, ``processes`` of them,
+    each started with ``argv``) and the receipts their task recorded in Redis."""
+
+    argv: list[str]
+    processes: int = 1
+
+    def __post_init__(self) -> None:
+        self.client = redis.Redis.from_url(REDIS_URL)
+
+    def reset(self) -> None:
+        self.client.delete(celery_user_app.RECEIPTS)
+
+    def records(self) -> tuple[list[Record], dict[str, Any]]:
+        """Each receipt as the target records a request: (time, name, "celery", the
+        ``taskhub_scheduled_for`` header or ""); and how many distinct Celery task ids."""
+        rows: list[Record] = []
+        ids = set()
+        for raw in self.client.lrange(celery_user_app.RECEIPTS, 0, -1):
+            at, name, task_id, scheduled_for = cast(bytes, raw).decode().split(" ")
+            ids.add(task_id)
+            rows.append((float(at), name, "celery", "" if scheduled_for == "-" else scheduled_for))
+        return rows, {"celery_task_ids": len(ids)}
+
+    def start(self, stack: Stack) -> None:
+        """Start the workers beside ``stack``'s, as ``user-worker<i>`` (the user's: not
+        counted as taskhub's or redbeat's), without taskhub's settings."""
+        env = {k: v for k, v in stack.env.items() if not k.startswith("TASKHUB_")}
+        env.update(BENCH_USER_REDIS_URL=REDIS_URL, PYTHONPATH=str(ROOT))
+        for i in range(self.processes):
+            argv = [*self.argv, "-n", f"bench-user{i}@%h"]
+            log = stack.log_dir / f"user-worker{i}.log"
+            stack.processes[f"user-worker{i}"] = celery_worker(
+                "bench.celery_user_app", celery_user_app.QUEUE, argv, env, log
+            )
+
+    def wait_for(self, count: int, timeout_s: float) -> bool:
+        """Until ``count`` receipts are in (an accepted send is not yet a receipt)."""
+        return wait_until(
+            lambda: self.client.llen(celery_user_app.RECEIPTS) >= count, timeout_s, every_s=0.5
+        )
+
+
+def own_figures(figures: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Peak RSS of the scheduler's workers (its beat not counted) and of all its
+    processes, and their CPU seconds: the user's workers are not the scheduler's."""
+    own = {n: f for n, f in figures.items() if not n.startswith("user-worker")}
+    return {
+        "workers_peak_rss_mb": round(
+            sum(f["peak_rss_mb"] for n, f in own.items() if not n.startswith("beat")), 1
+        ),
+        "total_peak_rss_mb": round(sum(f["peak_rss_mb"] for f in own.values()), 1),
+        "total_cpu_s": round(sum(f["cpu_s"] for f in own.values()), 2),
+    }
+
+
 @contextmanager
 def recording_target(scratch: Path) -> Iterator[RunningTarget]:
     port = http_clients.free_port()
@@ -295,15 +378,17 @@ def ended_count(engine: Engine) -> tuple[int, int]:
 
 def run_taskhub(
     label: str,
-    target: RunningTarget,
+    target: Recorder,
     definitions: list[dict[str, Any]],
     first_due: float,
     scratch: Path,
     env_extra: dict[str, str],
     timeout_s: float = 600,
+    user_worker: CeleryUserWorker | None = None,
 ) -> tuple[dict[str, Any], list[float]]:
-    """Load ``definitions``, run the production split until every execution ended, and
-    measure. ``first_due`` is the earliest due time (unix)."""
+    """Load ``definitions``, run the production split until every execution ended (and
+    ``user_worker``, if given, received every Celery task), and measure. ``first_due``
+    is the earliest due time (unix)."""
     count = len(definitions)
     redis.Redis.from_url(REDIS_URL).flushdb()
     target.reset()
@@ -314,6 +399,8 @@ def run_taskhub(
         stack = Stack(env, scratch / "logs" / label)
         stack.log_dir.mkdir(parents=True, exist_ok=True)
         before = pg_counts(engine, name)
+        if user_worker is not None:
+            user_worker.start(stack)
         stack.start("trigger", "trigger")
         stack.start("state", "state")
         stack.start("beat", "beat")
@@ -327,6 +414,8 @@ def run_taskhub(
                 return total >= count and ended >= total
 
             finished = wait_until(done, timeout_s, every_s=0.5)
+            if user_worker is not None:
+                finished = user_worker.wait_for(count, 60) and finished
             after = pg_counts(engine, name)
             time.sleep(11)  # one heartbeat interval: every worker's statement count is in
             statements = heartbeat_queries(engine)
@@ -357,11 +446,7 @@ def run_taskhub(
         statuses=statuses,
         processes=figures,
         rss_before_due_mb=rss_before,
-        workers_peak_rss_mb=round(
-            sum(f["peak_rss_mb"] for n, f in figures.items() if not n.startswith("beat")), 1
-        ),
-        total_peak_rss_mb=round(sum(f["peak_rss_mb"] for f in figures.values()), 1),
-        total_cpu_s=round(sum(f["cpu_s"] for f in figures.values()), 2),
+        **own_figures(figures),
         db_per_trigger={
             "transactions": round(delta["xact_commit"] / count, 2),
             "rows_written": round(
@@ -373,6 +458,8 @@ def run_taskhub(
         attempt_end_minus_due_max_s=round(max((e - d for d, e in attempt_ends), default=0), 3),
         target_max_concurrent=extra.get("max_concurrent"),
     )
+    if "celery_task_ids" in extra:
+        result["celery_task_ids"] = extra["celery_task_ids"]
     return result, lags
 
 
@@ -408,13 +495,33 @@ def summarize(
 # --------------------------------------------------------------------------- redbeat
 
 
+@dataclass
+class PeerWork:
+    """What each redbeat entry sends (``task`` with ``args(i)`` to ``queue``) and the
+    worker that consumes it: redbeat's own (``worker`` None: ``bench.redbeat_app``, one
+    HTTP GET per Celery task) or the user's Celery workers."""
+
+    label: str
+    task: str
+    args: Callable[[int], list[Any]]
+    queue: str
+    worker: CeleryUserWorker | None = None
+
+
+def http_peer_work(target: RunningTarget) -> PeerWork:
+    """The burst's peer: each entry's Celery task makes one HTTP GET to the target."""
+    return PeerWork(
+        "burst-redbeat", "bench.fire", lambda i: [target.url("/ok"), f"bench-{i}"], "redbeat-bench"
+    )
+
+
 def run_redbeat(
-    target: RunningTarget, count: int, scratch: Path, worker_argv: list[str]
+    recorder: Recorder, count: int, scratch: Path, worker_argv: list[str], work: PeerWork
 ) -> tuple[dict[str, Any], list[float]]:
-    """One redbeat entry per schedule (a crontab for the due minute), same target."""
+    """One redbeat entry per schedule (a crontab for the due minute), sending ``work``."""
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
-    target.reset()
+    recorder.reset()
     env = {**os.environ, "BENCH_REDBEAT_REDIS_URL": REDIS_URL, "PYTHONPATH": str(ROOT)}
     from celery.schedules import crontab
     from redbeat import RedBeatSchedulerEntry
@@ -425,55 +532,49 @@ def run_redbeat(
     for i in range(count):
         RedBeatSchedulerEntry(
             f"bench-{i}",
-            "bench.fire",
+            work.task,
             crontab(minute=due.minute, hour=due.hour),
-            args=[target.url("/ok"), f"bench-{i}"],
+            args=work.args(i),
+            options={"queue": work.queue},
             app=app,
         ).save()
-    logs = scratch / "logs" / "redbeat"
+    logs = scratch / "logs" / work.label
     logs.mkdir(parents=True, exist_ok=True)
     stack = Stack(env, logs)
+    if work.worker is None:
+        stack.processes["worker"] = celery_worker(
+            "bench.redbeat_app", work.queue, worker_argv, env, logs / "worker.log"
+        )
+    else:
+        work.worker.start(stack)
     base = [sys.executable, "-m", "celery", "-A", "bench.redbeat_app"]
-    processes = {
-        "worker": subprocess.Popen(
-            [*base, "worker", *worker_argv, "-Q", "redbeat-bench", "--loglevel", "WARNING"],
-            env=env,
-            stdout=open(logs / "worker.log", "ab"),  # noqa: SIM115
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        ),
-        "beat": subprocess.Popen(
-            [*base, "beat", "-S", "redbeat.RedBeatScheduler", "--loglevel", "WARNING"],
-            env=env,
-            cwd=logs,
-            stdout=open(logs / "beat.log", "ab"),  # noqa: SIM115
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        ),
-    }
-    stack.processes.update(processes)
+    stack.processes["beat"] = subprocess.Popen(
+        [*base, "beat", "-S", "redbeat.RedBeatScheduler", "--loglevel", "WARNING"],
+        env=env,
+        cwd=logs,
+        stdout=open(logs / "beat.log", "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_until(lambda: time.time() > due.timestamp(), 600, every_s=0.5)
 
         def arrived() -> int:
-            return len({r[1] for r in target.records()[0]})
+            return len({r[1] for r in recorder.records()[0]})
 
         wait_until(lambda: arrived() >= count, 300, every_s=2)
         time.sleep(2)
         figures = stack_figures(stack)
+        exited = {n: p.returncode for n, p in stack.processes.items() if p.poll() is not None}
     finally:
         stack.stop_all()
-    records, _ = target.records()
-    result, lags = summarize("burst-redbeat", records, count, due.timestamp())
-    result.update(
-        processes=figures,
-        workers_peak_rss_mb=round(
-            sum(f["peak_rss_mb"] for n, f in figures.items() if not n.startswith("beat")), 1
-        ),
-        total_peak_rss_mb=round(sum(f["peak_rss_mb"] for f in figures.values()), 1),
-        total_cpu_s=round(sum(f["cpu_s"] for f in figures.values()), 2),
-        worker=" ".join(worker_argv),
-    )
+    records, extra = recorder.records()
+    result, lags = summarize(work.label, records, count, due.timestamp())
+    result.update(processes=figures, **own_figures(figures), worker=" ".join(worker_argv))
+    if exited:  # its peak RSS is gone with it (counted as 0)
+        result["exited_early"] = exited
+    if "celery_task_ids" in extra:
+        result["celery_task_ids"] = extra["celery_task_ids"]
     client.flushdb()
     return result, lags
 
@@ -497,6 +598,83 @@ def scenario_burst(
     due = due_minute(count)
     defs = [definition(f"burst-{i}", target.url("/ok"), due) for i in range(count)]
     return run_taskhub("burst", target, defs, due.timestamp(), scratch, env)
+
+
+def scenario_celery(
+    user: CeleryUserWorker, count: int, scratch: Path, env: dict[str, str]
+) -> tuple[dict[str, Any], list[float]]:
+    """``count`` one-time tasks due at one minute, each sending the user's Celery task
+    (created through the service, as the API creates them) to taskhub's own broker (the
+    default of TASKHUB_CELERY_BROKERS), where the user's workers consume it."""
+    due = due_minute(count)
+    defs = [
+        {
+            "name": f"celery-{i}",
+            "schedule": {"at": due.isoformat()},
+            "target": {
+                "celery": {
+                    "task": celery_user_app.TASK,
+                    "args": [f"celery-{i}"],
+                    "queue": celery_user_app.QUEUE,
+                },
+                "timeout_seconds": 30,
+            },
+            "retry": {"max_attempts": 1},
+        }
+        for i in range(count)
+    ]
+    return run_taskhub("celery", user, defs, due.timestamp(), scratch, env, user_worker=user)
+
+
+def user_workers_capacity(user: CeleryUserWorker, count: int, scratch: Path) -> dict[str, Any]:
+    """How fast the user's workers receive when ``count`` Celery tasks already wait in
+    their queue (sent by the bench itself): the floor of any scheduler's lag at receipt
+    in this scenario is about ``count`` / this rate."""
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    app = celery_user_app.app
+    with app.connection_for_write(REDIS_URL) as connection:
+        producer = app.amqp.Producer(connection)
+        for i in range(count):
+            app.send_task(
+                celery_user_app.TASK,
+                args=[f"capacity-{i}"],
+                queue=celery_user_app.QUEUE,
+                producer=producer,
+            )
+    logs = scratch / "logs" / "user-capacity"
+    logs.mkdir(parents=True, exist_ok=True)
+    stack = Stack(os.environ, logs)
+    user.start(stack)
+    try:
+        received = user.wait_for(count, 300)
+    finally:
+        stack.stop_all()
+    arrivals = [at for at, _, _, _ in user.records()[0]]
+    user.reset()
+    spent = max(arrivals) - min(arrivals) if len(arrivals) > 1 else 0.0
+    return {
+        "user_workers_capacity": {
+            "tasks": count,
+            "received": len(arrivals),
+            "finished": received,
+            "receipts_per_s": round(len(arrivals) / max(spent, 1e-3)),
+        }
+    }
+
+
+def comparison(name: str, ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
+    """taskhub's run beside redbeat's: lag, and the ratio of each lag figure."""
+    return {
+        "comparison": name,
+        "taskhub_lag_s": ours["lag_s"],
+        "redbeat_lag_s": peer["lag_s"],
+        "redbeat_over_taskhub": {
+            k: round(peer["lag_s"][k] / max(ours["lag_s"][k], 1e-3), 1) for k in ours["lag_s"]
+        },
+        "workers_rss_mb": [ours["workers_peak_rss_mb"], peer["workers_peak_rss_mb"]],
+        "rss_mb": [ours["total_peak_rss_mb"], peer["total_peak_rss_mb"]],
+        "cpu_s": [ours["total_cpu_s"], peer["total_cpu_s"]],
+    }
 
 
 def scenario_slow(
@@ -895,8 +1073,55 @@ def setting(item: str) -> tuple[str, str]:
     return name, value
 
 
+def run_celery(
+    args: argparse.Namespace,
+    scratch: Path,
+    env: dict[str, str],
+    results: list[dict[str, Any]],
+    series: dict[str, list[float]],
+) -> None:
+    """The user workers' own receipt rate, the ``celery`` scenario ``--repeat`` times,
+    then redbeat sending the same Celery tasks into the same user workers, and the
+    comparison with taskhub's median run."""
+    user = CeleryUserWorker(args.user_worker.split(), args.user_workers)
+    emit(results, user_workers_capacity(user, args.tasks, scratch))
+    runs = []
+    for _ in range(max(1, args.repeat)):
+        run, lags = scenario_celery(user, args.tasks, scratch, env)
+        series.setdefault(f"taskhub Celery N={args.tasks}", lags)
+        emit(results, {**run, "user_worker": args.user_worker, "user_workers": args.user_workers})
+        runs.append(run)
+    if len(runs) > 1:
+        emit(results, repeated("celery", runs))
+    if args.no_redbeat:
+        return
+    ours = sorted(runs, key=lambda r: (r["lag_s"] or {}).get("p99", math.inf))[len(runs) // 2]
+    work = PeerWork(
+        "celery-redbeat",
+        celery_user_app.TASK,
+        lambda i: [f"celery-{i}"],
+        celery_user_app.QUEUE,
+        user,
+    )
+    peer, peer_lags = run_redbeat(user, args.tasks, scratch, args.user_worker.split(), work)
+    series[f"redbeat Celery N={args.tasks}"] = peer_lags
+    emit(results, {**peer, "user_workers": args.user_workers})
+    if ours["lag_s"] and peer["lag_s"]:
+        emit(results, comparison(f"celery N={args.tasks}", ours, peer))
+
+
 #: Every scenario ``--scenario`` names (``all``: each of them).
-SCENARIOS = ("burst", "slow", "hung", "spread", "noisy-neighbour", "table", "writeback", "clients")
+SCENARIOS = (
+    "burst",
+    "slow",
+    "hung",
+    "spread",
+    "noisy-neighbour",
+    "table",
+    "writeback",
+    "clients",
+    "celery",
+)
 
 
 def main() -> None:
@@ -932,6 +1157,14 @@ def main() -> None:
         help="run taskhub's burst and the table scenario this many times (one p99 is noise)",
     )
     parser.add_argument("--no-redbeat", action="store_true")
+    parser.add_argument(
+        "--user-worker",
+        default="-P threads -c 32",
+        help="celery scenario: each user Celery worker's pool options",
+    )
+    parser.add_argument(
+        "--user-workers", type=int, default=2, help="celery scenario: user worker processes"
+    )
     parser.add_argument(
         "--redbeat-worker", default="-P threads -c 128", help="the peer's worker pool options"
     )
@@ -999,29 +1232,18 @@ def main() -> None:
                     )
                 if not args.no_redbeat:
                     peer, peer_lags = run_redbeat(
-                        target, args.tasks, scratch, args.redbeat_worker.split()
+                        target,
+                        args.tasks,
+                        scratch,
+                        args.redbeat_worker.split(),
+                        http_peer_work(target),
                     )
                     series[f"redbeat N={args.tasks}"] = peer_lags
                     emit(results, peer)
                     if burst["lag_s"] and peer["lag_s"]:
-                        emit(
-                            results,
-                            {
-                                "comparison": f"burst N={args.tasks}",
-                                "taskhub_lag_s": burst["lag_s"],
-                                "redbeat_lag_s": peer["lag_s"],
-                                "redbeat_over_taskhub": {
-                                    k: round(peer["lag_s"][k] / max(burst["lag_s"][k], 1e-3), 1)
-                                    for k in burst["lag_s"]
-                                },
-                                "workers_rss_mb": [
-                                    burst["workers_peak_rss_mb"],
-                                    peer["workers_peak_rss_mb"],
-                                ],
-                                "rss_mb": [burst["total_peak_rss_mb"], peer["total_peak_rss_mb"]],
-                                "cpu_s": [burst["total_cpu_s"], peer["total_cpu_s"]],
-                            },
-                        )
+                        emit(results, comparison(f"burst N={args.tasks}", burst, peer))
+            if "celery" in chosen:
+                run_celery(args, scratch, env, results, series)
             if "slow" in chosen:
                 slow, lags = scenario_slow(target, args.small_tasks, scratch, env)
                 series[f"taskhub slow 1 s N={args.small_tasks}"] = lags
