@@ -63,6 +63,19 @@ def stored(engine: Engine, task_id: str) -> dict[str, Any]:
         return dict(row.one())
 
 
+def shown_with_defaults(task: str) -> dict[str, Any]:
+    """``target.celery`` as a task shows it when only ``task`` was given."""
+    return {
+        "task": task,
+        "args": [],
+        "kwargs": {},
+        "queue": "celery",
+        "broker": "default",
+        "track": False,
+        "expires_seconds": None,
+    }
+
+
 def test_a_celery_task_is_created_read_and_listed_with_every_field(api: Api) -> None:
     response = api.a.post("/v1/tasks", json=celery_task())
     assert response.status_code == 201, response.text
@@ -82,15 +95,7 @@ def test_a_celery_task_is_created_read_and_listed_with_every_field(api: Api) -> 
     plain = api.a.post(
         "/v1/tasks", json=celery_task("plain") | {"target": {"celery": {"task": "a.b"}}}
     )
-    assert plain.json()["target"]["celery"] == {
-        "task": "a.b",
-        "args": [],
-        "kwargs": {},
-        "queue": "celery",
-        "broker": "default",
-        "track": False,
-        "expires_seconds": None,
-    }
+    assert plain.json()["target"]["celery"] == shown_with_defaults("a.b")
     assert api.b.get(f"/v1/tasks/{created['id']}").status_code == 404
 
 
@@ -123,15 +128,7 @@ def test_a_patch_switches_the_target_kind_both_ways(api: Api) -> None:
     timeout = api.a.patch(path, json={"target": {"timeout_seconds": 20}})
     assert timeout.json()["target"] == {"celery": SHOWN, "timeout_seconds": 20.0}
     other = api.a.patch(path, json={"target": {"celery": {"task": "ops.tasks.cleanup"}}})
-    assert other.json()["target"]["celery"] == {
-        "task": "ops.tasks.cleanup",
-        "args": [],
-        "kwargs": {},
-        "queue": "celery",
-        "broker": "default",
-        "track": False,
-        "expires_seconds": None,
-    }
+    assert other.json()["target"]["celery"] == shown_with_defaults("ops.tasks.cleanup")
 
     back = api.a.patch(path, json={"target": {"url": "https://example.com/back"}})
     assert back.status_code == 200, back.text

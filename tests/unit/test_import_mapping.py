@@ -463,6 +463,15 @@ def test_redbeat_entries_taskhub_cannot_carry_are_refused(raw: str | None, reaso
 # --- the plan's comparison ----------------------------------------------------------------
 
 _NOW = datetime(2026, 1, 1, tzinfo=UTC)
+#: The Celery call an entry declares (a stored task also shows ``track``).
+_CALL: dict[str, Any] = {
+    "task": "app.nightly",
+    "args": [1],
+    "kwargs": {"region": "eu"},
+    "queue": "reports",
+    "broker": "billing",
+    "expires_seconds": 600.0,
+}
 
 
 def _stored(**fields: Any) -> dict[str, Any]:
@@ -471,18 +480,7 @@ def _stored(**fields: Any) -> dict[str, Any]:
         "id": "0b5e3c1e-0000-0000-0000-000000000000",
         "name": "nightly",
         "schedule": {"cron": "30 2 * * *", "timezone": "Europe/Berlin"},
-        "target": {
-            "celery": {
-                "task": "app.nightly",
-                "args": [1],
-                "kwargs": {"region": "eu"},
-                "queue": "reports",
-                "broker": "billing",
-                "track": True,
-                "expires_seconds": 600.0,
-            },
-            "timeout_seconds": 30.0,
-        },
+        "target": {"celery": {**_CALL, "track": True}, "timeout_seconds": 30.0},
         "start_at": "2030-01-01T08:00:00+00:00",
         "end_at": None,
         "max_executions": None,
@@ -498,16 +496,7 @@ def _desired(**fields: Any) -> dict[str, Any]:
     task: dict[str, Any] = {
         "name": "nightly",
         "schedule": {"cron": "30 2 * * *", "timezone": "Europe/Berlin"},
-        "target": {
-            "celery": {
-                "task": "app.nightly",
-                "args": [1],
-                "kwargs": {"region": "eu"},
-                "queue": "reports",
-                "broker": "billing",
-                "expires_seconds": 600.0,
-            }
-        },
+        "target": {"celery": dict(_CALL)},
         "start_at": "2030-01-01T09:00:00+01:00",  # the same instant, written otherwise
         "end_at": None,
         "max_executions": None,
