@@ -173,7 +173,7 @@ def check(
 def test_cron_and_interval_targets_run_once_per_occurrence(
     stack: Stack, pg_engine: Engine, redis_url: str, tmp_path: Path
 ) -> None:
-    """Every minute (``* * * * *``) and every 5 s, over two minute boundaries: each
+    """Every minute (``* * * * *``) and every 5 s, over a minute boundary: each
     occurrence is one execution and exactly one call of the user's task, whose Celery
     task id is the execution's key, in a plain ``celery -A tests.userapp worker``."""
     start_ready(stack, "state", "state")
@@ -182,12 +182,12 @@ def test_cron_and_interval_targets_run_once_per_occurrence(
     start = at_second(3)
     if start.second == 0:  # a boundary exactly at start_at: keep the count unambiguous
         start += timedelta(seconds=1)
-    second_boundary = start.replace(second=0) + timedelta(minutes=2)
-    end = second_boundary + timedelta(seconds=1)
+    boundary = start.replace(second=0) + timedelta(minutes=1)
+    end = boundary + timedelta(seconds=1)
     window = {"start_at": start.isoformat(), "end_at": end.isoformat()}
     cron = add_celery_tasks(pg_engine, 3, {"cron": "* * * * *"}, **window)
     every_5s = add_celery_tasks(pg_engine, 3, {"interval_seconds": 5}, **window)
-    due = interval(cron, start.replace(second=0) + timedelta(minutes=1), 60, end)
+    due = interval(cron, boundary, 60, end)
     due |= interval(every_5s, start, 5, end)
     broker = redis.Redis.from_url(redis_url)
     with user_worker(redis_url, redis_url, tmp_path, queues=QUEUE) as worker:
