@@ -50,6 +50,13 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def iso_z(value: datetime) -> str:
+    """``2026-11-22T09:00:00Z`` (fractional seconds only when there are some): how an
+    occurrence's due time is written in ``X-Taskhub-Scheduled-For`` and in a Celery
+    target's ``taskhub_scheduled_for``."""
+    return as_utc(value).replace(tzinfo=None).isoformat() + "Z"
+
+
 @functools.lru_cache(maxsize=4096)
 def _utc_text(value: datetime) -> str:
     """ISO 8601 in UTC, each instant converted once: a claim's requests share their

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from celery.utils.saferepr import saferepr
 
-from taskhub.core.messages import TriggerRequest, as_utc
+from taskhub.core.messages import TriggerRequest, as_utc, iso_z
 
 __all__ = [
     "ATTEMPT_HEADER",
@@ -44,11 +44,6 @@ class TaskMessage:
     #: ``(args, kwargs, embed)``, serialized as JSON.
     body: tuple[list[Any], dict[str, Any], dict[str, Any]]
     queue: str
-
-
-def _iso_z(request: TriggerRequest) -> str:
-    """The same text as the HTTP header ``X-Taskhub-Scheduled-For``."""
-    return as_utc(request.scheduled_for).replace(tzinfo=None).isoformat() + "Z"
 
 
 def task_message(request: TriggerRequest) -> TaskMessage:
@@ -86,7 +81,7 @@ def task_message(request: TriggerRequest) -> TaskMessage:
         "stamped_headers": None,
         "stamps": {},
         TASK_ID_HEADER: request.task_id,
-        SCHEDULED_FOR_HEADER: _iso_z(request),
+        SCHEDULED_FOR_HEADER: iso_z(request.scheduled_for),  # as X-Taskhub-Scheduled-For
         ATTEMPT_HEADER: request.attempt,
     }
     embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

@@ -51,7 +51,7 @@ from yarl import URL
 from taskhub.core import credentials, limits, signing
 from taskhub.core.addresses import AddressPolicy, TargetURLError, a_or_an, parse_target_url
 from taskhub.core.clock import utcnow
-from taskhub.core.messages import TriggerOutcome, TriggerRequest, as_utc
+from taskhub.core.messages import TriggerOutcome, TriggerRequest, as_utc, iso_z
 from taskhub.core.sealing import SealingError, sealer_for
 from taskhub.core.settings import Settings
 
@@ -91,11 +91,6 @@ _DELTA_SECONDS_RE: Final = re.compile(r"[0-9]+(?:\.[0-9]*)?")
 # --------------------------------------------------------------------------- headers
 
 
-def _iso_z(value: datetime) -> str:
-    """``2026-11-22T09:00:00Z`` (fractional seconds only when there are some)."""
-    return as_utc(value).replace(tzinfo=None).isoformat() + "Z"
-
-
 def attempt_headers(
     request: TriggerRequest, secret_headers: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -124,7 +119,7 @@ def attempt_headers(
         headers[CONTENT_TYPE] = JSON_CONTENT_TYPE
     headers[IDEMPOTENCY_KEY] = request.idempotency_key
     headers[TASK_ID] = request.task_id
-    headers[SCHEDULED_FOR] = _iso_z(request.scheduled_for)
+    headers[SCHEDULED_FOR] = iso_z(request.scheduled_for)
     headers[ATTEMPT] = str(request.attempt)
     return headers
 
