@@ -130,11 +130,13 @@ def check(
     healed: str,
     repeat_bound: int = 0,
     recovery_bound_s: float = RECOVERY_BOUND_S,
+    lost_by_the_consumer: frozenset[str] = frozenset(),
 ) -> ScenarioResult:
     """Count, record in the table, then assert: nothing lost or doubled, every occurrence
-    ran in the user's worker at least once, every call (repeats included) carries its
-    execution's key as its Celery task id and that execution's headers, and at most
-    ``repeat_bound`` calls beyond one per recorded attempt."""
+    ran in the user's worker at least once (but those whose message the user's own
+    killed consumer lost, ``lost_by_the_consumer``: their keys), every call (repeats
+    included) carries its execution's key as its Celery task id and that execution's
+    headers, and at most ``repeat_bound`` calls beyond one per recorded attempt."""
     rows = execution_rows(engine)
     tried = attempt_numbers(engine)
     terminal = [r for r in rows if r["status"] in TERMINAL]
@@ -158,6 +160,8 @@ def check(
         assert call["queue"] == QUEUE and call["kwargs"]["name"], call
         assert isinstance(call["taskhub_attempt"], int), call
     for row in terminal:
+        if row["idempotency_key"] in lost_by_the_consumer:
+            continue
         sent = {c["taskhub_attempt"] for c in calls_by_key[row["idempotency_key"]]}
         # Ran at least once, and only as attempts that were recorded.
         assert sent == set(tried[row["id"]]) == set(range(1, row["attempts"] + 1)), (
@@ -296,8 +300,15 @@ def test_kill_9_of_the_users_worker_while_messages_wait(
     waiting = queued_ids(broker)
     assert waiting, "nothing waited for the next worker"
     print(f"\nkilled user worker: ran {len(before)}, held {len(held)}, waiting {len(waiting)}")
-    # Nothing taskhub sent is gone: it ran, is held for the dead consumer, or waits.
-    assert {c["id"] for c in before} | set(held) | set(waiting) == keys
+    # Nothing taskhub sent is gone: it ran, is held for the dead consumer, or waits; but
+    # for kombu's own window: its Redis consumer pops a message (BRPOP) before it writes
+    # it to its unacked hash, so a consumer killed between the two loses that message on
+    # the user's side, after the broker had accepted it. One pop is in flight at most.
+    seen = {c["id"] for c in before} | set(held) | set(waiting)
+    assert seen <= keys
+    lost_by_the_consumer = frozenset(keys - seen)
+    assert len(lost_by_the_consumer) <= 1, sorted(lost_by_the_consumer)
+    print(f"lost by the killed consumer in its pop window: {len(lost_by_the_consumer)}")
     restore_unacked(redis_url, held_by_tag)
     with user_worker(redis_url, redis_url, tmp_path, queues=QUEUE) as second:
         expected = len(waiting) + len(held)
@@ -314,6 +325,7 @@ def test_kill_9_of_the_users_worker_while_messages_wait(
         healed_at,
         "none needed on taskhub's side (from the user worker's kill)",
         repeat_bound=len(held),
+        lost_by_the_consumer=lost_by_the_consumer,
     )
     twice = [key for key, n in Counter(c["id"] for c in calls).items() if n > 1]
     assert set(twice) <= set(held), "a call ran twice that the dead worker did not hold"
