@@ -28,6 +28,8 @@ from starlette.routing import BaseRoute, Match
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskhub.api import console
+from taskhub.api.console import web as console_web
 from taskhub.api.deps import Context
 from taskhub.api.errors import error_response
 from taskhub.api.routes import dead_letters, executions, operations, signing_secrets, tasks
@@ -130,12 +132,19 @@ class RequestMetrics:
 # --- errors ---------------------------------------------------------------------------
 
 
+def _in_console(request: Request) -> bool:
+    """A console page's error is a page, not JSON."""
+    return request.url.path == console.PREFIX or request.url.path.startswith(f"{console.PREFIX}/")
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     """Every error, ours or the framework's, answered in the one shape; nothing of a
     request's body, key or bound parameters goes into a log or an answer."""
 
-    async def taskhub_error(_request: Request, error: Exception) -> Response:
+    async def taskhub_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, TaskhubError)
+        if _in_console(request):
+            return console_web.error_page(request, error)
         response = JSONResponse(error.to_dict(), status_code=error.http_status)
         if error.http_status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -189,6 +198,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.error("unexpected error", exc_info=error)
         return error_response(500, "internal", "internal error")
 
+    async def console_refusal(request: Request, error: Exception) -> Response:
+        return console_web.error_page(request, error)
+
+    app.add_exception_handler(console_web.NotSignedIn, console_refusal)
+    app.add_exception_handler(console_web.Forbidden, console_refusal)
     app.add_exception_handler(TaskhubError, taskhub_error)
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -287,4 +301,5 @@ def create_app(
     ):
         app.include_router(router)
     _serve_docs(app)
+    console.install(app)
     return app

@@ -12,6 +12,8 @@ Errors (:class:`SealingError`) name the variable and never carry key or token by
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -56,10 +58,17 @@ class Sealer:
                     "print(Fernet.generate_key().decode())')"
                 ) from None
         self._fernet = MultiFernet(fernets)
+        self._keys = keys
         self.source = source
         # A trigger worker unseals the same tenant's signing secrets and the same task's
         # headers for every occurrence; a decryption costs ~11 us, a cache hit nothing.
         self._opened = functools.lru_cache(maxsize=UNSEALED_CACHE_SIZE)(self._decrypt)
+
+    def subkey(self, purpose: str) -> bytes:
+        """A key for ``purpose`` (e.g. signing console cookies) derived from the sealing
+        key: one secret to manage, and rotating it also retires what was signed."""
+        first = self._keys[0].encode("ascii")
+        return hmac.new(first, purpose.encode("utf-8"), hashlib.sha256).digest()
 
     def seal(self, text: str) -> str:
         return self._fernet.encrypt(text.encode("utf-8")).decode("ascii")

@@ -125,6 +125,8 @@ class Settings:
     publish_lead_s: float = 5.0
     #: How often the staging loop sends what has come due (second precision); 0: off.
     stage_interval_s: float = 1.0
+    #: How long a console sign-in lasts (TASKHUB_CONSOLE_SESSION_HOURS).
+    console_session_hours: float = 12.0
     #: Per-tenant limits, unless a tenant has its own (``taskhub tenant limits set``).
     tenant_quotas: TenantQuotas = TenantQuotas()
     #: The most of a trigger process's fast lane one host or one tenant may hold with
@@ -435,6 +437,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         flow_control_max_wait_s=_number(env, "TASKHUB_FLOW_CONTROL_MAX_WAIT_SECONDS", 2, minimum=0),
         stage_interval_s=_stage_interval(env, "TASKHUB_STAGE_INTERVAL_SECONDS"),
         publish_lead_s=_number(env, "TASKHUB_PUBLISH_LEAD_SECONDS", 5, 0, 30),
+        console_session_hours=_number(env, "TASKHUB_CONSOLE_SESSION_HOURS", 12, 0.01, 24 * 30),
         tenant_quotas=tenant_quotas(env),
         fast_lane_share_percent=_number(env, "TASKHUB_FAST_LANE_SHARE_PERCENT", 10, 1, 100),
         slow_lane_share_percent=_number(env, "TASKHUB_SLOW_LANE_SHARE_PERCENT", 50, 1, 100),

@@ -315,6 +315,24 @@ signing_secrets = sa.Table(
 )
 sa.Index("ix_signing_secrets_tenant", signing_secrets.c.tenant)
 
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    # One signed-in browser: the row a console cookie names. Only the SHA-256 digest of
+    # the cookie's random token is stored (like an API key's secret). A session lives
+    # while its API key is unrevoked, it has not ended (sign-out) and it has not expired.
+    sa.Column("token_digest", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(TENANT_MAX_LENGTH), nullable=False),
+    sa.Column("api_key_id", sa.Uuid(), nullable=False),
+    # The session's anti-forgery token: every change the console makes carries it.
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime()),
+)
+sa.Index("ix_console_sessions_api_key_id", console_sessions.c.api_key_id)
+sa.Index("ix_console_sessions_expires_at", console_sessions.c.expires_at)
+
 metric_counters = sa.Table(
     "metric_counters",
     metadata,

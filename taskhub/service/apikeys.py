@@ -35,6 +35,7 @@ __all__ = [
     "TOUCH_INTERVAL",
     "ApiKey",
     "authenticate",
+    "authenticated_key",
     "create_key",
     "list_keys",
     "mask",
@@ -208,7 +209,15 @@ def revoke_key(conn: Connection, key_id_or_prefix: str, now: datetime) -> ApiKey
 
 
 def authenticate(conn: Connection, presented: str, now: datetime) -> str | None:
-    """The tenant of ``presented`` if it is a valid, unrevoked key, else None.
+    """The tenant of ``presented`` if it is a valid, unrevoked key, else None."""
+    found = authenticated_key(conn, presented, now)
+    return None if found is None else found[1]
+
+
+def authenticated_key(
+    conn: Connection, presented: str, now: datetime
+) -> tuple[uuid.UUID, str] | None:
+    """(key id, tenant) of ``presented`` if it is a valid, unrevoked key, else None.
 
     Anything malformed is None, never an exception, and never reaches the database.
     ``last_used_at`` is written at most once per :data:`TOUCH_INTERVAL` per key."""
@@ -225,8 +234,7 @@ def authenticate(conn: Connection, presented: str, now: datetime) -> str | None:
     stale_before = now - TOUCH_INTERVAL
     if last_used is None or last_used < stale_before:
         key_queries.touch_api_key(conn, row["id"], now, stale_before)
-    tenant: str = row["tenant"]
-    return tenant
+    return row["id"], str(row["tenant"])
 
 
 def mask(key: str) -> str:
