@@ -29,7 +29,9 @@ def _next_page(value: str) -> str:
 
 @router.get("/sign-in")
 def sign_in_page(request: Request) -> Response:
-    return render(request, "sign_in.html", None, next=request.query_params.get("next", ""))
+    return render(
+        request, "sign_in.html", None, next=request.query_params.get("next", ""), error=None
+    )
 
 
 @router.post("/sign-in")
