@@ -37,7 +37,8 @@ class _Form(HTMLParser):
             self.attrs[str(found["id"])] = found
         name = found.get("name")
         if tag == "input" and name:
-            self.values[name] = found.get("value") or ""
+            if found.get("type") != "checkbox" or "checked" in found:
+                self.values[name] = found.get("value") or ""
         elif tag == "textarea" and name:
             self._textarea = name
             self.values[name] = ""
@@ -246,6 +247,83 @@ def test_a_masked_credential_sent_back_keeps_the_stored_secret(
         row = task_views.task_row(conn, "acme", task["id"])
         assert task_views.stored_secrets(row, settings) == {"Authorization": SECRET}
     assert api.a.get(f"/v1/tasks/{task['id']}").json()["target"]["body"] == "changed"
+
+
+CALL = {
+    "task": "billing.tasks.nightly_report",
+    "args": [1],
+    "kwargs": {"region": "eu"},
+    "queue": "reports",
+    "broker": "default",
+    "track": False,
+    "expires_seconds": 3600.0,
+}
+CALL_FORM = {
+    "target": "celery",
+    "celery_task": "billing.tasks.nightly_report",
+    "celery_args": "[1]",
+    "celery_kwargs": '{"region": "eu"}',
+    "celery_queue": "reports",
+    "celery_broker": "default",
+    "celery_expires_seconds": "3600",
+}
+
+
+def test_a_celery_target_through_the_form_is_the_one_json_gives(
+    api: Api, browser: TestClient
+) -> None:
+    typed = {"name": "by-form", "cron": "0 9 * * *", "url": "", **CALL_FORM}
+    task_id = created_id(
+        browser.post("/ui/tasks/new", data=new_form(browser, **typed), follow_redirects=False)
+    )
+    by_form = api.a.get(f"/v1/tasks/{task_id}").json()
+    assert by_form["target"] == {"celery": CALL, "timeout_seconds": 30.0}
+    page = form_of(browser.get(f"/ui/tasks/{task_id}/edit").text)
+    assert page.values["target"] == "celery" and page.values["celery_task"] == CALL["task"]
+
+
+def test_an_edit_switches_the_kind_of_target_and_back(api: Api, browser: TestClient) -> None:
+    task = api.task(
+        "switch", target={"url": "https://example.com/hook", "headers": {"Authorization": SECRET}}
+    )
+    values = form_of(browser.get(f"/ui/tasks/{task['id']}/edit").text).values
+    response = browser.post(
+        f"/ui/tasks/{task['id']}/edit", data=values | CALL_FORM, follow_redirects=False
+    )
+    assert response.status_code == 303, response.text
+    assert api.a.get(f"/v1/tasks/{task['id']}").json()["target"] == {
+        "celery": CALL,
+        "timeout_seconds": 30.0,
+    }
+    values = form_of(browser.get(f"/ui/tasks/{task['id']}/edit").text).values
+    assert values["url"] == "" and values["headers"] == ""
+    values |= {"target": "http", "url": "https://example.com/other", "headers": "X-A: 1"}
+    response = browser.post(f"/ui/tasks/{task['id']}/edit", data=values, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    target = api.a.get(f"/v1/tasks/{task['id']}").json()["target"]
+    assert target == {
+        "url": "https://example.com/other",
+        "method": "POST",
+        "headers": {"X-A": "1"},
+        "body": None,
+        "timeout_seconds": 30.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "typed"),
+    [("celery_broker", "nowhere"), ("celery_args", "[1,"), ("celery_task", "not a name")],
+)
+def test_a_refused_celery_field_is_shown_beside_it(
+    engine: Engine, browser: TestClient, field: str, typed: str
+) -> None:
+    before = dump(engine)
+    values = new_form(browser, name="bad", cron="0 9 * * *", **CALL_FORM)
+    response = browser.post("/ui/tasks/new", data=values | {field: typed}, follow_redirects=False)
+    assert response.status_code == 422
+    assert form_of(response.text).attrs[field]["aria-describedby"] == f"{field}-error"
+    assert form_of(response.text).values[field] == typed
+    assert dump(engine) == before
 
 
 def preview(browser: TestClient, **typed: str) -> str:

@@ -91,6 +91,63 @@ def test_the_new_task_form_says_what_a_json_create_without_those_fields_means() 
     assert from_form == from_json
 
 
+CELERY: dict[str, Any] = {
+    "celery": {
+        "task": "billing.tasks.nightly_report",
+        "args": [1, "é"],
+        "kwargs": {"region": "eu", "deep": {"a": [None, True]}},
+        "queue": "reports",
+        "broker": "billing",
+        "track": True,
+        "expires_seconds": 3600.0,
+    },
+    "timeout_seconds": 60.0,
+}
+
+
+def test_a_celery_target_round_trips() -> None:
+    definition = {**FULL, "target": CELERY}
+    assert task_fields.definition_of(task_fields.values_of(definition)) == definition
+    untracked = {**CELERY, "celery": {**CELERY["celery"], "track": False, "expires_seconds": None}}
+    definition = {**FULL, "target": untracked}
+    assert task_fields.definition_of(task_fields.values_of(definition)) == definition
+
+
+def test_only_the_chosen_kind_of_target_is_sent() -> None:
+    values = task_fields.values_of(FULL) | {"target": "celery", "celery_task": "a.b"}
+    assert task_fields.definition_of(values)["target"] == {
+        "celery": {
+            "task": "a.b",
+            "args": [],
+            "kwargs": {},
+            "queue": "celery",
+            "broker": "default",
+            "track": False,
+            "expires_seconds": None,
+        },
+        "timeout_seconds": 60,
+    }
+    back = task_fields.values_of({**FULL, "target": CELERY}) | {
+        "target": "http",
+        "url": "https://a.example/",
+    }
+    assert set(task_fields.definition_of(back)["target"]) == {
+        "url",
+        "method",
+        "headers",
+        "body",
+        "timeout_seconds",
+    }
+
+
+def test_arguments_not_json_are_refused_naming_them() -> None:
+    values = task_fields.values_of({**FULL, "target": CELERY}) | {"celery_kwargs": "{region: eu}"}
+    with pytest.raises(ValidationError) as refused:
+        task_fields.definition_of(values)
+    assert refused.value.field == "target.celery.kwargs"
+    assert task_fields.input_for(refused.value.field) == "celery_kwargs"
+
+
 def test_empty_optional_fields_are_null_and_text_is_passed_on_for_the_service_to_refuse() -> None:
     values = {**task_fields.NEW_TASK, "name": "t", "cron": "0 9 * * *", "url": "https://a.example/"}
     definition = task_fields.definition_of({**values, "max_executions": "many"})
@@ -127,8 +184,10 @@ def test_a_tag_line_without_equals_is_refused() -> None:
         ("rate_limit", "max_in_flight"),
         ("rate_limit.per_second", "per_second"),
         ("schedule", "schedule"),
-        ("target", "url"),
-        ("target.celery.task", "url"),
+        ("target", "target"),
+        ("target.celery", "celery_task"),
+        ("target.celery.broker", "celery_broker"),
+        ("target.method", "method"),
         ("", None),
         (None, None),
         ("whatever", None),

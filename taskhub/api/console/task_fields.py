@@ -5,12 +5,13 @@ the service, as a JSON create or change is), and a definition becomes the text t
 shows. A refusal names the field by its dotted API path (``schedule.cron``); the form
 shows it beside the input that path belongs to (:func:`input_for`).
 
-The form does not take a Celery target (its call's arguments are JSON the API takes
-better): a task with one is changed through the API or the CLI.
+A target is an HTTP request or a Celery task (the form's "Target" choice); a Celery
+task's arguments are typed as JSON.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -21,16 +22,26 @@ from taskhub.core.statuses import MisfirePolicy
 
 #: The form's schedule choice (the select's option values), by its visible word.
 SCHEDULE_KINDS: Final = (("cron", "Cron"), ("interval", "Interval"), ("once", "Once"))
+#: The form's target choice.
+TARGET_KINDS: Final = (("http", "HTTP request"), ("celery", "Celery task"))
 METHODS: Final = limits.METHODS
 MISFIRE_POLICIES: Final = tuple(p.value for p in MisfirePolicy)
 
 #: Each input of the form and the API field (dotted path) it holds.
 INPUTS: Final = {
     "name": "name",
+    "target": "target",
     "url": "target.url",
     "method": "target.method",
     "headers": "target.headers",
     "body": "target.body",
+    "celery_task": "target.celery.task",
+    "celery_args": "target.celery.args",
+    "celery_kwargs": "target.celery.kwargs",
+    "celery_queue": "target.celery.queue",
+    "celery_broker": "target.celery.broker",
+    "celery_track": "target.celery.track",
+    "celery_expires_seconds": "target.celery.expires_seconds",
     "timeout_seconds": "target.timeout_seconds",
     "schedule": "schedule",
     "cron": "schedule.cron",
@@ -54,10 +65,18 @@ _BY_PATH: Final = {path: name for name, path in INPUTS.items()}
 #: Each input's label, as the page shows it (and a refusal in the preview names it).
 LABELS: Final = {
     "name": "Name",
+    "target": "Target",
     "url": "URL",
     "method": "Method",
     "headers": "Headers",
     "body": "Body",
+    "celery_task": "Celery task",
+    "celery_args": "Arguments (JSON array)",
+    "celery_kwargs": "Keyword arguments (JSON object)",
+    "celery_queue": "Queue",
+    "celery_broker": "Broker",
+    "celery_track": "Wait for the result",
+    "celery_expires_seconds": "Expires (seconds)",
     "timeout_seconds": "Timeout (seconds)",
     "schedule": "Schedule",
     "cron": "Cron",
@@ -78,12 +97,19 @@ LABELS: Final = {
     "spread_seconds": "Spread (seconds)",
 }
 #: Paths that name no input of their own, and the input that shows their refusal.
-_ALSO: Final = {"target": "url", "rate_limit": "max_in_flight", "retry": "max_attempts"}
+_ALSO: Final = {
+    "target.celery": "celery_task",
+    "rate_limit": "max_in_flight",
+    "retry": "max_attempts",
+}
 
 #: What a new task's form starts with: the API's defaults, so that leaving them is
 #: the same as a JSON create without them.
 NEW_TASK: Final = {
+    "target": "http",
     "method": limits.DEFAULT_METHOD,
+    "celery_queue": limits.DEFAULT_CELERY_QUEUE,
+    "celery_broker": limits.DEFAULT_CELERY_BROKER,
     "schedule": "cron",
     "timezone": limits.DEFAULT_TIMEZONE,
     "timeout_seconds": "30",
@@ -198,24 +224,52 @@ def _number_or_default(values: Mapping[str, str], name: str, default: float) -> 
     return default if text == "" else _number(text)
 
 
+def _json(values: Mapping[str, str], name: str, empty: Any) -> Any:
+    """A JSON input (a Celery task's arguments): ``empty`` when left empty."""
+    text = _text(values, name)
+    if text == "":
+        return empty
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise ValidationError(INPUTS[name], f"is not JSON ({error})") from None
+
+
+def target_of(values: Mapping[str, str]) -> dict[str, Any]:
+    """The target the form's choice names, from that choice's fields only."""
+    timeout = _number_or_default(values, "timeout_seconds", limits.DEFAULT_TIMEOUT_S)
+    if _text(values, "target") == "celery":
+        return {
+            "celery": {
+                "task": _text(values, "celery_task"),
+                "args": _json(values, "celery_args", []),
+                "kwargs": _json(values, "celery_kwargs", {}),
+                "queue": _text(values, "celery_queue") or limits.DEFAULT_CELERY_QUEUE,
+                "broker": _text(values, "celery_broker") or limits.DEFAULT_CELERY_BROKER,
+                "track": bool(_text(values, "celery_track")),
+                "expires_seconds": _optional_number(values, "celery_expires_seconds"),
+            },
+            "timeout_seconds": timeout,
+        }
+    body = values.get("body", "").replace("\r\n", "\n")
+    return {
+        "url": _text(values, "url"),
+        "method": _text(values, "method") or limits.DEFAULT_METHOD,
+        "headers": parse_headers(values.get("headers", "")),
+        "body": body or None,
+        "timeout_seconds": timeout,
+    }
+
+
 def definition_of(values: Mapping[str, str]) -> dict[str, Any]:
     """The task definition (the API's JSON) the form's values say, every field given:
     an empty optional field is null (or the API's default where it takes no null)."""
-    body = values.get("body", "").replace("\r\n", "\n")
     in_flight = _optional_number(values, "max_in_flight")
     per_second = _optional_number(values, "per_second")
     return {
         "name": _text(values, "name"),
         "schedule": schedule_of(values),
-        "target": {
-            "url": _text(values, "url"),
-            "method": _text(values, "method") or limits.DEFAULT_METHOD,
-            "headers": parse_headers(values.get("headers", "")),
-            "body": body or None,
-            "timeout_seconds": _number_or_default(
-                values, "timeout_seconds", limits.DEFAULT_TIMEOUT_S
-            ),
-        },
+        "target": target_of(values),
         "retry": {
             "max_attempts": _number_or_default(values, "max_attempts", limits.DEFAULT_MAX_ATTEMPTS),
             "backoff_seconds": _number_or_default(
@@ -268,20 +322,52 @@ def _schedule_values(schedule: Mapping[str, Any]) -> dict[str, str]:
     return values | {"schedule": "once", "at": _shown(schedule.get("at"))}
 
 
+def _target_values(target: Mapping[str, Any]) -> dict[str, str]:
+    """Every target input: the task's kind filled in, the other's at its defaults."""
+    values = {
+        "target": "http",
+        "url": "",
+        "method": limits.DEFAULT_METHOD,
+        "headers": "",
+        "body": "",
+        "celery_task": "",
+        "celery_args": "",
+        "celery_kwargs": "",
+        "celery_queue": limits.DEFAULT_CELERY_QUEUE,
+        "celery_broker": limits.DEFAULT_CELERY_BROKER,
+        "celery_track": "",
+        "celery_expires_seconds": "",
+        "timeout_seconds": _shown(target.get("timeout_seconds")),
+    }
+    call = target.get("celery")
+    if call is not None:
+        return values | {
+            "target": "celery",
+            "celery_task": call["task"],
+            "celery_args": json.dumps(call.get("args", []), ensure_ascii=False),
+            "celery_kwargs": json.dumps(call.get("kwargs", {}), ensure_ascii=False),
+            "celery_queue": call.get("queue", limits.DEFAULT_CELERY_QUEUE),
+            "celery_broker": call.get("broker", limits.DEFAULT_CELERY_BROKER),
+            "celery_track": "on" if call.get("track") else "",
+            "celery_expires_seconds": _shown(call.get("expires_seconds")),
+        }
+    return values | {
+        "url": target["url"],
+        "method": target.get("method", limits.DEFAULT_METHOD),
+        "headers": "\n".join(f"{k}: {v}" for k, v in (target.get("headers") or {}).items()),
+        "body": target.get("body") or "",
+    }
+
+
 def values_of(definition: Mapping[str, Any]) -> dict[str, str]:
-    """The form's values for a task definition with an HTTP target (as the API returns
-    it: credential headers already masked)."""
-    target = definition["target"]
+    """The form's values for a task definition (as the API returns it: credential
+    headers already masked)."""
     retry = definition.get("retry") or {}
     rate_limit = definition.get("rate_limit") or {}
     return {
         "name": definition["name"],
         **_schedule_values(definition["schedule"]),
-        "url": target["url"],
-        "method": target.get("method", limits.DEFAULT_METHOD),
-        "headers": "\n".join(f"{k}: {v}" for k, v in (target.get("headers") or {}).items()),
-        "body": target.get("body") or "",
-        "timeout_seconds": _shown(target.get("timeout_seconds")),
+        **_target_values(definition["target"]),
         "max_attempts": _shown(retry.get("max_attempts")),
         "backoff_seconds": _shown(retry.get("backoff_seconds")),
         "max_backoff_seconds": _shown(retry.get("max_backoff_seconds")),

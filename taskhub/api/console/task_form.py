@@ -113,6 +113,8 @@ def _form_page(
         title=f"Edit {task['name']}" if task else "New task",
         labels=task_fields.LABELS,
         kinds=task_fields.SCHEDULE_KINDS,
+        target_kinds=task_fields.TARGET_KINDS,
+        brokers=", ".join(viewer.settings.celery_brokers.keys()),
         methods=[(m, m) for m in task_fields.METHODS],
         misfire_policies=[(p, p) for p in task_fields.MISFIRE_POLICIES],
     )
@@ -144,24 +146,15 @@ def _task(viewer: Viewer, task_id: str) -> dict[str, Any]:
     )
 
 
-def _celery_page(request: Request, viewer: Viewer, task: Mapping[str, Any]) -> Response:
-    """A task whose target is a Celery task: the form does not take one."""
-    return render(request, "task_form_celery.html", viewer, task=task)
-
-
 @router.get("/tasks/{task_id}/edit")
 def edit_task(request: Request, viewer: SignedIn, task_id: str) -> Response:
     task = _task(viewer, task_id)
-    if "celery" in task["target"]:
-        return _celery_page(request, viewer, task)
     return _form_page(request, viewer, task_fields.values_of(task), task=task)
 
 
 @router.post("/tasks/{task_id}/edit")
 def save_task(request: Request, viewer: Changing, form: Form, task_id: str) -> Response:
     task = _task(viewer, task_id)
-    if "celery" in task["target"]:
-        return _celery_page(request, viewer, task)
     values = _values(form)
     current = {key: task[key] for key in TOP_LEVEL}
     try:
