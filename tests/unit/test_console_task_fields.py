@@ -16,7 +16,7 @@ from taskhub.core.errors import ValidationError
 NOW = datetime(2030, 1, 7, tzinfo=UTC)
 
 FULL: dict[str, Any] = {
-    "name": "nightly-report",
+    "name": " nightly report ",
     "schedule": {"cron": "30 2 * * *", "timezone": "Europe/Berlin"},
     "target": {
         "url": "https://reports.example.com/v1/nightly",

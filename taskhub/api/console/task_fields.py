@@ -267,7 +267,8 @@ def definition_of(values: Mapping[str, str]) -> dict[str, Any]:
     in_flight = _optional_number(values, "max_in_flight")
     per_second = _optional_number(values, "per_second")
     return {
-        "name": _text(values, "name"),
+        # As typed: the API keeps a name's spaces, so a save must not drop them.
+        "name": values.get("name", ""),
         "schedule": schedule_of(values),
         "target": target_of(values),
         "retry": {
