@@ -60,10 +60,13 @@ def execution_counts(
 def fire_times(
     conn: Connection, tenant: str, edges: Sequence[datetime], limit: int
 ) -> Sequence[RowMapping]:
-    """At most ``limit`` of the tenant's executions due in the window that were sent:
-    ``scheduled_for`` and ``started_at`` (its first attempt's start), for the fire lag."""
+    """At most ``limit`` of the tenant's executions due in the window that were sent, a
+    random sample when there are more: ``scheduled_for`` and ``started_at`` (its first
+    attempt's start), for the fire lag. (The database keeps only the top ``limit`` of
+    its random order, so the sample costs no more memory than its size.)"""
     query = _tenant_window(sa.select(E.scheduled_for, E.started_at), tenant, edges)
-    return conn.execute(query.where(E.started_at.is_not(None)).limit(limit)).mappings().all()
+    query = query.where(E.started_at.is_not(None)).order_by(sa.func.random()).limit(limit)
+    return conn.execute(query).mappings().all()
 
 
 def due_backlog(
