@@ -9,6 +9,7 @@ as the API's redrive does.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request
@@ -73,6 +74,13 @@ def _filter_query(where: DeadLetterFilter) -> list[tuple[str, str]]:
     return [(name, value) for name, value in pairs if value]
 
 
+def when(iso: str | None) -> str:
+    """An instant of the API's views (ISO 8601, UTC) as a person reads it."""
+    if not iso:
+        return "—"
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _count_run(viewer: Viewer) -> None:
     """A redrive counts against the tenant's runs per minute, as the API's does."""
     viewer.run(
@@ -108,6 +116,7 @@ def _list_page(
         filter_query=_filter_query(where),
         error=refused.message if refused else "",
         error_field=_field_of(refused, where) if refused else "",
+        when=when,
     )
 
 
