@@ -164,6 +164,14 @@ def test_dead_letters_are_listed_filtered_and_redriven_one_at_a_time(engine: Eng
     assert "ops-&lt;b&gt;hook" in by_task and "dev-hook" not in by_task
     before = mine.get("/ui/dead-letters", params={"until": T0.isoformat()}).text
     assert "No dead letters match these filters" in before
+    first_page = mine.get("/ui/dead-letters", params={"limit": "1"}).text
+    assert "dev-hook" in first_page and "ops-" not in first_page  # newest first
+    next_link = re.search(r'href="([^"]+)">Next page</a>', first_page)
+    assert next_link is not None
+    second_page = mine.get(html.unescape(next_link.group(1))).text
+    assert "ops-&lt;b&gt;hook" in second_page and "dev-hook" not in second_page
+    assert ">Next page<" not in second_page
+    assert mine.get("/ui/dead-letters", params={"limit": "0"}).status_code == 422
     refused = mine.get("/ui/dead-letters", params={"since": "yesterday"})
     assert refused.status_code == 422
     assert 'aria-invalid="true" aria-describedby="since-error"' in refused.text
@@ -298,11 +306,15 @@ def test_a_change_without_the_csrf_token_is_refused_and_changes_nothing(engine: 
     api = Api(engine, T0)
     _task, execution_id = dead(api, "d")
     mine, other = browsers(api)
+    assert post(mine, "/ui/signing-secrets", mine.get("/ui/").text).status_code == 200
+    with engine.connect() as conn:
+        [secret_id] = conn.execute(sa.select(signing_secrets.c.id)).scalars().all()
     before = dump(engine)
     for path in (
         f"/ui/dead-letters/{execution_id}/redrive",
         "/ui/dead-letters/redrive",
         "/ui/signing-secrets",
+        f"/ui/signing-secrets/{secret_id}/revoke",
     ):
         assert mine.post(path, follow_redirects=False).status_code == 403, path
         # Another session's token is not this one's.
@@ -310,4 +322,5 @@ def test_a_change_without_the_csrf_token_is_refused_and_changes_nothing(engine: 
         assert forged.status_code == 403, path
     assert dump(engine) == before
     with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(signing_secrets)).scalar() == 0
+        [secret] = conn.execute(sa.select(signing_secrets)).mappings().all()
+    assert secret["id"] == secret_id and secret["revoked_at"] is None

@@ -74,6 +74,15 @@ def _filter_query(where: DeadLetterFilter) -> list[tuple[str, str]]:
     return [(name, value) for name, value in pairs if value]
 
 
+def _limit_of(text: str) -> int | None:
+    """The page size a query gives (checked by the service as the API's)."""
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        raise ValidationError("limit", "must be a whole number")
+    return int(text)
+
+
 def when(iso: str | None) -> str:
     """An instant of the API's views (ISO 8601, UTC) as a person reads it."""
     if not iso:
@@ -96,13 +105,16 @@ def _list_page(
     where: DeadLetterFilter,
     cursor: str | None = None,
     refused: TaskhubError | None = None,
+    limit: str = "",
 ) -> Response:
-    """The list (a page of it), or the filter form with the refusal beside its field."""
+    """The list (a page of it, ``limit`` long as the API's), or the filter form with the
+    refusal beside its field."""
     page: dict[str, Any] = {"items": [], "next_cursor": None}
     if refused is None:
         try:
+            size = _limit_of(limit)
             page = viewer.run(
-                lambda conn: dead_letters.list_page(conn, viewer.tenant, where, cursor)
+                lambda conn: dead_letters.list_page(conn, viewer.tenant, where, cursor, size)
             )
         except TaskhubError as error:
             refused = error
@@ -114,6 +126,7 @@ def _list_page(
         where=where,
         page=page,
         filter_query=_filter_query(where),
+        limit_query=[("limit", limit)] if limit else [],
         error=refused.message if refused else "",
         error_field=_field_of(refused, where) if refused else "",
         when=when,
@@ -123,7 +136,13 @@ def _list_page(
 @router.get("/dead-letters")
 def dead_letter_list(request: Request, viewer: SignedIn) -> Response:
     query = _query_of(request)
-    return _list_page(request, viewer, _filter_of(query), first(query, "cursor") or None)
+    return _list_page(
+        request,
+        viewer,
+        _filter_of(query),
+        first(query, "cursor") or None,
+        limit=first(query, "limit").strip(),
+    )
 
 
 @router.get("/dead-letters/redrive")
