@@ -109,8 +109,8 @@ def test_list_shows_each_task_with_its_schedule_in_words(console: Console) -> No
 
 def test_list_filters_as_the_api_does(console: Console) -> None:
     api = console.api
-    api.task("alpha-1", tags={"team": "pay"})
-    api.task("alpha-2")
+    api.task("alpha-1", tags={"team": "pay", "env": "prod"})
+    api.task("alpha-2", tags={"team": "pay"})
     api.task("alp_ha")  # an underscore is a character, not a wildcard
     paused = api.task("beta")
     assert api.a.post(f"/v1/tasks/{paused['id']}/pause").status_code == 200
@@ -122,7 +122,8 @@ def test_list_filters_as_the_api_does(console: Console) -> None:
     assert listed("search=alpha") == ["alpha-1", "alpha-2"]
     assert listed("search=alp_") == ["alp_ha"]
     assert listed("status=paused") == ["beta"]
-    assert listed("tag=team%3Apay") == ["alpha-1"]
+    assert listed("tag=team%3Apay") == ["alpha-1", "alpha-2"]
+    assert listed("tag=team%3Apay&tag=env%3Aprod") == ["alpha-1"]
     assert listed("last_status=dead") == [dead_task["name"]]
     assert listed("search=alpha&status=paused") == []
     assert listed("search=zzz") == []
@@ -132,6 +133,8 @@ def test_a_bad_filter_is_named_beside_its_field(console: Console) -> None:
     text = page(console.a, "/ui/tasks?tag=no-colon", 422)
     assert 'id="tag-error"' in text
     assert 'aria-invalid="true" aria-describedby="tag-error"' in text
+    text = page(console.a, "/ui/tasks?cursor=not-ours", 422)
+    assert '<p class="error" role="alert">cursor: ' in text
 
 
 def test_list_pages_by_cursor_keeping_its_filters(console: Console) -> None:

@@ -40,8 +40,6 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 EXECUTIONS_PER_PAGE: Final = 20
 #: Fire times shown on a task's page.
 FIRE_TIMES: Final = 10
-#: The list's filters as its form names them, and the service's name for each.
-_FILTERS: Final = {"status": "status", "tag": "tags", "last_status": "last_status"}
 
 
 def when(value: str | None) -> dict[str, str] | None:
@@ -74,19 +72,19 @@ def _row(task: dict[str, Any]) -> dict[str, Any]:
 def task_list(request: Request, viewer: SignedIn) -> Response:
     """The tenant's tasks, oldest first, filtered as the API's list is."""
     query = request.query_params
+    tags = [tag for tag in query.getlist("tag") if tag]
     chosen = {
         "search": query.get("search", ""),
         "status": query.get("status", ""),
-        "tag": query.get("tag", ""),
+        "tag": tags[0] if tags else "",
         "last_status": query.get("last_status", ""),
     }
     filters: dict[str, Any] = {
-        service: ([chosen[name]] if name == "tag" else chosen[name])
-        for name, service in _FILTERS.items()
-        if chosen[name]
+        "name_prefix": chosen["search"] or None,
+        "status": chosen["status"] or None,
+        "tags": tags,
+        "last_status": chosen["last_status"] or None,
     }
-    if chosen["search"]:
-        filters["name_prefix"] = chosen["search"]
     cursor = query.get("cursor") or None
     errors: dict[str, str] = {}
     try:
@@ -96,12 +94,18 @@ def task_list(request: Request, viewer: SignedIn) -> Response:
             )
         )
     except ValidationError as error:
-        errors[error.field if error.field in chosen else "search"] = error.message
+        # Beside its field; a cursor not of this list (an edited address) above the list.
+        if error.field in chosen:
+            errors[error.field] = error.message
+        else:
+            errors["page"] = f"{error.field}: {error.message}"
         page = {"items": [], "next_cursor": None}
-    kept = {name: value for name, value in chosen.items() if value}
+    # Every filter carried to the next page (each tag as its own parameter).
+    kept = [(name, value) for name, value in chosen.items() if value and name != "tag"]
+    kept += [("tag", tag) for tag in tags]
     next_page = None
     if page["next_cursor"]:
-        next_page = urlencode({**kept, "cursor": page["next_cursor"]})
+        next_page = urlencode([*kept, ("cursor", page["next_cursor"])])
     return render(
         request,
         "tasks.html",
@@ -109,6 +113,7 @@ def task_list(request: Request, viewer: SignedIn) -> Response:
         422 if errors else 200,
         rows=[_row(task) for task in page["items"]],
         chosen=chosen,
+        more_tags=tags[1:],
         errors=errors,
         paged=cursor is not None,
         next_page=next_page,
