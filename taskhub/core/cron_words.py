@@ -107,9 +107,12 @@ def describe_cron(expression: str, timezone: str = "UTC") -> str:
     try:
         parse_cron(expression)
         fields = expression.split()
-        words = _time_words(fields[_MINUTE], fields[_HOUR]) + _day_words(
-            fields[_DOM], fields[_MONTH], fields[_DOW]
+        # A field that allows every value says nothing (day fields: see _day_words).
+        minute, hour, month = (
+            "*" if _is_full(fields[index], index) else fields[index]
+            for index in (_MINUTE, _HOUR, _MONTH)
         )
+        words = _time_words(minute, hour) + _day_words(fields[_DOM], month, fields[_DOW])
     except (ScheduleError, ArithmeticError, LookupError, TypeError, ValueError):
         words = f"Cron {expression.strip()}" if isinstance(expression, str) else "Cron"
     return f"{words} ({timezone})"
@@ -168,6 +171,12 @@ def _item_values(item: str, index: int) -> list[int]:
     return values
 
 
+def _is_full(field: str, index: int) -> bool:
+    """Whether the field allows every value of its kind ("*", "0-59", "*/1,5", "1-7")."""
+    low, high = _STAR_BOUNDS[index]
+    return len(_values(field, index)) == high - low + 1
+
+
 def _is_plain(field: str) -> bool:
     """Numbers or names only: no range, no step, no star."""
     return all(c not in field for c in "*-/")
@@ -205,7 +214,9 @@ def _item_words(item: str, index: int) -> str:
     step = int(step_text)
     values = _item_values(item, index)
     low, high = _STAR_BOUNDS[index]
-    if step == 1 and base == "*":
+    if values == _item_values(f"*/{step}", index):
+        base = "*"  # "0/5" and "0-59/5" are "*/5" as written differently
+    if len(values) == high - low + 1:
         return f"every {one}"
     if base == "*" and (high - low + 1) % step == 0:
         return f"every {step} {many}" if index == _MINUTE else f"every {_ordinal(step)} {one}"
@@ -277,13 +288,21 @@ def _day_words(dom: str, month: str, dow: str) -> str:
     """Which days: ", Monday through Friday", ", on day 1 of the month or on Monday",
     ", in January"."""
     parts = []
-    dom_words = None if dom == "*" else _dom_words(dom)
-    dow_words = None if dow == "*" else _dow_words(dow)
-    if dom_words and dow_words and not dom.startswith("*") and not dow.startswith("*"):
-        # Vixie cron: with both restricted, a day matches if either matches.
-        parts.append(f"{dom_words} or {dow_words}")
+    dom_full, dow_full = _is_full(dom, _DOM), _is_full(dow, _DOW)
+    if not dom.startswith("*") and not dow.startswith("*"):
+        # Vixie cron: with both restricted, a day matches if either matches (so a field
+        # allowing every day makes every day match).
+        if not (dom_full or dow_full):
+            parts.append(f"{_dom_words(dom)} or {_dow_words(dow)}")
     else:
-        parts.extend(words for words in (dom_words, dow_words) if words)
+        parts.extend(
+            words
+            for words in (
+                None if dom_full else _dom_words(dom),
+                None if dow_full else _dow_words(dow),
+            )
+            if words
+        )
     if month != "*":
         parts.append(f"in {_field_words(month, _MONTH)}")
     return "".join(f", {part}" for part in parts)

@@ -53,6 +53,13 @@ T0 = datetime(2027, 1, 1, 9, tzinfo=UTC)
         ("0 0 1,15 * 1", "UTC", "At 00:00, on days 1 and 15 of the month or on Monday (UTC)"),
         ("0 0 31 */2 *", "UTC", "At 00:00, on day 31 of the month, in every 2nd month (UTC)"),
         ("*/15,7 * * * *", "UTC", "At minutes 0, 7, 15, 30 and 45 of every hour (UTC)"),
+        # A field allowing every value says nothing, however it is written.
+        ("0/1 * * * *", "UTC", "Every minute (UTC)"),
+        ("0-59/5 * * * *", "UTC", "Every 5 minutes (UTC)"),
+        ("0 0 */1 * 1", "UTC", "At 00:00, on Monday (UTC)"),
+        # ... and with both day fields restricted, one allowing every day, every day fires.
+        ("0 0 13 * 0-6", "UTC", "At 00:00 (UTC)"),
+        ("0 0 1-31 * 1", "UTC", "At 00:00 (UTC)"),
     ],
 )
 def test_cron_in_words(expression: str, zone: str, words: str) -> None:
