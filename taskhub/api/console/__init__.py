@@ -6,7 +6,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from taskhub.api.console import dead_letters, overview, sign_in, signing_secrets, task_form
+from taskhub.api.console import (
+    dead_letters,
+    overview,
+    sign_in,
+    signing_secrets,
+    task_form,
+    tasks,
+)
 from taskhub.api.console.web import PREFIX, STATIC_DIR
 
 __all__ = ["PREFIX", "install"]
@@ -15,5 +22,6 @@ __all__ = ["PREFIX", "install"]
 def install(app: FastAPI) -> None:
     """Serve the console's pages and its own static files (nothing from a CDN)."""
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="console-static")
-    for module in (sign_in, task_form, overview, dead_letters, signing_secrets):
+    # The form's /ui/tasks/new before the task pages' /ui/tasks/{id}.
+    for module in (sign_in, overview, task_form, tasks, dead_letters, signing_secrets):
         app.include_router(module.router)
