@@ -504,17 +504,17 @@ def test_the_overview_shows_how_the_tasks_fared(page: Page, console: Console) ->
 def make_dead_letters(api: httpx.Client, hook: Target, names: list[str]) -> list[str]:
     """Tasks whose one attempt gets a 503 (``/flaky/1``: a 200 to the next try of the
     same idempotency key): each leaves a dead letter that a redrive then delivers."""
-    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
-    ids = [
-        create_task(
+    ids = []
+    for name in names:
+        soon = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
+        task = create_task(
             api,
             name,
             hook.url(f"/flaky/1/{name}"),
-            schedule={"at": soon},
+            schedule={"at": soon.isoformat()},
             retry={"max_attempts": 1},
-        )["id"]
-        for name in names
-    ]
+        )
+        ids.append(task["id"])
     for task_id in ids:
         wait_for_status(api, task_id, "dead")
     return ids
