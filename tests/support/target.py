@@ -5,7 +5,8 @@ to the first N attempts of each idempotency key and 200 after, ``/slow/S`` waits
 seconds before answering 200, ``/drip/S/N`` answers the first N attempts of each key
 with a 200 whose body arrives one byte every quarter second for S seconds (each read
 is quick, the whole is slow), and at once after; ``/headers`` answers with the request's
-headers as JSON (an echo server, like httpbin's). ``peak`` holds, per ``Host`` header,
+headers as JSON (an echo server, like httpbin's); ``/html`` answers :data:`HTML_ANSWER`
+as ``text/html`` (markup a page must show as text). ``peak`` holds, per ``Host`` header,
 the most requests that were in progress at once.
 """
 
@@ -20,6 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+#: What ``/html`` answers: markup that would run a script if a page used it as HTML.
+HTML_ANSWER = '<h1 id="injected">hello</h1><img src=y onerror="alert(2)">'
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class Target:
             await asyncio.sleep(float(parts[1]))
         if parts[0] == "drip" and seen <= int(parts[2]):
             return await self.drip(request, float(parts[1]))
+        if parts[0] == "html":
+            return web.Response(text=HTML_ANSWER, content_type="text/html")
         if parts[0] == "headers":  # the request's headers back, as httpbin's /headers does
             return web.json_response({"headers": dict(request.headers)})
         return web.Response(text="ok")
