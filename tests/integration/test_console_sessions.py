@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from taskhub.api.app import create_app
+from taskhub.core.settings import load
 from taskhub.db.models import console_sessions
-from taskhub.service import apikeys
+from taskhub.service import apikeys, quotas
 from tests.support.api import Clock, new_key, with_env
 
 START = datetime(2030, 1, 7, tzinfo=UTC)
@@ -199,3 +200,17 @@ def test_pages_are_sent_with_protective_headers(engine: Engine, browser: TestCli
     assert page.headers["x-frame-options"] == "DENY"
     assert page.headers["cache-control"] == "no-store"
     assert browser.get("/ui/static/console.js").status_code == 200
+
+
+def test_pages_count_against_the_tenants_request_rate(
+    engine: Engine, browser: TestClient, clock: Clock
+) -> None:
+    sign_in(browser, new_key(engine, "acme"))
+    with engine.begin() as conn:
+        quotas.set_limits(conn, "acme", {"requests_per_second": 3}, clock.now, load())
+    assert [browser.get("/ui/").status_code for _ in range(3)] == [200] * 3
+    refused = browser.get("/ui/")
+    assert refused.status_code == 429
+    assert "requests_per_second limit is 3" in refused.text
+    clock.now += timedelta(seconds=1)
+    assert browser.get("/ui/").status_code == 200

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from taskhub.api.deps import AppContext, Caller
 from taskhub.api.errors import TooLarge
 from taskhub.core.errors import TaskhubError
-from taskhub.service import console_sessions
+from taskhub.service import console_sessions, quotas
 
 #: Where the console lives in the API process.
 PREFIX: Final = "/ui"
@@ -81,6 +81,9 @@ def viewer_of(request: Request, context: AppContext) -> Viewer:
     now = context.clock()
     with context.engine.begin() as conn:
         session = console_sessions.session_of(conn, session_cookie(request), now, context.settings)
+        if session is not None:
+            # A page is a call of the tenant's, as an API request is: the same limit.
+            quotas.count_call(conn, session.tenant, quotas.REQUESTS, now, context.settings)
     if session is None:
         raise NotSignedIn()
     return Viewer(session.tenant, now, context, csrf_token=session.csrf_token)
