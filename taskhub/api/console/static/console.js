@@ -2,6 +2,8 @@
 // - [data-refresh-seconds] regions reload themselves from their page every N seconds.
 // - form[data-preview] posts its fields, debounced, as one types, and shows the answer
 //   (an HTML fragment) in the element its data-preview attribute names.
+// - <time datetime data-local> shown in UTC by the server is rewritten into the
+//   browser's zone, and [data-local-zone] names that zone.
 "use strict";
 
 function csrfToken() {
@@ -52,7 +54,27 @@ function livePreviews() {
   });
 }
 
+function pad(n) {
+  return String(n).padStart(2, "0");
+}
+
+function localTimes(root) {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+  root.querySelectorAll("time[data-local][datetime]").forEach((el) => {
+    const when = new Date(el.getAttribute("datetime"));
+    if (Number.isNaN(when.getTime())) return;
+    const seconds = when.getSeconds() ? `:${pad(when.getSeconds())}` : "";
+    el.textContent = `${when.getFullYear()}-${pad(when.getMonth() + 1)}-${pad(when.getDate())} ` +
+      `${pad(when.getHours())}:${pad(when.getMinutes())}${seconds}`;
+    el.title = `${el.getAttribute("datetime")} (${zone})`;
+  });
+  root.querySelectorAll("[data-local-zone]").forEach((el) => {
+    el.textContent = zone;
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   refreshRegions();
   livePreviews();
+  localTimes(document);
 });
