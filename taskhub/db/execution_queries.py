@@ -258,6 +258,15 @@ def list_executions(
     return conn.execute(query.order_by(E.id.desc()).limit(limit)).mappings().all()
 
 
+def count_executions(conn: Connection, tenant: str, filters: ExecutionFilters) -> int:
+    """How many of a tenant's executions match ``filters`` (what a bulk redrive would
+    take, shown before it is confirmed)."""
+    query = _filtered_executions(
+        sa.select(sa.func.count()).select_from(executions), tenant, filters
+    )
+    return int(conn.execute(query).scalar_one())
+
+
 def get_tenant_execution(conn: Connection, tenant: str, execution_id: int) -> RowMapping | None:
     return (
         conn.execute(
