@@ -595,12 +595,19 @@ def metrics_snapshot(browser: Browser) -> dict[str, tuple[float, float]]:
 
 
 def time_pages(
-    port: int, loaded: Loaded, requests: int, warmup: int, seed: int = 17
+    port: int,
+    loaded: Loaded,
+    requests: int,
+    warmup: int,
+    budget_s: float = 60.0,
+    seed: int = 17,
 ) -> dict[str, Any]:
     """Each page ``requests`` times after ``warmup`` untimed ones, one request at a time
     on one keep-alive connection: client-side latency on loopback (what the server took,
     plus HTTP over loopback and this client's parsing) and the server's own mean from
-    its request-duration histogram (its buckets are too coarse for a p95 near 150 ms)."""
+    its request-duration histogram (its buckets are too coarse for a p95 near 150 ms).
+    A page stops early once it has taken ``budget_s`` (a slow page would keep a run
+    going for many minutes); ``requests`` says how many were timed."""
     rng = random.Random(seed)
     browser = Browser(port)
     browser.sign_in(loaded.api_key)
@@ -617,7 +624,7 @@ def time_pages(
             lambda: "/ui/tasks?search=" + urllib.parse.quote(one),
         ),
         "task": (
-            "/ui/tasks/{task_id}",
+            "/ui/tasks/{task_id:uuid}",
             lambda: f"/ui/tasks/{rng.choice(loaded.task_ids)}",
         ),
     }
@@ -630,19 +637,27 @@ def time_pages(
         if label == "tasks":
             link = NEXT_LINK.search(text)
             results["next_page_link_found"] = link is not None
+        until = time.monotonic() + budget_s / 6
         for _ in range(warmup):
             browser.request("GET", path_of())
+            if time.monotonic() > until:
+                break
         before = metrics_snapshot(browser)
         seconds, statuses = [], set()
+        until = time.monotonic() + budget_s
         for _ in range(requests):
             elapsed, status, _ = browser.time(path_of())
             seconds.append(elapsed)
             statuses.add(status)
+            if time.monotonic() > until:
+                break
         after = metrics_snapshot(browser)
-        count = after.get(route, (0, 0))[0] - before.get(route, (0, 0))[0]
-        total = after.get(route, (0, 0))[1] - before.get(route, (0, 0))[1]
+        if route not in after:
+            raise SystemExit(f"no request-duration histogram for {route}: {sorted(after)}")
+        count = after[route][0] - before.get(route, (0, 0))[0]
+        total = after[route][1] - before.get(route, (0, 0))[1]
         results[label] = {
-            "requests": requests,
+            "requests": len(seconds),
             "statuses": sorted(statuses),
             "client_ms": figures_ms(seconds),
             "server_mean_ms": round(total / count * 1000, 1) if count else None,

@@ -986,6 +986,7 @@ def scenario_console(
     noise_tasks: int,
     requests: int,
     warmup: int,
+    budget_s: float,
     scratch: Path,
     env: dict[str, str],
 ) -> dict[str, Any]:
@@ -1003,7 +1004,7 @@ def scenario_console(
         log_dir = scratch / "logs" / "console"
         log_dir.mkdir(parents=True, exist_ok=True)
         with console.api_process(process_env, log_dir / "api.log") as port:
-            pages = console.time_pages(port, loaded, requests, warmup)
+            pages = console.time_pages(port, loaded, requests, warmup, budget_s)
     return {
         "scenario": "console",
         "tasks": tasks,
@@ -1257,6 +1258,12 @@ def main() -> None:
         "--console-requests", type=int, default=200, help="console: timed requests per page"
     )
     parser.add_argument(
+        "--console-seconds",
+        type=float,
+        default=60,
+        help="console: stop timing a page after this long (fewer requests then)",
+    )
+    parser.add_argument(
         "--scenario",
         action="append",
         choices=[*SCENARIOS, "all"],
@@ -1333,7 +1340,15 @@ def main() -> None:
             noise = console_tasks // 10 if args.noise_tasks is None else args.noise_tasks
             emit(
                 results,
-                scenario_console(console_tasks, noise, args.console_requests, 20, scratch, env),
+                scenario_console(
+                    console_tasks,
+                    noise,
+                    args.console_requests,
+                    20,
+                    args.console_seconds,
+                    scratch,
+                    env,
+                ),
             )
         if "writeback" in chosen:
             for _ in range(max(1, args.repeat)):
