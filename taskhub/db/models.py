@@ -277,6 +277,16 @@ sa.Index(
     postgresql_where=executions.c.result_due_by.is_not(None),
     sqlite_where=executions.c.result_due_by.is_not(None),
 )
+#: The dead letters (migration 0013): counted for the console's overview and a bulk
+#: redrive, and listed newest first, without reading every execution. An execution has
+#: an entry only while it is dead.
+sa.Index(
+    "ix_executions_dead_letters",
+    executions.c.id,
+    executions.c.task_id,
+    postgresql_where=executions.c.status == "dead",
+    sqlite_where=executions.c.status == "dead",
+)
 #: A dead process's executions, found without reading every execution.
 sa.Index(
     "ix_executions_held_by",
