@@ -627,6 +627,7 @@ def time_pages(
             "/ui/tasks/{task_id:uuid}",
             lambda: f"/ui/tasks/{rng.choice(loaded.task_ids)}",
         ),
+        "dead_letters": ("/ui/dead-letters", lambda: "/ui/dead-letters"),
     }
     results: dict[str, Any] = {}
     for label, (route, path_of) in pages.items():
