@@ -40,8 +40,6 @@ def upgrade() -> None:
         ["tenant", "name"],
         postgresql_ops={"name": "varchar_pattern_ops"},
     )
-
-
     op.create_index(
         "ix_executions_dead_letters",
         "executions",
