@@ -26,7 +26,10 @@ back as the chord callbacks do, and the CPU it took), ``clients`` (the fastest
 keep-alive Python client against the target, and taskhub's burst rate as a fraction of
 it), ``celery`` (N one-time Celery-target tasks due at one minute, sent to the user's own
 Celery workers, ``bench/celery_user_app.py``; then redbeat sending the same N Celery
-tasks into the same workers: lag at the user worker's receipt).
+tasks into the same workers: lag at the user worker's receipt), ``console`` (``--tasks``
+tasks of one tenant, default 100,000, and a tenth as many of another, ten executions
+each, loaded in bulk; a real ``taskhub api`` process; each console page timed from
+outside: p50/p95/p99/max, ``bench/console.py``; it starts no target).
 """
 
 from __future__ import annotations
