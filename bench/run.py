@@ -318,13 +318,14 @@ def recording_target(scratch: Path) -> Iterator[RunningTarget]:
 
 
 @contextmanager
-def scratch_database() -> Iterator[tuple[str, str]]:
+def scratch_database(revision: str = "head") -> Iterator[tuple[str, str]]:
+    """A new database, migrated to ``revision``, dropped afterwards."""
     name = f"taskhub_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
     try:
-        schema.upgrade(url)
+        schema.upgrade(url, revision)
         yield name, url
     finally:
         engines.dispose_after_fork()
@@ -992,11 +993,13 @@ def scenario_console(
     budget_s: float,
     scratch: Path,
     env: dict[str, str],
+    revision: str = "head",
 ) -> dict[str, Any]:
     """The console's pages over ``tasks`` tasks of one tenant (and ``noise_tasks`` of
     another), ten executions each, served by a real ``taskhub api`` process and timed
-    from outside (``bench/console.py``)."""
-    with scratch_database() as (_name, url):
+    from outside (``bench/console.py``). ``revision``: the schema's migration (an older
+    one shows what a later migration's indexes bought)."""
+    with scratch_database(revision) as (_name, url):
         engine = engines.create_engine(url)
         process_env = taskhub_env(url, scratch, env)
         started = time.perf_counter()
@@ -1010,6 +1013,7 @@ def scenario_console(
             pages = console.time_pages(port, loaded, requests, warmup, budget_s)
     return {
         "scenario": "console",
+        "schema_revision": revision,
         "tasks": tasks,
         "noise_tasks": noise_tasks,
         "executions_per_task": console.EXECUTIONS_PER_TASK,
@@ -1261,6 +1265,11 @@ def main() -> None:
         "--console-requests", type=int, default=200, help="console: timed requests per page"
     )
     parser.add_argument(
+        "--console-revision",
+        default="head",
+        help="console: migrate the scratch database only this far (e.g. 0012)",
+    )
+    parser.add_argument(
         "--console-seconds",
         type=float,
         default=60,
@@ -1351,6 +1360,7 @@ def main() -> None:
                     args.console_seconds,
                     scratch,
                     env,
+                    args.console_revision,
                 ),
             )
         if "writeback" in chosen:
