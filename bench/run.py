@@ -26,7 +26,10 @@ back as the chord callbacks do, and the CPU it took), ``clients`` (the fastest
 keep-alive Python client against the target, and taskhub's burst rate as a fraction of
 it), ``celery`` (N one-time Celery-target tasks due at one minute, sent to the user's own
 Celery workers, ``bench/celery_user_app.py``; then redbeat sending the same N Celery
-tasks into the same workers: lag at the user worker's receipt).
+tasks into the same workers: lag at the user worker's receipt), ``console`` (``--tasks``
+tasks of one tenant, default 100,000, and a tenth as many of another, ten executions
+each, loaded in bulk; a real ``taskhub api`` process; each console page timed from
+outside: p50/p95/p99/max, ``bench/console.py``; it starts no target).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bench import celery_user_app, http_clients
+from bench import celery_user_app, console, http_clients
 from bench.target import Record, read_dump
 from taskhub.core.clock import utcnow
 from taskhub.core.definitions import parse_definition
@@ -315,13 +318,14 @@ def recording_target(scratch: Path) -> Iterator[RunningTarget]:
 
 
 @contextmanager
-def scratch_database() -> Iterator[tuple[str, str]]:
+def scratch_database(revision: str = "head") -> Iterator[tuple[str, str]]:
+    """A new database, migrated to ``revision``, dropped afterwards."""
     name = f"taskhub_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
     try:
-        schema.upgrade(url)
+        schema.upgrade(url, revision)
         yield name, url
     finally:
         engines.dispose_after_fork()
@@ -981,6 +985,47 @@ def discovery_pass(
     engine.dispose()
 
 
+def scenario_console(
+    tasks: int,
+    noise_tasks: int,
+    requests: int,
+    warmup: int,
+    budget_s: float,
+    scratch: Path,
+    env: dict[str, str],
+    revision: str = "head",
+) -> dict[str, Any]:
+    """The console's pages over ``tasks`` tasks of one tenant (and ``noise_tasks`` of
+    another), ten executions each, served by a real ``taskhub api`` process and timed
+    from outside (``bench/console.py``). ``revision``: the schema's migration (an older
+    one shows what a later migration's indexes bought)."""
+    with scratch_database(revision) as (_name, url):
+        engine = engines.create_engine(url)
+        process_env = taskhub_env(url, scratch, env)
+        started = time.perf_counter()
+        loaded = console.load(engine, tasks, noise_tasks, load(process_env))
+        load_s = time.perf_counter() - started
+        sizes = console.table_sizes(engine)
+        engine.dispose()
+        log_dir = scratch / "logs" / "console"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with console.api_process(process_env, log_dir / "api.log") as port:
+            pages = console.time_pages(port, loaded, requests, warmup, budget_s)
+    return {
+        "scenario": "console",
+        "schema_revision": revision,
+        "tasks": tasks,
+        "noise_tasks": noise_tasks,
+        "executions_per_task": console.EXECUTIONS_PER_TASK,
+        "load_s": round(load_s, 1),
+        "load_parts_s": loaded.seconds,
+        "tables": sizes,
+        "measured": "client-side on loopback, one keep-alive connection, one request at a "
+        "time; server_mean_ms from the API's own request-duration histogram",
+        "pages": pages,
+    }
+
+
 def scenario_clients(target: RunningTarget, count: int) -> dict[str, Any]:
     url = target.url("/ok")
     best: dict[str, Any] = {}
@@ -1123,12 +1168,113 @@ SCENARIOS = (
     "writeback",
     "clients",
     "celery",
+    "console",
 )
+
+#: The scenarios that need the recording target.
+TARGET_SCENARIOS = frozenset(
+    ("burst", "slow", "hung", "spread", "noisy-neighbour", "clients", "celery")
+)
+
+
+def run_target_scenarios(
+    args: argparse.Namespace,
+    chosen: set[str],
+    scratch: Path,
+    env: dict[str, str],
+    results: list[dict[str, Any]],
+    series: dict[str, list[float]],
+) -> None:
+    """The scenarios that fire at the recording target (its capacity measured first)."""
+    with recording_target(scratch) as target:
+        capacity = http_clients.measure_capacity(target.url("/ok"), 20000, 2)
+        emit(results, {"target": target.url("/"), **capacity})
+        target.reset()
+        clients: dict[str, Any] | None = None
+        if "clients" in chosen:
+            clients = scenario_clients(target, 10000)
+            emit(results, clients)
+        if "burst" in chosen:
+            bursts = []
+            for _ in range(max(1, args.repeat)):
+                burst, lags = scenario_burst(target, args.tasks, scratch, env)
+                series.setdefault(f"taskhub N={args.tasks}", lags)  # the first run's
+                emit(results, burst)
+                bursts.append(burst)
+            if len(bursts) > 1:
+                emit(results, repeated("burst", bursts))
+            # With repeated runs the comparisons use the run of median p99 (one run's
+            # figures are noise on a shared machine).
+            burst = sorted(bursts, key=lambda b: b["lag_s"].get("p99", math.inf))[len(bursts) // 2]
+            if clients is not None and burst.get("burst_rate_per_s"):
+                fastest = max(v["rps"] for k, v in clients.items() if isinstance(v, dict))
+                emit(
+                    results,
+                    {
+                        "burst_rate_fraction_of_fastest_client": round(
+                            burst["burst_rate_per_s"] / fastest, 3
+                        ),
+                        "taskhub_burst_rate_per_s": burst["burst_rate_per_s"],
+                        "fastest_client_rps": fastest,
+                    },
+                )
+            if not args.no_redbeat:
+                peer, peer_lags = run_redbeat(
+                    target,
+                    args.tasks,
+                    scratch,
+                    args.redbeat_worker.split(),
+                    http_peer_work(target),
+                )
+                series[f"redbeat N={args.tasks}"] = peer_lags
+                emit(results, peer)
+                if burst["lag_s"] and peer["lag_s"]:
+                    emit(results, comparison(f"burst N={args.tasks}", burst, peer))
+        if "celery" in chosen:
+            run_celery(args, scratch, env, results, series)
+        if "slow" in chosen:
+            slow, lags = scenario_slow(target, args.small_tasks, scratch, env)
+            series[f"taskhub slow 1 s N={args.small_tasks}"] = lags
+            emit(results, slow)
+        if "hung" in chosen:
+            hung, lags = scenario_hung(target, args.small_tasks, scratch, env)
+            series[f"taskhub healthy beside {args.small_tasks} hung"] = lags
+            emit(results, hung)
+        if "noisy-neighbour" in chosen:
+            emit(
+                results,
+                scenario_noisy_neighbour(
+                    target, args.neighbour_hung, args.neighbour_quick, scratch, env
+                ),
+            )
+        if "spread" in chosen:
+            spread, lags = scenario_spread(target, args.small_tasks, scratch, env)
+            series[f"taskhub spread over 60 s N={args.small_tasks}"] = lags
+            emit(results, spread)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=10000, help="N of the burst")
+    parser.add_argument(
+        "--tasks", type=int, help="N of the burst (10,000) and of the console's tenant (100,000)"
+    )
+    parser.add_argument(
+        "--noise-tasks", type=int, help="console: the other tenant's tasks (--tasks / 10)"
+    )
+    parser.add_argument(
+        "--console-requests", type=int, default=200, help="console: timed requests per page"
+    )
+    parser.add_argument(
+        "--console-revision",
+        default="head",
+        help="console: migrate the scratch database only this far (e.g. 0012)",
+    )
+    parser.add_argument(
+        "--console-seconds",
+        type=float,
+        default=60,
+        help="console: stop timing a page after this long (fewer requests then)",
+    )
     parser.add_argument(
         "--scenario",
         action="append",
@@ -1178,6 +1324,8 @@ def main() -> None:
     )
     parser.add_argument("--logs", help="keep the processes' logs in this directory")
     args = parser.parse_args()
+    console_tasks = args.tasks or 100_000
+    args.tasks = args.tasks or 10_000
     chosen = set(args.scenario or ["burst", "clients"])
     if "all" in chosen:
         chosen = set(SCENARIOS)
@@ -1198,73 +1346,23 @@ def main() -> None:
                 }
             },
         )
-        with recording_target(scratch) as target:
-            capacity = http_clients.measure_capacity(target.url("/ok"), 20000, 2)
-            emit(results, {"target": target.url("/"), **capacity})
-            target.reset()
-            clients: dict[str, Any] | None = None
-            if "clients" in chosen:
-                clients = scenario_clients(target, 10000)
-                emit(results, clients)
-            if "burst" in chosen:
-                bursts = []
-                for _ in range(max(1, args.repeat)):
-                    burst, lags = scenario_burst(target, args.tasks, scratch, env)
-                    series.setdefault(f"taskhub N={args.tasks}", lags)  # the first run's
-                    emit(results, burst)
-                    bursts.append(burst)
-                if len(bursts) > 1:
-                    emit(results, repeated("burst", bursts))
-                # With repeated runs the comparisons use the run of median p99 (one run's
-                # figures are noise on a shared machine).
-                burst = sorted(bursts, key=lambda b: b["lag_s"].get("p99", math.inf))[
-                    len(bursts) // 2
-                ]
-                if clients is not None and burst.get("burst_rate_per_s"):
-                    fastest = max(v["rps"] for k, v in clients.items() if isinstance(v, dict))
-                    emit(
-                        results,
-                        {
-                            "burst_rate_fraction_of_fastest_client": round(
-                                burst["burst_rate_per_s"] / fastest, 3
-                            ),
-                            "taskhub_burst_rate_per_s": burst["burst_rate_per_s"],
-                            "fastest_client_rps": fastest,
-                        },
-                    )
-                if not args.no_redbeat:
-                    peer, peer_lags = run_redbeat(
-                        target,
-                        args.tasks,
-                        scratch,
-                        args.redbeat_worker.split(),
-                        http_peer_work(target),
-                    )
-                    series[f"redbeat N={args.tasks}"] = peer_lags
-                    emit(results, peer)
-                    if burst["lag_s"] and peer["lag_s"]:
-                        emit(results, comparison(f"burst N={args.tasks}", burst, peer))
-            if "celery" in chosen:
-                run_celery(args, scratch, env, results, series)
-            if "slow" in chosen:
-                slow, lags = scenario_slow(target, args.small_tasks, scratch, env)
-                series[f"taskhub slow 1 s N={args.small_tasks}"] = lags
-                emit(results, slow)
-            if "hung" in chosen:
-                hung, lags = scenario_hung(target, args.small_tasks, scratch, env)
-                series[f"taskhub healthy beside {args.small_tasks} hung"] = lags
-                emit(results, hung)
-            if "noisy-neighbour" in chosen:
-                emit(
-                    results,
-                    scenario_noisy_neighbour(
-                        target, args.neighbour_hung, args.neighbour_quick, scratch, env
-                    ),
-                )
-            if "spread" in chosen:
-                spread, lags = scenario_spread(target, args.small_tasks, scratch, env)
-                series[f"taskhub spread over 60 s N={args.small_tasks}"] = lags
-                emit(results, spread)
+        if chosen & TARGET_SCENARIOS:
+            run_target_scenarios(args, chosen, scratch, env, results, series)
+        if "console" in chosen:
+            noise = console_tasks // 10 if args.noise_tasks is None else args.noise_tasks
+            emit(
+                results,
+                scenario_console(
+                    console_tasks,
+                    noise,
+                    args.console_requests,
+                    20,
+                    args.console_seconds,
+                    scratch,
+                    env,
+                    args.console_revision,
+                ),
+            )
         if "writeback" in chosen:
             for _ in range(max(1, args.repeat)):
                 emit(results, scenario_writeback(args.table_due, env))

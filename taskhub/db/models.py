@@ -187,6 +187,25 @@ scheduled_tasks = sa.Table(
 # the same page: fillfactor 90 leaves room), and the primary key's and (tenant, name)'s
 # random pages are not written. The due query reads ``next_occurrences`` instead.
 
+#: The console's and the API's task list (migration 0013): a tenant's tasks in creation
+#: order, so a page (the first, or one 90,000 tasks deep) reads its own rows only. Its
+#: columns are never rewritten after the insert, so a claim's update stays HOT.
+sa.Index(
+    "ix_scheduled_tasks_tenant_created_at_id",
+    scheduled_tasks.c.tenant,
+    scheduled_tasks.c.created_at,
+    scheduled_tasks.c.id,
+)
+#: Search by name prefix (``name LIKE 'prefix%'``): the (tenant, name) key cannot serve
+#: LIKE unless the database's collation is "C" (C.UTF-8 and en_US.UTF-8 are not), so
+#: this copy compares bytes (``varchar_pattern_ops``; on SQLite a plain index).
+sa.Index(
+    "ix_scheduled_tasks_tenant_name_pattern",
+    scheduled_tasks.c.tenant,
+    scheduled_tasks.c.name,
+    postgresql_ops={"name": "varchar_pattern_ops"},
+)
+
 next_occurrences = sa.Table(
     "next_occurrences",
     metadata,
@@ -257,6 +276,16 @@ sa.Index(
     executions.c.result_due_by,
     postgresql_where=executions.c.result_due_by.is_not(None),
     sqlite_where=executions.c.result_due_by.is_not(None),
+)
+#: The dead letters (migration 0013): counted for the console's overview and a bulk
+#: redrive, and listed newest first, without reading every execution. An execution has
+#: an entry only while it is dead.
+sa.Index(
+    "ix_executions_dead_letters",
+    executions.c.id,
+    executions.c.task_id,
+    postgresql_where=executions.c.status == "dead",
+    sqlite_where=executions.c.status == "dead",
 )
 #: A dead process's executions, found without reading every execution.
 sa.Index(
