@@ -162,36 +162,33 @@ def _optional_text(values: Mapping[str, str], name: str) -> str | None:
     return text or None
 
 
-def _lines(text: str) -> list[tuple[int, str]]:
-    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+def _pairs(text: str, separator: str, field: str) -> dict[str, str]:
+    """``key<separator>value`` lines (blank ones skipped), each key once; a refusal names
+    ``field`` (or ``field.key`` for a key given twice)."""
+    pairs: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        key, found, value = line.partition(separator)
+        key = key.strip()
+        if not found or not key:
+            shape = "Name: value" if separator == ":" else f"key{separator}value"
+            raise ValidationError(field, f"line {number}: write {shape}")
+        if key in pairs:
+            raise ValidationError(f"{field}.{key}", "given twice")
+        pairs[key] = value.strip()
+    return pairs
 
 
 def parse_headers(text: str) -> dict[str, str]:
-    """``Name: value`` lines (blank ones skipped) as the target's headers."""
-    headers: dict[str, str] = {}
-    for number, line in _lines(text):
-        name, colon, value = line.partition(":")
-        name = name.strip()
-        if not colon or not name:
-            raise ValidationError("target.headers", f"line {number}: write Name: value")
-        if name in headers:
-            raise ValidationError(f"target.headers.{name}", "given twice")
-        headers[name] = value.strip()
-    return headers
+    """``Name: value`` lines as the target's headers."""
+    return _pairs(text, ":", "target.headers")
 
 
 def parse_tags(text: str) -> dict[str, str]:
-    """``key=value`` lines (blank ones skipped) as the task's tags."""
-    tags: dict[str, str] = {}
-    for number, line in _lines(text):
-        key, equals, value = line.partition("=")
-        key = key.strip()
-        if not equals or not key:
-            raise ValidationError("tags", f"line {number}: write key=value")
-        if key in tags:
-            raise ValidationError(f"tags.{key}", "given twice")
-        tags[key] = value.strip()
-    return tags
+    """``key=value`` lines as the task's tags."""
+    return _pairs(text, "=", "tags")
 
 
 def schedule_of(values: Mapping[str, str]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from taskhub.api.console.web import (
     redirect,
     render,
 )
-from taskhub.core import limits
+from taskhub.core import definitions, limits
 from taskhub.core.cron_words import describe_view
 from taskhub.core.errors import ValidationError
 from taskhub.core.statuses import LastStatus, TaskStatus
@@ -193,22 +193,7 @@ def _task_page(
 
 
 #: What a user sends to define a task (the rest of a task's view is its state).
-_DEFINITION_FIELDS: Final = frozenset(
-    {
-        "name",
-        "schedule",
-        "target",
-        "retry",
-        "start_at",
-        "end_at",
-        "max_executions",
-        "tags",
-        "misfire_policy",
-        "auto_pause_after_failures",
-        "rate_limit",
-        "spread_seconds",
-    }
-)
+_DEFINITION_FIELDS: Final = frozenset(definitions.TOP_LEVEL)
 
 
 @router.post("/tasks/{task_id:uuid}/pause")
