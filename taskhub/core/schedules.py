@@ -323,28 +323,35 @@ def _wall_gap_minutes(spec: CronSpec) -> int | None:
     return min(under_a_day) if under_a_day else None
 
 
-# Each calendar day and the day after it, over a leap year and the 28 February of others.
+def _month_days(day: date) -> int:
+    following = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return (following - timedelta(days=1)).day
+
+
+# Each calendar day and the day after it, with their months' lengths, over a leap year
+# and a common one (a February of 29 days and one of 28).
 _DAY_PAIRS = tuple(
-    (first.month, first.day, second.month, second.day)
+    (first.month, first.day, _month_days(first), second.month, second.day, _month_days(second))
     for first, second in (
-        *(
-            (date(2024, 1, 1) + timedelta(days=n), date(2024, 1, 1) + timedelta(days=n + 1))
-            for n in range(366)
-        ),
-        (date(2025, 2, 28), date(2025, 3, 1)),
+        (date(2024, 1, 1) + timedelta(days=n), date(2024, 1, 1) + timedelta(days=n + 1))
+        for n in range(366 + 365)
     )
 )
 
 
+@lru_cache(maxsize=1024)
 def _adjacent_days(spec: CronSpec) -> bool:
     """Whether two consecutive days can both match. Over the years every date falls on
     every weekday (the 29th of February too), so each pair of dates is tried with each
-    pair of consecutive weekdays."""
-    for month, day, next_month, next_day in _DAY_PAIRS:
+    pair of consecutive weekdays; a day's match depends only on its day number, weekday
+    and month length (the day tokens L, W, # and dL too). Cached per expression."""
+    for month, day, days, next_month, next_day, next_days in _DAY_PAIRS:
         if month not in spec.months or next_month not in spec.months:
             continue
         for weekday in range(7):
-            if spec._day_matches(day, weekday) and spec._day_matches(next_day, (weekday + 1) % 7):
+            if spec._day_matches(day, weekday, days) and spec._day_matches(
+                next_day, (weekday + 1) % 7, next_days
+            ):
                 return True
     return False
 

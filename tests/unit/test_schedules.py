@@ -7,6 +7,7 @@ stepping of the module is never its own judge.
 
 from __future__ import annotations
 
+import calendar
 import pickle
 from datetime import UTC, date, datetime, timedelta, timezone
 from functools import cache
@@ -557,13 +558,9 @@ def test_dst(expression: str, timezone_name: str, after: str, expected: list[str
         ("0 0 31 4 *", "never fires"),
         ("0 0 31 2,4,6,9,11 *", "never fires"),
         ("0 0 30,31 FEB *", "never fires"),
-        ("@hourly", "not supported"),
         ("@reboot", "not supported"),
-        ("0 0 L * *", "'L'"),
-        ("0 0 * * 5L", "'L'"),
-        ("0 0 15W * *", "'W'"),
-        ("0 0 LW * *", "'W'"),
-        ("0 0 * * 5#3", "'#'"),
+        ("0 0 L-31 * *", "n must be 1-30"),
+        ("0 0 * * 5#6", "n must be 1-5"),
         ("0 0 ? * *", "'?'"),
         ("0 0 * * ?", "'?'"),
         ("٣ * * * *", "unknown value"),
@@ -874,9 +871,15 @@ DOW_NAMES = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
 
 @st.composite
 def cron_field(
-    draw: st.DrawFn, low: int, high: int, names: list[str] | None = None, name_base: int = 0
+    draw: st.DrawFn,
+    low: int,
+    high: int,
+    names: list[str] | None = None,
+    name_base: int = 0,
+    tokens: st.SearchStrategy[str] | None = None,
 ) -> str:
-    """One cron field built from the grammar: *, */n, and lists of a, a-b, a-b/n, a/n."""
+    """One cron field built from the grammar: *, */n, and lists of a, a-b, a-b/n, a/n
+    (and, given `tokens`, the day tokens such as L, 15W or 5#2 among them)."""
 
     def value(number: int) -> str:
         if names is not None and 0 <= number - name_base < len(names) and draw(st.booleans()):
@@ -885,7 +888,13 @@ def cron_field(
         return str(number)
 
     def item() -> str:
-        kind = draw(st.sampled_from(["one", "range", "range-step", "open-step"]))
+        kinds = ["one", "range", "range-step", "open-step"] + (
+            ["token"] * 2 if tokens is not None else []
+        )
+        kind = draw(st.sampled_from(kinds))
+        if kind == "token":
+            assert tokens is not None
+            return draw(tokens)
         first, second = sorted(draw(st.lists(st.integers(low, high), min_size=2, max_size=2)))
         step = draw(st.integers(1, high - low + 1))
         if kind == "one":
@@ -909,6 +918,19 @@ hour_fields = cron_field(0, 23)
 dom_fields = cron_field(1, 31)
 month_fields = cron_field(1, 12, MONTH_NAMES, name_base=1)
 dow_fields = cron_field(0, 7, DOW_NAMES)
+dom_tokens = st.one_of(
+    st.just("L"),
+    st.just("LW"),
+    st.integers(1, 30).map(lambda n: f"L-{n}"),
+    st.integers(1, 31).map(lambda n: f"{n}W"),
+)
+dow_tokens = st.one_of(
+    st.builds(lambda d, n: f"{d}#{n}", st.integers(0, 7), st.integers(1, 5)),
+    st.builds(lambda d: f"{d}L", st.integers(0, 7)),
+    st.builds(lambda d, n: f"{d}#{n}", st.sampled_from(DOW_NAMES), st.integers(1, 5)),
+)
+dom_fields_with_tokens = cron_field(1, 31, tokens=dom_tokens)
+dow_fields_with_tokens = cron_field(0, 7, DOW_NAMES, tokens=dow_tokens)
 
 # Month and day-of-month "*": the next fire is always within eight days.
 frequent_expressions = st.builds(
@@ -922,6 +944,14 @@ any_expressions = st.builds(
     month_fields,
     dow_fields,
 )
+token_expressions = st.builds(
+    lambda *fields: " ".join(fields),
+    minute_fields,
+    hour_fields,
+    dom_fields_with_tokens,
+    month_fields,
+    dow_fields_with_tokens,
+)
 
 
 def oracle_matches(spec: CronSpec, wall: datetime) -> bool:
@@ -932,9 +962,31 @@ def oracle_matches(spec: CronSpec, wall: datetime) -> bool:
 
 
 def oracle_day_matches(spec: CronSpec, day: date) -> bool:
-    dom = day.day in spec.days_of_month
-    dow = day.isoweekday() % 7 in spec.days_of_week
+    dom = day.day in spec.days_of_month or oracle_dom_token(spec, day)
+    dow = day.isoweekday() % 7 in spec.days_of_week or oracle_dow_token(spec, day)
     return (dom and dow) if (spec.dom_star or spec.dow_star) else (dom or dow)
+
+
+def oracle_dom_token(spec: CronSpec, day: date) -> bool:
+    """L-n, nW and LW from their definitions, with dates (LW is kept as 31W)."""
+    last = calendar.monthrange(day.year, day.month)[1]
+    if any(day.day == last - n for n in spec.last_days):
+        return True
+    weekdays = [d for d in range(1, last + 1) if date(day.year, day.month, d).weekday() < 5]
+    # The weekday of the month nearest day n (a day past the end counts as the last).
+    return any(
+        min(weekdays, key=lambda d: abs(d - min(n, last))) == day.day for n in spec.nearest_weekdays
+    )
+
+
+def oracle_dow_token(spec: CronSpec, day: date) -> bool:
+    """d#n and dL by counting the same weekdays of the month before and after the day."""
+    weekday = day.isoweekday() % 7
+    earlier = sum(
+        1 for d in range(1, day.day) if date(day.year, day.month, d).weekday() == day.weekday()
+    )
+    later = (day + timedelta(days=7)).month != day.month
+    return (weekday, earlier + 1) in spec.nth_weekdays or (later and weekday in spec.last_weekdays)
 
 
 def oracle_is_slot(spec: CronSpec, tz: ZoneInfo, instant: datetime) -> bool:
@@ -1019,6 +1071,22 @@ def test_cron_with_restricted_days(expression: str, place: tuple[str, datetime])
     assert chain == oracle_slots(spec, ZoneInfo(name), base, chain[-1])
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expression=token_expressions, place=zone_and_base())
+def test_cron_with_day_tokens(expression: str, place: tuple[str, datetime]) -> None:
+    """L, L-n, nW, LW, d#n and dL among the day fields' items: the next three fires, by
+    the oracle's definitions of the tokens, across offset changes too."""
+    name, base = place
+    try:
+        spec = parse_cron(expression)
+    except ScheduleError as error:
+        assert "never fires" in error.message
+        assume(False)
+        raise
+    chain = fire_chain(Cron(expression, name), base, base, limit=3)
+    assert chain == oracle_slots(spec, ZoneInfo(name), base, chain[-1])
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     interval_seconds=st.one_of(st.integers(1, 120), st.integers(1, 10**8)),
@@ -1061,6 +1129,12 @@ DAY = timedelta(days=1)
         ("0 0 * * *", "Europe/Berlin", timedelta(hours=23)),  # the spring-forward day
         ("20 * * * *", "Australia/Lord_Howe", timedelta(minutes=40)),  # 01:20 -> the jump
         ("45 * * * *", "America/Santiago", timedelta(minutes=15)),  # 23:45 -> jump at 24:00
+        ("0 0,23 L,1 * *", "UTC", timedelta(hours=1)),  # the last day 23:00 -> the 1st 00:00
+        ("0 0,23 L-1,L * *", "UTC", timedelta(hours=1)),
+        ("0 0,23 * * 5L,6#1", "UTC", timedelta(hours=1)),  # a month ending on its last Friday
+        ("0 0,23 * * 1#1", "UTC", timedelta(hours=23)),  # one day a month
+        ("0 0,23 15W * *", "UTC", timedelta(hours=23)),
+        ("0 0,23 1W,LW * *", "UTC", timedelta(hours=1)),  # LW on the 31st, 1W on the 1st
     ],
 )
 def test_shortest_gap_of_a_cron(
@@ -1146,3 +1220,20 @@ def test_a_gap_shortened_by_an_offset_change_is_found(
     # A 25-hour day can leave a daily schedule one fire in the window: nothing to compare.
     assert min(consecutive_gaps(schedule, base, base + 2 * DAY), default=bound) >= bound
     assert min(consecutive_gaps(schedule, base - DAY, base + 3 * DAY)) <= bound or gap is None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dom=dom_fields_with_tokens, dow=dow_fields_with_tokens, start=st.integers(0, 30 * 365))
+def test_day_tokens_never_fire_closer_than_the_shortest_gap(dom: str, dow: str, start: int) -> None:
+    """At 00:00 and 23:00, two fires an hour apart need two matching days in a row: over
+    a year of fires, that never happens unless the shortest gap says it can."""
+    expression = f"0 0,23 {dom} * {dow}"
+    try:
+        parse_cron(expression)
+    except ScheduleError:
+        assume(False)
+    base = EARLIEST + timedelta(days=start)
+    schedule = Cron(expression)
+    gap = shortest_gap(schedule, base, base + 2 * DAY)
+    walked = consecutive_gaps(schedule, base, base + YEAR)
+    assert all(g >= (DAY if gap is None else gap) for g in walked)
