@@ -1,8 +1,9 @@
 """A schedule in words, for people reading a list of tasks: "At 09:00, Monday through
 Friday (Asia/Taipei)", "Every 5 minutes", "Once, at 2027-01-01 09:00 UTC".
 
-Each cron field is read as written (its list items, ranges, steps and names), so the
-words say what the expression says; a step that does not divide its field evenly is
+Each cron field is read as written (its list items, ranges, steps and names, the day
+tokens L, L-n, nW, LW, d#n and dL, a macro as its five fields), so the words say what
+the expression says; a step that does not divide its field evenly is
 spelled out value by value rather than rounded to "every n". The words never replace
 the expression (pages show both), and :func:`describe` never raises: an expression
 this module cannot word, or the product does not accept, reads as itself.
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from taskhub.core.cron import parse_cron
+from taskhub.core.cron import expand_macro, parse_cron
 from taskhub.core.errors import ScheduleError
 from taskhub.core.schedules import Cron, Interval, Schedule
 
@@ -106,7 +107,7 @@ def describe_cron(expression: str, timezone: str = "UTC") -> str:
     """A cron expression in words, its zone in parentheses; never raises."""
     try:
         parse_cron(expression)
-        fields = expression.split()
+        fields = expand_macro(expression).split()
         # A field that allows every value says nothing (day fields: see _day_words).
         minute, hour, month = (
             "*" if _is_full(fields[index], index) else fields[index]
@@ -238,10 +239,52 @@ def _field_words(field: str, index: int) -> str:
 
 
 def _values(field: str, index: int) -> list[int]:
+    """The plain values of a field (its day tokens, which depend on the month, aside)."""
     found: set[int] = set()
-    for item in field.split(","):
+    for item in _plain_items(field, index):
         found.update(_item_values(item, index))
     return sorted(found)
+
+
+def _is_token(item: str, index: int) -> bool:
+    """Whether a day-field item is a day token: L, L-n, nW, LW; d#n, dL (no day name
+    holds an L or a #)."""
+    upper = item.upper()
+    if index == _DOM:
+        return "L" in upper or "W" in upper
+    return index == _DOW and ("#" in upper or upper.endswith("L"))
+
+
+def _plain_items(field: str, index: int) -> list[str]:
+    return [item for item in field.split(",") if not _is_token(item, index)]
+
+
+def _token_items(field: str, index: int) -> list[str]:
+    return [item for item in field.split(",") if _is_token(item, index)]
+
+
+def _dom_token_words(item: str) -> str:
+    """ "the last day of the month", "the weekday nearest day 15", ..."""
+    upper = item.upper()
+    if upper == "L":
+        return "the last day of the month"
+    if upper == "LW":
+        return "the last weekday of the month"
+    if upper.startswith("L-"):
+        before = int(upper[2:])
+        if before == 1:
+            return "the day before the last day of the month"
+        return f"the day {before} days before the last day of the month"
+    return f"the weekday nearest day {int(upper[:-1])}"
+
+
+def _dow_token_words(item: str) -> str:
+    """ "the 2nd Monday of the month", "the last Friday of the month"."""
+    upper = item.upper()
+    if "#" in upper:
+        weekday, _hash, count = upper.partition("#")
+        return f"the {_ordinal(int(count))} {_name(_value(weekday, _DOW), _DOW)} of the month"
+    return f"the last {_name(_value(upper[:-1], _DOW), _DOW)} of the month"
 
 
 # --- the sentence ---------------------------------------------------------------------
@@ -309,15 +352,25 @@ def _day_words(dom: str, month: str, dow: str) -> str:
 
 
 def _dom_words(dom: str) -> str:
-    words = _field_words(dom, _DOM)
-    if words.startswith("every"):
-        return words
-    plural = len(_values(dom, _DOM)) > 1
-    return f"on day{'s' if plural else ''} {words} of the month"
+    tokens = [_dom_token_words(item) for item in _token_items(dom, _DOM)]
+    plain = ",".join(_plain_items(dom, _DOM))
+    if not plain:
+        return f"on {_join(tokens)}"
+    words = _field_words(plain, _DOM)
+    if not words.startswith("every"):
+        plural = len(_values(plain, _DOM)) > 1
+        words = f"day{'s' if plural else ''} {words} of the month"
+    if not tokens:
+        return words if words.startswith("every") else f"on {words}"
+    return f"on {_join([words, *tokens])}"
 
 
 def _dow_words(dow: str) -> str:
-    words = _field_words(dow, _DOW)
-    if "," not in dow and "/" not in dow and " through " in words:
+    tokens = [_dow_token_words(item) for item in _token_items(dow, _DOW)]
+    plain = ",".join(_plain_items(dow, _DOW))
+    if not plain:
+        return f"on {_join(tokens)}"
+    words = _field_words(plain, _DOW)
+    if not tokens and "," not in plain and "/" not in plain and " through " in words:
         return words  # "Monday through Friday"
-    return f"on {words}"
+    return f"on {_join([words, *tokens])}"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from taskhub.core.cron import parse_cron
+from taskhub.core.cron import MACROS, parse_cron
 from taskhub.core.cron_words import (
     describe,
     describe_cron,
@@ -60,6 +60,51 @@ T0 = datetime(2027, 1, 1, 9, tzinfo=UTC)
         # ... and with both day fields restricted, one allowing every day, every day fires.
         ("0 0 13 * 0-6", "UTC", "At 00:00 (UTC)"),
         ("0 0 1-31 * 1", "UTC", "At 00:00 (UTC)"),
+        # Macros read as their five fields.
+        ("@daily", "UTC", "At 00:00 (UTC)"),
+        ("@midnight", "UTC", "At 00:00 (UTC)"),
+        ("@hourly", "UTC", "At minute 0 of every hour (UTC)"),
+        ("@weekly", "UTC", "At 00:00, on Sunday (UTC)"),
+        ("@monthly", "UTC", "At 00:00, on day 1 of the month (UTC)"),
+        ("@yearly", "UTC", "At 00:00, on day 1 of the month, in January (UTC)"),
+        ("@annually", "UTC", "At 00:00, on day 1 of the month, in January (UTC)"),
+        # Day tokens.
+        ("0 9 L * *", "UTC", "At 09:00, on the last day of the month (UTC)"),
+        ("0 9 l * *", "UTC", "At 09:00, on the last day of the month (UTC)"),
+        ("0 9 L-1 * *", "UTC", "At 09:00, on the day before the last day of the month (UTC)"),
+        (
+            "0 9 L-3 * *",
+            "UTC",
+            "At 09:00, on the day 3 days before the last day of the month (UTC)",
+        ),
+        ("0 9 15W * *", "UTC", "At 09:00, on the weekday nearest day 15 (UTC)"),
+        ("0 9 LW * *", "UTC", "At 09:00, on the last weekday of the month (UTC)"),
+        ("0 17 * * 5L", "UTC", "At 17:00, on the last Friday of the month (UTC)"),
+        ("0 17 * * FRIL", "UTC", "At 17:00, on the last Friday of the month (UTC)"),
+        ("0 9 * * 1#2", "UTC", "At 09:00, on the 2nd Monday of the month (UTC)"),
+        ("0 9 * * sun#1", "UTC", "At 09:00, on the 1st Sunday of the month (UTC)"),
+        ("0 9 * * 7#3", "UTC", "At 09:00, on the 3rd Sunday of the month (UTC)"),
+        (
+            "0 9 1,15,L * *",
+            "UTC",
+            "At 09:00, on days 1 and 15 of the month and the last day of the month (UTC)",
+        ),
+        (
+            "0 9 * * 1#1,5L",
+            "UTC",
+            "At 09:00, on the 1st Monday of the month and the last Friday of the month (UTC)",
+        ),
+        (
+            "0 9 * * MON-FRI,6L",
+            "UTC",
+            "At 09:00, on Monday through Friday and the last Saturday of the month (UTC)",
+        ),
+        (
+            "0 9 L * 1#1",
+            "UTC",
+            "At 09:00, on the last day of the month or on the 1st Monday of the month (UTC)",
+        ),
+        ("0 9 *,L * *", "UTC", "At 09:00 (UTC)"),  # every day already
     ],
 )
 def test_cron_in_words(expression: str, zone: str, words: str) -> None:
@@ -100,7 +145,9 @@ def test_every_kind_of_schedule_and_its_api_view() -> None:
     assert describe_view({"at": "not a time"}) == "Schedule not known"
 
 
-@pytest.mark.parametrize("expression", ["59 23 L * *", "@daily", "1 2 3", "0 0 30 2 *"])
+@pytest.mark.parametrize(
+    "expression", ["59 23 L/2 * *", "@reboot", "@daily 5", "1 2 3", "0 0 30 2 *", "0 0 L-30 2 *"]
+)
 def test_a_cron_not_accepted_reads_as_itself(expression: str) -> None:
     assert describe_cron(expression) == f"Cron {expression} (UTC)"
 
@@ -128,8 +175,14 @@ def cron_items(draw: st.DrawFn, index: int) -> str:
             return names[number - low]
         return str(number)
 
-    kind = draw(st.sampled_from(["star", "value", "range", "step", "range-step", "open-step"]))
+    kinds = ["star", "value", "range", "step", "range-step", "open-step"]
+    kind = draw(st.sampled_from(kinds + (["token"] if index in (2, 4) else [])))
     step = draw(st.integers(1, high + 5))
+    if kind == "token" and index == 2:
+        return draw(st.sampled_from(["L", "l", "LW", "L-1", "L-7", "L-30", "1W", "15W", "31W"]))
+    if kind == "token":
+        weekday = value()
+        return draw(st.sampled_from([f"{weekday}L", *(f"{weekday}#{n}" for n in range(1, 6))]))
     if kind == "star":
         return "*"
     if kind == "value":
@@ -145,6 +198,8 @@ def cron_items(draw: st.DrawFn, index: int) -> str:
 
 @st.composite
 def crons(draw: st.DrawFn) -> str:
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.sampled_from(sorted(MACROS)))
     fields = [
         ",".join(draw(st.lists(cron_items(index), min_size=1, max_size=4))) for index in range(5)
     ]
