@@ -128,7 +128,9 @@ Spread = Annotated[
 
 class CronSchedule(_Strict):
     cron: str = Field(
-        description="Five fields: minute hour day-of-month month day-of-week.",
+        description="Five fields: minute hour day-of-month month day-of-week (day-of-month "
+        "also L, L-n, nW, LW; day-of-week d#n, dL), or a macro alone: @yearly, @annually, "
+        "@monthly, @weekly, @daily, @midnight, @hourly.",
         examples=["0 9 * * 1-5"],
     )
     timezone: str = Field(

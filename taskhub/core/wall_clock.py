@@ -7,9 +7,11 @@ Daylight-saving rule. Cron fields are matched against local wall-clock times in 
    in one gap collapse into that single fire, and if the first wall time after the gap
    also matches, that is the same fire (never twice at one instant).
 2. A matching wall time that occurs twice (clocks fall back) fires once, at its first
-   (earlier) instant — UNLESS the expression's hour field is `*` (a job that runs more
-   than hourly), which then follows real time and fires at both instants. (This is Vixie
-   cron's rule.)
+   (earlier) instant — UNLESS the expression's hour field, as written, begins with `*`
+   (``*``, ``*/2``: a job that runs through the hours), which then follows real time and
+   fires at both instants. Only the hour field counts: ``* 1 * * *`` fires in the first
+   pass only, and so does ``0 0-23 * * *``. (Vixie cron differs: it repeats an entry
+   whose minute or hour field begins with ``*``.)
 
 How it is computed: for the first-pass rule, the instant of a wall time ``w`` is the first
 instant at which the local clock reads ``w`` or later. That map never decreases as ``w``

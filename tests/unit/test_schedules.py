@@ -354,6 +354,20 @@ def test_far_future_returns_none() -> None:
             ["2026-11-01T05:59Z", "2026-11-02T06:00Z"],
             id="ny-minute-star-fixed-hour-first-pass-only",
         ),
+        pytest.param(
+            "0 0-23 * * *",
+            "America/New_York",
+            "2026-11-01T04:30Z",
+            ["2026-11-01T05:00Z", "2026-11-01T07:00Z"],
+            id="ny-hour-range-of-every-hour-is-not-star-first-pass-only",
+        ),
+        pytest.param(
+            "@hourly",
+            "America/New_York",
+            "2026-11-01T04:30Z",
+            ["2026-11-01T05:00Z", "2026-11-01T06:00Z", "2026-11-01T07:00Z"],
+            id="ny-hourly-macro-is-star-hour-both-passes",
+        ),
         # Europe/London 2026-03-29: 01:00 GMT -> 02:00 BST at 01:00Z.
         pytest.param(
             "30 1 * * *",
