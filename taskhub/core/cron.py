@@ -61,6 +61,12 @@ _DOM_LAST_RE = re.compile(r"L(?:-([0-9]*))?")
 _DOM_NEAREST_RE = re.compile(r"([0-9]+)W")
 _DOW_NTH_RE = re.compile(r"([0-9A-Z]+)#([0-9]*)")
 _DOW_LAST_RE = re.compile(r"([0-9A-Z]+)L")
+_TOKEN_USAGE = {
+    _DOM: "L, L-n, nW and LW are written alone as list items, without a range or a step "
+    "(write 'L,15', not 'L-15/2')",
+    _DOW: "d#n and dL are written alone as list items, without a range or a step "
+    "(write '1#1,5L', not '1-5#2')",
+}
 
 
 def _lookup_next(allowed: frozenset[int], size: int) -> tuple[int, ...]:
@@ -384,10 +390,8 @@ def _parse_field(text: str, index: int, tokens: _DayTokens) -> frozenset[int]:
         if index == _DOW and _parse_dow_token(item, upper, tokens):
             continue
         if index in (_DOM, _DOW) and _has_token_letter(upper, index):
-            raise _cron_error(
-                f"{name} field: {item!r}: L, W and # stand alone as list items, "
-                "without a range or a step (write 'L,15', not 'L-15/2')"
-            )
+            tokens_here = _TOKEN_USAGE[index]
+            raise _cron_error(f"{name} field: {item!r}: {tokens_here}")
         if "#" in item:
             raise _cron_error(f"{name} field: {item!r}: '#' (nth weekday) is for day-of-week")
         values |= _parse_item(item, index)
