@@ -392,6 +392,46 @@ def test_unsaved_interval_preview_matches_the_saved_task(api: Api) -> None:
     assert unsaved == stored
 
 
+def test_cron_macros_and_day_tokens_are_saved_and_previewed(api: Api) -> None:
+    """``@daily`` and ``0 9 L * *`` (the last day of the month) are accepted as written,
+    by the task and by the preview alike; a misplaced token is refused naming the field,
+    and nothing is stored."""
+    api.clock.now = datetime(2028, 1, 30, 12, tzinfo=UTC)
+    daily = api.task("daily", schedule={"cron": "@daily"})
+    assert daily["schedule"]["cron"] == "@daily"
+    assert daily["next_execution_time"] == "2028-01-31T00:00:00+00:00"
+    last = {"cron": "0 9 L * *", "timezone": "Asia/Taipei"}
+    saved = api.task("month-end", schedule=last)
+    assert saved["schedule"] == last
+    assert saved["next_execution_time"] == "2028-01-31T01:00:00+00:00"
+    unsaved = api.a.post("/v1/schedules/preview", params={"count": 3}, json={"schedule": last})
+    assert unsaved.status_code == 200, unsaved.text
+    assert unsaved.json() == {
+        "timezone": "Asia/Taipei",
+        "fire_times": [  # 31 days, a leap February, 31 days
+            {"utc": "2028-01-31T01:00:00+00:00", "local": "2028-01-31T09:00:00+08:00"},
+            {"utc": "2028-02-29T01:00:00+00:00", "local": "2028-02-29T09:00:00+08:00"},
+            {"utc": "2028-03-31T01:00:00+00:00", "local": "2028-03-31T09:00:00+08:00"},
+        ],
+    }
+    stored = api.a.get(f"/v1/tasks/{saved['id']}/preview", params={"count": 3}).json()
+    assert stored == unsaved.json()
+    midnights = api.a.post(
+        "/v1/schedules/preview", params={"count": 2}, json={"schedule": {"cron": "@daily"}}
+    ).json()
+    assert [t["utc"] for t in midnights["fire_times"]] == [
+        "2028-01-31T00:00:00+00:00",
+        "2028-02-01T00:00:00+00:00",
+    ]
+    before = dump(api.engine)
+    for cron in ("0 9 * * L", "@reboot", "0 9 L-31 * *"):
+        refused = api.create("refused", schedule={"cron": cron})
+        assert Api.error(refused, 422)["field"] == "schedule.cron", cron
+        preview = api.a.post("/v1/schedules/preview", json={"schedule": {"cron": cron}})
+        assert preview.json() == refused.json(), cron
+    assert dump(api.engine) == before
+
+
 def test_dead_letters_are_listed_and_redriven_with_their_key(api: Api) -> None:
     task, dead = api.dead_letter()
     other, _ = api.dead_letter()
