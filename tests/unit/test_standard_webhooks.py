@@ -4,8 +4,12 @@ library of the spec (``standardwebhooks`` from PyPI), as a receiver runs it (pur
 from __future__ import annotations
 
 import base64
+import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -142,3 +146,40 @@ def test_verify_refuses_what_is_malformed_or_out_of_tolerance() -> None:
         assert not verify({**headers, "webhook-timestamp": stamp}, body, [secret], now=sent)
     assert not verify(headers, body, ["whsec_broken"], now=sent)
     assert not verify({**headers, "webhook-signature": "v1,"}, body, [secret], now=sent)
+
+
+# --- the receiver in docs/security.md works as it says ----------------------------------------
+
+SECURITY_DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
+
+
+def documented_receiver() -> tuple[str, Callable[[bytes, dict[str, str]], int]]:
+    """The documented secret and the ``handle`` of the Python block that uses the
+    reference library, run as a receiver pastes it."""
+    text = SECURITY_DOC.read_text()
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    [block] = [b for b in blocks if "standardwebhooks" in b]
+    namespace: dict[str, Any] = {}
+    exec(block, namespace)
+    [secret] = set(re.findall(r"whsec_[A-Za-z0-9+/=]{40,}", block))
+    return secret, namespace["handle"]
+
+
+def test_the_documented_receiver_accepts_taskhubs_requests_and_refuses_the_rest() -> None:
+    secret, handle = documented_receiver()
+    body = b'{"n": 1}'
+    headers = signed_headers([secret], "0b5f9d5e-6a2c-5e47-8f5a-1c2d3e4f5a6b", now_s(), body)
+    assert handle(body, headers) == 204
+    assert handle(b'{"n": 2}', headers) == 400
+    assert handle(body, signed_headers([new_secret()], "x", now_s(), body)) == 400
+    assert handle(body, signed_headers([secret], "x", now_s() - 600, body)) == 400
+
+
+def test_the_documented_example_headers_are_what_taskhub_sends() -> None:
+    secret, _handle = documented_receiver()
+    text = SECURITY_DOC.read_text()
+    msg_id = re.search(r"^webhook-id: (\S+)$", text, flags=re.MULTILINE)
+    stamp = re.search(r"^webhook-timestamp: (\d+)$", text, flags=re.MULTILINE)
+    shown = re.search(r"^webhook-signature: (\S+)$", text, flags=re.MULTILINE)
+    assert msg_id and stamp and shown
+    assert sign([secret], msg_id[1], int(stamp[1]), b'{"n": 1}') == shown[1]
