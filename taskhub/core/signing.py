@@ -6,9 +6,9 @@ the exact body bytes sent (empty when there is none). The key is the whole secre
 ``whsec_...`` included, as UTF-8. Two ``v1`` values let a tenant rotate: create the new
 secret, move receivers to it, revoke the old one. :func:`verify` is what a receiver runs.
 
-A secret has a :class:`Scheme`: this one (``taskhub``, the default) or Standard Webhooks
-(``standard_webhooks``: the ``webhook-*`` headers). An attempt carries the headers of each
-scheme its tenant has active secrets of.
+A secret has a :class:`Scheme`: this one (``taskhub``, the default) or
+``standard-webhooks`` (the ``webhook-*`` headers, made by ``standard_webhooks``). An
+attempt carries the headers of each scheme its tenant has active secrets of.
 """
 
 from __future__ import annotations
