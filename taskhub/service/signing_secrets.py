@@ -6,9 +6,9 @@ default) or ``standard-webhooks`` (``webhook-id``, ``webhook-timestamp``,
 ``webhook-signature``; ``standard_webhooks``). At most :data:`MAX_ACTIVE` of each scheme
 are active per tenant: a new one and the one it replaces, so receivers move over without
 downtime. Every attempt to a tenant with active secrets carries, for each scheme it has
-secrets of, that scheme's headers with one signature per active secret. The API and the CLI are thin
-layers over these functions; each takes an open ``Connection`` (the caller's
-transaction). A ``tenant`` of None (the CLI, an operator) means every tenant.
+secrets of, that scheme's headers with one signature per active secret. The API and the
+CLI are thin layers over these functions; each takes an open ``Connection`` (the
+caller's transaction). A ``tenant`` of None (the CLI, an operator) means every tenant.
 """
 
 from __future__ import annotations
