@@ -9,7 +9,7 @@ import base64
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from taskhub.core import signing
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
-from taskhub.core.settings import Settings
+from taskhub.core.settings import Settings, load
 from taskhub.db import engines, metric_queries, schema
 from taskhub.db.models import executions
 from taskhub.db.models import signing_secrets as signing_table
@@ -30,10 +30,17 @@ from taskhub.engine import discovery, firing, writeback
 from taskhub.service import signing_secrets, task_service, task_views
 from tests.support.api import T0, Api, task_body, with_env
 from tests.support.cli import Cli
+from tests.support.engine import all_ended
+from tests.support.processes import Stack, wait_until
 from tests.support.storage import outcome
 from tests.support.target import Received, Target, running_target
 
 STANDARD = "standard-webhooks"
+
+
+def executions_of(conn: sa.Connection, task_id: str) -> list[Any]:
+    query = sa.select(executions).where(executions.c.task_id == uuid.UUID(task_id))
+    return list(conn.execute(query).mappings())
 
 
 def stored_secrets(engine: Engine) -> list[dict[str, Any]]:
@@ -417,3 +424,53 @@ def test_a_410_wins_over_the_auto_pause_and_leaves_a_users_pause_alone(engine: E
 
 def gone_outcome(request: TriggerRequest) -> TriggerOutcome:
     return outcome(request, 410)
+
+
+# --- real worker and beat processes ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_worker_processes_send_verifiable_attempts_and_a_410_pauses_the_task(
+    stack: Stack, pg_engine: Engine, target: Target
+) -> None:
+    """Real worker and beat processes: the attempts the target receives verify with the
+    reference library under either secret of a rotation, and a target answering 410
+    Gone has its task paused (``paused_by: target_gone``) after one attempt."""
+    settings = load(stack.env)
+    now = datetime.now(UTC)
+    ok = task_body("ok", target.url("/ok"), method="POST", body='{"n": 1}')
+    ok["schedule"] = {"at": (now + timedelta(seconds=2)).isoformat()}
+    gone = task_body("gone", target.url("/gone"), method="POST", body='{"n": 2}')
+    gone["schedule"] = {"interval_seconds": 60}
+    gone["start_at"] = (now + timedelta(seconds=2)).isoformat()
+    gone["retry"] = {"max_attempts": 3}
+    with pg_engine.begin() as conn:
+        old, _ = signing_secrets.create_secret(conn, "acme", now, settings, STANDARD)
+        new, _ = signing_secrets.create_secret(conn, "acme", now, settings, STANDARD)
+        task_service.add_task(conn, "acme", ok, now, settings)
+        gone_id = task_service.add_task(conn, "acme", gone, now, settings)["id"]
+    stack.start("worker", "all")
+    stack.start("beat", "beat")
+
+    def paused() -> bool:
+        with pg_engine.connect() as conn:
+            task = task_views.get_task(conn, "acme", gone_id, settings, datetime.now(UTC))
+        return bool(task["paused_by"] == "target_gone")
+
+    assert wait_until(lambda: all_ended(pg_engine, 2) and paused(), 60), stack.logs()
+    received = {r.path: r for r in target.snapshot()}
+    for path, payload in (("/ok", {"n": 1}), ("/gone", {"n": 2})):
+        request = received[path]
+        assert len(request.headers["webhook-signature"].split(" ")) == 2
+        assert Webhook(old).verify(request.body, request.headers) == payload
+        assert Webhook(new).verify(request.body, request.headers) == payload
+        with pytest.raises(WebhookVerificationError):
+            Webhook(new).verify(request.body + " ", request.headers)
+    with pg_engine.connect() as conn:
+        [attempted] = executions_of(conn, gone_id)
+    assert (attempted["status"], attempted["attempts"], attempted["http_status"]) == (
+        "failed",
+        1,
+        410,
+    )
+    assert [r.path for r in target.snapshot()].count("/gone") == 1
