@@ -285,7 +285,10 @@ def create_app(
             {"name": "tasks", "description": "Registered HTTP triggers and their schedules"},
             {"name": "executions", "description": "The history of fired occurrences"},
             {"name": "dead letters", "description": "Executions that exhausted their attempts"},
-            {"name": "signing secrets", "description": "Keys of X-Taskhub-Signature"},
+            {
+                "name": "signing secrets",
+                "description": "Keys of X-Taskhub-Signature or of the Standard Webhooks headers",
+            },
             {"name": "operations", "description": "Liveness and Prometheus metrics"},
         ],
     )

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema
 from taskhub.api.celery_schemas import STRICT, CeleryCallCreate, CeleryTarget
 from taskhub.core import limits
 from taskhub.core.limits import Method
+from taskhub.core.signing import Scheme
 from taskhub.core.statuses import ExecutionStatus, LastStatus, MisfirePolicy, PausedBy, TaskStatus
 
 DateTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
@@ -294,8 +295,9 @@ class Task(_Strict):
     execution_count: int
     consecutive_failures: int
     paused_by: PausedBy | None = Field(
-        description="Who paused the task: `user`, or `auto_pause` (its failures in a row "
-        "reached auto_pause_after_failures); null while not paused."
+        description="Who paused the task: `user`, `auto_pause` (its failures in a row "
+        "reached auto_pause_after_failures), or `target_gone` (its target answered "
+        "`410 Gone`); null while not paused."
     )
     paused_reason: str | None
     paused_at: DateTime | None
@@ -365,6 +367,11 @@ class SigningSecret(_Strict):
 
     id: Uuid
     tenant: str
+    scheme: Scheme = Field(
+        description="How it signs: `taskhub` (the `X-Taskhub-Signature` header) or "
+        "`standard-webhooks` (the `webhook-id`, `webhook-timestamp` and `webhook-signature` "
+        "headers of https://www.standardwebhooks.com)."
+    )
     hint: str = Field(description="`whsec_…` and the secret's last 4 characters.")
     active: bool
     created_at: DateTime
@@ -375,6 +382,17 @@ class SigningSecretCreated(SigningSecret):
     """A new signing secret: the only response that ever holds the secret itself."""
 
     secret: str = Field(description="Shown this once; store it in your receiver now.")
+
+
+class SigningSecretCreate(_Strict):
+    """Optional: the scheme of the new secret (`taskhub` when left out)."""
+
+    scheme: Scheme = Field(
+        Scheme.TASKHUB,
+        description="`taskhub` (`X-Taskhub-Signature`) or `standard-webhooks` (the "
+        "`webhook-*` headers; the secret is `whsec_` and base64, as the spec's libraries "
+        "read it). At most two active secrets per scheme.",
+    )
 
 
 class SigningSecretPage(_Strict):
@@ -388,6 +406,7 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     SchedulePreviewRequest,
     PauseRequest,
     RedriveFilter,
+    SigningSecretCreate,
 )
 
 

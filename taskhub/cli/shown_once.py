@@ -32,8 +32,9 @@ S = TypeVar("S", bound=Stored)
 class Kind(Generic[S]):
     """One kind of secret: its service functions, its columns and its words."""
 
-    #: ``(conn, tenant, now)``: the secret, shown this once, and what is kept of it.
-    create: Callable[[Connection, str, datetime], tuple[str, S]]
+    #: ``(conn, tenant, now, **options)``: the secret, shown this once, and what is kept
+    #: of it; ``options`` are those of :attr:`create_options`, by name.
+    create: Callable[..., tuple[str, S]]
     #: ``(conn, tenant or None)``: newest first.
     listing: Callable[[Connection, str | None], list[S]]
     #: ``(conn, identifier, now)``: idempotent; what is not there is not found.
@@ -49,17 +50,22 @@ class Kind(Generic[S]):
     list_help: tuple[str, str]
     #: The help of revoke, and the name of its argument.
     revoke_help: tuple[str, str]
+    #: Options of create beyond ``--tenant`` (click decorators), passed on by name.
+    create_options: tuple[Callable[[Callable[..., None]], Callable[..., None]], ...] = ()
 
 
 def add_commands(group: click.Group, kind: Kind[S]) -> None:
     """``create``, ``list`` and ``revoke`` on ``group``, for ``kind``."""
 
-    @group.command("create", help=kind.create_help[0])
-    @click.option("--tenant", required=True, help=kind.create_help[1])
-    def create(tenant: str) -> None:
-        secret, stored = call(kind.create, tenant, utcnow())
+    def create(tenant: str, **options: Any) -> None:
+        secret, stored = call(kind.create, tenant, utcnow(), **options)
         click.echo(secret)
         click.echo(kind.created(stored), err=True)
+
+    for option in reversed(kind.create_options):
+        create = option(create)
+    create = click.option("--tenant", required=True, help=kind.create_help[1])(create)
+    group.command("create", help=kind.create_help[0])(create)
 
     @group.command("list", help=kind.list_help[0])
     @click.option("--tenant", help=kind.list_help[1])

@@ -110,9 +110,14 @@ class TriggerRequest:
     #: Header values that carry credentials, as one sealed JSON object (``sealing``):
     #: the broker never carries them in plaintext; they are unsealed just before sending.
     sealed_headers: str | None = None
-    #: The tenant's active signing secrets, each sealed; every attempt then carries an
-    #: ``X-Taskhub-Signature`` with one ``v1`` per secret, timed when it is sent.
+    #: The tenant's active signing secrets of the ``taskhub`` scheme, each sealed; every
+    #: attempt then carries an ``X-Taskhub-Signature`` with one ``v1`` per secret, timed
+    #: when it is sent.
     sealed_signing_secrets: tuple[str, ...] = ()
+    #: Its active ``standard-webhooks`` secrets, each sealed: every attempt then carries
+    #: ``webhook-id``, ``webhook-timestamp`` and a ``webhook-signature`` with one ``v1``
+    #: per secret (``standard_webhooks``).
+    sealed_webhook_secrets: tuple[str, ...] = ()
     #: The task's own flow control (None: only its host's setting applies).
     rate_limit: host_limits.HostLimit | None = None
     #: Published ahead of its send time (``publish_lead_s``): not sent before this.
@@ -128,6 +133,8 @@ class TriggerRequest:
         self.headers = dict(self.headers)
         if type(self.sealed_signing_secrets) is not tuple:  # a tuple is immutable already
             self.sealed_signing_secrets = tuple(self.sealed_signing_secrets)
+        if type(self.sealed_webhook_secrets) is not tuple:
+            self.sealed_webhook_secrets = tuple(self.sealed_webhook_secrets)
 
     def to_message(self) -> dict[str, Any]:
         message: dict[str, Any] = {
@@ -145,6 +152,8 @@ class TriggerRequest:
             "sealed_headers": self.sealed_headers,
             "sealed_signing_secrets": list(self.sealed_signing_secrets),
         }
+        if self.sealed_webhook_secrets:  # only when set: most messages stay as small
+            message["sealed_webhook_secrets"] = list(self.sealed_webhook_secrets)
         if self.not_before is not None:
             message["not_before"] = _utc_text(self.not_before)
         if self.tenant is not None:
@@ -173,6 +182,7 @@ class TriggerRequest:
             send_by=None if data.get("send_by") is None else _parse_time(data["send_by"]),
             sealed_headers=_opt_str(data.get("sealed_headers")),
             sealed_signing_secrets=tuple(str(s) for s in data.get("sealed_signing_secrets") or ()),
+            sealed_webhook_secrets=tuple(str(s) for s in data.get("sealed_webhook_secrets") or ()),
             rate_limit=None
             if not limit
             else host_limits.HostLimit(_opt_int(limit[0]), _opt_float(limit[1])),
@@ -335,6 +345,9 @@ def message_bytes(request: TriggerRequest) -> int:
     # Each item with its separator: "key": "value", (the last has none: a bound).
     size += sum(json_str_bytes(k) + json_str_bytes(v) + 4 for k, v in request.headers.items())
     size += sum(json_str_bytes(s) + 2 for s in request.sealed_signing_secrets)
+    if request.sealed_webhook_secrets:
+        size += len(', "sealed_webhook_secrets": []')
+        size += sum(json_str_bytes(s) + 2 for s in request.sealed_webhook_secrets)
     if request.not_before is not None:
         size += _NOT_BEFORE
     if request.tenant is not None:

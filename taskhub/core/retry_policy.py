@@ -14,6 +14,9 @@ from taskhub.core import limits
 from taskhub.core.statuses import ExecutionStatus
 
 RETRYABLE_STATUSES = frozenset({408, 429})
+#: ``410 Gone``: fails at once like any other 4xx, and pauses its task (the write-back:
+#: ``paused_by`` ``target_gone``), as Standard Webhooks asks of a sender.
+GONE = 410
 #: Failures before any response that are worth another attempt. A blocked address or an
 #: invalid request will not get better by waiting; a worker that cannot unseal the
 #: request's credentials ("configuration", e.g. mid key rotation) may be replaced by one

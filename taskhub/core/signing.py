@@ -5,6 +5,10 @@ signing secret of the task's tenant, each ``HMAC-SHA256(secret, f"{t}." + body)`
 the exact body bytes sent (empty when there is none). The key is the whole secret text,
 ``whsec_...`` included, as UTF-8. Two ``v1`` values let a tenant rotate: create the new
 secret, move receivers to it, revoke the old one. :func:`verify` is what a receiver runs.
+
+A secret has a :class:`Scheme`: this one (``taskhub``, the default) or
+``standard-webhooks`` (the ``webhook-*`` headers, made by ``standard_webhooks``). An
+attempt carries the headers of each scheme its tenant has active secrets of.
 """
 
 from __future__ import annotations
@@ -14,13 +18,27 @@ import hmac
 import secrets
 import time
 from collections.abc import Iterable
+from enum import StrEnum
 from typing import Final
 
-__all__ = ["HEADER", "SECRET_PREFIX", "hint", "new_secret", "sign", "verify"]
+__all__ = ["HEADER", "SCHEMES", "SECRET_PREFIX", "Scheme", "hint", "new_secret", "sign", "verify"]
 
 HEADER: Final = "X-Taskhub-Signature"
 SECRET_PREFIX: Final = "whsec_"
 SECRET_BYTES: Final = 32
+
+
+class Scheme(StrEnum):
+    """How a signing secret signs: the headers it puts on each attempt."""
+
+    #: ``X-Taskhub-Signature`` (this module).
+    TASKHUB = "taskhub"
+    #: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature`` (``standard_webhooks``).
+    STANDARD_WEBHOOKS = "standard-webhooks"
+
+
+#: The schemes as the API spells them, in the order an error message lists them.
+SCHEMES: Final = tuple(s.value for s in Scheme)
 
 
 def new_secret() -> str:

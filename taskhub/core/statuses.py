@@ -60,7 +60,9 @@ class MisfirePolicy(StrEnum):
 
 
 class PausedBy(StrEnum):
-    """Who paused a task: a person (API or CLI), or its own consecutive failures."""
+    """Who paused a task: a person (API or CLI), its own consecutive failures, or its
+    target, which answered ``410 Gone`` (as Standard Webhooks asks of a sender)."""
 
     USER = "user"
     AUTO_PAUSE = "auto_pause"
+    TARGET_GONE = "target_gone"

@@ -87,7 +87,7 @@ def touch_api_key(
 S = signing_secrets.c
 
 #: Every column but the sealed secret: what may leave this module for listings.
-_SIGNING_PUBLIC = (S.id, S.tenant, S.hint, S.created_at, S.revoked_at)
+_SIGNING_PUBLIC = (S.id, S.tenant, S.scheme, S.hint, S.created_at, S.revoked_at)
 
 
 def lock_tenant_signing_secrets(conn: Connection, tenant: str) -> None:
@@ -100,8 +100,11 @@ def lock_tenant_signing_secrets(conn: Connection, tenant: str) -> None:
         )
 
 
-def count_active_signing_secrets(conn: Connection, tenant: str) -> int:
-    query = sa.select(sa.func.count()).where(S.tenant == tenant, S.revoked_at.is_(None))
+def count_active_signing_secrets(conn: Connection, tenant: str, scheme: str) -> int:
+    """The tenant's active secrets of one scheme."""
+    query = sa.select(sa.func.count()).where(
+        S.tenant == tenant, S.scheme == scheme, S.revoked_at.is_(None)
+    )
     return int(conn.execute(query).scalar_one())
 
 
@@ -140,19 +143,22 @@ def revoke_signing_secret(conn: Connection, secret_id: uuid.UUID, now: datetime)
     )
 
 
-def active_sealed_signing_secrets(conn: Connection, tenants: Iterable[str]) -> dict[str, list[str]]:
-    """Each tenant's active secrets, sealed, oldest first (what a dispatch signs with)."""
+def active_sealed_signing_secrets(
+    conn: Connection, tenants: Iterable[str]
+) -> dict[str, dict[str, list[str]]]:
+    """Each tenant's active secrets, sealed, by scheme, oldest first (what a dispatch
+    signs with): ``{tenant: {scheme: [sealed, ...]}}``."""
     names = sorted(set(tenants))
     if not names:
         return {}
     rows = conn.execute(
-        sa.select(S.tenant, S.sealed_secret)
+        sa.select(S.tenant, S.scheme, S.sealed_secret)
         .where(S.tenant.in_(names), S.revoked_at.is_(None))
         .order_by(S.created_at, S.id)
     )
-    found: dict[str, list[str]] = {}
-    for tenant, sealed in rows:
-        found.setdefault(tenant, []).append(sealed)
+    found: dict[str, dict[str, list[str]]] = {}
+    for tenant, scheme, sealed in rows:
+        found.setdefault(tenant, {}).setdefault(scheme, []).append(sealed)
     return found
 
 

@@ -166,8 +166,9 @@ scheduled_tasks = sa.Table(
     sa.Column("occurrence_count", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("execution_count", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("consecutive_failures", sa.Integer(), nullable=False, server_default="0"),
-    # Why a paused task is paused: 'user' (the API or CLI) or 'auto_pause' (its
-    # consecutive failures reached auto_pause_after_failures); NULL while not paused.
+    # Why a paused task is paused: 'user' (the API or CLI), 'auto_pause' (its
+    # consecutive failures reached auto_pause_after_failures) or 'target_gone' (its
+    # target answered 410 Gone); NULL while not paused.
     sa.Column("paused_by", sa.String(16)),
     sa.Column("paused_reason", sa.Text()),
     sa.Column("paused_at", UTCDateTime()),
@@ -341,6 +342,9 @@ signing_secrets = sa.Table(
     sa.Column("hint", sa.String(32), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("revoked_at", UTCDateTime()),
+    # How it signs: 'taskhub' (X-Taskhub-Signature) or 'standard-webhooks' (webhook-*).
+    sa.Column("scheme", sa.String(32), nullable=False, server_default="taskhub"),
+    sa.CheckConstraint("scheme IN ('taskhub', 'standard-webhooks')", name="scheme_known"),
 )
 sa.Index("ix_signing_secrets_tenant", signing_secrets.c.tenant)
 

@@ -49,6 +49,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from taskhub.core.messages import TriggerRequest
 from taskhub.core.occurrences import ClaimRules, idempotency_key, plan_claim, spread_offset_s
 from taskhub.core.settings import Settings
+from taskhub.core.signing import Scheme
 from taskhub.core.statuses import ExecutionStatus, MisfirePolicy
 from taskhub.db import execution_queries, key_queries, metric_queries, task_queries
 from taskhub.db.rows import (
@@ -95,16 +96,18 @@ def lease_until(now: datetime, timeout_s: float, settings: Settings) -> datetime
 class _Requests:
     """What the requests of one claim share, worked out once per claim: its ``now``, the
     end of each fire's grace (``send_by``: ``now`` plus the publish lease,
-    ``dispatch_lease_s``) and the active sealed signing secrets of its tenants (a tenant
-    without any has none)."""
+    ``dispatch_lease_s``) and the active sealed signing secrets of its tenants, by scheme
+    (a tenant without any has none)."""
 
-    __slots__ = ("now", "secrets", "send_by")
+    __slots__ = ("now", "secrets", "send_by", "webhook_secrets")
 
     def __init__(
         self, conn: Connection, tenants: set[str], now: datetime, settings: Settings
     ) -> None:
         found = key_queries.active_sealed_signing_secrets(conn, tenants)
-        self.secrets = {tenant: tuple(found.get(tenant, ())) for tenant in tenants}
+        taskhub, standard = Scheme.TASKHUB.value, Scheme.STANDARD_WEBHOOKS.value
+        self.secrets = {t: tuple(found.get(t, {}).get(taskhub, ())) for t in tenants}
+        self.webhook_secrets = {t: tuple(found.get(t, {}).get(standard, ())) for t in tenants}
         self.now = now
         self.send_by = now + timedelta(seconds=settings.dispatch_lease_s)
 
@@ -139,6 +142,7 @@ class _Requests:
             send_by=self.send_by,
             sealed_headers=target["sealed_headers"] if http else None,
             sealed_signing_secrets=self.secrets[target["tenant"]] if http else (),
+            sealed_webhook_secrets=self.webhook_secrets[target["tenant"]] if http else (),
             rate_limit=rate_limit_of(target),
             not_before=fire_at if fire_at > self.now else None,
             tenant=target["tenant"],

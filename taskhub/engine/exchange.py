@@ -21,7 +21,8 @@ checked answers).
 
 Credentials: a request's credential headers and its tenant's signing secrets travel
 sealed (``sealing``) and are unsealed on the loop just before the attempt is sent; the
-``X-Taskhub-Signature`` (``signing``) is computed then, at send time. They are stripped
+``X-Taskhub-Signature`` (``signing``) and the Standard Webhooks headers
+(``standard_webhooks``) are computed then, at send time. They are stripped
 from the response excerpt before the outcome leaves this module (a target that echoes
 request headers), so no copy reaches the result backend, the database or a log.
 """
@@ -41,14 +42,14 @@ import ssl
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from taskhub.core import credentials, limits, signing
+from taskhub.core import credentials, limits, signing, standard_webhooks
 from taskhub.core.addresses import AddressPolicy, TargetURLError, a_or_an, parse_target_url
 from taskhub.core.clock import utcnow
 from taskhub.core.messages import TriggerOutcome, TriggerRequest, as_utc, iso_z
@@ -245,24 +246,54 @@ def _check_request(request: TriggerRequest, policy: AddressPolicy) -> URL:
     return target.url
 
 
-def _unseal(request: TriggerRequest, settings: Settings) -> tuple[dict[str, str], list[str]]:
+class _Unsealed(NamedTuple):
+    """A request's credentials in plaintext: its secret headers and its tenant's signing
+    secrets of each scheme."""
+
+    headers: dict[str, str]
+    signing: list[str]
+    webhook: list[str]
+
+
+def _unseal(request: TriggerRequest, settings: Settings) -> _Unsealed:
     """The request's credential headers and signing secrets, in plaintext, just before
     sending; :class:`_Refused` ("configuration") if this process cannot unseal them. The
     message names the setting, never a value."""
-    if request.sealed_headers is None and not request.sealed_signing_secrets:
-        return {}, []
+    if (
+        request.sealed_headers is None
+        and not request.sealed_signing_secrets
+        and not request.sealed_webhook_secrets
+    ):
+        return _Unsealed({}, [], [])
     try:
         sealer = sealer_for(settings)
         headers: dict[str, str] = {}
         if request.sealed_headers is not None:
             headers = sealer.unseal_json(request.sealed_headers)
         secrets = [sealer.unseal(s) for s in request.sealed_signing_secrets]
+        webhook = [sealer.unseal(s) for s in request.sealed_webhook_secrets]
     except SealingError as error:
         raise _Refused("configuration", str(error)) from None
     for name, value in headers.items():
         if not _TOKEN_RE.fullmatch(name) or _BAD_VALUE_RE.search(value):
             raise _Refused("invalid_request", "a secret header is not a valid HTTP header")
-    return headers, secrets
+    return _Unsealed(headers, secrets, webhook)
+
+
+def _sign(headers: dict[str, str], request: TriggerRequest, body: bytes, keys: _Unsealed) -> None:
+    """Add the signature headers of each scheme the tenant has active secrets of, timed
+    now, at send time: a receiver's tolerance measures the network, not how long the
+    message waited on the broker. A task's own header of a name taskhub sets here is
+    dropped (compared case-insensitively), so a receiver never sees two."""
+    now = int(time.time())
+    if keys.signing:
+        headers[signing.HEADER] = signing.sign(keys.signing, body, now)
+    if keys.webhook:
+        for name in [n for n in headers if n.lower() in standard_webhooks.HEADERS]:
+            del headers[name]
+        headers.update(
+            standard_webhooks.signed_headers(keys.webhook, request.idempotency_key, now, body)
+        )
 
 
 def _excerpt(body: bytes | bytearray, more: bool = False, secrets: Sequence[str] = ()) -> str:
@@ -282,12 +313,7 @@ def _excerpt(body: bytes | bytearray, more: bool = False, secrets: Sequence[str]
     return text.replace("\x00", "\ufffd")
 
 
-def _own_secrets(
-    request: TriggerRequest,
-    secret_headers: Mapping[str, str],
-    signing_secrets: Sequence[str],
-    settings: Settings,
-) -> list[str]:
+def _own_secrets(request: TriggerRequest, keys: _Unsealed, settings: Settings) -> list[str]:
     """The credential values this request carries: its unsealed headers, any plain header
     named like a credential (a task stored before the name counted as one), and its
     tenant's signing secrets."""
@@ -296,7 +322,7 @@ def _own_secrets(
         for name, value in request.headers.items()
         if credentials.is_secret(name, settings.secret_headers)
     ]
-    return [*secret_headers.values(), *plain, *signing_secrets]
+    return [*keys.headers.values(), *plain, *keys.signing, *keys.webhook]
 
 
 def _os_reason(exc: BaseException) -> str:
@@ -418,7 +444,7 @@ async def make_attempt(
 
     try:
         url = _check_request(request, settings.address_policy)
-        secret_headers, signing_secrets = _unseal(request, settings)
+        keys = _unseal(request, settings)
     except _Refused as refused:
         return outcome(None, refused.kind, refused.message)
 
@@ -430,11 +456,11 @@ async def make_attempt(
         sock_read=timeout_s,
     )
     data = None if request.body is None else request.body.encode("utf-8")
-    headers = attempt_headers(request, secret_headers)
-    if signing_secrets:
-        # Timed now, at send time: a receiver's tolerance measures the network, not
-        # how long the message waited on the broker.
-        headers[signing.HEADER] = signing.sign(signing_secrets, data or b"", int(time.time()))
+    headers = attempt_headers(request, keys.headers)
+    try:
+        _sign(headers, request, data or b"", keys)
+    except ValueError:  # a stored secret that is not its scheme's (never made by taskhub)
+        return outcome(None, "configuration", "a signing secret does not fit its scheme")
     phase = "response"
     try:
         async with asyncio.timeout(timeout_s):
@@ -464,5 +490,5 @@ async def make_attempt(
             kind, message = "connection", f"unexpected error: {type(exc).__name__}"
         return outcome(None, kind, message)
     error = None if 200 <= status < 300 else f"HTTP {status}"
-    secrets = _own_secrets(request, secret_headers, signing_secrets, settings) if body else []
+    secrets = _own_secrets(request, keys, settings) if body else []
     return outcome(status, None, error, retry_after, _excerpt(body, truncated, secrets))

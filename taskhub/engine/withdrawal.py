@@ -1,6 +1,6 @@
-"""Withdrawing what a change to a task makes obsolete: once a pause, an auto-pause, a
-delete, or a change of the schedule, window, target or spread has committed, no
-occurrence of the task's old state is fired.
+"""Withdrawing what a change to a task makes obsolete: once a pause, an auto-pause (or
+a pause on a 410 Gone), a delete, or a change of the schedule, window, target or spread
+has committed, no occurrence of the task's old state is fired.
 
 The minute's tick writes down what falls due before the next tick (``discovery``):
 occurrences to be fired later are staged (``queued`` executions), those due within the
@@ -44,6 +44,8 @@ from taskhub.observability import counters
 #: The ``reason`` label of ``taskhub_occurrences_withdrawn_total``.
 PAUSE = "pause"
 AUTO_PAUSE = "auto_pause"
+#: A pause because the target answered 410 Gone (``writeback``).
+TARGET_GONE = "target_gone"
 CHANGE = "change"
 DELETE = "delete"
 

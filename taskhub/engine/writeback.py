@@ -6,7 +6,9 @@ callback that runs twice, or an outcome of a send that was repeated after its le
 ran out, changes nothing the second time. A task whose failures in a row reach its
 ``auto_pause_after_failures`` is paused in the same transaction, so no tick can claim
 another occurrence of it in between, and its occurrences written down but not yet sent
-are withdrawn with it (``withdrawal``).
+are withdrawn with it (``withdrawal``). So is a task whose target answered ``410 Gone``
+(``paused_by`` ``target_gone``): the target says it is gone for good, and Standard
+Webhooks asks a sender to stop sending to it.
 
 A Celery target's attempt is the sending of its message: one its broker accepted
 (``accepted``) succeeds, with no HTTP status; a tracked one stays ``running`` with no
@@ -26,7 +28,7 @@ from typing import NamedTuple
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from taskhub.core.messages import THROTTLED, TriggerOutcome
-from taskhub.core.retry_policy import Decision, RetryPolicy, decide
+from taskhub.core.retry_policy import GONE, Decision, RetryPolicy, decide
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, LastStatus, PausedBy
 from taskhub.db import execution_queries, metric_queries, task_queries
@@ -45,6 +47,8 @@ class Ended(NamedTuple):
     started_at: datetime
     redriven: bool
     error: str | None
+    #: The last attempt's HTTP status (None: no response, or a Celery target).
+    http_status: int | None = None
 
 
 OPEN = frozenset({ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value})
@@ -63,8 +67,20 @@ class RecordReport:
     #: Tracked Celery tasks sent: running until their result comes or is overdue.
     awaiting_result: int = 0
     auto_paused: int = 0
-    #: Unsent occurrences of the tasks it auto-paused, withdrawn.
+    #: Tasks paused because their target answered 410 Gone.
+    target_gone: int = 0
+    #: Unsent occurrences of the tasks it paused, withdrawn.
     withdrawn: int = 0
+
+
+class Finished(NamedTuple):
+    """What :func:`finish_tasks` did: tasks finished, paused (by failures in a row, by
+    a 410), and their unsent occurrences withdrawn."""
+
+    finished: int
+    auto_paused: int
+    target_gone: int
+    withdrawn: int
 
 
 def _policy(task: RowMapping) -> RetryPolicy:
@@ -199,6 +215,7 @@ def record_outcomes(
                         row["attempt_offset"] > 0,
                         outcome.error
                         or (None if outcome.http_status is None else f"HTTP {outcome.http_status}"),
+                        outcome.http_status,
                     )
                 )
             elif outcome.result_due_by is not None:  # sent, tracked: its result decides
@@ -210,9 +227,9 @@ def record_outcomes(
         execution_queries.update_execution_results(conn, execution_updates)
         execution_queries.release_to_result_check(conn, awaiting)
         execution_queries.insert_attempts(conn, attempt_rows)
-        report.finished, report.auto_paused, report.withdrawn = finish_tasks(
-            conn, tasks, ended, now
-        )
+        done = finish_tasks(conn, tasks, ended, now)
+        report.finished, report.auto_paused = done.finished, done.auto_paused
+        report.target_gone, report.withdrawn = done.target_gone, done.withdrawn
         # In the same transaction: an ignored (repeated) outcome is never counted.
         metric_queries.add_to_counters(conn, counters.for_attempts(measures))
         metric_queries.add_to_counters(
@@ -229,28 +246,36 @@ def finish_tasks(
     tasks: dict[uuid.UUID, RowMapping],
     ended: dict[uuid.UUID, list[Ended]],
     now: datetime,
-) -> tuple[int, int, int]:
+) -> Finished:
     """Fold the executions that ended into their (locked) tasks: last status, failures in
-    a row, execution count, finished, and the auto-pause with its withdrawal. The
-    write-back and the result check (``celery_results``) both end executions through
-    here. Returns how many tasks finished, were auto-paused, and occurrences withdrawn."""
+    a row, execution count, finished, and the pauses (a 410 Gone, the auto-pause) with
+    their withdrawal. The write-back and the result check (``celery_results``) both end
+    executions through here."""
     task_updates = _task_updates(tasks, ended, now)
     still_open = task_queries.tasks_with_open_executions(
         conn, (u.id for u in task_updates if u.is_finished)
     )
     paused: list[uuid.UUID] = []
+    gone: list[uuid.UUID] = []
     finished = 0
     for i, update in enumerate(task_updates):
         if update.is_finished and update.id in still_open:
             update = task_updates[i] = update._replace(is_finished=False)
         finished += int(update.is_finished)
+        # A 410 says more than a count of failures: it wins when both apply.
+        pause = _target_gone(update, tasks[update.id], ended, now)
+        if pause is not None:
+            task_updates[i] = pause
+            gone.append(update.id)
+            continue
         pause = _auto_pause(update, tasks[update.id], ended, now)
         if pause is not None:
             task_updates[i] = pause
             paused.append(update.id)
     task_queries.update_task_results(conn, task_updates)
     withdrawn = withdrawal.withdraw(conn, paused, now, withdrawal.AUTO_PAUSE)
-    return finished, len(paused), withdrawn
+    withdrawn += withdrawal.withdraw(conn, gone, now, withdrawal.TARGET_GONE)
+    return Finished(finished, len(paused), len(gone), withdrawn)
 
 
 def _log_attempt(row: RowMapping, outcome: TriggerOutcome, status: ExecutionStatus) -> None:
@@ -307,7 +332,7 @@ def _task_updates(
         failures = task["consecutive_failures"]
         last_status = task["last_status"]
         last_time = task["last_execution_time"]
-        for _scheduled_for, status, started_at, _redriven, _error in sorted(
+        for _scheduled_for, status, started_at, _redriven, _error, _http in sorted(
             results, key=lambda r: r.scheduled_for
         ):
             succeeded = status is ExecutionStatus.SUCCEEDED
@@ -352,6 +377,34 @@ def _auto_pause(
         paused_by=PausedBy.AUTO_PAUSE.value,
         paused_reason=f"auto-paused after {count} consecutive failure{'' if count == 1 else 's'}"
         f" (auto_pause_after_failures: {limit}; last: {reached.error or reached.status.value})",
+        paused_at=now,
+    )
+
+
+def _target_gone(
+    update: TaskResult, task: RowMapping, ended: dict[uuid.UUID, list[Ended]], now: datetime
+) -> TaskResult | None:
+    """The task paused in this same write-back if an execution of it ended on a ``410
+    Gone``: the target says it is gone for good, so no further occurrence is claimed
+    until a user resumes it. As with the auto-pause, a task already paused (by anyone)
+    or finished is left as it is (None). Logged at WARNING, with the task's id."""
+    if not task["is_active"] or update.is_finished:
+        return None
+    gone = [e for e in ended[task["id"]] if e.http_status == GONE]
+    if not gone:
+        return None
+    first = min(gone, key=lambda e: e.scheduled_for)
+    due = first.scheduled_for.isoformat()
+    log.warning(
+        "task %s paused: its target answered 410 Gone (the occurrence due %s)",
+        task["id"],
+        due,
+        extra={"task_id": str(task["id"]), "scheduled_for": due, "paused_by": "target_gone"},
+    )
+    return update._replace(
+        is_active=False,
+        paused_by=PausedBy.TARGET_GONE.value,
+        paused_reason=f"paused: the target answered 410 Gone (the occurrence due {due})",
         paused_at=now,
     )
 

@@ -70,8 +70,8 @@ FAMILIES: Final[Mapping[str, Family]] = {
     metric_names.OCCURRENCES_WITHDRAWN: Family(
         "counter",
         "Occurrences written down but not yet fired, withdrawn (deleted) in the transaction "
-        "of a change to their task, by reason: pause, auto_pause, change (of its schedule, "
-        "window or target), delete",
+        "of a change to their task, by reason: pause, auto_pause, target_gone (a 410 "
+        "Gone paused it), change (of its schedule, window or target), delete",
     ),
     metric_names.EXECUTIONS_REDISPATCHED: Family(
         "counter",

@@ -59,9 +59,10 @@ _LINE_END: Final = re.compile(r"[\r\n]")
 _PATTERNS: Final = (
     # Authorization: Bearer abc / Basic abc, and bare "Bearer abc".
     re.compile(r"(?i)\b(bearer|basic)\s+[^\s\",;]+"),
-    # taskhub's API keys (th_<prefix>_<secret>) and signing secrets (whsec_...).
+    # taskhub's API keys (th_<prefix>_<secret>) and signing secrets (whsec_...: urlsafe
+    # base64 for the taskhub scheme, standard base64 with + / = for standard-webhooks).
     re.compile(r"\bth_[a-z2-7]{8}_[A-Za-z0-9_-]{8,}"),
-    re.compile(r"\bwhsec_[A-Za-z0-9_-]{8,}"),
+    re.compile(r"\bwhsec_[A-Za-z0-9_+/=-]{8,}"),
     # user:password@ in URLs.
     re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+@"),
 )

@@ -93,7 +93,8 @@ class DatabaseCollector(Collector):
 
         paused_tasks = GaugeMetricFamily(
             metric_names.TASKS_PAUSED,
-            "Paused tasks by who paused them: user, or auto_pause (failures in a row)",
+            "Paused tasks by who paused them: user, auto_pause (failures in a row), or "
+            "target_gone (the target answered 410 Gone)",
             labels=["paused_by"],
         )
         by_whom = dict.fromkeys((p.value for p in PausedBy), 0)

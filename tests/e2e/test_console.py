@@ -31,6 +31,7 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
+from standardwebhooks import Webhook
 
 from tests.conftest import service_missing
 from tests.support.browser import (
@@ -571,6 +572,26 @@ def test_a_signing_secret_is_shown_once_then_only_as_its_hint_and_can_be_revoked
     with console.api(key) as api:
         (listed,) = api.get("/v1/signing-secrets").json()["items"]
         assert listed["revoked_at"]
+
+
+def test_a_standard_webhooks_secret_is_created_from_the_scheme_choice(
+    context: BrowserContext, console: Console
+) -> None:
+    key = console.new_key("webhooks")
+    page = context.new_page()
+    sign_in(page, console, key)
+    nav(page, "Signing secrets").click()
+    page.get_by_label("Scheme").select_option("standard-webhooks")
+    page.get_by_role("button", name="Create").click()
+    secret = re.search(r"whsec_[A-Za-z0-9+/=]{40,}", everything_shown(page))
+    assert secret, everything_shown(page)
+    Webhook(secret.group(0))  # the spec's reference library reads it as it is shown
+    nav(page, "Signing secrets").click()
+    assert secret.group(0) not in page.content()
+    expect(page.get_by_role("cell", name="standard-webhooks", exact=True)).to_be_visible()
+    with console.api(key) as api:
+        (listed,) = api.get("/v1/signing-secrets").json()["items"]
+        assert listed["scheme"] == "standard-webhooks"
 
 
 # --- what must never happen ----------------------------------------------------------------

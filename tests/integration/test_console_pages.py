@@ -4,6 +4,7 @@ buttons change (and nothing without the session's anti-forgery token)."""
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import uuid
@@ -297,6 +298,37 @@ def test_a_third_active_secret_is_refused_on_the_page(engine: Engine) -> None:
     third = post(mine, "/ui/signing-secrets", page)
     assert third.status_code == 409 and "revoke the old one first" in third.text
     assert 'id="new-secret"' not in third.text
+
+
+def test_a_standard_webhooks_secret_is_created_from_the_scheme_choice(engine: Engine) -> None:
+    api = Api(engine, T0)
+    mine, _other = browsers(api)
+    page = mine.get("/ui/signing-secrets").text
+    assert '<label for="scheme">Scheme</label>' in page
+    assert '<option value="taskhub" selected>' in page
+    assert '<option value="standard-webhooks">' in page
+
+    created = post(mine, "/ui/signing-secrets", page, scheme="standard-webhooks")
+    assert created.status_code == 200
+    secret = new_secret_of(created.text)
+    assert len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) == 32
+    assert "Scheme <code>standard-webhooks</code>" in created.text
+    assert post(mine, "/ui/signing-secrets", page).status_code == 200  # taskhub, the default
+    listing = mine.get("/ui/signing-secrets").text
+    assert '<th scope="col">Scheme</th>' in listing
+    assert re.search(r"<td>standard-webhooks</td>", listing)
+    assert re.search(r"<td>taskhub</td>", listing)
+    assert secret not in listing
+
+    with engine.connect() as conn:
+        before = conn.execute(sa.select(sa.func.count()).select_from(signing_secrets)).scalar()
+    refused = post(mine, "/ui/signing-secrets", page, scheme="hmac-md5")
+    assert refused.status_code == 422
+    assert "Scheme: must be one of taskhub, standard-webhooks" in html.unescape(refused.text)
+    assert 'id="new-secret"' not in refused.text
+    with engine.connect() as conn:
+        after = conn.execute(sa.select(sa.func.count()).select_from(signing_secrets)).scalar()
+    assert after == before == 2
 
 
 # --- anti-forgery ------------------------------------------------------------------------

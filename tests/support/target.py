@@ -1,6 +1,7 @@
 """A real HTTP target on loopback for tests: records every request it receives.
 
-Paths choose behaviour: ``/ok`` answers 200, ``/missing`` 404, ``/flaky/N`` answers 503
+Paths choose behaviour: ``/ok`` answers 200, ``/missing`` 404, ``/gone`` 410 (a receiver
+that wants no more, as Standard Webhooks has it), ``/flaky/N`` answers 503
 to the first N attempts of each idempotency key and 200 after, ``/slow/S`` waits S
 seconds before answering 200, ``/drip/S/N`` answers the first N attempts of each key
 with a 200 whose body arrives one byte every quarter second for S seconds (each read
@@ -86,6 +87,8 @@ class Target:
         parts = request.path.strip("/").split("/")
         if parts[0] == "missing":
             return web.Response(status=404, text="no such hook")
+        if parts[0] == "gone":
+            return web.Response(status=410, text="this endpoint is gone")
         if parts[0] == "flaky" and seen <= int(parts[1]):
             return web.Response(status=503, text="try later")
         if parts[0] == "slow":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 
@@ -23,6 +24,9 @@ SECRET = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij0123456789-_", mi
         ("X-Api-Key: k-1234567890", "k-1234567890"),
         ("key th_abcdefgh_0123456789abcdefghijABCDEFGHIJ_- leaked", "0123456789abcdefghij"),
         ("secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        # A standard-webhooks secret: standard base64, "/" and "+" anywhere in it.
+        ("secret whsec_N2/Vh9ZLg2Y3IURWanL7DmhcrE6sTBDftN9IbRhDFtY=", "Vh9ZLg2Y3IURWanL7"),
+        ("secret whsec_ab+/cdefGHIJklmnOPQRstuv0123456789ABCDEFGHI=", "cdefGHIJklmn"),
         ("postgresql://taskhub:hunter2@db:5432/taskhub", "hunter2"),
         ("password=correct-horse", "correct-horse"),
         ("Authorization: Token abc123", "abc123"),
@@ -51,6 +55,13 @@ def test_ordinary_text_is_left_alone() -> None:
 
 #: Surrounding text that cannot itself contain the secret (so a match is a leak).
 AROUND = st.text(alphabet=" .,:;!?()[]{}\"'\n\té", max_size=30)
+
+
+@given(prefix=AROUND, key=st.binary(min_size=24, max_size=64), suffix=AROUND)
+def test_a_standard_webhooks_secret_never_survives(prefix: str, key: bytes, suffix: str) -> None:
+    secret = "whsec_" + base64.b64encode(key).decode()
+    cleaned = logs.redact(f"{prefix} signing secret {secret} {suffix}")
+    assert secret[6:] not in cleaned and secret[10:20] not in cleaned
 
 
 @given(prefix=AROUND, secret=SECRET, suffix=AROUND)

@@ -41,6 +41,16 @@ def test_request_message_round_trip() -> None:
     assert TriggerRequest.from_message(json.loads(json.dumps(message))) == request
 
 
+def test_standard_webhooks_secrets_travel_only_when_there_are_some() -> None:
+    plain = req("https://example.invalid/hook")
+    assert "sealed_webhook_secrets" not in plain.to_message()
+    signed = req("https://example.invalid/hook", sealed_webhook_secrets=["s1", "s2"])
+    message = json.loads(json.dumps(signed.to_message()))
+    assert message["sealed_webhook_secrets"] == ["s1", "s2"]
+    assert TriggerRequest.from_message(message) == signed
+    assert signed.sealed_webhook_secrets == ("s1", "s2")  # a list becomes a tuple
+
+
 def test_request_message_writes_every_instant_in_utc() -> None:
     from zoneinfo import ZoneInfo
 
@@ -131,6 +141,7 @@ def test_float_bytes_is_the_encoded_length(value: float) -> None:
     not_before=st.none() | times,
     sealed_headers=st.none() | texts,
     secrets=st.lists(texts, max_size=3),
+    webhook_secrets=st.lists(texts, max_size=3),
     limit=st.none()
     | st.builds(HostLimit, st.none() | st.integers(1, 10**6), st.none() | st.floats(0.01, 1e6)),
     tenant=st.none() | texts,
@@ -148,6 +159,7 @@ def test_message_bytes_bounds_the_encoded_size_closely(
     not_before: datetime | None,
     sealed_headers: str | None,
     secrets: list[str],
+    webhook_secrets: list[str],
     limit: HostLimit | None,
     tenant: str | None,
 ) -> None:
@@ -165,6 +177,7 @@ def test_message_bytes_bounds_the_encoded_size_closely(
         send_by=send_by,
         sealed_headers=sealed_headers,
         sealed_signing_secrets=tuple(secrets),
+        sealed_webhook_secrets=tuple(webhook_secrets),
         rate_limit=limit,
         not_before=not_before,
         tenant=tenant,

@@ -1,4 +1,5 @@
-"""The signing secrets: the keys of X-Taskhub-Signature, shown once, listed by hint."""
+"""The signing secrets: the keys of X-Taskhub-Signature or of the Standard Webhooks
+headers (their ``scheme``), shown once, listed by hint."""
 
 from __future__ import annotations
 
@@ -6,8 +7,14 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from taskhub.api.deps import Authed
-from taskhub.api.schemas import SigningSecretCreated, SigningSecretPage, answers
+from taskhub.api.deps import Authed, OptionalJsonBody
+from taskhub.api.schemas import (
+    SigningSecretCreate,
+    SigningSecretCreated,
+    SigningSecretPage,
+    answers,
+    body_doc,
+)
 from taskhub.service import signing_secrets
 
 router = APIRouter(tags=["signing secrets"])
@@ -19,12 +26,16 @@ router = APIRouter(tags=["signing secrets"])
     **answers(
         SigningSecretCreated,
         409,
-        summary="Create a signing secret (shown once); at most two active at once",
+        summary="Create a signing secret (shown once); at most two active per scheme",
     ),
+    openapi_extra=body_doc(SigningSecretCreate, required=False),
 )
-def create_signing_secret(caller: Authed) -> dict[str, Any]:
+def create_signing_secret(caller: Authed, body: OptionalJsonBody) -> dict[str, Any]:
+    scheme = signing_secrets.parse_create_request(body)
     secret, stored = caller.run(
-        lambda conn: signing_secrets.create_secret(conn, caller.tenant, caller.now, caller.settings)
+        lambda conn: signing_secrets.create_secret(
+            conn, caller.tenant, caller.now, caller.settings, scheme
+        )
     )
     return {**stored.to_dict(), "secret": secret}
 

@@ -8,10 +8,13 @@ import time
 import uuid
 
 import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from taskhub.core.messages import TriggerRequest
 from taskhub.core.sealing import Sealer, generate_key, sealer_for
 from taskhub.core.signing import new_secret, verify
+from taskhub.core.standard_webhooks import new_secret as webhook_secret
 from taskhub.engine import exchange
 from tests.support.messages import req
 from tests.support.processes import free_port
@@ -146,3 +149,93 @@ def test_no_signing_secrets_no_signature(target: Target) -> None:
     fire_one(req(f"http://127.0.0.1:{target.port}/echo/{token}"))
     [seen] = target.hits(token)
     assert all(k.lower() != "x-taskhub-signature" for k, _ in seen.headers)
+
+
+# --------------------------------------------------------------------------- Standard Webhooks
+
+
+def _sent(seen_headers: list[tuple[str, str]], name: str) -> list[str]:
+    return [v for k, v in seen_headers if k.lower() == name.lower()]
+
+
+def test_standard_webhooks_headers_verify_with_the_reference_library(target: Target) -> None:
+    """What the attempt sent, as the target received it, verified by ``standardwebhooks``:
+    the id is the occurrence's Idempotency-Key, the timestamp the send time, one ``v1``
+    per secret (a rotation), and a task's own ``webhook-*`` headers cannot forge them."""
+    old, new = webhook_secret(), webhook_secret()
+    sealer = sealer_for(OPEN)
+    token = uuid.uuid4().hex
+    body = '{"kind": "nightly", "é": 1}'
+    request = req(
+        f"http://127.0.0.1:{target.port}/echo/{token}",
+        method="POST",
+        body=body,
+        headers={"Webhook-Signature": "v1,Zm9yZ2Vk", "WEBHOOK-ID": "forged"},
+        sealed_webhook_secrets=(sealer.seal(old), sealer.seal(new)),
+    )
+    message = json.dumps(request.to_message())
+    assert old not in message and new not in message
+    before = int(time.time())
+    outcome = fire_one(TriggerRequest.from_message(json.loads(message)))
+    after = int(time.time())
+    assert outcome.http_status == 200, outcome.error
+    [seen] = target.hits(token)
+    for name in ("webhook-id", "webhook-timestamp", "webhook-signature"):
+        assert len(_sent(seen.headers, name)) == 1, name
+    headers = dict(seen.headers)
+    assert (
+        headers["webhook-id"]
+        == request.idempotency_key
+        == _sent(seen.headers, "Idempotency-Key")[0]
+    )
+    assert before <= int(headers["webhook-timestamp"]) <= after
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert Webhook(old).verify(seen.body, headers) == {"kind": "nightly", "é": 1}
+    assert Webhook(new).verify(seen.body, headers) == {"kind": "nightly", "é": 1}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new).verify(seen.body + b" ", headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(webhook_secret()).verify(seen.body, headers)
+    assert _sent(seen.headers, "X-Taskhub-Signature") == []  # no taskhub-scheme secret
+
+
+def test_both_schemes_sign_side_by_side(target: Target) -> None:
+    taskhub_secret, standard = new_secret(), webhook_secret()
+    sealer = sealer_for(OPEN)
+    token = uuid.uuid4().hex
+    request = req(
+        f"http://127.0.0.1:{target.port}/echo/{token}",
+        method="PUT",
+        body="[1, 2]",
+        sealed_signing_secrets=(sealer.seal(taskhub_secret),),
+        sealed_webhook_secrets=(sealer.seal(standard),),
+    )
+    assert fire_one(request).http_status == 200
+    [seen] = target.hits(token)
+    headers = dict(seen.headers)
+    assert verify(headers["X-Taskhub-Signature"], seen.body, [taskhub_secret])
+    assert Webhook(standard).verify(seen.body, headers) == [1, 2]
+
+
+def test_a_task_of_a_tenant_without_standard_secrets_keeps_its_own_webhook_headers(
+    target: Target,
+) -> None:
+    """Forwarding to a receiver that checks another sender's Standard Webhooks headers is
+    the task's business: taskhub touches them only when it signs with that scheme."""
+    token = uuid.uuid4().hex
+    own = {"webhook-id": "msg_1", "webhook-timestamp": "1", "webhook-signature": "v1,abc"}
+    assert fire_one(req(f"http://127.0.0.1:{target.port}/echo/{token}", headers=own)).http_status
+    [seen] = target.hits(token)
+    assert {k: v for k, v in seen.headers if k.lower().startswith("webhook-")} == own
+
+
+def test_an_echoed_standard_webhooks_secret_never_reaches_the_excerpt(target: Target) -> None:
+    secret = webhook_secret()
+    request = req(
+        f"http://127.0.0.1:{target.port}/mirror?pad=0",
+        headers={"X-Leak": secret},
+        sealed_webhook_secrets=(sealer_for(OPEN).seal(secret),),
+    )
+    outcome = fire_one(request)
+    assert outcome.http_status == 200
+    assert secret[6:20] not in json.dumps(outcome.to_message())
