@@ -561,11 +561,12 @@ def test_a_signing_secret_is_shown_once_then_only_as_its_hint_and_can_be_revoked
     sign_in(page, console, key)
     nav(page, "Signing secrets").click()
     page.get_by_role("button", name="Create").click()
+    expect(page.get_by_label("New signing secret")).to_be_visible()  # the answer has come
     secret = re.search(r"whsec_[A-Za-z0-9_-]{20,}", everything_shown(page))
     assert secret, everything_shown(page)
     nav(page, "Signing secrets").click()
-    assert secret.group(0) not in page.content()
     expect(page.get_by_text(f"whsec_…{secret.group(0)[-4:]}", exact=True)).to_be_visible()
+    assert secret.group(0) not in page.content()
     screenshot(page, "signing-secrets")
     page.get_by_role("button", name="Revoke").click()
     notice(page, "Signing secret revoked.")
@@ -583,12 +584,13 @@ def test_a_standard_webhooks_secret_is_created_from_the_scheme_choice(
     nav(page, "Signing secrets").click()
     page.get_by_label("Scheme").select_option("standard-webhooks")
     page.get_by_role("button", name="Create").click()
+    expect(page.get_by_label("New signing secret")).to_be_visible()  # the answer has come
     secret = re.search(r"whsec_[A-Za-z0-9+/=]{40,}", everything_shown(page))
     assert secret, everything_shown(page)
     Webhook(secret.group(0))  # the spec's reference library reads it as it is shown
     nav(page, "Signing secrets").click()
-    assert secret.group(0) not in page.content()
     expect(page.get_by_role("cell", name="standard-webhooks", exact=True)).to_be_visible()
+    assert secret.group(0) not in page.content()
     with console.api(key) as api:
         (listed,) = api.get("/v1/signing-secrets").json()["items"]
         assert listed["scheme"] == "standard-webhooks"
