@@ -164,7 +164,7 @@ def exclusions_of(
     found: dict[str, Exclusions] = {}
     for t in wanted:
         found[str(t["id"])] = Exclusions(
-            skips=frozenset(skipped.get(as_uuid(t["id"]), ())),
+            skips=frozenset(skipped.get(as_uuid(t["id"]), ())) if t["has_skips"] else frozenset(),
             calendars=tuple(
                 by_name[(t["tenant"], n)]
                 for n in (t["exclude_calendars"] or ())
