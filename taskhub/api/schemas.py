@@ -370,8 +370,8 @@ class FireTime(_Strict):
     )
     reason: str | None = Field(
         default=None,
-        description="Why a skipped occurrence does not fire: `skip`, or `calendar:<name>`. "
-        "Absent when it fires.",
+        description="Why a skipped occurrence does not fire: `skip`, or `calendar:<name>`; "
+        "null when it fires.",
         examples=["skip", "calendar:tw-holidays"],
     )
 

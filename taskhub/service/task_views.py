@@ -305,11 +305,10 @@ def _preview(
             "utc": cursor.isoformat(),
             "local": cursor.astimezone(zone).isoformat() if zone else cursor.isoformat(),
             "skipped": reason is not None,
+            "reason": reason,
         }
         if reason is None:
             fired += 1
-        else:
-            entry["reason"] = reason
         entries.append(entry)
     return {
         "timezone": schedule.timezone if isinstance(schedule, Cron) else limits.DEFAULT_TIMEZONE,

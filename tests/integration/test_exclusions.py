@@ -131,6 +131,23 @@ def test_calendar_names_are_unique_per_tenant_and_tenants_are_kept_apart(api: Ap
     )
 
 
+def test_every_calendar_route_needs_a_key_and_is_in_the_openapi_document(api: Api) -> None:
+    calendar(api, "holidays", [])
+    before = everything(api.engine)
+    for method in ("GET", "PATCH", "DELETE"):
+        response = api.anonymous.request(method, "/v1/calendars/holidays", content=b"{}")
+        assert api.error(response, 401)["code"] == "unauthorized"
+    assert everything(api.engine) == before
+    document = api.anonymous.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert {"Calendar", "CalendarCreate", "CalendarPatch", "SkipRequest", "Skip"} <= set(schemas)
+    assert set(schemas["FireTime"]["properties"]) == {"utc", "local", "skipped", "reason"}
+    one = document["paths"]["/v1/calendars/{name}"]
+    assert {"get", "patch", "delete"} <= set(one)
+    assert "409" in one["delete"]["responses"] and "404" in one["patch"]["responses"]
+    assert "exclude_calendars" in schemas["TaskCreate"]["properties"]
+
+
 def test_a_calendar_patch_that_renames_or_is_bad_changes_nothing(api: Api) -> None:
     calendar(api, "holidays", ["2030-01-01"])
     before = everything(api.engine)
