@@ -118,16 +118,17 @@ def skips_of(conn: Connection, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID,
     return found
 
 
-def prune_skips(conn: Connection, before: datetime) -> int:
-    """Delete skips of occurrences before ``before`` (they can no longer fall due);
-    ``has_skips`` follows for the tasks that had them. Returns how many."""
-    tasks = [
-        row.task_id
-        for row in conn.execute(sa.select(S.task_id).where(S.scheduled_for < before).distinct())
-    ]
+def prune_skips(conn: Connection, before: datetime, task_id: uuid.UUID | None = None) -> int:
+    """Delete skips of occurrences before ``before`` (they can no longer fall due), of
+    one task or of all; ``has_skips`` follows for the tasks that had them. Returns how
+    many."""
+    old = S.scheduled_for < before
+    if task_id is not None:
+        old = sa.and_(old, S.task_id == task_id)
+    tasks = [row.task_id for row in conn.execute(sa.select(S.task_id).where(old).distinct())]
     if not tasks:
         return 0
-    count = conn.execute(sa.delete(occurrence_skips).where(S.scheduled_for < before)).rowcount
+    count = conn.execute(sa.delete(occurrence_skips).where(old)).rowcount
     for task_id in tasks:
         _refresh_has_skips(conn, task_id)
     return int(count)

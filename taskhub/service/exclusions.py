@@ -29,6 +29,8 @@ from taskhub.engine import withdrawal
 from taskhub.service.task_views import TaskId, task_row
 
 _MICROSECOND = timedelta(microseconds=1)
+#: How long a skip is kept after its occurrence: past it, it can no longer fall due.
+SKIP_KEPT = timedelta(days=1)
 CALENDAR_FIELDS = ("name", "timezone", "dates")
 
 # --- calendars ------------------------------------------------------------------------
@@ -177,6 +179,7 @@ def skip_occurrence(
         raise ValidationError("scheduled_for", "is not an occurrence of the task's schedule")
     if instant < now:
         raise ValidationError("scheduled_for", "is in the past")
+    exclusion_queries.prune_skips(conn, now - SKIP_KEPT, row["id"])
     if exclusion_queries.count_skips(conn, row["id"]) >= limits.MAX_SKIPS_PER_TASK:
         raise ValidationError(
             "scheduled_for",
@@ -202,8 +205,9 @@ def unskip_occurrence(
 
 
 def prune_skips(conn: Connection, now: datetime) -> int:
-    """Delete skips of occurrences more than a day past: they can no longer fall due."""
-    return exclusion_queries.prune_skips(conn, now - timedelta(days=1))
+    """Delete every task's skips more than :data:`SKIP_KEPT` past (a skip prunes its own
+    task's first; this is for an operator's or a maintenance job's sweep)."""
+    return exclusion_queries.prune_skips(conn, now - SKIP_KEPT)
 
 
 # --- the next occurrence --------------------------------------------------------------

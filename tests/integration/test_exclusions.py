@@ -400,3 +400,20 @@ def test_past_skips_are_pruned(engine: Engine) -> None:
         exclusion_queries.remove_skip(conn, task_id, M + timedelta(days=3))
         row = task_queries.get_task(conn, task_id)
         assert row is not None and row["has_skips"] is False
+
+
+def test_a_skip_prunes_its_tasks_past_skips(engine: Engine) -> None:
+    task_id = add_task(engine, {"cron": "* * * * *"})
+    later = M + timedelta(days=2)
+    with engine.begin() as conn:
+        exclusion_queries.add_skip(conn, task_id, M, M)
+        exclusions.skip_occurrence(
+            conn,
+            "default",
+            task_id,
+            {"scheduled_for": (later + timedelta(minutes=1)).isoformat()},
+            later,
+        )
+        assert exclusion_queries.skips_of(conn, [task_id]) == {
+            task_id: {later + timedelta(minutes=1)}
+        }
