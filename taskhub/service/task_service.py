@@ -251,7 +251,7 @@ def update_task(
         quotas.check_schedule(conn, tenant, definition.schedule, now, settings)
     if task_queries.task_name_taken(conn, tenant, definition.name, except_id=row["id"]):
         raise Conflict("a task with this name exists", "name")
-    if (withdrawal.FIRING_FIELDS | {"exclude_calendars"}) & set(patch) and withdrawal.withdraw(
+    if withdrawal.FIRING_FIELDS & set(patch) and withdrawal.withdraw(
         conn, [row["id"]], now, withdrawal.CHANGE
     ):
         row = task_row(conn, tenant, row["id"], lock=True)  # its next time and count moved back

@@ -417,3 +417,33 @@ def test_a_skip_prunes_its_tasks_past_skips(engine: Engine) -> None:
         assert exclusion_queries.skips_of(conn, [task_id]) == {
             task_id: {later + timedelta(minutes=1)}
         }
+
+
+def test_skipping_an_occurrence_already_written_down_withdraws_it(engine: Engine) -> None:
+    task_id = add_task(engine, {"cron": "* * * * *"})
+    discovery.run_tick(engine, DEFAULTS, lambda requests: None, lambda: M - timedelta(seconds=10))
+    assert claimed(engine, task_id) == [M]  # staged: its fire time is still ahead
+    with engine.begin() as conn:
+        exclusions.skip_occurrence(
+            conn, "default", task_id, {"scheduled_for": M.isoformat()}, M - timedelta(seconds=8)
+        )
+    assert claimed(engine, task_id) == []
+    assert next_time(engine, task_id) == M + timedelta(minutes=1)
+    discovery.run_tick(engine, DEFAULTS, lambda requests: None, lambda: M + timedelta(seconds=5))
+    assert claimed(engine, task_id) == [M + timedelta(minutes=1)]
+
+
+def test_a_calendar_change_withdraws_what_it_now_excludes(engine: Engine) -> None:
+    with engine.begin() as conn:
+        exclusions.create_calendar(
+            conn, "default", {"name": "days", "timezone": "UTC", "dates": []}, M
+        )
+    task_id = add_task(engine, {"cron": "* * * * *"}, exclude_calendars=["days"])
+    discovery.run_tick(engine, DEFAULTS, lambda requests: None, lambda: M - timedelta(seconds=10))
+    assert claimed(engine, task_id) == [M]
+    with engine.begin() as conn:
+        exclusions.update_calendar(
+            conn, "default", "days", {"dates": ["2026-11-22"]}, M - timedelta(seconds=8)
+        )
+    assert claimed(engine, task_id) == []
+    assert next_time(engine, task_id) == datetime(2026, 11, 23, tzinfo=UTC)
