@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from sqlalchemy.engine import Engine
 
 from taskhub.core import limits, settings
 from taskhub.core.definitions import parse_definition
 from taskhub.core.errors import ValidationError
-from taskhub.db import exclusion_queries, task_queries
+from taskhub.db import engines, exclusion_queries, schema, task_queries
 from taskhub.db.models import calendars, executions, occurrence_skips
 from taskhub.engine import discovery
 from taskhub.service import exclusions, task_service
@@ -447,3 +448,24 @@ def test_a_calendar_change_withdraws_what_it_now_excludes(engine: Engine) -> Non
         )
     assert claimed(engine, task_id) == []
     assert next_time(engine, task_id) == datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def test_migration_0015_downgrades_and_upgrades_again(database_url: str) -> None:
+    schema.upgrade(database_url)
+    engine = engines.create_engine(database_url)
+    try:
+        task_id = add_task(engine, {"cron": "* * * * *"})
+        command.downgrade(schema.alembic_config(database_url), "0014")
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("scheduled_tasks")}
+        assert not {"calendars", "occurrence_skips"} & tables
+        assert not {"exclude_calendars", "has_skips"} & columns
+        schema.upgrade(database_url)
+        schema.check(database_url)
+        with engine.connect() as conn:
+            row = task_queries.get_task(conn, task_id)
+        assert row is not None
+        assert (row["exclude_calendars"], row["has_skips"]) == (None, False)
+    finally:
+        engine.dispose()
