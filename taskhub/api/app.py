@@ -32,7 +32,14 @@ from taskhub.api import console
 from taskhub.api.console import web as console_web
 from taskhub.api.deps import Context
 from taskhub.api.errors import error_response
-from taskhub.api.routes import dead_letters, executions, operations, signing_secrets, tasks
+from taskhub.api.routes import (
+    calendars,
+    dead_letters,
+    executions,
+    operations,
+    signing_secrets,
+    tasks,
+)
 from taskhub.api.schemas import REQUEST_MODELS
 from taskhub.core.clock import utcnow
 from taskhub.core.errors import RateLimited, TaskhubError
@@ -289,6 +296,11 @@ def create_app(
                 "name": "signing secrets",
                 "description": "Keys of X-Taskhub-Signature or of the Standard Webhooks headers",
             },
+            {
+                "name": "calendars",
+                "description": "Exclusion calendars: dates on which the tasks naming them"
+                " do not fire",
+            },
             {"name": "operations", "description": "Liveness and Prometheus metrics"},
         ],
     )
@@ -300,6 +312,7 @@ def create_app(
         executions.router,
         dead_letters.router,
         signing_secrets.router,
+        calendars.router,
         operations.router,
     ):
         app.include_router(router)

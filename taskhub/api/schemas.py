@@ -20,6 +20,9 @@ from taskhub.core.statuses import ExecutionStatus, LastStatus, MisfirePolicy, Pa
 
 DateTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 Uuid = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
+Date = Annotated[
+    str, WithJsonSchema({"type": "string", "format": "date", "examples": ["2027-01-01"]})
+]
 Tags = Annotated[
     dict[str, str],
     WithJsonSchema(
@@ -95,6 +98,24 @@ AutoPause = Annotated[
 
 class _Strict(BaseModel):
     model_config = STRICT
+
+
+CalendarName = Annotated[
+    str,
+    Field(
+        pattern=limits.CALENDAR_NAME_PATTERN,
+        max_length=limits.MAX_CALENDAR_NAME_CHARS,
+        examples=["tw-holidays"],
+    ),
+]
+ExcludeCalendars = Annotated[
+    list[CalendarName],
+    Field(
+        max_length=limits.MAX_EXCLUDE_CALENDARS,
+        description="Names of the tenant's exclusion calendars: no occurrence fires on "
+        "their dates (each in its calendar's time zone).",
+    ),
+]
 
 
 class TaskRateLimit(_Strict):
@@ -232,6 +253,7 @@ class TaskPatch(_Strict):
     auto_pause_after_failures: AutoPause | None = None
     rate_limit: TaskRateLimit | None = None
     spread_seconds: Spread | None = None
+    exclude_calendars: ExcludeCalendars | None = None
 
 
 class TaskCreate(TaskPatch):
@@ -288,6 +310,7 @@ class Task(_Strict):
     auto_pause_after_failures: int | None
     rate_limit: TaskRateLimitShown | None
     spread_seconds: int
+    exclude_calendars: list[str]
     status: TaskStatus
     next_execution_time: DateTime | None
     last_execution_time: DateTime | None
@@ -341,6 +364,16 @@ class ExecutionPage(_Strict):
 class FireTime(_Strict):
     utc: DateTime
     local: DateTime = Field(description="The same instant in the schedule's time zone.")
+    skipped: bool = Field(
+        description="True for an occurrence that does not fire: skipped one by one, or on "
+        "a date of one of the task's exclusion calendars."
+    )
+    reason: str | None = Field(
+        default=None,
+        description="Why a skipped occurrence does not fire: `skip`, or `calendar:<name>`; "
+        "null when it fires.",
+        examples=["skip", "calendar:tw-holidays"],
+    )
 
 
 class Preview(_Strict):
@@ -400,6 +433,46 @@ class SigningSecretPage(_Strict):
 
 
 #: Request bodies: documented here, validated by the service functions.
+class CalendarPatch(_Strict):
+    """The fields to change; a calendar's name cannot change."""
+
+    timezone: str | None = Field(None, examples=["Asia/Taipei"])
+    dates: list[Date] | None = Field(None, max_length=limits.MAX_CALENDAR_DATES)
+
+
+class CalendarCreate(_Strict):
+    """An exclusion calendar: dates (in ``timezone``) on which the tasks that name it in
+    ``exclude_calendars`` do not fire."""
+
+    name: CalendarName
+    timezone: str = Field(examples=["Asia/Taipei"], description="An IANA time zone.")
+    dates: list[Date] = Field(default_factory=list, max_length=limits.MAX_CALENDAR_DATES)
+
+
+class Calendar(_Strict):
+    name: str
+    timezone: str
+    dates: list[Date]
+    created_at: DateTime
+    updated_at: DateTime
+
+
+class CalendarPage(_Strict):
+    items: list[Calendar]
+
+
+class SkipRequest(_Strict):
+    scheduled_for: DateTime = Field(
+        description="An occurrence of the task's schedule (an instant it fires at)."
+    )
+
+
+class Skip(_Strict):
+    task_id: Uuid
+    scheduled_for: DateTime
+    skipped: bool = Field(description="Whether the occurrence is now skipped.")
+
+
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     TaskCreate,
     TaskPatch,
@@ -407,6 +480,9 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     PauseRequest,
     RedriveFilter,
     SigningSecretCreate,
+    CalendarCreate,
+    CalendarPatch,
+    SkipRequest,
 )
 
 

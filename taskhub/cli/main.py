@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from taskhub.cli.apikey import apikey_group
+from taskhub.cli.calendar import calendar_group
 from taskhub.cli.db import db_group
 from taskhub.cli.executions import dlq_group, executions_list
 from taskhub.cli.importing import import_group, sync_command
@@ -35,6 +36,7 @@ for command in (
     health_command,
     reseal_command,
     tenant_group,
+    calendar_group,
     import_group,
     sync_command,
 ):

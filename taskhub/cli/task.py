@@ -23,7 +23,7 @@ from taskhub.core import limits
 from taskhub.core.clock import utcnow
 from taskhub.core.errors import ValidationError
 from taskhub.core.statuses import LastStatus
-from taskhub.service import task_service, task_views
+from taskhub.service import exclusions, task_service, task_views
 
 TASK_COLUMNS = ["id", "name", "status", "next_execution_time", "last_status", "execution_count"]
 
@@ -51,6 +51,7 @@ def _show_task(task: dict[str, Any], as_json: bool) -> None:
         "paused_reason",
         "paused_at",
         "tags",
+        "exclude_calendars",
     ):
         if key.startswith("paused_") and task[key] is None:
             continue
@@ -201,4 +202,30 @@ def task_preview(
     if as_json:
         print_json(preview)
         return
-    table(preview["fire_times"], ["utc", "local"])
+    table(preview["fire_times"], ["utc", "local", "reason"])
+
+
+def _skip_command(name: str, summary: str) -> click.Command:
+    """``taskhub task skip|unskip TASK_ID --at ISO``."""
+
+    @click.argument("task_id")
+    @click.option("--at", "at", required=True, help="The occurrence, ISO 8601 with offset.")
+    @tenant_option
+    @json_option
+    def command(task_id: str, at: str, tenant: str, as_json: bool) -> None:
+        function = exclusions.skip_occurrence if name == "skip" else exclusions.unskip_occurrence
+        result = call(function, tenant, task_id, {"scheduled_for": at}, utcnow())
+        if as_json:
+            print_json(result)
+        else:
+            verb = "skipped" if result["skipped"] else "no longer skipped"
+            click.echo(f"{result['scheduled_for']} of {result['task_id']}: {verb}")
+
+    command.__doc__ = summary
+    return task_group.command(name)(command)
+
+
+task_skip = _skip_command(
+    "skip", "Skip one occurrence of a task (--at, one of its schedule's times): not fired."
+)
+task_unskip = _skip_command("unskip", "Undo the skip of one occurrence: it fires again.")

@@ -48,6 +48,7 @@ TOP_LEVEL = (
     "auto_pause_after_failures",
     "rate_limit",
     "spread_seconds",
+    "exclude_calendars",
 )
 RATE_LIMIT_FIELDS = ("max_in_flight", "per_second")
 TARGET_FIELDS = ("url", "method", "headers", "body", "celery", "timeout_seconds")
@@ -84,6 +85,8 @@ class TaskDefinition:
     rate_limit: HostLimit | None = None
     #: Fire each occurrence at a stable pseudo-random offset within this many seconds.
     spread_seconds: int = limits.DEFAULT_SPREAD_S
+    #: The names of the tenant's exclusion calendars whose dates this task does not fire on.
+    exclude_calendars: tuple[str, ...] = ()
 
 
 def parse_time(value: Any, name: str) -> datetime | None:
@@ -451,6 +454,7 @@ def parse_definition(
         auto_pause_after_failures=parse_auto_pause(data.get("auto_pause_after_failures")),
         rate_limit=parse_rate_limit(data.get("rate_limit")),
         spread_seconds=parse_spread(data.get("spread_seconds")),
+        exclude_calendars=parse_exclude_calendars(data.get("exclude_calendars")),
     )
 
 
@@ -460,3 +464,36 @@ def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
     if isinstance(schedule, Interval):
         return {"interval_seconds": schedule.interval_seconds}
     return {"at": schedule.at.isoformat()}
+
+
+_CALENDAR_NAME = re.compile(limits.CALENDAR_NAME_PATTERN)
+
+
+def parse_calendar_name(value: Any, field_path: str = "name") -> str:
+    """A calendar's name: lower-case letters, digits, ``_``, ``.`` and ``-``."""
+    if not isinstance(value, str) or not _CALENDAR_NAME.match(value):
+        raise ValidationError(
+            field_path,
+            f"must be 1 to {limits.MAX_CALENDAR_NAME_CHARS} lower-case letters, digits, "
+            "'_', '.' or '-', starting with a letter or digit",
+        )
+    return value
+
+
+def parse_exclude_calendars(value: Any) -> tuple[str, ...]:
+    """A task's ``exclude_calendars``: distinct calendar names, in the order given
+    (whether each exists is the service's to check)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ValidationError("exclude_calendars", "must be a list of calendar names")
+    if len(value) > limits.MAX_EXCLUDE_CALENDARS:
+        raise ValidationError(
+            "exclude_calendars", f"must name at most {limits.MAX_EXCLUDE_CALENDARS} calendars"
+        )
+    names: list[str] = []
+    for index, item in enumerate(value):
+        name = parse_calendar_name(item, f"exclude_calendars[{index}]")
+        if name not in names:
+            names.append(name)
+    return tuple(names)

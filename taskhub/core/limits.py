@@ -127,3 +127,15 @@ MAX_PAUSE_REASON_CHARS = 1000
 MIN_PREVIEW = 1
 MAX_PREVIEW = 100
 DEFAULT_PREVIEW = 10
+
+# --- skips and exclusion calendars ------------------------------------------------------
+
+#: A calendar's name: what a task's ``exclude_calendars`` and the URL name it by.
+MAX_CALENDAR_NAME_CHARS = 64
+CALENDAR_NAME_PATTERN = rf"^[a-z0-9][a-z0-9_.-]{{0,{MAX_CALENDAR_NAME_CHARS - 1}}}$"
+#: Dates one calendar holds: a claim steps over each excluded date at most once.
+MAX_CALENDAR_DATES = 1000
+#: Calendars one task may name in ``exclude_calendars``.
+MAX_EXCLUDE_CALENDARS = 10
+#: Skipped occurrences one task may hold at a time (past ones are pruned).
+MAX_SKIPS_PER_TASK = 1000

@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from taskhub.core.exclusions import Exclusions
 from taskhub.core.schedules import Schedule, Window, next_occurrence
 from taskhub.core.statuses import MisfirePolicy
 
@@ -102,6 +103,7 @@ def plan_claim(
     now: datetime,
     occurrences_so_far: int,
     horizon: datetime | None = None,
+    exclusions: Exclusions | None = None,
 ) -> Plan:
     """The occurrences due at ``now`` starting at the task's ``next_execution_time``; with
     ``horizon``, also those after ``now`` up to it (what falls due before the next tick, to
@@ -112,11 +114,24 @@ def plan_claim(
     due (in the past, or before ``horizon``) and the next claim continues from there
     (whatever was already fired is never returned again: ``next_time`` is always after
     every fired time).
+
+    With ``exclusions``, skipped occurrences and those on an excluded date are stepped
+    over: neither fired, nor counted, nor stored as ``next_time``.
     """
+    if exclusions is not None and exclusions.empty:
+        exclusions = None
+
+    def step(after: datetime, count: int) -> datetime | None:
+        return next_included(schedule, after, window, count, exclusions)
+
     max_per_claim = rules.max_per_claim
     fire: list[datetime] = []
     count = occurrences_so_far
     current: datetime | None = first_due
+    if exclusions is not None and current is not None:
+        resume = exclusions.resume_after(current)  # excluded after it was stored
+        if resume is not None:
+            current = step(resume, count)
     grace_horizon = now - timedelta(seconds=rules.misfire_grace_s)
     # Occurrences exactly ``misfire_grace_s`` late are still within the grace.
     just_before_horizon = grace_horizon - _MICROSECOND
@@ -125,13 +140,15 @@ def plan_claim(
         if policy is MisfirePolicy.FIRE_ONCE:
             fire.append(current)
             count += 1
-            current = next_occurrence(schedule, max(current, just_before_horizon), window, count)
+            current = step(max(current, just_before_horizon), count)
         elif policy is MisfirePolicy.SKIP:
-            current = next_occurrence(schedule, just_before_horizon, window, count)
+            current = step(just_before_horizon, count)
         else:
             missed = newest_missed(
                 schedule, window, current, grace_horizon, count, rules.fire_each_max
             )
+            if exclusions is not None:
+                missed = [m for m in missed if exclusions.resume_after(m) is None]
             for index, instant in enumerate(missed):
                 if len(fire) == max_per_claim:
                     # The rest are among the newest still: the next claim goes on from here.
@@ -139,12 +156,12 @@ def plan_claim(
                 fire.append(instant)
                 count += 1
             after = max(missed[-1], just_before_horizon) if missed else just_before_horizon
-            current = next_occurrence(schedule, after, window, count)
+            current = step(after, count)
     until = now if horizon is None else max(now, horizon)
     while current is not None and current <= until and len(fire) < max_per_claim:
         fire.append(current)
         count += 1
-        current = next_occurrence(schedule, current, window, count)
+        current = step(current, count)
     return Plan(fire=fire, next_time=current)
 
 
@@ -184,3 +201,32 @@ def newest_missed(
         if seen >= limit or start == first_due:
             return list(newest)
         span *= 4
+
+
+def next_included(
+    schedule: Schedule,
+    after: datetime,
+    window: Window,
+    occurrences_so_far: int,
+    exclusions: Exclusions | None,
+) -> datetime | None:
+    """The first occurrence after ``after`` that ``exclusions`` does not exclude.
+
+    Terminates: each step over an excluded occurrence passes a skip or a whole excluded
+    date, of which a task has finitely many (``limits``)."""
+    instant = next_occurrence(schedule, after, window, occurrences_so_far)
+    if exclusions is None:
+        return instant
+    while instant is not None:
+        resume = exclusions.resume_after(instant)
+        if resume is None:
+            return instant
+        instant = next_occurrence(schedule, resume, window, occurrences_so_far)
+    return None
+
+
+def first_included(
+    schedule: Schedule, now: datetime, window: Window, exclusions: Exclusions | None
+) -> datetime | None:
+    """The first occurrence at or after ``now`` that ``exclusions`` does not exclude."""
+    return next_included(schedule, now - _MICROSECOND, window, 0, exclusions)

@@ -157,6 +157,12 @@ scheduled_tasks = sa.Table(
     sa.Column("rate_limit_max_in_flight", sa.Integer()),
     sa.Column("rate_limit_per_second", sa.Float()),
     sa.Column("spread_seconds", sa.Integer(), nullable=False, server_default="0"),
+    # Exclusions (migration 0015): the names of the tenant's calendars whose dates the
+    # task does not fire on (a JSON list; NULL: none), and whether it has skipped
+    # occurrences stored in ``occurrence_skips``. A claim reads both, and the skips and
+    # calendars only of the tasks that have any.
+    sa.Column("exclude_calendars", _json(none_as_null=True)),
+    sa.Column("has_skips", sa.Boolean(), nullable=False, server_default=sa.false()),
     # state
     sa.Column("is_active", sa.Boolean(), nullable=False, server_default=sa.true()),
     sa.Column("is_finished", sa.Boolean(), nullable=False, server_default=sa.false()),
@@ -219,6 +225,32 @@ next_occurrences = sa.Table(
     sa.Column("scheduled_for", UTCDateTime(), nullable=False),
     sa.Column("task_id", sa.Uuid(), nullable=False),
     sa.PrimaryKeyConstraint("scheduled_for", "task_id"),
+)
+
+#: Exclusion calendars (migration 0015): per tenant, by name; ``dates`` a JSON list of
+#: ``YYYY-MM-DD`` strings, dates in ``timezone``.
+calendars = sa.Table(
+    "calendars",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True, default=uuid.uuid4),
+    sa.Column("tenant", sa.String(TENANT_MAX_LENGTH), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("dates", _json(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("tenant", "name"),
+)
+
+#: Occurrences skipped one by one (migration 0015). No foreign key, as for executions:
+#: they go with their task (``task_queries.delete_task``).
+occurrence_skips = sa.Table(
+    "occurrence_skips",
+    metadata,
+    sa.Column("task_id", sa.Uuid(), nullable=False),
+    sa.Column("scheduled_for", UTCDateTime(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("task_id", "scheduled_for"),
 )
 
 executions = sa.Table(

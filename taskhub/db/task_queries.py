@@ -18,6 +18,7 @@ from taskhub.db.models import (
     UTCDateTime,
     executions,
     next_occurrences,
+    occurrence_skips,
     read_as_json_object,
     read_as_uuid_text,
     scheduled_tasks,
@@ -112,6 +113,8 @@ CLAIM_COLUMNS = (
     T.occurrence_count,
     T.misfire_policy,
     T.spread_seconds,
+    T.exclude_calendars,
+    T.has_skips,
     *TARGET_COLUMNS,
 )
 
@@ -382,4 +385,5 @@ def delete_task(conn: Connection, task_id: uuid.UUID) -> None:
     execution meanwhile."""
     remove_next_occurrences(conn, [task_id])
     conn.execute(sa.delete(executions).where(E.task_id == task_id))
+    conn.execute(sa.delete(occurrence_skips).where(occurrence_skips.c.task_id == task_id))
     conn.execute(sa.delete(scheduled_tasks).where(T.id == task_id))

@@ -51,7 +51,13 @@ from taskhub.core.occurrences import ClaimRules, idempotency_key, plan_claim, sp
 from taskhub.core.settings import Settings
 from taskhub.core.signing import Scheme
 from taskhub.core.statuses import ExecutionStatus, MisfirePolicy
-from taskhub.db import execution_queries, key_queries, metric_queries, task_queries
+from taskhub.db import (
+    exclusion_queries,
+    execution_queries,
+    key_queries,
+    metric_queries,
+    task_queries,
+)
 from taskhub.db.rows import (
     NewExecution,
     PublishLease,
@@ -196,6 +202,8 @@ def claim_occurrences(
     more = len(tasks) == settings.claim_batch_size
     queued, running = ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value
     rules = _claim_rules(settings)
+    # Skips and calendars, read for the tasks that have any (none in the common case).
+    excluded = exclusion_queries.exclusions_of(conn, tasks)
     for row in tasks:
         plan = plan_claim(
             schedule_of(row),
@@ -205,6 +213,7 @@ def claim_occurrences(
             now=now,
             occurrences_so_far=row["occurrence_count"],
             horizon=horizon,
+            exclusions=excluded.get(row["id"]),
         )
         more = more or (plan.next_time is not None and plan.next_time <= horizon)
         task_id: str = row["id"]  # text (task_queries.CLAIM_COLUMNS)

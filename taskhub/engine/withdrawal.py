@@ -53,7 +53,15 @@ DELETE = "delete"
 #: occurrences are withdrawn and claimed again as the changed task says. Any other field
 #: (name, tags, retry, ...) leaves them as they are.
 FIRING_FIELDS = frozenset(
-    {"schedule", "start_at", "end_at", "max_executions", "target", "spread_seconds"}
+    {
+        "schedule",
+        "start_at",
+        "end_at",
+        "max_executions",
+        "target",
+        "spread_seconds",
+        "exclude_calendars",
+    }
 )
 
 

@@ -23,15 +23,16 @@ from taskhub.core.addresses import parse_target_url
 from taskhub.core.clock import utcnow
 from taskhub.core.definitions import URL_TARGET_FIELDS, TaskDefinition, parse_definition
 from taskhub.core.errors import Conflict, ValidationError
-from taskhub.core.occurrences import idempotency_key
-from taskhub.core.schedules import Cron, Interval, Schedule, first_occurrence
+from taskhub.core.occurrences import first_included, idempotency_key
+from taskhub.core.schedules import Cron, Interval, Schedule
 from taskhub.core.sealing import sealer_for
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, PausedBy
-from taskhub.db import execution_queries, task_queries
+from taskhub.db import exclusion_queries, execution_queries, task_queries
 from taskhub.db.rows import schedule_of, window_of
 from taskhub.engine import withdrawal
 from taskhub.service import quotas
+from taskhub.service.exclusions import check_calendars_exist
 from taskhub.service.task_views import (
     TaskId,
     definition_dict,
@@ -133,6 +134,7 @@ def _definition_columns(definition: TaskDefinition, settings: Settings) -> dict[
         if definition.rate_limit is None
         else definition.rate_limit.per_second,
         "spread_seconds": definition.spread_seconds,
+        "exclude_calendars": list(definition.exclude_calendars) or None,
     }
 
 
@@ -147,7 +149,11 @@ def create_task(
         raise Conflict("a task with this name exists", "name")
     columns = _definition_columns(definition, settings)
     schedule = schedule_of({**columns, "created_at": now})
-    first = first_occurrence(schedule, now, definition.window)
+    # A new task has no skips yet; its calendars it has (checked by the caller).
+    exclusions = exclusion_queries.exclusions_of(
+        conn, [{"id": "", "tenant": tenant, **columns, "has_skips": False}]
+    ).get("")
+    first = first_included(schedule, now, definition.window, exclusions)
     return task_queries.insert_task(
         conn,
         {
@@ -185,6 +191,7 @@ def add_task(
     """Create a task from what a user sent (:func:`parse_task`). The tenant's quotas
     apply here (:func:`create_task`, which loaders and tests call, checks none)."""
     definition = parse_task(data, now, settings)
+    check_calendars_exist(conn, tenant, definition.exclude_calendars)
     quotas.admit_task(conn, tenant, definition.schedule, now, settings)
     task_id = create_task(conn, definition, now, settings, tenant)
     return get_task(conn, tenant, task_id, settings, now)
@@ -235,6 +242,8 @@ def update_task(
         )
     merged = _merge(definition_dict(row, settings), patch)
     definition = parse_task(merged, now, settings, require_future_at="schedule" in patch)
+    if "exclude_calendars" in patch:
+        check_calendars_exist(conn, tenant, definition.exclude_calendars)
     stored = stored_secrets(row, settings)
     _refuse_moved_credentials(definition, row["url"], stored)
     definition = _keep_masked(definition, stored)
@@ -248,13 +257,16 @@ def update_task(
         row = task_row(conn, tenant, row["id"], lock=True)  # its next time and count moved back
     columns = _definition_columns(definition, settings)
     values: dict[str, Any] = {**columns, "updated_at": now}
-    if "schedule" in patch or {"start_at", "end_at", "max_executions"} & set(patch):
+    if {"schedule", "start_at", "end_at", "max_executions", "exclude_calendars"} & set(patch):
         schedule = schedule_of({**columns, "created_at": row["created_at"]})
         window = window_of(columns)
         if window.max_executions is not None and row["occurrence_count"] >= window.max_executions:
             next_time = None
         else:
-            next_time = first_occurrence(schedule, now, window)
+            exclusions = exclusion_queries.exclusions_of(conn, [{**row, **columns}]).get(
+                str(row["id"])
+            )
+            next_time = first_included(schedule, now, window, exclusions)
         values["next_execution_time"] = next_time
         values["is_finished"] = next_time is None and not task_queries.tasks_with_open_executions(
             conn, [row["id"]]
@@ -341,16 +353,17 @@ def resume_task(
         "updated_at": now,
     }
     if not row["is_active"] and row["next_execution_time"] is not None:
-        values["next_execution_time"] = _next_from(row, now)
+        values["next_execution_time"] = _next_from(conn, row, now)
     task_queries.update_task(conn, row["id"], values)
     return get_task(conn, tenant, row["id"], settings, now)
 
 
-def _next_from(row: RowMapping, now: datetime) -> datetime | None:
+def _next_from(conn: Connection, row: RowMapping, now: datetime) -> datetime | None:
     window = window_of(row)
     if window.max_executions is not None and row["occurrence_count"] >= window.max_executions:
         return None
-    return first_occurrence(schedule_of(row), now, window)
+    exclusions = exclusion_queries.exclusions_of(conn, [row]).get(str(row["id"]))
+    return first_included(schedule_of(row), now, window, exclusions)
 
 
 def run_task_now(conn: Connection, tenant: str, task_id: TaskId, now: datetime) -> dict[str, Any]:

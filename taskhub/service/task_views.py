@@ -28,11 +28,12 @@ from taskhub.core.definitions import (
     schedule_to_dict,
 )
 from taskhub.core.errors import NotFound, ValidationError
-from taskhub.core.schedules import Cron, Interval, Schedule, Window, upcoming
+from taskhub.core.exclusions import Exclusions
+from taskhub.core.schedules import Cron, Interval, Schedule, Window, next_occurrence
 from taskhub.core.sealing import sealer_for
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, LastStatus, TaskStatus, task_status
-from taskhub.db import task_queries, withdrawal_queries
+from taskhub.db import exclusion_queries, task_queries, withdrawal_queries
 from taskhub.db.rows import celery_call_of, rate_limit_of, schedule_of, window_of
 
 _MICROSECOND = timedelta(microseconds=1)
@@ -101,6 +102,7 @@ def definition_dict(row: RowMapping | Mapping[str, Any], settings: Settings) -> 
         "auto_pause_after_failures": row["auto_pause_after_failures"],
         "rate_limit": rate_limit_dict(rate_limit_of(row)),
         "spread_seconds": row["spread_seconds"],
+        "exclude_calendars": list(row.get("exclude_calendars") or []),
     }
 
 
@@ -270,25 +272,47 @@ def _cursor_uuid(value: Any) -> uuid.UUID:
 
 
 def _preview(
-    schedule: Schedule, window: Window, now: datetime, count: int, occurrences_so_far: int
+    schedule: Schedule,
+    window: Window,
+    now: datetime,
+    count: int,
+    occurrences_so_far: int,
+    exclusions: Exclusions | None = None,
+    claimed_before: datetime | None = None,
 ) -> dict[str, Any]:
+    """The next ``count`` occurrences from ``now``, each flagged ``skipped`` (with its
+    ``reason``, ``skip`` or ``calendar:<name>``) when ``exclusions`` excludes it; an
+    excluded one does not count toward ``max_executions``. Occurrences that fire before
+    ``claimed_before`` (the task's stored next time) were claimed already: not shown."""
     if not limits.MIN_PREVIEW <= count <= limits.MAX_PREVIEW:
         raise ValidationError(
             "count", f"must be between {limits.MIN_PREVIEW} and {limits.MAX_PREVIEW}"
         )
     zone = ZoneInfo(schedule.timezone) if isinstance(schedule, Cron) else None
-    # ``upcoming`` gives fire times strictly after its base; start a microsecond early so
-    # an occurrence due exactly now is shown.
-    times = upcoming(schedule, now - _MICROSECOND, window, count, occurrences_so_far)
+    entries: list[dict[str, Any]] = []
+    fired = occurrences_so_far
+    # Strictly after the cursor: start a microsecond early so an occurrence due exactly
+    # now is shown.
+    cursor: datetime | None = now - _MICROSECOND
+    while len(entries) < count and cursor is not None:
+        cursor = next_occurrence(schedule, cursor, window, fired)
+        if cursor is None:
+            break
+        reason = None if exclusions is None else exclusions.reason(cursor)
+        if reason is None and claimed_before is not None and cursor < claimed_before:
+            continue
+        entry: dict[str, Any] = {
+            "utc": cursor.isoformat(),
+            "local": cursor.astimezone(zone).isoformat() if zone else cursor.isoformat(),
+            "skipped": reason is not None,
+            "reason": reason,
+        }
+        if reason is None:
+            fired += 1
+        entries.append(entry)
     return {
         "timezone": schedule.timezone if isinstance(schedule, Cron) else limits.DEFAULT_TIMEZONE,
-        "fire_times": [
-            {
-                "utc": t.isoformat(),
-                "local": t.astimezone(zone).isoformat() if zone else t.isoformat(),
-            }
-            for t in times
-        ],
+        "fire_times": entries,
     }
 
 
@@ -300,19 +324,27 @@ def preview_task(
     count: int = limits.DEFAULT_PREVIEW,
 ) -> dict[str, Any]:
     """From the next occurrence that will really fire (:func:`next_fire`): one written
-    down but not fired yet comes first, and counts as not yet fired."""
+    down but not fired yet comes first, and counts as not yet fired. Occurrences the
+    task's skips and exclusion calendars exclude are shown, flagged ``skipped``."""
     row = task_row(conn, tenant, task_id)
     unfired = _unfired(conn, [row], now).get(row["id"])
     if row["is_finished"] or next_fire(row, unfired) is None:
         return _preview(schedule_of(row), window_of(row), now, count, 0) | {"fire_times": []}
     so_far = row["occurrence_count"]
+    exclusions = exclusion_queries.exclusions_of(conn, [row]).get(str(row["id"]))
+    claimed_before = None
     if unfired is not None:
         start, so_far = unfired[0], so_far - unfired[1]
     elif row["is_active"]:
         start = max(now, row["next_execution_time"])
+        if exclusions is not None and start > now:
+            # The excluded occurrences before the stored next time are shown too.
+            start, claimed_before = now, row["next_execution_time"]
     else:
         start = now
-    return _preview(schedule_of(row), window_of(row), start, count, so_far)
+    return _preview(
+        schedule_of(row), window_of(row), start, count, so_far, exclusions, claimed_before
+    )
 
 
 def preview_schedule(

@@ -44,6 +44,7 @@ TASK_FIELDS = {
     "auto_pause_after_failures",
     "rate_limit",
     "spread_seconds",
+    "exclude_calendars",
     "paused_by",
     "paused_reason",
     "paused_at",
@@ -313,9 +314,24 @@ def test_preview_in_utc_and_the_tasks_zone(api: Api) -> None:
     assert preview == {
         "timezone": "America/New_York",
         "fire_times": [
-            {"utc": "2030-03-09T14:00:00+00:00", "local": "2030-03-09T09:00:00-05:00"},
-            {"utc": "2030-03-10T13:00:00+00:00", "local": "2030-03-10T09:00:00-04:00"},
-            {"utc": "2030-03-11T13:00:00+00:00", "local": "2030-03-11T09:00:00-04:00"},
+            {
+                "utc": "2030-03-09T14:00:00+00:00",
+                "local": "2030-03-09T09:00:00-05:00",
+                "skipped": False,
+                "reason": None,
+            },
+            {
+                "utc": "2030-03-10T13:00:00+00:00",
+                "local": "2030-03-10T09:00:00-04:00",
+                "skipped": False,
+                "reason": None,
+            },
+            {
+                "utc": "2030-03-11T13:00:00+00:00",
+                "local": "2030-03-11T09:00:00-04:00",
+                "skipped": False,
+                "reason": None,
+            },
         ],
     }
     assert len(api.a.get(f"/v1/tasks/{task['id']}/preview").json()["fire_times"]) == 10
@@ -336,6 +352,8 @@ def test_preview_of_an_unsaved_schedule(api: Api) -> None:
     assert response.json()["fire_times"][0] == {
         "utc": "2027-03-14T07:00:00+00:00",
         "local": "2027-03-14T03:00:00-04:00",
+        "skipped": False,
+        "reason": None,
     }
     limited = api.a.post(
         "/v1/schedules/preview",
@@ -409,9 +427,24 @@ def test_cron_macros_and_day_tokens_are_saved_and_previewed(api: Api) -> None:
     assert unsaved.json() == {
         "timezone": "Asia/Taipei",
         "fire_times": [  # 31 days, a leap February, 31 days
-            {"utc": "2028-01-31T01:00:00+00:00", "local": "2028-01-31T09:00:00+08:00"},
-            {"utc": "2028-02-29T01:00:00+00:00", "local": "2028-02-29T09:00:00+08:00"},
-            {"utc": "2028-03-31T01:00:00+00:00", "local": "2028-03-31T09:00:00+08:00"},
+            {
+                "utc": "2028-01-31T01:00:00+00:00",
+                "local": "2028-01-31T09:00:00+08:00",
+                "skipped": False,
+                "reason": None,
+            },
+            {
+                "utc": "2028-02-29T01:00:00+00:00",
+                "local": "2028-02-29T09:00:00+08:00",
+                "skipped": False,
+                "reason": None,
+            },
+            {
+                "utc": "2028-03-31T01:00:00+00:00",
+                "local": "2028-03-31T09:00:00+08:00",
+                "skipped": False,
+                "reason": None,
+            },
         ],
     }
     stored = api.a.get(f"/v1/tasks/{saved['id']}/preview", params={"count": 3}).json()
@@ -880,6 +913,10 @@ ROUTES: list[tuple[str, str]] = [
     ("GET", "/v1/dead-letters"),
     ("POST", "/v1/dead-letters/{execution}/redrive"),
     ("POST", "/v1/dead-letters/redrive"),
+    ("POST", "/v1/tasks/{task}/skip"),
+    ("POST", "/v1/tasks/{task}/unskip"),
+    ("POST", "/v1/calendars"),
+    ("GET", "/v1/calendars"),
 ]
 
 

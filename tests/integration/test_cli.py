@@ -162,7 +162,12 @@ def test_unsaved_schedule_preview_shows_the_dst_rule(cli: Cli) -> None:
     schedule = '{"cron": "30 2 14 3 *", "timezone": "America/New_York"}'
     preview = cli.json("task", "preview", "--schedule", schedule, "--count", "1")
     assert preview["fire_times"] == [
-        {"utc": "2027-03-14T07:00:00+00:00", "local": "2027-03-14T03:00:00-04:00"}
+        {
+            "utc": "2027-03-14T07:00:00+00:00",
+            "local": "2027-03-14T03:00:00-04:00",
+            "skipped": False,
+            "reason": None,
+        }
     ]
     cli("task", "preview", "--schedule", '{"cron": "61 * * * *"}', expect=2)
     cli("task", "preview", expect=2)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from html.parser import HTMLParser
 from typing import Any, cast
 
 import pytest
@@ -15,56 +14,9 @@ from sqlalchemy.engine import Engine
 
 from taskhub.service import task_views
 from tests.support.api import T0, Api, dump, new_key
-from tests.support.console import csrf_of, signed_in_client
+from tests.support.console import csrf_of, form_of, signed_in_client
 
 SECRET = "Bearer s3cr3t-token-abcdefghijklmnop"
-
-
-class _Form(HTMLParser):
-    """The values a browser would post from a page's task form, and each input's
-    attributes by id."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.values: dict[str, str] = {}
-        self.attrs: dict[str, dict[str, str | None]] = {}
-        self._textarea: str | None = None
-        self._select: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = dict(attrs)
-        if found.get("id"):
-            self.attrs[str(found["id"])] = found
-        name = found.get("name")
-        if tag == "input" and name:
-            if found.get("type") != "checkbox" or "checked" in found:
-                self.values[name] = found.get("value") or ""
-        elif tag == "textarea" and name:
-            self._textarea = name
-            self.values[name] = ""
-        elif tag == "select" and name:
-            self._select = name
-        elif tag == "option" and self._select and "selected" in found:
-            self.values[self._select] = found.get("value") or ""
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "textarea":
-            self._textarea = None
-        elif tag == "select":
-            self._select = None
-
-    def handle_data(self, data: str) -> None:
-        if self._textarea:
-            self.values[self._textarea] += data
-
-
-def form_of(html: str) -> _Form:
-    form = _Form()
-    form.feed(html)
-    for name in ("headers", "body", "tags"):
-        # A browser drops the newline that opens a textarea's content.
-        form.values[name] = form.values.get(name, "").removeprefix("\n")
-    return form
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ FULL: dict[str, Any] = {
     "auto_pause_after_failures": 10,
     "rate_limit": {"max_in_flight": None, "per_second": 2.5},
     "spread_seconds": 30,
+    "exclude_calendars": ["tw-holidays", "ops.closed"],
 }
 
 

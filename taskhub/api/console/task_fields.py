@@ -60,6 +60,7 @@ INPUTS: Final = {
     "max_in_flight": "rate_limit.max_in_flight",
     "per_second": "rate_limit.per_second",
     "spread_seconds": "spread_seconds",
+    "exclude_calendars": "exclude_calendars",
 }
 _BY_PATH: Final = {path: name for name, path in INPUTS.items()}
 #: Each input's label, as the page shows it (and a refusal in the preview names it).
@@ -95,6 +96,7 @@ LABELS: Final = {
     "max_in_flight": "Max in flight",
     "per_second": "Per second",
     "spread_seconds": "Spread (seconds)",
+    "exclude_calendars": "Exclusion calendars",
 }
 #: Paths that name no input of their own, and the input that shows their refusal.
 _ALSO: Final = {
@@ -285,7 +287,13 @@ def definition_of(values: Mapping[str, str]) -> dict[str, Any]:
         if in_flight is None and per_second is None
         else {"max_in_flight": in_flight, "per_second": per_second},
         "spread_seconds": _number_or_default(values, "spread_seconds", limits.DEFAULT_SPREAD_S),
+        "exclude_calendars": parse_calendar_names(values.get("exclude_calendars", "")),
     }
+
+
+def parse_calendar_names(text: str) -> list[str]:
+    """Calendar names separated by commas or spaces."""
+    return [name for name in re.split(r"[\s,]+", text) if name]
 
 
 def _shown(value: Any) -> str:
@@ -378,6 +386,7 @@ def values_of(definition: Mapping[str, Any]) -> dict[str, str]:
         "max_in_flight": _shown(rate_limit.get("max_in_flight")),
         "per_second": _shown(rate_limit.get("per_second")),
         "spread_seconds": _shown(definition.get("spread_seconds")),
+        "exclude_calendars": ", ".join(definition.get("exclude_calendars") or []),
     }
 
 

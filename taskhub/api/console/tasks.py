@@ -123,13 +123,15 @@ def task_list(request: Request, viewer: SignedIn) -> Response:
     )
 
 
-def _fire_times(preview: dict[str, Any]) -> list[dict[str, str]]:
+def _fire_times(preview: dict[str, Any]) -> list[dict[str, Any]]:
     zone = preview["timezone"]
     return [
         {
             "iso": fire["utc"],
             "utc": _text(datetime.fromisoformat(fire["utc"]), "UTC"),
             "local": _text(datetime.fromisoformat(fire["local"]), zone),
+            "skipped": fire.get("skipped", False),
+            "reason": fire.get("reason"),
         }
         for fire in preview["fire_times"]
     ]

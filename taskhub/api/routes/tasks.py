@@ -13,6 +13,8 @@ from taskhub.api.schemas import (
     PauseRequest,
     Preview,
     SchedulePreviewRequest,
+    Skip,
+    SkipRequest,
     Task,
     TaskCreate,
     TaskPage,
@@ -21,7 +23,7 @@ from taskhub.api.schemas import (
     body_doc,
 )
 from taskhub.core import limits
-from taskhub.service import task_service, task_views
+from taskhub.service import exclusions, task_service, task_views
 
 router = APIRouter(tags=["tasks"])
 
@@ -141,3 +143,25 @@ def preview_schedule(
 ) -> dict[str, Any]:
     # Reads nothing stored: no transaction.
     return task_views.preview_schedule(body, caller.now, count)
+
+
+@router.post(
+    "/v1/tasks/{task_id}/skip",
+    openapi_extra=body_doc(SkipRequest),
+    **answers(Skip, 404, summary="Skip one occurrence: it is not fired"),
+)
+def skip_occurrence(caller: Authed, task_id: str, body: JsonBody) -> dict[str, Any]:
+    return caller.run(
+        lambda conn: exclusions.skip_occurrence(conn, caller.tenant, task_id, body, caller.now)
+    )
+
+
+@router.post(
+    "/v1/tasks/{task_id}/unskip",
+    openapi_extra=body_doc(SkipRequest),
+    **answers(Skip, 404, summary="Undo the skip of one occurrence"),
+)
+def unskip_occurrence(caller: Authed, task_id: str, body: JsonBody) -> dict[str, Any]:
+    return caller.run(
+        lambda conn: exclusions.unskip_occurrence(conn, caller.tenant, task_id, body, caller.now)
+    )
