@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from taskhub.core.backfill import BackfillRange, occurrences_between, parse_backfill, plan_backfill
 from taskhub.core.cron import parse_cron
 from taskhub.core.errors import ValidationError
-from taskhub.core.schedules import Cron, Interval, OneTime, Window
+from taskhub.core.schedules import Cron, Interval, OneTime, Window, next_fire_time
 from taskhub.core.settings import MAX_BACKFILL_OCCURRENCES, SettingsError, load
 
 MINUTE = timedelta(minutes=1)
@@ -84,6 +84,33 @@ def test_an_interval_range_holds_every_step_before_and_after_its_anchor(
     first_k = -((anchor - start) // timedelta(seconds=step))
     last_k = (end - anchor) // timedelta(seconds=step)
     assert len(found) == min(limit, max(0, last_k - first_k + 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    expression=st.sampled_from([*CRONS, "30 1 * * *", "*/20 0-3 * * *"]),
+    zone=st.sampled_from(["America/New_York", "Europe/London", "Australia/Lord_Howe"]),
+    start=st.datetimes(
+        min_value=datetime(2026, 3, 1), max_value=datetime(2026, 11, 30), timezones=st.just(UTC)
+    ),
+    length=st.integers(min_value=0, max_value=3 * 24 * 60),
+    limit=st.integers(min_value=1, max_value=500),
+)
+def test_across_daylight_saving_each_step_is_the_schedules_next_occurrence(
+    expression: str, zone: str, start: datetime, length: int, limit: int
+) -> None:
+    """In a zone with DST the range is the schedule's own chain of fire times, cut to the
+    range: nothing before the first, between two, or after the last (unless capped)."""
+    schedule = Cron(expression, zone)
+    end = start + timedelta(minutes=length)
+    found = occurrences_between(schedule, start, end, NO_WINDOW, limit)
+    chain = [next_fire_time(schedule, start - timedelta(microseconds=1))]
+    for instant in found:
+        assert start <= instant <= end
+        assert instant == chain[-1]
+        chain.append(next_fire_time(schedule, instant))
+    after = chain[-1]
+    assert len(found) == limit or after is None or after > end
 
 
 def test_the_window_bounds_the_range_and_max_executions_does_not() -> None:
