@@ -182,7 +182,11 @@ def task_backfill(task_id: str, start: str, end: str, tenant: str, as_json: bool
     )
     if result["count"]:
         request_tick()
-    print_json(result) if as_json else click.echo(f"{result['count']} occurrences queued")
+    count = result["count"]
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(f"{count} occurrence{'' if count == 1 else 's'} queued")
 
 
 @task_group.command("delete")
