@@ -287,6 +287,19 @@ class Redriven(_Strict):
     redriven: int = Field(description="How many dead letters were sent again.")
 
 
+class BackfillRequest(_Strict):
+    """A past range, both ends included: every occurrence in it not yet executed is fired."""
+
+    start: DateTime = Field(
+        description="The range's first instant; not before the task's start_at, not in the future."
+    )
+    end: DateTime = Field(description="After start; a time later than now is taken as now.")
+
+
+class Backfilled(_Strict):
+    count: int = Field(description="How many occurrences were newly fired (0 on a repeat).")
+
+
 class SchedulePreviewRequest(_Strict):
     schedule: Schedule
     start_at: DateTime | None = None
@@ -479,6 +492,7 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     SchedulePreviewRequest,
     PauseRequest,
     RedriveFilter,
+    BackfillRequest,
     SigningSecretCreate,
     CalendarCreate,
     CalendarPatch,

@@ -1,4 +1,5 @@
-"""``taskhub task``: add, list, show, pause, resume, run, delete and preview tasks."""
+"""``taskhub task``: add, list, show, pause, resume, run, backfill, delete and preview
+tasks."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from taskhub.cli.common import (
     call,
     json_option,
     print_json,
+    request_tick,
     service_error,
     settings_or_exit,
     show_page,
@@ -162,6 +164,30 @@ def task_show(task_id: str, tenant: str, as_json: bool) -> None:
 def task_run(task_id: str, tenant: str, as_json: bool) -> None:
     """Fire a task now: an extra occurrence, sent by the next tick (requested at once)."""
     show_queued(call(task_service.run_task_now, tenant, task_id, utcnow()), as_json)
+
+
+@task_group.command("backfill")
+@click.argument("task_id")
+@click.option(
+    "--start", required=True, help="ISO 8601 time with offset: the range's first instant."
+)
+@click.option("--end", required=True, help="ISO 8601 time with offset; later than now is now.")
+@tenant_option
+@json_option
+def task_backfill(task_id: str, start: str, end: str, tenant: str, as_json: bool) -> None:
+    """Fire every occurrence from START to END (both included) not yet executed, each
+    once; sent by the next tick (requested at once), under flow control."""
+    request = {"start": start, "end": end}
+    result = call(
+        task_service.backfill_task, tenant, task_id, request, utcnow(), settings_or_exit()
+    )
+    if result["count"]:
+        request_tick()
+    count = result["count"]
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(f"{count} occurrence{'' if count == 1 else 's'} queued")
 
 
 @task_group.command("delete")

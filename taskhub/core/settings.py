@@ -146,6 +146,9 @@ class Settings:
     #: The result backends of tracked Celery targets, named as their brokers
     #: (TASKHUB_CELERY_RESULT_BACKENDS; by default ``default``: taskhub's own).
     celery_result_backends: NamedURLs = field(default_factory=NamedURLs)
+    #: The most occurrences one backfill may fire (TASKHUB_BACKFILL_MAX_OCCURRENCES): a
+    #: longer range is refused, naming ``end``, so one call never writes an unbounded burst.
+    backfill_max_occurrences: int = 1000
 
     # Cached: both are read for every request a trigger worker sends.
     @cached_property
@@ -384,6 +387,10 @@ def derived_result_backend(broker_url: str, data_dir: Path) -> str:
     return f"file://{(data_dir / 'results').resolve()}"
 
 
+#: The highest TASKHUB_BACKFILL_MAX_OCCURRENCES: one backfill is one transaction.
+MAX_BACKFILL_OCCURRENCES = 100_000
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     data_dir = Path(_get(env, "TASKHUB_DATA_DIR", ".taskhub"))
@@ -445,4 +452,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         launch=launch_settings(env),
         celery_brokers=_named_urls(env, "TASKHUB_CELERY_BROKERS", broker_url),
         celery_result_backends=_named_urls(env, "TASKHUB_CELERY_RESULT_BACKENDS", result_backend),
+        backfill_max_occurrences=_integer(
+            env, "TASKHUB_BACKFILL_MAX_OCCURRENCES", 1000, 1, MAX_BACKFILL_OCCURRENCES
+        ),
     )

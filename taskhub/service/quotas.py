@@ -72,7 +72,7 @@ class Rate:
 
 
 REQUESTS = Rate("requests", "requests_per_second", 1, "API requests in one second")
-RUNS = Rate("runs", "runs_per_minute", 60, "run-now and redrive calls in one minute")
+RUNS = Rate("runs", "runs_per_minute", 60, "run-now, backfill and redrive calls in one minute")
 
 
 @dataclass(frozen=True)

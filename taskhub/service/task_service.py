@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core import credentials, limits
 from taskhub.core.addresses import parse_target_url
+from taskhub.core.backfill import parse_backfill, plan_backfill
 from taskhub.core.clock import utcnow
 from taskhub.core.definitions import URL_TARGET_FIELDS, TaskDefinition, parse_definition
 from taskhub.core.errors import Conflict, ValidationError
@@ -29,7 +30,7 @@ from taskhub.core.sealing import sealer_for
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, PausedBy
 from taskhub.db import exclusion_queries, execution_queries, task_queries
-from taskhub.db.rows import schedule_of, window_of
+from taskhub.db.rows import NewExecution, schedule_of, window_of
 from taskhub.engine import withdrawal
 from taskhub.service import quotas
 from taskhub.service.exclusions import check_calendars_exist
@@ -387,3 +388,28 @@ def run_task_now(conn: Connection, tenant: str, task_id: TaskId, now: datetime) 
         },
     )
     return execution_view(execution)
+
+
+def backfill_task(
+    conn: Connection, tenant: str, task_id: TaskId, data: Any, now: datetime, settings: Settings
+) -> dict[str, int]:
+    """Fire now every occurrence of the task's schedule in ``{"start", "end"}`` (see
+    :mod:`taskhub.core.backfill`) that has no execution yet; ``{"count": N}``, the ones
+    newly written. Each is a ``queued`` execution due at once, like a run-now: the tick
+    and the staging loop send them under flow control like any burst, and a pause or a
+    change never withdraws them (due at their creation, they are not the schedule's
+    staged occurrences). Allowed while the task is paused or finished, as a run-now is.
+
+    The task's row stays locked until the caller commits, so two backfills of the same
+    range write each occurrence once (the unique (task, scheduled_for) would anyway)."""
+    asked = parse_backfill(data)
+    row = task_row(conn, tenant, task_id, lock=True)
+    found = plan_backfill(
+        schedule_of(row), window_of(row), asked, now, settings.backfill_max_occurrences
+    )
+    queued = ExecutionStatus.QUEUED.value
+    rows = [
+        NewExecution(row["id"], at, idempotency_key(row["id"], at), queued, now, 0) for at in found
+    ]
+    inserted = execution_queries.insert_executions(conn, rows, now)
+    return {"count": len(inserted)}

@@ -905,6 +905,7 @@ ROUTES: list[tuple[str, str]] = [
     ("POST", "/v1/tasks/{task}/pause"),
     ("POST", "/v1/tasks/{task}/resume"),
     ("POST", "/v1/tasks/{task}/run"),
+    ("POST", "/v1/tasks/{task}/backfill"),
     ("GET", "/v1/tasks/{task}/executions"),
     ("GET", "/v1/tasks/{task}/preview"),
     ("POST", "/v1/schedules/preview"),
@@ -1169,4 +1170,10 @@ def test_the_openapi_document_describes_every_route_and_error(api: Api) -> None:
     }
     assert "204" in document["paths"]["/v1/tasks/{task_id}"]["delete"]["responses"]
     assert "202" in document["paths"]["/v1/tasks/{task_id}/run"]["post"]["responses"]
+    backfill = document["paths"]["/v1/tasks/{task_id}/backfill"]["post"]
+    assert "202" in backfill["responses"] and "404" in backfill["responses"]
+    assert backfill["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/BackfillRequest"
+    }
+    assert set(schemas["BackfillRequest"]["required"]) == {"start", "end"}
     assert "HTTPValidationError" not in schemas  # one error shape, also in the document

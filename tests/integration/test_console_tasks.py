@@ -283,3 +283,38 @@ def test_pages_ask_a_visitor_to_sign_in(console: Console) -> None:
         answer = TestClient(console.a.app).get(path, follow_redirects=False)
         assert answer.status_code == 303
         assert answer.headers["location"].startswith("/ui/sign-in?next=")
+
+
+def test_backfill_from_the_task_page_fires_once_and_refuses_naming_the_field(
+    console: Console, engine: Engine
+) -> None:
+    api = console.api
+    task = api.task("hourly", schedule={"cron": "0 * * * *"})
+    path = f"/ui/tasks/{task['id']}"
+    text = page(console.a, path)
+    assert f'action="{path}/backfill"' in text and ">Backfill</button>" in text
+    assert '<label for="backfill-start">Start</label>' in text
+    assert '<label for="backfill-end">End</label>' in text
+    api.clock.now = T0 + timedelta(hours=5)
+    start, end = T0.isoformat(), (T0 + timedelta(hours=3)).isoformat()
+
+    before = dump(engine)
+    refused = post(console.a, f"{path}/backfill", start=end, end=start)
+    assert refused.status_code == 422
+    assert 'id="backfill-end" name="end"' in refused.text and "End must be after start" in (
+        refused.text
+    )
+    assert f'value="{end}"' in refused.text  # what was sent is shown again
+    assert dump(engine) == before
+
+    answer = post(console.a, f"{path}/backfill", start=start, end=end)
+    assert answer.headers["location"] == f"{path}?notice=backfilled"
+    assert "Backfill queued" in page(console.a, f"{path}?notice=backfilled")
+    ran = api.a.get(f"/v1/tasks/{task['id']}/executions").json()["items"]
+    assert len(ran) == 4 and {run["status"] for run in ran} == {"queued"}
+    assert api.ticks == ["tick"]
+    again = post(console.a, f"{path}/backfill", start=start, end=end)
+    assert again.headers["location"] == f"{path}?notice=backfilled-none"
+    assert len(api.a.get(f"/v1/tasks/{task['id']}/executions").json()["items"]) == 4
+    # Another tenant's task is not theirs to backfill.
+    assert post(console.b, f"{path}/backfill", start=start, end=end).status_code == 404

@@ -1,6 +1,6 @@
 """The tasks: the list (the API's filters, a search by name prefix, keyset pages), one
 task's page (its definition with credentials masked, its next fire times, its executions)
-and what an operator does to a task from there: pause, resume, run now, delete.
+and what an operator does to a task from there: pause, resume, run now, backfill, delete.
 
 Each page is a few indexed reads in one transaction, through the service functions the
 REST routes use: the list never counts its rows (a "Next page" link carries the cursor),
@@ -9,8 +9,10 @@ and a task's executions are a keyset page of the task's own index.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -154,8 +156,10 @@ def _task_page(
     status_code: int = 200,
     reason: str = "",
     reason_error: str = "",
+    backfill: Backfill | None = None,
 ) -> Response:
-    """The task's page; after a refused pause, with the reason given and why it was refused."""
+    """The task's page; after a refused pause or backfill, with what was given and why it
+    was refused."""
     cursor = request.query_params.get("cursor") or None
 
     def read(conn: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -191,7 +195,18 @@ def _task_page(
         max_reason=limits.MAX_PAUSE_REASON_CHARS,
         reason=reason,
         reason_error=reason_error,
+        backfill=backfill or Backfill(),
     )
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """The backfill form as sent, and the field a refusal named with its message."""
+
+    start: str = ""
+    end: str = ""
+    field: str = ""
+    error: str = ""
 
 
 #: What a user sends to define a task (the rest of a task's view is its state).
@@ -236,6 +251,39 @@ def run_now(viewer: Changing, task_id: uuid.UUID, background: BackgroundTasks) -
     viewer.run(lambda conn: task_service.run_task_now(conn, viewer.tenant, task_id, viewer.now))
     background.add_task(viewer.context.tick)
     return redirect(f"/tasks/{task_id}", "run")
+
+
+@router.post("/tasks/{task_id:uuid}/backfill")
+def backfill(
+    request: Request,
+    viewer: Changing,
+    form: Form,
+    task_id: uuid.UUID,
+    background: BackgroundTasks,
+) -> Response:
+    """Fire the occurrences of a past range not yet executed, counted against the
+    tenant's runs as the API's backfill is; a refusal shows the form again, naming the
+    field."""
+    sent = Backfill(first(form, "start").strip(), first(form, "end").strip())
+    viewer.run(
+        lambda conn: quotas.count_call(
+            conn, viewer.tenant, quotas.RUNS, viewer.now, viewer.settings
+        )
+    )
+    body = {"start": sent.start or None, "end": sent.end or None}
+    try:
+        result = viewer.run(
+            lambda conn: task_service.backfill_task(
+                conn, viewer.tenant, task_id, body, viewer.now, viewer.settings
+            )
+        )
+    except ValidationError as error:
+        refused = dataclasses.replace(sent, field=error.field, error=error.message)
+        return _task_page(request, viewer, task_id, error.http_status, backfill=refused)
+    if not result["count"]:
+        return redirect(f"/tasks/{task_id}", "backfilled-none")
+    background.add_task(viewer.context.tick)
+    return redirect(f"/tasks/{task_id}", "backfilled")
 
 
 @router.get("/tasks/{task_id:uuid}/delete")

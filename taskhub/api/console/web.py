@@ -41,6 +41,8 @@ NOTICES: Final = {
     "paused": "Task paused.",
     "resumed": "Task resumed.",
     "run": "Task fired: an extra occurrence is on its way.",
+    "backfilled": "Backfill queued: each occurrence in the range not yet executed is on its way.",
+    "backfilled-none": "Nothing to backfill: every occurrence in the range was already executed.",
     "deleted": "Task deleted.",
     "redriven": "Dead letter redriven.",
     "redriven-all": "Matching dead letters redriven.",

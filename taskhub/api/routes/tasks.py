@@ -9,6 +9,8 @@ from fastapi import APIRouter, BackgroundTasks, Response
 from taskhub.api.deps import Authed, JsonBody, OptionalJsonBody, RunAuthed
 from taskhub.api.params import Count, TaskQuery
 from taskhub.api.schemas import (
+    Backfilled,
+    BackfillRequest,
     Execution,
     PauseRequest,
     Preview,
@@ -115,6 +117,30 @@ def run_task(caller: RunAuthed, task_id: str, background: BackgroundTasks) -> di
     )
     background.add_task(caller.context.tick)
     return execution
+
+
+@router.post(
+    "/v1/tasks/{task_id}/backfill",
+    status_code=202,
+    openapi_extra=body_doc(BackfillRequest),
+    **answers(
+        Backfilled,
+        404,
+        413,
+        summary="Fire every occurrence of a past range not yet executed, each once",
+    ),
+)
+def backfill_task(
+    caller: RunAuthed, task_id: str, body: JsonBody, background: BackgroundTasks
+) -> dict[str, Any]:
+    result = caller.run(
+        lambda conn: task_service.backfill_task(
+            conn, caller.tenant, task_id, body, caller.now, caller.settings
+        )
+    )
+    if result["count"]:
+        background.add_task(caller.context.tick)
+    return result
 
 
 @router.get(
