@@ -23,7 +23,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from taskhub.core.host_limits import Bucket, HostLimit, take_token
 
@@ -159,6 +159,13 @@ return 1
 """
 
 
+#: Connections each process's limiter holds to the shared Redis (its scripts take
+#: well under a millisecond, so a few serve a burst), and how long a call waits for
+#: one, or for an answer, before the request is limited by this process alone.
+REDIS_CONNECTIONS: Final = 16
+REDIS_TIMEOUT_S: Final = 2.0
+
+
 class RedisLimiter:
     """Budgets shared by every process through one Redis (its ``TIME`` is the clock).
 
@@ -169,7 +176,16 @@ class RedisLimiter:
     def __init__(self, url: str, prefix: str = "taskhub:flow:") -> None:
         import redis.asyncio as aioredis
 
-        self._client: Any = aioredis.Redis.from_url(url, socket_timeout=2)
+        # Blocking: a message's requests (up to 250 at once) wait their turn for one of
+        # a few connections. redis-py's default pool refuses past 100 instead, and a
+        # refusal would fall back to a per-process budget mid-burst.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=REDIS_TIMEOUT_S,
+            socket_timeout=REDIS_TIMEOUT_S,
+        )
+        self._client: Any = aioredis.Redis(connection_pool=pool)
         self._prefix = prefix
         self._acquire = self._client.register_script(_ACQUIRE_LUA)
         self._pause = self._client.register_script(_PAUSE_LUA)

@@ -59,6 +59,29 @@ def test_two_processes_share_one_budget_and_a_dead_holders_slot_comes_back(
 
 
 @pytest.mark.slow
+def test_a_burst_of_one_message_keeps_the_shared_budget(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message fires up to 250 requests at once, each asking the limiter: more than a
+    Redis client's pool would hold. They wait for a connection; none falls back to a
+    per-process budget, so the shared limit holds."""
+    redis.Redis.from_url(redis_url).flushdb()
+
+    async def scenario() -> list[Slot | float]:
+        limiter = RedisLimiter(redis_url)
+        try:
+            return await asyncio.gather(
+                *(limiter.try_acquire("burst.test", HostLimit(10, None), 30) for _ in range(400))
+            )
+        finally:
+            await limiter.aclose()
+
+    with caplog.at_level("WARNING", logger="taskhub.engine.flow_control"):
+        answers = asyncio.run(scenario())
+    assert sum(isinstance(answer, Slot) for answer in answers) == 10
+    assert "Redis unavailable" not in caplog.text
+
+
 def test_a_host_limited_to_5_in_flight_never_sees_more_while_another_fires_normally(
     postgres_url: str, redis_url: str, pg_engine: Engine, tmp_path: Path, target: Target
 ) -> None:
