@@ -402,8 +402,10 @@ def backfill_task(
 
     The task's row stays locked until the caller commits, so two backfills of the same
     range write each occurrence once (the unique (task, scheduled_for) would anyway)."""
-    asked = parse_backfill(data)
+    # The task first, as every route of a task: another tenant's is a 404 whatever
+    # the body says.
     row = task_row(conn, tenant, task_id, lock=True)
+    asked = parse_backfill(data)
     found = plan_backfill(
         schedule_of(row), window_of(row), asked, now, settings.backfill_max_occurrences
     )
