@@ -6,20 +6,16 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from taskhub.core.messages import TriggerOutcome
-from taskhub.core.settings import load
-from taskhub.db.models import executions
-from taskhub.engine import writeback
 from tests.support.api import T0, Api, dump, new_key
 from tests.support.console import csrf_of, signed_in_client
+from tests.support.engine import record_attempt
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 TAIPEI_WEEKDAYS = {"cron": "0 9 * * 1-5", "timezone": "Asia/Taipei"}
@@ -67,26 +63,6 @@ def post(browser: TestClient, path: str, **form: str) -> Any:
     """A console form posted with the anti-forgery token of the page it is on."""
     token = csrf_of(page(browser, "/ui/tasks"))
     return browser.post(path, data={"csrf_token": token, **form}, follow_redirects=False)
-
-
-def record_outcome(engine: Engine, execution_id: int, status: int, excerpt: str) -> None:
-    """The execution's one attempt answered ``status`` with ``excerpt``."""
-    with engine.begin() as conn:
-        conn.execute(
-            sa.update(executions).where(executions.c.id == execution_id).values(status="running")
-        )
-    outcome = TriggerOutcome(
-        execution_id=execution_id,
-        attempt=1,
-        started_at=datetime.now(UTC),
-        duration_ms=42,
-        http_status=status,
-        error_kind=None,
-        error=None if status < 400 else f"HTTP {status}",
-        retry_after_s=None,
-        response_excerpt=excerpt,
-    )
-    writeback.record_outcomes(engine, [outcome], load({}), datetime.now(UTC), lambda: 0.5)
 
 
 # --- the list ---------------------------------------------------------------------------
@@ -188,8 +164,8 @@ def test_task_page_lists_executions_newest_first_escaped_and_paged(
     api = console.api
     task = api.task("flaky", retry={"max_attempts": 1})
     ran = [api.a.post(f"/v1/tasks/{task['id']}/run").json()["id"] for _ in range(21)]
-    record_outcome(engine, ran[-1], 503, "<script>alert(1)</script>")
-    record_outcome(engine, ran[-2], 200, "ok")
+    record_attempt(engine, ran[-1], 503, "<script>alert(1)</script>", duration_ms=42)
+    record_attempt(engine, ran[-2], 200, "ok", duration_ms=42)
     text = page(console.a, f"/ui/tasks/{task['id']}")
     assert "<script>alert(1)</script>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text

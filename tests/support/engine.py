@@ -122,9 +122,11 @@ def unsuccessful(engine: Engine) -> list[dict[str, Any]]:
         return [dict(row) for row in rows]
 
 
-def make_dead(engine: Engine, execution_id: int) -> None:
-    """Send an execution, then record its only attempt failing with a 503: with
-    ``max_attempts`` 1 it becomes a dead letter."""
+def record_attempt(
+    engine: Engine, execution_id: int, http_status: int, excerpt: str, duration_ms: int = 5
+) -> None:
+    """Send an execution, then record its first attempt answering ``http_status`` with
+    ``excerpt``, as a trigger worker's outcome is written back."""
     with engine.begin() as conn:
         conn.execute(
             sa.update(executions).where(executions.c.id == execution_id).values(status="running")
@@ -133,14 +135,20 @@ def make_dead(engine: Engine, execution_id: int) -> None:
         execution_id=execution_id,
         attempt=1,
         started_at=datetime.now(UTC),
-        duration_ms=5,
-        http_status=503,
+        duration_ms=duration_ms,
+        http_status=http_status,
         error_kind=None,
-        error="HTTP 503",
+        error=None if http_status < 400 else f"HTTP {http_status}",
         retry_after_s=None,
-        response_excerpt="down",
+        response_excerpt=excerpt,
     )
     writeback.record_outcomes(engine, [outcome], load({}), datetime.now(UTC), lambda: 0.5)
+
+
+def make_dead(engine: Engine, execution_id: int) -> None:
+    """An execution whose only attempt failed with a 503: with ``max_attempts`` 1 it
+    becomes a dead letter."""
+    record_attempt(engine, execution_id, 503, "down")
 
 
 def at_second(seconds_from_now: float) -> datetime:
