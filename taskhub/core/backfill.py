@@ -13,6 +13,9 @@ Decisions, said once here and in docs/scheduling.md:
 - Occurrences after the task's ``end_at`` are not the task's, so are left out.
   ``max_executions`` does not limit a backfill (as it does not limit a run-now), and
   backfilled occurrences do not count toward it.
+- A skipped occurrence, or one on a date of an exclusion calendar the task names, is
+  not fired and not counted: the schedule says it does not run (as Temporal's backfill
+  follows its schedule's exclusions); unskip it first to backfill it.
 - An interval schedule with no ``start_at`` is anchored at the task's creation; before
   that its occurrences continue at the same step (anchor - k * interval_seconds).
 """
@@ -27,12 +30,15 @@ from typing import Any
 from taskhub.core import wall_clock
 from taskhub.core.definitions import parse_time
 from taskhub.core.errors import ValidationError
+from taskhub.core.exclusions import Exclusions
 from taskhub.core.fields import object_of
 from taskhub.core.schedules import Interval, Schedule, Window, next_fire_time
 
 __all__ = ["BackfillRange", "occurrences_between", "parse_backfill", "plan_backfill"]
 
 FIELDS = ("start", "end")
+#: A task that neither skips nor names calendars.
+NONE_EXCLUDED = Exclusions()
 
 
 @dataclass(frozen=True)
@@ -72,11 +78,17 @@ def _reaching_back(schedule: Schedule, start: datetime) -> Schedule:
 
 
 def occurrences_between(
-    schedule: Schedule, start: datetime, end: datetime, window: Window, limit: int
+    schedule: Schedule,
+    start: datetime,
+    end: datetime,
+    window: Window,
+    limit: int,
+    exclusions: Exclusions = NONE_EXCLUDED,
 ) -> list[datetime]:
     """The schedule's occurrences from ``start`` to ``end`` (both included), sorted, never
-    before the window's ``start_at`` or after its ``end_at``, at most ``limit`` of them
-    (the first ones). ``max_executions`` is not applied (see the module's docstring)."""
+    before the window's ``start_at`` or after its ``end_at``, none that ``exclusions``
+    leaves out, at most ``limit`` of them (the first ones). ``max_executions`` is not
+    applied (see the module's docstring)."""
     if window.start_at is not None:
         start = max(start, window.start_at)
     if window.end_at is not None:
@@ -90,12 +102,21 @@ def occurrences_between(
         cursor = next_fire_time(schedule, cursor)
         if cursor is None or cursor > end:
             break
-        found.append(cursor)
+        resume = exclusions.resume_after(cursor)
+        if resume is None:
+            found.append(cursor)
+        else:
+            cursor = resume
     return found
 
 
 def plan_backfill(
-    schedule: Schedule, window: Window, asked: BackfillRange, now: datetime, max_occurrences: int
+    schedule: Schedule,
+    window: Window,
+    asked: BackfillRange,
+    now: datetime,
+    max_occurrences: int,
+    exclusions: Exclusions = NONE_EXCLUDED,
 ) -> list[datetime]:
     """The occurrences a backfill of ``asked`` fires at ``now`` (before the database
     drops those already executed), or a refusal naming ``start`` or ``end``."""
@@ -108,7 +129,7 @@ def plan_backfill(
             "start", "must not be in the future: a backfill fires past occurrences"
         )
     found = occurrences_between(
-        schedule, asked.start, min(asked.end, now), window, max_occurrences + 1
+        schedule, asked.start, min(asked.end, now), window, max_occurrences + 1, exclusions
     )
     if len(found) > max_occurrences:
         raise ValidationError(

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core import credentials, limits
 from taskhub.core.addresses import parse_target_url
-from taskhub.core.backfill import parse_backfill, plan_backfill
+from taskhub.core.backfill import NONE_EXCLUDED, parse_backfill, plan_backfill
 from taskhub.core.clock import utcnow
 from taskhub.core.definitions import URL_TARGET_FIELDS, TaskDefinition, parse_definition
 from taskhub.core.errors import Conflict, ValidationError
@@ -406,8 +406,14 @@ def backfill_task(
     # the body says.
     row = task_row(conn, tenant, task_id, lock=True)
     asked = parse_backfill(data)
+    exclusions = exclusion_queries.exclusions_of(conn, [row]).get(str(row["id"]))
     found = plan_backfill(
-        schedule_of(row), window_of(row), asked, now, settings.backfill_max_occurrences
+        schedule_of(row),
+        window_of(row),
+        asked,
+        now,
+        settings.backfill_max_occurrences,
+        exclusions or NONE_EXCLUDED,
     )
     queued = ExecutionStatus.QUEUED.value
     rows = [

@@ -79,6 +79,22 @@ def test_a_paused_task_is_backfilled(engine: Engine) -> None:
     assert api.a.post(f"/v1/tasks/{task['id']}/backfill", json=body).json() == {"count": 5}
 
 
+def test_skipped_occurrences_and_calendar_dates_are_not_backfilled(engine: Engine) -> None:
+    api = Api(engine, T0)
+    holiday = {"name": "holiday", "timezone": "UTC", "dates": [T0.date().isoformat()]}
+    assert api.a.post("/v1/calendars", json=holiday).status_code == 201
+    task = api.task("hourly", schedule={"cron": "0 * * * *"}, exclude_calendars=["holiday"])
+    skipped = T0 + 25 * HOUR
+    skip = api.a.post(f"/v1/tasks/{task['id']}/skip", json={"scheduled_for": iso(skipped)})
+    assert skip.status_code == 200, skip.text
+    api.clock.now = T0 + 27 * HOUR
+    # 22:00 and 23:00 are on the holiday, 01:00 the next day is skipped.
+    body = {"start": iso(T0 + 22 * HOUR), "end": iso(T0 + 26 * HOUR)}
+    assert api.a.post(f"/v1/tasks/{task['id']}/backfill", json=body).json() == {"count": 2}
+    fired = [r["scheduled_for"] for r in backfilled(engine, task["id"])]
+    assert fired == [T0 + 24 * HOUR, T0 + 26 * HOUR]
+
+
 def test_refusals_name_the_field_and_store_nothing(engine: Engine) -> None:
     api = Api(engine, T0, with_env(TASKHUB_BACKFILL_MAX_OCCURRENCES="10"))
     start_at = T0 + HOUR

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from taskhub.core.backfill import BackfillRange, occurrences_between, parse_backfill, plan_backfill
 from taskhub.core.cron import parse_cron
 from taskhub.core.errors import ValidationError
+from taskhub.core.exclusions import Calendar, Exclusions
 from taskhub.core.schedules import Cron, Interval, OneTime, Window, next_fire_time
 from taskhub.core.settings import MAX_BACKFILL_OCCURRENCES, SettingsError, load
 
@@ -199,3 +201,43 @@ def test_the_cap_is_a_setting_refused_by_name_when_wrong() -> None:
     for wrong in ("0", "many", str(MAX_BACKFILL_OCCURRENCES + 1)):
         with pytest.raises(SettingsError, match="TASKHUB_BACKFILL_MAX_OCCURRENCES"):
             load({"TASKHUB_BACKFILL_MAX_OCCURRENCES": wrong})
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=instants,
+    length=st.integers(min_value=0, max_value=3 * 24 * 60),
+    skipped=st.sets(st.integers(min_value=0, max_value=3 * 24 * 60), max_size=20),
+    holidays=st.sets(st.integers(min_value=0, max_value=3), max_size=2),
+    zone=st.sampled_from(["UTC", "Asia/Taipei", "America/New_York"]),
+    limit=st.integers(min_value=1, max_value=500),
+)
+def test_excluded_occurrences_are_left_out_and_not_counted(
+    start: datetime, length: int, skipped: set[int], holidays: set[int], zone: str, limit: int
+) -> None:
+    """With exclusions the range is the unexcluded range with what they exclude taken
+    out, the cap counting only what fires."""
+    schedule = Cron("*/7 * * * *", "UTC")
+    end = start + timedelta(minutes=length)
+    everything = occurrences_between(schedule, start, end, NO_WINDOW, 10**6)
+    first_day = start.astimezone(ZoneInfo(zone)).date()
+    exclusions = Exclusions(
+        skips=frozenset(everything[k] for k in skipped if k < len(everything)),
+        calendars=(
+            Calendar("days", zone, frozenset(first_day + timedelta(days=d) for d in holidays)),
+        ),
+    )
+    found = occurrences_between(schedule, start, end, NO_WINDOW, limit, exclusions)
+    assert found == [at for at in everything if exclusions.reason(at) is None][:limit]
+
+
+def test_a_backfill_leaves_out_skips_and_calendar_dates_without_counting_them() -> None:
+    every_minute = Cron("* * * * *", "UTC")
+    asked = BackfillRange(NOW - 9 * MINUTE, NOW)
+    exclusions = Exclusions(skips=frozenset({NOW - 5 * MINUTE}))
+    found = plan_backfill(every_minute, NO_WINDOW, asked, NOW, 9, exclusions)
+    assert NOW - 5 * MINUTE not in found and len(found) == 9
+    today = Calendar("today", "UTC", frozenset({NOW.date()}))
+    assert (
+        plan_backfill(every_minute, NO_WINDOW, asked, NOW, 9, Exclusions(calendars=(today,))) == []
+    )
