@@ -166,8 +166,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         field = ".".join(loc[1:] if loc and loc[0] in ("query", "path", "header") else loc)
         return error_response(422, "invalid", str(first.get("msg", "is invalid")), field or "body")
 
-    async def http_error(_request: Request, error: Exception) -> Response:
+    async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)
+        if _in_console(request):
+            return console_web.error_page(request, error)
         codes = {404: "not_found", 405: "method_not_allowed"}
         message = "no such route" if error.status_code == 404 else str(error.detail)
         response = error_response(error.status_code, codes.get(error.status_code, "error"), message)

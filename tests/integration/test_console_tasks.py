@@ -251,6 +251,11 @@ def test_another_tenants_task_is_not_found(console: Console, engine: Engine) -> 
         assert post(console.b, f"{path}/{action}").status_code == 404
     assert dump(engine) == before
     assert page(console.a, "/ui/tasks/00000000-0000-0000-0000-000000000000", 404)
+    # A path no route takes is a page too, not the API's JSON.
+    for path in ("/ui/tasks/not-an-id", "/ui/nowhere"):
+        answer = console.a.get(path, follow_redirects=False)
+        assert answer.status_code == 404 and "text/html" in answer.headers["content-type"]
+        assert "There is no such page." in answer.text
 
 
 def test_pages_ask_a_visitor_to_sign_in(console: Console) -> None:

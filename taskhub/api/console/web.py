@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 import jinja2
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskhub.api.deps import AppContext, Caller
 from taskhub.api.errors import TooLarge
@@ -181,6 +182,16 @@ def error_page(request: Request, error: Exception) -> Response:
             title="Refused",
             message="The change was refused: the page was out of date or not the console's "
             "own. Reload the page and try again.",
+        )
+    if isinstance(error, StarletteHTTPException):  # no such page, or not that method
+        missing = error.status_code == 404
+        return render(
+            request,
+            "error.html",
+            None,
+            error.status_code,
+            title="Not found" if missing else "Error",
+            message="There is no such page." if missing else str(error.detail),
         )
     assert isinstance(error, TaskhubError)
     return render(
