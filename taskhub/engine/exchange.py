@@ -60,6 +60,7 @@ __all__ = [
     "BlockedAddressError",
     "attempt_headers",
     "make_attempt",
+    "make_attempt_blocking",
     "new_session",
     "parse_retry_after",
 ]
@@ -492,3 +493,17 @@ async def make_attempt(
     error = None if 200 <= status < 300 else f"HTTP {status}"
     secrets = _own_secrets(request, keys, settings) if body else []
     return outcome(status, None, error, retry_after, _excerpt(body, truncated, secrets))
+
+
+def make_attempt_blocking(request: TriggerRequest, settings: Settings) -> TriggerOutcome:
+    """One attempt from a plain thread, on a loop and session of its own.
+
+    For the few requests taskhub makes beside its triggers (a task's callback, a
+    notification): they pass the same SSRF guard, signing and excerpt scrubbing as a
+    trigger, and a request no more than once a second is not worth a pooled client."""
+
+    async def attempt() -> TriggerOutcome:
+        async with new_session(settings, limit=1) as session:
+            return await make_attempt(session, request, settings)
+
+    return asyncio.run(attempt())

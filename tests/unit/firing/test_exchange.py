@@ -20,10 +20,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from yarl import URL
 
-from taskhub.engine.exchange import attempt_headers, parse_retry_after
+from taskhub.engine.exchange import attempt_headers, make_attempt_blocking, parse_retry_after
 from tests.support.messages import req
 from tests.support.processes import free_port
 from tests.unit.firing.support import (
+    GUARDED,
     LoopThread,
     RawServer,
     Seen,
@@ -453,3 +454,13 @@ def test_scheduled_for_header_is_utc() -> None:
     local = datetime(2026, 11, 22, 17, 0, 0, 500000, tzinfo=ZoneInfo("Asia/Taipei"))
     headers = attempt_headers(req("http://x.invalid/", scheduled_for=local))
     assert headers["X-Taskhub-Scheduled-For"] == "2026-11-22T09:00:00.500000Z"
+
+
+def test_a_blocking_attempt_from_a_plain_thread_is_a_guarded_attempt(target: Target) -> None:
+    token = uuid.uuid4().hex
+    request = req(f"http://127.0.0.1:{target.port}/echo/{token}", method="POST", body="{}")
+    outcome = make_attempt_blocking(request, make_settings())
+    assert outcome.http_status == 200
+    assert ("Content-Type", "application/json") in target.hits(token)[0].headers
+    refused = make_attempt_blocking(request, GUARDED)
+    assert refused.error_kind == "blocked_address"
