@@ -15,7 +15,10 @@ seconds per process, and database transactions and rows per trigger
 (``pg_stat_database`` deltas; the workers' own statement counts from their
 heartbeats). A PNG of the lag distribution goes to ``--plot``.
 
-Scenarios: ``burst`` (N at one instant, instant target; also run with redbeat),
+Scenarios: ``burst`` (N due at one minute, instant target; also run with redbeat; by
+default the tasks are daily crons in seven time zones that POST a JSON body with
+headers, created through a real ``taskhub api`` by 4 clients, ``bench/registration.py``;
+``--shape oneshot-get``: one-time GETs stored directly),
 ``slow`` (target answers after 1 s), ``hung`` (N hung past the timeout + N healthy),
 ``spread`` (N spread over a minute at second precision), ``noisy-neighbour`` (tenant
 A's 2,300 tasks at a host that never answers, 60 s timeout, beside tenant B's quick
@@ -62,7 +65,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bench import celery_user_app, console, http_clients
+from bench import celery_user_app, console, http_clients, registration
 from bench.target import Record, read_dump
 from taskhub.core.clock import utcnow
 from taskhub.core.definitions import parse_definition
@@ -350,9 +353,9 @@ def next_minute(after: datetime) -> datetime:
     return (after + timedelta(minutes=1)).replace(second=0, microsecond=0)
 
 
-def due_minute(count: int) -> datetime:
+def due_minute(count: int, seconds_per_task: float = 0.004) -> datetime:
     """A minute boundary far enough ahead to load ``count`` tasks and start the workers."""
-    return next_minute(utcnow() + timedelta(seconds=25 + count * 0.004))
+    return next_minute(utcnow() + timedelta(seconds=25 + count * seconds_per_task))
 
 
 # --------------------------------------------------------------------------- taskhub
@@ -389,19 +392,29 @@ def run_taskhub(
     env_extra: dict[str, str],
     timeout_s: float = 600,
     user_worker: CeleryUserWorker | None = None,
+    through_api: bool = False,
 ) -> tuple[dict[str, Any], list[float]]:
-    """Load ``definitions``, run the production split until every execution ended (and
-    ``user_worker``, if given, received every Celery task), and measure. ``first_due``
-    is the earliest due time (unix)."""
+    """Load ``definitions`` (``through_api``: created through ``taskhub api``, else
+    stored by the service functions directly), run the production split until every
+    execution ended (and ``user_worker``, if given, received every Celery task), and
+    measure. ``first_due`` is the earliest due time (unix)."""
     count = len(definitions)
     redis.Redis.from_url(REDIS_URL).flushdb()
     target.reset()
     with scratch_database() as (name, url):
         engine = engines.create_engine(url)
         env = taskhub_env(url, scratch, env_extra)
-        load_tasks(engine, definitions, load(env))
         stack = Stack(env, scratch / "logs" / label)
         stack.log_dir.mkdir(parents=True, exist_ok=True)
+        registered = None
+        if through_api:
+            registered = registration.register_through_api(
+                engine, env, stack.log_dir / "api.log", definitions
+            )
+            if time.time() > first_due - 10:
+                raise SystemExit(f"registration took {registered['seconds']} s: past the due time")
+        else:
+            load_tasks(engine, definitions, load(env))
         before = pg_counts(engine, name)
         if user_worker is not None:
             user_worker.start(stack)
@@ -464,6 +477,8 @@ def run_taskhub(
         attempt_end_lag_s=lag_figures([e - d for d, e in attempt_ends]),
         target_max_concurrent=extra.get("max_concurrent"),
     )
+    if registered is not None:
+        result["registration"] = registered
     if "celery_task_ids" in extra:
         result["celery_task_ids"] = extra["celery_task_ids"]
     return result, lags
@@ -599,11 +614,19 @@ def definition(name: str, url: str, when: datetime, **extra: Any) -> dict[str, A
 
 
 def scenario_burst(
-    target: RunningTarget, count: int, scratch: Path, env: dict[str, str]
+    target: RunningTarget, count: int, scratch: Path, env: dict[str, str], shape: str = "user"
 ) -> tuple[dict[str, Any], list[float]]:
-    due = due_minute(count)
-    defs = [definition(f"burst-{i}", target.url("/ok"), due) for i in range(count)]
-    return run_taskhub("burst", target, defs, due.timestamp(), scratch, env)
+    """``shape`` ``user``: daily crons in several zones that POST JSON with headers,
+    created through the API (``bench/registration.py``); ``oneshot-get``: one-time GETs
+    stored directly, as the burst was first measured."""
+    if shape == "oneshot-get":
+        due = due_minute(count)
+        defs = [definition(f"burst-{i}", target.url("/ok"), due) for i in range(count)]
+        return run_taskhub("burst oneshot-get", target, defs, due.timestamp(), scratch, env)
+    due = due_minute(count, registration.SECONDS_PER_TASK)
+    url = target.url("/ok")
+    defs = [registration.user_definition(i, url, due) for i in range(count)]
+    return run_taskhub("burst", target, defs, due.timestamp(), scratch, env, through_api=True)
 
 
 def scenario_celery(
@@ -1197,7 +1220,7 @@ def run_target_scenarios(
         if "burst" in chosen:
             bursts = []
             for _ in range(max(1, args.repeat)):
-                burst, lags = scenario_burst(target, args.tasks, scratch, env)
+                burst, lags = scenario_burst(target, args.tasks, scratch, env, args.shape)
                 series.setdefault(f"taskhub N={args.tasks}", lags)  # the first run's
                 emit(results, burst)
                 bursts.append(burst)
@@ -1305,6 +1328,13 @@ def main() -> None:
         help="run taskhub's burst and the table scenario this many times (one p99 is noise)",
     )
     parser.add_argument("--no-redbeat", action="store_true")
+    parser.add_argument(
+        "--shape",
+        choices=["user", "oneshot-get"],
+        default="user",
+        help="burst: crons in time zones POSTing JSON created through the API (user), or "
+        "one-time GETs stored directly (oneshot-get)",
+    )
     parser.add_argument(
         "--user-worker",
         default="-P threads -c 32",
