@@ -16,7 +16,14 @@ from taskhub.api.celery_schemas import STRICT, CeleryCallCreate, CeleryTarget
 from taskhub.core import limits
 from taskhub.core.limits import Method
 from taskhub.core.signing import Scheme
-from taskhub.core.statuses import ExecutionStatus, LastStatus, MisfirePolicy, PausedBy, TaskStatus
+from taskhub.core.statuses import (
+    ExecutionStatus,
+    LastStatus,
+    MisfirePolicy,
+    OverlapPolicy,
+    PausedBy,
+    TaskStatus,
+)
 
 DateTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 Uuid = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
@@ -84,6 +91,15 @@ MisfirePolicyField = Annotated[
         description="What a claim does with occurrences missed for longer than the misfire "
         "grace: `fire_once` (one execution for them), `skip` (none), `fire_each` (one each, "
         "at most TASKHUB_MISFIRE_FIRE_EACH_MAX, the newest)."
+    ),
+]
+OverlapPolicyField = Annotated[
+    OverlapPolicy,
+    Field(
+        description="What to do with an occurrence that falls due while the task's previous "
+        "execution is still running: `allow` (fire it; the default), `skip` (record it "
+        "`skipped`, never fired), `buffer_one` (keep at most one waiting, `queued`, and fire "
+        "it when the running one ends; a further one is skipped)."
     ),
 ]
 AutoPause = Annotated[
@@ -254,6 +270,7 @@ class TaskPatch(_Strict):
     rate_limit: TaskRateLimit | None = None
     spread_seconds: Spread | None = None
     exclude_calendars: ExcludeCalendars | None = None
+    overlap: OverlapPolicyField | None = None
 
 
 class TaskCreate(TaskPatch):
@@ -324,6 +341,7 @@ class Task(_Strict):
     rate_limit: TaskRateLimitShown | None
     spread_seconds: int
     exclude_calendars: list[str]
+    overlap: OverlapPolicyField
     status: TaskStatus
     next_execution_time: DateTime | None
     last_execution_time: DateTime | None

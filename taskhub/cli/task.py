@@ -48,6 +48,7 @@ def _show_task(task: dict[str, Any], as_json: bool) -> None:
         "execution_count",
         "consecutive_failures",
         "misfire_policy",
+        "overlap",
         "auto_pause_after_failures",
         "paused_by",
         "paused_reason",

@@ -29,7 +29,7 @@ from taskhub.core.schedules import (
     validate,
     validate_window,
 )
-from taskhub.core.statuses import MisfirePolicy
+from taskhub.core.statuses import MisfirePolicy, OverlapPolicy
 
 _TOKEN = re.compile(limits.HEADER_NAME_PATTERN)
 _TAG_KEY = re.compile(limits.TAG_KEY_PATTERN)
@@ -49,6 +49,7 @@ TOP_LEVEL = (
     "rate_limit",
     "spread_seconds",
     "exclude_calendars",
+    "overlap",
 )
 RATE_LIMIT_FIELDS = ("max_in_flight", "per_second")
 TARGET_FIELDS = ("url", "method", "headers", "body", "celery", "timeout_seconds")
@@ -87,6 +88,8 @@ class TaskDefinition:
     spread_seconds: int = limits.DEFAULT_SPREAD_S
     #: The names of the tenant's exclusion calendars whose dates this task does not fire on.
     exclude_calendars: tuple[str, ...] = ()
+    #: What to do with an occurrence due while an earlier execution still runs.
+    overlap: OverlapPolicy = limits.DEFAULT_OVERLAP_POLICY
 
 
 def parse_time(value: Any, name: str) -> datetime | None:
@@ -308,6 +311,16 @@ def parse_misfire_policy(value: Any) -> MisfirePolicy:
     return MisfirePolicy(value)
 
 
+def parse_overlap(value: Any) -> OverlapPolicy:
+    if value is None:
+        return limits.DEFAULT_OVERLAP_POLICY
+    if not isinstance(value, str) or value not in {p.value for p in OverlapPolicy}:
+        raise ValidationError(
+            "overlap", f"must be one of {', '.join(p.value for p in OverlapPolicy)}"
+        )
+    return OverlapPolicy(value)
+
+
 def parse_auto_pause(value: Any) -> int | None:
     if value is None:
         return None
@@ -455,6 +468,7 @@ def parse_definition(
         rate_limit=parse_rate_limit(data.get("rate_limit")),
         spread_seconds=parse_spread(data.get("spread_seconds")),
         exclude_calendars=parse_exclude_calendars(data.get("exclude_calendars")),
+        overlap=parse_overlap(data.get("overlap")),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from taskhub.core.statuses import MisfirePolicy
+from taskhub.core.statuses import MisfirePolicy, OverlapPolicy
 
 # --- the task ---------------------------------------------------------------------------
 
@@ -26,6 +26,7 @@ MAX_AUTO_PAUSE_AFTER_FAILURES = 1000
 MIN_SPREAD_S = 0
 MAX_SPREAD_S = 3600
 DEFAULT_SPREAD_S = 0
+DEFAULT_OVERLAP_POLICY = OverlapPolicy.ALLOW
 
 # --- schedule ---------------------------------------------------------------------------
 

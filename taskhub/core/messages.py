@@ -127,6 +127,9 @@ class TriggerRequest:
     #: A Celery target: the Celery task to publish instead of an HTTP call (``url``,
     #: ``method``, ``headers`` and ``body`` are then empty).
     celery: CeleryCall | None = None
+    #: The task's overlap policy when it is not ``allow`` (``core.overlap``): its
+    #: clearance then decides whether it fires, is skipped or waits. None: ``allow``.
+    overlap: str | None = None
 
     def __post_init__(self) -> None:
         # A private copy, so a caller mutating its dict later cannot change this value.
@@ -162,6 +165,8 @@ class TriggerRequest:
             message["rate_limit"] = [self.rate_limit.max_in_flight, self.rate_limit.per_second]
         if self.celery is not None:
             message["celery"] = self.celery.to_dict()
+        if self.overlap is not None:  # only when set: most messages stay as small
+            message["overlap"] = self.overlap
         return message
 
     @classmethod
@@ -189,6 +194,7 @@ class TriggerRequest:
             not_before=None if not data.get("not_before") else _parse_time(data["not_before"]),
             tenant=_opt_str(data.get("tenant")),
             celery=None if not data.get("celery") else CeleryCall.from_dict(data["celery"]),
+            overlap=_opt_str(data.get("overlap")),
         )
 
 
@@ -358,4 +364,6 @@ def message_bytes(request: TriggerRequest) -> int:
         size += len(json.dumps(limit.per_second))
     if request.celery is not None:  # rare and bounded by its limits: encoded
         size += len(', "celery": ') + len(json.dumps(request.celery.to_dict()))
+    if request.overlap is not None:
+        size += len(', "overlap": ') + json_str_bytes(request.overlap)
     return size

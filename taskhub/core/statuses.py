@@ -5,7 +5,8 @@
 - execution status: ``queued`` (waiting in the database to be sent, e.g. during a retry
   backoff), ``running`` (sent to the trigger queue, outcome not yet written back),
   ``succeeded``, ``failed`` (a response that must not be retried), ``dead`` (attempts
-  exhausted; a dead letter);
+  exhausted; a dead letter), ``skipped`` (never fired: it fell due while its task's
+  previous execution was still running, and the task's overlap policy skips);
 - a task's ``last_status``: the status its newest ended execution ended with,
   ``succeeded`` | ``failed`` | ``dead`` (null before any has ended).
 """
@@ -27,13 +28,22 @@ class ExecutionStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     DEAD = "dead"
+    #: Never fired: the task's overlap policy skipped it (``core.overlap``).
+    SKIPPED = "skipped"
 
     @property
     def is_terminal(self) -> bool:
         return self in _TERMINAL
 
 
-_TERMINAL = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.DEAD})
+_TERMINAL = frozenset(
+    {
+        ExecutionStatus.SUCCEEDED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.DEAD,
+        ExecutionStatus.SKIPPED,
+    }
+)
 
 
 class LastStatus(StrEnum):
@@ -66,3 +76,13 @@ class PausedBy(StrEnum):
     USER = "user"
     AUTO_PAUSE = "auto_pause"
     TARGET_GONE = "target_gone"
+
+
+class OverlapPolicy(StrEnum):
+    """What to do with an occurrence that falls due while the task's previous execution
+    is still running: fire it anyway, skip it (recorded ``skipped``), or keep at most
+    one waiting (``queued``) and fire it when the running one ends (``core.overlap``)."""
+
+    ALLOW = "allow"
+    SKIP = "skip"
+    BUFFER_ONE = "buffer_one"

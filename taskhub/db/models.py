@@ -163,6 +163,9 @@ scheduled_tasks = sa.Table(
     # calendars only of the tasks that have any.
     sa.Column("exclude_calendars", _json(none_as_null=True)),
     sa.Column("has_skips", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # What to do with an occurrence due while an earlier execution of the task still
+    # runs (migration 0016): allow, skip, buffer_one (``core.overlap``).
+    sa.Column("overlap", sa.String(16), nullable=False, server_default="allow"),
     # state
     sa.Column("is_active", sa.Boolean(), nullable=False, server_default=sa.true()),
     sa.Column("is_finished", sa.Boolean(), nullable=False, server_default=sa.false()),
@@ -186,6 +189,7 @@ scheduled_tasks = sa.Table(
         "misfire_policy IN ('fire_once', 'skip', 'fire_each')", name="misfire_policy_known"
     ),
     sa.CheckConstraint("(url IS NULL) <> (celery IS NULL)", name="one_target_kind"),
+    sa.CheckConstraint("overlap IN ('allow', 'skip', 'buffer_one')", name="overlap_known"),
 )
 
 # No index on next_execution_time, is_active or is_finished (migration 0007): a claim
@@ -289,9 +293,13 @@ executions = sa.Table(
     # execution, ``running`` with no lease (``next_attempt_at`` NULL), waits for its
     # result until this instant; only the result check finishes it. NULL otherwise.
     sa.Column("result_due_by", UTCDateTime()),
+    # Under a task's overlap policy other than allow (migration 0016): 'fired' once its
+    # clearance let it go, 'waiting' while it waits for the running one to end
+    # (``engine.overlap``); NULL for every execution of an ``allow`` task.
+    sa.Column("overlap_state", sa.String(8)),
     sa.UniqueConstraint("task_id", "scheduled_for"),
     sa.CheckConstraint(
-        "status IN ('queued', 'running', 'succeeded', 'failed', 'dead')",
+        "status IN ('queued', 'running', 'succeeded', 'failed', 'dead', 'skipped')",
         name="status_known",
     ),
 )
@@ -326,6 +334,17 @@ sa.Index(
     executions.c.held_by,
     postgresql_where=executions.c.status == "running",
     sqlite_where=executions.c.status == "running",
+)
+
+#: The open executions of tasks under an overlap policy (migration 0016): what a
+#: clearance reads to know whether one runs or waits, without reading the task's history.
+#: An ``allow`` task's executions never have an entry, so the hot path writes none.
+OVERLAP_OPEN = "overlap_state IS NOT NULL AND status IN ('queued', 'running')"
+sa.Index(
+    "ix_executions_overlap_open",
+    executions.c.task_id,
+    postgresql_where=sa.text(OVERLAP_OPEN),
+    sqlite_where=sa.text(OVERLAP_OPEN),
 )
 
 attempts = sa.Table(

@@ -92,6 +92,7 @@ TARGET_COLUMNS = (
     T.timeout_seconds,
     T.rate_limit_max_in_flight,
     T.rate_limit_per_second,
+    T.overlap,
 )
 
 #: What a claim reads of a due task: its schedule, window and misfire rule (to plan) and

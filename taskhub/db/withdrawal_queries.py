@@ -34,7 +34,8 @@ def _unfired(now: datetime) -> sa.ColumnElement[bool]:
     throttled fire was published). Published ahead: ``running`` with no attempt, that
     no trigger worker has cleared to fire (``started_at`` unset, see
     :func:`clear_to_fire`), due after ``now`` (so never a run-now, nor an occurrence
-    already due when the writer came: that one goes out).
+    already due when the writer came: that one goes out). Waiting: an occurrence its
+    task's overlap policy keeps ``queued`` until the running execution ends.
     """
     return sa.and_(
         E.scheduled_for >= now - UNFIRED_LOOKBACK,
@@ -49,6 +50,12 @@ def _unfired(now: datetime) -> sa.ColumnElement[bool]:
                 E.attempts == 0,
                 E.started_at.is_(None),
                 E.scheduled_for > now,
+            ),
+            # Waiting for its task's running execution to end (overlap ``buffer_one``).
+            sa.and_(
+                E.status == ExecutionStatus.QUEUED.value,
+                E.overlap_state == "waiting",
+                E.started_at.is_(None),
             ),
         ),
     )

@@ -50,7 +50,7 @@ from taskhub.core.messages import TriggerRequest
 from taskhub.core.occurrences import ClaimRules, idempotency_key, plan_claim, spread_offset_s
 from taskhub.core.settings import Settings
 from taskhub.core.signing import Scheme
-from taskhub.core.statuses import ExecutionStatus, MisfirePolicy
+from taskhub.core.statuses import ExecutionStatus, MisfirePolicy, OverlapPolicy
 from taskhub.db import (
     exclusion_queries,
     execution_queries,
@@ -67,12 +67,13 @@ from taskhub.db.rows import (
     schedule_of,
     window_of,
 )
-from taskhub.engine import holders
+from taskhub.engine import holders, overlap
 from taskhub.observability import counters, metric_names
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[Sequence[TriggerRequest]], None]
+_ALLOW = OverlapPolicy.ALLOW.value
 Clock = Callable[[], datetime]
 
 
@@ -153,6 +154,7 @@ class _Requests:
             not_before=fire_at if fire_at > self.now else None,
             tenant=target["tenant"],
             celery=celery,
+            overlap=None if target["overlap"] == _ALLOW else target["overlap"],
         )
 
 
@@ -270,7 +272,10 @@ def claim_publishable(
     """One batch of executions to publish: staged occurrences whose second has come,
     retries whose backoff ended, throttled fires, and executions whose publish lease ran
     out (message lost, callback lost, worker killed), or whose holder died (``holders``).
-    Staged ones are first publications, not counted as published again."""
+    Staged ones are first publications, not counted as published again. Executions
+    waiting under an overlap policy whose task has nothing running any more are released
+    first, and published in this claim (``overlap``)."""
+    overlap.release(conn, now)
     rows = execution_queries.claim_publishable_executions(
         conn,
         now,

@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from taskhub.core.messages import TriggerRequest
 from taskhub.db import metric_queries, withdrawal_queries
+from taskhub.engine import overlap
 from taskhub.observability import counters
 
 #: The ``reason`` label of ``taskhub_occurrences_withdrawn_total``.
@@ -61,6 +62,7 @@ FIRING_FIELDS = frozenset(
         "target",
         "spread_seconds",
         "exclude_calendars",
+        "overlap",
     }
 )
 
@@ -75,8 +77,11 @@ def withdraw(conn: Connection, task_ids: Sequence[uuid.UUID], now: datetime, rea
 
 def clear_to_fire(engine: Engine, requests: Sequence[TriggerRequest], now: datetime) -> set[int]:
     """The execution ids of ``requests`` that may be fired now (``firing.fire``'s
-    ``clear``); one short transaction."""
+    ``clear``); one short transaction. Requests of tasks under an overlap policy other
+    than ``allow`` are decided first, under their tasks' locks (``overlap``)."""
+    guarded = [r for r in requests if r.overlap is not None]
     with engine.begin() as conn:
-        return withdrawal_queries.clear_to_fire(
-            conn, {r.execution_id: r.attempt - 1 for r in requests}, now
+        cleared = overlap.clear_guarded(conn, guarded, now) if guarded else set()
+        return cleared | withdrawal_queries.clear_to_fire(
+            conn, {r.execution_id: r.attempt - 1 for r in requests if r.overlap is None}, now
         )

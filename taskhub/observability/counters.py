@@ -87,7 +87,9 @@ FAMILIES: Final[Mapping[str, Family]] = {
         "counter", "Attempts whose outcome scheduled another attempt after a backoff"
     ),
     metric_names.EXECUTIONS_FINISHED: Family(
-        "counter", "Executions that ended, by status (succeeded, failed, dead)"
+        "counter",
+        "Executions that ended, by status (succeeded, failed, dead; skipped: never fired, "
+        "their task's overlap policy skipped them)",
     ),
     metric_names.FIRE_LAG_SECONDS: Family(
         "histogram", "First attempt's start minus the occurrence's due time"
@@ -207,7 +209,7 @@ def for_attempts(measures: Iterable[AttemptMeasure]) -> Increments:
     return increments
 
 
-FINISHED_STATUSES: Final = ("succeeded", "failed", "dead")
+FINISHED_STATUSES: Final = ("succeeded", "failed", "dead", "skipped")
 
 
 def _count_finished(increments: Increments, status: str) -> None:
@@ -217,7 +219,7 @@ def _count_finished(increments: Increments, status: str) -> None:
 def for_finished(statuses: Iterable[str]) -> Increments:
     """Executions ended with no attempt of their own: tracked Celery tasks whose result
     came, or did not come in time (the attempt, their send, was counted by the
-    write-back)."""
+    write-back), and occurrences their task's overlap policy skipped."""
     increments: Increments = {}
     for status in statuses:
         _count_finished(increments, status)

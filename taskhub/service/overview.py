@@ -44,6 +44,7 @@ MAX_LAG_SAMPLE: Final = 5_000
 _ENDED: Final = frozenset(
     s.value for s in (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.DEAD)
 )
+_SKIPPED: Final = ExecutionStatus.SKIPPED.value
 
 Series = tuple[float | None, ...]
 
@@ -141,8 +142,11 @@ def summarize(
         at=now,
         window_start=edges[0],
         bucket_seconds=int((WINDOW / BUCKETS).total_seconds()),
-        fired=sum(statuses.values()),
-        fired_series=tuple(float(sum(b.values())) for b in per_bucket),
+        # A skipped occurrence (overlap policy) was never fired.
+        fired=sum(c for s, c in statuses.items() if s != _SKIPPED),
+        fired_series=tuple(
+            float(sum(c for s, c in b.items() if s != _SKIPPED)) for b in per_bucket
+        ),
         success_rate=sum(succeeded) / total_ended if total_ended else None,
         success_series=tuple(s / e if e else None for s, e in zip(succeeded, ended, strict=True)),
         lag_p50_s=quantile(every_lag, 0.5),

@@ -347,17 +347,20 @@ def _within_send_by(requests: list[TriggerRequest], now: datetime) -> list[Trigg
 def clear_to_fire(requests: Sequence[TriggerRequest]) -> set[int]:
     """``firing.fire``'s clearance: what the database still wants sent. If the database
     cannot be reached, everything is: as when a message cannot take its sends
-    (``_take``), a database outage must not stop what is already on the broker."""
+    (``_take``), a database outage must not stop what is already on the broker. Except a
+    request under an overlap policy (``skip``, ``buffer_one``): only the database can
+    say whether its task's previous execution still runs, so it waits for its lease to
+    publish it again."""
     engine = engines.get_engine(settings.database_url)
     try:
         return withdrawal.clear_to_fire(engine, requests, utcnow())
     except SQLAlchemyError as error:
         log.warning(
-            "could not clear %d requests (%s); sending them",
+            "could not clear %d requests (%s); sending those of tasks without an overlap policy",
             len(requests),
             error.__class__.__name__,
         )
-        return {r.execution_id for r in requests}
+        return {r.execution_id for r in requests if r.overlap is None}
 
 
 @app.task(name=RECORD_CHUNK_TASK, ignore_result=True)

@@ -144,6 +144,23 @@ def test_without_the_database_a_request_received_after_its_send_by_is_not_fired(
     assert outcomes[0]["error_kind"] in ("blocked_address", "connection")
 
 
+def test_without_the_database_a_request_under_an_overlap_policy_is_not_fired(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Only the database knows whether the task's previous execution still runs: a
+    ``skip`` or ``buffer_one`` request waits for its lease; an ``allow`` one goes."""
+    unreachable = f"sqlite:///{tmp_path}/no/such/dir/taskhub.db"
+    monkeypatch.setattr(
+        celery_app, "settings", replace(celery_app.settings, database_url=unreachable)
+    )
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    allowed = replace(request(4), url="http://127.0.0.1:9/", send_by=later)
+    skipping = replace(request(5), url="http://127.0.0.1:9/", send_by=later, overlap="skip")
+    buffered = replace(request(6), url="http://127.0.0.1:9/", send_by=later, overlap="buffer_one")
+    outcomes = fire_triggers.run([m.to_message() for m in (allowed, skipping, buffered)])
+    assert [o["execution_id"] for o in outcomes] == [4]
+
+
 def test_a_request_the_database_does_not_clear_is_not_fired(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

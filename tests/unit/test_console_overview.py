@@ -49,6 +49,7 @@ def test_counts_rates_and_lags_by_bucket() -> None:
         {"bucket": 0, "status": "failed", "count": 1},
         {"bucket": 11, "status": "dead", "count": 2},
         {"bucket": 11, "status": "running", "count": 4},
+        {"bucket": 11, "status": "skipped", "count": 5},  # never fired: not counted as fired
     ]
     due = EDGES[11] + timedelta(seconds=10)
     fires = [
@@ -62,7 +63,14 @@ def test_counts_rates_and_lags_by_bucket() -> None:
         paused=(2, {-1: 1, 11: 1}),
     )
     assert figures.fired == 10
-    assert figures.statuses == {"queued": 0, "running": 4, "succeeded": 3, "failed": 1, "dead": 2}
+    assert figures.statuses == {
+        "queued": 0,
+        "running": 4,
+        "succeeded": 3,
+        "failed": 1,
+        "dead": 2,
+        "skipped": 5,
+    }
     assert figures.fired_series[0] == 4 and figures.fired_series[11] == 6
     # 3 of the 6 that ended succeeded; the running ones do not count yet.
     assert figures.success_rate == 0.5

@@ -25,7 +25,7 @@ from taskhub.core.errors import ValidationError
 from taskhub.core.limits import MAX_BODY_BYTES
 from taskhub.core.schedules import Cron, Interval, OneTime
 from taskhub.core.settings import SettingsError, load
-from taskhub.core.statuses import MisfirePolicy
+from taskhub.core.statuses import MisfirePolicy, OverlapPolicy
 from tests.support.example import example_task
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -142,6 +142,13 @@ def test_misfire_policy_and_auto_pause_default_and_parse() -> None:
     assert chosen.auto_pause_after_failures == 1000
 
 
+@pytest.mark.parametrize("policy", list(OverlapPolicy))
+def test_overlap_defaults_to_allow_and_parses(policy: OverlapPolicy) -> None:
+    assert parse_definition(example_task(), NOW).overlap is OverlapPolicy.ALLOW
+    assert parse_definition(example_task() | {"overlap": None}, NOW).overlap is OverlapPolicy.ALLOW
+    assert parse_definition(example_task() | {"overlap": policy.value}, NOW).overlap is policy
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -151,6 +158,10 @@ def test_misfire_policy_and_auto_pause_default_and_parse() -> None:
         ({"auto_pause_after_failures": 1001}, "auto_pause_after_failures"),
         ({"auto_pause_after_failures": 2.0}, "auto_pause_after_failures"),
         ({"auto_pause_after_failures": False}, "auto_pause_after_failures"),
+        ({"overlap": "sometimes"}, "overlap"),
+        ({"overlap": "SKIP"}, "overlap"),
+        ({"overlap": ["skip"]}, "overlap"),
+        ({"overlap": True}, "overlap"),
     ],
 )
 def test_bad_policies_are_refused_naming_the_field(change: dict[str, Any], field: str) -> None:

@@ -51,6 +51,15 @@ def test_standard_webhooks_secrets_travel_only_when_there_are_some() -> None:
     assert signed.sealed_webhook_secrets == ("s1", "s2")  # a list becomes a tuple
 
 
+def test_an_overlap_policy_travels_only_when_it_is_not_allow() -> None:
+    plain = req("https://example.invalid/hook")
+    assert "overlap" not in plain.to_message() and plain.overlap is None
+    guarded = req("https://example.invalid/hook", overlap="buffer_one")
+    message = json.loads(json.dumps(guarded.to_message()))
+    assert message["overlap"] == "buffer_one"
+    assert TriggerRequest.from_message(message) == guarded
+
+
 def test_request_message_writes_every_instant_in_utc() -> None:
     from zoneinfo import ZoneInfo
 
@@ -145,6 +154,7 @@ def test_float_bytes_is_the_encoded_length(value: float) -> None:
     limit=st.none()
     | st.builds(HostLimit, st.none() | st.integers(1, 10**6), st.none() | st.floats(0.01, 1e6)),
     tenant=st.none() | texts,
+    overlap=st.none() | st.sampled_from(["skip", "buffer_one"]),
 )
 def test_message_bytes_bounds_the_encoded_size_closely(
     execution_id: int,
@@ -162,6 +172,7 @@ def test_message_bytes_bounds_the_encoded_size_closely(
     webhook_secrets: list[str],
     limit: HostLimit | None,
     tenant: str | None,
+    overlap: str | None,
 ) -> None:
     request = TriggerRequest(
         execution_id=execution_id,
@@ -181,6 +192,7 @@ def test_message_bytes_bounds_the_encoded_size_closely(
         rate_limit=limit,
         not_before=not_before,
         tenant=tenant,
+        overlap=overlap,
     )
     exact = encoded(request)
     assert exact <= message_bytes(request) <= exact + 64

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from taskhub.core import limits
 from taskhub.core.errors import ValidationError
-from taskhub.core.statuses import MisfirePolicy
+from taskhub.core.statuses import MisfirePolicy, OverlapPolicy
 
 #: The form's schedule choice (the select's option values), by its visible word.
 SCHEDULE_KINDS: Final = (("cron", "Cron"), ("interval", "Interval"), ("once", "Once"))
@@ -26,6 +26,7 @@ SCHEDULE_KINDS: Final = (("cron", "Cron"), ("interval", "Interval"), ("once", "O
 TARGET_KINDS: Final = (("http", "HTTP request"), ("celery", "Celery task"))
 METHODS: Final = limits.METHODS
 MISFIRE_POLICIES: Final = tuple(p.value for p in MisfirePolicy)
+OVERLAP_POLICIES: Final = tuple(p.value for p in OverlapPolicy)
 
 #: Each input of the form and the API field (dotted path) it holds.
 INPUTS: Final = {
@@ -61,6 +62,7 @@ INPUTS: Final = {
     "per_second": "rate_limit.per_second",
     "spread_seconds": "spread_seconds",
     "exclude_calendars": "exclude_calendars",
+    "overlap": "overlap",
 }
 _BY_PATH: Final = {path: name for name, path in INPUTS.items()}
 #: Each input's label, as the page shows it (and a refusal in the preview names it).
@@ -97,6 +99,7 @@ LABELS: Final = {
     "per_second": "Per second",
     "spread_seconds": "Spread (seconds)",
     "exclude_calendars": "Exclusion calendars",
+    "overlap": "Overlap",
 }
 #: Paths that name no input of their own, and the input that shows their refusal.
 _ALSO: Final = {
@@ -120,6 +123,7 @@ NEW_TASK: Final = {
     "max_backoff_seconds": "600",
     "misfire_policy": limits.DEFAULT_MISFIRE_POLICY.value,
     "spread_seconds": str(limits.DEFAULT_SPREAD_S),
+    "overlap": limits.DEFAULT_OVERLAP_POLICY.value,
 }
 
 _INTEGER = re.compile(r"[+-]?\d+")
@@ -288,6 +292,7 @@ def definition_of(values: Mapping[str, str]) -> dict[str, Any]:
         else {"max_in_flight": in_flight, "per_second": per_second},
         "spread_seconds": _number_or_default(values, "spread_seconds", limits.DEFAULT_SPREAD_S),
         "exclude_calendars": parse_calendar_names(values.get("exclude_calendars", "")),
+        "overlap": _text(values, "overlap") or limits.DEFAULT_OVERLAP_POLICY.value,
     }
 
 
@@ -387,6 +392,7 @@ def values_of(definition: Mapping[str, Any]) -> dict[str, str]:
         "per_second": _shown(rate_limit.get("per_second")),
         "spread_seconds": _shown(definition.get("spread_seconds")),
         "exclude_calendars": ", ".join(definition.get("exclude_calendars") or []),
+        "overlap": _shown(definition.get("overlap")),
     }
 
 

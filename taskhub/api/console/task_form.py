@@ -117,6 +117,7 @@ def _form_page(
         brokers=", ".join(viewer.settings.celery_brokers.keys()),
         methods=[(m, m) for m in task_fields.METHODS],
         misfire_policies=[(p, p) for p in task_fields.MISFIRE_POLICIES],
+        overlap_policies=[(p, p) for p in task_fields.OVERLAP_POLICIES],
     )
 
 
