@@ -6,8 +6,10 @@ write-back (``writeback.record_outcomes``). A task every 5 s."""
 
 from __future__ import annotations
 
+import random
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -285,3 +287,62 @@ def test_two_workers_clearing_one_task_at_once_fire_one(engine: Engine, policy: 
         assert sorted(s for when, s in states(engine, task) if when <= 0) == sorted(
             ["running", "skipped" if policy == "skip" else "queued"]
         )
+
+
+def _open_counts(engine: Engine, task_id: uuid.UUID) -> tuple[int, int]:
+    """(fired and not ended, waiting) of the task."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(executions.c.started_at, executions.c.overlap_state).where(
+                executions.c.task_id == task_id, executions.c.status.in_(["queued", "running"])
+            )
+        ).all()
+    running = sum(1 for started_at, _ in rows if started_at is not None)
+    return running, sum(1 for _, state in rows if state == "waiting")
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("policy", ["skip", "buffer_one"])
+def test_random_interleavings_keep_one_running_and_at_most_one_waiting(
+    engine: Engine, policy: str, seed: int
+) -> None:
+    """Seconds pass one by one; at each, the staging pass runs, the requests whose time
+    has come are cleared in a random order (some a second late, as a busy worker would),
+    and a random running one may end. After every step: at most one runs, at most one
+    waits (none under ``skip``). At the end nothing is left waiting."""
+    rng = random.Random(seed)
+    task = add_task(engine, f"random-{policy}-{seed}", policy)
+    held: list[TriggerRequest] = tick(engine, M)
+    fired: list[TriggerRequest] = []
+    peak_waiting = [0]
+    for second in range(1, 90):
+        now = at(second)
+        if second == 70:  # the schedule ends: only what was written down goes on
+            with engine.begin() as conn:
+                task_service.update_task(
+                    conn, "default", task, {"end_at": now.isoformat()}, now, DEFAULTS
+                )
+        held += staging_pass(engine, now)
+        ready = [r for r in held if (r.not_before or M) <= now and rng.random() < 0.8]
+        rng.shuffle(ready)
+        for request in ready:
+            held.remove(request)
+            if clear(engine, [request], now):
+                fired.append(request)
+        if fired and rng.random() < 0.3:
+            ending = fired.pop(rng.randrange(len(fired)))
+            finish(engine, ending, now)
+        running, waiting_now = _open_counts(engine, task)
+        assert running <= 1, (second, states(engine, task))
+        peak_waiting[0] = max(peak_waiting[0], waiting_now)
+        assert waiting_now <= (1 if policy == "buffer_one" else 0), (second, states(engine, task))
+    for request in fired:
+        finish(engine, request, at(90))
+    for second in range(91, 95):
+        for request in staging_pass(engine, at(second)):
+            if clear(engine, [request], at(second)):
+                finish(engine, request, at(second))
+    assert _open_counts(engine, task) == (0, 0), states(engine, task)
+    ended = Counter(status for _, status in states(engine, task))
+    assert ended["skipped"] > 0 and ended["succeeded"] > 0, ended  # the policy did act
+    assert peak_waiting[0] == (1 if policy == "buffer_one" else 0)
