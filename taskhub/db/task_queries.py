@@ -387,3 +387,25 @@ def delete_task(conn: Connection, task_id: uuid.UUID) -> None:
     conn.execute(sa.delete(executions).where(E.task_id == task_id))
     conn.execute(sa.delete(occurrence_skips).where(occurrence_skips.c.task_id == task_id))
     conn.execute(sa.delete(scheduled_tasks).where(T.id == task_id))
+
+
+def insert_tasks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[uuid.UUID]:
+    """Many new tasks (each row with its ``id``) in one executemany insert, and their
+    next occurrences in one more statement; their ids, in the rows' order."""
+    if not rows:
+        return []
+    conn.execute(sa.insert(scheduled_tasks), list(rows))
+    ids: list[uuid.UUID] = [row["id"] for row in rows]
+    add_next_occurrences(conn, ids)
+    return ids
+
+
+def get_tasks(conn: Connection, task_ids: Sequence[uuid.UUID]) -> Sequence[RowMapping]:
+    """The tasks' rows, in one statement (in no particular order)."""
+    if not task_ids:
+        return []
+    return (
+        conn.execute(sa.select(scheduled_tasks).where(one_of(conn, T.id, task_ids)))
+        .mappings()
+        .all()
+    )
