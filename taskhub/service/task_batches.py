@@ -347,10 +347,12 @@ def _create(
     if not items:
         return
     rows: list[dict[str, Any]] = []
-    for item in items:
+    # Ids in ascending order: tasks created at one moment list by id, so in the batch's order.
+    ids = sorted(uuid.uuid4() for _ in items)
+    for item, task_id in zip(items, ids, strict=True):
         assert item.definition is not None
         columns = task_service.definition_columns(item.definition, settings)
-        rows.append({"id": uuid.uuid4(), "tenant": tenant, **columns, "has_skips": False})
+        rows.append({"id": task_id, "tenant": tenant, **columns, "has_skips": False})
     exclusions = exclusion_queries.exclusions_of(conn, rows)
     values = []
     for item, row in zip(items, rows, strict=True):
@@ -369,7 +371,7 @@ def _create(
                 "updated_at": now,
             }
         )
-    ids = task_queries.insert_tasks(conn, values)
+    task_queries.insert_tasks(conn, values)
     stored = {row["id"]: row for row in task_queries.get_tasks(conn, ids)}
     for item, task_id in zip(items, ids, strict=True):
         item.task = task_view(stored[task_id], settings)
