@@ -3,6 +3,8 @@ the claim of due tasks and the write-back's effect on them."""
 
 from __future__ import annotations
 
+import collections
+import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -389,12 +391,26 @@ def delete_task(conn: Connection, task_id: uuid.UUID) -> None:
     conn.execute(sa.delete(scheduled_tasks).where(T.id == task_id))
 
 
+@functools.lru_cache(maxsize=8)
+def _new_tasks(fields: tuple[str, ...]) -> Recordset[Any]:
+    """The recordset of new tasks' rows with these columns (a batch's rows all have the
+    same: those a create writes)."""
+    return Recordset.of_table(collections.namedtuple("NewTask", fields), scheduled_tasks)
+
+
 def insert_tasks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[uuid.UUID]:
-    """Many new tasks (each row with its ``id``) in one executemany insert, and their
-    next occurrences in one more statement; their ids, in the rows' order."""
+    """Many new tasks (each row with its ``id``, all rows with the same columns) in one
+    statement (PostgreSQL: one JSON parameter read by ``json_to_recordset``; SQLite: an
+    executemany), and their next occurrences in one more; their ids, in the rows' order.
+    The columns a row leaves out take their defaults, as in :func:`insert_task`."""
     if not rows:
         return []
-    conn.execute(sa.insert(scheduled_tasks), list(rows))
+    fields = tuple(rows[0])
+    recordset = _new_tasks(fields)
+    conn.execute(
+        recordset.insert(conn, scheduled_tasks),
+        recordset.params(conn, [tuple(row[name] for name in fields) for row in rows]),
+    )
     ids: list[uuid.UUID] = [row["id"] for row in rows]
     add_next_occurrences(conn, ids)
     return ids
