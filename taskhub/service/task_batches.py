@@ -14,8 +14,8 @@ and only the refused ones are not. ``dry_run``: every item is done as it would b
 the whole batch is rolled back; the results are exactly those of the real run.
 
 Efficient by construction: the creates (the bulk of a batch) are validated in Python and
-written with one executemany insert, one insert of their next occurrences and one read
-back; the names, the calendars and the tenant's quota row are each read once. Updates
+written with one multi-row insert (:func:`task_queries.insert_tasks`), one insert of
+their next occurrences and one read back; the names, the calendars and the tenant's quota row are each read once. Updates
 and deletes go through the one-task service functions, each in a savepoint (so a
 refused one undoes only itself); an unchanged item costs no write at all.
 """
@@ -343,7 +343,7 @@ def _create(
     conn: Connection, tenant: str, items: Sequence[_Item], now: datetime, settings: Settings
 ) -> None:
     """The new tasks, as :func:`task_service.create_task` writes one, in three
-    statements: one executemany insert, their next occurrences, and the rows read back."""
+    statements: one multi-row insert, their next occurrences, and the rows read back."""
     if not items:
         return
     rows: list[dict[str, Any]] = []

@@ -224,3 +224,25 @@ def test_another_tenant_sees_none_of_the_batch(api: Api) -> None:
     assert other["results"][0]["status"] == "created" and other["tenant"] == "other"
     assert api.b.post("/v1/tasks:batch", json={"delete": ["mine"]}).json()["counts"]["deleted"] == 1
     assert "mine" in names(api)
+
+
+def test_an_update_refused_late_undoes_only_itself_and_a_pause_is_kept(api: Api) -> None:
+    secret = {
+        "url": "https://example.com/a",
+        "headers": {"Authorization": "Bearer s3cret-value-1234"},
+    }
+    task = api.task("auth", target=secret)
+    paused = api.task("paused")
+    api.a.post(f"/v1/tasks/{paused['id']}/pause")
+    masked = task["target"]["headers"]["Authorization"]
+    moved = task_body("auth", "https://elsewhere.example.net/a") | {
+        "target": {"url": "https://elsewhere.example.net/a", "headers": {"Authorization": masked}}
+    }
+    result = batch(
+        api, tasks=[moved, task_body("paused", "https://example.com/new"), task_body("n")]
+    )
+    assert [r["status"] for r in result["results"]] == ["error", "updated", "created"]
+    assert result["results"][0]["error"]["field"] == "target.headers"
+    assert api.a.get(f"/v1/tasks/{task['id']}").json()["target"]["url"] == "https://example.com/a"
+    kept = api.a.get(f"/v1/tasks/{paused['id']}").json()
+    assert kept["status"] == "paused" and kept["target"]["url"] == "https://example.com/new"
