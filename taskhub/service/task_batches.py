@@ -15,9 +15,10 @@ the whole batch is rolled back; the results are exactly those of the real run.
 
 Efficient by construction: the creates (the bulk of a batch) are validated in Python and
 written with one multi-row insert (:func:`task_queries.insert_tasks`), one insert of
-their next occurrences and one read back; the names, the calendars and the tenant's quota row are each read once. Updates
-and deletes go through the one-task service functions, each in a savepoint (so a
-refused one undoes only itself); an unchanged item costs no write at all.
+their next occurrences and one read back; the names, the calendars and the tenant's
+quota row are each read once. Updates and deletes go through the one-task service
+functions, each in a savepoint (so a refused one undoes only itself); an unchanged item
+costs no write at all.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core import credentials, limits
@@ -39,13 +39,9 @@ from taskhub.core.occurrences import first_included
 from taskhub.core.schedules import OneTime
 from taskhub.core.settings import Settings
 from taskhub.db import exclusion_queries, task_queries, withdrawal_queries
-from taskhub.db.dialects import one_of
-from taskhub.db.models import scheduled_tasks
 from taskhub.db.rows import schedule_of
 from taskhub.service import quotas, task_service
 from taskhub.service.task_views import definition_dict, stored_secrets, task_view
-
-T = scheduled_tasks.c
 
 #: The fields of a batch request.
 BATCH_FIELDS = ("tasks", "delete", "atomic", "dry_run")
@@ -53,19 +49,11 @@ BATCH_FIELDS = ("tasks", "delete", "atomic", "dry_run")
 CREATED, UPDATED, UNCHANGED, DELETED, ERROR = "created", "updated", "unchanged", "deleted", "error"
 STATUSES = (CREATED, UPDATED, UNCHANGED, DELETED, ERROR)
 
-#: A definition's parts as a user names them, each compared on its own.
-_TARGET_PARTS = ("url", "method", "headers", "body", "timeout_seconds", "celery")
-_RETRY_PARTS = ("max_attempts", "backoff_seconds", "max_backoff_seconds")
-_WINDOW_PARTS = ("start_at", "end_at", "max_executions")
-_WHOLE_PARTS = (
-    "schedule",
-    "tags",
-    "misfire_policy",
-    "auto_pause_after_failures",
-    "rate_limit",
-    "spread_seconds",
-    "exclude_calendars",
-)
+#: The parts of a definition compared one by one (each named ``part.field``, as a user
+#: names it); ``window``'s fields are top-level fields of a task. Every other field of
+#: :class:`TaskDefinition` (a new one too) is compared whole, under its own name.
+_COMPARED_BY_FIELD = ("target", "retry")
+_WINDOW = "window"
 
 
 @dataclass(frozen=True)
@@ -160,20 +148,20 @@ def stored_definition(row: RowMapping, settings: Settings, now: datetime) -> Tas
 
 def changed_fields(old: TaskDefinition, new: TaskDefinition) -> list[str]:
     """The fields (dotted, as a user names them) in which ``new`` differs from ``old``."""
-    changes = [
-        f"target.{part}"
-        for part in _TARGET_PARTS
-        if getattr(old.target, part) != getattr(new.target, part)
-    ]
-    changes += [
-        f"retry.{part}"
-        for part in _RETRY_PARTS
-        if getattr(old.retry, part) != getattr(new.retry, part)
-    ]
-    changes += [
-        part for part in _WINDOW_PARTS if getattr(old.window, part) != getattr(new.window, part)
-    ]
-    changes += [part for part in _WHOLE_PARTS if getattr(old, part) != getattr(new, part)]
+    changes: list[str] = []
+    for part in dataclasses.fields(TaskDefinition):
+        before, after = getattr(old, part.name), getattr(new, part.name)
+        if before == after or part.name == "name":
+            continue
+        if part.name in _COMPARED_BY_FIELD or part.name == _WINDOW:
+            prefix = "" if part.name == _WINDOW else f"{part.name}."
+            changes += [
+                f"{prefix}{f.name}"
+                for f in dataclasses.fields(before)
+                if getattr(before, f.name) != getattr(after, f.name)
+            ]
+        else:
+            changes.append(part.name)
     return sorted(changes)
 
 
@@ -256,14 +244,7 @@ def _run(
     items = [_Item(i, _name_of(data)) for i, data in enumerate(request.tasks)]
     deletions = [_Item(i, name) for i, name in enumerate(request.delete)]
     names = {i.name for i in items if i.name} | set(request.delete)
-    existing = {
-        row["name"]: row
-        for row in conn.execute(
-            sa.select(scheduled_tasks).where(
-                T.tenant == tenant, one_of(conn, T.name, sorted(names))
-            )
-        ).mappings()
-    }
+    existing = {row["name"]: row for row in task_queries.tenant_tasks_named(conn, tenant, names)}
 
     seen: set[str] = set()
     deleting = set(request.delete)
