@@ -59,6 +59,9 @@ def test_list_and_executions_are_iterators_over_every_page(client: Client) -> No
     names = [t["name"] for t in client.list(page_size=2, name_prefix="t")]
     assert names == [f"t{i:02}" for i in range(7)]
     assert [t["name"] for t in client.list(name="other")] == ["other"]
+    client.create(task_body("tagged") | {"tags": {"team": "a", "tier": "1"}})
+    assert [t["name"] for t in client.list(tags={"team": "a", "tier": "1"})] == ["tagged"]
+    assert list(client.list(tags={"team": "b"})) == []
     task = next(client.list(name="t03"))
     runs = [client.run(task["id"])["id"] for _ in range(5)]
     assert [e["id"] for e in client.executions(task["id"], page_size=2)] == runs[::-1]
