@@ -504,6 +504,71 @@ class Skip(_Strict):
     skipped: bool = Field(description="Whether the occurrence is now skipped.")
 
 
+class BatchRequest(_Strict):
+    """Task definitions to create or update, matched by name, and names to delete: from
+    1 to the maximum items in all."""
+
+    tasks: list[TaskCreate] = Field(
+        default_factory=list,
+        max_length=limits.MAX_BATCH_ITEMS,
+        description="Each read exactly as one create reads it. A name the tenant holds is "
+        "an update: the definition replaces the task's (a field left out takes its default).",
+    )
+    delete: list[str] = Field(
+        default_factory=list,
+        max_length=limits.MAX_BATCH_ITEMS,
+        description="Names of the tenant's tasks to delete, with their executions.",
+    )
+    atomic: bool = Field(
+        False, description="All or nothing: one refused item and nothing is stored."
+    )
+    dry_run: bool = Field(
+        False, description="Compute every result, store nothing (the results are exact)."
+    )
+
+
+class BatchItemResult(_Strict):
+    index: int = Field(description="The item's place in `tasks`, from 0.")
+    name: str | None
+    status: Literal["created", "updated", "unchanged", "error"]
+    task: Task | None = Field(
+        description="The task as stored (in a dry run: as it would be; a new one's id is "
+        "not kept); null for an error."
+    )
+    changes: list[str] = Field(
+        description="For `updated`: the fields it changed, dotted; empty otherwise."
+    )
+    error: ErrorDetail | None = Field(description="Why the item was refused; `field` in it.")
+
+
+class BatchDeletion(_Strict):
+    index: int = Field(description="The name's place in `delete`, from 0.")
+    name: str
+    status: Literal["deleted", "error"]
+    error: ErrorDetail | None
+
+
+class BatchCounts(_Strict):
+    created: int
+    updated: int
+    unchanged: int
+    deleted: int
+    error: int
+
+
+class BatchResult(_Strict):
+    tenant: str = Field(description="The tenant of the API key: whose tasks these are.")
+    atomic: bool
+    dry_run: bool
+    stored: bool = Field(
+        description="Whether anything was stored: false for a dry run and for an atomic "
+        "batch with a refused item."
+    )
+    counts: BatchCounts
+    results: list[BatchItemResult] = Field(description="One per item of `tasks`, in order.")
+    deletions: list[BatchDeletion] = Field(description="One per name of `delete`, in order.")
+
+
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     TaskCreate,
     TaskPatch,
@@ -515,6 +580,7 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     CalendarCreate,
     CalendarPatch,
     SkipRequest,
+    BatchRequest,
 )
 
 

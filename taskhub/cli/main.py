@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from taskhub.cli.apikey import apikey_group
+from taskhub.cli.apply import apply_command
 from taskhub.cli.calendar import calendar_group
 from taskhub.cli.db import db_group
 from taskhub.cli.executions import dlq_group, executions_list
@@ -39,6 +40,7 @@ for command in (
     calendar_group,
     import_group,
     sync_command,
+    apply_command,
 ):
     main.add_command(command)
 

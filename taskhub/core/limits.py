@@ -140,3 +140,9 @@ MAX_CALENDAR_DATES = 1000
 MAX_EXCLUDE_CALENDARS = 10
 #: Skipped occurrences one task may hold at a time (past ones are pruned).
 MAX_SKIPS_PER_TASK = 1000
+
+# --- the batch of tasks (``POST /v1/tasks:batch``) ----------------------------------------
+
+#: Items one batch holds: task definitions and names to delete, together.
+MIN_BATCH_ITEMS = 1
+MAX_BATCH_ITEMS = 1000

@@ -3,6 +3,8 @@ the claim of due tasks and the write-back's effect on them."""
 
 from __future__ import annotations
 
+import collections
+import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -388,3 +390,49 @@ def delete_task(conn: Connection, task_id: uuid.UUID) -> None:
     conn.execute(sa.delete(executions).where(E.task_id == task_id))
     conn.execute(sa.delete(occurrence_skips).where(occurrence_skips.c.task_id == task_id))
     conn.execute(sa.delete(scheduled_tasks).where(T.id == task_id))
+
+
+@functools.lru_cache(maxsize=8)
+def _new_tasks(fields: tuple[str, ...]) -> Recordset[Any]:
+    """The recordset of new tasks' rows with these columns (a batch's rows all have the
+    same: those a create writes)."""
+    return Recordset.of_table(collections.namedtuple("NewTask", fields), scheduled_tasks)
+
+
+def insert_tasks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[uuid.UUID]:
+    """Many new tasks (each row with its ``id``, all rows with the same columns) in one
+    statement (PostgreSQL: one JSON parameter read by ``json_to_recordset``; SQLite: an
+    executemany), and their next occurrences in one more; their ids, in the rows' order.
+    The columns a row leaves out take their defaults, as in :func:`insert_task`."""
+    if not rows:
+        return []
+    fields = tuple(rows[0])
+    recordset = _new_tasks(fields)
+    conn.execute(
+        recordset.insert(conn, scheduled_tasks),
+        recordset.params(conn, [tuple(row[name] for name in fields) for row in rows]),
+    )
+    ids: list[uuid.UUID] = [row["id"] for row in rows]
+    add_next_occurrences(conn, ids)
+    return ids
+
+
+def get_tasks(conn: Connection, task_ids: Sequence[uuid.UUID]) -> Sequence[RowMapping]:
+    """The tasks' rows, in one statement (in no particular order)."""
+    if not task_ids:
+        return []
+    return (
+        conn.execute(sa.select(scheduled_tasks).where(one_of(conn, T.id, task_ids)))
+        .mappings()
+        .all()
+    )
+
+
+def tenant_tasks_named(conn: Connection, tenant: str, names: Iterable[str]) -> Sequence[RowMapping]:
+    """The tenant's tasks of these names, in one statement (read from the (tenant, name)
+    index)."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return []
+    query = sa.select(scheduled_tasks).where(T.tenant == tenant, one_of(conn, T.name, wanted))
+    return conn.execute(query).mappings().all()

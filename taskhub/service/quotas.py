@@ -285,3 +285,32 @@ def show(conn: Connection, tenant: str, settings: Settings) -> dict[str, Any]:
     """The tenant's limits in force, where each comes from, and its tasks held."""
     validate_tenant(tenant)
     return {**limits_of(conn, tenant, settings).to_dict(), "tasks_held": tasks_held(conn, tenant)}
+
+
+class Admission:
+    """The creates of one batch, admitted one by one as :func:`admit_task` admits one: the
+    tenant's row locked once (:meth:`of`), its tasks counted once, then each create
+    checked against the schedule limit and counted toward ``max_tasks``."""
+
+    def __init__(self, limits: Limits, held: int, now: datetime) -> None:
+        self.limits = limits
+        self.held = held
+        self.now = now
+
+    @classmethod
+    def of(cls, conn: Connection, tenant: str, now: datetime, settings: Settings) -> Admission:
+        limits = _lock(conn, tenant, settings)
+        return cls(limits, tasks_held(conn, tenant), now)
+
+    def release(self, count: int) -> None:
+        """``count`` of the tenant's tasks were deleted: their places are free."""
+        self.held -= count
+
+    def admit(self, schedule: Schedule) -> None:
+        check_schedule_limit(schedule, self.limits.min_interval_seconds, self.now)
+        if self.held >= self.limits.max_tasks:
+            raise QuotaExceeded(
+                f"the tenant would hold more than {self.limits.max_tasks} tasks, its max_tasks "
+                "limit: delete tasks it no longer needs, or ask an operator to raise the limit"
+            )
+        self.held += 1

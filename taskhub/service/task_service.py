@@ -422,3 +422,8 @@ def backfill_task(
     ]
     inserted = execution_queries.insert_executions(conn, rows, now)
     return {"count": len(inserted)}
+
+
+# For a batch of tasks (:mod:`taskhub.service.task_batches`), which writes as these do.
+definition_columns = _definition_columns
+keep_masked = _keep_masked

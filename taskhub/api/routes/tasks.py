@@ -6,11 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Response
 
-from taskhub.api.deps import Authed, JsonBody, OptionalJsonBody, RunAuthed
+from taskhub.api.deps import Authed, BatchJsonBody, JsonBody, OptionalJsonBody, RunAuthed
 from taskhub.api.params import Count, TaskQuery
 from taskhub.api.schemas import (
     Backfilled,
     BackfillRequest,
+    BatchRequest,
+    BatchResult,
     Execution,
     PauseRequest,
     Preview,
@@ -25,7 +27,7 @@ from taskhub.api.schemas import (
     body_doc,
 )
 from taskhub.core import limits
-from taskhub.service import exclusions, task_service, task_views
+from taskhub.service import exclusions, task_batches, task_service, task_views
 
 router = APIRouter(tags=["tasks"])
 
@@ -42,6 +44,22 @@ def create_task(caller: Authed, body: JsonBody, response: Response) -> dict[str,
     )
     response.headers["Location"] = f"/v1/tasks/{task['id']}"
     return task
+
+
+@router.post(
+    "/v1/tasks:batch",
+    openapi_extra=body_doc(BatchRequest),
+    **answers(
+        BatchResult,
+        413,
+        summary="Create, update (by name) and delete many tasks in one transaction, "
+        "with a result per item",
+    ),
+)
+def batch_tasks(caller: Authed, body: BatchJsonBody) -> dict[str, Any]:
+    return caller.run(
+        lambda conn: task_batches.run_batch(conn, caller.tenant, body, caller.now, caller.settings)
+    )
 
 
 @router.get("/v1/tasks", **answers(TaskPage, summary="List tasks, oldest first"))
