@@ -49,6 +49,7 @@ TOP_LEVEL = (
     "rate_limit",
     "spread_seconds",
     "exclude_calendars",
+    "retention_days",
 )
 RATE_LIMIT_FIELDS = ("max_in_flight", "per_second")
 TARGET_FIELDS = ("url", "method", "headers", "body", "celery", "timeout_seconds")
@@ -87,6 +88,9 @@ class TaskDefinition:
     spread_seconds: int = limits.DEFAULT_SPREAD_S
     #: The names of the tenant's exclusion calendars whose dates this task does not fire on.
     exclude_calendars: tuple[str, ...] = ()
+    #: How many days this task's ended executions are kept; None: the installation's
+    #: TASKHUB_EXECUTION_RETENTION_DAYS.
+    retention_days: int | None = None
 
 
 def parse_time(value: Any, name: str) -> datetime | None:
@@ -455,6 +459,7 @@ def parse_definition(
         rate_limit=parse_rate_limit(data.get("rate_limit")),
         spread_seconds=parse_spread(data.get("spread_seconds")),
         exclude_calendars=parse_exclude_calendars(data.get("exclude_calendars")),
+        retention_days=parse_retention_days(data.get("retention_days")),
     )
 
 
@@ -497,3 +502,10 @@ def parse_exclude_calendars(value: Any) -> tuple[str, ...]:
         if name not in names:
             names.append(name)
     return tuple(names)
+
+
+def parse_retention_days(value: Any) -> int | None:
+    """A task's ``retention_days``: 1 to 3,650; null: the installation's default."""
+    if value is None:
+        return None
+    return integer(value, "retention_days", limits.MIN_RETENTION_DAYS, limits.MAX_RETENTION_DAYS)

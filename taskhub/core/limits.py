@@ -139,3 +139,10 @@ MAX_CALENDAR_DATES = 1000
 MAX_EXCLUDE_CALENDARS = 10
 #: Skipped occurrences one task may hold at a time (past ones are pruned).
 MAX_SKIPS_PER_TASK = 1000
+
+# --- history retention ------------------------------------------------------------------
+
+#: A task's ``retention_days``: how long its ended executions are kept (null: the
+#: installation's TASKHUB_EXECUTION_RETENTION_DAYS).
+MIN_RETENTION_DAYS = 1
+MAX_RETENTION_DAYS = 3650
