@@ -20,6 +20,7 @@ from taskhub.core.settings import RetentionSettings
 from taskhub.db import engines, retention_queries, schema
 from taskhub.db.models import attempts, executions, metric_counters
 from taskhub.engine import retention
+from tests.support.api import T0, Api
 from tests.support.cli import Cli
 from tests.support.engine import running_stack
 from tests.support.processes import wait_until
@@ -250,6 +251,21 @@ def test_one_pass_at_a_time(engine: Engine) -> None:
     # A pass gives its lease back when it ends: the next one runs at once.
     with engine.begin() as conn:
         assert retention_queries.take_lease(conn, retention.LEASE_NAME, "next", later, later)
+
+
+def test_retention_days_is_set_returned_patched_cleared_and_refused(engine: Engine) -> None:
+    api = Api(engine, T0)
+    task = api.task("kept", retention_days=400)
+    assert task["retention_days"] == 400
+    assert api.task("plain")["retention_days"] is None
+    path = f"/v1/tasks/{task['id']}"
+    patched = api.a.patch(path, json={"retention_days": 7}).json()
+    assert patched["retention_days"] == 7
+    for bad in (0, 3651, "7"):
+        error = api.error(api.a.patch(path, json={"retention_days": bad}), 422)
+        assert error["field"] == "retention_days"
+    assert api.a.get(path).json() == patched  # nothing changed
+    assert api.a.patch(path, json={"retention_days": None}).json()["retention_days"] is None
 
 
 def test_prune_command_dry_run_then_real(tmp_path: Path) -> None:
