@@ -5,6 +5,7 @@ the migration, and the pass beat sends."""
 from __future__ import annotations
 
 import itertools
+import threading
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -268,6 +269,29 @@ def test_retention_days_is_set_returned_patched_cleared_and_refused(engine: Engi
     assert api.a.patch(path, json={"retention_days": None}).json()["retention_days"] is None
 
 
+def test_a_row_another_transaction_holds_is_skipped_not_waited_for(pg_engine: Engine) -> None:
+    task = add_task(pg_engine, "plain", {"interval_seconds": 60})
+    held = add_execution(pg_engine, task, "succeeded", ended_ago=31 * DAY)
+    free = add_execution(pg_engine, task, "failed", ended_ago=31 * DAY)
+    reports: list[retention.PruneReport] = []
+    with pg_engine.connect() as other:
+        # As a write-back or a redrive holds its executions' rows while it works.
+        other.execute(sa.select(executions.c.id).where(executions.c.id == held).with_for_update())
+        # A pass that waited for the row would wait for ever: it runs on its own thread.
+        pass_thread = threading.Thread(target=lambda: reports.append(prune(pg_engine)))
+        pass_thread.start()
+        pass_thread.join(60)
+        other.rollback()
+    pass_thread.join(60)
+    assert len(reports) == 1
+    report = reports[0]
+    assert report.executions == 1
+    assert remaining(pg_engine) == {held}
+    assert free not in remaining(pg_engine)
+    assert prune(pg_engine).executions == 1
+    assert remaining(pg_engine) == set()
+
+
 def test_prune_command_dry_run_then_real(tmp_path: Path) -> None:
     cli = Cli(tmp_path)
     cli("db", "upgrade")
@@ -302,7 +326,14 @@ def test_migration_0019_adds_the_column_indexes_and_lease_and_goes_back(
     schema.upgrade(database_url, "0015")
     engine = engines.create_engine(database_url)
     try:
+        # History written before retention existed (its task's row is not needed).
+        task = uuid.uuid4()
+        old = add_execution(engine, task, "succeeded", ended_ago=31 * DAY)
+        young = add_execution(engine, task, "succeeded", ended_ago=DAY)
         schema.upgrade(database_url, "0019")
+        assert remaining(engine) == {old, young}  # the upgrade moves and removes nothing
+        assert prune(engine).executions == 1
+        assert remaining(engine) == {young}
         inspector = sa.inspect(engine)
         assert "retention_days" in {c["name"] for c in inspector.get_columns("scheduled_tasks")}
         assert "ix_executions_finished_at" in {
