@@ -32,7 +32,11 @@ Celery workers, ``bench/celery_user_app.py``; then redbeat sending the same N Ce
 tasks into the same workers: lag at the user worker's receipt), ``console`` (``--tasks``
 tasks of one tenant, default 100,000, and a tenth as many of another, ten executions
 each, loaded in bulk; a real ``taskhub api`` process; each console page timed from
-outside: p50/p95/p99/max, ``bench/console.py``; it starts no target).
+outside: p50/p95/p99/max, ``bench/console.py``; it starts no target), ``retention``
+(``--retention-rows`` ended executions with an attempt each over ``--retention-days``
+days, at the schema before retention: the upgrade's time, one prune pass removing the
+oldest day by batched deletes, and the same day dropped as partitions of day-partitioned
+copies; it starts no process).
 """
 
 from __future__ import annotations
