@@ -32,7 +32,11 @@ Celery workers, ``bench/celery_user_app.py``; then redbeat sending the same N Ce
 tasks into the same workers: lag at the user worker's receipt), ``console`` (``--tasks``
 tasks of one tenant, default 100,000, and a tenth as many of another, ten executions
 each, loaded in bulk; a real ``taskhub api`` process; each console page timed from
-outside: p50/p95/p99/max, ``bench/console.py``; it starts no target).
+outside: p50/p95/p99/max, ``bench/console.py``; it starts no target), ``retention``
+(``--retention-rows`` ended executions with an attempt each over ``--retention-days``
+days, at the schema before retention: the upgrade's time, one prune pass removing the
+oldest day by batched deletes, and the same day dropped as partitions of day-partitioned
+copies; it starts no process).
 """
 
 from __future__ import annotations
@@ -845,6 +849,158 @@ def fill_table(engine: Engine, total: int, due_count: int) -> None:
         conn.execute(sa.text("VACUUM (ANALYZE) next_occurrences"))
 
 
+def fill_history(engine: Engine, total: int, days: int, start: datetime) -> None:
+    """``total`` ended executions of 1,000 tasks (ids ``md5(n)``, n = 0..999; the tasks
+    themselves are made by :func:`history_tasks`), one attempt each, their finish times
+    spread evenly over ``days`` days from ``start``, made by the server in one go."""
+    at = "CAST(:start AS timestamptz) + g * :step * interval '1 second'"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO executions (task_id, scheduled_for, idempotency_key, status, "
+                "attempts, http_status, duration_ms, started_at, finished_at, created_at) "
+                f"SELECT CAST(md5((g % 1000)::text) AS uuid), {at}, md5(g::text), "
+                f"'succeeded', 1, 200, 12, {at}, {at}, {at} "
+                "FROM generate_series(1, :total) AS g"
+            ),
+            {"start": start, "step": days * 86400 / total, "total": total},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO attempts (execution_id, number, started_at, duration_ms, "
+                "http_status) SELECT id, 1, started_at, 12, 200 FROM executions"
+            )
+        )
+    vacuum(engine, "executions", "attempts")
+
+
+def history_tasks(engine: Engine, start: datetime) -> None:
+    """The 1,000 tasks :func:`fill_history`'s executions belong to: one through the
+    service, then copies of it made by the server."""
+    load_tasks(
+        engine, [definition("seed", "http://127.0.0.1:9/ok", start + timedelta(days=900))], load()
+    )
+    columns = [c.name for c in scheduled_tasks.columns if c.name not in ("id", "name")]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"INSERT INTO scheduled_tasks (id, name, {', '.join(columns)}) "
+                f"SELECT CAST(md5(g::text) AS uuid), 'copy-' || g, {', '.join(columns)} "
+                "FROM scheduled_tasks, generate_series(0, 999) AS g"
+            )
+        )
+    vacuum(engine, "scheduled_tasks")
+
+
+def vacuum(engine: Engine, *tables: str) -> None:
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        for table in tables:
+            conn.execute(sa.text(f"VACUUM (ANALYZE) {table}"))
+
+
+def scenario_retention(total: int, days: int, batch_size: int) -> dict[str, Any]:
+    """History retention on PostgreSQL: ``total`` ended executions (and one attempt
+    each) spread over ``days`` days, in a database at the schema before retention.
+
+    Measures the upgrade (migration 0019: its index built concurrently), one prune pass
+    removing the oldest day by batched deletes (no pause between batches), and the same
+    day's rows as a partition of executions and attempts tables partitioned by day,
+    removed by ``DROP TABLE`` of the partition (after ``DETACH ... CONCURRENTLY``)."""
+    from taskhub.core.settings import RetentionSettings
+    from taskhub.engine import retention
+
+    start = datetime(2026, 1, 1, tzinfo=utcnow().tzinfo)
+    with scratch_database("0015") as (_name, url):
+        engine = engines.create_engine(url)
+        began = time.perf_counter()
+        fill_history(engine, total, days, start)
+        load_s = time.perf_counter() - began
+        began = time.perf_counter()
+        schema.upgrade(url, "head")
+        upgrade_s = time.perf_counter() - began
+        history_tasks(engine, start)
+        # The same rows in tables partitioned by day of finish (attempts carry their
+        # execution's finish time, the key they must share to go with it), each with
+        # the plain table's indexes: the first day's partitions are what goes.
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE executions_part (LIKE executions INCLUDING DEFAULTS) "
+                    "PARTITION BY RANGE (finished_at)"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE attempts_part (LIKE attempts INCLUDING DEFAULTS, "
+                    "execution_finished_at timestamptz NOT NULL) "
+                    "PARTITION BY RANGE (execution_finished_at)"
+                )
+            )
+            for day in range(days + 1):
+                low, high = start + timedelta(days=day), start + timedelta(days=day + 1)
+                for table in ("executions_part", "attempts_part"):
+                    conn.execute(
+                        sa.text(
+                            f"CREATE TABLE {table}_{day} PARTITION OF {table} FOR VALUES "
+                            f"FROM ('{low.isoformat()}') TO ('{high.isoformat()}')"
+                        )
+                    )
+            conn.execute(sa.text("INSERT INTO executions_part SELECT * FROM executions"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO attempts_part SELECT a.*, e.finished_at FROM attempts a "
+                    "JOIN executions e ON e.id = a.execution_id"
+                )
+            )
+            conn.execute(sa.text("CREATE INDEX ON executions_part (task_id, id)"))
+            conn.execute(sa.text("CREATE INDEX ON attempts_part (execution_id, number)"))
+        with engine.connect() as conn:
+            partition_rows = int(
+                conn.execute(sa.text("SELECT count(*) FROM executions_part_0")).scalar_one()
+            )
+        day_end = start + timedelta(days=1)
+        settings = RetentionSettings(
+            execution_days=days, dead_letter_days=0, batch_size=batch_size, pause_s=0
+        )
+        began = time.perf_counter()
+        report = retention.run_pass(engine, settings, lambda: day_end + timedelta(days=days))
+        delete_s = time.perf_counter() - began
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            began = time.perf_counter()
+            for table in ("executions_part", "attempts_part"):
+                conn.execute(
+                    sa.text(f"ALTER TABLE {table} DETACH PARTITION {table}_0 CONCURRENTLY")
+                )
+                conn.execute(sa.text(f"DROP TABLE {table}_0"))
+            drop_s = time.perf_counter() - began
+            version = conn.execute(sa.text("SHOW server_version")).scalar_one()
+        engine.dispose()
+    return {
+        "scenario": "retention",
+        "postgresql": version,
+        "executions": total,
+        "attempts": total,
+        "days": days,
+        "load_s": round(load_s, 2),
+        "upgrade_0019_s": round(upgrade_s, 2),
+        "upgrade_per_million_rows_s": round(upgrade_s * 1e6 / total, 2),
+        "batched_delete": {
+            "executions": report.executions,
+            "attempts": report.attempts,
+            "batches": report.batches,
+            "batch_size": batch_size,
+            "seconds": round(delete_s, 3),
+            "executions_per_s": round(report.executions / max(delete_s, 1e-6)),
+        },
+        "partition_drop": {
+            "executions": partition_rows,
+            "seconds": round(drop_s, 4),
+        },
+    }
+
+
 def scenario_writeback(count: int, env: dict[str, str] | None = None) -> dict[str, Any]:
     """The chord callback's work alone: ``count`` claimed executions (claimed by a tick
     that publishes nothing) get a successful outcome each, written back in chunks of
@@ -1192,6 +1348,7 @@ SCENARIOS = (
     "clients",
     "celery",
     "console",
+    "retention",
 )
 
 #: The scenarios that need the recording target.
@@ -1313,6 +1470,10 @@ def main() -> None:
     )
     parser.add_argument("--table-rows", type=int, default=1_000_000)
     parser.add_argument(
+        "--retention-rows", type=int, default=1_000_000, help="retention: executions held"
+    )
+    parser.add_argument("--retention-days", type=int, default=10, help="retention: days they span")
+    parser.add_argument(
         "--table-due", type=int, default=10_000, help="due in the table; outcomes in writeback"
     )
     parser.add_argument(
@@ -1392,6 +1553,11 @@ def main() -> None:
                     env,
                     args.console_revision,
                 ),
+            )
+        if "retention" in chosen:
+            emit(
+                results,
+                scenario_retention(args.retention_rows, args.retention_days, 5000),
             )
         if "writeback" in chosen:
             for _ in range(max(1, args.repeat)):

@@ -112,6 +112,18 @@ AutoPause = Annotated[
 ]
 
 
+RetentionDays = Annotated[
+    int,
+    Field(
+        ge=limits.MIN_RETENTION_DAYS,
+        le=limits.MAX_RETENTION_DAYS,
+        description="Days this task's ended executions are kept; null: the installation's "
+        "TASKHUB_EXECUTION_RETENTION_DAYS. Dead letters follow "
+        "TASKHUB_DEAD_LETTER_RETENTION_DAYS.",
+    ),
+]
+
+
 class _Strict(BaseModel):
     model_config = STRICT
 
@@ -271,6 +283,7 @@ class TaskPatch(_Strict):
     spread_seconds: Spread | None = None
     exclude_calendars: ExcludeCalendars | None = None
     overlap: OverlapPolicyField | None = None
+    retention_days: RetentionDays | None = None
 
 
 class TaskCreate(TaskPatch):
@@ -342,6 +355,7 @@ class Task(_Strict):
     spread_seconds: int
     exclude_calendars: list[str]
     overlap: OverlapPolicyField
+    retention_days: int | None
     status: TaskStatus
     next_execution_time: DateTime | None
     last_execution_time: DateTime | None

@@ -55,6 +55,7 @@ def _show_task(task: dict[str, Any], as_json: bool) -> None:
         "paused_at",
         "tags",
         "exclude_calendars",
+        "retention_days",
     ):
         if key.startswith("paused_") and task[key] is None:
             continue
@@ -76,6 +77,8 @@ def _shown(key: str, value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value)
     if value is None:
+        if key == "retention_days":
+            return "default"
         return "never" if key == "auto_pause_after_failures" else "-"
     return str(value)
 

@@ -50,6 +50,7 @@ TOP_LEVEL = (
     "spread_seconds",
     "exclude_calendars",
     "overlap",
+    "retention_days",
 )
 RATE_LIMIT_FIELDS = ("max_in_flight", "per_second")
 TARGET_FIELDS = ("url", "method", "headers", "body", "celery", "timeout_seconds")
@@ -90,6 +91,9 @@ class TaskDefinition:
     exclude_calendars: tuple[str, ...] = ()
     #: What to do with an occurrence due while an earlier execution still runs.
     overlap: OverlapPolicy = limits.DEFAULT_OVERLAP_POLICY
+    #: How many days this task's ended executions are kept; None: the installation's
+    #: TASKHUB_EXECUTION_RETENTION_DAYS.
+    retention_days: int | None = None
 
 
 def parse_time(value: Any, name: str) -> datetime | None:
@@ -469,6 +473,7 @@ def parse_definition(
         spread_seconds=parse_spread(data.get("spread_seconds")),
         exclude_calendars=parse_exclude_calendars(data.get("exclude_calendars")),
         overlap=parse_overlap(data.get("overlap")),
+        retention_days=parse_retention_days(data.get("retention_days")),
     )
 
 
@@ -511,3 +516,10 @@ def parse_exclude_calendars(value: Any) -> tuple[str, ...]:
         if name not in names:
             names.append(name)
     return tuple(names)
+
+
+def parse_retention_days(value: Any) -> int | None:
+    """A task's ``retention_days``: 1 to 3,650; null: the installation's default."""
+    if value is None:
+        return None
+    return integer(value, "retention_days", limits.MIN_RETENTION_DAYS, limits.MAX_RETENTION_DAYS)

@@ -146,3 +146,10 @@ MAX_SKIPS_PER_TASK = 1000
 #: Items one batch holds: task definitions and names to delete, together.
 MIN_BATCH_ITEMS = 1
 MAX_BATCH_ITEMS = 1000
+
+# --- history retention ------------------------------------------------------------------
+
+#: A task's ``retention_days``: how long its ended executions are kept (null: the
+#: installation's TASKHUB_EXECUTION_RETENTION_DAYS).
+MIN_RETENTION_DAYS = 1
+MAX_RETENTION_DAYS = 3650

@@ -62,6 +62,31 @@ class LaunchSettings:
     flower_port: int = 5555
 
 
+@dataclass(frozen=True)
+class RetentionSettings:
+    """How long history is kept and how the prune pass removes what is older
+    (docs/operations/retention.md)."""
+
+    #: Days an ended (succeeded or failed) execution and its attempts are kept, unless its
+    #: task sets ``retention_days`` (TASKHUB_EXECUTION_RETENTION_DAYS); 0: for ever.
+    execution_days: int = 30
+    #: Days a dead letter is kept, whatever its task's ``retention_days``
+    #: (TASKHUB_DEAD_LETTER_RETENTION_DAYS); 0: for ever.
+    dead_letter_days: int = 90
+    #: Executions removed per transaction (TASKHUB_PRUNE_BATCH_SIZE).
+    batch_size: int = 5000
+    #: How often beat sends a prune pass, and the most one pass started by beat runs
+    #: before it leaves the rest to the next (TASKHUB_PRUNE_INTERVAL_SECONDS).
+    interval_s: float = 60.0
+    #: The pause between two batches, so the write path always gets its turn
+    #: (TASKHUB_PRUNE_PAUSE_SECONDS).
+    pause_s: float = 0.1
+
+
+#: The longest a retention setting may be (ten years), as a task's ``retention_days``.
+MAX_RETENTION_SETTING_DAYS = limits.MAX_RETENTION_DAYS
+
+
 #: The most a min_interval_seconds limit may be: a schedule's gaps are judged up to a day.
 MAX_MIN_INTERVAL_S = 86_400
 #: The most any other limit may be (they are stored as 32-bit integers).
@@ -149,6 +174,8 @@ class Settings:
     #: The most occurrences one backfill may fire (TASKHUB_BACKFILL_MAX_OCCURRENCES): a
     #: longer range is refused, naming ``end``, so one call never writes an unbounded burst.
     backfill_max_occurrences: int = 1000
+    #: History retention: how long executions and dead letters are kept, how they are pruned.
+    retention: RetentionSettings = RetentionSettings()
 
     # Cached: both are read for every request a trigger worker sends.
     @cached_property
@@ -355,6 +382,29 @@ def launch_settings(env: Mapping[str, str]) -> LaunchSettings:
 MIN_WORKER_DEAD_AFTER_S = 20.0
 
 
+def retention_settings(env: Mapping[str, str]) -> RetentionSettings:
+    default = RetentionSettings()
+    return RetentionSettings(
+        execution_days=_integer(
+            env,
+            "TASKHUB_EXECUTION_RETENTION_DAYS",
+            default.execution_days,
+            0,
+            MAX_RETENTION_SETTING_DAYS,
+        ),
+        dead_letter_days=_integer(
+            env,
+            "TASKHUB_DEAD_LETTER_RETENTION_DAYS",
+            default.dead_letter_days,
+            0,
+            MAX_RETENTION_SETTING_DAYS,
+        ),
+        batch_size=_integer(env, "TASKHUB_PRUNE_BATCH_SIZE", default.batch_size, 1, 100_000),
+        interval_s=_number(env, "TASKHUB_PRUNE_INTERVAL_SECONDS", default.interval_s, 1, 24 * 3600),
+        pause_s=_number(env, "TASKHUB_PRUNE_PAUSE_SECONDS", default.pause_s, 0, 60),
+    )
+
+
 def _worker_dead_after(env: Mapping[str, str], name: str) -> float:
     """0 switches dead-worker detection off; otherwise at least two heartbeat intervals."""
     value = _number(env, name, 30, minimum=0)
@@ -455,4 +505,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         backfill_max_occurrences=_integer(
             env, "TASKHUB_BACKFILL_MAX_OCCURRENCES", 1000, 1, MAX_BACKFILL_OCCURRENCES
         ),
+        retention=retention_settings(env),
     )

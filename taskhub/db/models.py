@@ -166,6 +166,9 @@ scheduled_tasks = sa.Table(
     # What to do with an occurrence due while an earlier execution of the task still
     # runs (migration 0016): allow, skip, buffer_one (``core.overlap``).
     sa.Column("overlap", sa.String(16), nullable=False, server_default="allow"),
+    # History retention (migration 0019): days this task's ended executions are kept;
+    # NULL: TASKHUB_EXECUTION_RETENTION_DAYS. Never written by a claim or a write-back.
+    sa.Column("retention_days", sa.Integer()),
     # state
     sa.Column("is_active", sa.Boolean(), nullable=False, server_default=sa.true()),
     sa.Column("is_finished", sa.Boolean(), nullable=False, server_default=sa.false()),
@@ -215,6 +218,15 @@ sa.Index(
     scheduled_tasks.c.tenant,
     scheduled_tasks.c.name,
     postgresql_ops={"name": "varchar_pattern_ops"},
+)
+
+#: The tasks with their own ``retention_days`` (migration 0019), found by the prune pass
+#: without reading every task; the column is never rewritten by a claim (HOT stays).
+sa.Index(
+    "ix_scheduled_tasks_retention_days",
+    scheduled_tasks.c.retention_days,
+    postgresql_where=scheduled_tasks.c.retention_days.is_not(None),
+    sqlite_where=scheduled_tasks.c.retention_days.is_not(None),
 )
 
 next_occurrences = sa.Table(
@@ -346,6 +358,15 @@ sa.Index(
     postgresql_where=sa.text(OVERLAP_OPEN),
     sqlite_where=sa.text(OVERLAP_OPEN),
 )
+#: History retention (migration 0019): the ended executions in the order they ended, so
+#: a prune batch reads the oldest ones only. Partial: a claim's inserts (not ended yet)
+#: get no entry; the write-back that ends an execution adds one, at the index's tail.
+sa.Index(
+    "ix_executions_finished_at",
+    executions.c.finished_at,
+    postgresql_where=executions.c.finished_at.is_not(None),
+    sqlite_where=executions.c.finished_at.is_not(None),
+)
 
 attempts = sa.Table(
     "attempts",
@@ -471,4 +492,15 @@ tenant_rate_windows = sa.Table(
     sa.Column("kind", sa.String(16), primary_key=True),
     sa.Column("window_start", sa.BigInteger(), nullable=False),
     sa.Column("hits", sa.Integer(), nullable=False),
+)
+
+maintenance_leases = sa.Table(
+    "maintenance_leases",
+    metadata,
+    # Periodic maintenance that must run one at a time (migration 0019: the prune pass):
+    # the process that holds it until ``held_until``, renewed while it works. A holder
+    # that dies leaves it to run out.
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("held_until", UTCDateTime(), nullable=False),
 )

@@ -105,6 +105,11 @@ FAMILIES: Final[Mapping[str, Family]] = {
     metric_names.FLOW_CONTROL_WAIT_SECONDS: Family(
         "histogram", "How long a request waited for its host's flow-control slot"
     ),
+    metric_names.HISTORY_REMOVED: Family(
+        "counter",
+        "Rows removed by history retention, by kind: execution (succeeded or failed), "
+        "dead_letter, attempt (of either)",
+    ),
 }
 
 
@@ -276,3 +281,16 @@ def family_of(sample_name: str) -> str:
         if sample_name.endswith(suffix) and sample_name[: -len(suffix)] in FAMILIES:
             return sample_name[: -len(suffix)]
     return sample_name
+
+
+def for_history_removed(executions: int, dead_letters: int, attempts: int) -> Increments:
+    """One prune batch's removals (counted in the batch's own transaction)."""
+    increments: Increments = {}
+    for kind, count in (
+        ("execution", executions),
+        ("dead_letter", dead_letters),
+        ("attempt", attempts),
+    ):
+        if count:
+            _count(increments, metric_names.HISTORY_REMOVED, _one_label("kind", kind), count)
+    return increments

@@ -137,6 +137,7 @@ def _definition_columns(definition: TaskDefinition, settings: Settings) -> dict[
         "spread_seconds": definition.spread_seconds,
         "exclude_calendars": list(definition.exclude_calendars) or None,
         "overlap": definition.overlap.value,
+        "retention_days": definition.retention_days,
     }
 
 

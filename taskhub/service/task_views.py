@@ -104,6 +104,7 @@ def definition_dict(row: RowMapping | Mapping[str, Any], settings: Settings) -> 
         "spread_seconds": row["spread_seconds"],
         "exclude_calendars": list(row.get("exclude_calendars") or []),
         "overlap": row["overlap"],
+        "retention_days": row.get("retention_days"),
     }
 
 

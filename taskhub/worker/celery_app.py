@@ -35,6 +35,7 @@ from taskhub.engine import (
     discovery,
     firing,
     holders,
+    retention,
     staging,
     withdrawal,
     writeback,
@@ -46,6 +47,7 @@ from taskhub.worker.queues import (
     ALL_QUEUES,
     DISCOVERY_QUEUE,
     FIRE_TRIGGERS_TASK,
+    PRUNE_TASK,
     RECORD_CHUNK_TASK,
     STATE_QUEUE,
     TICK_TASK,
@@ -70,7 +72,14 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
             "task": TICK_TASK,
             "schedule": schedule,
             "options": {"expires": max(1.0, settings.tick_seconds * 0.9)},
-        }
+        },
+        # History retention: one prune pass per interval, on the state queue; a pass
+        # that finds the lease held returns at once, and a stale message expires.
+        "taskhub-prune-history": {
+            "task": PRUNE_TASK,
+            "schedule": timedelta(seconds=settings.retention.interval_s),
+            "options": {"expires": max(1.0, settings.retention.interval_s * 0.9)},
+        },
     }
 
 
@@ -84,6 +93,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TICK_TASK: {"queue": DISCOVERY_QUEUE},
             FIRE_TRIGGERS_TASK: {"queue": TRIGGER_QUEUE},
             RECORD_CHUNK_TASK: {"queue": STATE_QUEUE},
+            PRUNE_TASK: {"queue": STATE_QUEUE},
             "celery.chord_unlock": {"queue": STATE_QUEUE},
             "celery.backend_cleanup": {"queue": STATE_QUEUE},
         },
@@ -369,4 +379,15 @@ def record_chunk(results: list[list[dict[str, Any]]], chunk_id: str) -> dict[str
     engine = engines.get_engine(settings.database_url)
     report = writeback.record_outcomes(engine, outcomes, settings, utcnow(), random.random)
     log.info("chunk %s recorded: %s", chunk_id, report)
+    return asdict(report)
+
+
+@app.task(name=PRUNE_TASK, ignore_result=True)
+def prune_history() -> dict[str, Any]:
+    """One prune pass, stopped after at most one interval so it never holds a state
+    worker's thread for long: what is left goes in the next pass."""
+    engine = engines.get_engine(settings.database_url)
+    report = retention.run_pass(
+        engine, settings.retention, utcnow, time_budget_s=settings.retention.interval_s * 0.9
+    )
     return asdict(report)

@@ -16,3 +16,5 @@ ALL_QUEUES: Final = (DISCOVERY_QUEUE, TRIGGER_QUEUE, STATE_QUEUE)
 TICK_TASK: Final = "taskhub.tick"
 FIRE_TRIGGERS_TASK: Final = "taskhub.fire_triggers"
 RECORD_CHUNK_TASK: Final = "taskhub.record_chunk"
+#: History retention's prune pass (beat sends it to the state queue).
+PRUNE_TASK: Final = "taskhub.prune_history"

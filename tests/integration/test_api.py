@@ -46,6 +46,7 @@ TASK_FIELDS = {
     "spread_seconds",
     "exclude_calendars",
     "overlap",
+    "retention_days",
     "paused_by",
     "paused_reason",
     "paused_at",

@@ -36,6 +36,7 @@ FULL: dict[str, Any] = {
     "spread_seconds": 30,
     "exclude_calendars": ["tw-holidays", "ops.closed"],
     "overlap": "buffer_one",
+    "retention_days": 45,
 }
 
 

@@ -63,6 +63,7 @@ INPUTS: Final = {
     "spread_seconds": "spread_seconds",
     "exclude_calendars": "exclude_calendars",
     "overlap": "overlap",
+    "retention_days": "retention_days",
 }
 _BY_PATH: Final = {path: name for name, path in INPUTS.items()}
 #: Each input's label, as the page shows it (and a refusal in the preview names it).
@@ -100,6 +101,7 @@ LABELS: Final = {
     "spread_seconds": "Spread (seconds)",
     "exclude_calendars": "Exclusion calendars",
     "overlap": "Overlap",
+    "retention_days": "Retention (days)",
 }
 #: Paths that name no input of their own, and the input that shows their refusal.
 _ALSO: Final = {
@@ -293,6 +295,7 @@ def definition_of(values: Mapping[str, str]) -> dict[str, Any]:
         "spread_seconds": _number_or_default(values, "spread_seconds", limits.DEFAULT_SPREAD_S),
         "exclude_calendars": parse_calendar_names(values.get("exclude_calendars", "")),
         "overlap": _text(values, "overlap") or limits.DEFAULT_OVERLAP_POLICY.value,
+        "retention_days": _optional_number(values, "retention_days"),
     }
 
 
@@ -393,6 +396,7 @@ def values_of(definition: Mapping[str, Any]) -> dict[str, str]:
         "spread_seconds": _shown(definition.get("spread_seconds")),
         "exclude_calendars": ", ".join(definition.get("exclude_calendars") or []),
         "overlap": _shown(definition.get("overlap")),
+        "retention_days": _shown(definition.get("retention_days")),
     }
 
 

@@ -1,0 +1,136 @@
+"""The SQL of history retention: which ended executions are old enough to go, removing
+them a batch at a time, and the lease that lets one prune pass run at a time.
+
+Only ended executions go: ``succeeded`` and ``failed`` ones after their task's
+``retention_days`` (or the default), ``dead`` ones (dead letters) after the dead-letter
+retention. A ``queued`` or ``running`` execution (one waiting for a retry, one in
+flight, one waiting for a Celery result) has no ``finished_at`` and is never selected,
+whatever its age. Every batch is read from ``ix_executions_finished_at``, oldest first,
+and locked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: a row a write-back or a
+redrive holds is left for the next pass instead of waited for, and a row changed since
+the batch's snapshot is checked again once locked (PostgreSQL re-reads it), so a dead
+letter redriven meanwhile stays. On SQLite every transaction is ``BEGIN IMMEDIATE``: a
+batch is one short write, between the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from taskhub.core.statuses import ExecutionStatus
+from taskhub.db.dialects import insert, one_of
+from taskhub.db.models import attempts, executions, maintenance_leases, scheduled_tasks
+
+E = executions.c
+T = scheduled_tasks.c
+L = maintenance_leases.c
+
+#: An ended execution that is history, not a dead letter.
+ENDED = (ExecutionStatus.SUCCEEDED.value, ExecutionStatus.FAILED.value)
+DEAD = (ExecutionStatus.DEAD.value,)
+
+
+def override_days(conn: Connection) -> list[int]:
+    """The distinct ``retention_days`` tasks set (from the partial index)."""
+    query = (
+        sa.select(T.retention_days)
+        .where(T.retention_days.is_not(None))
+        .distinct()
+        .order_by(T.retention_days)
+    )
+    return [int(days) for days in conn.execute(query).scalars()]
+
+
+def _expired(
+    statuses: Sequence[str], cutoff: datetime, retention_days: int | None, per_task: bool
+) -> sa.ColumnElement[bool]:
+    """Ended before ``cutoff`` with one of ``statuses``; ``per_task``: only the executions
+    of tasks with ``retention_days`` (None: of tasks without one), else of any task."""
+    condition = sa.and_(E.finished_at.is_not(None), E.finished_at < cutoff, E.status.in_(statuses))
+    if not per_task:
+        return condition
+    task_has = sa.select(T.id).where(T.id == E.task_id)
+    if retention_days is None:
+        return sa.and_(condition, ~task_has.where(T.retention_days.is_not(None)).exists())
+    return sa.and_(condition, task_has.where(T.retention_days == retention_days).exists())
+
+
+def lock_expired(
+    conn: Connection,
+    statuses: Sequence[str],
+    cutoff: datetime,
+    limit: int,
+    *,
+    retention_days: int | None = None,
+    per_task: bool = True,
+) -> list[int]:
+    """Lock up to ``limit`` expired executions, oldest first; their ids."""
+    query = (
+        sa.select(E.id)
+        .where(_expired(statuses, cutoff, retention_days, per_task))
+        .order_by(E.finished_at)
+        .limit(limit)
+        .with_for_update(of=executions, skip_locked=True)
+    )
+    return [int(i) for i in conn.execute(query).scalars()]
+
+
+def delete_executions(conn: Connection, execution_ids: Sequence[int]) -> tuple[int, int]:
+    """Delete these executions (locked by :func:`lock_expired` in this transaction) and
+    their attempts; (executions, attempts) removed."""
+    if not execution_ids:
+        return 0, 0
+    ids = list(execution_ids)
+    removed_attempts = conn.execute(
+        sa.delete(attempts).where(one_of(conn, attempts.c.execution_id, ids))
+    ).rowcount
+    removed = conn.execute(sa.delete(executions).where(one_of(conn, E.id, ids))).rowcount
+    return int(removed), int(removed_attempts)
+
+
+def count_expired(
+    conn: Connection,
+    statuses: Sequence[str],
+    cutoff: datetime,
+    *,
+    retention_days: int | None = None,
+    per_task: bool = True,
+) -> tuple[int, int]:
+    """How many executions (and their attempts) :func:`lock_expired` would take in all."""
+    condition = _expired(statuses, cutoff, retention_days, per_task)
+    count = conn.execute(sa.select(sa.func.count()).select_from(executions).where(condition))
+    attempt_count = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(attempts.join(executions, E.id == attempts.c.execution_id))
+        .where(condition)
+    )
+    return int(count.scalar_one()), int(attempt_count.scalar_one())
+
+
+def take_lease(conn: Connection, name: str, holder: str, now: datetime, until: datetime) -> bool:
+    """Take (or renew) the lease ``name`` for ``holder`` until ``until``: True if it was
+    free, ran out, or is already ``holder``'s."""
+    conn.execute(
+        insert(conn, maintenance_leases)
+        .values(name=name, holder=holder, held_until=now)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    taken = conn.execute(
+        sa.update(maintenance_leases)
+        .where(L.name == name, sa.or_(L.held_until <= now, L.holder == holder))
+        .values(holder=holder, held_until=until)
+    )
+    return bool(taken.rowcount)
+
+
+def release_lease(conn: Connection, name: str, holder: str, now: datetime) -> None:
+    """Give the lease back (only if ``holder`` still holds it)."""
+    conn.execute(
+        sa.update(maintenance_leases)
+        .where(L.name == name, L.holder == holder)
+        .values(held_until=now)
+    )

@@ -1,0 +1,167 @@
+"""The prune pass: history retention's removal of expired executions, attempts and dead
+letters, a short transaction per batch (docs/operations/retention.md).
+
+Beat sends one pass every TASKHUB_PRUNE_INTERVAL_SECONDS to the state queue; ``taskhub
+db prune`` runs one by hand. A pass takes the ``prune`` lease first and renews it in
+every batch's transaction, so two passes never run at once (a second one returns at
+once, skipped); a holder that dies leaves the lease to run out. Each batch locks up to
+TASKHUB_PRUNE_BATCH_SIZE expired executions oldest first (``SKIP LOCKED``: rows a
+write-back or redrive holds are left for later), deletes their attempts and them, and
+counts what it removed in ``taskhub_history_removed_total``, all in one transaction;
+then the pass pauses TASKHUB_PRUNE_PAUSE_SECONDS so claims and write-backs always get
+their turn. Counters and histograms live in ``metric_counters``, not in these rows: no
+removal changes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Connection, Engine
+
+from taskhub.core.retention import Sweep, sweeps
+from taskhub.core.settings import RetentionSettings
+from taskhub.db import metric_queries, retention_queries
+from taskhub.observability import counters
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "prune"
+#: How long a pass holds its lease past its last batch: far longer than one batch takes.
+LEASE_S = 300.0
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What one pass removed (with ``dry_run``: what it would remove)."""
+
+    executions: int = 0
+    dead_letters: int = 0
+    attempts: int = 0
+    batches: int = 0
+    dry_run: bool = False
+    #: False if the pass stopped at its time budget with more to remove.
+    complete: bool = True
+    #: True if another pass held the lease: this one did nothing.
+    skipped: bool = False
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def run_pass(
+    engine: Engine,
+    retention: RetentionSettings,
+    now: Callable[[], datetime],
+    *,
+    dry_run: bool = False,
+    time_budget_s: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> PruneReport:
+    """One pass: every sweep of :func:`taskhub.core.retention.sweeps`, until nothing
+    expired is left or ``time_budget_s`` has passed (None: no budget)."""
+    started = monotonic()
+    with engine.connect() as conn:
+        planned = sweeps(
+            now(),
+            retention.execution_days,
+            retention.dead_letter_days,
+            retention_queries.override_days(conn),
+        )
+    if dry_run:
+        return _count(engine, planned)
+    holder = holder_name()
+    removed = {"execution": 0, "dead_letter": 0}
+    removed_attempts = batches = 0
+    complete = True
+    held = False
+    try:
+        for sweep in planned:
+            while True:
+                if time_budget_s is not None and monotonic() - started >= time_budget_s:
+                    complete = False
+                    break
+                with engine.begin() as conn:
+                    held = _renew(conn, holder, now())
+                    if not held:
+                        if batches == 0:
+                            return PruneReport(skipped=True, complete=False)
+                        log.warning("prune pass lost its lease; stopping")
+                        complete = False
+                        break
+                    count, attempt_count = _batch(conn, sweep, retention.batch_size)
+                batches += 1
+                removed[sweep.kind] += count
+                removed_attempts += attempt_count
+                if count < retention.batch_size:
+                    break
+                if retention.pause_s:
+                    sleep(retention.pause_s)
+            if not complete:
+                break
+    finally:
+        if held:
+            with engine.begin() as conn:
+                retention_queries.release_lease(conn, LEASE_NAME, holder, now())
+    report = PruneReport(
+        removed["execution"], removed["dead_letter"], removed_attempts, batches, False, complete
+    )
+    if report.executions or report.dead_letters:
+        log.info("prune pass removed %s", report)
+    return report
+
+
+def _renew(conn: Connection, holder: str, now: datetime) -> bool:
+    return retention_queries.take_lease(
+        conn, LEASE_NAME, holder, now, now + timedelta(seconds=LEASE_S)
+    )
+
+
+def _statuses(sweep: Sweep) -> tuple[str, ...]:
+    return retention_queries.DEAD if sweep.kind == "dead_letter" else retention_queries.ENDED
+
+
+def _batch(conn: Connection, sweep: Sweep, limit: int) -> tuple[int, int]:
+    ids = retention_queries.lock_expired(
+        conn,
+        _statuses(sweep),
+        sweep.cutoff,
+        limit,
+        retention_days=sweep.task_days,
+        per_task=sweep.kind == "execution",
+    )
+    removed, removed_attempts = retention_queries.delete_executions(conn, ids)
+    dead = sweep.kind == "dead_letter"
+    metric_queries.add_to_counters(
+        conn,
+        counters.for_history_removed(
+            0 if dead else removed, removed if dead else 0, removed_attempts
+        ),
+    )
+    return removed, removed_attempts
+
+
+def _count(engine: Engine, planned: list[Sweep]) -> PruneReport:
+    found = {"execution": 0, "dead_letter": 0}
+    found_attempts = 0
+    with engine.connect() as conn:
+        for sweep in planned:
+            count, attempt_count = retention_queries.count_expired(
+                conn,
+                _statuses(sweep),
+                sweep.cutoff,
+                retention_days=sweep.task_days,
+                per_task=sweep.kind == "execution",
+            )
+            found[sweep.kind] += count
+            found_attempts += attempt_count
+    return PruneReport(found["execution"], found["dead_letter"], found_attempts, 0, True)

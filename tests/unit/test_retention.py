@@ -1,0 +1,103 @@
+"""History retention's pure parts: its settings, a task's ``retention_days``, the sweeps
+of a pass, its counter, and the beat entry that sends the pass to the state queue."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from taskhub.core import limits, settings
+from taskhub.core.definitions import parse_definition
+from taskhub.core.errors import ValidationError
+from taskhub.core.retention import Sweep, sweeps
+from taskhub.observability import counters, metric_names
+from taskhub.worker.celery_app import beat_schedule, celery_config
+from taskhub.worker.queues import PRUNE_TASK, STATE_QUEUE
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+TASK = {"name": "t", "schedule": {"interval_seconds": 60}, "target": {"url": "https://a.test/"}}
+
+
+def test_the_defaults_keep_executions_30_days_and_dead_letters_90() -> None:
+    retention = settings.load({}).retention
+    assert (retention.execution_days, retention.dead_letter_days) == (30, 90)
+    assert (retention.batch_size, retention.interval_s, retention.pause_s) == (5000, 60, 0.1)
+
+
+def test_the_retention_settings_are_read_and_bounded() -> None:
+    retention = settings.load(
+        {
+            "TASKHUB_EXECUTION_RETENTION_DAYS": "0",
+            "TASKHUB_DEAD_LETTER_RETENTION_DAYS": "365",
+            "TASKHUB_PRUNE_BATCH_SIZE": "200",
+            "TASKHUB_PRUNE_INTERVAL_SECONDS": "300",
+            "TASKHUB_PRUNE_PAUSE_SECONDS": "0",
+        }
+    ).retention
+    assert retention == settings.RetentionSettings(0, 365, 200, 300, 0)
+    for name, value in (
+        ("TASKHUB_EXECUTION_RETENTION_DAYS", "-1"),
+        ("TASKHUB_EXECUTION_RETENTION_DAYS", "3651"),
+        ("TASKHUB_DEAD_LETTER_RETENTION_DAYS", "ten"),
+        ("TASKHUB_PRUNE_BATCH_SIZE", "0"),
+        ("TASKHUB_PRUNE_INTERVAL_SECONDS", "0"),
+    ):
+        with pytest.raises(settings.SettingsError, match=name):
+            settings.load({name: value})
+
+
+def test_a_task_may_set_retention_days_from_1_to_3650() -> None:
+    assert parse_definition(TASK, NOW).retention_days is None
+    assert parse_definition({**TASK, "retention_days": None}, NOW).retention_days is None
+    assert parse_definition({**TASK, "retention_days": 1}, NOW).retention_days == 1
+    assert parse_definition({**TASK, "retention_days": 3650}, NOW).retention_days == 3650
+    for bad in (0, 3651, 7.5, "30", True):
+        with pytest.raises(ValidationError) as refused:
+            parse_definition({**TASK, "retention_days": bad}, NOW)
+        assert refused.value.field == "retention_days"
+
+
+def test_a_pass_sweeps_the_default_each_override_then_dead_letters() -> None:
+    assert sweeps(NOW, 30, 90, [60, 7, 60]) == [
+        Sweep("execution", NOW - timedelta(days=30)),
+        Sweep("execution", NOW - timedelta(days=7), 7),
+        Sweep("execution", NOW - timedelta(days=60), 60),
+        Sweep("dead_letter", NOW - timedelta(days=90)),
+    ]
+    # 0 keeps that kind for ever; a task's own retention still applies.
+    assert sweeps(NOW, 0, 0, [3]) == [Sweep("execution", NOW - timedelta(days=3), 3)]
+
+
+@given(
+    st.integers(0, limits.MAX_RETENTION_DAYS),
+    st.integers(0, limits.MAX_RETENTION_DAYS),
+    st.lists(st.integers(limits.MIN_RETENTION_DAYS, limits.MAX_RETENTION_DAYS), max_size=5),
+)
+def test_no_sweep_reaches_younger_than_a_day(
+    execution_days: int, dead_letter_days: int, overrides: list[int]
+) -> None:
+    for sweep in sweeps(NOW, execution_days, dead_letter_days, overrides):
+        assert sweep.cutoff <= NOW - timedelta(days=1)
+        assert (sweep.task_days is None) or sweep.kind == "execution"
+
+
+def test_removals_are_counted_by_kind_and_nothing_is_counted_for_none() -> None:
+    assert counters.for_history_removed(0, 0, 0) == {}
+    assert counters.for_history_removed(3, 1, 7) == {
+        ("taskhub_history_removed_total", '{"kind":"execution"}'): 3,
+        ("taskhub_history_removed_total", '{"kind":"dead_letter"}'): 1,
+        ("taskhub_history_removed_total", '{"kind":"attempt"}'): 7,
+    }
+    assert counters.FAMILIES[metric_names.HISTORY_REMOVED].kind == "counter"
+
+
+def test_beat_sends_the_prune_pass_to_the_state_queue_each_interval() -> None:
+    s = settings.load({"TASKHUB_PRUNE_INTERVAL_SECONDS": "120"})
+    entry = beat_schedule(s)["taskhub-prune-history"]
+    assert entry["task"] == PRUNE_TASK
+    assert entry["schedule"] == timedelta(seconds=120)
+    assert 0 < entry["options"]["expires"] < 120
+    assert celery_config(s)["task_routes"][PRUNE_TASK] == {"queue": STATE_QUEUE}
