@@ -15,6 +15,7 @@ from typing import Any
 
 from taskhub.core import limits
 from taskhub.core.addresses import AddressPolicy, TargetURLError, parse_target_url, target_refusal
+from taskhub.core.callbacks import Callback, parse_callback
 from taskhub.core.celery_calls import CeleryCall, parse_celery_call
 from taskhub.core.errors import ScheduleError, ValidationError
 from taskhub.core.fields import integer, number, object_of
@@ -49,6 +50,7 @@ TOP_LEVEL = (
     "rate_limit",
     "spread_seconds",
     "exclude_calendars",
+    "callback",
 )
 RATE_LIMIT_FIELDS = ("max_in_flight", "per_second")
 TARGET_FIELDS = ("url", "method", "headers", "body", "celery", "timeout_seconds")
@@ -87,6 +89,8 @@ class TaskDefinition:
     spread_seconds: int = limits.DEFAULT_SPREAD_S
     #: The names of the tenant's exclusion calendars whose dates this task does not fire on.
     exclude_calendars: tuple[str, ...] = ()
+    #: Where the outcome of each ended execution is posted (``core.callbacks``).
+    callback: Callback | None = None
 
 
 def parse_time(value: Any, name: str) -> datetime | None:
@@ -455,6 +459,7 @@ def parse_definition(
         rate_limit=parse_rate_limit(data.get("rate_limit")),
         spread_seconds=parse_spread(data.get("spread_seconds")),
         exclude_calendars=parse_exclude_calendars(data.get("exclude_calendars")),
+        callback=parse_callback(data.get("callback"), address_policy),
     )
 
 

@@ -66,3 +66,12 @@ class PausedBy(StrEnum):
     USER = "user"
     AUTO_PAUSE = "auto_pause"
     TARGET_GONE = "target_gone"
+
+
+class CallbackStatus(StrEnum):
+    """A task's callback delivery (``core.callbacks``): waiting to be sent or sent again
+    (``pending``), answered with a 2xx (``delivered``), or out of attempts (``failed``)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"

@@ -136,6 +136,7 @@ def _definition_columns(definition: TaskDefinition, settings: Settings) -> dict[
         else definition.rate_limit.per_second,
         "spread_seconds": definition.spread_seconds,
         "exclude_calendars": list(definition.exclude_calendars) or None,
+        "callback": None if definition.callback is None else definition.callback.to_dict(),
     }
 
 

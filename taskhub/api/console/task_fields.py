@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from taskhub.core import limits
+from taskhub.core import callbacks, limits
 from taskhub.core.errors import ValidationError
 from taskhub.core.statuses import MisfirePolicy
 
@@ -61,6 +61,8 @@ INPUTS: Final = {
     "per_second": "rate_limit.per_second",
     "spread_seconds": "spread_seconds",
     "exclude_calendars": "exclude_calendars",
+    "callback_url": "callback.url",
+    "callback_on": "callback.on",
 }
 _BY_PATH: Final = {path: name for name, path in INPUTS.items()}
 #: Each input's label, as the page shows it (and a refusal in the preview names it).
@@ -97,12 +99,15 @@ LABELS: Final = {
     "per_second": "Per second",
     "spread_seconds": "Spread (seconds)",
     "exclude_calendars": "Exclusion calendars",
+    "callback_url": "Callback URL",
+    "callback_on": "Callback on",
 }
 #: Paths that name no input of their own, and the input that shows their refusal.
 _ALSO: Final = {
     "target.celery": "celery_task",
     "rate_limit": "max_in_flight",
     "retry": "max_attempts",
+    "callback": "callback_url",
 }
 
 #: What a new task's form starts with: the API's defaults, so that leaving them is
@@ -288,7 +293,18 @@ def definition_of(values: Mapping[str, str]) -> dict[str, Any]:
         else {"max_in_flight": in_flight, "per_second": per_second},
         "spread_seconds": _number_or_default(values, "spread_seconds", limits.DEFAULT_SPREAD_S),
         "exclude_calendars": parse_calendar_names(values.get("exclude_calendars", "")),
+        "callback": callback_of(values),
     }
+
+
+def callback_of(values: Mapping[str, str]) -> dict[str, Any] | None:
+    """The callback (null when its URL is left empty); ``on`` as words separated by
+    commas or spaces, every ending when left empty."""
+    url = _text(values, "callback_url")
+    if not url:
+        return None
+    on = parse_calendar_names(values.get("callback_on", ""))
+    return {"url": url, "on": on or list(callbacks.DEFAULT_ON)}
 
 
 def parse_calendar_names(text: str) -> list[str]:
@@ -387,6 +403,8 @@ def values_of(definition: Mapping[str, Any]) -> dict[str, str]:
         "per_second": _shown(rate_limit.get("per_second")),
         "spread_seconds": _shown(definition.get("spread_seconds")),
         "exclude_calendars": ", ".join(definition.get("exclude_calendars") or []),
+        "callback_url": (definition.get("callback") or {}).get("url", ""),
+        "callback_on": ", ".join((definition.get("callback") or {}).get("on") or []),
     }
 
 
