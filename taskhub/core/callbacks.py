@@ -127,11 +127,11 @@ def parse_on(value: Any) -> tuple[str, ...]:
         return DEFAULT_ON
     if not isinstance(value, list) or not value:
         raise ValidationError("callback.on", f"must be a non-empty list of {', '.join(EVENTS)}")
-    for index, item in enumerate(value):
+    for item in value:
         if item not in EVENTS:
+            shown = repr(item[:40]) if isinstance(item, str) else "a non-string"
             raise ValidationError(
-                f"callback.on[{index}]" if isinstance(item, str) else "callback.on",
-                f"must be one of {', '.join(EVENTS)}",
+                "callback.on", f"holds {shown}: each must be one of {', '.join(EVENTS)}"
             )
     return tuple(event for event in EVENTS if event in value)
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +18,14 @@ from sqlalchemy.engine import Engine
 from taskhub.core import callbacks, signing
 from taskhub.core.messages import TriggerRequest
 from taskhub.core.settings import Settings, load
-from taskhub.db import callback_queries
+from taskhub.db import callback_queries, engines
 from taskhub.db.models import callback_deliveries
 from taskhub.db.rows import CallbackAttempt
 from taskhub.engine import callback_sender, discovery, writeback
 from taskhub.service import executions, signing_secrets, task_service
-from tests.support.api import T0, Api, task_body, with_env
+from tests.support.api import T0, Api, dump, new_key, task_body, with_env
+from tests.support.cli import Cli
+from tests.support.console import form_of, signed_in_client
 from tests.support.processes import Stack, wait_until
 from tests.support.storage import outcome
 from tests.support.target import Target, running_target
@@ -49,7 +53,7 @@ def deliveries(engine: Engine) -> list[Any]:
         ({"url": "http://169.254.169.254/latest/meta-data"}, "callback.url"),
         ({"url": "http://127.0.0.1:9/cb"}, "callback.url"),
         ({}, "callback.url"),
-        ({"url": "https://example.com/cb", "on": ["finished"]}, "callback.on[0]"),
+        ({"url": "https://example.com/cb", "on": ["finished"]}, "callback.on"),
         ({"url": "https://example.com/cb", "on": []}, "callback.on"),
         ({"url": "https://example.com/cb", "on": "dead"}, "callback.on"),
         ({"url": "https://example.com/cb", "when": "dead"}, "callback.when"),
@@ -277,6 +281,74 @@ def test_a_blocked_address_is_not_sent_and_fails_at_once(engine: Engine) -> None
     [row] = deliveries(engine)
     assert (row["status"], row["attempts"]) == ("failed", 1)
     assert row["error"] is not None and "blocked_address" in row["error"]
+
+
+# --- the CLI -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(database_url: str, tmp_path: Path) -> Iterator[Cli]:
+    cli = Cli(tmp_path)
+    cli.url = cli.env["TASKHUB_DATABASE_URL"] = database_url
+    yield cli
+    engines.dispose_after_fork()
+
+
+def test_the_cli_shows_a_tasks_callback_and_each_executions(engine: Engine, cli: Cli) -> None:
+    settings = with_env()
+    task_id, _ = ended_once(engine, settings, {"url": "https://example.com/cb", "on": ["success"]})
+    shown = cli("task", "show", task_id, "--tenant", "acme").stdout
+    assert "callback:" in shown and '"on": ["success"]' in shown
+    table = cli("executions", "--task", task_id, "--tenant", "acme").stdout
+    assert "CALLBACK" in table.splitlines()[0]
+    assert "pending (0 attempts, not sent yet)" in table
+    listed = cli.json("executions", "--task", task_id, "--tenant", "acme")
+    assert listed["items"][0]["callback"]["status"] == "pending"
+
+
+# --- the console -------------------------------------------------------------------------
+
+
+def test_the_console_sets_a_callback_and_the_task_page_shows_each_executions(
+    engine: Engine,
+) -> None:
+    api = Api(engine, T0)
+    browser = signed_in_client(api.a.app, new_key(engine, "acme"))
+    task = api.task("cb")
+    edit = f"/ui/tasks/{task['id']}/edit"
+    values = form_of(browser.get(edit).text).values
+    assert (values["callback_url"], values["callback_on"]) == ("", "")
+    before = dump(engine)
+    refused = browser.post(
+        edit,
+        data=values | {"callback_url": "https://example.com/cb", "callback_on": "finished"},
+        follow_redirects=False,
+    )
+    assert refused.status_code == 422
+    assert form_of(refused.text).attrs["callback_on"]["aria-describedby"] == "callback_on-error"
+    assert dump(engine) == before
+    saved = browser.post(
+        edit,
+        data=values | {"callback_url": "https://example.com/cb", "callback_on": "dead, failure"},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303, saved.text
+    assert api.a.get(f"/v1/tasks/{task['id']}").json()["callback"] == {
+        "url": "https://example.com/cb",
+        "on": ["failure", "dead"],
+    }
+    # An execution's callback on the task page: status, attempts, last HTTP status.
+    task_id, _ = ended_once(engine, with_env(), {"url": "https://example.com/cb"}, 503)
+    with engine.begin() as conn:
+        [taken] = callback_queries.take_due(conn, T0, callbacks.LEASE_S, 10)
+        callback_queries.record_attempt(
+            conn, CallbackAttempt(taken["id"], 1, "pending", T0, 502, "HTTP 502", T0)
+        )
+    text = browser.get(f"/ui/tasks/{task_id}").text
+    assert "<dt>Callback</dt>" in text and "on success, failure, dead" in text
+    assert '<span class="status status-callback-pending">pending</span>, 1 attempt, HTTP 502' in (
+        text
+    )
 
 
 # --- real worker and beat processes -----------------------------------------------------
