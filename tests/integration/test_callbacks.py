@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,18 +16,22 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from taskhub.core import callbacks, signing
-from taskhub.core.messages import TriggerRequest
+from taskhub.core.celery_results import Settled
+from taskhub.core.definitions import parse_definition
+from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings, load
+from taskhub.core.statuses import ExecutionStatus
 from taskhub.db import callback_queries, engines
 from taskhub.db.models import callback_deliveries
 from taskhub.db.rows import CallbackAttempt
-from taskhub.engine import callback_sender, discovery, writeback
+from taskhub.engine import callback_sender, celery_results, discovery, writeback
 from taskhub.service import executions, signing_secrets, task_service
 from tests.support.api import T0, Api, dump, new_key, task_body, with_env
 from tests.support.cli import Cli
 from tests.support.console import form_of, signed_in_client
 from tests.support.processes import Stack, wait_until
-from tests.support.storage import outcome
+from tests.support.storage import NOW, claim_all, outcome
+from tests.support.storage import SETTINGS as STORAGE_SETTINGS
 from tests.support.target import Target, running_target
 
 STANDARD = "standard-webhooks"
@@ -208,6 +212,51 @@ def test_postgresql_skips_a_delivery_another_sender_is_taking(pg_engine: Engine)
             theirs = callback_queries.take_due(second, T0, callbacks.LEASE_S, 10)
     assert len(mine) == len(theirs) == 1
     assert mine[0]["id"] != theirs[0]["id"]
+
+
+def test_a_tracked_celery_tasks_ending_is_written_down_by_the_result_check(
+    engine: Engine,
+) -> None:
+    """A tracked Celery target ends in the result check, not the write-back: its callback
+    is written there, in the transaction that ends it (no HTTP status, no excerpt)."""
+    data = {
+        "name": "tracked",
+        "schedule": {"at": (NOW - timedelta(seconds=1)).isoformat()},
+        "target": {"celery": {"task": "userapp.tasks.record", "track": True}},
+        "callback": {"url": "https://example.com/cb", "on": ["failure"]},
+    }
+    created = NOW - timedelta(hours=1)
+    with engine.begin() as conn:
+        task_id = task_service.create_task(
+            conn, parse_definition(data, created), created, STORAGE_SETTINGS
+        )
+    [request] = claim_all(engine, NOW)
+    accepted = TriggerOutcome(
+        request.execution_id, 1, NOW, 3, accepted=True, result_due_by=NOW + timedelta(seconds=30)
+    )
+    writeback.record_outcomes(engine, [accepted], STORAGE_SETTINGS, NOW, lambda: 1.0)
+    assert deliveries(engine) == []  # running: not ended yet
+    failure = Settled(ExecutionStatus.FAILED, "ValueError: boom")
+    backends = {"default": "redis://127.0.0.1:6379/9"}
+
+    def results(url: str, task_ids: Sequence[str]) -> Mapping[str, Settled]:
+        return {i: failure for i in task_ids}
+
+    later = NOW + timedelta(seconds=5)
+    celery_results.check(engine, backends, results, lambda: later)
+    celery_results.check(engine, backends, results, lambda: later)  # a repeat: nothing
+    [row] = deliveries(engine)
+    assert (row["task_id"], row["event"]) == (task_id, "failure")
+    assert dict(row["document"]) == {
+        "task_id": str(task_id),
+        "execution_id": request.execution_id,
+        "scheduled_for": request.scheduled_for.isoformat(),
+        "status": "failed",
+        "attempts": 1,
+        "http_status": None,
+        "duration_ms": 3,
+        "response_excerpt": None,
+    }
 
 
 # --- posting to a real target -----------------------------------------------------------
