@@ -10,14 +10,20 @@ The sender (``callback_sender``) posts them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core import callbacks
 from taskhub.core.callbacks import callback_of
+from taskhub.core.messages import TriggerOutcome
+from taskhub.db import callback_queries
 from taskhub.db.rows import NewCallbackDelivery
+
+#: A delivery to write down (``delivery``), as the write-back collects them.
+Delivery = NewCallbackDelivery
 
 
 def delivery(
@@ -55,3 +61,27 @@ def delivery(
             response_excerpt=response_excerpt,
         ),
     )
+
+
+def of_outcome(
+    task: RowMapping | Mapping[str, Any],
+    execution: RowMapping | Mapping[str, Any],
+    status: str,
+    outcome: TriggerOutcome,
+) -> NewCallbackDelivery | None:
+    """:func:`delivery` of an execution whose last attempt was ``outcome``."""
+    return delivery(
+        task,
+        execution,
+        status,
+        outcome.attempt,
+        outcome.http_status,
+        outcome.duration_ms,
+        outcome.response_excerpt,
+    )
+
+
+def write(conn: Connection, deliveries: Sequence[NewCallbackDelivery], now: datetime) -> None:
+    """Write a chunk's deliveries in its transaction, due at once: one insert, or
+    nothing when there are none."""
+    callback_queries.insert_deliveries(conn, deliveries, now)

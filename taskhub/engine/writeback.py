@@ -31,15 +31,8 @@ from taskhub.core.messages import THROTTLED, TriggerOutcome
 from taskhub.core.retry_policy import GONE, Decision, RetryPolicy, decide
 from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, LastStatus, PausedBy
-from taskhub.db import callback_queries, execution_queries, metric_queries, task_queries
-from taskhub.db.rows import (
-    AttemptRow,
-    AwaitingResult,
-    Deferral,
-    ExecutionResult,
-    NewCallbackDelivery,
-    TaskResult,
-)
+from taskhub.db import execution_queries, metric_queries, task_queries
+from taskhub.db.rows import AttemptRow, AwaitingResult, Deferral, ExecutionResult, TaskResult
 from taskhub.engine import callback_outbox, withdrawal
 from taskhub.observability import counters
 
@@ -157,7 +150,7 @@ def record_outcomes(
         attempt_rows: list[AttemptRow] = []
         awaiting: list[AwaitingResult] = []  # tracked Celery tasks sent: their result decides
         measures: list[counters.AttemptMeasure] = []
-        deliveries: list[NewCallbackDelivery] = []  # the callbacks of those that ended
+        deliveries: list[callback_outbox.Delivery] = []  # the callbacks of those that ended
         # Per task: (scheduled_for, status, started_at, redriven) of each execution that ended.
         ended: dict[uuid.UUID, list[Ended]] = {}
         for outcome, row in fresh:
@@ -226,15 +219,7 @@ def record_outcomes(
                         outcome.http_status,
                     )
                 )
-                delivery = callback_outbox.delivery(
-                    task,
-                    row,
-                    decision.status.value,
-                    outcome.attempt,
-                    outcome.http_status,
-                    outcome.duration_ms,
-                    outcome.response_excerpt,
-                )
+                delivery = callback_outbox.of_outcome(task, row, decision.status.value, outcome)
                 if delivery is not None:
                     deliveries.append(delivery)
             elif outcome.result_due_by is not None:  # sent, tracked: its result decides
@@ -246,7 +231,7 @@ def record_outcomes(
         execution_queries.update_execution_results(conn, execution_updates)
         execution_queries.release_to_result_check(conn, awaiting)
         execution_queries.insert_attempts(conn, attempt_rows)
-        callback_queries.insert_deliveries(conn, deliveries, now)
+        callback_outbox.write(conn, deliveries, now)
         done = finish_tasks(conn, tasks, ended, now)
         report.finished, report.auto_paused = done.finished, done.auto_paused
         report.target_gone, report.withdrawn = done.target_gone, done.withdrawn
