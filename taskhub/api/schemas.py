@@ -13,10 +13,11 @@ from fastapi import Response
 from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema
 
 from taskhub.api.celery_schemas import STRICT, CeleryCallCreate, CeleryTarget
-from taskhub.core import limits
+from taskhub.core import callbacks, limits
 from taskhub.core.limits import Method
 from taskhub.core.signing import Scheme
 from taskhub.core.statuses import (
+    CallbackStatus,
     ExecutionStatus,
     LastStatus,
     MisfirePolicy,
@@ -165,6 +166,46 @@ class TaskRateLimitShown(_Strict):
     per_second: float | None
 
 
+#: ``core.callbacks.EVENTS`` (a test checks that they agree).
+CallbackEvent = Literal["success", "failure", "dead"]
+
+
+def _every_event() -> list[CallbackEvent]:
+    return ["success", "failure", "dead"]
+
+
+class Callback(_Strict):
+    """Where the outcome of each ended execution is posted: a JSON document with the keys
+    ``task_id``, ``execution_id``, ``scheduled_for``, ``status``, ``attempts``,
+    ``http_status``, ``duration_ms`` and ``response_excerpt``, signed as a trigger is."""
+
+    url: Url = Field(description="Checked as target.url is (the same address rules).")
+    on: list[CallbackEvent] = Field(
+        default_factory=_every_event,
+        min_length=1,
+        description="The endings posted: `success` (the execution succeeded), `failure` "
+        "(it failed), `dead` (its attempts ran out: a dead letter). Default: all three.",
+    )
+
+
+class CallbackDelivery(_Strict):
+    """The callback of an execution's ending (its newest, if a redriven execution ended
+    again)."""
+
+    url: str
+    event: CallbackEvent
+    status: CallbackStatus = Field(
+        description="`pending` (to be sent, or sent again after a failed attempt), "
+        "`delivered` (answered 2xx) or `failed` (out of attempts)."
+    )
+    attempts: int = Field(description=f"Attempts made (at most {callbacks.MAX_ATTEMPTS}).")
+    http_status: int | None = Field(description="The last attempt's HTTP status.")
+    error: str | None = Field(description="The last attempt's error, if it failed.")
+    next_attempt_at: DateTime | None = Field(description="When a pending one is sent next.")
+    last_attempt_at: DateTime | None
+    finished_at: DateTime | None
+
+
 Spread = Annotated[
     int,
     Field(
@@ -284,6 +325,7 @@ class TaskPatch(_Strict):
     exclude_calendars: ExcludeCalendars | None = None
     overlap: OverlapPolicyField | None = None
     retention_days: RetentionDays | None = None
+    callback: Callback | None = None
 
 
 class TaskCreate(TaskPatch):
@@ -356,6 +398,7 @@ class Task(_Strict):
     exclude_calendars: list[str]
     overlap: OverlapPolicyField
     retention_days: int | None
+    callback: Callback | None
     status: TaskStatus
     next_execution_time: DateTime | None
     last_execution_time: DateTime | None
@@ -390,6 +433,9 @@ class Execution(_Strict):
     started_at: DateTime | None
     finished_at: DateTime | None
     created_at: DateTime
+    callback: CallbackDelivery | None = Field(
+        None, description="The task's callback of this execution's ending, if any."
+    )
 
 
 class TaskPage(_Strict):

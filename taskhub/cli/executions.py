@@ -23,7 +23,16 @@ from taskhub.core.clock import utcnow
 from taskhub.core.errors import TaskhubError
 from taskhub.service import executions, task_views
 
-EXECUTION_COLUMNS = ["id", "task_id", "scheduled_for", "status", "attempts", "http_status", "error"]
+EXECUTION_COLUMNS = [
+    "id",
+    "task_id",
+    "scheduled_for",
+    "status",
+    "attempts",
+    "http_status",
+    "error",
+    "callback",
+]
 DEAD_LETTER_COLUMNS = ["id", "task_id", "scheduled_for", "attempts", "http_status", "error"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,8 +56,27 @@ def _page_options(command: F) -> F:
 @click.option("--status", type=click.Choice(sorted(executions.STATUSES)))
 @_page_options
 def executions_list(tenant: str, as_json: bool, **filters: Any) -> None:
-    """Executions, newest first."""
-    show_page(call(executions.list_executions, tenant, **filters), EXECUTION_COLUMNS, as_json)
+    """Executions, newest first; the callback column: the task's callback of the
+    execution's ending, its status, attempts and last HTTP status or error."""
+    page = call(executions.list_executions, tenant, **filters)
+    if not as_json:
+        page["items"] = [{**item, "callback": callback_cell(item)} for item in page["items"]]
+    show_page(page, EXECUTION_COLUMNS, as_json)
+
+
+def callback_cell(execution: dict[str, Any]) -> str:
+    """``delivered (1 attempt, HTTP 200)``, ``failed (3 attempts, HTTP 404)``, or ``-``
+    for an execution without a callback."""
+    callback = execution.get("callback")
+    if not callback:
+        return "-"
+    count = callback["attempts"]
+    last = (
+        f"HTTP {callback['http_status']}"
+        if callback["http_status"] is not None
+        else callback["error"] or "not sent yet"
+    )
+    return f"{callback['status']} ({count} attempt{'' if count == 1 else 's'}, {last})"
 
 
 @click.group("dlq")

@@ -56,6 +56,7 @@ def _show_task(task: dict[str, Any], as_json: bool) -> None:
         "tags",
         "exclude_calendars",
         "retention_days",
+        "callback",
     ):
         if key.startswith("paused_") and task[key] is None:
             continue

@@ -15,6 +15,7 @@ from typing import Any
 
 from taskhub.core import limits
 from taskhub.core.addresses import AddressPolicy, TargetURLError, parse_target_url, target_refusal
+from taskhub.core.callbacks import Callback, parse_callback
 from taskhub.core.celery_calls import CeleryCall, parse_celery_call
 from taskhub.core.errors import ScheduleError, ValidationError
 from taskhub.core.fields import integer, number, object_of
@@ -51,6 +52,7 @@ TOP_LEVEL = (
     "exclude_calendars",
     "overlap",
     "retention_days",
+    "callback",
 )
 RATE_LIMIT_FIELDS = ("max_in_flight", "per_second")
 TARGET_FIELDS = ("url", "method", "headers", "body", "celery", "timeout_seconds")
@@ -94,6 +96,8 @@ class TaskDefinition:
     #: How many days this task's ended executions are kept; None: the installation's
     #: TASKHUB_EXECUTION_RETENTION_DAYS.
     retention_days: int | None = None
+    #: Where the outcome of each ended execution is posted (``core.callbacks``).
+    callback: Callback | None = None
 
 
 def parse_time(value: Any, name: str) -> datetime | None:
@@ -474,6 +478,7 @@ def parse_definition(
         exclude_calendars=parse_exclude_calendars(data.get("exclude_calendars")),
         overlap=parse_overlap(data.get("overlap")),
         retention_days=parse_retention_days(data.get("retention_days")),
+        callback=parse_callback(data.get("callback"), address_policy),
     )
 
 

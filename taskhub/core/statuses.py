@@ -86,3 +86,12 @@ class OverlapPolicy(StrEnum):
     ALLOW = "allow"
     SKIP = "skip"
     BUFFER_ONE = "buffer_one"
+
+
+class CallbackStatus(StrEnum):
+    """A task's callback delivery (``core.callbacks``): waiting to be sent or sent again
+    (``pending``), answered with a 2xx (``delivered``), or out of attempts (``failed``)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"

@@ -169,6 +169,9 @@ scheduled_tasks = sa.Table(
     # History retention (migration 0019): days this task's ended executions are kept;
     # NULL: TASKHUB_EXECUTION_RETENTION_DAYS. Never written by a claim or a write-back.
     sa.Column("retention_days", sa.Integer()),
+    # Callbacks (migration 0017): where each ended execution's outcome is posted,
+    # ``{"url": ..., "on": [...]}`` (``core.callbacks``); NULL: none.
+    sa.Column("callback", _json(none_as_null=True)),
     # state
     sa.Column("is_active", sa.Boolean(), nullable=False, server_default=sa.true()),
     sa.Column("is_finished", sa.Boolean(), nullable=False, server_default=sa.false()),
@@ -504,3 +507,41 @@ maintenance_leases = sa.Table(
     sa.Column("holder", sa.String(200), nullable=False),
     sa.Column("held_until", UTCDateTime(), nullable=False),
 )
+#: Callback deliveries (migration 0017), an outbox: a row is inserted in the write-back
+#: transaction that ends an execution of a task with a callback, and a sender
+#: (``engine.callback_sender``) posts its ``document``. ``next_attempt_at`` is when a
+#: pending delivery is due, or, while a sender holds it, the end of that sender's lease;
+#: NULL once delivered or failed. No foreign key, as for executions: rows go with their
+#: task (``task_queries.delete_task``).
+callback_deliveries = sa.Table(
+    "callback_deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("execution_id", BigId, nullable=False),
+    sa.Column("task_id", sa.Uuid(), nullable=False),
+    sa.Column("tenant", sa.String(TENANT_MAX_LENGTH), nullable=False),
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("document", _json(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime()),
+    sa.Column("http_status", sa.Integer()),
+    sa.Column("error", sa.Text()),
+    sa.Column("last_attempt_at", UTCDateTime()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime()),
+    sa.CheckConstraint(
+        "status IN ('pending', 'delivered', 'failed')", name="callback_status_known"
+    ),
+)
+#: The due deliveries, found without reading the delivered and failed ones.
+sa.Index(
+    "ix_callback_deliveries_next_attempt_at",
+    callback_deliveries.c.next_attempt_at,
+    postgresql_where=callback_deliveries.c.next_attempt_at.is_not(None),
+    sqlite_where=callback_deliveries.c.next_attempt_at.is_not(None),
+)
+#: An execution's deliveries, shown with it.
+sa.Index("ix_callback_deliveries_execution_id", callback_deliveries.c.execution_id)
+sa.Index("ix_callback_deliveries_task_id", callback_deliveries.c.task_id)

@@ -58,7 +58,15 @@ def lock_awaiting(conn: Connection, execution_ids: Sequence[int]) -> dict[int, R
     if not execution_ids:
         return {}
     rows = conn.execute(
-        sa.select(E.id, E.task_id, E.scheduled_for, E.started_at, E.attempt_offset)
+        sa.select(
+            E.id,
+            E.task_id,
+            E.scheduled_for,
+            E.started_at,
+            E.attempt_offset,
+            E.attempts,  # and what a callback reports (``callback_outbox``)
+            E.duration_ms,
+        )
         .where(one_of(conn, E.id, sorted(execution_ids)), _awaiting())
         .order_by(E.id)
         .with_for_update(of=executions, skip_locked=True)

@@ -23,14 +23,24 @@ from sqlalchemy.engine import Connection
 
 from taskhub.core.statuses import ExecutionStatus
 from taskhub.db.dialects import insert, one_of
-from taskhub.db.models import attempts, executions, maintenance_leases, scheduled_tasks
+from taskhub.db.models import (
+    attempts,
+    callback_deliveries,
+    executions,
+    maintenance_leases,
+    scheduled_tasks,
+)
 
 E = executions.c
 T = scheduled_tasks.c
 L = maintenance_leases.c
 
 #: An ended execution that is history, not a dead letter.
-ENDED = (ExecutionStatus.SUCCEEDED.value, ExecutionStatus.FAILED.value)
+ENDED = (
+    ExecutionStatus.SUCCEEDED.value,
+    ExecutionStatus.FAILED.value,
+    ExecutionStatus.SKIPPED.value,
+)
 DEAD = (ExecutionStatus.DEAD.value,)
 
 
@@ -80,11 +90,15 @@ def lock_expired(
 
 
 def delete_executions(conn: Connection, execution_ids: Sequence[int]) -> tuple[int, int]:
-    """Delete these executions (locked by :func:`lock_expired` in this transaction) and
-    their attempts; (executions, attempts) removed."""
+    """Delete these executions (locked by :func:`lock_expired` in this transaction),
+    their attempts and their callback deliveries (long since sent: a delivery's budget
+    runs out within a minute); (executions, attempts) removed."""
     if not execution_ids:
         return 0, 0
     ids = list(execution_ids)
+    conn.execute(
+        sa.delete(callback_deliveries).where(one_of(conn, callback_deliveries.c.execution_id, ids))
+    )
     removed_attempts = conn.execute(
         sa.delete(attempts).where(one_of(conn, attempts.c.execution_id, ids))
     ).rowcount

@@ -174,3 +174,28 @@ class TaskHeaders(NamedTuple):
     id: uuid.UUID
     headers: Mapping[str, Any]
     sealed_headers: str | None
+
+
+class NewCallbackDelivery(NamedTuple):
+    """A task's callback of one ended execution, inserted in the write-back that ended
+    it (``callback_queries.insert_deliveries``)."""
+
+    execution_id: int
+    task_id: uuid.UUID
+    tenant: str
+    url: str
+    event: str
+    document: Mapping[str, Any]
+
+
+class CallbackAttempt(NamedTuple):
+    """What one attempt of a delivery leaves it as (``callback_queries.record_attempt``):
+    ``attempt`` is the number its sender took it with."""
+
+    id: int
+    attempt: int
+    status: str
+    next_attempt_at: datetime | None
+    http_status: int | None
+    error: str | None
+    at: datetime

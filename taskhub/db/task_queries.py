@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core.statuses import ExecutionStatus
+from taskhub.db import callback_queries
 from taskhub.db.dialects import as_uuid, one_of
 from taskhub.db.models import (
     UTCDateTime,
@@ -261,6 +262,9 @@ WRITE_BACK_TASK_COLUMNS = (
     T.paused_at,
     T.paused_by,
     T.paused_reason,
+    # Its callback (and whose it is): the deliveries of the executions that end.
+    T.tenant,
+    T.callback,
 )
 
 
@@ -389,6 +393,7 @@ def delete_task(conn: Connection, task_id: uuid.UUID) -> None:
     remove_next_occurrences(conn, [task_id])
     conn.execute(sa.delete(executions).where(E.task_id == task_id))
     conn.execute(sa.delete(occurrence_skips).where(occurrence_skips.c.task_id == task_id))
+    callback_queries.delete_of_tasks(conn, [task_id])
     conn.execute(sa.delete(scheduled_tasks).where(T.id == task_id))
 
 

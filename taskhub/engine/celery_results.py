@@ -36,6 +36,7 @@ from taskhub.core.named_urls import masked_url
 from taskhub.core.statuses import ExecutionStatus
 from taskhub.db import celery_taskmeta, metric_queries, result_queries, task_queries
 from taskhub.db.rows import ResultEnd
+from taskhub.engine import callback_outbox
 from taskhub.engine.once_threads import OnceThread
 from taskhub.engine.writeback import Ended, finish_tasks
 from taskhub.observability import counters
@@ -199,6 +200,7 @@ def _end(
         tasks = task_queries.lock_tasks(conn, {row["task_id"] for row in locked.values()})
         rows: list[ResultEnd] = []
         ended: dict[uuid.UUID, list[Ended]] = {}
+        deliveries: list[callback_outbox.Delivery] = []
         for execution_id, row in locked.items():
             task = tasks.get(row["task_id"])
             if task is None:  # deleted meanwhile; its executions went with it
@@ -214,9 +216,15 @@ def _end(
                     settled.error,
                 )
             )
+            delivery = callback_outbox.delivery(
+                task, row, settled.status.value, row["attempts"], None, row["duration_ms"], None
+            )
+            if delivery is not None:
+                deliveries.append(delivery)
             _count(report, settled, timed_out)
             _log_end(row, settled)
         result_queries.end_awaiting(conn, rows)
+        callback_outbox.write(conn, deliveries, now)
         finish_tasks(conn, tasks, ended, now)
         metric_queries.add_to_counters(conn, counters.for_finished(r.status for r in rows))
 

@@ -33,7 +33,7 @@ from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, LastStatus, PausedBy
 from taskhub.db import execution_queries, metric_queries, task_queries
 from taskhub.db.rows import AttemptRow, AwaitingResult, Deferral, ExecutionResult, TaskResult
-from taskhub.engine import withdrawal
+from taskhub.engine import callback_outbox, withdrawal
 from taskhub.observability import counters
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,7 @@ def record_outcomes(
         attempt_rows: list[AttemptRow] = []
         awaiting: list[AwaitingResult] = []  # tracked Celery tasks sent: their result decides
         measures: list[counters.AttemptMeasure] = []
+        deliveries: list[callback_outbox.Delivery] = []  # the callbacks of those that ended
         # Per task: (scheduled_for, status, started_at, redriven) of each execution that ended.
         ended: dict[uuid.UUID, list[Ended]] = {}
         for outcome, row in fresh:
@@ -218,6 +219,9 @@ def record_outcomes(
                         outcome.http_status,
                     )
                 )
+                delivery = callback_outbox.of_outcome(task, row, decision.status.value, outcome)
+                if delivery is not None:
+                    deliveries.append(delivery)
             elif outcome.result_due_by is not None:  # sent, tracked: its result decides
                 awaiting.append(AwaitingResult(row["id"], outcome.result_due_by))
                 report.awaiting_result += 1
@@ -227,6 +231,7 @@ def record_outcomes(
         execution_queries.update_execution_results(conn, execution_updates)
         execution_queries.release_to_result_check(conn, awaiting)
         execution_queries.insert_attempts(conn, attempt_rows)
+        callback_outbox.write(conn, deliveries, now)
         done = finish_tasks(conn, tasks, ended, now)
         report.finished, report.auto_paused = done.finished, done.auto_paused
         report.target_gone, report.withdrawn = done.target_gone, done.withdrawn

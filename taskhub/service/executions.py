@@ -19,7 +19,7 @@ from taskhub.core import paging
 from taskhub.core.definitions import parse_tags, parse_time
 from taskhub.core.errors import Conflict, NotFound, ValidationError
 from taskhub.core.statuses import ExecutionStatus
-from taskhub.db import execution_queries
+from taskhub.db import callback_queries, execution_queries
 from taskhub.service.task_views import execution_view, owned_task_id, tag_filters
 
 STATUSES = frozenset(s.value for s in ExecutionStatus)
@@ -62,7 +62,10 @@ def list_executions(
     )
     rows = execution_queries.list_executions(conn, tenant, filters, before_id, size + 1)
     next_cursor = paging.encode([rows[size - 1]["id"]]) if len(rows) > size else None
-    return {"items": [execution_view(r) for r in rows[:size]], "next_cursor": next_cursor}
+    shown = rows[:size]
+    sent = callback_queries.latest_for_executions(conn, (r["id"] for r in shown))
+    items = [execution_view(r, sent.get(r["id"])) for r in shown]
+    return {"items": items, "next_cursor": next_cursor}
 
 
 def list_dead_letters(conn: Connection, tenant: str, **filters: Any) -> dict[str, Any]:
@@ -80,7 +83,8 @@ def get_execution(conn: Connection, tenant: str, execution_id: str | int) -> dic
     row = execution_queries.get_tenant_execution(conn, tenant, _execution_id(execution_id))
     if row is None:
         raise NotFound("no such execution")
-    return execution_view(row)
+    sent = callback_queries.latest_for_executions(conn, [row["id"]])
+    return execution_view(row, sent.get(row["id"]))
 
 
 def redrive(

@@ -138,6 +138,7 @@ def _definition_columns(definition: TaskDefinition, settings: Settings) -> dict[
         "exclude_calendars": list(definition.exclude_calendars) or None,
         "overlap": definition.overlap.value,
         "retention_days": definition.retention_days,
+        "callback": None if definition.callback is None else definition.callback.to_dict(),
     }
 
 

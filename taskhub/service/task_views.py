@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core import credentials, limits, paging
+from taskhub.core.callbacks import callback_of
 from taskhub.core.clock import utcnow
 from taskhub.core.definitions import (
     parse_schedule,
@@ -32,7 +33,13 @@ from taskhub.core.exclusions import Exclusions
 from taskhub.core.schedules import Cron, Interval, Schedule, Window, next_occurrence
 from taskhub.core.sealing import sealer_for
 from taskhub.core.settings import Settings
-from taskhub.core.statuses import ExecutionStatus, LastStatus, TaskStatus, task_status
+from taskhub.core.statuses import (
+    CallbackStatus,
+    ExecutionStatus,
+    LastStatus,
+    TaskStatus,
+    task_status,
+)
 from taskhub.db import exclusion_queries, task_queries, withdrawal_queries
 from taskhub.db.rows import celery_call_of, rate_limit_of, schedule_of, window_of
 
@@ -105,6 +112,7 @@ def definition_dict(row: RowMapping | Mapping[str, Any], settings: Settings) -> 
         "exclude_calendars": list(row.get("exclude_calendars") or []),
         "overlap": row["overlap"],
         "retention_days": row.get("retention_days"),
+        "callback": callback_dict(row.get("callback")),
     }
 
 
@@ -144,7 +152,11 @@ def task_view(
     }
 
 
-def execution_view(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
+def execution_view(
+    row: RowMapping | Mapping[str, Any], callback: RowMapping | None = None
+) -> dict[str, Any]:
+    """An execution as returned; ``callback``: its newest callback delivery, if any
+    (``callback_queries.latest_for_executions``)."""
     return {
         "id": row["id"],
         "task_id": str(row["task_id"]),
@@ -162,6 +174,31 @@ def execution_view(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
         "started_at": _iso(row["started_at"]),
         "finished_at": _iso(row["finished_at"]),
         "created_at": _iso(row["created_at"]),
+        "callback": None if callback is None else callback_delivery_view(callback),
+    }
+
+
+def callback_dict(stored: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A task's callback as a user would send it, ``on`` in full (None: none)."""
+    callback = callback_of(stored)
+    return None if callback is None else callback.to_dict()
+
+
+def callback_delivery_view(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
+    """An execution's callback delivery as shown: its status, attempts, and the last
+    attempt's HTTP status or error."""
+    return {
+        "url": row["url"],
+        "event": row["event"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "http_status": row["http_status"],
+        "error": row["error"],
+        "next_attempt_at": _iso(row["next_attempt_at"])
+        if row["status"] == CallbackStatus.PENDING.value
+        else None,
+        "last_attempt_at": _iso(row["last_attempt_at"]),
+        "finished_at": _iso(row["finished_at"]),
     }
 
 

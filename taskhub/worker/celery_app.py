@@ -31,6 +31,7 @@ from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings, load
 from taskhub.db import engines
 from taskhub.engine import (
+    callback_sender,
     celery_results,
     discovery,
     firing,
@@ -207,6 +208,8 @@ def _on_worker_ready(**_: Any) -> None:
         staging.start(engine, settings, publish, utcnow, stored_outcomes)
         # Tracked Celery tasks' results: read here, never on a trigger thread.
         celery_results.start(engine, settings.celery_result_backends, utcnow)
+        # Tasks' callbacks, from the outbox the write-back fills.
+        callback_sender.start(engine, settings, utcnow)
     exempt_startup_objects_from_gc()
 
 

@@ -47,6 +47,7 @@ TASK_FIELDS = {
     "exclude_calendars",
     "overlap",
     "retention_days",
+    "callback",
     "paused_by",
     "paused_reason",
     "paused_at",

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from taskhub.core import settings as settings_module
 from taskhub.core.settings import RetentionSettings
 from taskhub.db import engines, retention_queries, schema
-from taskhub.db.models import attempts, executions, metric_counters
+from taskhub.db.models import attempts, callback_deliveries, executions, metric_counters
 from taskhub.engine import retention
 from tests.support.api import T0, Api
 from tests.support.cli import Cli
@@ -101,6 +101,7 @@ def test_old_ended_executions_go_young_and_unfinished_ones_stay(engine: Engine) 
     task = add_task(engine, "plain", {"interval_seconds": 60})
     old_success = add_execution(engine, task, "succeeded", ended_ago=31 * DAY, attempt_count=1)
     old_failure = add_execution(engine, task, "failed", ended_ago=40 * DAY, attempt_count=2)
+    old_skipped = add_execution(engine, task, "skipped", ended_ago=31 * DAY, attempt_count=0)
     young = add_execution(engine, task, "succeeded", ended_ago=29 * DAY)
     # Never removed, however old: in flight, waiting for a retry.
     running = add_execution(engine, task, "running", ended_ago=None, age=400 * DAY)
@@ -119,19 +120,46 @@ def test_old_ended_executions_go_young_and_unfinished_ones_stay(engine: Engine) 
 
     assert remaining(engine) == {young, running, retrying, dead_young}
     assert attempts_of(engine) == {young, running, retrying, dead_young}
-    assert (report.executions, report.dead_letters, report.attempts) == (2, 1, 6)
+    assert (report.executions, report.dead_letters, report.attempts) == (3, 1, 6)
     assert report.complete and not report.skipped and not report.dry_run
     stored = counters(engine)
-    assert stored[(HISTORY_REMOVED, '{"kind":"execution"}')] == 2
+    assert stored[(HISTORY_REMOVED, '{"kind":"execution"}')] == 3
     assert stored[(HISTORY_REMOVED, '{"kind":"dead_letter"}')] == 1
     assert stored[(HISTORY_REMOVED, '{"kind":"attempt"}')] == 6
     # Counters of the removed executions' own work stay as they were.
     assert stored[("taskhub_executions_finished_total", '{"status":"succeeded"}')] == 7
-    assert {old_success, old_failure, dead_old}.isdisjoint(remaining(engine))
+    assert {old_success, old_failure, old_skipped, dead_old}.isdisjoint(remaining(engine))
 
     again = prune(engine)
     assert (again.executions, again.dead_letters, again.attempts) == (0, 0, 0)
-    assert counters(engine)[(HISTORY_REMOVED, '{"kind":"execution"}')] == 2
+    assert counters(engine)[(HISTORY_REMOVED, '{"kind":"execution"}')] == 3
+
+
+def test_a_removed_execution_takes_its_callback_deliveries_with_it(engine: Engine) -> None:
+    task = add_task(engine, "called-back", {"interval_seconds": 60})
+    old = add_execution(engine, task, "succeeded", ended_ago=31 * DAY)
+    young = add_execution(engine, task, "failed", ended_ago=1 * DAY)
+    with engine.begin() as conn:
+        for execution_id, status in ((old, "delivered"), (young, "failed")):
+            conn.execute(
+                sa.insert(callback_deliveries).values(
+                    execution_id=execution_id,
+                    task_id=task,
+                    tenant="default",
+                    url="https://hooks.example.com/done",
+                    event="success",
+                    document={},
+                    status=status,
+                    attempts=1,
+                    created_at=NOW - 31 * DAY,
+                )
+            )
+
+    prune(engine)
+
+    with engine.connect() as conn:
+        left = set(conn.execute(sa.select(callback_deliveries.c.execution_id)).scalars())
+    assert left == {young}
 
 
 def test_a_task_override_keeps_longer_or_shorter_than_the_default(engine: Engine) -> None:

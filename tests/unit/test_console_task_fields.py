@@ -37,6 +37,7 @@ FULL: dict[str, Any] = {
     "exclude_calendars": ["tw-holidays", "ops.closed"],
     "overlap": "buffer_one",
     "retention_days": 45,
+    "callback": {"url": "https://hooks.example.com/done", "on": ["failure", "dead"]},
 }
 
 
@@ -44,6 +45,19 @@ def test_a_full_definition_round_trips() -> None:
     values = task_fields.values_of(FULL)
     assert task_fields.definition_of(values) == FULL
     assert set(values) == set(task_fields.INPUTS)
+
+
+def test_a_callback_left_empty_is_none_and_its_on_defaults_to_every_ending() -> None:
+    values = task_fields.values_of({**FULL, "callback": None})
+    assert (values["callback_url"], values["callback_on"]) == ("", "")
+    assert task_fields.definition_of(values)["callback"] is None
+    values["callback_url"] = "https://hooks.example.com/done"
+    assert task_fields.definition_of(values)["callback"] == {
+        "url": "https://hooks.example.com/done",
+        "on": ["success", "failure", "dead"],
+    }
+    assert task_fields.input_for("callback.on") == "callback_on"
+    assert task_fields.input_for("callback") == "callback_url"
 
 
 @pytest.mark.parametrize(

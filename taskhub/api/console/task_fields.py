@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from taskhub.core import limits
+from taskhub.core import callbacks, limits
 from taskhub.core.errors import ValidationError
 from taskhub.core.statuses import MisfirePolicy, OverlapPolicy
 
@@ -64,6 +64,8 @@ INPUTS: Final = {
     "exclude_calendars": "exclude_calendars",
     "overlap": "overlap",
     "retention_days": "retention_days",
+    "callback_url": "callback.url",
+    "callback_on": "callback.on",
 }
 _BY_PATH: Final = {path: name for name, path in INPUTS.items()}
 #: Each input's label, as the page shows it (and a refusal in the preview names it).
@@ -102,12 +104,15 @@ LABELS: Final = {
     "exclude_calendars": "Exclusion calendars",
     "overlap": "Overlap",
     "retention_days": "Retention (days)",
+    "callback_url": "Callback URL",
+    "callback_on": "Callback on",
 }
 #: Paths that name no input of their own, and the input that shows their refusal.
 _ALSO: Final = {
     "target.celery": "celery_task",
     "rate_limit": "max_in_flight",
     "retry": "max_attempts",
+    "callback": "callback_url",
 }
 
 #: What a new task's form starts with: the API's defaults, so that leaving them is
@@ -296,7 +301,18 @@ def definition_of(values: Mapping[str, str]) -> dict[str, Any]:
         "exclude_calendars": parse_calendar_names(values.get("exclude_calendars", "")),
         "overlap": _text(values, "overlap") or limits.DEFAULT_OVERLAP_POLICY.value,
         "retention_days": _optional_number(values, "retention_days"),
+        "callback": callback_of(values),
     }
+
+
+def callback_of(values: Mapping[str, str]) -> dict[str, Any] | None:
+    """The callback (null when its URL is left empty); ``on`` as words separated by
+    commas or spaces, every ending when left empty."""
+    url = _text(values, "callback_url")
+    if not url:
+        return None
+    on = parse_calendar_names(values.get("callback_on", ""))
+    return {"url": url, "on": on or list(callbacks.DEFAULT_ON)}
 
 
 def parse_calendar_names(text: str) -> list[str]:
@@ -397,6 +413,8 @@ def values_of(definition: Mapping[str, Any]) -> dict[str, str]:
         "exclude_calendars": ", ".join(definition.get("exclude_calendars") or []),
         "overlap": _shown(definition.get("overlap")),
         "retention_days": _shown(definition.get("retention_days")),
+        "callback_url": (definition.get("callback") or {}).get("url", ""),
+        "callback_on": ", ".join((definition.get("callback") or {}).get("on") or []),
     }
 
 
