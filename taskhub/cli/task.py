@@ -54,6 +54,7 @@ def _show_task(task: dict[str, Any], as_json: bool) -> None:
         "paused_at",
         "tags",
         "exclude_calendars",
+        "max_lag_seconds",
     ):
         if key.startswith("paused_") and task[key] is None:
             continue

@@ -19,6 +19,7 @@ from taskhub.core.celery_calls import CeleryCall, parse_celery_call
 from taskhub.core.errors import ScheduleError, ValidationError
 from taskhub.core.fields import integer, number, object_of
 from taskhub.core.host_limits import HostLimit
+from taskhub.core.notifications import parse_max_lag
 from taskhub.core.retry_policy import RetryPolicy
 from taskhub.core.schedules import (
     Cron,
@@ -49,6 +50,7 @@ TOP_LEVEL = (
     "rate_limit",
     "spread_seconds",
     "exclude_calendars",
+    "max_lag_seconds",
 )
 RATE_LIMIT_FIELDS = ("max_in_flight", "per_second")
 TARGET_FIELDS = ("url", "method", "headers", "body", "celery", "timeout_seconds")
@@ -87,6 +89,9 @@ class TaskDefinition:
     spread_seconds: int = limits.DEFAULT_SPREAD_S
     #: The names of the tenant's exclusion calendars whose dates this task does not fire on.
     exclude_calendars: tuple[str, ...] = ()
+    #: A first attempt sent more than this many seconds after its due time raises a
+    #: ``late`` notification; None: never late by lag.
+    max_lag_seconds: int | None = None
 
 
 def parse_time(value: Any, name: str) -> datetime | None:
@@ -455,6 +460,7 @@ def parse_definition(
         rate_limit=parse_rate_limit(data.get("rate_limit")),
         spread_seconds=parse_spread(data.get("spread_seconds")),
         exclude_calendars=parse_exclude_calendars(data.get("exclude_calendars")),
+        max_lag_seconds=parse_max_lag(data.get("max_lag_seconds")),
     )
 
 

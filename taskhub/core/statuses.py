@@ -66,3 +66,12 @@ class PausedBy(StrEnum):
     USER = "user"
     AUTO_PAUSE = "auto_pause"
     TARGET_GONE = "target_gone"
+
+
+class NotificationStatus(StrEnum):
+    """A notification's delivery: ``pending`` (to be sent, or sent again after a failed
+    try), ``sent`` (the channel accepted it), ``failed`` (its tries are used up)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"

@@ -258,6 +258,9 @@ WRITE_BACK_TASK_COLUMNS = (
     T.paused_at,
     T.paused_by,
     T.paused_reason,
+    # Notifications: whose channels hear of its events, and when it is late.
+    T.tenant,
+    T.max_lag_seconds,
 )
 
 

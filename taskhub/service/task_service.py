@@ -136,6 +136,7 @@ def _definition_columns(definition: TaskDefinition, settings: Settings) -> dict[
         else definition.rate_limit.per_second,
         "spread_seconds": definition.spread_seconds,
         "exclude_calendars": list(definition.exclude_calendars) or None,
+        "max_lag_seconds": definition.max_lag_seconds,
     }
 
 

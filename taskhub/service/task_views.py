@@ -103,6 +103,7 @@ def definition_dict(row: RowMapping | Mapping[str, Any], settings: Settings) -> 
         "rate_limit": rate_limit_dict(rate_limit_of(row)),
         "spread_seconds": row["spread_seconds"],
         "exclude_calendars": list(row.get("exclude_calendars") or []),
+        "max_lag_seconds": row.get("max_lag_seconds"),
     }
 
 

@@ -35,6 +35,7 @@ from taskhub.engine import (
     discovery,
     firing,
     holders,
+    notifier,
     staging,
     withdrawal,
     writeback,
@@ -197,6 +198,7 @@ def _on_worker_ready(**_: Any) -> None:
         staging.start(engine, settings, publish, utcnow, stored_outcomes)
         # Tracked Celery tasks' results: read here, never on a trigger thread.
         celery_results.start(engine, settings.celery_result_backends, utcnow)
+        notifier.start(engine, settings, utcnow)  # grouped notifications, beside staging
     exempt_startup_objects_from_gc()
 
 

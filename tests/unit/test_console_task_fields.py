@@ -35,6 +35,7 @@ FULL: dict[str, Any] = {
     "rate_limit": {"max_in_flight": None, "per_second": 2.5},
     "spread_seconds": 30,
     "exclude_calendars": ["tw-holidays", "ops.closed"],
+    "max_lag_seconds": 120,
 }
 
 

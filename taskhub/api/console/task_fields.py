@@ -61,6 +61,7 @@ INPUTS: Final = {
     "per_second": "rate_limit.per_second",
     "spread_seconds": "spread_seconds",
     "exclude_calendars": "exclude_calendars",
+    "max_lag_seconds": "max_lag_seconds",
 }
 _BY_PATH: Final = {path: name for name, path in INPUTS.items()}
 #: Each input's label, as the page shows it (and a refusal in the preview names it).
@@ -97,6 +98,7 @@ LABELS: Final = {
     "per_second": "Per second",
     "spread_seconds": "Spread (seconds)",
     "exclude_calendars": "Exclusion calendars",
+    "max_lag_seconds": "Max lag (seconds)",
 }
 #: Paths that name no input of their own, and the input that shows their refusal.
 _ALSO: Final = {
@@ -288,6 +290,7 @@ def definition_of(values: Mapping[str, str]) -> dict[str, Any]:
         else {"max_in_flight": in_flight, "per_second": per_second},
         "spread_seconds": _number_or_default(values, "spread_seconds", limits.DEFAULT_SPREAD_S),
         "exclude_calendars": parse_calendar_names(values.get("exclude_calendars", "")),
+        "max_lag_seconds": _optional_number(values, "max_lag_seconds"),
     }
 
 
@@ -387,6 +390,7 @@ def values_of(definition: Mapping[str, Any]) -> dict[str, str]:
         "per_second": _shown(rate_limit.get("per_second")),
         "spread_seconds": _shown(definition.get("spread_seconds")),
         "exclude_calendars": ", ".join(definition.get("exclude_calendars") or []),
+        "max_lag_seconds": _shown(definition.get("max_lag_seconds")),
     }
 
 
