@@ -6,6 +6,7 @@ import click
 
 from taskhub.cli.apikey import apikey_group
 from taskhub.cli.calendar import calendar_group
+from taskhub.cli.channel import channel_group, notifications_list
 from taskhub.cli.db import db_group
 from taskhub.cli.executions import dlq_group, executions_list
 from taskhub.cli.importing import import_group, sync_command
@@ -39,6 +40,8 @@ for command in (
     calendar_group,
     import_group,
     sync_command,
+    channel_group,
+    notifications_list,
 ):
     main.add_command(command)
 
