@@ -280,6 +280,7 @@ def list_notifications(
     before_id: int | None = None,
     channel_id: uuid.UUID | None = None,
     status: str | None = None,
+    channel_name: str | None = None,
 ) -> Sequence[RowMapping]:
     """The tenant's messages, newest first (keyset-paged on ``id``)."""
     query = sa.select(notifications).where(N.tenant == tenant)
@@ -289,4 +290,6 @@ def list_notifications(
         query = query.where(N.channel_id == channel_id)
     if status is not None:
         query = query.where(N.status == status)
+    if channel_name is not None:
+        query = query.where(N.channel_name == channel_name)
     return conn.execute(query.order_by(N.id.desc()).limit(limit)).mappings().all()

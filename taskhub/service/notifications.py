@@ -207,9 +207,16 @@ def list_notifications(
         if not cursor.isdigit():
             raise ValidationError("cursor", "is not a cursor this list gave")
         before = int(cursor)
-    channel_id = None if channel is None else find_channel(conn, tenant, channel)["id"]
+    # By id or by the name the channel had: a deleted channel's messages stay listed.
+    channel_id: uuid.UUID | None = None
+    channel_name: str | None = None
+    if channel is not None:
+        try:
+            channel_id = uuid.UUID(channel)
+        except ValueError:
+            channel_name = channel
     rows = notification_queries.list_notifications(
-        conn, tenant, size + 1, before, channel_id, status
+        conn, tenant, size + 1, before, channel_id, status, channel_name
     )
     items = [notification_view(r) for r in rows[:size]]
     more = len(rows) > size

@@ -45,6 +45,7 @@ TASK_FIELDS = {
     "rate_limit",
     "spread_seconds",
     "exclude_calendars",
+    "max_lag_seconds",
     "paused_by",
     "paused_reason",
     "paused_at",

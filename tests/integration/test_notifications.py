@@ -555,6 +555,9 @@ def test_a_deleted_channel_drops_its_waiting_events_and_keeps_its_history(
     assert events_of(engine) == []
     with engine.connect() as conn:
         assert [n["test"] for n in service.list_notifications(conn, "acme")["items"]] == [True]
+        for ref in ("ops", hook["id"]):  # by the name it had, or its id
+            assert len(service.list_notifications(conn, "acme", channel=ref)["items"]) == 1
+        assert service.list_notifications(conn, "acme", channel="nope")["items"] == []
 
 
 def test_the_list_pages_newest_first(engine: Engine, settings: Settings, target: Target) -> None:
