@@ -481,8 +481,9 @@ notification_channels = sa.Table(
 )
 
 #: The outbox (migration 0018): one row per event per channel that is told about it,
-#: written in the transaction that caused it; ``notification_id`` is set when a message
-#: takes it. No foreign keys, as for executions: rows go with their channel.
+#: written in the transaction that caused it, deleted by the transaction that makes the
+#: message carrying it (the message's ``payload`` holds what it said), so the table holds
+#: only waiting events. No foreign keys, as for executions: rows go with their channel.
 notification_events = sa.Table(
     "notification_events",
     metadata,
@@ -493,12 +494,11 @@ notification_events = sa.Table(
     sa.Column("scheduled_for", UTCDateTime()),
     sa.Column("detail", sa.Text()),
     sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Column("notification_id", BigId),
 )
 sa.Index(
-    "ix_notification_events_channel_id_notification_id",
+    "ix_notification_events_channel_id_id",
     notification_events.c.channel_id,
-    notification_events.c.notification_id,
+    notification_events.c.id,
 )
 
 #: What was sent (migration 0018): one row per message. ``next_attempt_at`` is when it

@@ -74,11 +74,7 @@ def update_channel(conn: Connection, channel_id: uuid.UUID, values: Mapping[str,
 
 def delete_channel(conn: Connection, channel_id: uuid.UUID) -> None:
     """The channel and its events not yet sent (its messages stay, as history)."""
-    conn.execute(
-        sa.delete(notification_events).where(
-            E.channel_id == channel_id, E.notification_id.is_(None)
-        )
-    )
+    conn.execute(sa.delete(notification_events).where(E.channel_id == channel_id))
     conn.execute(sa.delete(notification_channels).where(C.id == channel_id))
 
 
@@ -123,7 +119,6 @@ def record_events(
                         "scheduled_for": event.scheduled_for,
                         "detail": None if event.detail is None else event.detail[:500],
                         "created_at": now,
-                        "notification_id": None,
                     }
                 )
     if rows:
@@ -132,11 +127,10 @@ def record_events(
 
 
 def pending_by_channel(conn: Connection) -> Sequence[RowMapping]:
-    """Each channel with events waiting: its row's id, tenant, name, kind and
-    ``last_message_at``, and when its oldest waiting event came (``oldest``)."""
+    """Each channel with events waiting (every row of the outbox waits): its id, tenant,
+    name, kind and ``last_message_at``, and when its oldest event came (``oldest``)."""
     waiting = (
         sa.select(E.channel_id, sa.func.min(E.created_at).label("oldest"))
-        .where(E.notification_id.is_(None))
         .group_by(E.channel_id)
         .subquery()
     )
@@ -175,7 +169,7 @@ def pending_events(conn: Connection, channel_id: uuid.UUID, limit: int) -> list[
     rows = conn.execute(
         sa.select(E.id, E.kind, E.task_id, T.name, E.scheduled_for, E.detail, E.created_at)
         .select_from(notification_events.outerjoin(scheduled_tasks, T.id == E.task_id))
-        .where(E.channel_id == channel_id, E.notification_id.is_(None))
+        .where(E.channel_id == channel_id)
         .order_by(E.id)
         .limit(limit)
     )
@@ -193,13 +187,11 @@ def pending_events(conn: Connection, channel_id: uuid.UUID, limit: int) -> list[
     ]
 
 
-def attach_events(conn: Connection, notification_id: int, event_ids: Sequence[int]) -> None:
+def take_events(conn: Connection, event_ids: Sequence[int]) -> None:
     """The events a message took leave the outbox (in slices: a bounded IN list)."""
     for start in range(0, len(event_ids), 1000):
         conn.execute(
-            sa.update(notification_events)
-            .where(E.id.in_(event_ids[start : start + 1000]), E.notification_id.is_(None))
-            .values(notification_id=notification_id)
+            sa.delete(notification_events).where(E.id.in_(event_ids[start : start + 1000]))
         )
 
 

@@ -7,8 +7,9 @@ every :data:`~taskhub.core.notifications.PASS_INTERVAL_S`. A pass has two steps:
    (:func:`~taskhub.core.notifications.due_to_send`), take the window (a conditional
    update of the channel's ``last_message_at``: of two notifiers, one wins), and, in the
    same transaction, write one ``notifications`` row (``pending``) holding the message's
-   document, and mark the events it takes. A crash before the commit leaves the events
-   waiting; after it, the message is in the database and any notifier sends it.
+   document, and delete the events it takes from the outbox. A crash before the commit
+   leaves the events waiting; after it, the message is in the database and any notifier
+   sends it.
 2. **Send.** Each pending message whose time has come is leased (its
    ``next_attempt_at`` moved ahead by :data:`~taskhub.core.notifications.LEASE_S`, a
    conditional update again), sent outside any transaction, and its outcome recorded
@@ -200,7 +201,7 @@ def group_pending(engine: Engine, now: datetime) -> int:
             )
             document = notifications.payload(notification_id, channel["name"], plan, now)
             notification_queries.set_payload(conn, notification_id, document)
-            notification_queries.attach_events(conn, notification_id, plan.event_ids)
+            notification_queries.take_events(conn, plan.event_ids)
             made += 1
     return made
 

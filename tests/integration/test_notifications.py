@@ -357,7 +357,7 @@ def test_twenty_failing_tasks_make_one_email_naming_each(
         20,
     )
     assert sorted(sent["task_ids"]) == sorted(str(i) for i in ids)
-    assert all(e["notification_id"] == sent["id"] for e in events_of(engine))
+    assert events_of(engine) == []  # the message took them out of the outbox
 
 
 def test_a_tenant_without_a_channel_records_no_event(engine: Engine, settings: Settings) -> None:

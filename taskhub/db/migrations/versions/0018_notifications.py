@@ -1,7 +1,7 @@
 """Notifications: channels, the outbox of events, and the messages sent
 
 ``notification_channels`` holds each tenant's channels by name; ``notification_events``
-the events waiting to be sent (and, once sent, the message that took them);
+the events waiting for a message (the outbox);
 ``notifications`` every message with its delivery status. A task gets
 ``max_lag_seconds``. A downgrade drops them all: nothing is notified any more.
 
@@ -59,12 +59,9 @@ def upgrade() -> None:
         sa.Column("scheduled_for", utc()),
         sa.Column("detail", sa.Text()),
         sa.Column("created_at", utc(), nullable=False),
-        sa.Column("notification_id", BigId),
     )
     op.create_index(
-        "ix_notification_events_channel_id_notification_id",
-        "notification_events",
-        ["channel_id", "notification_id"],
+        "ix_notification_events_channel_id_id", "notification_events", ["channel_id", "id"]
     )
     op.create_table(
         "notifications",
