@@ -44,9 +44,10 @@ from taskhub.core.settings import Settings
 from taskhub.core.signing import Scheme
 from taskhub.core.smtp import parse_smtp_url
 from taskhub.core.statuses import NotificationStatus
-from taskhub.db import key_queries, notification_queries
+from taskhub.db import key_queries, metric_queries, notification_queries
 from taskhub.engine import exchange
 from taskhub.engine.once_threads import OnceThread
+from taskhub.observability import counters
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +260,7 @@ def record_try(
 ) -> bool:
     """``sent``; or ``pending`` again after :data:`RETRY_AFTER_S`; or ``failed`` after
     :data:`MAX_SEND_ATTEMPTS` tries (or at once when ``final``)."""
+    result = "sent"
     if delivery.ok:
         values: dict[str, Any] = {
             "status": NotificationStatus.SENT.value,
@@ -267,17 +269,22 @@ def record_try(
             "sent_at": now,
         }
     elif final or attempt >= notifications.MAX_SEND_ATTEMPTS:
+        result = "failed"
         values = {
             "status": NotificationStatus.FAILED.value,
             "next_attempt_at": None,
             "error": delivery.error,
         }
     else:
+        result = "retrying"
         values = {
             "next_attempt_at": now + timedelta(seconds=notifications.RETRY_AFTER_S),
             "error": delivery.error,
         }
-    return notification_queries.finish_try(conn, notification_id, lease_until, values)
+    if not notification_queries.finish_try(conn, notification_id, lease_until, values):
+        return False  # the lease ran out and another notifier took the message
+    metric_queries.add_to_counters(conn, counters.for_notification_try(result))
+    return True
 
 
 def run_pass(engine: Engine, settings: Settings, clock: Clock) -> tuple[int, int]:

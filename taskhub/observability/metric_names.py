@@ -35,6 +35,8 @@ FIRE_LAG_SECONDS: Final = "taskhub_fire_lag_seconds"
 TARGET_LATENCY_SECONDS: Final = "taskhub_target_latency_seconds"
 FLOW_CONTROL_WAITS: Final = "taskhub_flow_control_waits"
 FLOW_CONTROL_WAIT_SECONDS: Final = "taskhub_flow_control_wait_seconds"
+#: Tries of notification messages, by how each ended (``sent``, ``retrying``, ``failed``).
+NOTIFICATION_TRIES: Final = "taskhub_notification_tries"
 
 # Each live process's figures, from its heartbeat.
 PROCESS_RESIDENT_MEMORY_BYTES: Final = "taskhub_process_resident_memory_bytes"

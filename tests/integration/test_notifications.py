@@ -22,7 +22,7 @@ from taskhub.core import signing
 from taskhub.core.definitions import parse_definition
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings
-from taskhub.db import engines, notification_queries, schema, task_queries
+from taskhub.db import engines, metric_queries, notification_queries, schema, task_queries
 from taskhub.db.models import notification_channels, notification_events, notifications
 from taskhub.engine import discovery, notifier, writeback
 from taskhub.service import notifications as service
@@ -541,6 +541,18 @@ def test_a_failed_try_is_retried_and_then_given_up(
         "HTTP 404",
     )
     assert sum(1 for r in target.snapshot() if r.path == "/missing") == rules.MAX_SEND_ATTEMPTS
+    with engine.connect() as conn:
+        counted = metric_queries.read_counters(conn)
+    tries = {
+        labels: value
+        for (name, labels), value in counted.items()
+        if name == "taskhub_notification_tries_total"
+    }
+    assert tries == {
+        '{"result":"sent"}': 1,
+        '{"result":"retrying"}': 1 + rules.MAX_SEND_ATTEMPTS - 1,
+        '{"result":"failed"}': 1,
+    }
 
 
 def test_a_deleted_channel_drops_its_waiting_events_and_keeps_its_history(
