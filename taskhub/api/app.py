@@ -36,6 +36,7 @@ from taskhub.api.routes import (
     calendars,
     dead_letters,
     executions,
+    notifications,
     operations,
     signing_secrets,
     tasks,
@@ -304,6 +305,11 @@ def create_app(
                 " do not fire",
             },
             {"name": "operations", "description": "Liveness and Prometheus metrics"},
+            {
+                "name": "notifications",
+                "description": "Channels (webhook, email, Slack) that hear of dead letters, "
+                "auto-pauses, lateness and recoveries, grouped; and what was sent",
+            },
         ],
     )
     app.state.taskhub = Context(engine, clock, request_tick, metrics, settings)
@@ -316,6 +322,7 @@ def create_app(
         signing_secrets.router,
         calendars.router,
         operations.router,
+        notifications.router,
     ):
         app.include_router(router)
     _serve_docs(app)

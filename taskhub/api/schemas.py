@@ -112,6 +112,16 @@ AutoPause = Annotated[
     ),
 ]
 
+MaxLag = Annotated[
+    int,
+    Field(
+        ge=limits.MIN_MAX_LAG_S,
+        le=limits.MAX_MAX_LAG_S,
+        description="A first attempt sent more than this many seconds after its due time "
+        "raises a `late` notification; null: never late by lag.",
+    ),
+]
+
 
 RetentionDays = Annotated[
     int,
@@ -326,6 +336,7 @@ class TaskPatch(_Strict):
     overlap: OverlapPolicyField | None = None
     retention_days: RetentionDays | None = None
     callback: Callback | None = None
+    max_lag_seconds: MaxLag | None = None
 
 
 class TaskCreate(TaskPatch):
@@ -399,6 +410,7 @@ class Task(_Strict):
     overlap: OverlapPolicyField
     retention_days: int | None
     callback: Callback | None
+    max_lag_seconds: int | None
     status: TaskStatus
     next_execution_time: DateTime | None
     last_execution_time: DateTime | None
@@ -629,6 +641,91 @@ class BatchResult(_Strict):
     deletions: list[BatchDeletion] = Field(description="One per name of `delete`, in order.")
 
 
+# --- notifications ----------------------------------------------------------------------
+
+ChannelName = Annotated[
+    str,
+    Field(
+        pattern=limits.CHANNEL_NAME_PATTERN,
+        max_length=limits.MAX_CHANNEL_NAME_CHARS,
+        examples=["ops"],
+        description="Unique per tenant: lower-case letters, digits, `_`, `.`, `-`.",
+    ),
+]
+ChannelKindField = Literal["webhook", "email", "slack"]
+EventKindField = Literal["dead_letter", "auto_paused", "late", "recovered"]
+
+
+class ChannelPatch(_Strict):
+    """The fields to change; the channel that results is checked whole."""
+
+    name: ChannelName | None = None
+    kind: ChannelKindField | None = None
+    url: str | None = Field(
+        None,
+        max_length=limits.MAX_URL_CHARS,
+        description="A webhook's or a Slack incoming webhook's URL (`webhook`, `slack`).",
+    )
+    to: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=limits.MAX_EMAIL_RECIPIENTS,
+        description="The addresses an `email` channel sends to.",
+    )
+    events: list[EventKindField] | None = Field(
+        None, min_length=1, description="What the channel is told about."
+    )
+
+
+class ChannelCreate(ChannelPatch):
+    """A notification channel: where grouped notifications of the tenant's tasks go.
+    `webhook` and `slack` take `url`, `email` takes `to`; `events` defaults to all."""
+
+    name: ChannelName
+    kind: ChannelKindField
+
+
+class Channel(_Strict):
+    id: Uuid
+    name: str
+    kind: ChannelKindField
+    url: str | None = Field(description="A Slack channel's URL is shown masked.")
+    to: list[str]
+    events: list[EventKindField]
+    last_message_at: DateTime | None
+    created_at: DateTime
+    updated_at: DateTime
+
+
+class ChannelPage(_Strict):
+    items: list[Channel]
+
+
+class Notification(_Strict):
+    id: int
+    channel_id: Uuid
+    channel: str = Field(description="The channel's name when the message was made.")
+    kind: ChannelKindField
+    test: bool = Field(description="A test message (`POST .../test`).")
+    status: Literal["pending", "sent", "failed"]
+    attempts: int
+    error: str | None
+    counts: dict[str, int] = Field(description="Events in the message, by kind.")
+    task_count: int
+    task_ids: list[Uuid]
+    created_at: DateTime
+    sent_at: DateTime | None
+    next_attempt_at: DateTime | None = Field(description="A pending message's next try.")
+    payload: dict[str, Any] | None = Field(
+        None, description="The JSON document sent (one notification only)."
+    )
+
+
+class NotificationPage(_Strict):
+    items: list[Notification]
+    next_cursor: str | None
+
+
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     TaskCreate,
     TaskPatch,
@@ -641,6 +738,8 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     CalendarPatch,
     SkipRequest,
     BatchRequest,
+    ChannelCreate,
+    ChannelPatch,
 )
 
 

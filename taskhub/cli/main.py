@@ -7,6 +7,7 @@ import click
 from taskhub.cli.apikey import apikey_group
 from taskhub.cli.apply import apply_command
 from taskhub.cli.calendar import calendar_group
+from taskhub.cli.channel import channel_group, notifications_list
 from taskhub.cli.db import db_group
 from taskhub.cli.executions import dlq_group, executions_list
 from taskhub.cli.importing import import_group, sync_command
@@ -41,6 +42,8 @@ for command in (
     import_group,
     sync_command,
     apply_command,
+    channel_group,
+    notifications_list,
 ):
     main.add_command(command)
 

@@ -57,6 +57,7 @@ def _show_task(task: dict[str, Any], as_json: bool) -> None:
         "exclude_calendars",
         "retention_days",
         "callback",
+        "max_lag_seconds",
     ):
         if key.startswith("paused_") and task[key] is None:
             continue

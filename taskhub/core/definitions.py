@@ -20,6 +20,7 @@ from taskhub.core.celery_calls import CeleryCall, parse_celery_call
 from taskhub.core.errors import ScheduleError, ValidationError
 from taskhub.core.fields import integer, number, object_of
 from taskhub.core.host_limits import HostLimit
+from taskhub.core.notifications import parse_max_lag
 from taskhub.core.retry_policy import RetryPolicy
 from taskhub.core.schedules import (
     Cron,
@@ -53,6 +54,7 @@ TOP_LEVEL = (
     "overlap",
     "retention_days",
     "callback",
+    "max_lag_seconds",
 )
 RATE_LIMIT_FIELDS = ("max_in_flight", "per_second")
 TARGET_FIELDS = ("url", "method", "headers", "body", "celery", "timeout_seconds")
@@ -98,6 +100,9 @@ class TaskDefinition:
     retention_days: int | None = None
     #: Where the outcome of each ended execution is posted (``core.callbacks``).
     callback: Callback | None = None
+    #: A first attempt sent more than this many seconds after its due time raises a
+    #: ``late`` notification; None: never late by lag.
+    max_lag_seconds: int | None = None
 
 
 def parse_time(value: Any, name: str) -> datetime | None:
@@ -479,6 +484,7 @@ def parse_definition(
         overlap=parse_overlap(data.get("overlap")),
         retention_days=parse_retention_days(data.get("retention_days")),
         callback=parse_callback(data.get("callback"), address_policy),
+        max_lag_seconds=parse_max_lag(data.get("max_lag_seconds")),
     )
 
 

@@ -153,3 +153,20 @@ MAX_BATCH_ITEMS = 1000
 #: installation's TASKHUB_EXECUTION_RETENTION_DAYS).
 MIN_RETENTION_DAYS = 1
 MAX_RETENTION_DAYS = 3650
+
+# --- notifications ------------------------------------------------------------------------
+
+#: A task's ``max_lag_seconds``: the most its request may be sent after its due time
+#: before a ``late`` notification is sent (a day at most).
+MIN_MAX_LAG_S = 1
+MAX_MAX_LAG_S = 86_400
+#: A notification channel's name: lower-case letters, digits, ``_``, ``.``, ``-``.
+MAX_CHANNEL_NAME_CHARS = 64
+CHANNEL_NAME_PATTERN = rf"^[a-z0-9][a-z0-9_.-]{{0,{MAX_CHANNEL_NAME_CHARS - 1}}}$"
+#: Channels one tenant may hold.
+MAX_CHANNELS_PER_TENANT = 50
+#: Addresses one email channel sends to, and the length of one address.
+MAX_EMAIL_RECIPIENTS = 20
+MAX_EMAIL_ADDRESS_CHARS = 254
+#: The tasks one notification names (more wait for the channel's next message).
+MAX_TASKS_PER_NOTIFICATION = 1000

@@ -19,6 +19,7 @@ from taskhub.core import limits
 from taskhub.core.addresses import AddressPolicy, Network, PortRange, parse_networks, parse_ports
 from taskhub.core.host_limits import HostLimit, parse_host_limits
 from taskhub.core.named_urls import NamedURLs, parse_named_urls
+from taskhub.core.smtp import parse_smtp_url
 
 #: What a numeric setting is read as: a float or an int.
 N = TypeVar("N", int, float)
@@ -176,6 +177,11 @@ class Settings:
     backfill_max_occurrences: int = 1000
     #: History retention: how long executions and dead letters are kept, how they are pruned.
     retention: RetentionSettings = RetentionSettings()
+    #: The mail server of email notification channels (TASKHUB_SMTP_URL); None: email
+    #: channels cannot be created.
+    smtp_url: str | None = None
+    #: The sender address of notification emails (TASKHUB_SMTP_FROM).
+    smtp_from: str = "taskhub@localhost"
 
     # Cached: both are read for every request a trigger worker sends.
     @cached_property
@@ -506,4 +512,18 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             env, "TASKHUB_BACKFILL_MAX_OCCURRENCES", 1000, 1, MAX_BACKFILL_OCCURRENCES
         ),
         retention=retention_settings(env),
+        smtp_url=_smtp_url(env, "TASKHUB_SMTP_URL"),
+        smtp_from=_get(env, "TASKHUB_SMTP_FROM", "taskhub@localhost"),
     )
+
+
+def _smtp_url(env: Mapping[str, str], name: str) -> str | None:
+    """Checked here, so a mistyped URL stops the process, not its first email."""
+    raw = _optional(env, name)
+    if raw is None:
+        return None
+    try:
+        parse_smtp_url(raw)
+    except ValueError as error:
+        raise SettingsError(f"{name} {error}") from None
+    return raw

@@ -95,3 +95,12 @@ class CallbackStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+
+
+class NotificationStatus(StrEnum):
+    """A notification's delivery: ``pending`` (to be sent, or sent again after a failed
+    try), ``sent`` (the channel accepted it), ``failed`` (its tries are used up)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"

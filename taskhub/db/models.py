@@ -152,6 +152,9 @@ scheduled_tasks = sa.Table(
     sa.Column("misfire_policy", sa.String(16), nullable=False, server_default="fire_once"),
     # Pause the task after this many consecutive failed executions; NULL: never.
     sa.Column("auto_pause_after_failures", sa.Integer()),
+    # Notifications (migration 0018): a first attempt sent more than this many seconds
+    # after its due time raises a ``late`` event; NULL: never late by lag.
+    sa.Column("max_lag_seconds", sa.Integer()),
     # Flow control of this task's requests (null: no limit of that kind; the host's
     # TASKHUB_HOST_LIMITS apply as well, the tighter wins), and its jitter window.
     sa.Column("rate_limit_max_in_flight", sa.Integer()),
@@ -545,3 +548,75 @@ sa.Index(
 #: An execution's deliveries, shown with it.
 sa.Index("ix_callback_deliveries_execution_id", callback_deliveries.c.execution_id)
 sa.Index("ix_callback_deliveries_task_id", callback_deliveries.c.task_id)
+
+#: Notification channels (migration 0018): per tenant, by name. A webhook's ``url`` is
+#: stored as given; a Slack incoming webhook's URL is its credential, so it is sealed
+#: (``sealed_url``) and ``url`` holds it masked. ``recipients`` (an email channel's
+#: ``to``) and ``events`` are JSON lists. ``last_message_at``: when its latest grouped
+#: message was made (the rate limit).
+notification_channels = sa.Table(
+    "notification_channels",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True, default=uuid.uuid4),
+    sa.Column("tenant", sa.String(TENANT_MAX_LENGTH), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("url", sa.Text()),
+    sa.Column("sealed_url", sa.Text()),
+    sa.Column("recipients", _json(none_as_null=True)),
+    sa.Column("events", _json(), nullable=False),
+    sa.Column("last_message_at", UTCDateTime()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("tenant", "name"),
+)
+
+#: The outbox (migration 0018): one row per event per channel that is told about it,
+#: written in the transaction that caused it, deleted by the transaction that makes the
+#: message carrying it (the message's ``payload`` holds what it said), so the table holds
+#: only waiting events. No foreign keys, as for executions: rows go with their channel.
+notification_events = sa.Table(
+    "notification_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("channel_id", sa.Uuid(), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("task_id", sa.Uuid(), nullable=False),
+    sa.Column("scheduled_for", UTCDateTime()),
+    sa.Column("detail", sa.Text()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+sa.Index(
+    "ix_notification_events_channel_id_id",
+    notification_events.c.channel_id,
+    notification_events.c.id,
+)
+
+#: What was sent (migration 0018): one row per message. ``next_attempt_at`` is when it
+#: is (re)sent while ``pending``, and the end of the sender's lease while a try is under
+#: way; ``payload`` the JSON document it carries.
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(TENANT_MAX_LENGTH), nullable=False),
+    sa.Column("channel_id", sa.Uuid(), nullable=False),
+    sa.Column("channel_name", sa.String(64), nullable=False),
+    sa.Column("channel_kind", sa.String(16), nullable=False),
+    sa.Column("is_test", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime()),
+    sa.Column("error", sa.Text()),
+    sa.Column("counts", _json(), nullable=False),
+    sa.Column("task_ids", _json(), nullable=False),
+    sa.Column("payload", _json(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime()),
+)
+sa.Index("ix_notifications_tenant_id", notifications.c.tenant, notifications.c.id)
+sa.Index(
+    "ix_notifications_status_next_attempt_at",
+    notifications.c.status,
+    notifications.c.next_attempt_at,
+)

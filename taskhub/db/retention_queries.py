@@ -28,6 +28,7 @@ from taskhub.db.models import (
     callback_deliveries,
     executions,
     maintenance_leases,
+    notifications,
     scheduled_tasks,
 )
 
@@ -147,4 +148,15 @@ def release_lease(conn: Connection, name: str, holder: str, now: datetime) -> No
         sa.update(maintenance_leases)
         .where(L.name == name, L.holder == holder)
         .values(held_until=now)
+    )
+
+
+def delete_notifications_before(conn: Connection, cutoff: datetime) -> int:
+    """Delete the notifications made before ``cutoff`` that are no longer pending."""
+    return int(
+        conn.execute(
+            sa.delete(notifications).where(
+                notifications.c.created_at < cutoff, notifications.c.status != "pending"
+            )
+        ).rowcount
     )

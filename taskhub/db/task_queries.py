@@ -262,9 +262,11 @@ WRITE_BACK_TASK_COLUMNS = (
     T.paused_at,
     T.paused_by,
     T.paused_reason,
-    # Its callback (and whose it is): the deliveries of the executions that end.
+    # Its callback and whose it is (the deliveries of the executions that end), and when
+    # it is late (its tenant's channels hear of its events).
     T.tenant,
     T.callback,
+    T.max_lag_seconds,
 )
 
 

@@ -67,7 +67,7 @@ from taskhub.db.rows import (
     schedule_of,
     window_of,
 )
-from taskhub.engine import holders, overlap
+from taskhub.engine import holders, notification_events, overlap
 from taskhub.observability import counters, metric_names
 
 log = logging.getLogger(__name__)
@@ -250,6 +250,7 @@ def claim_occurrences(
                 plan.next_time is None and not plan.fire,
             )
         )
+    notification_events.record_missed(conn, tasks, now, settings.misfire_grace_s)
     inserted = execution_queries.insert_executions(conn, new_rows, now)
     task_queries.advance_tasks(conn, advances, now)
     index_of = {new.idempotency_key: i for i, new in enumerate(new_rows)}

@@ -108,6 +108,12 @@ def run_pass(
                     sleep(retention.pause_s)
             if not complete:
                 break
+        if complete and held and retention.execution_days:
+            # The messages sent to notification channels: a few a minute per channel.
+            with engine.begin() as conn:
+                retention_queries.delete_notifications_before(
+                    conn, now() - timedelta(days=retention.execution_days)
+                )
     finally:
         if held:
             with engine.begin() as conn:

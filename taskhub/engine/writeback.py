@@ -33,7 +33,7 @@ from taskhub.core.settings import Settings
 from taskhub.core.statuses import ExecutionStatus, LastStatus, PausedBy
 from taskhub.db import execution_queries, metric_queries, task_queries
 from taskhub.db.rows import AttemptRow, AwaitingResult, Deferral, ExecutionResult, TaskResult
-from taskhub.engine import callback_outbox, withdrawal
+from taskhub.engine import callback_outbox, notification_events, withdrawal
 from taskhub.observability import counters
 
 log = logging.getLogger(__name__)
@@ -233,6 +233,7 @@ def record_outcomes(
         execution_queries.insert_attempts(conn, attempt_rows)
         callback_outbox.write(conn, deliveries, now)
         done = finish_tasks(conn, tasks, ended, now)
+        notification_events.record_late(conn, tasks, fresh, now)
         report.finished, report.auto_paused = done.finished, done.auto_paused
         report.target_gone, report.withdrawn = done.target_gone, done.withdrawn
         # In the same transaction: an ignored (repeated) outcome is never counted.
@@ -279,6 +280,7 @@ def finish_tasks(
             paused.append(update.id)
     task_queries.update_task_results(conn, task_updates)
     withdrawn = withdrawal.withdraw(conn, paused, now, withdrawal.AUTO_PAUSE)
+    notification_events.record_ended(conn, tasks, ended, paused, now)
     withdrawn += withdrawal.withdraw(conn, gone, now, withdrawal.TARGET_GONE)
     return Finished(finished, len(paused), len(gone), withdrawn)
 

@@ -73,6 +73,11 @@ FAMILIES: Final[Mapping[str, Family]] = {
         "of a change to their task, by reason: pause, auto_pause, target_gone (a 410 "
         "Gone paused it), change (of its schedule, window or target), delete",
     ),
+    metric_names.NOTIFICATION_TRIES: Family(
+        "counter",
+        "Tries of grouped notification messages and test messages, by result: sent, "
+        "retrying (tried again later), failed (tries used up)",
+    ),
     metric_names.EXECUTIONS_REDISPATCHED: Family(
         "counter",
         "Executions published again: retries after their backoff, throttled fires, and "
@@ -246,6 +251,13 @@ def for_flow_control(
         if waits:
             _count(increments, metric_names.FLOW_CONTROL_WAITS, labels(result=result), len(waits))
         observe(increments, metric_names.FLOW_CONTROL_WAIT_SECONDS, waits, FLOW_WAIT_BUCKETS_S)
+    return increments
+
+
+def for_notification_try(result: str) -> Increments:
+    """One try of a notification message ended: ``sent``, ``retrying`` or ``failed``."""
+    increments: Increments = {}
+    _count(increments, metric_names.NOTIFICATION_TRIES, _one_label("result", result), 1)
     return increments
 
 

@@ -37,6 +37,8 @@ FLOW_CONTROL_WAITS: Final = "taskhub_flow_control_waits"
 FLOW_CONTROL_WAIT_SECONDS: Final = "taskhub_flow_control_wait_seconds"
 #: Rows removed by history retention's prune pass, by kind (execution, dead_letter, attempt).
 HISTORY_REMOVED: Final = "taskhub_history_removed"
+#: Tries of notification messages, by how each ended (``sent``, ``retrying``, ``failed``).
+NOTIFICATION_TRIES: Final = "taskhub_notification_tries"
 
 # Each live process's figures, from its heartbeat.
 PROCESS_RESIDENT_MEMORY_BYTES: Final = "taskhub_process_resident_memory_bytes"

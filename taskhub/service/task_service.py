@@ -139,6 +139,7 @@ def _definition_columns(definition: TaskDefinition, settings: Settings) -> dict[
         "overlap": definition.overlap.value,
         "retention_days": definition.retention_days,
         "callback": None if definition.callback is None else definition.callback.to_dict(),
+        "max_lag_seconds": definition.max_lag_seconds,
     }
 
 

@@ -113,6 +113,7 @@ def definition_dict(row: RowMapping | Mapping[str, Any], settings: Settings) -> 
         "overlap": row["overlap"],
         "retention_days": row.get("retention_days"),
         "callback": callback_dict(row.get("callback")),
+        "max_lag_seconds": row.get("max_lag_seconds"),
     }
 
 

@@ -36,6 +36,7 @@ from taskhub.engine import (
     discovery,
     firing,
     holders,
+    notifier,
     retention,
     staging,
     withdrawal,
@@ -210,6 +211,7 @@ def _on_worker_ready(**_: Any) -> None:
         celery_results.start(engine, settings.celery_result_backends, utcnow)
         # Tasks' callbacks, from the outbox the write-back fills.
         callback_sender.start(engine, settings, utcnow)
+        notifier.start(engine, settings, utcnow)  # grouped notifications, beside staging
     exempt_startup_objects_from_gc()
 
 

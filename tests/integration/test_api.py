@@ -48,6 +48,7 @@ TASK_FIELDS = {
     "overlap",
     "retention_days",
     "callback",
+    "max_lag_seconds",
     "paused_by",
     "paused_reason",
     "paused_at",

@@ -19,7 +19,13 @@ from sqlalchemy.engine import Engine
 from taskhub.core import settings as settings_module
 from taskhub.core.settings import RetentionSettings
 from taskhub.db import engines, retention_queries, schema
-from taskhub.db.models import attempts, callback_deliveries, executions, metric_counters
+from taskhub.db.models import (
+    attempts,
+    callback_deliveries,
+    executions,
+    metric_counters,
+    notifications,
+)
 from taskhub.engine import retention
 from tests.support.api import T0, Api
 from tests.support.cli import Cli
@@ -160,6 +166,38 @@ def test_a_removed_execution_takes_its_callback_deliveries_with_it(engine: Engin
     with engine.connect() as conn:
         left = set(conn.execute(sa.select(callback_deliveries.c.execution_id)).scalars())
     assert left == {young}
+
+
+def test_notifications_sent_before_the_retention_go_pending_ones_stay(engine: Engine) -> None:
+    def add(age: timedelta, status: str) -> int:
+        with engine.begin() as conn:
+            return int(
+                conn.execute(
+                    sa.insert(notifications)
+                    .values(
+                        tenant="default",
+                        channel_id=uuid.uuid4(),
+                        channel_name="ops",
+                        channel_kind="webhook",
+                        status=status,
+                        counts={},
+                        task_ids=[],
+                        payload={},
+                        created_at=NOW - age,
+                    )
+                    .returning(notifications.c.id)
+                ).scalar_one()
+            )
+
+    old_sent, old_failed = add(31 * DAY, "sent"), add(40 * DAY, "failed")
+    old_pending, young = add(31 * DAY, "pending"), add(29 * DAY, "sent")
+
+    prune(engine)
+
+    with engine.connect() as conn:
+        left = set(conn.execute(sa.select(notifications.c.id)).scalars())
+    assert left == {old_pending, young}
+    assert {old_sent, old_failed}.isdisjoint(left)
 
 
 def test_a_task_override_keeps_longer_or_shorter_than_the_default(engine: Engine) -> None:

@@ -38,6 +38,7 @@ FULL: dict[str, Any] = {
     "overlap": "buffer_one",
     "retention_days": 45,
     "callback": {"url": "https://hooks.example.com/done", "on": ["failure", "dead"]},
+    "max_lag_seconds": 120,
 }
 
 

@@ -208,6 +208,7 @@ def test_the_task_definition_page_states_the_same_limits() -> None:
             f"keys 1{DASH}{limits.MAX_TAG_KEY_CHARS} of",
             f"values at most {limits.MAX_TAG_VALUE_CHARS} characters",
         ],
+        "`max_lag_seconds`": [f"{limits.MIN_MAX_LAG_S}{DASH}{limits.MAX_MAX_LAG_S:,}"],
         "`auto_pause_after_failures`": [
             f"{limits.MIN_AUTO_PAUSE_AFTER_FAILURES}{DASH}{limits.MAX_AUTO_PAUSE_AFTER_FAILURES:,}"
         ],

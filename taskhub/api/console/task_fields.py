@@ -66,6 +66,7 @@ INPUTS: Final = {
     "retention_days": "retention_days",
     "callback_url": "callback.url",
     "callback_on": "callback.on",
+    "max_lag_seconds": "max_lag_seconds",
 }
 _BY_PATH: Final = {path: name for name, path in INPUTS.items()}
 #: Each input's label, as the page shows it (and a refusal in the preview names it).
@@ -106,6 +107,7 @@ LABELS: Final = {
     "retention_days": "Retention (days)",
     "callback_url": "Callback URL",
     "callback_on": "Callback on",
+    "max_lag_seconds": "Max lag (seconds)",
 }
 #: Paths that name no input of their own, and the input that shows their refusal.
 _ALSO: Final = {
@@ -302,6 +304,7 @@ def definition_of(values: Mapping[str, str]) -> dict[str, Any]:
         "overlap": _text(values, "overlap") or limits.DEFAULT_OVERLAP_POLICY.value,
         "retention_days": _optional_number(values, "retention_days"),
         "callback": callback_of(values),
+        "max_lag_seconds": _optional_number(values, "max_lag_seconds"),
     }
 
 
@@ -415,6 +418,7 @@ def values_of(definition: Mapping[str, Any]) -> dict[str, str]:
         "retention_days": _shown(definition.get("retention_days")),
         "callback_url": (definition.get("callback") or {}).get("url", ""),
         "callback_on": ", ".join((definition.get("callback") or {}).get("on") or []),
+        "max_lag_seconds": _shown(definition.get("max_lag_seconds")),
     }
 
 
