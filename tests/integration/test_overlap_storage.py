@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from taskhub.core import settings
 from taskhub.core.definitions import parse_definition
 from taskhub.core.messages import TriggerRequest
-from taskhub.db import metric_queries
+from taskhub.db import engines, metric_queries, schema
 from taskhub.db.models import executions
 from taskhub.engine import discovery, withdrawal, writeback
 from taskhub.service import task_service, task_views
@@ -346,3 +346,48 @@ def test_random_interleavings_keep_one_running_and_at_most_one_waiting(
     ended = Counter(status for _, status in states(engine, task))
     assert ended["skipped"] > 0 and ended["succeeded"] > 0, ended  # the policy did act
     assert peak_waiting[0] == (1 if policy == "buffer_one" else 0)
+
+
+def test_migration_0016_keeps_the_history_and_its_checks_hold(database_url: str) -> None:
+    schema.upgrade(database_url, "0015")
+    engine = engines.create_engine(database_url)
+
+    def insert(key: str, status: str) -> None:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.insert(executions).values(
+                    task_id=uuid.uuid4(),
+                    scheduled_for=M,
+                    idempotency_key=key,
+                    status=status,
+                    attempts=0,
+                    created_at=M,
+                )
+            )
+
+    try:
+        insert("k1", "dead")
+        schema.upgrade(database_url, "0016")
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(executions.c.status)).scalars().all() == ["dead"]
+        insert("k2", "skipped")
+        with pytest.raises(sa.exc.IntegrityError):
+            insert("k3", "bogus")
+        if engine.dialect.name == "postgresql":
+            # Added NOT VALID and validated after the commit: in force, and validated.
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    sa.text(
+                        "SELECT conname, convalidated FROM pg_constraint WHERE conname IN "
+                        "('ck_executions_status_known', 'ck_scheduled_tasks_overlap_known')"
+                    )
+                )
+                checks = {str(name): bool(valid) for name, valid in rows}
+            assert checks == {
+                "ck_executions_status_known": True,
+                "ck_scheduled_tasks_overlap_known": True,
+            }
+        schema.upgrade(database_url)
+        schema.check(database_url)
+    finally:
+        engine.dispose()
