@@ -63,6 +63,19 @@ class Target:
             time.sleep(0.1)
         return self.snapshot()
 
+    def settled_count(self, quiet_s: float = 1.0, timeout_s: float = 15.0) -> int:
+        """How many requests arrived, once none has for ``quiet_s``: after its senders
+        were killed, the requests they had sent that this process has not read yet
+        (accepted by the kernel, waiting for the loop) count too."""
+        count, changed = len(self.snapshot()), time.monotonic()
+        deadline = changed + timeout_s
+        while time.monotonic() - changed < quiet_s and time.monotonic() < deadline:
+            time.sleep(0.1)
+            now_count = len(self.snapshot())
+            if now_count != count:
+                count, changed = now_count, time.monotonic()
+        return count
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         host = request.headers.get("Host", "").rsplit(":", 1)[0]
         with self.lock:
