@@ -181,18 +181,23 @@ def test_at_most_one_message_per_window_and_every_event_is_sent(
     """A notifier passing every ``step`` seconds over events arriving at ``arrivals``:
     two messages of a channel are at least a window apart, and every event goes out."""
     pending = sorted(arrivals)
-    sent_at: list[float] = []
+    # The instants as the notifier sees them (datetimes, to the microsecond): the
+    # window is checked on what was compared, not on the floats before rounding.
+    sent_at: list[datetime] = []
     taken = 0
-    clock = 0.0
+    passes = 0
     while taken < len(pending):
+        clock = passes * step
+        now = T0 + timedelta(seconds=clock)
         waiting = [a for a in pending[taken:] if a <= clock]
-        last = None if not sent_at else T0 + timedelta(seconds=sent_at[-1])
+        last = sent_at[-1] if sent_at else None
         oldest = None if not waiting else T0 + timedelta(seconds=waiting[0])
-        if due_to_send(T0 + timedelta(seconds=clock), oldest, last):
-            sent_at.append(clock)
+        if due_to_send(now, oldest, last):
+            sent_at.append(now)
             taken += len(waiting)
-        clock += step
-    assert all(b - a >= WINDOW_S for a, b in itertools.pairwise(sent_at))
+        passes += 1
+    window = timedelta(seconds=WINDOW_S)
+    assert all(b - a >= window for a, b in itertools.pairwise(sent_at))
     assert taken == len(pending)
     if pending:  # a burst within one window is one message or two, never one per event
         assert len(sent_at) <= 2 + (pending[-1] - pending[0]) // WINDOW_S
