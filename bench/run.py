@@ -627,7 +627,7 @@ def scenario_burst(
         due = due_minute(count)
         defs = [definition(f"burst-{i}", target.url("/ok"), due) for i in range(count)]
         return run_taskhub("burst oneshot-get", target, defs, due.timestamp(), scratch, env)
-    due = due_minute(count, registration.SECONDS_PER_TASK)
+    due = due_minute(count, registration.SECONDS_PER_TASK["batch"])
     url = target.url("/ok")
     defs = [registration.user_definition(i, url, due) for i in range(count)]
     return run_taskhub("burst", target, defs, due.timestamp(), scratch, env, through_api=True)
