@@ -3,7 +3,7 @@
 Used twice, the same way: by ``definitions`` when a task is created or changed (a clear
 422 at once, rather than a failed execution later), and by ``trigger`` before every
 attempt and on every resolved address. Both read a URL with :func:`parse_target_url`,
-which is yarl's parse, the one the HTTP client (aiohttp) connects by: a host written in
+which is yarl's parse, the one taskhub's HTTP client connects by: a host written in
 full-width digits or with ideographic full stops is 127.0.0.1 to both, never a host name
 to one of them.
 
@@ -360,12 +360,13 @@ class TargetURL(NamedTuple):
 
 
 def _looks_like_ip(host: str) -> bool:
-    # aiohttp's test for "connect to this literally, never resolve it".
+    # The test for "connect to this literally, never resolve it" (aiohttp's too).
     return ":" in host or host.replace(".", "").isdigit()
 
 
 def parse_target_url(text: str) -> TargetURL:
-    """``text`` parsed with yarl, as aiohttp will request it, or :class:`TargetURLError`.
+    """``text`` parsed with yarl, as the HTTP client will request it, or
+    :class:`TargetURLError`.
 
     yarl normalises the host as the connection will use it (Unicode compatibility forms
     and IDNA: full-width digits are digits, U+3002 is a dot, so both spell

@@ -11,6 +11,7 @@ before it leaves the trigger worker.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -60,6 +61,9 @@ _TAIL_CHARS: Final = 4
 #: Shorter values (and parts of values) are not searched for in an excerpt: too short to
 #: be a credential, and found by chance in any text.
 MIN_STRIPPED_CHARS: Final = 4
+#: Values whose forms are kept: a trigger worker strips the same credentials from the
+#: response of every occurrence of a task (~4 us a value to work out again).
+FORMS_CACHE_SIZE: Final = 4096
 
 
 def is_secret(name: str, extra: Iterable[str] = ()) -> bool:
@@ -100,7 +104,8 @@ def masked(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: mask(value) for name, value in headers.items()}
 
 
-def _forms(value: str) -> set[str]:
+@functools.lru_cache(maxsize=FORMS_CACHE_SIZE)
+def _forms(value: str) -> frozenset[str]:
     """The ways ``value`` may come back in a response: as sent; its credential without
     the scheme word (``Bearer``, ``Token``, ``Basic``); each cookie's value; and each of
     those JSON-escaped (also with ``\\/``) and percent-encoded (an echo server quotes
@@ -122,7 +127,7 @@ def _forms(value: str) -> set[str]:
             forms.add(json.dumps(part)[1:-1].replace("/", "\\/"))  # PHP's, "\/"
         if not _UNRESERVED.fullmatch(part):
             forms.add(quote(part, safe=""))
-    return {form for form in forms if len(form) >= MIN_STRIPPED_CHARS}
+    return frozenset(form for form in forms if len(form) >= MIN_STRIPPED_CHARS)
 
 
 #: Text JSON writes as it is, and text percent-encoding leaves as it is.

@@ -123,13 +123,19 @@ def _key_file(data_dir: Path) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _sealer(keys: tuple[str, ...], data_dir: str) -> Sealer:
-    if keys:
-        return Sealer(keys, KEYS_VARIABLE)
+def _sealer(keys: tuple[str, ...]) -> Sealer:
+    return Sealer(keys, KEYS_VARIABLE)
+
+
+@functools.lru_cache(maxsize=8)
+def _generated_sealer(data_dir: str) -> Sealer:
     path = Path(data_dir)
     return Sealer((_key_file(path),), f"{path / KEY_FILE} (set {KEYS_VARIABLE} in production)")
 
 
 def sealer_for(settings: Settings) -> Sealer:
-    """The sealer of these settings (cached per key set)."""
-    return _sealer(settings.encryption_keys, str(settings.data_dir.resolve()))
+    """The sealer of these settings (cached per key set). A trigger worker asks once per
+    attempt: with the variable set, the data directory is not even looked at."""
+    if settings.encryption_keys:
+        return _sealer(settings.encryption_keys)
+    return _generated_sealer(str(settings.data_dir.resolve()))

@@ -5,19 +5,19 @@ retries: an attempt ends as a :class:`TriggerOutcome` value, whatever the target
 network did (:func:`make_attempt` never raises for anything a request can do). When
 and how many attempts run is ``taskhub.engine.firing``'s business.
 
-Per attempt: a connect timeout of ``min(connect_timeout_s, timeout_s)``, a per-read
-timeout and a wall-clock deadline of ``timeout_s`` around the whole attempt including
-the body, at most ``max_response_bytes`` of body read (then the connection is closed,
+Per attempt: a connect timeout of ``min(connect_timeout_s, timeout_s)`` (the TLS
+handshake included) and a wall-clock deadline of ``timeout_s`` around the whole attempt
+including the body, at most ``max_response_bytes`` of body read (then the connection is closed,
 not pooled), no redirects followed, no cookies kept, no proxy from the environment,
 no automatic decompression.
 
 SSRF guard (``taskhub.core.addresses``; loosened by ``settings.allow_private_targets`` and
 ``settings.allowed_target_networks``, never for the cloud metadata services): the URL is
 read by the same function that checked it at creation; its port is checked, an
-IP-literal host is checked before connecting, and a host name inside the connector's
+IP-literal host is checked before connecting, and a host name inside the pool's
 resolver, which refuses the request if ANY resolved address is blocked, so the connection
-can only go to an address that was checked (the connector's DNS cache only ever holds
-checked answers).
+can only go to an address that was checked (the pool's DNS cache only ever holds
+checked answers). The wire itself (connections, framing) is ``http_client``'s.
 
 Credentials: a request's credential headers and its tenant's signing secrets travel
 sealed (``sealing``) and are unsealed on the loop just before the attempt is sent; the
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import ipaddress
 import json
 import logging
@@ -44,7 +45,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
-import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
@@ -55,13 +55,14 @@ from taskhub.core.clock import utcnow
 from taskhub.core.messages import TriggerOutcome, TriggerRequest, as_utc, iso_z
 from taskhub.core.sealing import SealingError, sealer_for
 from taskhub.core.settings import Settings
+from taskhub.engine import http_client
 
 __all__ = [
     "BlockedAddressError",
     "attempt_headers",
     "make_attempt",
     "make_attempt_blocking",
-    "new_session",
+    "new_pool",
     "parse_retry_after",
 ]
 
@@ -70,6 +71,10 @@ log = logging.getLogger(__name__)
 EXCERPT_BYTES: Final = 1024
 USER_AGENT: Final = "taskhub"
 KEEPALIVE_S: Final = 4.0
+#: Target URLs whose parse a trigger process keeps.
+PARSED_URLS_CACHED: Final = 4096
+#: How long a host name's checked addresses are reused before it is resolved again.
+DNS_TTL_S: Final = 30.0
 
 IDEMPOTENCY_KEY: Final = "Idempotency-Key"
 TASK_ID: Final = "X-Taskhub-Task-Id"
@@ -81,7 +86,7 @@ JSON_CONTENT_TYPE: Final = "application/json"
 _TASKHUB_HEADERS: Final = frozenset(
     h.lower() for h in (IDEMPOTENCY_KEY, TASK_ID, SCHEDULED_FOR, ATTEMPT)
 )
-# Message framing is aiohttp's job: a task's own Content-Length / Transfer-Encoding
+# Message framing is the HTTP client's job: a task's own Content-Length / Transfer-Encoding
 # could only contradict the body actually sent.
 _FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
 
@@ -216,6 +221,10 @@ class _Refused(Exception):
         self.message = message
 
 
+#: A URL's parse, kept: a task's URL is parsed for every attempt, always the same way.
+_parsed_url: Final = functools.lru_cache(maxsize=PARSED_URLS_CACHED)(parse_target_url)
+
+
 def _check_request(request: TriggerRequest, policy: AddressPolicy) -> URL:
     """The URL to request, or :class:`_Refused` naming what is wrong with it.
 
@@ -223,7 +232,7 @@ def _check_request(request: TriggerRequest, policy: AddressPolicy) -> URL:
     when it was created, so a URL refused here was refused there too (or was stored
     before a rule changed)."""
     try:
-        target = parse_target_url(request.url)
+        target = _parsed_url(request.url)
     except TargetURLError as error:
         raise _Refused("invalid_request", f"the URL {error.message}") from None
     if not _TOKEN_RE.fullmatch(request.method) or request.method.upper() == "CONNECT":
@@ -339,37 +348,34 @@ def _os_reason(exc: BaseException) -> str:
 def _classify(exc: Exception, url: URL, phase: str, timeout_s: float) -> tuple[str, str]:
     """(error_kind, message) for an exception raised while attempting ``url``."""
     where = f"{url.host}:{url.port}"
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+    if isinstance(exc, http_client.ConnectTimeout):
         return "timeout", f"could not connect to {where} within the connect timeout"
-    if isinstance(exc, TimeoutError):  # the deadline, a read timeout (asyncio's is this)
+    if isinstance(exc, TimeoutError):  # the deadline (asyncio's timeout raises this)
         if phase == "body":
             return "timeout", f"response body not read within {timeout_s:g} s"
         return "timeout", f"no response within {timeout_s:g} s"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+    if isinstance(exc, http_client.ResolveFailed):
         cause = exc.os_error
         if isinstance(cause, BlockedAddressError):
             return "blocked_address", f"blocked_address: {cause}"
         return "dns", f"DNS lookup failed for {url.host}: {_os_reason(cause)}"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return "tls", f"TLS certificate error with {where}: {_os_reason(exc.certificate_error)}"
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError | ssl.CertificateError):
-        cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
-        return "tls", f"TLS error with {where}: {_os_reason(cause)}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, http_client.TLSFailed):
+        if exc.certificate:
+            return "tls", f"TLS certificate error with {where}: {_os_reason(exc.ssl_error)}"
+        return "tls", f"TLS error with {where}: {_os_reason(exc.ssl_error)}"
+    if isinstance(exc, http_client.ConnectFailed):
         return "connection", f"cannot connect to {where}: {_os_reason(exc.os_error)}"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        if phase == "body":
-            return "connection", f"{where} closed the connection while sending the body"
+    if isinstance(exc, http_client.Disconnected):
         return "connection", f"{where} closed the connection without a response"
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, http_client.IncompleteBody) or (
+        isinstance(exc, http_client.InvalidResponse) and phase == "body"
+    ):
         return "connection", f"{where} sent a malformed or incomplete response body"
-    if isinstance(exc, aiohttp.ClientResponseError):
+    if isinstance(exc, http_client.InvalidResponse):
         return "connection", f"{where} sent an invalid HTTP response"
-    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return "invalid_request", "the URL is not a valid http(s) URL"
-    if isinstance(exc, aiohttp.ClientConnectionError | OSError):
+    if isinstance(exc, OSError):
         return "connection", f"connection to {where} failed: {_os_reason(exc)}"
-    if isinstance(exc, ValueError):  # e.g. a header value with CR/LF, an unencodable name
+    if isinstance(exc, ValueError | UnicodeError):  # e.g. a header that cannot be encoded
         return "invalid_request", "the request cannot be sent (invalid header or method)"
     raise exc
 
@@ -377,48 +383,29 @@ def _classify(exc: Exception, url: URL, phase: str, timeout_s: float) -> tuple[s
 # --------------------------------------------------------------------------- one attempt
 
 
-async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
-    """Up to ``limit`` bytes of the body, and whether there was more."""
-    body = bytearray()
-    while True:
-        chunk = await response.content.readany()
-        if not chunk:
-            return bytes(body), False
-        room = limit - len(body)
-        if len(chunk) > room:
-            body += chunk[:room]
-            return bytes(body), True
-        body += chunk
+async def _resolve_guarded(resolver: _GuardedResolver, host: str, port: int) -> list[str]:
+    return [result["host"] for result in await resolver.resolve(host, port, socket.AF_UNSPEC)]
 
 
-def new_session(settings: Settings, limit: int) -> aiohttp.ClientSession:
-    """A session for one address policy, with at most ``limit`` connections; create and
-    use it on the loop it is to live on."""
+def new_pool(settings: Settings, limit: int) -> http_client.Pool:
+    """Connections for one address policy, at most ``limit`` open; create and use it on
+    the loop it is to live on."""
     # Guarded even with private targets allowed: the cloud metadata services
     # stay closed to host names that resolve to them.
     resolver = _GuardedResolver(DefaultResolver(), settings.address_policy)
-    connector = aiohttp.TCPConnector(
+    return http_client.Pool(
+        functools.partial(_resolve_guarded, resolver),
         limit=limit,
-        limit_per_host=0,
-        ttl_dns_cache=30,
-        resolver=resolver,
         # Below common servers' idle timeouts (Node's is 5 s), so a pooled
         # connection is rarely one the server is closing at that moment.
-        keepalive_timeout=KEEPALIVE_S,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=None),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        headers={"User-Agent": USER_AGENT},
-        skip_auto_headers=("Accept-Encoding", "Content-Type"),
-        auto_decompress=False,
-        trust_env=False,
+        keepalive_s=KEEPALIVE_S,
+        dns_ttl_s=DNS_TTL_S,
+        user_agent=USER_AGENT,
     )
 
 
 async def make_attempt(
-    session: aiohttp.ClientSession, request: TriggerRequest, settings: Settings
+    pool: http_client.Pool, request: TriggerRequest, settings: Settings
 ) -> TriggerOutcome:
     """One attempt, from the moment it has a slot: its clock starts here."""
     started_at = utcnow()
@@ -450,12 +437,6 @@ async def make_attempt(
         return outcome(None, refused.kind, refused.message)
 
     timeout_s = request.timeout_s
-    timeout = aiohttp.ClientTimeout(
-        total=None,
-        connect=None,
-        sock_connect=min(settings.connect_timeout_s, timeout_s),
-        sock_read=timeout_s,
-    )
     data = None if request.body is None else request.body.encode("utf-8")
     headers = attempt_headers(request, keys.headers)
     try:
@@ -465,20 +446,14 @@ async def make_attempt(
     phase = "response"
     try:
         async with asyncio.timeout(timeout_s):
-            async with session.request(
-                request.method,
-                url,
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                timeout=timeout,
-            ) as response:
-                phase = "body"
-                status = response.status
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), utcnow())
-                body, truncated = await _read_capped(response, settings.max_response_bytes)
-                if truncated:
-                    response.close()  # stop reading; the connection is not reused
+            connect_timeout_s = min(settings.connect_timeout_s, timeout_s)
+            response = await pool.request(
+                request.method, url, headers, data, connect_timeout_s, settings.max_response_bytes
+            )
+            phase = "body"
+            status = response.status
+            retry_after = parse_retry_after(response.retry_after, utcnow())
+            body, truncated = await response.read()
     except Exception as exc:
         try:
             kind, message = _classify(exc, url, phase, timeout_s)
@@ -503,7 +478,10 @@ def make_attempt_blocking(request: TriggerRequest, settings: Settings) -> Trigge
     trigger, and a request no more than once a second is not worth a pooled client."""
 
     async def attempt() -> TriggerOutcome:
-        async with new_session(settings, limit=1) as session:
-            return await make_attempt(session, request, settings)
+        pool = new_pool(settings, limit=1)
+        try:
+            return await make_attempt(pool, request, settings)
+        finally:
+            await pool.close()
 
     return asyncio.run(attempt())

@@ -11,8 +11,8 @@ control, is its broker: ``celery:<broker name>``.
 
 Concurrency model. One asyncio event loop per process runs in a daemon thread, created
 lazily on first use and re-created after ``fork`` (the pid is compared on every call).
-One :class:`aiohttp.ClientSession` per address policy lives on that loop and is only ever
-touched from the loop thread; :func:`fire` is synchronous and may be called from many
+One connection pool (``http_client.Pool``) per address policy lives on that loop and is
+only ever touched from the loop thread; :func:`fire` is synchronous and may be called from many
 threads at once (Celery's ``threads`` pool) or from prefork children. Attempts in flight
 are bounded per process in two lanes (``lanes.Lanes``), shared out per host and tenant.
 
@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
-import aiohttp
 from yarl import URL
 
 from taskhub.core import host_limits
@@ -51,7 +50,7 @@ from taskhub.core.addresses import AddressPolicy
 from taskhub.core.clock import utcnow
 from taskhub.core.messages import TriggerOutcome, TriggerRequest
 from taskhub.core.settings import Settings
-from taskhub.engine import celery_publishing, exchange, flow_control
+from taskhub.engine import celery_publishing, exchange, flow_control, http_client
 from taskhub.engine.clearances import Clear, Clearances
 from taskhub.engine.lanes import InFlight, Lanes
 
@@ -74,7 +73,7 @@ class _Client:
     """One address policy's session and the lanes its attempts run in, and this
     process's Celery publisher (one for every client)."""
 
-    session: aiohttp.ClientSession
+    pool: http_client.Pool
     lanes: Lanes
     publisher: celery_publishing.Publisher
 
@@ -273,7 +272,7 @@ async def _fire_one(
             admitted,
         )
     return await client.lanes.run(
-        lambda: exchange.make_attempt(client.session, request, settings), admitted
+        lambda: exchange.make_attempt(client.pool, request, settings), admitted
     )
 
 
@@ -308,9 +307,9 @@ class _Runtime:
         key = (settings.address_policy, fast, slow, settings.slow_after_s, fast_share, slow_share)
         client = self.clients.get(key)
         if client is None:
-            session = exchange.new_session(settings, fast + slow)
+            pool = exchange.new_pool(settings, fast + slow)
             lanes = Lanes(fast, slow, settings.slow_after_s, fast_share, slow_share)
-            client = self.clients[key] = _Client(session, lanes, self.publisher)
+            client = self.clients[key] = _Client(pool, lanes, self.publisher)
         return client
 
     def _limiter(self, settings: Settings) -> flow_control.Limiter:
@@ -343,7 +342,7 @@ class _Runtime:
     async def aclose(self) -> None:
         clients, self.clients = list(self.clients.values()), {}
         for client in clients:
-            await client.session.close()
+            await client.pool.close()
         self.publisher.close()
         limiters, self.limiters = list(self.limiters.values()), {}
         for limiter in limiters:
