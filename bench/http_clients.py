@@ -9,6 +9,7 @@ then times each client making ``--requests`` GETs and prints one JSON line per c
 - ``requests``: one ``requests.Session`` per thread, 16 threads
 - ``urllib3``: one shared ``PoolManager``, 16 threads
 - ``aiohttp``: one process, one session, all requests gathered (connector limit 100)
+- ``taskhub.engine.http_client``: taskhub's own, one process, 100 at a time
 - ``taskhub.engine.firing.fire``: batches of 25 from 16 threads
 
 Everything runs on this machine: the target competes with the clients for CPU, so the
@@ -155,6 +156,35 @@ def bench_aiohttp(url: str, total: int) -> int:
     return asyncio.run(_aiohttp_load(url, total, 100))
 
 
+async def _http_client_load(url: str, total: int, limit: int) -> int:
+    from yarl import URL
+
+    from taskhub.engine import http_client
+
+    async def resolve(host: str, port: int) -> list[str]:
+        answers = await asyncio.get_running_loop().getaddrinfo(host, port)
+        return [str(answer[4][0]) for answer in answers]
+
+    pool = http_client.Pool(resolve, limit=limit, keepalive_s=4, dns_ttl_s=30, user_agent="bench")
+    target = URL(url)
+    slots = asyncio.Semaphore(limit)
+
+    async def one() -> int:
+        async with slots:
+            response = await pool.request("GET", target, {}, None, 5.0, 65536)
+            await response.read()
+            return int(response.status != 200)
+
+    try:
+        return sum(await asyncio.gather(*(one() for _ in range(total))))
+    finally:
+        await pool.close()
+
+
+def bench_http_client(url: str, total: int) -> int:
+    return asyncio.run(_http_client_load(url, total, 100))
+
+
 def bench_trigger(url: str, total: int) -> int:
     from taskhub.core import settings as settings_mod
     from taskhub.core.messages import TriggerRequest
@@ -191,6 +221,7 @@ CLIENTS: dict[str, Callable[[str, int], int]] = {
     "requests (Session per thread, 16 threads)": bench_requests,
     "urllib3 (PoolManager, 16 threads)": bench_urllib3,
     "aiohttp (1 process, limit 100)": bench_aiohttp,
+    "taskhub.engine.http_client (1 process, limit 100)": bench_http_client,
     "taskhub.engine.firing.fire (batches of 25, 16 threads)": bench_trigger,
 }
 

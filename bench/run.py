@@ -58,7 +58,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -357,9 +357,18 @@ def next_minute(after: datetime) -> datetime:
     return (after + timedelta(minutes=1)).replace(second=0, microsecond=0)
 
 
-def due_minute(count: int, seconds_per_task: float = 0.004) -> datetime:
-    """A minute boundary far enough ahead to load ``count`` tasks and start the workers."""
-    return next_minute(utcnow() + timedelta(seconds=25 + count * seconds_per_task))
+#: At least this long between loading the tasks and the due minute, so that beat ticks
+#: once in between, as in a deployment that is already running: that tick stages the
+#: due minute and the staging loop publishes it ahead. Without it the first tick would
+#: come at the due minute itself and claim and publish everything then.
+WARM_TICK_S = 60
+
+
+def due_minute(count: int, seconds_per_task: float = 0.004, warm: bool = True) -> datetime:
+    """A minute boundary far enough ahead to load ``count`` tasks and start the workers
+    (``warm``: and for beat to tick once before it)."""
+    ahead_s = 25 + count * seconds_per_task + (WARM_TICK_S if warm else 0)
+    return next_minute(utcnow() + timedelta(seconds=ahead_s))
 
 
 # --------------------------------------------------------------------------- taskhub
@@ -420,6 +429,8 @@ def run_taskhub(
         else:
             load_tasks(engine, definitions, load(env))
         before = pg_counts(engine, name)
+        due_text = datetime.fromtimestamp(first_due, UTC).isoformat()
+        print(f"{label}: {count} tasks loaded, first due at {due_text}", file=sys.stderr)
         if user_worker is not None:
             user_worker.start(stack)
         stack.start("trigger", "trigger")
@@ -458,6 +469,11 @@ def run_taskhub(
                     sa.select(executions.c.status, sa.func.count()).group_by(executions.c.status)
                 )
             }
+            claimed_ahead = conn.execute(
+                sa.select(sa.func.count()).where(
+                    executions.c.created_at < executions.c.scheduled_for
+                )
+            ).scalar_one()
         engine.dispose()
     records, extra = target.records()
     result, lags = summarize(label, records, count, first_due)
@@ -465,6 +481,7 @@ def run_taskhub(
     result.update(
         finished=finished,
         statuses=statuses,
+        claimed_before_due=claimed_ahead,
         processes=figures,
         rss_before_due_mb=rss_before,
         **own_figures(figures),
@@ -553,7 +570,7 @@ def run_redbeat(
 
     from bench.redbeat_app import app
 
-    due = due_minute(count)
+    due = due_minute(count, warm=False)  # redbeat has nothing to stage
     for i in range(count):
         RedBeatSchedulerEntry(
             f"bench-{i}",

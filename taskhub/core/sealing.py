@@ -129,13 +129,14 @@ def _sealer(keys: tuple[str, ...]) -> Sealer:
 
 @functools.lru_cache(maxsize=8)
 def _generated_sealer(data_dir: str) -> Sealer:
-    path = Path(data_dir)
+    path = Path(data_dir).resolve()
     return Sealer((_key_file(path),), f"{path / KEY_FILE} (set {KEYS_VARIABLE} in production)")
 
 
 def sealer_for(settings: Settings) -> Sealer:
-    """The sealer of these settings (cached per key set). A trigger worker asks once per
-    attempt: with the variable set, the data directory is not even looked at."""
+    """The sealer of these settings (cached per key set, or per data directory as
+    configured). A trigger worker asks once per attempt, so nothing here touches the
+    filesystem after the first call."""
     if settings.encryption_keys:
         return _sealer(settings.encryption_keys)
-    return _generated_sealer(str(settings.data_dir.resolve()))
+    return _generated_sealer(str(settings.data_dir))
