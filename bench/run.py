@@ -455,8 +455,12 @@ def run_taskhub(
         finally:
             stack.stop_all()
         with engine.connect() as conn:
-            attempt_ends = [
-                (row.scheduled_for.timestamp(), row.started_at.timestamp() + row.duration_ms / 1000)
+            attempt_times = [
+                (
+                    row.scheduled_for.timestamp(),
+                    row.started_at.timestamp(),
+                    row.started_at.timestamp() + row.duration_ms / 1000,
+                )
                 for row in conn.execute(
                     sa.select(
                         executions.c.scheduled_for, attempts.c.started_at, attempts.c.duration_ms
@@ -495,7 +499,10 @@ def run_taskhub(
         },
         # When each attempt ended after its due time: for a Celery target, when the
         # broker had accepted the message (taskhub's share of the lag at receipt).
-        attempt_end_lag_s=lag_figures([e - d for d, e in attempt_ends]),
+        # When each attempt took its slot, and when it ended, after the due time: the
+        # lag before the first is the worker's (clearance, slots), the rest the request's.
+        attempt_start_lag_s=lag_figures([s - d for d, s, _ in attempt_times]),
+        attempt_end_lag_s=lag_figures([e - d for d, _, e in attempt_times]),
         target_max_concurrent=extra.get("max_concurrent"),
     )
     if registered is not None:

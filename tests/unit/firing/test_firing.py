@@ -22,7 +22,7 @@ from yarl import URL
 
 from taskhub.core.addresses import blocked_reason
 from taskhub.core.messages import ERROR_KINDS, TriggerOutcome, TriggerRequest
-from taskhub.engine import firing
+from taskhub.engine import clearances, firing
 from taskhub.engine.firing import fire
 from tests.support.messages import req
 from tests.support.processes import free_port
@@ -210,6 +210,48 @@ def test_batches_of_one_process_due_together_share_their_clearance(target: Targe
     for b, outcomes in enumerate(results):
         assert [o.execution_id for o in outcomes] == [10 * b, 10 * b + 2]
     assert len(target.hits(token)) == 16
+
+
+def test_a_large_fire_time_is_cleared_in_calls_of_at_most_the_limit_the_first_sent_meanwhile(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight batches of three due together, at most six cleared a call: every request is
+    asked about once, no call asks more than six, and the batches cleared first are at
+    the target before the last call has answered."""
+    monkeypatch.setattr(clearances, "CLEAR_MAX_REQUESTS", 6)
+    not_before = datetime.now(UTC) + timedelta(seconds=0.5)
+    token = uuid.uuid4().hex
+    batches = [
+        [
+            req(
+                f"http://127.0.0.1:{target.port}/echo/{token}",
+                execution_id=10 * b + i,
+                idempotency_key=f"key-{b}-{i}",
+                not_before=not_before,
+            )
+            for i in range(3)
+        ]
+        for b in range(8)
+    ]
+    asked: list[list[int]] = []
+    at_the_target: list[int] = []
+
+    def clear(batch: Any) -> set[int]:
+        asked.append(sorted(r.execution_id for r in batch))
+        at_the_target.append(len(target.hits(token)))
+        time.sleep(0.3)  # a database at work
+        return {r.execution_id for r in batch}
+
+    with ThreadPoolExecutor(len(batches)) as pool:
+        results = list(pool.map(lambda b: fire(b, OPEN, clear=clear), batches))
+    assert all(len(ids) <= 6 for ids in asked), asked
+    assert sorted(i for ids in asked for i in ids) == sorted(
+        r.execution_id for b in batches for r in b
+    )
+    assert len(asked) >= 4
+    assert at_the_target[0] == 0 and at_the_target[-1] >= len(asked[0])
+    assert all(len(outcomes) == 3 for outcomes in results)
+    assert len(target.hits(token)) == 24
 
 
 def test_a_clearance_that_fails_sends_nothing(target: Target) -> None:
