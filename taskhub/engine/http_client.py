@@ -20,6 +20,7 @@ connect timeout, which :class:`ConnectTimeout` reports apart.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import ssl
 import time
@@ -97,19 +98,26 @@ class IncompleteBody(HTTPClientError):
 
 
 class Response:
-    """A response whose head has arrived; :meth:`read` waits for the body."""
+    """A response whose head has arrived; :meth:`read` waits for the body and hands the
+    connection back (it must be called, also to give up on the body)."""
 
-    __slots__ = ("_connection", "retry_after", "status")
+    __slots__ = ("_connection", "_release", "retry_after", "status")
 
     def __init__(self, connection: _Connection, status: int, retry_after: str | None) -> None:
         self._connection = connection
+        self._release: Callable[[], None] | None = None
         self.status = status
         self.retry_after = retry_after
 
     async def read(self) -> tuple[bytes, bool]:
-        """The body up to the pool's limit, and whether there was more (then the
+        """The body up to the request's limit, and whether there was more (then the
         connection is closed, not reused)."""
-        return await self._connection.body()
+        try:
+            return await self._connection.body()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
 
 
 class _Connection(asyncio.Protocol):
@@ -282,6 +290,7 @@ class Pool:
         self._freed = asyncio.Event()
         self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self._tls: ssl.SSLContext | None = None
+        self._sweeping: asyncio.TimerHandle | None = None
         self._closed = False
 
     async def request(
@@ -301,15 +310,19 @@ class Pool:
         key = (url.scheme, host, port)
         data = self._encode(method, url, headers, body)
         connection = self._idle_connection(key)
-        if connection is None:
-            connection = await self._connect(key, connect_timeout_s)
+        while connection is None:
+            if self._open < self._limit or self._evict_one():
+                connection = await self._connect(key, connect_timeout_s)
+            else:  # every connection is busy: the first one back may be this host's
+                self._freed.clear()
+                await self._freed.wait()
+                connection = self._idle_connection(key)
         try:
             response = await connection.send(data, max_body_bytes, method == "HEAD")
         except BaseException:
-            connection.abandon()
-            self._release(key, connection)
+            self._release(key, connection)  # not reusable: closed
             raise
-        self._watch(key, connection)
+        response._release = functools.partial(self._release, key, connection)
         return response
 
     def _encode(
@@ -349,10 +362,6 @@ class Pool:
         return None
 
     async def _connect(self, key: tuple[str, str, int], connect_timeout_s: float) -> _Connection:
-        while self._open >= self._limit:
-            if not self._evict_one():
-                self._freed.clear()
-                await self._freed.wait()
         self._open += 1
         try:
             return await self._open_connection(key, connect_timeout_s)
@@ -417,25 +426,34 @@ class Pool:
             self._tls = ssl.create_default_context()
         return self._tls
 
-    def _watch(self, key: tuple[str, str, int], connection: _Connection) -> None:
-        """Pool the connection again once its body has been read (or close it)."""
-        done = connection._done
-        assert done is not None
-
-        def ended(_: object) -> None:
-            self._release(key, connection)
-
-        done.add_done_callback(ended)
-
     def _release(self, key: tuple[str, str, int], connection: _Connection) -> None:
+        """Pool the connection again if its exchange ended well, else close it."""
         if connection.reusable and not self._closed:
             connection.reusable = False  # until its next exchange ends well
             connection.idle_since = time.monotonic()
             self._idle.setdefault(key, deque()).append(connection)
+            if self._sweeping is None:
+                loop = asyncio.get_running_loop()
+                self._sweeping = loop.call_later(self._keepalive_s, self._sweep)
         else:
-            connection._close()
+            connection.abandon()
             self._open -= 1
         self._freed.set()
+
+    def _sweep(self) -> None:
+        """Close the connections idle past the keep-alive (their sockets would stay open
+        as long as the server allows); again later while any are idle."""
+        self._sweeping = None
+        now = time.monotonic()
+        for key, idle in list(self._idle.items()):
+            while idle and (idle[0].lost or now - idle[0].idle_since >= self._keepalive_s):
+                idle.popleft()._close()
+                self._open -= 1
+            if not idle:
+                del self._idle[key]
+        if self._idle and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._sweeping = loop.call_later(self._keepalive_s, self._sweep)
 
     def _evict_one(self) -> bool:
         """Close the longest idle connection of any host, making room for another."""
@@ -451,6 +469,9 @@ class Pool:
 
     async def close(self) -> None:
         self._closed = True
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            self._sweeping = None
         for idle in self._idle.values():
             for connection in idle:
                 connection._close()
