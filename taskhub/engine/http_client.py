@@ -47,6 +47,8 @@ __all__ = [
 #: Methods that send no ``Content-Length: 0`` without a body (as browsers and aiohttp).
 _BODILESS_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+#: Host names whose answers are kept before the expired ones are dropped.
+DNS_CACHE_ENTRIES: Final = 4096
 
 #: ``resolve(host, port)``: the addresses to connect to, every one already checked.
 Resolve = Callable[[str, int], Awaitable[list[str]]]
@@ -418,6 +420,8 @@ class Pool:
             raise ResolveFailed(error) from None
         if not addresses:
             raise ResolveFailed(OSError(f"no address for {host}"))
+        if len(self._dns) >= DNS_CACHE_ENTRIES:  # many hosts: keep only what is fresh
+            self._dns = {k: v for k, v in self._dns.items() if v[0] > now}
         self._dns[(host, port)] = (now + self._dns_ttl_s, addresses)
         return addresses
 
