@@ -916,6 +916,19 @@ def history_tasks(engine: Engine, start: datetime) -> None:
     vacuum(engine, "scheduled_tasks")
 
 
+def table_storage(engine: Engine, *tables: str) -> dict[str, int]:
+    """Each table's bytes on disk, with its indexes and TOAST (PostgreSQL)."""
+    with engine.connect() as conn:
+        return {
+            table: int(
+                conn.execute(
+                    sa.text("SELECT pg_total_relation_size(:t)"), {"t": table}
+                ).scalar_one()
+            )
+            for table in tables
+        }
+
+
 def vacuum(engine: Engine, *tables: str) -> None:
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -1091,7 +1104,10 @@ def scenario_table(
     redis.Redis.from_url(REDIS_URL).flushdb()
     with scratch_database() as (_name, url):
         engine = engines.create_engine(url)
+        load_started = time.perf_counter()
         fill_table(engine, total, due_count)
+        load_s = time.perf_counter() - load_started
+        storage = table_storage(engine, "scheduled_tasks", "next_occurrences")
         pass_env = {
             **(env or {}),
             "TASKHUB_DATABASE_URL": url,
@@ -1148,6 +1164,13 @@ def scenario_table(
         "cpu_s": {"discovery": round(own_s, 3), "postgres_and_redis": round(servers_s, 3)},
         "cpu_bound_per_s": round(published * (os.cpu_count() or 1) / max(own_s + servers_s, 1e-6)),
         "explain_due_query": plan,
+        "due_query_index_scan": any("Index" in line for line in plan)
+        and not any("Seq Scan" in line for line in plan),
+        # What holding the tasks costs: made by the server (generate_series), then
+        # vacuumed and analyzed; the bytes are the tables' with their indexes and TOAST.
+        "load_s": round(load_s, 1),
+        "storage_bytes": storage,
+        "storage_bytes_per_task": round(sum(storage.values()) / total),
     }
 
 
