@@ -71,7 +71,9 @@ class Caller:
             return work(conn)
 
 
-def context_of(request: Request) -> Context:
+async def context_of(request: Request) -> Context:
+    """Async, as it does no I/O: FastAPI runs a sync dependency in its thread pool, a
+    hand-off that costs more than this."""
     context: Context = request.app.state.taskhub
     return context
 
