@@ -32,6 +32,7 @@ from taskhub.api import console
 from taskhub.api.console import web as console_web
 from taskhub.api.deps import Context
 from taskhub.api.errors import error_response
+from taskhub.api.key_cache import KeyCache
 from taskhub.api.routes import (
     calendars,
     dead_letters,
@@ -320,7 +321,8 @@ def create_app(
             },
         ],
     )
-    app.state.taskhub = Context(engine, clock, request_tick, metrics, settings)
+    keys = KeyCache(settings.api_key_cache_s)
+    app.state.taskhub = Context(engine, clock, request_tick, metrics, settings, keys)
     _install_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=metrics, routes=app.routes)
     for router in (

@@ -244,12 +244,18 @@ def check_schedule(
 
 
 def count_call(
-    conn: Connection, tenant: str, rate: Rate, now: datetime, settings: Settings
+    conn: Connection,
+    tenant: str,
+    rate: Rate,
+    now: datetime,
+    settings: Settings,
+    limit: int | None = None,
 ) -> None:
     """Count one call of the tenant against ``rate``; over the limit, raise
-    :class:`RateLimited` (the caller rolls back, so a refused call is not counted)."""
-    limits = limits_of(conn, tenant, settings)
-    limit = limits.value(rate.limit)
+    :class:`RateLimited` (the caller rolls back, so a refused call is not counted).
+    ``limit``: the tenant's limit of ``rate`` as the caller knows it (else it is read)."""
+    if limit is None:
+        limit = limits_of(conn, tenant, settings).value(rate.limit)
     if limit == 0:
         return
     start, retry_after_s = rate_window(now, rate.window_s)
