@@ -13,6 +13,7 @@ here and measure the API's writes, not the console's reads.
 from __future__ import annotations
 
 import http.client
+import os
 import random
 import re
 import statistics
@@ -21,7 +22,7 @@ import sys
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -491,13 +492,27 @@ def table_sizes(engine: Engine) -> dict[str, dict[str, Any]]:
 # --------------------------------------------------------------------------- serving
 
 
+@dataclass(frozen=True)
+class Served:
+    """A running ``taskhub api`` process: its port, and the CPU it has used."""
+
+    port: int
+    pid: int
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the process so far, from /proc."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def api_process(env: dict[str, str], log: Path) -> Iterator[int]:
-    """``taskhub api`` on a free loopback port, as an operator starts it; its port."""
+def api_process(env: dict[str, str], log: Path, args: tuple[str, ...] = ()) -> Iterator[Served]:
+    """``taskhub api`` on a free loopback port, as an operator starts it (``args``: more
+    of its options)."""
     port = free_port()
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "taskhub.cli", "api", "--port", str(port)],
+            [sys.executable, "-m", "taskhub.cli", "api", "--port", str(port), *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -514,23 +529,25 @@ def api_process(env: dict[str, str], log: Path) -> Iterator[int]:
 
         if not wait_until(ready, 60, every_s=0.3):
             raise SystemExit(f"taskhub api did not start; see {log}")
-        yield port
+        yield Served(port, process.pid)
     finally:
         process.terminate()
         process.wait(15)
 
 
 class Browser:
-    """One keep-alive connection with the console's session cookie: a signed-in tab."""
+    """One keep-alive connection with the console's session cookie: a signed-in tab
+    (``headers``: sent with every request, e.g. an API key for the REST API)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, headers: dict[str, str] | None = None) -> None:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.cookie = ""
+        self.headers = dict(headers or {})
 
     def request(
         self, method: str, path: str, body: str | None = None
     ) -> tuple[int, dict[str, str], str]:
-        headers = {"Cookie": self.cookie} if self.cookie else {}
+        headers = {**self.headers, **({"Cookie": self.cookie} if self.cookie else {})}
         if body is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         self.connection.request(method, path, body=body, headers=headers)
@@ -638,29 +655,42 @@ def time_pages(
         if label == "tasks":
             link = NEXT_LINK.search(text)
             results["next_page_link_found"] = link is not None
-        until = time.monotonic() + budget_s / 6
-        for _ in range(warmup):
-            browser.request("GET", path_of())
-            if time.monotonic() > until:
-                break
-        before = metrics_snapshot(browser)
-        seconds, statuses = [], set()
-        until = time.monotonic() + budget_s
-        for _ in range(requests):
-            elapsed, status, _ = browser.time(path_of())
-            seconds.append(elapsed)
-            statuses.add(status)
-            if time.monotonic() > until:
-                break
-        after = metrics_snapshot(browser)
-        if route not in after:
-            raise SystemExit(f"no request-duration histogram for {route}: {sorted(after)}")
-        count = after[route][0] - before.get(route, (0, 0))[0]
-        total = after[route][1] - before.get(route, (0, 0))[1]
-        results[label] = {
-            "requests": len(seconds),
-            "statuses": sorted(statuses),
-            "client_ms": figures_ms(seconds),
-            "server_mean_ms": round(total / count * 1000, 1) if count else None,
-        }
+        results[label] = time_route(browser, route, path_of, requests, warmup, budget_s)
     return results
+
+
+def time_route(
+    browser: Browser,
+    route: str,
+    path_of: Callable[[], str],
+    requests: int,
+    warmup: int,
+    budget_s: float,
+) -> dict[str, Any]:
+    """``GET path_of()`` ``requests`` times after ``warmup`` untimed ones, one at a time
+    (see :func:`time_pages`); ``route``: its template in the request-duration histogram."""
+    until = time.monotonic() + budget_s / 6
+    for _ in range(warmup):
+        browser.request("GET", path_of())
+        if time.monotonic() > until:
+            break
+    before = metrics_snapshot(browser)
+    seconds, statuses = [], set()
+    until = time.monotonic() + budget_s
+    for _ in range(requests):
+        elapsed, status, _ = browser.time(path_of())
+        seconds.append(elapsed)
+        statuses.add(status)
+        if time.monotonic() > until:
+            break
+    after = metrics_snapshot(browser)
+    if route not in after:
+        raise SystemExit(f"no request-duration histogram for {route}: {sorted(after)}")
+    count = after[route][0] - before.get(route, (0, 0))[0]
+    total = after[route][1] - before.get(route, (0, 0))[1]
+    return {
+        "requests": len(seconds),
+        "statuses": sorted(statuses),
+        "client_ms": figures_ms(seconds),
+        "server_mean_ms": round(total / count * 1000, 1) if count else None,
+    }

@@ -99,6 +99,38 @@ def _create_all(port: int, key: str, path: str, bodies: list[bytes], failures: l
     connection.close()
 
 
+def tenant_key(engine: Engine, env: dict[str, str], tenant: str, max_tasks: int) -> str:
+    """A new API key of ``tenant``, its ``max_tasks`` raised and its request rate
+    unlimited, as an operator sets them for such a tenant (``taskhub tenant limits set``)."""
+    now = utcnow()
+    with engine.begin() as conn:
+        key, _ = apikeys.create_key(conn, tenant, now)
+        quotas.set_limits(
+            conn, tenant, {"max_tasks": max_tasks, "requests_per_second": 0}, now, load(env)
+        )
+    return key
+
+
+def post_from_clients(port: int, key: str, path: str, bodies: list[bytes], clients: int) -> float:
+    """``bodies`` POSTed to ``path`` (``/v1/tasks`` or ``/v1/tasks:batch``) by ``clients``
+    keep-alive clients at once, each its share in turn; the seconds from the first
+    request to the last answer. A refused create, or a batch item refused, ends the run."""
+    failures: list[str] = []
+    started = time.perf_counter()
+    threads = [
+        threading.Thread(target=_create_all, args=(port, key, path, bodies[i::clients], failures))
+        for i in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"POST {path} through the API failed: {failures[0]}")
+    return seconds
+
+
 def register_through_api(
     engine: Engine,
     env: dict[str, str],
@@ -110,33 +142,10 @@ def register_through_api(
     ``CLIENTS`` keep-alive clients, ``through`` ``batch`` or ``single`` requests; the
     tenant's limits are raised first, as an operator raises them for such a tenant
     (``taskhub tenant limits set``). Returns the rate."""
-    now = utcnow()
-    with engine.begin() as conn:
-        key, _ = apikeys.create_key(conn, TENANT, now)
-        quotas.set_limits(
-            conn,
-            TENANT,
-            {"max_tasks": len(definitions), "requests_per_second": 0},
-            now,
-            load(env),
-        )
+    key = tenant_key(engine, env, TENANT, len(definitions))
     path, bodies = _requests(definitions, through)
-    failures: list[str] = []
-    with api_process(env, log) as port:
-        started = time.perf_counter()
-        threads = [
-            threading.Thread(
-                target=_create_all, args=(port, key, path, bodies[i::CLIENTS], failures)
-            )
-            for i in range(CLIENTS)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        seconds = time.perf_counter() - started
-    if failures:
-        raise SystemExit(f"registration through the API failed: {failures[0]}")
+    with api_process(env, log) as served:
+        seconds = post_from_clients(served.port, key, path, bodies, CLIENTS)
     return {
         "through": f"POST {path}",
         "clients": CLIENTS,

@@ -36,7 +36,12 @@ outside: p50/p95/p99/max, ``bench/console.py``; it starts no target), ``retentio
 (``--retention-rows`` ended executions with an attempt each over ``--retention-days``
 days, at the schema before retention: the upgrade's time, one prune pass removing the
 oldest day by batched deletes, and the same day dropped as partitions of day-partitioned
-copies; it starts no process).
+copies; it starts no process), ``api`` (the API at scale, ``bench/api.py``: creates/s
+through ``POST /v1/tasks`` from 4 keep-alive clients, tasks/s through ``POST
+/v1/tasks:batch`` with 1,000 definitions a request from 1 and from 4 clients, each with
+the API process's CPU per task; then ``--api-tasks`` tasks of one tenant, ten executions
+each, loaded in bulk, and the task list's first and deep pages and a task's executions
+timed from outside: p50/p95/p99/max).
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bench import celery_user_app, console, http_clients, registration
+from bench import api, celery_user_app, console, http_clients, registration
 from bench.target import Record, read_dump
 from taskhub.core.clock import utcnow
 from taskhub.core.definitions import parse_definition
@@ -1235,8 +1240,8 @@ def scenario_console(
         engine.dispose()
         log_dir = scratch / "logs" / "console"
         log_dir.mkdir(parents=True, exist_ok=True)
-        with console.api_process(process_env, log_dir / "api.log") as port:
-            pages = console.time_pages(port, loaded, requests, warmup, budget_s)
+        with console.api_process(process_env, log_dir / "api.log") as served:
+            pages = console.time_pages(served.port, loaded, requests, warmup, budget_s)
     return {
         "scenario": "console",
         "schema_revision": revision,
@@ -1249,6 +1254,51 @@ def scenario_console(
         "measured": "client-side on loopback, one keep-alive connection, one request at a "
         "time; server_mean_ms from the API's own request-duration histogram",
         "pages": pages,
+    }
+
+
+def scenario_api(
+    creates: int,
+    batches: int,
+    tasks: int,
+    requests: int,
+    budget_s: float,
+    scratch: Path,
+    env: dict[str, str],
+) -> dict[str, Any]:
+    """The API at scale (``bench/api.py``): creates and batches from keep-alive clients
+    through a real ``taskhub api`` process on a scratch database; then the reads over
+    ``tasks`` tasks (ten executions each) loaded in bulk into another."""
+    log_dir = scratch / "logs" / "api"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with scratch_database() as (_name, url):
+        engine = engines.create_engine(url)
+        writes = api.measure_writes(
+            engine,
+            taskhub_env(url, scratch, env),
+            log_dir / "writes.log",
+            creates,
+            batches,
+            registration.CLIENTS,
+        )
+        engine.dispose()
+    with scratch_database() as (_name, url):
+        engine = engines.create_engine(url)
+        reads = api.measure_reads(
+            engine,
+            taskhub_env(url, scratch, env),
+            log_dir / "reads.log",
+            tasks,
+            requests,
+            budget_s,
+        )
+        engine.dispose()
+    return {
+        "scenario": "api",
+        "processes": "one taskhub api process (its defaults), PostgreSQL, and the clients, "
+        "all on this machine",
+        **writes,
+        "reads": reads,
     }
 
 
@@ -1396,6 +1446,7 @@ SCENARIOS = (
     "celery",
     "console",
     "retention",
+    "api",
 )
 
 #: The scenarios that need the recording target.
@@ -1510,6 +1561,21 @@ def main() -> None:
     )
     parser.add_argument("--small-tasks", type=int, default=1000, help="N of slow/hung/spread")
     parser.add_argument(
+        "--api-creates", type=int, default=5000, help="api: tasks created one by one"
+    )
+    parser.add_argument(
+        "--api-batches",
+        type=int,
+        default=10,
+        help="api: batches of 1,000 from one client, then as many from 4 at once",
+    )
+    parser.add_argument(
+        "--api-tasks",
+        type=int,
+        default=200_000,
+        help="api: tasks held (ten executions each) when the reads are timed",
+    )
+    parser.add_argument(
         "--neighbour-hung", type=int, default=2300, help="noisy-neighbour: tenant A's hung tasks"
     )
     parser.add_argument(
@@ -1599,6 +1665,19 @@ def main() -> None:
                     scratch,
                     env,
                     args.console_revision,
+                ),
+            )
+        if "api" in chosen:
+            emit(
+                results,
+                scenario_api(
+                    args.api_creates,
+                    args.api_batches,
+                    args.api_tasks,
+                    args.console_requests,
+                    args.console_seconds,
+                    scratch,
+                    env,
                 ),
             )
         if "retention" in chosen:

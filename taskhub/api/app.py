@@ -32,6 +32,7 @@ from taskhub.api import console
 from taskhub.api.console import web as console_web
 from taskhub.api.deps import Context
 from taskhub.api.errors import error_response
+from taskhub.api.key_cache import KeyCache
 from taskhub.api.routes import (
     calendars,
     dead_letters,
@@ -58,6 +59,10 @@ UNAVAILABLE = (
     sqlalchemy.exc.TimeoutError,
     sqlalchemy.exc.DisconnectionError,
 )
+
+#: PostgreSQL's deadlock and serialization failure: a concurrent change, a 409 like a
+#: unique violation, not a database outage.
+CONCURRENT_CHANGE = frozenset({"40P01", "40001"})
 
 
 # --- the OpenAPI document -------------------------------------------------------------
@@ -180,6 +185,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def database_error(_request: Request, error: Exception) -> Response:
         # Logged by class only: a statement's parameters may hold a task's headers or body.
+        if getattr(getattr(error, "orig", None), "sqlstate", None) in CONCURRENT_CHANGE:
+            # Two writes that waited on each other (a create and a batch of the same
+            # name): PostgreSQL ended one of them, which changed nothing.
+            return error_response(409, "conflict", "conflicts with a concurrent change; try again")
         if isinstance(error, sqlalchemy.exc.IntegrityError):
             # A race the service's own checks could not see (e.g. two creates of one name).
             return error_response(409, "conflict", "conflicts with a concurrent change; try again")
@@ -312,7 +321,8 @@ def create_app(
             },
         ],
     )
-    app.state.taskhub = Context(engine, clock, request_tick, metrics, settings)
+    keys = KeyCache(settings.api_key_cache_s)
+    app.state.taskhub = Context(engine, clock, request_tick, metrics, settings, keys)
     _install_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=metrics, routes=app.routes)
     for router in (

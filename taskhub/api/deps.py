@@ -17,10 +17,12 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Connection, Engine
 
 from taskhub.api.errors import TooLarge, Unauthorized
+from taskhub.api.key_cache import KeyCache, KnownKey
 from taskhub.core import definitions
 from taskhub.core.errors import ValidationError
 from taskhub.core.settings import Settings
@@ -50,6 +52,8 @@ class Context:
     metrics: Metrics
     #: The process's settings, built once: every service call is given them.
     settings: Settings
+    #: The API keys this process checked a moment ago.
+    keys: KeyCache
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,9 @@ class Caller:
             return work(conn)
 
 
-def context_of(request: Request) -> Context:
+async def context_of(request: Request) -> Context:
+    """Async, as it does no I/O: FastAPI runs a sync dependency in its thread pool, a
+    hand-off that costs more than this."""
     context: Context = request.app.state.taskhub
     return context
 
@@ -80,22 +86,52 @@ AppContext = Annotated[Context, Depends(context_of)]
 bearer = HTTPBearer(auto_error=False, description="An API key of your tenant.")
 
 
-def caller_of(
+async def caller_of(
     context: AppContext,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
     """The caller's tenant; anything but a valid, unrevoked key is a 401. Resolved before
-    the query and the body are looked at, so a caller without a key learns nothing."""
+    the query and the body are looked at, so a caller without a key learns nothing.
+
+    A key this process checked a moment ago (:mod:`taskhub.api.key_cache`) is not read
+    again; a tenant without a request rate then needs no transaction, and no hop to the
+    thread pool either."""
     if credentials is None or not credentials.credentials:
         raise Unauthorized("send Authorization: Bearer <api key>")
     now = context.clock()
-    with context.engine.begin() as conn:
-        tenant = apikeys.authenticate(conn, credentials.credentials, now)
-        if tenant is not None:
-            quotas.count_call(conn, tenant, quotas.REQUESTS, now, context.settings)
+    presented = credentials.credentials
+    known = context.keys.get(presented)
+    if known is None or known.requests_per_second:
+        tenant = await run_in_threadpool(_authenticate, context, presented, now, known)
+    else:
+        tenant = known.tenant
     if tenant is None:
         raise Unauthorized("the API key is not valid")
     return Caller(tenant, now, context)
+
+
+def _authenticate(
+    context: Context, presented: str, now: datetime, known: KnownKey | None
+) -> str | None:
+    """In one transaction: the key's tenant (unless ``known``), and the request counted
+    against the tenant's rate."""
+    with context.engine.begin() as conn:
+        if known is None:
+            tenant = apikeys.authenticate(conn, presented, now)
+            if tenant is None:
+                return None
+            rate = quotas.limits_of(conn, tenant, context.settings).requests_per_second
+            known = KnownKey(tenant, rate)
+            context.keys.put(presented, known)
+        quotas.count_call(
+            conn,
+            known.tenant,
+            quotas.REQUESTS,
+            now,
+            context.settings,
+            known.requests_per_second,
+        )
+    return known.tenant
 
 
 Authed = Annotated[Caller, Depends(caller_of)]

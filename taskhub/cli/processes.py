@@ -32,7 +32,14 @@ def run_role(role: str, celery_args: tuple[str, ...]) -> None:
 @click.command("api")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
-def api(host: str, port: int) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Processes serving the port (one uses at most one core).",
+)
+def api(host: str, port: int, workers: int) -> None:
     """Serve the REST API (OpenAPI at /docs)."""
     import uvicorn
 
@@ -42,6 +49,7 @@ def api(host: str, port: int) -> None:
         factory=True,
         host=host,
         port=port,
+        workers=workers,
         log_config=logs.logging_config(settings.log_format, settings.log_level),
         access_log=False,
     )

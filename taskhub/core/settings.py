@@ -153,6 +153,10 @@ class Settings:
     stage_interval_s: float = 1.0
     #: How long a console sign-in lasts (TASKHUB_CONSOLE_SESSION_HOURS).
     console_session_hours: float = 12.0
+    #: How long an API process trusts a key it checked, with its tenant's request rate,
+    #: before it reads them again (TASKHUB_API_KEY_CACHE_SECONDS): a revoked key is
+    #: refused, and a changed rate applies, within this long. 0: every request reads them.
+    api_key_cache_s: float = 5.0
     #: Per-tenant limits, unless a tenant has its own (``taskhub tenant limits set``).
     tenant_quotas: TenantQuotas = TenantQuotas()
     #: The most of a trigger process's fast lane one host or one tenant may hold with
@@ -501,6 +505,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         stage_interval_s=_stage_interval(env, "TASKHUB_STAGE_INTERVAL_SECONDS"),
         publish_lead_s=_number(env, "TASKHUB_PUBLISH_LEAD_SECONDS", 5, 0, 30),
         console_session_hours=_number(env, "TASKHUB_CONSOLE_SESSION_HOURS", 12, 0.01, 24 * 30),
+        api_key_cache_s=_number(env, "TASKHUB_API_KEY_CACHE_SECONDS", 5, 0, 300),
         tenant_quotas=tenant_quotas(env),
         fast_lane_share_percent=_number(env, "TASKHUB_FAST_LANE_SHARE_PERCENT", 10, 1, 100),
         slow_lane_share_percent=_number(env, "TASKHUB_SLOW_LANE_SHARE_PERCENT", 50, 1, 100),

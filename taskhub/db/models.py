@@ -477,9 +477,9 @@ worker_heartbeats = sa.Table(
 tenant_quotas = sa.Table(
     "tenant_quotas",
     metadata,
-    # One row per tenant that has overrides or has created a task: its limits where they
-    # differ from the settings (null: the setting's default), and the row a task create
-    # locks before it counts the tenant's tasks, so two processes never both take the
+    # One row per tenant that has overrides or holds tasks: its limits where they differ
+    # from the settings (null: the setting's default), and the count of tasks it holds,
+    # which a create raises only below its limit, so two processes never both take the
     # last slot.
     sa.Column("tenant", sa.String(TENANT_MAX_LENGTH), primary_key=True),
     sa.Column("max_tasks", sa.Integer()),
@@ -487,6 +487,10 @@ tenant_quotas = sa.Table(
     sa.Column("runs_per_minute", sa.Integer()),
     sa.Column("requests_per_second", sa.Integer()),
     sa.Column("updated_at", UTCDateTime()),
+    # The tenant's tasks, every status (migration 0020): kept in step by every insert and
+    # delete of a task in its own transaction (``quota_queries``), so a create checks
+    # ``max_tasks`` against one row rather than counting the tenant's tasks.
+    sa.Column("tasks_held", sa.Integer(), nullable=False, server_default="0"),
 )
 
 tenant_rate_windows = sa.Table(

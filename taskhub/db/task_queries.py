@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from taskhub.core.statuses import ExecutionStatus
-from taskhub.db import callback_queries
+from taskhub.db import callback_queries, quota_queries
 from taskhub.db.dialects import as_uuid, one_of
 from taskhub.db.models import (
     UTCDateTime,
@@ -39,10 +39,52 @@ CAN_FALL_DUE = sa.and_(T.is_active, sa.not_(T.is_finished), T.next_execution_tim
 
 
 def insert_task(conn: Connection, values: Mapping[str, Any]) -> uuid.UUID:
-    row = conn.execute(sa.insert(scheduled_tasks).values(**values).returning(T.id)).one()
+    """A new task (counted among its tenant's) and its next occurrence."""
+    statement = sa.insert(scheduled_tasks).values(**values).returning(T.id, T.tenant)
+    row = conn.execute(statement).one()
     task_id: uuid.UUID = row.id
     add_next_occurrences(conn, [task_id])
+    quota_queries.add_held(conn, row.tenant, 1)
     return task_id
+
+
+def insert_named_task(conn: Connection, values: Mapping[str, Any]) -> RowMapping | None:
+    """A new task (``values`` with its ``id``) and its next occurrence, unless its tenant
+    holds a task of its name:
+    then None, and nothing is written (the unique (tenant, name) decides, so nothing is
+    read first). The row as stored. Not counted among the tenant's tasks: the caller
+    takes its place (``quota_queries.take_place``), last, as a create checks its quota.
+
+    PostgreSQL: one statement (the next occurrence written by a second insert in it)."""
+    postgres = conn.dialect.name == "postgresql"
+    statement = _insert_named(tuple(values), postgres)
+    row = conn.execute(statement, dict(values)).mappings().first()
+    if row is not None and not postgres:
+        add_next_occurrences(conn, [row["id"]])
+    return row
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_named(fields: tuple[str, ...], postgres: bool) -> sa.TextClause:
+    """:func:`insert_named_task`'s statement for rows of these columns. Plain SQL, typed
+    by the table's columns both ways: SQLAlchemy compiles a dialect's ``ON CONFLICT``
+    insert anew on every call, which cost more than the statement itself."""
+    stored = ", ".join(c.name for c in scheduled_tasks.c)
+    sql = (
+        f"INSERT INTO scheduled_tasks ({', '.join(fields)}) "
+        f"VALUES ({', '.join(f':{f}' for f in fields)}) "
+        f"ON CONFLICT (tenant, name) DO NOTHING RETURNING {stored}"
+    )
+    if postgres:
+        sql = (
+            f"WITH inserted AS ({sql}), following AS ("
+            "INSERT INTO next_occurrences (scheduled_for, task_id) "
+            "SELECT next_execution_time, id FROM inserted "
+            "WHERE is_active AND NOT is_finished AND next_execution_time IS NOT NULL) "
+            f"SELECT {stored} FROM inserted"
+        )
+    binds = [sa.bindparam(f, type_=scheduled_tasks.c[f].type) for f in fields]
+    return sa.text(sql).bindparams(*binds).columns(*scheduled_tasks.c)  # type: ignore[return-value]
 
 
 # Every writer of a task's next_execution_time, is_active or is_finished keeps its row in
@@ -396,7 +438,11 @@ def delete_task(conn: Connection, task_id: uuid.UUID) -> None:
     conn.execute(sa.delete(executions).where(E.task_id == task_id))
     conn.execute(sa.delete(occurrence_skips).where(occurrence_skips.c.task_id == task_id))
     callback_queries.delete_of_tasks(conn, [task_id])
-    conn.execute(sa.delete(scheduled_tasks).where(T.id == task_id))
+    deleted = conn.execute(
+        sa.delete(scheduled_tasks).where(T.id == task_id).returning(T.tenant)
+    ).first()
+    if deleted is not None:
+        quota_queries.add_held(conn, deleted.tenant, -1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -421,6 +467,8 @@ def insert_tasks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[uu
     )
     ids: list[uuid.UUID] = [row["id"] for row in rows]
     add_next_occurrences(conn, ids)
+    for tenant, count in collections.Counter(row["tenant"] for row in rows).items():
+        quota_queries.add_held(conn, tenant, count)
     return ids
 
 

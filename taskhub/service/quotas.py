@@ -6,10 +6,12 @@ and change tasks, so the API and the CLI obey them alike; the two rates are coun
 the API only (the CLI is the operator's). A limit is the setting's (``TenantQuotas``)
 unless the tenant has its own in ``tenant_quotas`` (``taskhub tenant limits set``).
 
-Counted with the same care as the rest. A create locks the tenant's row of
-``tenant_quotas`` (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already
-serialises writers) and only then counts, so two processes never both take the last
-slot. Rates are fixed-window counters in ``tenant_rate_windows``, shared by every API
+Counted with the same care as the rest. The tasks a tenant holds are a counter on its
+row of ``tenant_quotas``, kept in step by every insert and delete of a task; a create
+takes its place last, just before it commits, with one conditional upsert that locks
+the row until then (:func:`take_place`), so two processes never both take the last
+place. A batch locks the row first and admits its creates in order (:class:`Admission`).
+Rates are fixed-window counters in ``tenant_rate_windows``, shared by every API
 process: one upsert per call, in the transaction that authenticates it. A refusal raises,
 so its transaction rolls back and changes nothing (not even the counter).
 """
@@ -33,7 +35,8 @@ from taskhub.core.settings import (
     Settings,
     TenantQuotas,
 )
-from taskhub.db.models import scheduled_tasks, tenant_quotas
+from taskhub.db import quota_queries
+from taskhub.db.models import tenant_quotas
 from taskhub.service.apikeys import validate_tenant
 
 #: The limits, in the order they are shown; each is a column of ``tenant_quotas``, a
@@ -201,27 +204,36 @@ def _lock(conn: Connection, tenant: str, settings: Settings) -> Limits:
 
 
 def tasks_held(conn: Connection, tenant: str) -> int:
-    """The tenant's tasks, every status (read from the (tenant, name) index)."""
-    query = sa.select(sa.func.count()).where(scheduled_tasks.c.tenant == tenant)
-    return int(conn.execute(query).scalar_one())
+    """The tenant's tasks, every status (its counter, kept by every insert and delete)."""
+    return quota_queries.tasks_held(conn, tenant)
+
+
+def _full(held: int, limits: Limits) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"the tenant holds {held} tasks, and its max_tasks limit is {limits.max_tasks}: "
+        "delete tasks it no longer needs, or ask an operator to raise the limit"
+    )
 
 
 # --- what the service functions and the API call -------------------------------------
 
 
-def admit_task(
-    conn: Connection, tenant: str, schedule: Schedule, now: datetime, settings: Settings
-) -> None:
-    """Before a create: refuse a schedule denser than the tenant's limit (422) or a task
-    beyond its count (409). The tenant's row stays locked until the create commits."""
-    limits = _lock(conn, tenant, settings)
-    check_schedule_limit(schedule, limits.min_interval_seconds, now)
+def take_place(conn: Connection, tenant: str, settings: Settings) -> None:
+    """A create's last step before it commits: count its task among the tenant's, or
+    refuse it (409) if the tenant holds its ``max_tasks`` already. The tenant's row is
+    locked from here to the commit only, so creates of one tenant wait on each other
+    for that long, and two processes never both take the last place."""
+    if not quota_queries.take_place(conn, tenant, settings.tenant_quotas.max_tasks):
+        raise _full(tasks_held(conn, tenant), limits_of(conn, tenant, settings))
+
+
+def refuse_if_full(conn: Connection, tenant: str, settings: Settings) -> None:
+    """Refuse (409) a create of a tenant that holds its ``max_tasks`` already, whatever
+    else is wrong with it: what a create whose name is taken checks first."""
+    limits = limits_of(conn, tenant, settings)
     held = tasks_held(conn, tenant)
     if held >= limits.max_tasks:
-        raise QuotaExceeded(
-            f"the tenant holds {held} tasks, and its max_tasks limit is {limits.max_tasks}: "
-            "delete tasks it no longer needs, or ask an operator to raise the limit"
-        )
+        raise _full(held, limits)
 
 
 def check_schedule(
@@ -232,12 +244,18 @@ def check_schedule(
 
 
 def count_call(
-    conn: Connection, tenant: str, rate: Rate, now: datetime, settings: Settings
+    conn: Connection,
+    tenant: str,
+    rate: Rate,
+    now: datetime,
+    settings: Settings,
+    limit: int | None = None,
 ) -> None:
     """Count one call of the tenant against ``rate``; over the limit, raise
-    :class:`RateLimited` (the caller rolls back, so a refused call is not counted)."""
-    limits = limits_of(conn, tenant, settings)
-    limit = limits.value(rate.limit)
+    :class:`RateLimited` (the caller rolls back, so a refused call is not counted).
+    ``limit``: the tenant's limit of ``rate`` as the caller knows it (else it is read)."""
+    if limit is None:
+        limit = limits_of(conn, tenant, settings).value(rate.limit)
     if limit == 0:
         return
     start, retry_after_s = rate_window(now, rate.window_s)
@@ -288,9 +306,11 @@ def show(conn: Connection, tenant: str, settings: Settings) -> dict[str, Any]:
 
 
 class Admission:
-    """The creates of one batch, admitted one by one as :func:`admit_task` admits one: the
-    tenant's row locked once (:meth:`of`), its tasks counted once, then each create
-    checked against the schedule limit and counted toward ``max_tasks``."""
+    """The creates of one batch, admitted one by one as one create is (its schedule
+    against the tenant's limit, then its place among ``max_tasks``): the tenant's row
+    locked once, first (:meth:`of`), so nothing else takes a place meanwhile, then each
+    create checked in the batch's order. Their places are counted as they are inserted
+    (``task_queries.insert_tasks``)."""
 
     def __init__(self, limits: Limits, held: int, now: datetime) -> None:
         self.limits = limits

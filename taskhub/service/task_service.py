@@ -41,6 +41,7 @@ from taskhub.service.task_views import (
     get_task,
     stored_secrets,
     task_row,
+    task_view,
 )
 
 
@@ -143,15 +144,10 @@ def _definition_columns(definition: TaskDefinition, settings: Settings) -> dict[
     }
 
 
-def create_task(
-    conn: Connection,
-    definition: TaskDefinition,
-    now: datetime,
-    settings: Settings,
-    tenant: str = "default",
-) -> uuid.UUID:
-    if task_queries.task_name_taken(conn, tenant, definition.name):
-        raise Conflict("a task with this name exists", "name")
+def _new_task_values(
+    conn: Connection, definition: TaskDefinition, now: datetime, settings: Settings, tenant: str
+) -> dict[str, Any]:
+    """The row of a new task: its definition's columns and its first occurrence."""
     columns = _definition_columns(definition, settings)
     schedule = schedule_of({**columns, "created_at": now})
     # A new task has no skips yet; its calendars it has (checked by the caller).
@@ -159,18 +155,30 @@ def create_task(
         conn, [{"id": "", "tenant": tenant, **columns, "has_skips": False}]
     ).get("")
     first = first_included(schedule, now, definition.window, exclusions)
-    return task_queries.insert_task(
-        conn,
-        {
-            **columns,
-            "tenant": tenant,
-            "is_active": True,
-            "is_finished": first is None,
-            "next_execution_time": first,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
+    return {
+        "id": uuid.uuid4(),
+        **columns,
+        "tenant": tenant,
+        "is_active": True,
+        "is_finished": first is None,
+        "next_execution_time": first,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def create_task(
+    conn: Connection,
+    definition: TaskDefinition,
+    now: datetime,
+    settings: Settings,
+    tenant: str = "default",
+) -> uuid.UUID:
+    """Store a task as given, no quota checked (loaders and tests); it counts toward its
+    tenant's ``max_tasks`` all the same."""
+    if task_queries.task_name_taken(conn, tenant, definition.name):
+        raise Conflict("a task with this name exists", "name")
+    return task_queries.insert_task(conn, _new_task_values(conn, definition, now, settings, tenant))
 
 
 def parse_task(
@@ -194,12 +202,22 @@ def add_task(
     conn: Connection, tenant: str, data: Any, now: datetime, settings: Settings
 ) -> dict[str, Any]:
     """Create a task from what a user sent (:func:`parse_task`). The tenant's quotas
-    apply here (:func:`create_task`, which loaders and tests call, checks none)."""
+    apply here (:func:`create_task`, which loaders and tests call, checks none). The
+    refusals come in this order: the definition, its calendars, its schedule against
+    ``min_interval_seconds`` (422), ``max_tasks`` (409), its name (409). The task is
+    returned as the insert stored it (nothing is read back)."""
     definition = parse_task(data, now, settings)
     check_calendars_exist(conn, tenant, definition.exclude_calendars)
-    quotas.admit_task(conn, tenant, definition.schedule, now, settings)
-    task_id = create_task(conn, definition, now, settings, tenant)
-    return get_task(conn, tenant, task_id, settings, now)
+    quotas.check_schedule(conn, tenant, definition.schedule, now, settings)
+    values = _new_task_values(conn, definition, now, settings, tenant)
+    row = task_queries.insert_named_task(conn, values)
+    if row is None:
+        quotas.refuse_if_full(conn, tenant, settings)  # the quota is named first, as ever
+        raise Conflict("a task with this name exists", "name")
+    # Last, so the tenant's row is locked only from here to the commit. A new task has
+    # no executions, so nothing of it is waiting to be sent (``task_view``'s ``unsent``).
+    quotas.take_place(conn, tenant, settings)
+    return task_view(row, settings)
 
 
 def _merge(current: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

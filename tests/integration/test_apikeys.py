@@ -305,3 +305,33 @@ def test_the_command_refuses_bad_input(cli: Cli) -> None:
     assert "tenant: " in bad.stderr
     cli("apikey", "create", expect=2)  # --tenant is required
     assert json.loads(cli("apikey", "list", "--json").stdout) == {"items": []}
+
+
+# --- what an API process remembers ----------------------------------------------------
+
+
+@pytest.mark.parametrize("cache_s", ["0", "300"])
+def test_a_revoked_key_is_refused_once_the_process_reads_it_again(
+    engine: Engine, cache_s: str
+) -> None:
+    """With ``TASKHUB_API_KEY_CACHE_SECONDS`` 0 a revocation is refused at the next
+    request; with 300 the process trusts the key it checked until the time is up (a
+    key it never checked is read at once either way), and then the rate it knew too."""
+    from taskhub.core.settings import load
+    from taskhub.service import quotas
+    from tests.support.api import Api, client
+
+    settings = load({"TASKHUB_API_KEY_CACHE_SECONDS": cache_s})
+    api = Api(engine, NOW, settings)
+    key, stored = create(engine, "acme")
+    first = client(api.a.app, key)
+    assert first.get("/v1/tasks").status_code == 200
+    with engine.begin() as conn:
+        apikeys.revoke_key(conn, stored.prefix, NOW)
+        quotas.set_limits(conn, "acme", {"requests_per_second": 1}, NOW, settings)
+    answers = [first.get("/v1/tasks").status_code for _ in range(3)]
+    assert answers == ([401] * 3 if cache_s == "0" else [200] * 3)
+    unchecked, _ = create(engine, "acme")
+    with engine.begin() as conn:
+        apikeys.revoke_key(conn, unchecked, NOW)
+    assert client(api.a.app, unchecked).get("/v1/tasks").status_code == 401

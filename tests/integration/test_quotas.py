@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -122,7 +123,10 @@ def test_a_patch_to_a_denser_schedule_is_refused_and_other_patches_are_not(api: 
 # --- rates ----------------------------------------------------------------------------
 
 
-def test_requests_beyond_the_rate_get_429_with_retry_after(api: Api) -> None:
+def test_requests_beyond_the_rate_get_429_with_retry_after(engine: Engine) -> None:
+    # Every request reads the rate: the changes below apply at once (an API process
+    # otherwise trusts the rate it read for TASKHUB_API_KEY_CACHE_SECONDS, test_apikeys).
+    api = Api(engine, T0, load({"TASKHUB_API_KEY_CACHE_SECONDS": "0"}))
     set_limits(api.engine, "acme", requests_per_second=5)
     assert [api.a.get("/v1/tasks").status_code for _ in range(5)] == [200] * 5
     before = dump(api.engine)
@@ -371,3 +375,98 @@ def test_a_call_from_a_lagging_clock_counts_toward_the_later_window(engine: Engi
     assert (row["window_start"], row["hits"]) == (int(T0.timestamp()) + 1, 2)
     with engine.begin() as conn:  # the next window starts afresh
         quotas.count_call(conn, "acme", quotas.REQUESTS, T0 + timedelta(seconds=2), DEFAULTS)
+
+
+# --- the count of tasks held ----------------------------------------------------------
+
+
+def _counted(engine: Engine, tenant: str) -> tuple[int, int]:
+    """(the tenant's counter, its tasks counted one by one)."""
+    with engine.connect() as conn:
+        stored = conn.execute(
+            sa.select(sa.func.count()).where(scheduled_tasks.c.tenant == tenant)
+        ).scalar_one()
+        return quotas.tasks_held(conn, tenant), int(stored)
+
+
+def test_tasks_held_is_kept_by_every_insert_and_delete(api: Api) -> None:
+    """Creates through the API, a batch, a loader's create (no quota checked), deletes one
+    by one and in a batch: the counter is the count each time; a refused create, or a
+    batch item refused, changes it not."""
+    engine = api.engine
+    assert _counted(engine, "acme") == (0, 0)
+    ids = [api.create(f"t{i}").json()["id"] for i in range(3)]
+    assert _counted(engine, "acme") == (3, 3)
+    api.error(api.create("t0"), 409)  # the name is taken
+    assert _counted(engine, "acme") == (3, 3)
+    batch = {"tasks": [task_body("b0"), task_body("b1"), task_body("t1")], "delete": ["t2"]}
+    assert api.a.post("/v1/tasks:batch", json=batch).json()["counts"]["created"] == 2
+    assert _counted(engine, "acme") == (4, 4)
+    with engine.begin() as conn:
+        definition = task_service.parse_task(task_body("loaded"), T0, DEFAULTS)
+        task_service.create_task(conn, definition, T0, DEFAULTS, "acme")
+    assert _counted(engine, "acme") == (5, 5)
+    assert api.a.delete(f"/v1/tasks/{ids[0]}").status_code == 204
+    assert api.a.post("/v1/tasks:batch", json={"delete": ["b0", "b1"]}).status_code == 200
+    assert _counted(engine, "acme") == (2, 2)
+    assert _counted(engine, "other") == (0, 0)
+
+
+def test_a_full_tenant_hears_of_its_quota_before_a_taken_name(api: Api) -> None:
+    set_limits(api.engine, "acme", max_tasks=1)
+    assert api.create("t").status_code == 201
+    assert api.error(api.create("t"), 409)["code"] == "quota_exceeded"
+    set_limits(api.engine, "acme", max_tasks=2)
+    error = api.error(api.create("t"), 409)
+    assert (error["code"], error["field"]) == ("conflict", "name")
+    assert _counted(api.engine, "acme") == (1, 1)
+
+
+def test_migration_0020_counts_the_tasks_held_and_goes_back(database_url: str) -> None:
+    """Tenants with and without a row of limits, and one with a row but no tasks, are
+    counted once at the upgrade; creates then count on."""
+    from alembic import command
+
+    from taskhub.db import engines
+
+    schema.upgrade(database_url, "0019")
+    engine = engines.create_engine(database_url)
+    try:
+        held = {"acme": 3, "globex": 2}
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "tenant": tenant,
+                "name": f"{tenant}-{i}",
+                "schedule_kind": "interval",
+                "interval_seconds": 3600,
+                "url": "https://example.com/hook",
+                "headers": {},
+                "tags": {},
+                "created_at": T0,
+                "updated_at": T0,
+            }
+            for tenant, count in held.items()
+            for i in range(count)
+        ]
+        with engine.begin() as conn:
+            conn.execute(sa.insert(scheduled_tasks), rows)
+            for tenant in ("acme", "empty"):
+                conn.execute(sa.insert(tenant_quotas).values(tenant=tenant, max_tasks=4))
+        schema.upgrade(database_url)
+        assert [_counted(engine, t) for t in ("acme", "globex", "empty")] == [
+            (3, 3),
+            (2, 2),
+            (0, 0),
+        ]
+        api = Api(engine, T0)
+        assert api.create("a").status_code == 201
+        assert api.error(api.create("b"), 409)["code"] == "quota_exceeded"  # 4 of 4
+        command.downgrade(schema.alembic_config(database_url), "0019")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("tenant_quotas")}
+        assert "tasks_held" not in columns
+        schema.upgrade(database_url)
+        assert _counted(engine, "acme") == (4, 4)
+    finally:
+        engine.dispose()
