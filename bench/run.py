@@ -1547,6 +1547,12 @@ def scenario_soak(
                     sa.select(executions.c.status, sa.func.count()).group_by(executions.c.status)
                 )
             }
+            # Retention deletes; only vacuum makes the space reusable: without autovacuum
+            # the database cannot stay flat, whatever taskhub does.
+            server = {
+                setting: str(conn.execute(sa.text(f"SHOW {setting}")).scalar_one())
+                for setting in ("server_version", "autovacuum", "autovacuum_naptime")
+            }
         engine.dispose()
     summary = soak_summary(
         options, count, changed, arrivals, samples, kills, held_keys, lost, figures
@@ -1554,6 +1560,7 @@ def scenario_soak(
     return summary | {
         "finished": finished,
         "statuses_left": statuses,
+        "postgresql": server,
     }, soak_minutes(arrivals, samples, kills)
 
 
