@@ -1683,12 +1683,17 @@ def plot_soak(lines: list[dict[str, Any]], kills: list[dict[str, Any]], path: Pa
 
     fig, (lag, rss, size) = plt.subplots(1, 3, figsize=(15, 4))
     with_lag = [line for line in lines if line["lag_s"]]
-    for key in ("p50", "p99"):
+    for figures, key, label in (
+        ("lag_s", "p50", "lag p50"),
+        ("lag_s", "p99", "lag p99"),
+        ("lag_outside_minute_after_kills_s", "p99", "p99 outside the minute after a kill"),
+    ):
+        shown = [line for line in with_lag if line.get(figures)]
         lag.plot(
-            [line["soak_minute"] for line in with_lag],
-            [line["lag_s"][key] for line in with_lag],
+            [line["soak_minute"] for line in shown],
+            [line[figures][key] for line in shown],
             marker=".",
-            label=f"lag {key}",
+            label=label,
         )
     for kill in kills:
         for axis in (lag, rss, size):
