@@ -41,7 +41,15 @@ through ``POST /v1/tasks`` from 4 keep-alive clients, tasks/s through ``POST
 /v1/tasks:batch`` with 1,000 definitions a request from 1 and from 4 clients, each with
 the API process's CPU per task; then ``--api-tasks`` tasks of one tenant, ten executions
 each, loaded in bulk, and the task list's first and deep pages and a task's executions
-timed from outside: p50/p95/p99/max).
+timed from outside: p50/p95/p99/max), and ``soak`` (not part of ``all``:
+``--soak-rate`` occurrences a second, default 1,000, for ``--soak-minutes``, default 30,
+as rate * 60 tasks on ``* * * * *`` with ``spread_seconds`` 60; retention running, the execution
+retention set to ``--soak-retention-minutes`` (default 5) as a fraction of a day and the
+prune pass every ``--soak-prune-interval`` s (default 60); the trigger worker ``kill
+-9``ed and restarted every ``--soak-kill-every`` s, default 300: one line per minute
+with the lag of the occurrences due in it, each process's RSS and the tables' sizes,
+then lost, repeats beside what the killed workers held, and the issue's pass/fail
+figures; ``--plot`` draws lag, RSS and sizes over time).
 """
 
 from __future__ import annotations
@@ -158,17 +166,61 @@ def servers_cpu_since(before: dict[int, float]) -> float:
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in servers_cpu_s().items())
 
 
+def status_kb(pid: int, *fields: str) -> dict[str, int] | None:
+    """Fields of ``/proc/<pid>/status`` in kB (None: the process is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    wanted = {f"{field}:": field for field in fields}
+    found = {field: 0 for field in fields}
+    for line in status.splitlines():
+        head = line.split(None, 1)[0] if line else ""
+        if head in wanted:
+            found[wanted[head]] = int(line.split()[1])
+    return found
+
+
 def rss_now_mb(stack: Stack) -> dict[str, float]:
     """Resident memory of each stack process right now (VmRSS), in MB."""
     figures = {}
     for name, process in stack.processes.items():
+        kb = status_kb(process.pid, "VmRSS")
+        if kb is not None:
+            figures[name] = round(kb["VmRSS"] / 1024, 1)
+    return figures
+
+
+def rss_tree_mb(stack: Stack) -> dict[str, float]:
+    """:func:`rss_now_mb` with each process's children too (``name.child1`` …), named as
+    :func:`stack_figures` names them."""
+    figures = {}
+    for name, process in stack.processes.items():
+        for i, pid in enumerate(process_tree(process.pid)):
+            kb = status_kb(pid, "VmRSS")
+            if kb is not None:
+                figures[name if i == 0 else f"{name}.child{i}"] = round(kb["VmRSS"] / 1024, 1)
+    return figures
+
+
+def postgres_rss_mb() -> float:
+    """The PostgreSQL server's memory on this machine: every server process's private
+    memory (RssAnon) plus the shared memory once (the largest RssShmem: shared buffers a
+    process has touched), in MB. Every database of the server, not only the bench's."""
+    private = shared = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            status = Path(f"/proc/{process.pid}/status").read_text()
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
         except OSError:
             continue
-        kb = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:")), 0)
-        figures[name] = round(kb / 1024, 1)
-    return figures
+        kb = status_kb(int(entry.name), "RssAnon", "RssShmem")
+        if kb is not None:
+            private += kb["RssAnon"]
+            shared = max(shared, kb["RssShmem"])
+    return round((private + shared) / 1024, 1)
 
 
 def stack_figures(stack: Stack) -> dict[str, dict[str, float]]:
@@ -224,6 +276,11 @@ class RunningTarget:
 
     def reset(self) -> None:
         urllib.request.urlopen(self.url("/__reset"), timeout=30).read()
+
+    def drain(self) -> list[Record]:
+        """The records since the last drain (the target forgets them)."""
+        urllib.request.urlopen(self.url("/__drain"), timeout=30).read()
+        return read_dump(self.dump_path)[0]
 
 
 class Recorder(Protocol):
@@ -343,6 +400,21 @@ def scratch_database(revision: str = "head") -> Iterator[tuple[str, str]]:
         engines.dispose_after_fork()
         with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def load_seconds_per_task(
+    engine: Engine, definitions: list[dict[str, Any]], settings: Settings
+) -> float:
+    """How long :func:`load_tasks` takes per task right now: ``definitions`` created in
+    one transaction that is then rolled back (nothing stays)."""
+    now = utcnow()
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        for data in definitions:
+            task_service.create_task(conn, parse_definition(data, now), now, settings, "default")
+        transaction.rollback()
+    return (time.perf_counter() - started) / max(1, len(definitions))
 
 
 def load_tasks(engine: Engine, definitions: list[dict[str, Any]], settings: Settings) -> None:
@@ -1302,6 +1374,425 @@ def scenario_api(
     }
 
 
+# --------------------------------------------------------------------------- the soak
+
+#: The soak's tasks fire each occurrence at a stable offset within this many seconds after
+#: its due minute (the task field ``spread_seconds``): ``rate`` * 60 tasks on
+#: ``* * * * *`` make ``rate`` occurrences a second.
+SOAK_SPREAD_S = 60
+#: The soak's tables of interest (every other table's size is summed as ``others``).
+SOAK_TABLES = ("executions", "attempts", "scheduled_tasks", "next_occurrences")
+
+
+@dataclass(frozen=True)
+class SoakOptions:
+    minutes: int = 30
+    rate: int = 1000
+    kill_every_s: float = 300
+    retention_minutes: float = 5
+    prune_interval_s: float = 60
+    #: RSS at the end is compared with RSS after this many minutes (the issue: 5).
+    baseline_minutes: int = 5
+
+
+def soak_settings(options: SoakOptions) -> dict[str, str]:
+    """What the soak changes from the shipped defaults: retention short enough to run
+    (and catch up) within the soak, as a fraction of a day, and the prune interval."""
+    return {
+        "TASKHUB_EXECUTION_RETENTION_DAYS": repr(options.retention_minutes / 1440),
+        "TASKHUB_PRUNE_INTERVAL_SECONDS": f"{options.prune_interval_s:g}",
+    }
+
+
+def table_sizes_mb(engine: Engine) -> dict[str, float]:
+    """``pg_total_relation_size`` of the soak's tables (and the rest summed), the
+    database's size, in MB; and the executions' live and dead rows and autovacuum runs as
+    the statistics have them."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT relname, pg_total_relation_size(relid), n_live_tup, n_dead_tup, "
+                "autovacuum_count FROM pg_stat_user_tables"
+            )
+        ).all()
+        database = conn.execute(sa.text("SELECT pg_database_size(current_database())"))
+        database_bytes = int(database.scalar_one())
+    sizes = {name: 0.0 for name in SOAK_TABLES}
+    others = 0
+    executions_rows: dict[str, int] = {}
+    for name, size, rows_live, rows_dead, autovacuums in rows:
+        if name in sizes:
+            sizes[name] = round(size / 2**20, 2)
+        else:
+            others += size
+        if name == "executions":
+            executions_rows = {
+                "executions_live_rows": int(rows_live),
+                "executions_dead_rows": int(rows_dead),
+                "executions_autovacuums": int(autovacuums),
+            }
+    return {
+        **sizes,
+        "others": round(others / 2**20, 2),
+        "database": round(database_bytes / 2**20, 2),
+        **executions_rows,
+    }
+
+
+def in_flight_of(engine: Engine, pids: list[int]) -> tuple[dict[str, int], list[str]]:
+    """What the processes ``pids`` hold right now: how many executions still ``running``
+    one of them took (``held_by``, taskhub/engine/holders.py; taken as its message
+    started, so some wait for their fire time) and the requests in flight their last
+    heartbeats reported; and the held executions' idempotency keys."""
+    suffixes = tuple(f":{pid}" for pid in pids)
+    with engine.connect() as conn:
+        held = conn.execute(
+            sa.select(executions.c.held_by, executions.c.idempotency_key).where(
+                executions.c.status == "running", executions.c.held_by.is_not(None)
+            )
+        ).all()
+        beats = conn.execute(
+            sa.select(worker_heartbeats.c.process, worker_heartbeats.c.in_flight)
+        ).all()
+    keys = [str(key) for by, key in held if str(by).endswith(suffixes)]
+    in_flight = sum(int(n) for p, n in beats if str(p).endswith(suffixes))
+    return {"held": len(keys), "heartbeat_in_flight": in_flight}, keys
+
+
+def not_ended(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).where(executions.c.status.not_in(TERMINAL))
+            ).scalar_one()
+        )
+
+
+@dataclass
+class SoakArrivals:
+    """The target's records as they are drained: each key's arrivals, and each
+    occurrence's lag (its first arrival minus its own fire time: the due time plus its
+    spread offset, computed as taskhub computes it) by due minute."""
+
+    first_due: float
+    seen: Counter[str]
+    lags: dict[int, list[tuple[float, float]]]  # due minute → [(fire time, lag)]
+
+    def add(self, records: list[Record]) -> None:
+        from taskhub.core.occurrences import spread_offset_s
+
+        for at, key, _path, scheduled_for in records:
+            self.seen[key] += 1
+            if self.seen[key] > 1:
+                continue
+            due = datetime.fromisoformat(scheduled_for.replace("Z", "+00:00")).timestamp()
+            fire = due + spread_offset_s(key, SOAK_SPREAD_S)
+            minute = int((due - self.first_due) // 60)
+            self.lags.setdefault(minute, []).append((fire, at - fire))
+
+
+def soak_lost(engine: Engine, seen: Counter[str], first_due: datetime, minutes: int) -> int:
+    """Occurrences due in the window (every task, every minute) never received."""
+    from taskhub.core.occurrences import idempotency_key
+
+    with engine.connect() as conn:
+        ids = [str(i) for i in conn.execute(sa.select(scheduled_tasks.c.id)).scalars()]
+    dues = [first_due + timedelta(minutes=m) for m in range(minutes)]
+    return sum(1 for i in ids for due in dues if idempotency_key(i, due) not in seen)
+
+
+def scenario_soak(
+    target: RunningTarget, options: SoakOptions, scratch: Path, env_extra: dict[str, str]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A soak: ``options.rate`` occurrences a second for ``options.minutes`` minutes, with
+    retention running and the trigger worker ``kill -9``ed every ``options.kill_every_s``.
+
+    The load: ``rate`` * 60 tasks on ``* * * * *`` with ``spread_seconds`` 60, loaded
+    through taskhub's own validation (:func:`load_tasks`), active from the first due
+    minute for ``minutes`` occurrences each (``start_at``, ``end_at``), one GET to the
+    instant target each, one attempt. Each occurrence fires at its due time plus its
+    spread offset (``taskhub.core.occurrences.spread_offset_s`` of its Idempotency-Key),
+    and its lag is counted from that fire time. Retention: ``TASKHUB_EXECUTION_RETENTION_
+    DAYS`` is ``retention_minutes`` as a fraction of a day and the prune pass runs every
+    ``prune_interval_s`` (:func:`soak_settings`, printed; ``--env`` overrides them). The
+    production split runs as in every scenario; at each kill the trigger worker and its
+    children get SIGKILL and a new one starts at once, as a supervisor would restart it,
+    and what the killed one held is counted (executions ``running`` with it as
+    ``held_by``, and its heartbeat's requests in flight). Every minute the RSS of each
+    process, the PostgreSQL server's, and the tables' and database's sizes are sampled
+    (the sample of a minute is taken before a kill due at the same moment).
+
+    At the end (every execution ended): lost (occurrences due in the window never
+    received), repeats (arrivals of a key beyond its first) beside what was held at the
+    kills, lag by due minute and outside the minute after each kill, RSS at the end
+    against RSS after ``baseline_minutes``, and the database's size after retention has
+    caught up (``retention_minutes`` + 1 + two prune intervals) against its largest
+    since. Returns the summary and one line per minute."""
+    count = options.rate * SOAK_SPREAD_S
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    target.drain()
+    url = target.url("/ok")
+
+    def definitions(first_due: datetime, names: range) -> list[dict[str, Any]]:
+        last_due = first_due + timedelta(minutes=options.minutes - 1)
+        return [
+            {
+                **definition(f"soak-{i}", url, first_due),
+                "schedule": {"cron": "* * * * *"},
+                "spread_seconds": SOAK_SPREAD_S,
+                "start_at": first_due.isoformat(),
+                "end_at": (last_due + timedelta(seconds=30)).isoformat(),
+            }
+            for i in names
+        ]
+
+    changed = soak_settings(options)
+    samples: list[dict[str, Any]] = []
+    kills: list[dict[str, Any]] = []
+    held_keys: set[str] = set()
+    with scratch_database() as (_name, db_url):
+        engine = engines.create_engine(db_url)
+        env = taskhub_env(db_url, scratch, {**changed, **env_extra})
+        stack = Stack(env, scratch / "logs" / "soak")
+        stack.log_dir.mkdir(parents=True, exist_ok=True)
+        # The first due minute leaves time to load every task (at this machine's pace
+        # now, measured on a few, with half as much again to spare) and for beat to tick
+        # once before it, as in a running deployment.
+        probe = definitions(due_minute(count), range(min(count, 500)))
+        per_task = load_seconds_per_task(engine, probe, load(env))
+        first_due = due_minute(count, 1.5 * per_task)
+        load_tasks(engine, definitions(first_due, range(count)), load(env))
+        if time.time() > first_due.timestamp() - WARM_TICK_S:
+            print("soak: loading took longer than planned: no tick before", file=sys.stderr)
+        window_end = first_due.timestamp() + options.minutes * 60
+        arrivals = SoakArrivals(first_due.timestamp(), Counter(), {})
+        print(
+            f"soak: {count} tasks loaded, first due at {first_due.isoformat()}, "
+            f"{options.minutes} min",
+            file=sys.stderr,
+        )
+        stack.start("trigger", "trigger")
+        stack.start("state", "state")
+        stack.start("beat", "beat")
+        try:
+            wait_until(lambda: time.time() > first_due.timestamp(), 900, every_s=0.5)
+            start = first_due.timestamp()
+            next_sample, next_kill, next_drain = start + 60, start + options.kill_every_s, 0.0
+            deadline = window_end + 600
+            while time.time() < deadline:
+                now = time.time()
+                if now >= next_drain:
+                    arrivals.add(target.drain())
+                    next_drain = now + 5
+                if now >= next_sample:
+                    sample = {
+                        "minute": round((next_sample - start) / 60),
+                        "rss_mb": {**rss_tree_mb(stack), "postgres": postgres_rss_mb()},
+                        "sizes_mb": table_sizes_mb(engine),
+                        "load_avg": round(os.getloadavg()[0], 2),
+                    }
+                    samples.append(sample)
+                    print(f"soak: {json.dumps(sample)}", file=sys.stderr)
+                    next_sample += 60
+                if now >= next_kill and next_kill < window_end:
+                    pids = process_tree(stack.processes["trigger"].pid)
+                    held, keys = in_flight_of(engine, pids)
+                    stack.kill("trigger")
+                    stack.start("trigger", "trigger")
+                    held_keys.update(keys)
+                    kills.append({"at_s": round(time.time() - start, 1), **held})
+                    print(f"soak: killed the trigger worker {kills[-1]}", file=sys.stderr)
+                    next_kill += options.kill_every_s
+                if now > window_end + 5 and next_sample > window_end and not_ended(engine) == 0:
+                    break
+                time.sleep(0.5)
+            finished = not_ended(engine) == 0
+            time.sleep(2)
+            arrivals.add(target.drain())
+            figures = stack_figures(stack)
+        finally:
+            stack.stop_all()
+        lost = soak_lost(engine, arrivals.seen, first_due, options.minutes)
+        with engine.connect() as conn:
+            statuses = {
+                str(status): int(n)
+                for status, n in conn.execute(
+                    sa.select(executions.c.status, sa.func.count()).group_by(executions.c.status)
+                )
+            }
+            # Retention deletes; only vacuum makes the space reusable: without autovacuum
+            # the database cannot stay flat, whatever taskhub does.
+            server = {
+                setting: str(conn.execute(sa.text(f"SHOW {setting}")).scalar_one())
+                for setting in ("server_version", "autovacuum", "autovacuum_naptime")
+            }
+        engine.dispose()
+    summary = soak_summary(
+        options, count, changed, arrivals, samples, kills, held_keys, lost, figures
+    )
+    return summary | {
+        "finished": finished,
+        "statuses_left": statuses,
+        "postgresql": server,
+    }, soak_minutes(arrivals, samples, kills)
+
+
+def after_kill(fire: float, start: float, kills: list[dict[str, Any]]) -> bool:
+    """Whether a fire time falls in the minute after one of the kills."""
+    return any(0 <= fire - (start + kill["at_s"]) < 60 for kill in kills)
+
+
+def soak_minutes(
+    arrivals: SoakArrivals, samples: list[dict[str, Any]], kills: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One line per minute: the lag of the occurrences due in it (and of those not fired
+    in the minute after a kill), and the sample taken at its end (RSS, sizes)."""
+    by_minute = {s["minute"]: s for s in samples}
+    lines = []
+    start = arrivals.first_due
+    for minute in sorted(set(arrivals.lags) | {m - 1 for m in by_minute}):
+        rows = arrivals.lags.get(minute, [])
+        lags = [lag for _, lag in rows]
+        quiet = [lag for fire, lag in rows if not after_kill(fire, start, kills)]
+        sample = by_minute.get(minute + 1, {})
+        lines.append(
+            {
+                "soak_minute": minute,
+                "occurrences": len(lags),
+                "lag_s": lag_figures(lags),
+                "lag_outside_minute_after_kills_s": lag_figures(quiet),
+                **{k: v for k, v in sample.items() if k != "minute"},
+            }
+        )
+    return lines
+
+
+def soak_summary(
+    options: SoakOptions,
+    count: int,
+    changed: dict[str, str],
+    arrivals: SoakArrivals,
+    samples: list[dict[str, Any]],
+    kills: list[dict[str, Any]],
+    held_keys: set[str],
+    lost: int,
+    figures: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    """The issue's figures, each beside whether it passed."""
+    start = arrivals.first_due
+    all_lags = [lag for rows in arrivals.lags.values() for _, lag in rows]
+    quiet = [
+        lag
+        for rows in arrivals.lags.values()
+        for fire, lag in rows
+        if not after_kill(fire, start, kills)
+    ]
+    repeats = sum(n - 1 for n in arrivals.seen.values())
+    held = sum(k["held"] for k in kills)
+    repeats_of_held = sum(arrivals.seen[key] - 1 for key in held_keys if key in arrivals.seen)
+    by_minute = {s["minute"]: s for s in samples}
+    baseline_minute = min(options.baseline_minutes, max(1, options.minutes // 2))
+    base = by_minute.get(baseline_minute, {}).get("rss_mb", {})
+    end = by_minute.get(options.minutes, {}).get("rss_mb", {})
+    rss_ratio = {n: round(end[n] / base[n], 3) for n in base if n in end and base[n]}
+    caught_up = math.ceil(options.retention_minutes + 1 + 2 * options.prune_interval_s / 60)
+    sizes = [(m, s["sizes_mb"]["database"]) for m, s in sorted(by_minute.items()) if m >= caught_up]
+    database: dict[str, Any] = {"caught_up_minute": caught_up}
+    flat = None
+    if len(sizes) >= 2:
+        at_caught_up, largest = sizes[0][1], max(size for _, size in sizes)
+        database.update(
+            at_caught_up=at_caught_up,
+            largest_since=largest,
+            end=sizes[-1][1],
+            largest_over_caught_up=round(largest / at_caught_up, 3),
+        )
+        flat = largest <= 1.1 * at_caught_up
+    quiet_figures = lag_figures(quiet)
+    return {
+        "scenario": "soak",
+        "minutes": options.minutes,
+        "rate_per_s": options.rate,
+        "tasks": count,
+        "spread_seconds": SOAK_SPREAD_S,
+        "kill_every_s": options.kill_every_s,
+        "settings_changed_from_defaults": changed,
+        "expected": count * options.minutes,
+        "received": len(arrivals.seen),
+        "lost": lost,
+        "repeats": repeats,
+        "kills": kills,
+        "held_at_kills": held,
+        # Every repeat should be of an execution a killed worker held.
+        "repeats_of_held": repeats_of_held,
+        "repeats_of_others": repeats - repeats_of_held,
+        "lag_s": lag_figures(all_lags),
+        "lag_outside_minute_after_kills_s": quiet_figures,
+        "rss_baseline_minute": baseline_minute,
+        "rss_mb_baseline": base,
+        "rss_mb_end": end,
+        "rss_end_over_baseline": rss_ratio,
+        "database_mb": database,
+        "processes": figures,
+        "pass": {
+            "lost_0": lost == 0,
+            "repeats_within_held_at_kills": repeats <= held and repeats == repeats_of_held,
+            "lag_p99_le_2s_outside_kills": bool(quiet_figures and quiet_figures["p99"] <= 2),
+            # taskhub's processes (the PostgreSQL server's figure is the machine's).
+            "rss_within_10pct": {
+                n: abs(r - 1) <= 0.1 for n, r in rss_ratio.items() if n != "postgres"
+            },
+            "database_flat": flat,
+        },
+    }
+
+
+def plot_soak(lines: list[dict[str, Any]], kills: list[dict[str, Any]], path: Path) -> None:
+    """Lag p50/p99 by due minute (kills marked), RSS per process and the sizes over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (lag, rss, size) = plt.subplots(1, 3, figsize=(15, 4))
+    with_lag = [line for line in lines if line["lag_s"]]
+    for figures, key, label in (
+        ("lag_s", "p50", "lag p50"),
+        ("lag_s", "p99", "lag p99"),
+        ("lag_outside_minute_after_kills_s", "p99", "p99 outside the minute after a kill"),
+    ):
+        shown = [line for line in with_lag if line.get(figures)]
+        lag.plot(
+            [line["soak_minute"] for line in shown],
+            [line[figures][key] for line in shown],
+            marker=".",
+            label=label,
+        )
+    for kill in kills:
+        for axis in (lag, rss, size):
+            axis.axvline(kill["at_s"] / 60, color="grey", linestyle=":")
+    lag.axhline(2, color="red", linestyle="--", linewidth=0.8)
+    lag.set_xlabel("due minute (dotted: kill -9 of the trigger worker)")
+    lag.set_ylabel("lag (s) from each occurrence's fire time")
+    sampled = [line for line in lines if "rss_mb" in line]
+    minutes = [line["soak_minute"] + 1 for line in sampled]
+    names = sorted({n for line in sampled for n in line["rss_mb"]})
+    for name in names:
+        rss.plot(minutes, [line["rss_mb"].get(name) for line in sampled], marker=".", label=name)
+    rss.set_xlabel("minute")
+    rss.set_ylabel("RSS (MB)")
+    for name in ("database", "executions", "attempts"):
+        size.plot(minutes, [line["sizes_mb"][name] for line in sampled], marker=".", label=name)
+    size.set_xlabel("minute")
+    size.set_ylabel("size (MB)")
+    for axis in (lag, rss, size):
+        axis.legend(fontsize=7)
+    fig.suptitle("taskhub soak")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
 def scenario_clients(target: RunningTarget, count: int) -> dict[str, Any]:
     url = target.url("/ok")
     best: dict[str, Any] = {}
@@ -1449,9 +1940,12 @@ SCENARIOS = (
     "api",
 )
 
+#: Scenarios ``--scenario`` names that ``all`` leaves out (long: asked for by name).
+LONG_SCENARIOS = ("soak",)
+
 #: The scenarios that need the recording target.
 TARGET_SCENARIOS = frozenset(
-    ("burst", "slow", "hung", "spread", "noisy-neighbour", "clients", "celery")
+    ("burst", "slow", "hung", "spread", "noisy-neighbour", "clients", "celery", "soak")
 )
 
 
@@ -1529,6 +2023,36 @@ def run_target_scenarios(
             spread, lags = scenario_spread(target, args.small_tasks, scratch, env)
             series[f"taskhub spread over 60 s N={args.small_tasks}"] = lags
             emit(results, spread)
+        if "soak" in chosen:
+            run_soak(args, target, scratch, env, results, bool(series))
+
+
+def run_soak(
+    args: argparse.Namespace,
+    target: RunningTarget,
+    scratch: Path,
+    env: dict[str, str],
+    results: list[dict[str, Any]],
+    others_plotted: bool,
+) -> None:
+    """The soak: one line per minute, then the summary; its plot goes to ``--plot`` (to
+    ``<name>-soak.png`` beside it when another scenario plots there too)."""
+    options = SoakOptions(
+        minutes=args.soak_minutes,
+        rate=args.soak_rate,
+        kill_every_s=args.soak_kill_every,
+        retention_minutes=args.soak_retention_minutes,
+        prune_interval_s=args.soak_prune_interval,
+    )
+    summary, lines = scenario_soak(target, options, scratch, env)
+    for line in lines:
+        emit(results, line)
+    emit(results, summary)
+    path = Path(args.plot)
+    if others_plotted:
+        path = path.with_name(f"{path.stem}-soak{path.suffix}")
+    plot_soak(lines, summary["kills"], path)
+    emit(results, {"plot": str(path)})
 
 
 def main() -> None:
@@ -1556,8 +2080,8 @@ def main() -> None:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=[*SCENARIOS, "all"],
-        help="repeatable; default: burst (with redbeat) and clients",
+        choices=[*SCENARIOS, *LONG_SCENARIOS, "all"],
+        help="repeatable; default: burst (with redbeat) and clients; all: every one but soak",
     )
     parser.add_argument("--small-tasks", type=int, default=1000, help="N of slow/hung/spread")
     parser.add_argument(
@@ -1582,6 +2106,28 @@ def main() -> None:
         "--neighbour-quick", type=int, default=10, help="noisy-neighbour: tenant B's quick tasks"
     )
     parser.add_argument("--table-rows", type=int, default=1_000_000)
+    parser.add_argument("--soak-minutes", type=int, default=30, help="soak: due minutes")
+    parser.add_argument(
+        "--soak-rate", type=int, default=1000, help="soak: occurrences a second (x 60 tasks)"
+    )
+    parser.add_argument(
+        "--soak-kill-every",
+        type=float,
+        default=300,
+        help="soak: kill -9 the trigger worker (and start a new one) every this many seconds",
+    )
+    parser.add_argument(
+        "--soak-retention-minutes",
+        type=float,
+        default=5,
+        help="soak: TASKHUB_EXECUTION_RETENTION_DAYS, in minutes",
+    )
+    parser.add_argument(
+        "--soak-prune-interval",
+        type=float,
+        default=60,
+        help="soak: TASKHUB_PRUNE_INTERVAL_SECONDS",
+    )
     parser.add_argument(
         "--retention-rows", type=int, default=1_000_000, help="retention: executions held"
     )

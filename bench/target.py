@@ -6,7 +6,8 @@ Raw asyncio (no framework), keep-alive HTTP/1.1. Every request is recorded as
 (arrival time, Idempotency-Key, path, X-Taskhub-Scheduled-For); paths choose behaviour:
 ``/ok`` answers at once, ``/delay/S`` after S seconds, ``/hang`` never (until the client
 gives up). The control path ``/__dump`` writes the records to FILE as JSON lines and
-answers; ``/__reset`` forgets them. It also counts concurrent requests per Host header
+answers; ``/__reset`` forgets them; ``/__drain`` writes them and forgets them in one
+step (nothing arrives in between). It also counts concurrent requests per Host header
 (``max_concurrent``). It listens on 127.0.0.1 and 127.0.0.2, two hosts to taskhub.
 """
 
@@ -78,6 +79,13 @@ class Target(asyncio.Protocol):
                 for record in state.records:
                     out.write(json.dumps(record) + "\n")
                 out.write(json.dumps({"max_concurrent": state.peak}) + "\n")
+            self.transport.write(OK)
+            return
+        if path == "/__drain":  # dump, then forget: a long run reads its records in parts
+            with open(state.dump, "w") as out:
+                for record in state.records:
+                    out.write(json.dumps(record) + "\n")
+            state.records.clear()
             self.transport.write(OK)
             return
         if path == "/__reset":

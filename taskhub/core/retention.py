@@ -3,7 +3,8 @@
 An ended execution (``succeeded`` or ``failed``) is kept for its task's
 ``retention_days``, or the installation's execution retention if the task sets none; a
 dead letter for the dead-letter retention, whatever its task sets. A retention of 0
-days keeps that kind for ever. Executions that have not ended (``queued``: waiting for a
+days keeps that kind for ever. The installation's retentions may be fractions of a day; a
+task's ``retention_days`` is whole days. Executions that have not ended (``queued``: waiting for a
 retry; ``running``) are never removed.
 
 Pure: no database.
@@ -32,13 +33,13 @@ class Sweep:
     task_days: int | None = None
 
 
-def cutoff(now: datetime, days: int) -> datetime:
+def cutoff(now: datetime, days: float) -> datetime:
     """The instant before which an execution kept for ``days`` days has expired."""
     return now - timedelta(days=days)
 
 
 def sweeps(
-    now: datetime, execution_days: int, dead_letter_days: int, override_days: Iterable[int]
+    now: datetime, execution_days: float, dead_letter_days: float, override_days: Iterable[int]
 ) -> list[Sweep]:
     """The sweeps of a pass at ``now``: the default retention (if not 0), each distinct
     task override, then the dead letters (if not 0)."""

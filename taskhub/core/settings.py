@@ -69,11 +69,12 @@ class RetentionSettings:
     (docs/operations/retention.md)."""
 
     #: Days an ended (succeeded or failed) execution and its attempts are kept, unless its
-    #: task sets ``retention_days`` (TASKHUB_EXECUTION_RETENTION_DAYS); 0: for ever.
-    execution_days: int = 30
+    #: task sets ``retention_days`` (TASKHUB_EXECUTION_RETENTION_DAYS); 0: for ever. A
+    #: number: a fraction of a day keeps them that much shorter (0.25: six hours).
+    execution_days: float = 30
     #: Days a dead letter is kept, whatever its task's ``retention_days``
-    #: (TASKHUB_DEAD_LETTER_RETENTION_DAYS); 0: for ever.
-    dead_letter_days: int = 90
+    #: (TASKHUB_DEAD_LETTER_RETENTION_DAYS); 0: for ever. A number, as the above.
+    dead_letter_days: float = 90
     #: Executions removed per transaction (TASKHUB_PRUNE_BATCH_SIZE).
     batch_size: int = 5000
     #: How often beat sends a prune pass, and the most one pass started by beat runs
@@ -395,14 +396,14 @@ MIN_WORKER_DEAD_AFTER_S = 20.0
 def retention_settings(env: Mapping[str, str]) -> RetentionSettings:
     default = RetentionSettings()
     return RetentionSettings(
-        execution_days=_integer(
+        execution_days=_number(
             env,
             "TASKHUB_EXECUTION_RETENTION_DAYS",
             default.execution_days,
             0,
             MAX_RETENTION_SETTING_DAYS,
         ),
-        dead_letter_days=_integer(
+        dead_letter_days=_number(
             env,
             "TASKHUB_DEAD_LETTER_RETENTION_DAYS",
             default.dead_letter_days,

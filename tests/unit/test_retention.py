@@ -49,6 +49,27 @@ def test_the_retention_settings_are_read_and_bounded() -> None:
             settings.load({name: value})
 
 
+def test_the_installation_retentions_take_fractions_of_a_day() -> None:
+    retention = settings.load(
+        {
+            "TASKHUB_EXECUTION_RETENTION_DAYS": "0.003",
+            "TASKHUB_DEAD_LETTER_RETENTION_DAYS": "1.5",
+        }
+    ).retention
+    assert (retention.execution_days, retention.dead_letter_days) == (0.003, 1.5)
+    assert settings.load({"TASKHUB_EXECUTION_RETENTION_DAYS": "3650.0"}).retention.execution_days
+    for name in ("TASKHUB_EXECUTION_RETENTION_DAYS", "TASKHUB_DEAD_LETTER_RETENTION_DAYS"):
+        for bad in ("-0.5", "3650.5", "nan", "inf", "1e9", "2 days"):
+            with pytest.raises(settings.SettingsError, match=name):
+                settings.load({name: bad})
+    # A fraction moves the cutoff by that much of a day; 0 still keeps for ever.
+    assert sweeps(NOW, 0.003, 0.5, []) == [
+        Sweep("execution", NOW - timedelta(seconds=259.2)),
+        Sweep("dead_letter", NOW - timedelta(hours=12)),
+    ]
+    assert sweeps(NOW, 0.0, 0.0, []) == []
+
+
 def test_a_task_may_set_retention_days_from_1_to_3650() -> None:
     assert parse_definition(TASK, NOW).retention_days is None
     assert parse_definition({**TASK, "retention_days": None}, NOW).retention_days is None
