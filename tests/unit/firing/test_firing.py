@@ -177,15 +177,12 @@ def test_a_batch_sends_only_what_its_clearance_lets_go_one_call_per_send_time(
         assert when >= now + timedelta(seconds=offset), ids  # asked at the send time
 
 
-def test_batches_of_one_process_due_together_share_their_clearance(target: Target) -> None:
-    """Eight messages held for one send time: at most two calls (the first, and one for
-    every batch that asked while it ran), not eight, and each batch gets its own answer."""
-    not_before = datetime.now(UTC) + timedelta(seconds=0.5)
-    token = uuid.uuid4().hex
-    batches = [
+def _held_batches(port: int, token: str, not_before: datetime) -> list[list[TriggerRequest]]:
+    """Eight messages of three requests held for one send time (ids ``10 * b + i``)."""
+    return [
         [
             req(
-                f"http://127.0.0.1:{target.port}/echo/{token}",
+                f"http://127.0.0.1:{port}/echo/{token}",
                 execution_id=10 * b + i,
                 idempotency_key=f"key-{b}-{i}",
                 not_before=not_before,
@@ -194,6 +191,14 @@ def test_batches_of_one_process_due_together_share_their_clearance(target: Targe
         ]
         for b in range(8)
     ]
+
+
+def test_batches_of_one_process_due_together_share_their_clearance(target: Target) -> None:
+    """Eight messages held for one send time: at most two calls (the first, and one for
+    every batch that asked while it ran), not eight, and each batch gets its own answer."""
+    not_before = datetime.now(UTC) + timedelta(seconds=0.5)
+    token = uuid.uuid4().hex
+    batches = _held_batches(target.port, token, not_before)
     asked: list[list[int]] = []
 
     def clear(batch: Any) -> set[int]:
@@ -221,18 +226,7 @@ def test_a_large_fire_time_is_cleared_in_calls_of_at_most_the_limit_the_first_se
     monkeypatch.setattr(clearances, "CLEAR_MAX_REQUESTS", 6)
     not_before = datetime.now(UTC) + timedelta(seconds=0.5)
     token = uuid.uuid4().hex
-    batches = [
-        [
-            req(
-                f"http://127.0.0.1:{target.port}/echo/{token}",
-                execution_id=10 * b + i,
-                idempotency_key=f"key-{b}-{i}",
-                not_before=not_before,
-            )
-            for i in range(3)
-        ]
-        for b in range(8)
-    ]
+    batches = _held_batches(target.port, token, not_before)
     asked: list[list[int]] = []
     at_the_target: list[int] = []
 

@@ -65,20 +65,33 @@ class Server:
     def url(self, path: str = "/") -> URL:
         return URL(f"http://127.0.0.1:{self.port}{path}")
 
-    def answering(self, *responses: bytes) -> Script:
-        """A script answering each request, on whichever connection, with the next of
+    @classmethod
+    def answering(cls, *responses: bytes) -> Server:
+        """A server answering each request, on whichever connection, with the next of
         ``responses``; a connection stays open until the client closes it."""
         left = list(responses)
 
         async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             while left:
-                request = await _read_request(reader)
-                self.requests.append(request)
+                server.requests.append(await _read_request(reader))
                 writer.write(left.pop(0))
                 await writer.drain()
             await reader.read()
 
-        return script
+        server = cls(script)
+        return server
+
+    @classmethod
+    def closing_after(cls, response: bytes) -> Server:
+        """A server that answers one request per connection with ``response``, then
+        closes the connection."""
+
+        async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_request(reader)
+            writer.write(response)
+            await writer.drain()
+
+        return cls(script)
 
 
 async def _get(
@@ -98,8 +111,7 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 def test_a_kept_alive_connection_serves_the_next_request_and_the_request_is_framed() -> None:
     async def test() -> None:
-        server = Server(lambda r, w: script(r, w))
-        script = server.answering(OK, OK)
+        server = Server.answering(OK, OK)
         async with server:
             pool = _pool()
             assert await _get(pool, server.url("/a?b=1"), "POST", b'{"k": 1}') == (
@@ -123,8 +135,7 @@ def test_a_kept_alive_connection_serves_the_next_request_and_the_request_is_fram
 
 def test_a_bodiless_post_says_its_length_is_zero() -> None:
     async def test() -> None:
-        server = Server(lambda r, w: script(r, w))
-        script = server.answering(OK)
+        server = Server.answering(OK)
         async with server:
             pool = _pool()
             await _get(pool, server.url(), "POST")
@@ -137,8 +148,7 @@ def test_a_bodiless_post_says_its_length_is_zero() -> None:
 def test_connection_close_is_honoured() -> None:
     async def test() -> None:
         closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
-        server = Server(lambda r, w: script(r, w))
-        script = server.answering(closing, closing)
+        server = Server.answering(closing, closing)
         async with server:
             pool = _pool()
             for _ in range(2):
@@ -155,8 +165,7 @@ def test_a_chunked_body_is_read_whole() -> None:
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
         )
-        server = Server(lambda r, w: script(r, w))
-        script = server.answering(chunked, OK)
+        server = Server.answering(chunked, OK)
         async with server:
             pool = _pool()
             assert await _get(pool, server.url()) == (200, b"abcdefg", False)
@@ -168,13 +177,8 @@ def test_a_chunked_body_is_read_whole() -> None:
 
 
 def test_a_body_delimited_by_the_close_ends_there() -> None:
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")
-        await writer.drain()
-
     async def test() -> None:
-        async with Server(script) as server:
+        async with Server.closing_after(b"HTTP/1.0 200 OK\r\n\r\nuntil the end") as server:
             pool = _pool()
             assert await _get(pool, server.url()) == (200, b"until the end", False)
             assert await _get(pool, server.url()) == (200, b"until the end", False)
@@ -186,8 +190,7 @@ def test_a_body_delimited_by_the_close_ends_there() -> None:
 
 def test_an_interim_response_is_skipped() -> None:
     async def test() -> None:
-        server = Server(lambda r, w: script(r, w))
-        script = server.answering(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
+        server = Server.answering(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
         async with server:
             pool = _pool()
             assert await _get(pool, server.url(), "POST", b"x") == (200, b"ok", False)
@@ -199,8 +202,7 @@ def test_an_interim_response_is_skipped() -> None:
 def test_a_head_response_ends_at_its_head() -> None:
     async def test() -> None:
         head = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"
-        server = Server(lambda r, w: script(r, w))
-        script = server.answering(head, OK)
+        server = Server.answering(head, OK)
         async with server:
             pool = _pool()
             assert await _get(pool, server.url(), "HEAD") == (200, b"", False)
@@ -214,8 +216,7 @@ def test_a_head_response_ends_at_its_head() -> None:
 def test_a_body_past_the_cap_is_cut_and_its_connection_closed() -> None:
     async def test() -> None:
         big = b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n" + b"x" * 3000
-        server = Server(lambda r, w: script(r, w))
-        script = server.answering(big, OK)
+        server = Server.answering(big, OK)
         async with server:
             pool = _pool()
             status, body, truncated = await _get(pool, server.url())
@@ -228,13 +229,9 @@ def test_a_body_past_the_cap_is_cut_and_its_connection_closed() -> None:
 
 
 def test_a_connection_the_server_closed_while_idle_is_not_used_again() -> None:
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(OK)
-        await writer.drain()  # and close: the client's pooled connection ends
-
     async def test() -> None:
-        async with Server(script) as server:
+        # The server closes after answering: the client's pooled connection ends.
+        async with Server.closing_after(OK) as server:
             pool = _pool()
             assert await _get(pool, server.url()) == (200, b"ok", False)
             await asyncio.sleep(0.2)
@@ -247,8 +244,7 @@ def test_a_connection_the_server_closed_while_idle_is_not_used_again() -> None:
 
 def test_an_idle_connection_past_the_keepalive_is_not_used_again() -> None:
     async def test() -> None:
-        server = Server(lambda r, w: script(r, w))
-        script = server.answering(OK, OK)
+        server = Server.answering(OK, OK)
         async with server:
             pool = _pool(keepalive_s=0.05)
             assert await _get(pool, server.url()) == (200, b"ok", False)
@@ -283,8 +279,7 @@ def test_an_idle_connection_is_closed_by_the_client_after_the_keepalive() -> Non
 
 def test_a_second_response_to_one_request_closes_the_connection() -> None:
     async def test() -> None:
-        server = Server(lambda r, w: script(r, w))
-        script = server.answering(OK + OK, OK)
+        server = Server.answering(OK + OK, OK)
         async with server:
             pool = _pool()
             assert await _get(pool, server.url()) == (200, b"ok", False)
@@ -304,13 +299,8 @@ def test_a_second_response_to_one_request_closes_the_connection() -> None:
     ],
 )
 def test_what_is_not_a_response_is_an_error(response: bytes, error: type[Exception]) -> None:
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(response)
-        await writer.drain()
-
     async def test() -> None:
-        async with Server(script) as server:
+        async with Server.closing_after(response) as server:
             pool = _pool()
             with pytest.raises(error):
                 await _get(pool, server.url())
@@ -320,13 +310,9 @@ def test_what_is_not_a_response_is_an_error(response: bytes, error: type[Excepti
 
 
 def test_a_body_cut_short_by_the_close_is_incomplete() -> None:
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
-        await writer.drain()
-
     async def test() -> None:
-        async with Server(script) as server:
+        short = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234"
+        async with Server.closing_after(short) as server:
             pool = _pool()
             response = await pool.request("GET", server.url(), {}, None, 5.0, 1000)
             with pytest.raises(http_client.IncompleteBody):
@@ -358,8 +344,7 @@ def test_names_resolve_through_the_callers_resolver_and_its_refusal_stops_the_re
 
 def test_with_every_connection_busy_a_request_waits_for_one() -> None:
     async def test() -> None:
-        server = Server(lambda r, w: script(r, w))
-        script = server.answering(OK, OK, OK)
+        server = Server.answering(OK, OK, OK)
         async with server:
             pool = _pool(limit=1)
             results = await asyncio.gather(*(_get(pool, server.url()) for _ in range(3)))
