@@ -406,6 +406,7 @@ def test_migration_0019_adds_the_column_indexes_and_lease_and_goes_back(
             i["name"] for i in inspector.get_indexes("executions")
         }
         assert "maintenance_leases" in inspector.get_table_names()
+        schema.upgrade(database_url)  # the later migrations, then the models match
         schema.check(database_url)
 
         command.downgrade(schema.alembic_config(database_url), "0015")
@@ -416,6 +417,7 @@ def test_migration_0019_adds_the_column_indexes_and_lease_and_goes_back(
         }
         assert "maintenance_leases" not in inspector.get_table_names()
         schema.upgrade(database_url, "0019")
+        schema.upgrade(database_url)
         schema.check(database_url)
     finally:
         engine.dispose()
