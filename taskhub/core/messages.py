@@ -130,6 +130,10 @@ class TriggerRequest:
     #: The task's overlap policy when it is not ``allow`` (``core.overlap``): its
     #: clearance then decides whether it fires, is skipped or waits. None: ``allow``.
     overlap: str | None = None
+    #: The id of the broker message that brought it to this worker (never sent): of two
+    #: messages carrying one attempt, only the one that holds it in the database is
+    #: cleared to fire it (``withdrawal.clear_to_fire``). None: carried by no message.
+    carried_by: str | None = None
 
     def __post_init__(self) -> None:
         # A private copy, so a caller mutating its dict later cannot change this value.
@@ -170,7 +174,7 @@ class TriggerRequest:
         return message
 
     @classmethod
-    def from_message(cls, data: Mapping[str, Any]) -> TriggerRequest:
+    def from_message(cls, data: Mapping[str, Any], carried_by: str | None = None) -> TriggerRequest:
         headers = data.get("headers") or {}
         limit = data.get("rate_limit")
         return cls(
@@ -195,6 +199,7 @@ class TriggerRequest:
             tenant=_opt_str(data.get("tenant")),
             celery=None if not data.get("celery") else CeleryCall.from_dict(data["celery"]),
             overlap=_opt_str(data.get("overlap")),
+            carried_by=carried_by,
         )
 
 

@@ -61,6 +61,7 @@ def executions_asked(conn: Connection, execution_ids: Collection[int]) -> dict[i
             E.attempts,
             E.started_at,
             E.overlap_state,
+            E.message_id,
         ).where(one_of(conn, E.id, ids))
     ).mappings()
     return {row["id"]: row for row in rows}

@@ -125,9 +125,17 @@ def withdraw_unfired(conn: Connection, task_ids: Sequence[uuid.UUID], now: datet
     return len(withdrawn)
 
 
-def clear_to_fire(conn: Connection, expected: Mapping[int, int], now: datetime) -> set[int]:
+def clear_to_fire(
+    conn: Connection,
+    expected: Mapping[int, int],
+    now: datetime,
+    carriers: Mapping[int, str],
+    holder: str,
+) -> set[int]:
     """Which of these executions a trigger worker may fire now; ``expected`` maps each
-    execution id to the attempts its request expects written (``attempt - 1``).
+    execution id to the attempts its request expects written (``attempt - 1``),
+    ``carriers`` to the id of the message that carries its request (none: carried by no
+    message, see :func:`held_by_carrier`).
 
     One that is still ``running`` and waiting for exactly that attempt may go. A first
     send is marked (``started_at = now``, which the write-back replaces with the
@@ -145,6 +153,54 @@ def clear_to_fire(conn: Connection, expected: Mapping[int, int], now: datetime) 
         .values(started_at=now)
     )
     rows = conn.execute(
-        sa.select(E.id, E.attempts).where(one_of(conn, E.id, ids), E.status == running)
+        sa.select(E.id, E.attempts, E.message_id).where(
+            one_of(conn, E.id, ids), E.status == running
+        )
     )
-    return {execution_id for execution_id, attempts in rows if expected[execution_id] == attempts}
+    waiting = {
+        execution_id: (attempts, message_id)
+        for execution_id, attempts, message_id in rows
+        if expected[execution_id] == attempts
+    }
+    return held_by_carrier(conn, waiting, carriers, holder)
+
+
+def held_by_carrier(
+    conn: Connection,
+    waiting: Mapping[int, tuple[int, str | None]],
+    carriers: Mapping[int, str],
+    holder: str,
+) -> set[int]:
+    """Of executions waiting for the attempt asked about (id → its written attempts and
+    the message holding it), those the message carrying each request may fire.
+
+    A lease that ran out while a live message still held its fires (a starved process
+    renews late) publishes them again and clears the hold; the second message then
+    takes them as it starts, and both would fire. So a request is cleared only for the
+    message that holds its execution; one that no message holds (its hold went with
+    that publish, or the database could not be reached when the message started) is
+    taken here for ``holder`` and its carrier, if still no message has it; one another
+    message holds is that message's to fire. A request carried by no message is
+    cleared on its attempt alone."""
+    cleared: set[int] = set()
+    to_take: dict[tuple[str, int], list[int]] = {}
+    for execution_id, (attempts, message_id) in waiting.items():
+        carrier = carriers.get(execution_id)
+        if carrier is None or message_id == carrier:
+            cleared.add(execution_id)
+        elif message_id is None:
+            to_take.setdefault((carrier, attempts), []).append(execution_id)
+    for (carrier, attempts), ids in sorted(to_take.items()):
+        taken = conn.execute(
+            sa.update(executions)
+            .where(
+                one_of(conn, E.id, ids),
+                E.status == ExecutionStatus.RUNNING.value,
+                E.attempts == attempts,
+                E.message_id.is_(None),
+            )
+            .values(held_by=holder, message_id=carrier)
+            .returning(E.id)
+        )
+        cleared.update(row[0] for row in taken)
+    return cleared

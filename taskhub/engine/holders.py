@@ -10,7 +10,10 @@ callback: the fire was repeated though nothing was lost. Three things narrow it:
    process that took it (its heartbeat identity, ``held_by``) and the message's id
    (``message_id``), and its lease is counted again from now. Of two messages carrying
    one fire (the lease ran out before the first started, or the broker delivered it
-   twice) only the first to start fires it.
+   twice) only the first to start fires it. The clearance at the fire time checks the
+   hold again (``withdrawal_queries.held_by_carrier``): a lease that ran out under a
+   live message (renewed too late by a starved process) publishes the fire again and
+   clears the hold, and only one of the two messages then fires it.
 2. **An outcome in the result backend is recorded, not published again**
    (:func:`recover_outcomes`): a chord header's result is stored under its message's
    id; before a tick publishes again what a message held, it looks there, and records what

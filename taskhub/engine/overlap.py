@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy.engine import Connection
@@ -44,20 +44,37 @@ from taskhub.observability import counters
 log = logging.getLogger(__name__)
 
 
-def clear_guarded(conn: Connection, requests: Sequence[TriggerRequest], now: datetime) -> set[int]:
+def clear_guarded(
+    conn: Connection,
+    requests: Sequence[TriggerRequest],
+    now: datetime,
+    carriers: Mapping[int, str],
+    holder: str,
+) -> set[int]:
     """Which of ``requests`` (all of tasks under a policy other than ``allow``) may be
     fired now, the others skipped or set waiting; in the caller's transaction, which
-    must not have locked any execution yet."""
+    must not have locked any execution yet. Only what the carrying message holds is
+    decided (``withdrawal_queries.held_by_carrier``)."""
     expected = {r.execution_id: r.attempt - 1 for r in requests}
     policies = overlap_queries.lock_policies(conn, {uuid.UUID(r.task_id) for r in requests})
     rows = overlap_queries.executions_asked(conn, expected)
+    held = withdrawal_queries.held_by_carrier(
+        conn,
+        {
+            execution_id: (row["attempts"], row["message_id"])
+            for execution_id, row in rows.items()
+            # ended, waiting, withdrawn, or another attempt: not this request's to fire
+            if row["status"] == ExecutionStatus.RUNNING.value
+            and expected[execution_id] == row["attempts"]
+        },
+        carriers,
+        holder,
+    )
     cleared: set[int] = set()
     undecided: dict[uuid.UUID, list[int]] = {}
     now_allowed: dict[int, int] = {}
     for execution_id, row in rows.items():
-        if row["status"] != ExecutionStatus.RUNNING.value:
-            continue  # ended, waiting, withdrawn: not this request's to fire
-        if expected[execution_id] != row["attempts"]:
+        if execution_id not in held:
             continue
         policy = policies.get(row["task_id"])
         if policy is None:
@@ -68,7 +85,7 @@ def clear_guarded(conn: Connection, requests: Sequence[TriggerRequest], now: dat
             cleared.add(execution_id)  # begun: sent again after its lease, not decided again
         else:
             undecided.setdefault(row["task_id"], []).append(execution_id)
-    cleared |= withdrawal_queries.clear_to_fire(conn, now_allowed, now)
+    cleared |= withdrawal_queries.clear_to_fire(conn, now_allowed, now, carriers, holder)
     if not undecided:
         return cleared
     states = _states(conn, undecided)

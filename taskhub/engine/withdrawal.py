@@ -23,9 +23,12 @@ Two places make a change stick:
   due at one second costs one statement, never one per request. The statement marks a
   first fire as begun under the row's lock, so a writer and a fire never both win: the
   writer's delete came first and the request is dropped (no outcome; its row is gone),
-  or the fire came first and the writer leaves it alone. If the database cannot be
-  reached the request is not fired either; its lease publishes it again later, as after a
-  lost message. (A database-free check cannot be exact: nothing else knows, at the
+  or the fire came first and the writer leaves it alone. The same statement fires a
+  request only for the message that holds its execution (``holders``). If the
+  database cannot be reached, the worker sends what it holds of tasks without an
+  overlap policy, as it does when it cannot take a message's sends: an outage must not
+  stop what is already on the broker, and a change committed just before it may then
+  miss that fire. (A database-free check cannot be exact: nothing else knows, at the
   moment of firing, what a writer committed a millisecond earlier.)
 """
 
@@ -40,7 +43,7 @@ from sqlalchemy.engine import Connection, Engine
 from taskhub.core.messages import TriggerRequest
 from taskhub.db import metric_queries, withdrawal_queries
 from taskhub.engine import overlap
-from taskhub.observability import counters
+from taskhub.observability import counters, heartbeat
 
 #: The ``reason`` label of ``taskhub_occurrences_withdrawn_total``.
 PAUSE = "pause"
@@ -78,10 +81,18 @@ def withdraw(conn: Connection, task_ids: Sequence[uuid.UUID], now: datetime, rea
 def clear_to_fire(engine: Engine, requests: Sequence[TriggerRequest], now: datetime) -> set[int]:
     """The execution ids of ``requests`` that may be fired now (``firing.fire``'s
     ``clear``); one short transaction. Requests of tasks under an overlap policy other
-    than ``allow`` are decided first, under their tasks' locks (``overlap``)."""
+    than ``allow`` are decided first, under their tasks' locks (``overlap``). A request
+    goes only for the message that holds its execution (``carried_by``, see
+    ``withdrawal_queries.held_by_carrier``)."""
     guarded = [r for r in requests if r.overlap is not None]
+    carriers = {r.execution_id: r.carried_by for r in requests if r.carried_by is not None}
+    holder = heartbeat.this_process()
     with engine.begin() as conn:
-        cleared = overlap.clear_guarded(conn, guarded, now) if guarded else set()
+        cleared = overlap.clear_guarded(conn, guarded, now, carriers, holder) if guarded else set()
         return cleared | withdrawal_queries.clear_to_fire(
-            conn, {r.execution_id: r.attempt - 1 for r in requests if r.overlap is None}, now
+            conn,
+            {r.execution_id: r.attempt - 1 for r in requests if r.overlap is None},
+            now,
+            carriers,
+            holder,
         )

@@ -319,8 +319,8 @@ def fire_triggers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     was paused, changed or deleted meanwhile.
     """
     now = utcnow()
-    requests = [TriggerRequest.from_message(m) for m in messages]
     message_id = fire_triggers.request.id or str(uuid.uuid4())
+    requests = [TriggerRequest.from_message(m, message_id) for m in messages]
     engine = engines.get_engine(settings.database_url)
     held = _take(engine, requests, message_id, now)
     fresh = held if held is not None else _within_send_by(requests, now)

@@ -4,6 +4,7 @@ and a dead holder's sends go out again before their lease ends."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import uuid
@@ -19,7 +20,7 @@ from taskhub.core.messages import TriggerRequest
 from taskhub.db import heartbeat_queries, hold_queries
 from taskhub.db.models import executions, worker_heartbeats
 from taskhub.db.rows import Hold
-from taskhub.engine import discovery, holders, writeback
+from taskhub.engine import discovery, holders, withdrawal, writeback
 from taskhub.observability import heartbeat
 from tests.support.storage import NOW, SETTINGS, add_task, execution_rows, outcome
 
@@ -185,6 +186,60 @@ def test_a_send_claimed_again_forgets_its_holder(engine: Engine) -> None:
     with engine.connect() as conn:
         row = conn.execute(sa.select(executions)).mappings().one()
     assert (row["held_by"], row["message_id"], row["publish_count"]) == (None, None, 2)
+
+
+def due_with(engine: Engine, overlap: str) -> TriggerRequest:
+    add_task(engine, f"t-{uuid.uuid4().hex[:6]}", {"at": NOW.isoformat()}, overlap=overlap)
+    [request], _ = tick(engine, NOW)
+    return request
+
+
+def cleared_for(engine: Engine, request: TriggerRequest, message_id: str, at: datetime) -> bool:
+    """Whether the clearance lets ``message_id``, which carries ``request``, fire it."""
+    carried = dataclasses.replace(request, carried_by=message_id)
+    return request.execution_id in withdrawal.clear_to_fire(engine, [carried], at)
+
+
+@pytest.mark.parametrize("overlap", ["allow", "skip"])
+def test_a_message_whose_hold_went_with_a_publish_again_is_not_cleared(
+    engine: Engine, overlap: str
+) -> None:
+    """A starved process renewed too late: the lease ran out under a live message, the
+    tick found no result and published the send again, and a second message took it.
+    Only the second may fire it."""
+    request = due_with(engine, overlap)
+    start(engine, [request], "first", NOW)
+    [again], _ = tick(engine, NOW + timedelta(seconds=LEASE_S))
+    late = NOW + timedelta(seconds=LEASE_S + 1)
+    assert start(engine, [again], "second", late) == [again]
+    assert not cleared_for(engine, request, "first", late)
+    assert cleared_for(engine, again, "second", late)
+    [row] = execution_rows(engine)
+    assert row["message_id"] == "second"
+
+
+@pytest.mark.parametrize("overlap", ["allow", "skip"])
+def test_a_message_cleared_after_losing_its_hold_takes_it_back(
+    engine: Engine, overlap: str
+) -> None:
+    """The same, but the first message asks before the second starts: it takes the send
+    back at its clearance and fires; the second message then neither takes nor fires."""
+    request = due_with(engine, overlap)
+    start(engine, [request], "first", NOW)
+    [again], _ = tick(engine, NOW + timedelta(seconds=LEASE_S))
+    late = NOW + timedelta(seconds=LEASE_S + 1)
+    assert cleared_for(engine, request, "first", late)
+    [row] = execution_rows(engine)
+    assert (row["held_by"], row["message_id"]) == (heartbeat.this_process(), "first")
+    assert start(engine, [again], "second", late) == []
+    assert not cleared_for(engine, again, "second", late)
+
+
+def test_a_request_carried_by_no_message_is_cleared_on_its_attempt(engine: Engine) -> None:
+    request = one_due(engine)
+    start(engine, [request], "message-1", NOW)
+    assert request.carried_by is None
+    assert request.execution_id in withdrawal.clear_to_fire(engine, [request], NOW)
 
 
 def test_a_running_message_renews_its_leases_until_it_ends(
