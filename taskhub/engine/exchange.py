@@ -212,7 +212,7 @@ class _GuardedResolver(AbstractResolver):
 # --------------------------------------------------------------------------- refusals and errors
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """An attempt refused before any connection: (error_kind, message)."""
 
     def __init__(self, kind: str, message: str) -> None:
@@ -226,7 +226,7 @@ _parsed_url: Final = functools.lru_cache(maxsize=PARSED_URLS_CACHED)(parse_targe
 
 
 def _check_request(request: TriggerRequest, policy: AddressPolicy) -> URL:
-    """The URL to request, or :class:`_Refused` naming what is wrong with it.
+    """The URL to request, or :class:`Refused` naming what is wrong with it.
 
     The URL is read by :func:`addresses.parse_target_url`, the check a task's URL passed
     when it was created, so a URL refused here was refused there too (or was stored
@@ -234,23 +234,23 @@ def _check_request(request: TriggerRequest, policy: AddressPolicy) -> URL:
     try:
         target = _parsed_url(request.url)
     except TargetURLError as error:
-        raise _Refused("invalid_request", f"the URL {error.message}") from None
+        raise Refused("invalid_request", f"the URL {error.message}") from None
     if not _TOKEN_RE.fullmatch(request.method) or request.method.upper() == "CONNECT":
-        raise _Refused("invalid_request", "the method is not a valid HTTP method name")
+        raise Refused("invalid_request", "the method is not a valid HTTP method name")
     for name, value in request.headers.items():
         if not _TOKEN_RE.fullmatch(name):
-            raise _Refused("invalid_request", "a header name is not a valid HTTP token")
+            raise Refused("invalid_request", "a header name is not a valid HTTP token")
         if _BAD_VALUE_RE.search(value):
-            raise _Refused("invalid_request", "a header value contains a line break or NUL")
+            raise Refused("invalid_request", "a header value contains a line break or NUL")
     if not (math.isfinite(request.timeout_s) and request.timeout_s > 0):
-        raise _Refused("invalid_request", "the timeout must be a positive number of seconds")
+        raise Refused("invalid_request", "the timeout must be a positive number of seconds")
     port_reason = policy.port_refusal(target.port)
     if port_reason is not None:
-        raise _Refused("blocked_address", f"blocked_address: {port_reason}")
+        raise Refused("blocked_address", f"blocked_address: {port_reason}")
     if target.address is not None:
         reason = policy.refusal(target.address)
         if reason is not None:
-            raise _Refused(
+            raise Refused(
                 "blocked_address", f"blocked_address: {target.address} is {a_or_an(reason)}"
             )
     return target.url
@@ -267,7 +267,7 @@ class _Unsealed(NamedTuple):
 
 def _unseal(request: TriggerRequest, settings: Settings) -> _Unsealed:
     """The request's credential headers and signing secrets, in plaintext, just before
-    sending; :class:`_Refused` ("configuration") if this process cannot unseal them. The
+    sending; :class:`Refused` ("configuration") if this process cannot unseal them. The
     message names the setting, never a value."""
     if (
         request.sealed_headers is None
@@ -283,10 +283,10 @@ def _unseal(request: TriggerRequest, settings: Settings) -> _Unsealed:
         secrets = [sealer.unseal(s) for s in request.sealed_signing_secrets]
         webhook = [sealer.unseal(s) for s in request.sealed_webhook_secrets]
     except SealingError as error:
-        raise _Refused("configuration", str(error)) from None
+        raise Refused("configuration", str(error)) from None
     for name, value in headers.items():
         if not _TOKEN_RE.fullmatch(name) or _BAD_VALUE_RE.search(value):
-            raise _Refused("invalid_request", "a secret header is not a valid HTTP header")
+            raise Refused("invalid_request", "a secret header is not a valid HTTP header")
     return _Unsealed(headers, secrets, webhook)
 
 
@@ -310,7 +310,9 @@ def _excerpt(body: bytes | bytearray, more: bool = False, secrets: Sequence[str]
     """The start of the body, without the request's own credentials (``secrets``): a
     target that echoes request headers must not put them into the execution history,
     the result backend or a log. ``more``: the body went on past what was read."""
-    if not secrets or not body:
+    if not secrets or not body or (not more and len(body) < min(map(len, secrets))):
+        # Nothing to scrub: no credential, or a whole body too short to hold one in any
+        # form (each is at least as long in bytes as in characters).
         # NUL cannot be stored in a PostgreSQL text column.
         text = bytes(body[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
         return text.replace("\x00", "\ufffd")
@@ -404,10 +406,47 @@ def new_pool(settings: Settings, limit: int) -> http_client.Pool:
     )
 
 
-async def make_attempt(
+class Prepared(NamedTuple):
+    """An attempt's request, made ready (:func:`prepare`): everything that is the same
+    whenever it is sent. Held before its send time, a burst's attempts are prepared
+    while the loop has nothing else to do, and pay only the send at their time."""
+
+    url: URL
+    keys: _Unsealed
+    headers: dict[str, str]
+    body: bytes | None
+    #: The request as sent, when nothing in it is timed at the send (no signing
+    #: secrets); else None, and it is signed and encoded when sent.
+    encoded: bytes | None
+    #: The request's own credential values, kept out of the response's excerpt.
+    secrets: list[str]
+
+
+def prepare(
     pool: http_client.Pool, request: TriggerRequest, settings: Settings
+) -> Prepared | Refused:
+    """The attempt's request made ready, or why it is not sent (its outcome at its send
+    time): the URL and headers checked, credentials unsealed, taskhub's headers added."""
+    try:
+        url = _check_request(request, settings.address_policy)
+        keys = _unseal(request, settings)
+    except Refused as refused:
+        return refused
+    body = None if request.body is None else request.body.encode("utf-8")
+    headers = attempt_headers(request, keys.headers)
+    signed = bool(keys.signing or keys.webhook)
+    encoded = None if signed else pool.encode(request.method, url, headers, body)
+    return Prepared(url, keys, headers, body, encoded, _own_secrets(request, keys, settings))
+
+
+async def make_attempt(
+    pool: http_client.Pool,
+    request: TriggerRequest,
+    settings: Settings,
+    prepared: Prepared | Refused | None = None,
 ) -> TriggerOutcome:
-    """One attempt, from the moment it has a slot: its clock starts here."""
+    """One attempt, from the moment it has a slot: its clock starts here. ``prepared``:
+    its request made ready ahead (:func:`prepare`), else it is prepared now."""
     started_at = utcnow()
     t0 = time.monotonic()
 
@@ -430,25 +469,25 @@ async def make_attempt(
             response_excerpt=excerpt,
         )
 
-    try:
-        url = _check_request(request, settings.address_policy)
-        keys = _unseal(request, settings)
-    except _Refused as refused:
-        return outcome(None, refused.kind, refused.message)
-
+    ready = prepared if prepared is not None else prepare(pool, request, settings)
+    if isinstance(ready, Refused):
+        return outcome(None, ready.kind, ready.message)
+    url = ready.url
+    data = ready.encoded
+    if data is None:
+        headers = dict(ready.headers)
+        try:
+            _sign(headers, request, ready.body or b"", ready.keys)
+        except ValueError:  # a stored secret that is not its scheme's (never made by taskhub)
+            return outcome(None, "configuration", "a signing secret does not fit its scheme")
+        data = pool.encode(request.method, url, headers, ready.body)
     timeout_s = request.timeout_s
-    data = None if request.body is None else request.body.encode("utf-8")
-    headers = attempt_headers(request, keys.headers)
-    try:
-        _sign(headers, request, data or b"", keys)
-    except ValueError:  # a stored secret that is not its scheme's (never made by taskhub)
-        return outcome(None, "configuration", "a signing secret does not fit its scheme")
     phase = "response"
     try:
         async with asyncio.timeout(timeout_s):
             connect_timeout_s = min(settings.connect_timeout_s, timeout_s)
-            response = await pool.request(
-                request.method, url, headers, data, connect_timeout_s, settings.max_response_bytes
+            response = await pool.send(
+                request.method, url, data, connect_timeout_s, settings.max_response_bytes
             )
             phase = "body"
             status = response.status
@@ -466,8 +505,7 @@ async def make_attempt(
             kind, message = "connection", f"unexpected error: {type(exc).__name__}"
         return outcome(None, kind, message)
     error = None if 200 <= status < 300 else f"HTTP {status}"
-    secrets = _own_secrets(request, keys, settings) if body else []
-    return outcome(status, None, error, retry_after, _excerpt(body, truncated, secrets))
+    return outcome(status, None, error, retry_after, _excerpt(body, truncated, ready.secrets))
 
 
 def make_attempt_blocking(request: TriggerRequest, settings: Settings) -> TriggerOutcome:

@@ -25,7 +25,8 @@ the database sends it again later). A 429 from a limited host pauses that host's
 for ``Retry-After`` (1 s without one); unlimited hosts cost no flow-control call at all.
 
 Batches published ahead are held on the loop until their send time (``not_before``) and
-cleared then (``clearances``).
+cleared then (``clearances``); meanwhile their requests are made ready
+(``exchange.prepare``), so that the send time pays only the sends.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ MAX_HOLD_S: Final = 30.0
 SHARE_FULL_RETRY_MAX_S: Final = 10.0
 #: How long a host's budget pauses after a 429 without a usable ``Retry-After``.
 DEFAULT_429_PAUSE_S: Final = 1.0
+#: A batch whose first send time is at least this far away prepares its requests
+#: (``exchange.prepare``) while it waits: about 45 µs of the loop's time each, spent
+#: before a burst's send time instead of in it.
+PREPARE_AHEAD_MIN_S: Final = 0.1
+#: Requests prepared between two yields to the loop (about 2 ms of work).
+PREPARED_PER_TURN: Final = 50
 
 
 @dataclass
@@ -144,6 +151,23 @@ def _host_key(url: str) -> str:
     return netloc.partition(":")[0].lower()
 
 
+async def _prepare_ahead(
+    client: _Client, requests: Sequence[TriggerRequest], settings: Settings
+) -> dict[int, exchange.Prepared | exchange.Refused]:
+    """Each HTTP request of a batch held ahead made ready, by index, yielding to the loop
+    now and then so that what is due meanwhile is not held up."""
+    first = min((r.not_before for r in requests if r.not_before is not None), default=None)
+    if first is None or (first - utcnow()).total_seconds() < PREPARE_AHEAD_MIN_S:
+        return {}
+    prepared: dict[int, exchange.Prepared | exchange.Refused] = {}
+    for i, request in enumerate(requests):
+        if request.celery is None:
+            prepared[i] = exchange.prepare(client.pool, request, settings)
+            if len(prepared) % PREPARED_PER_TURN == 0:
+                await asyncio.sleep(0)
+    return prepared
+
+
 async def _hold(request: TriggerRequest) -> None:
     """Until a request published ahead may be sent (at most ``MAX_HOLD_S``)."""
     if request.not_before is not None:
@@ -172,6 +196,7 @@ async def _attempt(
     limiter: flow_control.Limiter,
     host: str,
     limit: host_limits.HostLimit,
+    prepared: exchange.Prepared | exchange.Refused | None = None,
 ) -> TriggerOutcome:
     """Flow control around an attempt to a limited host: wait for the host's slot (this
     coroutine only), send, hand the slot back, and pause the budget after a 429."""
@@ -191,7 +216,7 @@ async def _attempt(
             waited_s,
         )
     try:
-        outcome = await _fire_one(client, request, settings)
+        outcome = await _fire_one(client, request, settings, prepared=prepared)
     finally:
         await limiter.release(slot)
     if outcome.http_status == 429:
@@ -217,6 +242,7 @@ async def _fire_batch(
     """
     far_past = datetime.min.replace(tzinfo=UTC)
     order = sorted(range(len(requests)), key=lambda i: requests[i].not_before or far_past)
+    prepared = await _prepare_ahead(client, requests, settings)
     tasks: list[asyncio.Future[TriggerOutcome] | TriggerOutcome] = []
     started: list[int] = []  # the index of each task's request
     cleared: set[int] = set()
@@ -234,8 +260,9 @@ async def _fire_batch(
                     continue
             started.append(i)
             limited = _flow_limit(request, settings)
+            ready = prepared.pop(i, None)
             if limited is not None:
-                attempt = _attempt(client, request, settings, limiter, *limited)
+                attempt = _attempt(client, request, settings, limiter, *limited, ready)
                 tasks.append(asyncio.ensure_future(attempt))
                 continue
             admitted = await client.lanes.admit(_lane_key(request), request.tenant)
@@ -244,8 +271,9 @@ async def _fire_batch(
                 continue
             # The task owns the slot from here: it is scheduled before this batch's
             # next step, so it has started (and will release) by any cancellation.
-            firing = _fire_one(client, request, settings, admitted)
+            firing = _fire_one(client, request, settings, admitted, ready)
             tasks.append(asyncio.ensure_future(firing))
+
         outcomes = [task if isinstance(task, TriggerOutcome) else await task for task in tasks]
     finally:  # what is left when the batch itself is cancelled (the loop is going away)
         for task in tasks:
@@ -260,8 +288,10 @@ async def _fire_one(
     request: TriggerRequest,
     settings: Settings,
     admitted: InFlight | None = None,
+    prepared: exchange.Prepared | exchange.Refused | None = None,
 ) -> TriggerOutcome:
-    """The attempt in the lanes; ``admitted``: the fast slot the caller already holds."""
+    """The attempt in the lanes; ``admitted``: the fast slot the caller already holds;
+    ``prepared``: its request made ready ahead."""
     if admitted is None:
         admitted = await client.lanes.admit(_lane_key(request), request.tenant)
         if admitted is None:
@@ -272,7 +302,7 @@ async def _fire_one(
             admitted,
         )
     return await client.lanes.run(
-        lambda: exchange.make_attempt(client.pool, request, settings), admitted
+        lambda: exchange.make_attempt(client.pool, request, settings, prepared), admitted
     )
 
 

@@ -307,10 +307,22 @@ class Pool:
         """Send one request and wait for its response's head (the caller's deadline
         around it; cancelling closes the connection). Its body is read up to
         ``max_body_bytes``."""
+        data = self.encode(method, url, headers, body)
+        return await self.send(method, url, data, connect_timeout_s, max_body_bytes)
+
+    async def send(
+        self,
+        method: str,
+        url: URL,
+        data: bytes,
+        connect_timeout_s: float,
+        max_body_bytes: int,
+    ) -> Response:
+        """:meth:`request` with the request already encoded (:meth:`encode`): an attempt
+        held before its send time encodes it then, and pays only the send at its time."""
         host = url.raw_host or ""
         port = url.port or _DEFAULT_PORTS.get(url.scheme, 80)
         key = (url.scheme, host, port)
-        data = self._encode(method, url, headers, body)
         connection = self._idle_connection(key)
         while connection is None:
             if self._open < self._limit or self._evict_one():
@@ -327,7 +339,7 @@ class Pool:
         response._release = functools.partial(self._release, key, connection)
         return response
 
-    def _encode(
+    def encode(
         self, method: str, url: URL, headers: Mapping[str, str], body: bytes | None
     ) -> bytes:
         """The request head and body, as aiohttp wrote them: ``Host`` (unless the task

@@ -95,7 +95,7 @@ def _fire_time_refusal(url: str, policy: AddressPolicy) -> str | None:
     )
     try:
         exchange._check_request(request, policy)
-    except exchange._Refused as refused:
+    except exchange.Refused as refused:
         return refused.message
     return None
 

@@ -22,7 +22,9 @@ from yarl import URL
 
 from taskhub.core.addresses import blocked_reason
 from taskhub.core.messages import ERROR_KINDS, TriggerOutcome, TriggerRequest
-from taskhub.engine import clearances, firing
+from taskhub.core.sealing import sealer_for
+from taskhub.core.signing import new_secret, verify
+from taskhub.engine import clearances, exchange, firing
 from taskhub.engine.firing import fire
 from tests.support.messages import req
 from tests.support.processes import free_port
@@ -371,6 +373,82 @@ def test_a_request_published_ahead_is_held_until_its_send_time(target: Target) -
     assert outcome.http_status == 200
     assert outcome.started_at >= not_before
     assert len(target.hits(token)) == 1
+
+
+def _prepared_at(monkeypatch: pytest.MonkeyPatch) -> dict[int, datetime]:
+    """When ``exchange.prepare`` made each execution's request ready."""
+    times: dict[int, datetime] = {}
+    prepare = exchange.prepare
+
+    def recording(
+        pool: Any, request: TriggerRequest, settings: Any
+    ) -> exchange.Prepared | exchange.Refused:
+        times[request.execution_id] = datetime.now(UTC)
+        return prepare(pool, request, settings)
+
+    monkeypatch.setattr(exchange, "prepare", recording)
+    return times
+
+
+def test_a_batch_held_ahead_is_prepared_before_its_send_time_and_sent_as_prepared(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made ready while held, a request is sent exactly as one made ready at its send
+    time: the same headers (its credential unsealed, taskhub's own) and body."""
+    token = uuid.uuid4().hex
+    sealed = sealer_for(OPEN).seal_json({"Authorization": "Bearer held-ahead"})
+
+    def request(execution_id: int, not_before: datetime | None) -> TriggerRequest:
+        return req(
+            f"http://127.0.0.1:{target.port}/echo/{token}",
+            execution_id=execution_id,
+            method="POST",
+            body='{"report": "daily"}',
+            headers={"X-Team": "billing"},
+            sealed_headers=sealed,
+            not_before=not_before,
+            idempotency_key="one-key",
+        )
+
+    fire_one(request(1, None))  # made ready at its send time
+    prepared_at = _prepared_at(monkeypatch)
+    not_before = datetime.now(UTC) + timedelta(seconds=0.6)
+    outcome = fire_one(request(2, not_before))
+    assert outcome.http_status == 200 and outcome.started_at >= not_before
+    assert prepared_at[2] < not_before
+    now_made, ahead = target.hits(token)
+    assert dict(ahead.headers)["Authorization"] == "Bearer held-ahead"
+    assert sorted(ahead.headers) == sorted(now_made.headers)
+    assert ahead.body == now_made.body == b'{"report": "daily"}'
+
+
+def test_a_signed_request_prepared_ahead_is_signed_at_its_send_time(target: Target) -> None:
+    secret = new_secret()
+    token = uuid.uuid4().hex
+    not_before = datetime.now(UTC) + timedelta(seconds=2.1)  # two whole seconds later
+    request = req(
+        f"http://127.0.0.1:{target.port}/echo/{token}",
+        method="POST",
+        body="{}",
+        sealed_signing_secrets=(sealer_for(OPEN).seal(secret),),
+        not_before=not_before,
+    )
+    assert fire_one(request).http_status == 200
+    [seen] = target.hits(token)
+    [signature] = [v for k, v in seen.headers if k.lower() == "x-taskhub-signature"]
+    assert verify(signature, seen.body, [secret])
+    assert int(signature.split(",")[0][2:]) >= int(not_before.timestamp())
+
+
+def test_a_request_refused_when_prepared_ahead_ends_refused_at_its_send_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prepared_at = _prepared_at(monkeypatch)
+    not_before = datetime.now(UTC) + timedelta(seconds=0.5)
+    request = req("http://169.254.169.254/latest/meta-data/", not_before=not_before)
+    outcome = fire_one(request)
+    assert outcome.error_kind == "blocked_address"
+    assert prepared_at[request.execution_id] < not_before <= outcome.started_at
 
 
 def test_a_host_with_no_slot_in_time_is_throttled_not_sent(target: Target) -> None:
