@@ -153,7 +153,7 @@ def run_pass(
         vacuumed=vacuumed,
         vacuum_s=vacuum_s,
     )
-    if report.executions or report.dead_letters:
+    if report.executions or report.dead_letters or report.vacuumed:
         log.info("prune pass removed %s", report)
     return report
 
