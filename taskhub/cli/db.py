@@ -31,7 +31,9 @@ def db_prune(dry_run: bool, as_json: bool) -> None:
 
     Ended executions (and their attempts) older than their task's retention_days or
     TASKHUB_EXECUTION_RETENTION_DAYS, and dead letters older than
-    TASKHUB_DEAD_LETTER_RETENTION_DAYS. Running and queued executions always stay."""
+    TASKHUB_DEAD_LETTER_RETENTION_DAYS. Running and queued executions always stay. On
+    PostgreSQL the tables it removed rows from are then vacuumed as TASKHUB_PRUNE_VACUUM
+    says; --dry-run vacuums nothing."""
     settings = settings_or_exit()
     report = retention.prune(settings, dry_run=dry_run)
     if as_json:
@@ -41,7 +43,12 @@ def db_prune(dry_run: bool, as_json: bool) -> None:
         click.echo("another prune pass is running; nothing done")
         return
     verb = "would remove" if dry_run else "removed"
+    vacuumed = (
+        f"; vacuumed {', '.join(report.vacuumed)} in {report.vacuum_s:.2f} s"
+        if report.vacuumed
+        else ""
+    )
     click.echo(
         f"{verb} {report.executions} executions, {report.dead_letters} dead letters "
-        f"and {report.attempts} attempts"
+        f"and {report.attempts} attempts{vacuumed}"
     )

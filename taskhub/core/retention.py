@@ -7,17 +7,27 @@ days keeps that kind for ever. The installation's retentions may be fractions of
 task's ``retention_days`` is whole days. Executions that have not ended (``queued``: waiting for a
 retry; ``running``) are never removed.
 
+After a pass that removed rows, the tables it removed them from may be vacuumed
+(PostgreSQL only): deleted rows leave their space unusable until a VACUUM, which the
+server's autovacuum does unless it is switched off (:func:`tables_to_vacuum`).
+
 Pure: no database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
 Kind = Literal["execution", "dead_letter"]
+
+#: When a pass vacuums the tables it removed rows from (TASKHUB_PRUNE_VACUUM): ``auto``
+#: only those the server's autovacuum will not visit, ``always`` all of them, ``never``
+#: none.
+VacuumMode = Literal["auto", "always", "never"]
+VACUUM_MODES: tuple[VacuumMode, ...] = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -51,3 +61,34 @@ def sweeps(
     if dead_letter_days > 0:
         planned.append(Sweep("dead_letter", cutoff(now, dead_letter_days)))
     return planned
+
+
+@dataclass(frozen=True)
+class Autovacuum:
+    """Whether the server vacuums tables by itself: its ``autovacuum`` and
+    ``track_counts`` settings (autovacuum needs both), and each table's
+    ``autovacuum_enabled`` storage parameter (None: not set)."""
+
+    server: bool
+    track_counts: bool = True
+    table_enabled: Mapping[str, bool | None] = field(default_factory=dict)
+
+    def covers(self, table: str) -> bool:
+        """True if autovacuum will visit ``table`` once enough of it is dead."""
+        return self.server and self.track_counts and self.table_enabled.get(table) is not False
+
+
+def tables_to_vacuum(
+    mode: VacuumMode, removed: Mapping[str, int], autovacuum: Autovacuum | None
+) -> tuple[str, ...]:
+    """The tables to vacuum after a pass that removed ``removed[table]`` rows from each
+    table, in that order: none that lost no row; under ``auto`` only those
+    ``autovacuum`` does not cover (None: not known, so none)."""
+    touched = tuple(table for table, count in removed.items() if count > 0)
+    if mode == "never":
+        return ()
+    if mode == "always":
+        return touched
+    if autovacuum is None:
+        return ()
+    return tuple(table for table in touched if not autovacuum.covers(table))

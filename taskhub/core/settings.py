@@ -13,12 +13,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from taskhub.core import limits
 from taskhub.core.addresses import AddressPolicy, Network, PortRange, parse_networks, parse_ports
 from taskhub.core.host_limits import HostLimit, parse_host_limits
 from taskhub.core.named_urls import NamedURLs, parse_named_urls
+from taskhub.core.retention import VACUUM_MODES, VacuumMode
 from taskhub.core.smtp import parse_smtp_url
 
 #: What a numeric setting is read as: a float or an int.
@@ -83,6 +84,10 @@ class RetentionSettings:
     #: The pause between two batches, so the write path always gets its turn
     #: (TASKHUB_PRUNE_PAUSE_SECONDS).
     pause_s: float = 0.1
+    #: Whether a pass that removed rows on PostgreSQL then vacuums the tables it removed
+    #: them from (TASKHUB_PRUNE_VACUUM): ``auto`` those the server's autovacuum will not
+    #: visit, ``always``, ``never`` (``taskhub.core.retention.tables_to_vacuum``).
+    vacuum: VacuumMode = "auto"
 
 
 #: The longest a retention setting may be (ten years), as a task's ``retention_days``.
@@ -413,6 +418,7 @@ def retention_settings(env: Mapping[str, str]) -> RetentionSettings:
         batch_size=_integer(env, "TASKHUB_PRUNE_BATCH_SIZE", default.batch_size, 1, 100_000),
         interval_s=_number(env, "TASKHUB_PRUNE_INTERVAL_SECONDS", default.interval_s, 1, 24 * 3600),
         pause_s=_number(env, "TASKHUB_PRUNE_PAUSE_SECONDS", default.pause_s, 0, 60),
+        vacuum=cast(VacuumMode, _choice(env, "TASKHUB_PRUNE_VACUUM", default.vacuum, VACUUM_MODES)),
     )
 
 

@@ -11,6 +11,11 @@ redrive holds is left for the next pass instead of waited for, and a row changed
 the batch's snapshot is checked again once locked (PostgreSQL re-reads it), so a dead
 letter redriven meanwhile stays. On SQLite every transaction is ``BEGIN IMMEDIATE``: a
 batch is one short write, between the others.
+
+After a pass, the tables it removed rows from may be vacuumed on PostgreSQL
+(:func:`vacuum`): a plain ``VACUUM``, which marks the deleted rows' space free for new
+rows and takes only a SHARE UPDATE EXCLUSIVE lock, so reads and writes go on. SQLite
+reuses a deleted row's pages for new rows by itself.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from taskhub.core.retention import Autovacuum
 from taskhub.core.statuses import ExecutionStatus
 from taskhub.db.dialects import insert, one_of
 from taskhub.db.models import (
@@ -90,21 +96,21 @@ def lock_expired(
     return [int(i) for i in conn.execute(query).scalars()]
 
 
-def delete_executions(conn: Connection, execution_ids: Sequence[int]) -> tuple[int, int]:
+def delete_executions(conn: Connection, execution_ids: Sequence[int]) -> tuple[int, int, int]:
     """Delete these executions (locked by :func:`lock_expired` in this transaction),
     their attempts and their callback deliveries (long since sent: a delivery's budget
-    runs out within a minute); (executions, attempts) removed."""
+    runs out within a minute); (executions, attempts, callback deliveries) removed."""
     if not execution_ids:
-        return 0, 0
+        return 0, 0, 0
     ids = list(execution_ids)
-    conn.execute(
+    removed_deliveries = conn.execute(
         sa.delete(callback_deliveries).where(one_of(conn, callback_deliveries.c.execution_id, ids))
-    )
+    ).rowcount
     removed_attempts = conn.execute(
         sa.delete(attempts).where(one_of(conn, attempts.c.execution_id, ids))
     ).rowcount
     removed = conn.execute(sa.delete(executions).where(one_of(conn, E.id, ids))).rowcount
-    return int(removed), int(removed_attempts)
+    return int(removed), int(removed_attempts), int(removed_deliveries)
 
 
 def count_expired(
@@ -160,3 +166,58 @@ def delete_notifications_before(conn: Connection, cutoff: datetime) -> int:
             )
         ).rowcount
     )
+
+
+#: The tables a prune pass removes rows from, by name: the only ones :func:`vacuum` takes.
+PRUNED_TABLES = (
+    executions.name,
+    attempts.name,
+    callback_deliveries.name,
+    notifications.name,
+)
+
+
+def autovacuum(conn: Connection, tables: Sequence[str]) -> Autovacuum:
+    """PostgreSQL's ``autovacuum`` and ``track_counts`` settings, and the
+    ``autovacuum_enabled`` storage parameter of each of ``tables`` (None: not set)."""
+    server, track_counts = conn.execute(
+        sa.text(
+            "SELECT current_setting('autovacuum')::boolean, "
+            "current_setting('track_counts')::boolean"
+        )
+    ).one()
+    rows = conn.execute(
+        sa.text(
+            "SELECT t.name, (SELECT o.option_value::boolean "
+            "FROM pg_options_to_table(c.reloptions) AS o "
+            "WHERE o.option_name = 'autovacuum_enabled') "
+            "FROM unnest(CAST(:tables AS text[])) AS t(name) "
+            "JOIN pg_class AS c ON c.oid = to_regclass(t.name)"
+        ),
+        {"tables": list(tables)},
+    )
+    return Autovacuum(bool(server), bool(track_counts), {str(n): e for n, e in rows})
+
+
+#: PostgreSQL's code for a lock not granted within ``lock_timeout``.
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def vacuum(conn: Connection, table: str, lock_timeout_s: float) -> bool:
+    """A plain ``VACUUM`` of ``table`` (one of :data:`PRUNED_TABLES`) on PostgreSQL,
+    on a connection in ``AUTOCOMMIT`` (VACUUM cannot run in a transaction). False if
+    another VACUUM, an index build or a schema change held the table for longer than
+    ``lock_timeout_s``: then it was left as it was."""
+    if table not in PRUNED_TABLES:
+        raise ValueError(f"not a table the prune pass removes rows from: {table!r}")
+    name = conn.dialect.identifier_preparer.quote(table)
+    conn.exec_driver_sql(f"SET lock_timeout = {max(1, round(lock_timeout_s * 1000))}")
+    try:
+        conn.exec_driver_sql(f"VACUUM {name}")
+    except sa.exc.OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            return False
+        raise
+    finally:
+        conn.exec_driver_sql("RESET lock_timeout")
+    return True

@@ -11,6 +11,11 @@ counts what it removed in ``taskhub_history_removed_total``, all in one transact
 then the pass pauses TASKHUB_PRUNE_PAUSE_SECONDS so claims and write-backs always get
 their turn. Counters and histograms live in ``metric_counters``, not in these rows: no
 removal changes them.
+
+On PostgreSQL, a pass that removed rows then vacuums the tables it removed them from,
+still under its lease, as TASKHUB_PRUNE_VACUUM says (``auto``: only those autovacuum
+will not visit), so the space the deleted rows held is reused by new ones. A dry run,
+a skipped pass and a pass that removed nothing vacuum nothing.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection, Engine
 
-from taskhub.core.retention import Sweep, sweeps
+from taskhub.core.retention import Sweep, sweeps, tables_to_vacuum
 from taskhub.core.settings import RetentionSettings
 from taskhub.db import metric_queries, retention_queries
+from taskhub.db.models import attempts, callback_deliveries, executions, notifications
 from taskhub.observability import counters
 
 log = logging.getLogger(__name__)
@@ -36,6 +42,9 @@ log = logging.getLogger(__name__)
 LEASE_NAME = "prune"
 #: How long a pass holds its lease past its last batch: far longer than one batch takes.
 LEASE_S = 300.0
+#: How long a VACUUM waits for its table's lock (held by another VACUUM, an index build,
+#: a schema change) before the pass leaves that table for the next one.
+VACUUM_LOCK_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,10 @@ class PruneReport:
     complete: bool = True
     #: True if another pass held the lease: this one did nothing.
     skipped: bool = False
+    #: The tables vacuumed after the removal (PostgreSQL; TASKHUB_PRUNE_VACUUM).
+    vacuumed: tuple[str, ...] = ()
+    #: How long those vacuums took, in seconds.
+    vacuum_s: float = 0.0
 
 
 def holder_name() -> str:
@@ -82,6 +95,10 @@ def run_pass(
     holder = holder_name()
     removed = {"execution": 0, "dead_letter": 0}
     removed_attempts = batches = 0
+    #: Rows removed per table, for the vacuum.
+    rows = dict.fromkeys(retention_queries.PRUNED_TABLES, 0)
+    vacuumed: tuple[str, ...] = ()
+    vacuum_s = 0.0
     complete = True
     held = False
     try:
@@ -98,10 +115,13 @@ def run_pass(
                         log.warning("prune pass lost its lease; stopping")
                         complete = False
                         break
-                    count, attempt_count = _batch(conn, sweep, retention.batch_size)
+                    count, attempt_count, delivery_count = _batch(conn, sweep, retention.batch_size)
                 batches += 1
                 removed[sweep.kind] += count
                 removed_attempts += attempt_count
+                rows[executions.name] += count
+                rows[attempts.name] += attempt_count
+                rows[callback_deliveries.name] += delivery_count
                 if count < retention.batch_size:
                     break
                 if retention.pause_s:
@@ -111,17 +131,29 @@ def run_pass(
         if complete and held and retention.execution_days:
             # The messages sent to notification channels: a few a minute per channel.
             with engine.begin() as conn:
-                retention_queries.delete_notifications_before(
+                rows[notifications.name] += retention_queries.delete_notifications_before(
                     conn, now() - timedelta(days=retention.execution_days)
                 )
+        if held and _may_vacuum(engine, retention, rows):
+            with engine.begin() as conn:
+                held = _renew(conn, holder, now())  # the vacuum runs under the lease too
+            if held:
+                vacuumed, vacuum_s = _vacuum(engine, retention, rows, monotonic)
     finally:
         if held:
             with engine.begin() as conn:
                 retention_queries.release_lease(conn, LEASE_NAME, holder, now())
     report = PruneReport(
-        removed["execution"], removed["dead_letter"], removed_attempts, batches, False, complete
+        removed["execution"],
+        removed["dead_letter"],
+        removed_attempts,
+        batches,
+        False,
+        complete,
+        vacuumed=vacuumed,
+        vacuum_s=vacuum_s,
     )
-    if report.executions or report.dead_letters:
+    if report.executions or report.dead_letters or report.vacuumed:
         log.info("prune pass removed %s", report)
     return report
 
@@ -132,11 +164,46 @@ def _renew(conn: Connection, holder: str, now: datetime) -> bool:
     )
 
 
+def _may_vacuum(engine: Engine, retention: RetentionSettings, rows: dict[str, int]) -> bool:
+    """On PostgreSQL, unless TASKHUB_PRUNE_VACUUM is ``never``, after removing rows (SQLite
+    reuses the pages deleted rows free for new rows by itself)."""
+    return (
+        retention.vacuum != "never" and any(rows.values()) and engine.dialect.name == "postgresql"
+    )
+
+
+def _vacuum(
+    engine: Engine,
+    retention: RetentionSettings,
+    rows: dict[str, int],
+    monotonic: Callable[[], float],
+) -> tuple[tuple[str, ...], float]:
+    """Vacuum the tables that lost rows, as ``retention.vacuum`` says: those vacuumed, and
+    the seconds their vacuums took."""
+    with engine.connect() as plain:
+        # VACUUM cannot run inside a transaction block.
+        conn = plain.execution_options(isolation_level="AUTOCOMMIT")
+        autovacuum = None
+        if retention.vacuum == "auto":
+            autovacuum = retention_queries.autovacuum(conn, [t for t, n in rows.items() if n])
+        tables = tables_to_vacuum(retention.vacuum, rows, autovacuum)
+        started = monotonic()
+        done = tuple(
+            table
+            for table in tables
+            if retention_queries.vacuum(conn, table, VACUUM_LOCK_TIMEOUT_S)
+        )
+        seconds = round(monotonic() - started, 3) if tables else 0.0
+    if len(done) < len(tables):
+        log.warning("prune pass left %s unvacuumed: locked", sorted(set(tables) - set(done)))
+    return done, seconds
+
+
 def _statuses(sweep: Sweep) -> tuple[str, ...]:
     return retention_queries.DEAD if sweep.kind == "dead_letter" else retention_queries.ENDED
 
 
-def _batch(conn: Connection, sweep: Sweep, limit: int) -> tuple[int, int]:
+def _batch(conn: Connection, sweep: Sweep, limit: int) -> tuple[int, int, int]:
     ids = retention_queries.lock_expired(
         conn,
         _statuses(sweep),
@@ -145,7 +212,7 @@ def _batch(conn: Connection, sweep: Sweep, limit: int) -> tuple[int, int]:
         retention_days=sweep.task_days,
         per_task=sweep.kind == "execution",
     )
-    removed, removed_attempts = retention_queries.delete_executions(conn, ids)
+    removed, removed_attempts, removed_deliveries = retention_queries.delete_executions(conn, ids)
     dead = sweep.kind == "dead_letter"
     metric_queries.add_to_counters(
         conn,
@@ -153,7 +220,7 @@ def _batch(conn: Connection, sweep: Sweep, limit: int) -> tuple[int, int]:
             0 if dead else removed, removed if dead else 0, removed_attempts
         ),
     )
-    return removed, removed_attempts
+    return removed, removed_attempts, removed_deliveries
 
 
 def _count(engine: Engine, planned: list[Sweep]) -> PruneReport:

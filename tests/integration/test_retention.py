@@ -1,10 +1,11 @@
 """History retention on PostgreSQL and SQLite: what a prune pass removes and what it
-keeps, dead letters after their own setting, the dry run, batches, the lease, the CLI,
-the migration, and the pass beat sends."""
+keeps, dead letters after their own setting, the dry run, batches, the lease, the vacuum
+after a pass, the CLI, the migration, and the pass beat sends."""
 
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import uuid
 from dataclasses import replace
@@ -17,6 +18,7 @@ from alembic import command
 from sqlalchemy.engine import Engine
 
 from taskhub.core import settings as settings_module
+from taskhub.core.retention import VacuumMode
 from taskhub.core.settings import RetentionSettings
 from taskhub.db import engines, retention_queries, schema
 from taskhub.db.models import (
@@ -320,6 +322,91 @@ def test_one_pass_at_a_time(engine: Engine) -> None:
         assert retention_queries.take_lease(conn, retention.LEASE_NAME, "next", later, later)
 
 
+def last_vacuums(engine: Engine) -> dict[str, datetime | None]:
+    """``pg_stat_user_tables.last_vacuum`` of every table (a manual VACUUM's, not
+    autovacuum's), read afresh."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+        rows = conn.execute(sa.text("SELECT relname, last_vacuum FROM pg_stat_user_tables"))
+        return {str(name): at for name, at in rows}
+
+
+def vacuumed_tables(engine: Engine) -> set[str]:
+    return {name for name, at in last_vacuums(engine).items() if at is not None}
+
+
+@pytest.mark.parametrize("mode", ["always", "never"])
+def test_a_pass_vacuums_the_tables_it_removed_rows_from_as_the_setting_says(
+    engine: Engine, mode: VacuumMode
+) -> None:
+    task = add_task(engine, "plain", {"interval_seconds": 60})
+    for _ in range(3):
+        add_execution(engine, task, "succeeded", ended_ago=31 * DAY, attempt_count=2)
+    kept = add_execution(engine, task, "succeeded", ended_ago=DAY)
+    settings = replace(DEFAULTS, vacuum=mode)
+    postgresql = engine.dialect.name == "postgresql"
+    if postgresql:
+        assert vacuumed_tables(engine) == set()  # a fresh database: never vacuumed
+
+    counted = prune(engine, settings, dry_run=True)
+    assert (counted.vacuumed, counted.vacuum_s) == ((), 0)
+
+    report = prune(engine, settings)
+
+    assert (report.executions, report.attempts) == (3, 6)
+    assert remaining(engine) == {kept}
+    # Only tables that lost rows; on SQLite none (deleted pages are reused by new rows).
+    expected = ("executions", "attempts") if postgresql and mode == "always" else ()
+    assert report.vacuumed == expected
+    assert report.vacuum_s >= 0 and (report.vacuum_s > 0) == bool(expected)
+    if postgresql:
+        # The statistics are written as the VACUUM ends; read again until they show.
+        assert wait_until(lambda: vacuumed_tables(engine) == set(expected), 10), last_vacuums(
+            engine
+        )
+    # A pass that removes nothing vacuums nothing.
+    again = prune(engine, settings)
+    assert (again.executions, again.vacuumed, again.vacuum_s) == (0, (), 0)
+
+
+def test_auto_vacuums_only_the_tables_autovacuum_will_not_visit(pg_engine: Engine) -> None:
+    with pg_engine.begin() as conn:
+        server_vacuums = conn.execute(sa.text("SHOW autovacuum")).scalar_one() == "on"
+        conn.execute(sa.text("ALTER TABLE executions SET (autovacuum_enabled = off)"))
+        conn.execute(sa.text("ALTER TABLE attempts SET (autovacuum_enabled = true)"))
+        state = retention_queries.autovacuum(conn, ["executions", "attempts", "notifications"])
+    assert state.server == server_vacuums
+    assert state.table_enabled == {"executions": False, "attempts": True, "notifications": None}
+    task = add_task(pg_engine, "plain", {"interval_seconds": 60})
+    add_execution(pg_engine, task, "failed", ended_ago=31 * DAY, attempt_count=2)
+
+    report = prune(pg_engine, replace(DEFAULTS, vacuum="auto"))
+
+    # executions has autovacuum switched off; attempts is left to the server if it vacuums.
+    expected = ("executions",) if server_vacuums else ("executions", "attempts")
+    assert (report.executions, report.vacuumed) == (1, expected)
+    assert wait_until(lambda: vacuumed_tables(pg_engine) == set(expected), 10)
+
+
+def test_a_table_another_vacuum_holds_is_left_for_the_next_pass(
+    pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention, "VACUUM_LOCK_TIMEOUT_S", 0.2)
+    task = add_task(pg_engine, "plain", {"interval_seconds": 60})
+    add_execution(pg_engine, task, "succeeded", ended_ago=31 * DAY)
+    with pg_engine.connect() as other:
+        # The lock a VACUUM (or a concurrent index build) holds; rows stay writable.
+        other.execute(sa.text("LOCK TABLE attempts IN SHARE UPDATE EXCLUSIVE MODE"))
+        report = prune(pg_engine, replace(DEFAULTS, vacuum="always"))
+        other.rollback()
+    assert (report.executions, report.attempts, report.vacuumed) == (1, 1, ("executions",))
+    add_execution(pg_engine, task, "succeeded", ended_ago=31 * DAY)
+    assert prune(pg_engine, replace(DEFAULTS, vacuum="always")).vacuumed == (
+        "executions",
+        "attempts",
+    )
+
+
 def test_retention_days_is_set_returned_patched_cleared_and_refused(engine: Engine) -> None:
     api = Api(engine, T0)
     task = api.task("kept", retention_days=400)
@@ -358,10 +445,12 @@ def test_a_row_another_transaction_holds_is_skipped_not_waited_for(pg_engine: En
     assert remaining(pg_engine) == set()
 
 
-def test_prune_command_dry_run_then_real(tmp_path: Path) -> None:
+def test_prune_command_dry_run_then_real(database_url: str, tmp_path: Path) -> None:
     cli = Cli(tmp_path)
+    cli.env["TASKHUB_DATABASE_URL"] = database_url
+    cli.env["TASKHUB_PRUNE_VACUUM"] = "always"
     cli("db", "upgrade")
-    engine = engines.create_engine(cli.url)
+    engine = engines.create_engine(database_url)
     try:
         task = add_task(engine, "plain", {"interval_seconds": 60})
         # The command's clock is the real one: these are old and young by today.
@@ -374,14 +463,27 @@ def test_prune_command_dry_run_then_real(tmp_path: Path) -> None:
         dry = cli("db", "prune", "--dry-run")
         assert dry.stdout.strip() == "would remove 1 executions, 0 dead letters and 1 attempts"
         assert (remaining(engine), attempts_of(engine), counters(engine)) == before
+        postgresql = engine.dialect.name == "postgresql"
+        if postgresql:
+            assert vacuumed_tables(engine) == set()  # counting vacuums nothing
 
         done = cli.json("db", "prune")
         assert (done["executions"], done["dead_letters"], done["attempts"]) == (1, 0, 1)
         assert remaining(engine) == {young}
         assert old not in remaining(engine)
+        # On PostgreSQL the tables that lost rows are vacuumed; SQLite needs none.
+        assert done["vacuumed"] == (["executions", "attempts"] if postgresql else [])
+        assert (done["vacuum_s"] > 0) == postgresql
         assert cli("db", "prune").stdout.strip() == (
             "removed 0 executions, 0 dead letters and 0 attempts"
         )
+        add_execution(engine, task, "failed", ended_ago=31 * DAY - offset, age=40 * DAY)
+        said = cli("db", "prune").stdout.strip()
+        assert re.fullmatch(
+            r"removed 1 executions, 0 dead letters and 1 attempts"
+            + (r"; vacuumed executions, attempts in \d+\.\d\d s" if postgresql else ""),
+            said,
+        ), said
     finally:
         engine.dispose()
 

@@ -1,5 +1,6 @@
 """History retention's pure parts: its settings, a task's ``retention_days``, the sweeps
-of a pass, its counter, and the beat entry that sends the pass to the state queue."""
+of a pass, which tables it vacuums, its counter, and the beat entry that sends the pass
+to the state queue."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from taskhub.core import limits, settings
 from taskhub.core.definitions import parse_definition
 from taskhub.core.errors import ValidationError
-from taskhub.core.retention import Sweep, sweeps
+from taskhub.core.retention import Autovacuum, Sweep, VacuumMode, sweeps, tables_to_vacuum
 from taskhub.observability import counters, metric_names
 from taskhub.worker.celery_app import beat_schedule, celery_config
 from taskhub.worker.queues import PRUNE_TASK, STATE_QUEUE
@@ -25,6 +26,7 @@ def test_the_defaults_keep_executions_30_days_and_dead_letters_90() -> None:
     retention = settings.load({}).retention
     assert (retention.execution_days, retention.dead_letter_days) == (30, 90)
     assert (retention.batch_size, retention.interval_s, retention.pause_s) == (5000, 60, 0.1)
+    assert retention.vacuum == "auto"
 
 
 def test_the_retention_settings_are_read_and_bounded() -> None:
@@ -35,15 +37,19 @@ def test_the_retention_settings_are_read_and_bounded() -> None:
             "TASKHUB_PRUNE_BATCH_SIZE": "200",
             "TASKHUB_PRUNE_INTERVAL_SECONDS": "300",
             "TASKHUB_PRUNE_PAUSE_SECONDS": "0",
+            "TASKHUB_PRUNE_VACUUM": "Always",
         }
     ).retention
-    assert retention == settings.RetentionSettings(0, 365, 200, 300, 0)
+    assert retention == settings.RetentionSettings(0, 365, 200, 300, 0, "always")
+    assert settings.load({"TASKHUB_PRUNE_VACUUM": "never"}).retention.vacuum == "never"
     for name, value in (
         ("TASKHUB_EXECUTION_RETENTION_DAYS", "-1"),
         ("TASKHUB_EXECUTION_RETENTION_DAYS", "3651"),
         ("TASKHUB_DEAD_LETTER_RETENTION_DAYS", "ten"),
         ("TASKHUB_PRUNE_BATCH_SIZE", "0"),
         ("TASKHUB_PRUNE_INTERVAL_SECONDS", "0"),
+        ("TASKHUB_PRUNE_VACUUM", "full"),
+        ("TASKHUB_PRUNE_VACUUM", "1"),
     ):
         with pytest.raises(settings.SettingsError, match=name):
             settings.load({name: value})
@@ -103,6 +109,53 @@ def test_no_sweep_reaches_younger_than_a_day(
     for sweep in sweeps(NOW, execution_days, dead_letter_days, overrides):
         assert sweep.cutoff <= NOW - timedelta(days=1)
         assert (sweep.task_days is None) or sweep.kind == "execution"
+
+
+#: Rows a pass removed per table: executions and attempts, no callback delivery.
+REMOVED = {"executions": 5, "attempts": 9, "callback_deliveries": 0, "notifications": 0}
+BOTH = ("executions", "attempts")
+SERVER_ON = Autovacuum(server=True)
+SERVER_OFF = Autovacuum(server=False)
+
+
+@pytest.mark.parametrize(
+    ("mode", "removed", "autovacuum", "expected"),
+    [
+        # never: whatever the server does.
+        ("never", REMOVED, SERVER_OFF, ()),
+        ("never", REMOVED, None, ()),
+        # always: every table that lost rows, whatever the server does, none that lost none.
+        ("always", REMOVED, SERVER_ON, BOTH),
+        ("always", REMOVED, None, BOTH),
+        ("always", dict.fromkeys(REMOVED, 0), SERVER_OFF, ()),
+        ("always", {"notifications": 2, "executions": 0}, None, ("notifications",)),
+        # auto: the server's autovacuum on (with track_counts) covers every table...
+        ("auto", REMOVED, SERVER_ON, ()),
+        # ...off, or without the statistics it reads, none.
+        ("auto", REMOVED, SERVER_OFF, BOTH),
+        ("auto", REMOVED, Autovacuum(server=True, track_counts=False), BOTH),
+        # A table's own autovacuum_enabled = false is left to the pass; true or unset is not.
+        (
+            "auto",
+            REMOVED,
+            Autovacuum(True, True, {"executions": False, "attempts": True}),
+            ("executions",),
+        ),
+        ("auto", REMOVED, Autovacuum(True, True, {"attempts": None}), ()),
+        # Server off: a table's true does not switch autovacuum on for it.
+        ("auto", REMOVED, Autovacuum(False, True, {"attempts": True}), BOTH),
+        ("auto", dict.fromkeys(REMOVED, 0), SERVER_OFF, ()),
+        # Not known (never read): left to the server.
+        ("auto", REMOVED, None, ()),
+    ],
+)
+def test_which_tables_a_pass_vacuums(
+    mode: VacuumMode,
+    removed: dict[str, int],
+    autovacuum: Autovacuum | None,
+    expected: tuple[str, ...],
+) -> None:
+    assert tables_to_vacuum(mode, removed, autovacuum) == expected
 
 
 def test_removals_are_counted_by_kind_and_nothing_is_counted_for_none() -> None:
