@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from celery import Celery, signals, states
 from celery import _state as celery_state
@@ -215,13 +215,24 @@ def _on_worker_ready(**_: Any) -> None:
     exempt_startup_objects_from_gc()
 
 
+#: The cyclic garbage collector's thresholds in a worker (Python's are 700, 10, 10): a
+#: young collection every 50,000 allocations, not every 700. A trigger worker holding a
+#: burst keeps its requests, their prepared sends and their futures alive until they are
+#: sent, so young collections scanned and promoted them over and over to free almost
+#: nothing: with 50,000 requests held, the fire path spent a quarter less CPU per request
+#: with these (measured with the fire path alone, 153 against 116 µs).
+GC_THRESHOLDS: Final = (50_000, 20, 100)
+
+
 def exempt_startup_objects_from_gc() -> None:
     """Take what is alive once a worker is ready (Celery, kombu, SQLAlchemy and the app:
     over 100,000 objects that live as long as the process) out of the cyclic garbage
-    collector's reach. Every full collection walked them: ~90 ms, at least one per
-    10,000-occurrence tick, a sixth of discovery's CPU; ~4 ms after (measured)."""
+    collector's reach, and collect less often (``GC_THRESHOLDS``). Every full collection
+    walked them: ~90 ms, at least one per 10,000-occurrence tick, a sixth of discovery's
+    CPU; ~4 ms after (measured)."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def consumes_discovery() -> bool:

@@ -201,12 +201,15 @@ def test_workers_send_task_events_but_publishing_sends_no_sent_event() -> None:
 
 def test_a_ready_worker_takes_its_startup_objects_out_of_the_collectors_reach() -> None:
     walked_before = len(gc.get_objects())  # what a full collection walks
+    thresholds = gc.get_threshold()
     try:
         exempt_startup_objects_from_gc()
         assert gc.get_freeze_count() > 10_000  # the interpreter, Celery and the app
         assert len(gc.get_objects()) < walked_before / 10
+        assert gc.get_threshold()[0] > thresholds[0]  # young collections far less often
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 def test_joins_stay_denied_until_the_last_of_two_overlapping_publishes_ends() -> None:
