@@ -406,18 +406,25 @@ def new_pool(settings: Settings, limit: int) -> http_client.Pool:
     )
 
 
+class _ToSign(NamedTuple):
+    """What a signed request is made of until its send time signs and encodes it."""
+
+    keys: _Unsealed
+    headers: dict[str, str]
+    body: bytes | None
+
+
 class Prepared(NamedTuple):
     """An attempt's request, made ready (:func:`prepare`): everything that is the same
     whenever it is sent. Held before its send time, a burst's attempts are prepared
     while the loop has nothing else to do, and pay only the send at their time."""
 
     url: URL
-    keys: _Unsealed
-    headers: dict[str, str]
-    body: bytes | None
     #: The request as sent, when nothing in it is timed at the send (no signing
-    #: secrets); else None, and it is signed and encoded when sent.
-    encoded: bytes | None
+    #: secrets): only these bytes are kept. Empty for a signed one.
+    encoded: bytes
+    #: Else what its send time signs and encodes.
+    to_sign: _ToSign | None
     #: The request's own credential values, kept out of the response's excerpt.
     secrets: list[str]
 
@@ -434,9 +441,10 @@ def prepare(
         return refused
     body = None if request.body is None else request.body.encode("utf-8")
     headers = attempt_headers(request, keys.headers)
-    signed = bool(keys.signing or keys.webhook)
-    encoded = None if signed else pool.encode(request.method, url, headers, body)
-    return Prepared(url, keys, headers, body, encoded, _own_secrets(request, keys, settings))
+    secrets = _own_secrets(request, keys, settings)
+    if keys.signing or keys.webhook:
+        return Prepared(url, b"", _ToSign(keys, headers, body), secrets)
+    return Prepared(url, pool.encode(request.method, url, headers, body), None, secrets)
 
 
 async def make_attempt(
@@ -474,13 +482,14 @@ async def make_attempt(
         return outcome(None, ready.kind, ready.message)
     url = ready.url
     data = ready.encoded
-    if data is None:
-        headers = dict(ready.headers)
+    if ready.to_sign is not None:
+        keys, headers, body = ready.to_sign
+        headers = dict(headers)
         try:
-            _sign(headers, request, ready.body or b"", ready.keys)
+            _sign(headers, request, body or b"", keys)
         except ValueError:  # a stored secret that is not its scheme's (never made by taskhub)
             return outcome(None, "configuration", "a signing secret does not fit its scheme")
-        data = pool.encode(request.method, url, headers, ready.body)
+        data = pool.encode(request.method, url, headers, body)
     timeout_s = request.timeout_s
     phase = "response"
     try:
