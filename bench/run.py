@@ -483,11 +483,13 @@ def run_taskhub(
     timeout_s: float = 600,
     user_worker: CeleryUserWorker | None = None,
     through_api: bool = False,
+    trigger_processes: int = 1,
 ) -> tuple[dict[str, Any], list[float]]:
     """Load ``definitions`` (``through_api``: created through ``taskhub api``, else
-    stored by the service functions directly), run the production split until every
-    execution ended (and ``user_worker``, if given, received every Celery task), and
-    measure. ``first_due`` is the earliest due time (unix)."""
+    stored by the service functions directly), run the production split (with
+    ``trigger_processes`` trigger workers) until every execution ended (and
+    ``user_worker``, if given, received every Celery task), and measure. ``first_due``
+    is the earliest due time (unix)."""
     count = len(definitions)
     redis.Redis.from_url(REDIS_URL).flushdb()
     target.reset()
@@ -510,7 +512,8 @@ def run_taskhub(
         print(f"{label}: {count} tasks loaded, first due at {due_text}", file=sys.stderr)
         if user_worker is not None:
             user_worker.start(stack)
-        stack.start("trigger", "trigger")
+        for k in range(trigger_processes):
+            stack.start("trigger" if k == 0 else f"trigger-{k + 1}", "trigger")
         stack.start("state", "state")
         stack.start("beat", "beat")
         try:
@@ -719,7 +722,12 @@ def definition(name: str, url: str, when: datetime, **extra: Any) -> dict[str, A
 
 
 def scenario_burst(
-    target: RunningTarget, count: int, scratch: Path, env: dict[str, str], shape: str = "user"
+    target: RunningTarget,
+    count: int,
+    scratch: Path,
+    env: dict[str, str],
+    shape: str = "user",
+    trigger_processes: int = 1,
 ) -> tuple[dict[str, Any], list[float]]:
     """``shape`` ``user``: daily crons in several zones that POST JSON with headers,
     created through the API (``bench/registration.py``); ``oneshot-get``: one-time GETs
@@ -727,11 +735,31 @@ def scenario_burst(
     if shape == "oneshot-get":
         due = due_minute(count)
         defs = [definition(f"burst-{i}", target.url("/ok"), due) for i in range(count)]
-        return run_taskhub("burst oneshot-get", target, defs, due.timestamp(), scratch, env)
-    due = due_minute(count, registration.SECONDS_PER_TASK["batch"])
-    url = target.url("/ok")
-    defs = [registration.user_definition(i, url, due) for i in range(count)]
-    return run_taskhub("burst", target, defs, due.timestamp(), scratch, env, through_api=True)
+        result, lags = run_taskhub(
+            "burst oneshot-get",
+            target,
+            defs,
+            due.timestamp(),
+            scratch,
+            env,
+            trigger_processes=trigger_processes,
+        )
+    else:
+        due = due_minute(count, registration.SECONDS_PER_TASK["batch"])
+        url = target.url("/ok")
+        defs = [registration.user_definition(i, url, due) for i in range(count)]
+        result, lags = run_taskhub(
+            "burst",
+            target,
+            defs,
+            due.timestamp(),
+            scratch,
+            env,
+            through_api=True,
+            trigger_processes=trigger_processes,
+        )
+    result["trigger_processes"] = trigger_processes
+    return result, lags
 
 
 def scenario_celery(
@@ -1969,7 +1997,9 @@ def run_target_scenarios(
         if "burst" in chosen:
             bursts = []
             for _ in range(max(1, args.repeat)):
-                burst, lags = scenario_burst(target, args.tasks, scratch, env, args.shape)
+                burst, lags = scenario_burst(
+                    target, args.tasks, scratch, env, args.shape, args.trigger_processes
+                )
                 series.setdefault(f"taskhub N={args.tasks}", lags)  # the first run's
                 emit(results, burst)
                 bursts.append(burst)
@@ -2171,6 +2201,12 @@ def main() -> None:
     parser.add_argument("--out", help="also write every JSON object to this file")
     parser.add_argument(
         "--env", action="append", default=[], type=setting, help="NAME=VALUE for taskhub"
+    )
+    parser.add_argument(
+        "--trigger-processes",
+        type=int,
+        default=1,
+        help="trigger workers the burst runs (default 1, as the production split)",
     )
     parser.add_argument("--logs", help="keep the processes' logs in this directory")
     args = parser.parse_args()
