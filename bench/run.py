@@ -759,6 +759,8 @@ def scenario_burst(
             trigger_processes=trigger_processes,
         )
     result["trigger_processes"] = trigger_processes
+    if env:
+        result["env"] = env  # the settings --env changed from the shipped defaults
     return result, lags
 
 
