@@ -20,9 +20,10 @@ can only go to an address that was checked (the pool's DNS cache only ever holds
 checked answers). The wire itself (connections, framing) is ``http_client``'s.
 
 Credentials: a request's credential headers and its tenant's signing secrets travel
-sealed (``sealing``) and are unsealed on the loop just before the attempt is sent; the
-``X-Taskhub-Signature`` (``signing``) and the Standard Webhooks headers
-(``standard_webhooks``) are computed then, at send time. They are stripped
+sealed (``sealing``) and are unsealed on the loop when the request is made ready
+(:func:`prepare`: while a message held ahead waits, else just before the attempt is
+sent); the ``X-Taskhub-Signature`` (``signing``) and the Standard Webhooks headers
+(``standard_webhooks``) are computed at send time. They are stripped
 from the response excerpt before the outcome leaves this module (a target that echoes
 request headers), so no copy reaches the result backend, the database or a log.
 """
@@ -266,9 +267,9 @@ class _Unsealed(NamedTuple):
 
 
 def _unseal(request: TriggerRequest, settings: Settings) -> _Unsealed:
-    """The request's credential headers and signing secrets, in plaintext, just before
-    sending; :class:`Refused` ("configuration") if this process cannot unseal them. The
-    message names the setting, never a value."""
+    """The request's credential headers and signing secrets, in plaintext, as it is made
+    ready (:func:`prepare`); :class:`Refused` ("configuration") if this process cannot
+    unseal them. The message names the setting, never a value."""
     if (
         request.sealed_headers is None
         and not request.sealed_signing_secrets
