@@ -92,3 +92,32 @@ def tables_to_vacuum(
     if autovacuum is None:
         return ()
     return tuple(table for table in touched if not autovacuum.covers(table))
+
+
+#: Autovacuum's own default rule, which a pass applies to the tables every claim rewrites
+#: when autovacuum will not: vacuum once the dead rows exceed this many plus this share
+#: of the live ones.
+CHURN_VACUUM_MIN_DEAD_ROWS = 50
+CHURN_VACUUM_DEAD_SHARE = 0.2
+
+
+def churned_to_vacuum(
+    mode: VacuumMode, rows: Mapping[str, tuple[int, int]], autovacuum: Autovacuum | None
+) -> tuple[str, ...]:
+    """Of the tables every claim rewrites (``rows``: each one's dead and live rows, as the
+    server counts them), those to vacuum after a pass: the ones past autovacuum's own
+    threshold, under ``auto`` only those ``autovacuum`` does not cover; none under
+    ``never``. They lose no rows to retention, but each update leaves a dead version of
+    a row behind, so they grow just the same where nothing vacuums them."""
+    if mode == "never":
+        return ()
+    due = tuple(
+        table
+        for table, (dead, live) in rows.items()
+        if dead > CHURN_VACUUM_MIN_DEAD_ROWS + CHURN_VACUUM_DEAD_SHARE * live
+    )
+    if mode == "always":
+        return due
+    if autovacuum is None:
+        return ()
+    return tuple(table for table in due if not autovacuum.covers(table))

@@ -34,6 +34,7 @@ from taskhub.db.models import (
     callback_deliveries,
     executions,
     maintenance_leases,
+    next_occurrences,
     notifications,
     scheduled_tasks,
 )
@@ -177,6 +178,25 @@ PRUNED_TABLES = (
 )
 
 
+#: The tables every claim rewrites (a task's next due time and counters): :func:`vacuum`
+#: takes them too, once their dead rows pass autovacuum's own threshold.
+CHURNED_TABLES = (next_occurrences.name, scheduled_tasks.name)
+
+
+def dead_and_live_rows(conn: Connection, tables: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Each table's dead and live rows as PostgreSQL's statistics count them (kept with
+    ``track_counts``, on by default, even where autovacuum is off)."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT t.name, s.n_dead_tup, s.n_live_tup "
+            "FROM unnest(CAST(:tables AS text[])) AS t(name) "
+            "JOIN pg_stat_user_tables AS s ON s.relid = to_regclass(t.name)"
+        ),
+        {"tables": list(tables)},
+    )
+    return {str(name): (int(dead), int(live)) for name, dead, live in rows}
+
+
 def autovacuum(conn: Connection, tables: Sequence[str]) -> Autovacuum:
     """PostgreSQL's ``autovacuum`` and ``track_counts`` settings, and the
     ``autovacuum_enabled`` storage parameter of each of ``tables`` (None: not set)."""
@@ -204,12 +224,13 @@ LOCK_NOT_AVAILABLE = "55P03"
 
 
 def vacuum(conn: Connection, table: str, lock_timeout_s: float) -> bool:
-    """A plain ``VACUUM`` of ``table`` (one of :data:`PRUNED_TABLES`) on PostgreSQL,
+    """A plain ``VACUUM`` of ``table`` (one of :data:`PRUNED_TABLES` or
+    :data:`CHURNED_TABLES`) on PostgreSQL,
     on a connection in ``AUTOCOMMIT`` (VACUUM cannot run in a transaction). False if
     another VACUUM, an index build or a schema change held the table for longer than
     ``lock_timeout_s``: then it was left as it was."""
-    if table not in PRUNED_TABLES:
-        raise ValueError(f"not a table the prune pass removes rows from: {table!r}")
+    if table not in PRUNED_TABLES + CHURNED_TABLES:
+        raise ValueError(f"not a table the prune pass vacuums: {table!r}")
     name = conn.dialect.identifier_preparer.quote(table)
     conn.exec_driver_sql(f"SET lock_timeout = {max(1, round(lock_timeout_s * 1000))}")
     try:

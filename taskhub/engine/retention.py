@@ -12,10 +12,11 @@ then the pass pauses TASKHUB_PRUNE_PAUSE_SECONDS so claims and write-backs alway
 their turn. Counters and histograms live in ``metric_counters``, not in these rows: no
 removal changes them.
 
-On PostgreSQL, a pass that removed rows then vacuums the tables it removed them from,
-still under its lease, as TASKHUB_PRUNE_VACUUM says (``auto``: only those autovacuum
-will not visit), so the space the deleted rows held is reused by new ones. A dry run,
-a skipped pass and a pass that removed nothing vacuum nothing.
+On PostgreSQL, a pass then vacuums the tables it removed rows from, and the tables every
+claim rewrites once their dead rows pass autovacuum's own threshold, still under its
+lease, as TASKHUB_PRUNE_VACUUM says (``auto``: only those autovacuum will not visit), so
+the space dead rows held is reused by new ones. A dry run and a skipped pass vacuum
+nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection, Engine
 
-from taskhub.core.retention import Sweep, sweeps, tables_to_vacuum
+from taskhub.core.retention import Sweep, churned_to_vacuum, sweeps, tables_to_vacuum
 from taskhub.core.settings import RetentionSettings
 from taskhub.db import metric_queries, retention_queries
 from taskhub.db.models import attempts, callback_deliveries, executions, notifications
@@ -134,7 +135,7 @@ def run_pass(
                 rows[notifications.name] += retention_queries.delete_notifications_before(
                     conn, now() - timedelta(days=retention.execution_days)
                 )
-        if held and _may_vacuum(engine, retention, rows):
+        if held and _may_vacuum(engine, retention):
             with engine.begin() as conn:
                 held = _renew(conn, holder, now())  # the vacuum runs under the lease too
             if held:
@@ -164,12 +165,10 @@ def _renew(conn: Connection, holder: str, now: datetime) -> bool:
     )
 
 
-def _may_vacuum(engine: Engine, retention: RetentionSettings, rows: dict[str, int]) -> bool:
-    """On PostgreSQL, unless TASKHUB_PRUNE_VACUUM is ``never``, after removing rows (SQLite
-    reuses the pages deleted rows free for new rows by itself)."""
-    return (
-        retention.vacuum != "never" and any(rows.values()) and engine.dialect.name == "postgresql"
-    )
+def _may_vacuum(engine: Engine, retention: RetentionSettings) -> bool:
+    """On PostgreSQL, unless TASKHUB_PRUNE_VACUUM is ``never`` (SQLite reuses the pages
+    deleted rows free for new rows by itself)."""
+    return retention.vacuum != "never" and engine.dialect.name == "postgresql"
 
 
 def _vacuum(
@@ -178,15 +177,21 @@ def _vacuum(
     rows: dict[str, int],
     monotonic: Callable[[], float],
 ) -> tuple[tuple[str, ...], float]:
-    """Vacuum the tables that lost rows, as ``retention.vacuum`` says: those vacuumed, and
-    the seconds their vacuums took."""
+    """Vacuum the tables that lost rows, and those every claim rewrites once enough of
+    them is dead, as ``retention.vacuum`` says: those vacuumed, and the seconds their
+    vacuums took."""
+    churned = retention_queries.CHURNED_TABLES
     with engine.connect() as plain:
         # VACUUM cannot run inside a transaction block.
         conn = plain.execution_options(isolation_level="AUTOCOMMIT")
         autovacuum = None
         if retention.vacuum == "auto":
-            autovacuum = retention_queries.autovacuum(conn, [t for t, n in rows.items() if n])
-        tables = tables_to_vacuum(retention.vacuum, rows, autovacuum)
+            touched = [t for t, n in rows.items() if n]
+            autovacuum = retention_queries.autovacuum(conn, [*touched, *churned])
+        dead_and_live = retention_queries.dead_and_live_rows(conn, churned)
+        tables = tables_to_vacuum(retention.vacuum, rows, autovacuum) + churned_to_vacuum(
+            retention.vacuum, dead_and_live, autovacuum
+        )
         started = monotonic()
         done = tuple(
             table

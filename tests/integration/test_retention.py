@@ -388,6 +388,37 @@ def test_auto_vacuums_only_the_tables_autovacuum_will_not_visit(pg_engine: Engin
     assert wait_until(lambda: vacuumed_tables(pg_engine) == set(expected), 10)
 
 
+@pytest.mark.parametrize("mode", ["always", "never"])
+def test_a_pass_vacuums_the_tables_claims_rewrite_once_enough_of_them_is_dead(
+    pg_engine: Engine, mode: VacuumMode
+) -> None:
+    """They lose no rows to retention: a pass that removed nothing still vacuums them,
+    once their dead rows pass autovacuum's own threshold (50 + a fifth of the live)."""
+    for i in range(10):
+        add_task(pg_engine, f"churned-{i}", {"interval_seconds": 60})
+    for _ in range(10):  # what claims do: every due row rewritten, 100 dead versions
+        with pg_engine.begin() as conn:
+            conn.execute(sa.text("UPDATE next_occurrences SET task_id = task_id"))
+            conn.execute(sa.text("SELECT pg_stat_force_next_flush()"))
+
+    def dead() -> int:
+        with pg_engine.connect() as conn:
+            return retention_queries.dead_and_live_rows(conn, ["next_occurrences"])[
+                "next_occurrences"
+            ][0]
+
+    assert wait_until(lambda: dead() >= 100, 10), dead()
+
+    report = prune(pg_engine, replace(DEFAULTS, vacuum=mode))
+
+    assert report.executions == 0
+    expected = ("next_occurrences",) if mode == "always" else ()
+    assert report.vacuumed == expected
+    assert wait_until(lambda: vacuumed_tables(pg_engine) == set(expected), 10), last_vacuums(
+        pg_engine
+    )
+
+
 def test_a_table_another_vacuum_holds_is_left_for_the_next_pass(
     pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from taskhub.core import limits, settings
 from taskhub.core.definitions import parse_definition
 from taskhub.core.errors import ValidationError
-from taskhub.core.retention import Autovacuum, Sweep, VacuumMode, sweeps, tables_to_vacuum
+from taskhub.core.retention import (
+    Autovacuum,
+    Sweep,
+    VacuumMode,
+    churned_to_vacuum,
+    sweeps,
+    tables_to_vacuum,
+)
 from taskhub.observability import counters, metric_names
 from taskhub.worker.celery_app import beat_schedule, celery_config
 from taskhub.worker.queues import PRUNE_TASK, STATE_QUEUE
@@ -156,6 +163,40 @@ def test_which_tables_a_pass_vacuums(
     expected: tuple[str, ...],
 ) -> None:
     assert tables_to_vacuum(mode, removed, autovacuum) == expected
+
+
+#: Dead and live rows of the tables every claim rewrites: 1,000 live rows put
+#: autovacuum's threshold at 50 + 200 = 250 dead ones.
+CHURNED = {"next_occurrences": (251, 1000), "scheduled_tasks": (250, 1000)}
+
+
+@pytest.mark.parametrize(
+    ("mode", "rows", "autovacuum", "expected"),
+    [
+        ("never", CHURNED, SERVER_OFF, ()),
+        # always: each table past autovacuum's own threshold, whatever the server does.
+        ("always", CHURNED, SERVER_ON, ("next_occurrences",)),
+        ("always", {"scheduled_tasks": (51, 0)}, None, ("scheduled_tasks",)),
+        ("always", {"scheduled_tasks": (50, 0)}, None, ()),
+        # auto: only where autovacuum will not go.
+        ("auto", CHURNED, SERVER_OFF, ("next_occurrences",)),
+        ("auto", CHURNED, SERVER_ON, ()),
+        (
+            "auto",
+            CHURNED,
+            Autovacuum(True, True, {"next_occurrences": False}),
+            ("next_occurrences",),
+        ),
+        ("auto", CHURNED, None, ()),
+    ],
+)
+def test_which_churned_tables_a_pass_vacuums(
+    mode: VacuumMode,
+    rows: dict[str, tuple[int, int]],
+    autovacuum: Autovacuum | None,
+    expected: tuple[str, ...],
+) -> None:
+    assert churned_to_vacuum(mode, rows, autovacuum) == expected
 
 
 def test_removals_are_counted_by_kind_and_nothing_is_counted_for_none() -> None:
