@@ -310,11 +310,7 @@ def test_state_worker_frozen_past_the_leases(
     while ticks, the staging loop and the trigger worker go on, then continues. Every
     lease of what was fired meanwhile runs out before its callback can write it back:
     the outcomes are in the result backend, and nothing may be sent twice."""
-    # A message published ahead holds its thread until its send time (about 4 s of the
-    # 5 s publish lead), and one comes a second: 4 threads were exactly full, and under
-    # the rest of the suite's load messages queued in the worker past their leases. This
-    # scenario is the frozen write-back, not a saturated trigger worker.
-    stack.env["TASKHUB_TRIGGER_CONCURRENCY"] = "8"
+    stack.env["TASKHUB_TRIGGER_CONCURRENCY"] = "4"
     start_ready(stack, "ticker", "state", "-Q", "taskhub.discovery")
     start_ready(stack, "state", "state", "-Q", "taskhub.state")
     start_ready(stack, "trigger", "trigger")
