@@ -59,10 +59,13 @@ def claim_publishable_executions(
     limit: int,
     lead_until: datetime | None = None,
     dead_holders: Sequence[str] = (),
+    held_due_by: datetime | None = None,
 ) -> Sequence[RowMapping]:
     """Lock executions whose retry backoff or publish lease has run out, or whose fire
     a process in ``dead_holders`` started, with what is needed to publish them again (their
-    task's target and retry policy)."""
+    task's target and retry policy). With ``held_due_by``, a fire a message started
+    (``message_id`` set) is taken only if its lease had run out by then: the moment
+    its outcome was looked for in the result backend (``holders.recover_outcomes``)."""
     query = (
         sa.select(
             E.id.label("execution_id"),
@@ -95,6 +98,15 @@ def claim_publishable_executions(
         .limit(limit)
         .with_for_update(of=executions, skip_locked=True)
     )
+    if held_due_by is not None and held_due_by < now:
+        query = query.where(
+            sa.or_(
+                E.status != ExecutionStatus.RUNNING.value,
+                E.message_id.is_(None),
+                E.next_attempt_at <= held_due_by,
+                *_held_by_any(dead_holders),
+            )
+        )
     return conn.execute(query).mappings().all()
 
 

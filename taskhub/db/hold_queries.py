@@ -92,16 +92,23 @@ def renew_holds(
 
 
 def held_fires_to_look_up(
-    conn: Connection, now: datetime, dead_holders: Sequence[str], limit: int
+    conn: Connection, now: datetime, dead_holders: Sequence[str], limit: int, after_id: int = 0
 ) -> Sequence[RowMapping]:
     """Started fires whose lease ran out, or whose holder is in ``dead_holders``: their
-    outcome may be in the result backend under ``message_id``."""
+    outcome may be in the result backend under ``message_id``. In pages of ``limit`` by
+    id, from after ``after_id``."""
     due: sa.ColumnElement[bool] = E.next_attempt_at <= now
     if dead_holders:
         due = sa.or_(due, E.held_by.in_(dead_holders))
     query = (
         sa.select(E.id, E.attempts, E.message_id)
-        .where(E.status == ExecutionStatus.RUNNING.value, E.message_id.is_not(None), due)
+        .where(
+            E.status == ExecutionStatus.RUNNING.value,
+            E.message_id.is_not(None),
+            E.id > after_id,
+            due,
+        )
+        .order_by(E.id)
         .limit(limit)
     )
     return conn.execute(query).mappings().all()

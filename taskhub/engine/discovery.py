@@ -34,6 +34,7 @@ and a 10,000-occurrence minute starts firing at its first millisecond.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import random
@@ -267,22 +268,45 @@ def claim_occurrences(
     return Claim(more, requests, counted=len(inserted), staged=len(inserted) - len(to_publish))
 
 
+@dataclass(frozen=True)
+class LookedUp:
+    """When the result backend was last asked for the outcomes of held fires due to go
+    out again, and which holders were dead then: a claim publishes again only those."""
+
+    at: datetime
+    dead_holders: Sequence[str]
+
+
 def claim_publishable(
-    conn: Connection, now: datetime, settings: Settings, lookahead_s: float = 0.0
+    conn: Connection,
+    now: datetime,
+    settings: Settings,
+    lookahead_s: float = 0.0,
+    looked_up: LookedUp | None = None,
 ) -> Claim:
     """One batch of executions to publish: staged occurrences whose second has come,
     retries whose backoff ended, throttled fires, and executions whose publish lease ran
     out (message lost, callback lost, worker killed), or whose holder died (``holders``).
     Staged ones are first publications, not counted as published again. Executions
     waiting under an overlap policy whose task has nothing running any more are released
-    first, and published in this claim (``overlap``)."""
+    first, and published in this claim (``overlap``).
+
+    With ``looked_up``, a fire a message started is published again only if its lease
+    had run out, or its holder was dead, when its outcome was looked for: one whose lease
+    ran out after the lookup waits for the next pass's (its message may have ended, its
+    outcome stored, and a publish now would send it twice)."""
     overlap.release(conn, now)
     rows = execution_queries.claim_publishable_executions(
         conn,
         now,
         settings.claim_batch_size,
         lead_until=now + timedelta(seconds=settings.publish_lead_s),
-        dead_holders=holders.dead_holders(conn, now, settings),
+        dead_holders=(
+            holders.dead_holders(conn, now, settings)
+            if looked_up is None
+            else looked_up.dead_holders
+        ),
+        held_due_by=None if looked_up is None else looked_up.at,
     )
     execution_queries.mark_published(
         conn,
@@ -344,14 +368,14 @@ def claim_and_publish(
     but not published comes back when its lease runs out, as after a crash.
 
     With ``lookup`` (the result backend), outcomes of held fires that are due to go out
-    again are looked up first, and those found are recorded instead (``holders``).
+    again are looked up first, and those found are recorded instead (``holders``); the
+    claims then publish again only the held fires that were looked for.
     """
     started = time.monotonic()
     for claim in (claim_occurrences, claim_publishable):
         if claim is claim_publishable and lookup is not None:
-            report.outcomes_recovered += holders.recover_outcomes(
-                engine, settings, clock(), lookup, random.random
-            )
+            looked_up = _look_up_held(engine, settings, clock(), lookup, report)
+            claim = functools.partial(claim_publishable, looked_up=looked_up)
         while time.monotonic() - started < budget_s:
             with _collection_deferred():
                 result = _claim_and_publish_batch(
@@ -365,6 +389,17 @@ def claim_and_publish(
             report.published += len(result.requests)
             if not result.more:
                 break
+
+
+def _look_up_held(
+    engine: Engine, settings: Settings, now: datetime, lookup: holders.Lookup, report: TickReport
+) -> LookedUp:
+    with engine.connect() as conn:
+        dead = holders.dead_holders(conn, now, settings)
+    report.outcomes_recovered += holders.recover_outcomes(
+        engine, settings, now, dead, lookup, random.random
+    )
+    return LookedUp(now, dead)
 
 
 def _claim_and_publish_batch(

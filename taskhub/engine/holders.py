@@ -17,7 +17,9 @@ callback: the fire was repeated though nothing was lost. Three things narrow it:
 2. **An outcome in the result backend is recorded, not published again**
    (:func:`recover_outcomes`): a chord header's result is stored under its message's
    id; before a tick publishes again what a message held, it looks there, and records what
-   it finds, as the chord callback would have.
+   it finds, as the chord callback would have. The claim that follows publishes again
+   only what was looked for (``discovery.LookedUp``): a lease that ran out during the
+   lookup waits for the next pass.
 3. **A live holder renews its leases** (:func:`renewing`): a message still running a
    third of a lease after it started (slow targets, a busy process) has the leases of
    its fires counted again from now, every third of a lease, so the lease never runs
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
 from taskhub.core.clock import utcnow
@@ -193,23 +195,54 @@ def recover_outcomes(
     engine: Engine,
     settings: Settings,
     now: datetime,
+    dead: Sequence[str],
     lookup: Lookup,
     rand: Callable[[], float],
 ) -> int:
     """Record the outcomes that reached the result backend of fires about to be published
-    again (lease run out, or holder dead); returns how many were recorded. A backend
-    that cannot answer changes nothing: the executions are published again, as before."""
-    with engine.connect() as conn:
-        dead = dead_holders(conn, now, settings)
-        rows = hold_queries.held_fires_to_look_up(conn, now, dead, settings.claim_batch_size)
-    if not rows:
-        return 0
+    again (lease run out by ``now``, or holder in ``dead``); returns how many were
+    recorded. All such fires are looked for, page by page: the claim that follows
+    publishes again only what was looked for (``held_due_by``). A backend that cannot
+    answer changes nothing: the executions are published again, as before."""
+    recorded = after_id = 0
+    while True:
+        with engine.connect() as conn:
+            rows = hold_queries.held_fires_to_look_up(
+                conn, now, dead, settings.claim_batch_size, after_id
+            )
+        if not rows:
+            break
+        found = _recorded_from_backend(engine, settings, now, rows, lookup, rand)
+        if found is None:
+            break
+        recorded += found
+        if len(rows) < settings.claim_batch_size:
+            break
+        after_id = rows[-1]["id"]
+    if recorded:
+        log.info(
+            "recorded %d outcomes found in the result backend (their write-back was late"
+            " or lost): not published again",
+            recorded,
+        )
+    return recorded
+
+
+def _recorded_from_backend(
+    engine: Engine,
+    settings: Settings,
+    now: datetime,
+    rows: Sequence[RowMapping],
+    lookup: Lookup,
+    rand: Callable[[], float],
+) -> int | None:
+    """Record what the backend holds of these fires; None if it could not answer."""
     wanted = {(row["id"], row["attempts"] + 1) for row in rows}
     try:
         stored = lookup(sorted({row["message_id"] for row in rows}))
     except Exception:
         log.warning("could not read outcomes from the result backend", exc_info=True)
-        return 0
+        return None
     outcomes = [
         outcome
         for messages in stored.values()
@@ -219,11 +252,4 @@ def recover_outcomes(
     if not outcomes:
         return 0
     report = writeback.record_outcomes(engine, outcomes, settings, now, rand)
-    recorded = report.applied + report.throttled
-    if recorded:
-        log.info(
-            "recorded %d outcomes found in the result backend (their write-back was late"
-            " or lost): not published again",
-            recorded,
-        )
-    return recorded
+    return report.applied + report.throttled

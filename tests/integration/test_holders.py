@@ -131,6 +131,48 @@ def test_a_backend_that_cannot_answer_leaves_the_lease_to_send_again(engine: Eng
     assert [r.execution_id for r in sent] == [request.execution_id]
 
 
+def test_a_lease_that_runs_out_during_the_lookup_waits_for_the_next_one(
+    engine: Engine,
+) -> None:
+    """The backend answers slowly; meanwhile a second message's lease runs out, though
+    that message ended and its result is stored. The pass publishes again only what it
+    looked for (here: nothing); the next pass finds the second outcome and records it."""
+    first, second = one_due(engine), one_due(engine)
+    start(engine, [first], "message-1", NOW)
+    start(engine, [second], "message-2", NOW + timedelta(seconds=1))
+    results = {
+        "message-1": [outcome(first).to_message()],
+        "message-2": [outcome(second).to_message()],
+    }
+    clock = [NOW + timedelta(seconds=LEASE_S)]
+    beat_at(engine, heartbeat.this_process(), clock[0])  # the holder is alive
+    asked: list[list[str]] = []
+
+    def slow(message_ids: Sequence[str]) -> Mapping[str, Sequence[Mapping[str, Any]]]:
+        asked.append(list(message_ids))
+        clock[0] += timedelta(seconds=2)  # the second lease runs out meanwhile
+        return {m: results[m] for m in message_ids}
+
+    sent: list[TriggerRequest] = []
+    report = discovery.run_tick(engine, SETTINGS, sent.extend, lambda: clock[0], slow)
+    assert (sent, report.outcomes_recovered, asked) == ([], 1, [["message-1"]])
+    sent, report = tick(engine, clock[0], slow)
+    assert (sent, report.outcomes_recovered) == ([], 1)
+    assert {r["status"] for r in execution_rows(engine)} == {"succeeded"}
+
+
+def test_every_held_fire_due_is_looked_for_not_only_one_batch(engine: Engine) -> None:
+    settings = dataclasses.replace(SETTINGS, claim_batch_size=2)
+    requests = [one_due(engine) for _ in range(5)]
+    for number, request in enumerate(requests):
+        start(engine, [request], f"message-{number}", NOW)
+    results = {f"message-{n}": [outcome(r).to_message()] for n, r in enumerate(requests)}
+    sent: list[TriggerRequest] = []
+    later = NOW + timedelta(seconds=LEASE_S)
+    report = discovery.run_tick(engine, settings, sent.extend, lambda: later, stored(results))
+    assert (sent, report.outcomes_recovered) == ([], 5)
+
+
 def beat_at(engine: Engine, process: str, seen_at: datetime) -> None:
     with engine.begin() as conn:
         heartbeat_queries.write_heartbeat(
