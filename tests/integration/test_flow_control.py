@@ -93,8 +93,8 @@ def test_a_host_limited_to_5_in_flight_never_sees_more_while_another_fires_norma
     }
     with running_stack(postgres_url, redis_url, tmp_path, **limits) as stack:
         due = {"at": (datetime.now(UTC) + timedelta(seconds=3)).isoformat()}
-        add_tasks(pg_engine, 20, target.url("/slow/1", "127.0.0.1"), due)
-        add_tasks(pg_engine, 20, target.url("/slow/1", "localhost"), due)
+        add_tasks(pg_engine, 20, target.url("/slow/1", "127.0.0.1"), due, timeout_s=30)
+        add_tasks(pg_engine, 20, target.url("/slow/1", "localhost"), due, timeout_s=30)
         stack.start("state", "state")
         stack.start("beat", "beat")
         # Two trigger processes: the limit holds across the fleet, not per process.
