@@ -31,10 +31,9 @@ from typing import Any, cast
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
-import redis
 import sqlalchemy as sa
 
-from bench.run import POSTGRES_URL, REDIS_URL, fill_table, setting
+from bench.run import POSTGRES_URL, REDIS_URL, fill_table, keep_due, put_back_due, setting
 from taskhub.db import engines, schema
 
 DATABASE = "taskhub_profile"
@@ -49,42 +48,8 @@ def setup(total: int, due: int) -> None:
     schema.upgrade(URL)
     engine = engines.create_engine(URL)
     fill_table(engine, total, due)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "CREATE TABLE profile_due AS SELECT * FROM scheduled_tasks "
-                "WHERE next_execution_time <= now()"
-            )
-        )
+    keep_due(engine)
     engine.dispose()
-
-
-def reset() -> None:
-    """Executions gone, the due rows as they were, the table vacuumed and checkpointed:
-    every run starts from the same state."""
-    with psycopg.connect(URL, autocommit=True) as conn:
-        columns = [
-            row[0]
-            for row in conn.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_name = 'profile_due' AND column_name <> 'id'"
-            )
-        ]
-        conn.execute("TRUNCATE attempts, executions")
-        assignments = ", ".join(f"{c} = d.{c}" for c in columns)
-        conn.execute(
-            f"UPDATE scheduled_tasks t SET {assignments} FROM profile_due d WHERE t.id = d.id"
-        )
-        conn.execute("DELETE FROM next_occurrences WHERE task_id IN (SELECT id FROM profile_due)")
-        conn.execute(
-            "INSERT INTO next_occurrences (scheduled_for, task_id) "
-            "SELECT next_execution_time, id FROM profile_due"
-        )
-        conn.execute("VACUUM (ANALYZE) scheduled_tasks")
-        conn.execute("VACUUM (ANALYZE) next_occurrences")
-        conn.execute("VACUUM (ANALYZE) executions")
-        conn.execute("CHECKPOINT")
-    redis.Redis.from_url(REDIS_URL).flushdb()
 
 
 def time_statements(engine: sa.Engine) -> dict[str, list[float]]:
@@ -187,7 +152,7 @@ def main() -> None:
     if args.setup:
         setup(args.rows, args.due)
     if not args.no_reset:
-        reset()
+        put_back_due(URL)
     env = dict(args.env)
     tick(env, args.skip_tick, args.cprofile, args.quiet, args.statements, not args.no_publish)
 

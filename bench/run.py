@@ -1197,15 +1197,61 @@ def scenario_writeback(count: int, env: dict[str, str] | None = None) -> dict[st
     }
 
 
+def keep_due(engine: Engine) -> None:
+    """A copy of the table's due rows (``table_due``), to put them back from between
+    runs (:func:`put_back_due`)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS table_due"))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE table_due AS SELECT * FROM scheduled_tasks "
+                "WHERE next_execution_time <= now()"
+            )
+        )
+
+
+def put_back_due(url: str) -> None:
+    """Executions gone, the due rows as :func:`keep_due` found them, the tables vacuumed
+    and checkpointed, the broker empty: every run starts from the same state."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        columns = [
+            row[0]
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'table_due' AND column_name <> 'id'"
+            )
+        ]
+        conn.execute("TRUNCATE attempts, executions")
+        assignments = ", ".join(f"{c} = d.{c}" for c in columns)
+        conn.execute(
+            f"UPDATE scheduled_tasks t SET {assignments} FROM table_due d WHERE t.id = d.id"
+        )
+        conn.execute("DELETE FROM next_occurrences WHERE task_id IN (SELECT id FROM table_due)")
+        conn.execute(
+            "INSERT INTO next_occurrences (scheduled_for, task_id) "
+            "SELECT next_execution_time, id FROM table_due"
+        )
+        for table in ("scheduled_tasks", "next_occurrences", "executions"):
+            conn.execute(f"VACUUM (ANALYZE) {table}")
+        conn.execute("CHECKPOINT")
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
 def scenario_table(
-    total: int, due_count: int, processes: int = 1, env: dict[str, str] | None = None
-) -> dict[str, Any]:
+    total: int,
+    due_count: int,
+    process_counts: list[int],
+    repeat: int = 1,
+    env: dict[str, str] | None = None,
+) -> Iterator[dict[str, Any]]:
     """Discovery alone on a big table: claim + publish rate, and the due query's plan.
 
-    The discovery passes run in ``processes`` processes of their own, started together
-    (what that many state workers do with a backlog: each worker's tick or staging pass
-    claims, and the claims skip each other's rows); the rate is everything published
-    over the time until the last pass ended. ``env``: taskhub settings for the passes."""
+    The table is loaded once; each run (``repeat`` for each count of ``process_counts``)
+    starts from its due rows put back as they were (:func:`put_back_due`). The discovery
+    passes run in processes of their own, started together (what that many state
+    workers do with a backlog: each worker's tick or staging pass claims, and the claims
+    skip each other's rows); the rate is everything published over the time until the
+    last pass ended. ``env``: taskhub settings for the passes."""
     from taskhub.db import task_queries
 
     redis.Redis.from_url(REDIS_URL).flushdb()
@@ -1215,6 +1261,7 @@ def scenario_table(
         fill_table(engine, total, due_count)
         load_s = time.perf_counter() - load_started
         storage = table_storage(engine, "scheduled_tasks", "next_occurrences")
+        keep_due(engine)
         pass_env = {
             **(env or {}),
             "TASKHUB_DATABASE_URL": url,
@@ -1229,34 +1276,54 @@ def scenario_table(
                 row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params).all()
             ]
         engine.dispose()
-        context = multiprocessing.get_context("spawn")
-        done: multiprocessing.Queue[dict[str, float]] = context.Queue()
-        # The passes keep their connections until the servers' CPU is read: a server
-        # process that has exited takes its CPU seconds with it.
-        measured = context.Event()
-        start_at = time.time() + 2 + processes  # after every process has connected
-        passes = [
-            context.Process(target=discovery_pass, args=(pass_env, start_at, done, measured))
-            for _ in range(processes)
-        ]
-        for process in passes:
-            process.start()
-        time.sleep(max(0.0, start_at - time.time()))
-        servers_before = servers_cpu_s()
-        reports = [done.get(timeout=120) for _ in passes]
-        servers_s = servers_cpu_since(servers_before)
-        measured.set()
-        for process in passes:
-            process.join(10)
+        held = {
+            "stored_schedules": total,
+            "due": due_count,
+            "explain_due_query": plan,
+            "due_query_index_scan": any("Index" in line for line in plan)
+            and not any("Seq Scan" in line for line in plan),
+            # What holding the tasks costs: made by the server (generate_series), then
+            # vacuumed and analyzed; the bytes are the tables' with their indexes and TOAST.
+            "load_s": round(load_s, 1),
+            "storage_bytes": storage,
+            "storage_bytes_per_task": round(sum(storage.values()) / total),
+        }
+        first = True
+        for processes in process_counts:
+            for _ in range(max(1, repeat)):
+                if not first:
+                    put_back_due(url)
+                first = False
+                yield {"scenario": "table", **held, **_discovery_passes(pass_env, processes)}
     redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def _discovery_passes(pass_env: dict[str, str], processes: int) -> dict[str, Any]:
+    """``processes`` discovery passes at once over the due rows: their rate and CPU."""
+    context = multiprocessing.get_context("spawn")
+    done: multiprocessing.Queue[dict[str, float]] = context.Queue()
+    # The passes keep their connections until the servers' CPU is read: a server
+    # process that has exited takes its CPU seconds with it.
+    measured = context.Event()
+    start_at = time.time() + 2 + processes  # after every process has connected
+    passes = [
+        context.Process(target=discovery_pass, args=(pass_env, start_at, done, measured))
+        for _ in range(processes)
+    ]
+    for process in passes:
+        process.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    servers_before = servers_cpu_s()
+    reports = [done.get(timeout=120) for _ in passes]
+    servers_s = servers_cpu_since(servers_before)
+    measured.set()
+    for process in passes:
+        process.join(10)
     published = sum(int(r["published"]) for r in reports)
     ended = [r["ended_at"] for r in reports]
     elapsed_s = max(ended) - start_at
     own_s = sum(r["cpu_s"] for r in reports)
     return {
-        "scenario": "table",
-        "stored_schedules": total,
-        "due": due_count,
         "discovery_processes": processes,
         "claimed": sum(int(r["claimed"]) for r in reports),
         "published": published,
@@ -1270,14 +1337,6 @@ def scenario_table(
         # machine is the fastest this work could go here.
         "cpu_s": {"discovery": round(own_s, 3), "postgres_and_redis": round(servers_s, 3)},
         "cpu_bound_per_s": round(published * (os.cpu_count() or 1) / max(own_s + servers_s, 1e-6)),
-        "explain_due_query": plan,
-        "due_query_index_scan": any("Index" in line for line in plan)
-        and not any("Seq Scan" in line for line in plan),
-        # What holding the tasks costs: made by the server (generate_series), then
-        # vacuumed and analyzed; the bytes are the tables' with their indexes and TOAST.
-        "load_s": round(load_s, 1),
-        "storage_bytes": storage,
-        "storage_bytes_per_task": round(sum(storage.values()) / total),
     }
 
 
@@ -2273,13 +2332,19 @@ def main() -> None:
             for _ in range(max(1, args.repeat)):
                 emit(results, scenario_writeback(args.table_due, env))
         if "table" in chosen:
-            for processes in args.table_processes:
-                tables = []
-                for _ in range(max(1, args.repeat)):
-                    tables.append(scenario_table(args.table_rows, args.table_due, processes, env))
-                    emit(results, tables[-1])
-                if len(tables) > 1:
-                    emit(results, repeated("table", tables))
+            tables: list[dict[str, Any]] = []
+            runs = scenario_table(
+                args.table_rows, args.table_due, args.table_processes, args.repeat, env
+            )
+            for run in runs:
+                if tables and run["discovery_processes"] != tables[-1]["discovery_processes"]:
+                    if len(tables) > 1:
+                        emit(results, repeated("table", tables))
+                    tables = []
+                tables.append(run)
+                emit(results, run)
+            if len(tables) > 1:
+                emit(results, repeated("table", tables))
         if series:
             plot(series, Path(args.plot), "taskhub benchmark: lag distribution")
             emit(results, {"plot": args.plot})
